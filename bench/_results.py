@@ -1,0 +1,36 @@
+"""Write one benchmark's section of bench/RESULTS.md, leaving the other sections untouched."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import sys
+from datetime import date
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+HEADER = "# Benchmark results\n\nEach section is written by the script it names; rerun the command to reproduce it.\n"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{os.cpu_count()} CPU cores ({cpu}), {gpu}, Python {sys.version.split()[0]}, torch {torch.__version__}"
+
+
+def write_section(name: str, body: str, command: str) -> None:
+    """Replace (or append) the section delimited by markers for `name` in bench/RESULTS.md."""
+    begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
+    section = (
+        f"{begin}\n## {name}\n\n- command: `{command}`\n- machine: {machine()}\n- date: {date.today()}\n\n"
+        f"{body.strip()}\n{end}"
+    )
+    text = RESULTS.read_text() if RESULTS.exists() else HEADER
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(RESULTS)

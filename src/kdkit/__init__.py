@@ -1,0 +1,26 @@
+"""kdkit: knowledge distillation from a big teacher to a small student, measured.
+
+Python API in a nutshell::
+
+    from kdkit import OfflineDistillation, Supervised, TrainSettings, build_terms, fit
+    scheme = OfflineDistillation(student, teacher, build_terms([{"name": "kd", "T": 4, "alpha": 0.1}]))
+    fit(scheme, train_loader, val_loader, TrainSettings(epochs=20))
+"""
+
+from kdkit.checkpoint import load_weights, save_weights
+from kdkit.errors import ConfigError, DataError, KdkitError, ModelError, NonFiniteLossError
+from kdkit.losses import LOSSES, KDLoss, build_loss, kd_loss
+from kdkit.models import build_model
+from kdkit.schemes import OfflineDistillation, Scheme, Supervised
+from kdkit.settings import TrainSettings
+from kdkit.taps import Taps
+from kdkit.terms import LossTerm, build_terms
+from kdkit.trainer import FitResult, fit, predict
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LOSSES", "ConfigError", "DataError", "FitResult", "KDLoss", "KdkitError", "LossTerm", "ModelError",
+    "NonFiniteLossError", "OfflineDistillation", "Scheme", "Supervised", "Taps", "TrainSettings", "build_loss",
+    "build_model", "build_terms", "fit", "kd_loss", "load_weights", "predict", "save_weights",
+]

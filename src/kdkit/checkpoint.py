@@ -1,0 +1,74 @@
+"""Saving and loading weights: safetensors, written atomically; torch files only with ``weights_only=True``."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from kdkit.errors import ModelError
+
+
+def save_state(state: Mapping[str, Tensor], path: str | os.PathLike) -> Path:
+    """Write a state dict as safetensors via a temp file + rename, so a crash never leaves a torn file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # safetensors refuses shared storage; clone makes every tensor its own contiguous buffer
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
+    return save_state(model.state_dict(), path)
+
+
+def read_state(path: str | os.PathLike) -> dict[str, Tensor]:
+    """Read weights from .safetensors, or a torch checkpoint with weights_only=True (no unpickling of code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt, truncated or pickled-code files all end up here as one line
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"cannot read weights from {path}: {first}") from None
+    # common wrappers: {"state_dict": ...}, {"model": ...}
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ModelError(f"{path} holds a {type(state).__name__}, not a state dict of tensors")
+    return {k: v for k, v in state.items() if isinstance(v, Tensor)}
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> nn.Module:
+    """Load weights into `model`; a `module.` prefix (DDP) is stripped; mismatches give one clear line."""
+    state = {k.removeprefix("module."): v for k, v in read_state(path).items()}
+    own = model.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if k in own
+             and own[k].shape != v.shape]
+    if wrong:
+        raise ModelError(f"{path} does not fit {type(model).__name__}: shape mismatch in {wrong[0]}"
+                         f"{f' (+{len(wrong) - 1} more)' if len(wrong) > 1 else ''}")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if strict and (missing or unexpected):
+        raise ModelError(
+            f"{path} does not fit {type(model).__name__}: missing {missing[:3]}, unexpected {unexpected[:3]}; "
+            "check the model name and its arguments"
+        )
+    return model

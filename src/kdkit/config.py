@@ -1,0 +1,135 @@
+"""YAML run configs, validated with pydantic. Every error becomes one line naming the key and the fix."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from kdkit.errors import ConfigError
+from kdkit.settings import TrainSettings
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class DataConfig(_Strict):
+    name: str = Field("mnist1d", description="a built-in data set (mnist1d, digits)")
+    transfer_size: int = Field(0, ge=0, description="extra unlabelled samples for the teacher to label")
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+
+
+class ModelConfig(_Strict):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the model builder")
+    checkpoint: Path | None = Field(None, description="weights to load (.safetensors or a torch state dict)")
+    train: dict[str, Any] = Field(default_factory=dict, description="overrides of the top-level train settings")
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _exists(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"file not found: {path} (give the path of a .safetensors or .pt weights file)")
+        return path
+
+
+class DistillConfig(_Strict):
+    losses: list[dict[str, Any]] = Field(
+        default_factory=lambda: [{"name": "kd", "T": 4.0, "alpha": 0.1}],
+        description="loss terms, e.g. [{name: kd, weight: 1.0, T: 4, alpha: 0.1}]",
+    )
+    use_transfer: bool = Field(True, description="add the unlabelled transfer set to the distillation data")
+    cache_teacher: bool = Field(
+        False, description="compute teacher outputs once per sample (only without random augmentation)"
+    )
+    train: dict[str, Any] = Field(default_factory=dict, description="overrides for the distilled student")
+
+
+class RunConfig(_Strict):
+    seed: int = 0
+    output_dir: Path = Path("runs/kdkit")
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    teacher: ModelConfig
+    student: ModelConfig
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+
+    def settings(self, stage: str) -> TrainSettings:
+        """Train settings of 'teacher', 'student' (alone) or 'distill', with the run seed unless overridden."""
+        merged = {**self.train.model_dump(), "seed": self.seed}
+        merged.update(self.teacher.train if stage == "teacher" else self.student.train)
+        where = f"{stage if stage == 'teacher' else 'student'}.train"
+        if stage == "distill":
+            merged.update(self.distill.train)
+            where = "distill.train" if self.distill.train else where
+        try:
+            return TrainSettings(**merged)
+        except ValidationError as err:
+            raise ConfigError(format_validation_error(err, TrainSettings, prefix=where)) from None
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model class that owns the key at `loc` (for 'did you mean' hints)."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        ann = getattr(field, "annotation", None)
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return None
+        model = ann
+    return model
+
+
+def format_validation_error(err: ValidationError, schema: type[BaseModel], prefix: str = "") -> str:
+    """First pydantic error as one line: 'config error at teacher.modle: unknown key; did you mean 'model'?'."""
+    first = err.errors()[0]
+    loc = tuple(first["loc"])
+    key = ".".join(str(p) for p in ((prefix,) if prefix else ()) + loc)
+    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    if first["type"] == "extra_forbidden":
+        owner = _model_at(schema, loc)
+        known = list(owner.model_fields) if owner else []
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(known)}"
+        return f"config error at {key}: unknown key; {hint}{more}"
+    if first["type"] == "missing":
+        return f"config error at {key}: required key is missing; add it to the config{more}"
+    msg = first["msg"].removeprefix("Value error, ")
+    value = first.get("input")
+    shown = f" (got {value!r})" if not isinstance(value, (dict, list)) and value is not None else ""
+    return f"config error at {key}: {msg}{shown}{more}"
+
+
+def parse_config(raw: Any) -> RunConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError("config error: the file must hold a mapping of keys (teacher:, student:, ...)")
+    try:
+        cfg = RunConfig(**raw)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, RunConfig)) from None
+    for stage in ("teacher", "student", "distill"):
+        cfg.settings(stage)  # validate the overrides now, not after the teacher has trained
+    from kdkit.terms import build_terms
+
+    build_terms(cfg.distill.losses)
+    return cfg
+
+
+def load_config(path: str | Path) -> RunConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"config error: {path} is not valid YAML{where}") from None
+    return parse_config(raw)
+
+
+def dump_config(cfg: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

@@ -1,0 +1,40 @@
+"""Distillation losses: one file per method, each a plain ``nn.Module`` with
+``forward(student, teacher, target=None) -> scalar``.
+
+Adding a method = one new file + one line in ``LOSSES``.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from torch import nn
+
+from kdkit.errors import ConfigError
+from kdkit.losses.ce import CrossEntropy
+from kdkit.losses.kd import KDLoss, kd_loss
+
+LOSSES: dict[str, type[nn.Module]] = {
+    "ce": CrossEntropy,
+    "kd": KDLoss,
+}
+
+
+def build_loss(name: str, **kwargs: object) -> nn.Module:
+    """Instantiate a registered loss by name; unknown names or arguments give a one-line ConfigError."""
+    if name not in LOSSES:
+        raise ConfigError(f"unknown loss '{name}'; choose one of: {', '.join(sorted(LOSSES))}")
+    cls = LOSSES[name]
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    unknown = set(kwargs) - accepted
+    if unknown:
+        raise ConfigError(
+            f"loss '{name}' got unknown argument(s) {sorted(unknown)}; it accepts: {sorted(accepted) or 'none'}"
+        )
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"loss '{name}': {err}") from None
+
+
+__all__ = ["LOSSES", "build_loss", "KDLoss", "kd_loss", "CrossEntropy"]

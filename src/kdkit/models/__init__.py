@@ -1,0 +1,52 @@
+"""Models by name. ``build_model("cnn1d", input_shape, num_classes, width=64)``.
+
+Built-in families live one per file; a name with a prefix (``torchvision:resnet18``, ``timm:...``) is resolved by
+the matching entry in ``RESOLVERS``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from torch import nn
+
+from kdkit.errors import ConfigError
+from kdkit.models.cnn import CNN1d, CNN2d, build_cnn1d, build_cnn2d
+from kdkit.models.mlp import MLP, build_mlp
+
+Builder = Callable[..., nn.Module]
+
+MODELS: dict[str, Builder] = {
+    "mlp": build_mlp,
+    "cnn1d": build_cnn1d,
+    "cnn2d": build_cnn2d,
+}
+
+# prefix -> function(name_after_prefix, input_shape, num_classes, **kwargs)
+RESOLVERS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def build_model(name: str, input_shape: Sequence[int], num_classes: int, **kwargs: Any) -> nn.Module:
+    """Build a model by registry name; unknown names or arguments give a one-line ConfigError."""
+    if ":" in name:
+        prefix, _, rest = name.partition(":")
+        if prefix not in RESOLVERS:
+            raise ConfigError(f"unknown model source '{prefix}:'; known: {', '.join(sorted(RESOLVERS)) or 'none'}")
+        return RESOLVERS[prefix](rest, input_shape, num_classes, **kwargs)
+    if name not in MODELS:
+        raise ConfigError(f"unknown model '{name}'; choose one of: {', '.join(sorted(MODELS))}")
+    builder = MODELS[name]
+    params = inspect.signature(builder).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = set(kwargs) - set(params)
+        if unknown:
+            raise ConfigError(f"model '{name}' got unknown argument(s) {sorted(unknown)}")
+    try:
+        return builder(tuple(input_shape), num_classes, **kwargs)
+    except TypeError as err:
+        raise ConfigError(f"model '{name}': {err}") from None
+
+
+__all__ = ["MODELS", "RESOLVERS", "build_model", "MLP", "CNN1d", "CNN2d"]

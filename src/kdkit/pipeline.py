@@ -1,0 +1,181 @@
+"""The main job from one config: train (or load) the teacher, train the student alone, distil the same student,
+then measure all three on the test split and write a run directory:
+
+    run_dir/config.yaml        the resolved config (re-runnable with `kdkit train`)
+    run_dir/models/*.safetensors   teacher, student_alone, student_kd (final weights, no adapters)
+    run_dir/checkpoints/       best/last checkpoints of every stage (+ adapters as *.extras.safetensors)
+    run_dir/metrics.jsonl      one line per epoch and stage
+    run_dir/predictions.npz    logits of the three models on test and distillation data (+ labels)
+    run_dir/results.json       the table's numbers;  run_dir/table.md  the table as Markdown
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from torch import nn
+from torch.utils.data import ConcatDataset
+
+from kdkit import metrics
+from kdkit.checkpoint import load_weights, save_weights
+from kdkit.config import RunConfig, dump_config
+from kdkit.data import DataBundle, Indexed, build_data, make_loader
+from kdkit.errors import ModelError, RunDirError
+from kdkit.models import build_model
+from kdkit.report.table import print_table, to_markdown
+from kdkit.schemes import OfflineDistillation, Supervised
+from kdkit.terms import build_terms
+from kdkit.trainer import fit, predict, resolve_device, seed_everything
+
+ROLES = ("teacher", "student_alone", "student_kd")
+LABELS = {"teacher": "teacher", "student_alone": "student alone", "student_kd": "distilled student"}
+FORMAT_VERSION = 1
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    rows: list[dict[str, Any]]
+    models: dict[str, nn.Module]
+
+
+def _check_outputs(model: nn.Module, bundle: DataBundle, role: str) -> None:
+    x = bundle.test[0][0].unsqueeze(0)
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(x.to(next(model.parameters()).device))
+    model.train(was)
+    if out.shape[-1] != bundle.num_classes:
+        raise ModelError(
+            f"the {role} has {out.shape[-1]} outputs but the data has {bundle.num_classes} classes; "
+            f"set num_classes/params of the {role} to match the data"
+        )
+
+
+def build_models(cfg: RunConfig, bundle: DataBundle) -> dict[str, nn.Module]:
+    """The three models, the two students from the same seed so they start from identical weights."""
+    seed_everything(cfg.seed)
+    teacher = build_model(cfg.teacher.name, bundle.input_shape, bundle.num_classes, **cfg.teacher.params)
+    students = {}
+    for role in ("student_alone", "student_kd"):
+        seed_everything(cfg.seed + 1)
+        students[role] = build_model(cfg.student.name, bundle.input_shape, bundle.num_classes, **cfg.student.params)
+    return {"teacher": teacher, **students}
+
+
+def distillation_data(cfg: RunConfig, bundle: DataBundle):
+    if cfg.distill.use_transfer and bundle.transfer is not None:
+        return ConcatDataset([bundle.train, bundle.transfer])
+    return bundle.train
+
+
+def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False) -> RunResult:
+    console = console or Console()
+    run_dir = Path(cfg.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a rerun into the same directory starts a fresh log
+    dump_config(cfg, run_dir / "config.yaml")
+    bundle = build_data(cfg.data, cfg.seed)
+    models = build_models(cfg, bundle)
+    terms = build_terms(cfg.distill.losses)
+
+    def loaders(stage: str, train_set):
+        s = cfg.settings(stage)
+        return (make_loader(train_set, s.batch_size, shuffle=True, seed=s.seed),
+                make_loader(bundle.val, 512, shuffle=False), s)
+
+    teacher = models["teacher"]
+    if cfg.teacher.checkpoint is not None:
+        load_weights(teacher, cfg.teacher.checkpoint)
+        console.print(f"teacher: loaded {cfg.teacher.checkpoint}")
+    else:
+        train_loader, val_loader, s = loaders("teacher", bundle.train)
+        fit(Supervised(teacher, s.label_smoothing), train_loader, val_loader, s, run_dir, "teacher")
+    _check_outputs(teacher, bundle, "teacher")
+
+    train_loader, val_loader, s = loaders("student", bundle.train)
+    fit(Supervised(models["student_alone"], s.label_smoothing), train_loader, val_loader, s, run_dir,
+        "student_alone")
+
+    distill_set = distillation_data(cfg, bundle)
+    if cfg.distill.cache_teacher:
+        distill_set = Indexed(distill_set)
+    train_loader, val_loader, s = loaders("distill", distill_set)
+    cache_size = len(distill_set) if cfg.distill.cache_teacher else None
+    scheme = OfflineDistillation(models["student_kd"], teacher, terms, cache_size=cache_size)
+    fit(scheme, train_loader, val_loader, s, run_dir, "student_kd")
+    scheme.close()
+
+    for role, model in models.items():
+        save_weights(model, run_dir / "models" / f"{role}.safetensors")
+    rows = evaluate_models(cfg, bundle, models, run_dir, quick_cost=quick_cost)
+    print_table(rows, title=f"kdkit: {cfg.data.name} (test split)", console=console)
+    console.print(f"run directory: {run_dir}")
+    return RunResult(run_dir, rows, models)
+
+
+def evaluate_models(
+    cfg: RunConfig, bundle: DataBundle, models: dict[str, nn.Module], run_dir: Path, quick_cost: bool = False
+) -> list[dict[str, Any]]:
+    """Test metrics and cost of the three models; writes predictions.npz, results.json and table.md."""
+    device = resolve_device(cfg.train.device)
+    test_loader = make_loader(bundle.test, 512, shuffle=False)
+    distill_loader = make_loader(distillation_data(cfg, bundle), 512, shuffle=False)
+    preds: dict[str, np.ndarray] = {}
+    for role, model in models.items():
+        model.to(device)
+        preds[f"test_{role}"], preds["test_labels"] = predict(model, test_loader, device)
+        preds[f"train_{role}"], preds["train_labels"] = predict(model, distill_loader, device)
+    rows = []
+    for role, model in models.items():
+        teacher_logits = None if role == "teacher" else preds["test_teacher"]
+        row = {"model": LABELS[role], "role": role}
+        row.update(metrics.cost_report(model, bundle.input_shape, quick=quick_cost))
+        row.update(metrics.classification_report(preds[f"test_{role}"], preds["test_labels"], teacher_logits))
+        rows.append(row)
+    for row in rows:
+        row["speedup"] = rows[0]["latency_ms"] / row["latency_ms"]
+    np.savez_compressed(run_dir / "predictions.npz", **preds)
+    summary = {
+        "format": FORMAT_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "device": str(device),
+        "data": {"name": cfg.data.name, "num_classes": bundle.num_classes, "input_shape": list(bundle.input_shape),
+                 "n_test": len(bundle.test)},
+        "rows": rows,
+    }
+    (run_dir / "results.json").write_text(json.dumps(summary, indent=2))
+    (run_dir / "table.md").write_text(to_markdown(rows))
+    return rows
+
+
+def evaluate_run(run_dir: str | Path, console: Console | None = None, quick_cost: bool = False) -> list[dict]:
+    """Re-evaluate a run directory from its saved config and models alone."""
+    import yaml
+
+    from kdkit.config import parse_config
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"run directory not found: {run_dir}")
+    missing = [p for p in ["config.yaml", *(f"models/{r}.safetensors" for r in ROLES)] if not (run_dir / p).exists()]
+    if missing:
+        raise RunDirError(f"{run_dir} is not a complete kdkit run: missing {', '.join(missing)}")
+    raw = yaml.safe_load((run_dir / "config.yaml").read_text())
+    raw.get("teacher", {})["checkpoint"] = None  # the run keeps its own copy in models/teacher.safetensors
+    cfg = parse_config(raw)
+    bundle = build_data(cfg.data, cfg.seed)
+    models = build_models(cfg, bundle)
+    for role, model in models.items():
+        load_weights(model, run_dir / "models" / f"{role}.safetensors")
+    rows = evaluate_models(cfg, bundle, models, run_dir, quick_cost=quick_cost)
+    print_table(rows, title=f"kdkit: {cfg.data.name} (test split, re-evaluated)", console=console)
+    return rows

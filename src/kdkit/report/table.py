@@ -1,0 +1,53 @@
+"""The comparison table: teacher, student alone, distilled student; generalization, fidelity and cost."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+# key -> (header, formatter)
+COLUMNS: dict[str, tuple[str, Callable[[Any], str]]] = {
+    "model": ("model", str),
+    "params": ("params", lambda v: f"{v:,}"),
+    "size_bytes": ("size (KB)", lambda v: f"{v / 1024:,.1f}"),
+    "latency_ms": ("latency b=1 (ms)", lambda v: f"{v:.3f}"),
+    "throughput": ("throughput b=256 (/s)", lambda v: f"{v:,.0f}"),
+    "speedup": ("speed-up", lambda v: f"{v:.1f}x"),
+    "accuracy": ("accuracy", lambda v: f"{v:.4f}"),
+    "macro_f1": ("macro F1", lambda v: f"{v:.4f}"),
+    "nll": ("NLL", lambda v: f"{v:.4f}"),
+    "ece": ("ECE", lambda v: f"{v:.4f}"),
+    "agreement": ("agreement", lambda v: f"{v:.4f}"),
+    "predictive_kl": ("pred. KL", lambda v: f"{v:.4f}"),
+}
+
+
+def _cells(row: dict[str, Any], keys: Sequence[str]) -> list[str]:
+    return [COLUMNS[k][1](row[k]) if row.get(k) is not None else "-" for k in keys]
+
+
+def _keys(rows: Sequence[dict[str, Any]]) -> list[str]:
+    return [k for k in COLUMNS if any(r.get(k) is not None for r in rows)]
+
+
+def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    keys = _keys(rows)
+    lines = ["| " + " | ".join(COLUMNS[k][0] for k in keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(_cells(r, keys)) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def print_table(rows: Sequence[dict[str, Any]], title: str = "", console: Console | None = None) -> None:
+    keys = _keys(rows)
+    table = Table(title=title or None)
+    for k in keys:
+        table.add_column(COLUMNS[k][0], justify="left" if k == "model" else "right")
+    for r in rows:
+        table.add_row(*_cells(r, keys))
+    console = console or Console()
+    if not console.is_terminal and console.width < 150:  # piped or CI output: do not squeeze the columns
+        console = Console(width=150, file=console.file)
+    console.print(table)

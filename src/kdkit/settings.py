@@ -1,0 +1,31 @@
+"""Training settings shared by the Python API, the YAML config and the CLI."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "agreement": True,
+                    "nll": False, "ece": False, "predictive_kl": False, "loss": False}
+
+
+class TrainSettings(BaseModel):
+    """How one model is trained. Defaults: AdamW with a cosine schedule, best checkpoint by macro F1."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    momentum: float = Field(0.9, ge=0, lt=1)
+    scheduler: Literal["cosine", "none"] = "cosine"
+    grad_clip: float | None = Field(None, gt=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    monitor: Literal["accuracy", "macro_f1", "nll", "ece", "agreement", "predictive_kl", "loss"] = "macro_f1"
+    patience: int | None = Field(None, ge=1, description="stop after this many epochs without improvement")
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True

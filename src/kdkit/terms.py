@@ -1,0 +1,92 @@
+"""A LossTerm binds one loss to the tensors it compares, so losses never deal with hooks or module paths.
+
+    term value = weight * ramp(epoch) * loss(adapter(student[student_key]), teacher[teacher_key], target)
+
+where ramp(epoch) = min(1, (epoch + 1) / warmup_epochs) linearly warms a term up (as DKD does) and the adapter
+(optional, trainable, saved apart from the student) maps student features to the teacher's shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+from kdkit.errors import ConfigError, ModelError
+from kdkit.losses import build_loss
+from kdkit.taps import LOGITS
+
+
+class LossTerm(nn.Module):
+    def __init__(
+        self,
+        loss: nn.Module,
+        weight: float = 1.0,
+        student: str = LOGITS,
+        teacher: str = LOGITS,
+        name: str | None = None,
+        adapter: nn.Module | None = None,
+        warmup_epochs: int = 0,
+    ) -> None:
+        super().__init__()
+        self.loss, self.weight, self.warmup_epochs = loss, float(weight), int(warmup_epochs)
+        self.student_key, self.teacher_key = student, teacher
+        self.name = name or type(loss).__name__.lower()
+        self.adapter = adapter
+        self.uses_teacher = getattr(loss, "uses_teacher", True)
+
+    def ramp(self, epoch: int) -> float:
+        return 1.0 if self.warmup_epochs <= 0 else min(1.0, (epoch + 1) / self.warmup_epochs)
+
+    def forward(
+        self,
+        student_out: Mapping[str, Tensor],
+        teacher_out: Mapping[str, Tensor] | None,
+        target: Tensor | None,
+        epoch: int = 0,
+    ) -> tuple[Tensor, Tensor]:
+        """Returns (weighted value that enters the total, raw loss value for logging)."""
+        s = student_out[self.student_key]
+        if self.adapter is not None:
+            s = self.adapter(s)
+        t = None
+        if self.uses_teacher:
+            if teacher_out is None:
+                raise ModelError(f"loss term '{self.name}' needs a teacher but this scheme has none")
+            t = teacher_out[self.teacher_key]
+            if self.student_key == LOGITS and self.teacher_key == LOGITS and s.shape[-1] != t.shape[-1]:
+                raise ModelError(
+                    f"teacher predicts {t.shape[-1]} classes but the student {s.shape[-1]}; "
+                    "give both models the same number of outputs (num_classes)"
+                )
+        raw = self.loss(s, t, target)
+        return self.weight * self.ramp(epoch) * raw, raw.detach()
+
+
+TERM_KEYS = {"name", "weight", "student", "teacher", "warmup_epochs"}
+
+
+def build_terms(specs: Sequence[Mapping[str, Any]]) -> list[LossTerm]:
+    """Build terms from config dicts such as ``{name: kd, weight: 1.0, T: 4}``; other keys go to the loss."""
+    if not specs:
+        raise ConfigError("distill.losses is empty; give at least one term, e.g. [{name: kd, T: 4}]")
+    terms, seen = [], {}
+    for spec in specs:
+        spec = dict(spec)
+        if "name" not in spec:
+            raise ConfigError(f"loss term {spec} has no 'name'; e.g. {{name: kd, weight: 1.0, T: 4}}")
+        name = spec.pop("name")
+        options = {k: spec.pop(k) for k in list(spec) if k in TERM_KEYS}
+        loss = build_loss(name, **spec)
+        seen[name] = seen.get(name, 0) + 1
+        label = name if seen[name] == 1 else f"{name}{seen[name]}"
+        terms.append(LossTerm(loss, name=label, **options))
+    return terms
+
+
+def tapped_paths(terms: Sequence[LossTerm]) -> tuple[set[str], set[str]]:
+    """The student and teacher module paths the terms read (besides logits)."""
+    student = {t.student_key for t in terms} - {LOGITS}
+    teacher = {t.teacher_key for t in terms if t.uses_teacher} - {LOGITS}
+    return student, teacher

@@ -1,0 +1,259 @@
+"""The one training loop: batches -> scheme (forward + loss terms) -> backward -> step; then validation,
+checkpoints (best by a chosen metric, and last), JSONL metrics and a progress bar.
+
+Used alike for training a teacher, a student alone, and a distilled student.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from kdkit import metrics
+from kdkit.checkpoint import save_state
+from kdkit.errors import ConfigError, DataError, NonFiniteLossError
+from kdkit.losses.kd import IGNORE_INDEX
+from kdkit.schemes.base import Scheme
+from kdkit.settings import HIGHER_IS_BETTER, TrainSettings
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def split_batch(batch: Any, device: torch.device) -> tuple[Tensor, Tensor | None]:
+    """(x, y) from a batch given as a tensor, (x,), (x, y, ...) or a dict with 'x'/'input' and 'y'/'label(s)'."""
+    return _split(batch, device)[:2]
+
+
+def _split(batch: Any, device: torch.device) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    index = None
+    if isinstance(batch, dict):
+        index = batch.get("index")
+        x = next((batch[k] for k in ("x", "input", "inputs", "image", "pixel_values") if k in batch), None)
+        y = next((batch[k] for k in ("y", "label", "labels", "target") if k in batch), None)
+        if x is None:
+            raise DataError(f"batch dict has no input key ('x', 'input', 'image'...); keys: {sorted(batch)}")
+    elif isinstance(batch, Tensor):
+        x, y = batch, None
+    else:
+        x, y = batch[0], (batch[1] if len(batch) > 1 else None)
+    return x.to(device, non_blocking=True), (y.to(device, non_blocking=True) if y is not None else None), index
+
+
+def check_labels(y: Tensor | None, num_classes: int) -> None:
+    if y is None or y.numel() == 0:
+        return
+    low, high = int(y.min()), int(y.max())
+    if low < IGNORE_INDEX or high >= num_classes:
+        bad = high if high >= num_classes else low
+        raise DataError(
+            f"label {bad} is outside the model's {num_classes} classes [0, {num_classes - 1}] "
+            f"(-1 marks an unlabelled row); check the labels or the model's num_classes"
+        )
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: DataLoader, device: torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels of a whole loader, in loader order, with the model in eval mode."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    logits, labels = [], []
+    for batch in loader:
+        x, y = split_batch(batch, device)
+        logits.append(model(x).float().cpu())
+        labels.append(y.cpu() if y is not None else torch.full((len(x),), IGNORE_INDEX))
+    model.train(was_training)
+    return torch.cat(logits).numpy(), torch.cat(labels).numpy()
+
+
+@torch.no_grad()
+def validate(scheme: Scheme, loader: DataLoader, device: torch.device) -> dict[str, float]:
+    scheme.train(False)
+    student, teacher, labels = [], [], []
+    for batch in loader:
+        x, y = split_batch(batch, device)
+        s, t = scheme.eval_logits(x)
+        student.append(s.float().cpu())
+        labels.append(y.cpu())
+        if t is not None:
+            teacher.append(t.float().cpu())
+    t_all = torch.cat(teacher).numpy() if teacher else None
+    return metrics.classification_report(torch.cat(student).numpy(), torch.cat(labels).numpy(), t_all)
+
+
+class JsonlLog:
+    """Appends one JSON object per line; flushed at once so a crash keeps what was logged."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.path is not None:
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = -1
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    best_checkpoint: Path | None = None
+    stopped_early: bool = False
+
+
+def _optimizer(params: list[nn.Parameter], s: TrainSettings) -> torch.optim.Optimizer:
+    if s.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay, nesterov=True)
+    cls = torch.optim.AdamW if s.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=s.lr, weight_decay=s.weight_decay)
+
+
+def _schedule(optimizer: torch.optim.Optimizer, s: TrainSettings, total_steps: int):
+    if s.scheduler == "none":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    )
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"), disable=not enabled, transient=False,
+    )
+
+
+def fit(
+    scheme: Scheme,
+    train_loader: DataLoader,
+    val_loader: DataLoader | None = None,
+    settings: TrainSettings | None = None,
+    run_dir: str | Path | None = None,
+    name: str = "model",
+) -> FitResult:
+    """Train `scheme.student`; at the end the student holds its best weights (by `settings.monitor` on
+    validation data, or the last epoch when there is no validation data)."""
+    s = settings or TrainSettings()
+    if len(train_loader) == 0:
+        raise DataError(f"no training batches for '{name}': the training set is empty")
+    seed_everything(s.seed)
+    device = resolve_device(s.device)
+    scheme.to(device)
+    params = [p for p in scheme.parameters() if p.requires_grad]
+    if not params:
+        raise ConfigError(f"'{name}' has no trainable parameters (all have requires_grad=False)")
+    optimizer = _optimizer(params, s)
+    scheduler = _schedule(optimizer, s, s.epochs * len(train_loader))
+    ckpt_dir = Path(run_dir) / "checkpoints" if run_dir is not None else None
+    log = JsonlLog(Path(run_dir) / "metrics.jsonl" if run_dir is not None else None)
+    higher = HIGHER_IS_BETTER[s.monitor]
+    result, best_value, best_state, since_best = FitResult(), None, None, 0
+    last_good = "none yet (failed in the first epoch)"
+    num_classes = None
+
+    with _progress(s.progress) as bar:
+        task = bar.add_task(f"{name}", total=s.epochs * len(train_loader), status="")
+        for epoch in range(s.epochs):
+            scheme.train()
+            sums: dict[str, float] = defaultdict(float)
+            correct = seen = 0
+            for step, batch in enumerate(train_loader):
+                x, y, index = _split(batch, device)
+                if num_classes is None:  # one tiny forward, so bad labels fail here and not deep inside a loss
+                    scheme.train(False)  # eval mode: the probe must not touch BatchNorm statistics
+                    num_classes = scheme.eval_logits(x[:1])[0].shape[-1]
+                    scheme.train()
+                check_labels(y, num_classes)
+                weighted, raw, logits = scheme.losses(x, y, epoch, index)
+                loss = sum(weighted.values())
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(
+                        f"'{name}' loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; training "
+                        f"stopped, last good checkpoint: {last_good}; lower lr or set grad_clip"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if s.grad_clip:
+                    nn.utils.clip_grad_norm_(params, s.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                sums["loss"] += loss.item() * len(x)
+                for key, value in raw.items():
+                    sums[key] += value.item() * len(x)
+                if y is not None:
+                    labelled = y != IGNORE_INDEX
+                    correct += int((logits.argmax(-1)[labelled] == y[labelled]).sum())
+                    seen += int(labelled.sum())
+                bar.advance(task)
+            n = len(train_loader.dataset) if hasattr(train_loader, "dataset") else 1
+            record: dict[str, Any] = {"model": name, "epoch": epoch + 1, "lr": scheduler.get_last_lr()[0]}
+            record.update({f"train_{k}": v / n for k, v in sums.items()})
+            record["train_accuracy"] = correct / seen if seen else None
+            if val_loader is not None:
+                record.update({f"val_{k}": v for k, v in validate(scheme, val_loader, device).items()})
+            value = record.get(f"val_{s.monitor}", record["train_loss"] if s.monitor == "loss" else None)
+            if value is None:
+                raise ConfigError(
+                    f"monitor '{s.monitor}' is not available for '{name}' "
+                    f"({'no validation data' if val_loader is None else 'no teacher in this scheme'}); "
+                    "choose e.g. monitor: macro_f1"
+                )
+            improved = best_value is None or (value > best_value if higher else value < best_value)
+            if improved or val_loader is None:
+                best_value, since_best, result.best_epoch = value, 0, epoch + 1
+                best_state = {k: v.detach().cpu().clone() for k, v in scheme.student.state_dict().items()}
+                result.best_metrics = {k[4:]: v for k, v in record.items() if k.startswith("val_")}
+                if ckpt_dir is not None:
+                    result.best_checkpoint = save_state(best_state, ckpt_dir / f"{name}.best.safetensors")
+            else:
+                since_best += 1
+            if ckpt_dir is not None:
+                save_state(scheme.student.state_dict(), ckpt_dir / f"{name}.last.safetensors")
+                if len(scheme.extras.state_dict()):
+                    save_state(scheme.extras.state_dict(), ckpt_dir / f"{name}.extras.safetensors")
+                last_good = str(ckpt_dir / f"{name}.last.safetensors") + f" (epoch {epoch + 1})"
+            else:
+                last_good = f"in memory (epoch {epoch + 1})"
+            record["best_epoch"] = result.best_epoch
+            log.write(record)
+            result.history.append(record)
+            bar.update(task, status=_status(record))
+            if s.patience is not None and since_best >= s.patience:
+                result.stopped_early = True
+                break
+    scheme.train(False)
+    if best_state is not None:
+        scheme.student.load_state_dict(best_state)
+    return result
+
+
+def _status(record: dict[str, Any]) -> str:
+    parts = [f"loss {record['train_loss']:.3f}"]
+    for key, label in (("val_accuracy", "acc"), ("val_macro_f1", "F1"), ("val_agreement", "agree")):
+        if key in record:
+            parts.append(f"{label} {record[key]:.3f}")
+    return " ".join(parts)
