@@ -59,6 +59,34 @@ def evaluate(
     evaluate_run(run_dir, console=console, quick_cost=quick)
 
 
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="a run directory written by `kdkit demo` or `kdkit train`"),
+    screenshot: Path | None = typer.Option(None, help="also save a PNG of the report's top (needs chromium)"),
+) -> None:
+    """Write report.html (self-contained) and report.md: generalization, fidelity, cost and plots of a run."""
+    from kdkit.report.build import write_report
+
+    files = write_report(run_dir)
+    console.print(f"report: {files.html}\n        {files.markdown} (+ {len(files.figures)} figures)")
+    if screenshot is not None:
+        from kdkit.report.browser import screenshot as take_screenshot
+
+        console.print(f"screenshot: {take_screenshot(files.html, screenshot)}")
+
+
+@app.command()
+def compare(
+    run_dirs: list[Path] = typer.Argument(..., help="run directories (methods, schemes, seeds)"),
+    output_dir: Path = typer.Option(Path("runs/compare"), "--output-dir", "-o", help="where to write"),
+) -> None:
+    """Several runs in one table (mean +- std over seeds) and one accuracy-vs-latency chart, HTML and Markdown."""
+    from kdkit.report.compare import write_compare
+
+    files = write_compare(run_dirs, output_dir)
+    console.print(f"comparison: {files.html}\n            {files.markdown}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the Typer app and turns KdkitError into one line on stderr and exit code 2."""
     try:

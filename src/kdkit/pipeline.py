@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import ConcatDataset
 
 from kdkit import metrics
+from kdkit.adapters import example_inputs
 from kdkit.checkpoint import load_weights, save_weights
 from kdkit.config import RunConfig, dump_config
 from kdkit.data import DataBundle, Indexed, build_data, make_loader
@@ -79,27 +80,28 @@ def distillation_data(cfg: RunConfig, bundle: DataBundle):
 
 def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False) -> RunResult:
     console = console or Console()
+    # everything that can fail on bad input runs before the run directory is touched
+    bundle = build_data(cfg.data, cfg.seed)
+    models = build_models(cfg, bundle)
+    terms = build_terms(cfg.distill.losses)
+    teacher = models["teacher"]
+    if cfg.teacher.checkpoint is not None:
+        load_weights(teacher, cfg.teacher.checkpoint)
+        console.print(f"teacher: loaded {cfg.teacher.checkpoint}")
+        _check_outputs(teacher, bundle, "teacher")
     run_dir = Path(cfg.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a rerun into the same directory starts a fresh log
     dump_config(cfg, run_dir / "config.yaml")
-    bundle = build_data(cfg.data, cfg.seed)
-    models = build_models(cfg, bundle)
-    terms = build_terms(cfg.distill.losses)
 
     def loaders(stage: str, train_set):
         s = cfg.settings(stage)
         return (make_loader(train_set, s.batch_size, shuffle=True, seed=s.seed),
                 make_loader(bundle.val, 512, shuffle=False), s)
 
-    teacher = models["teacher"]
-    if cfg.teacher.checkpoint is not None:
-        load_weights(teacher, cfg.teacher.checkpoint)
-        console.print(f"teacher: loaded {cfg.teacher.checkpoint}")
-    else:
+    if cfg.teacher.checkpoint is None:
         train_loader, val_loader, s = loaders("teacher", bundle.train)
         fit(Supervised(teacher, s.label_smoothing), train_loader, val_loader, s, run_dir, "teacher")
-    _check_outputs(teacher, bundle, "teacher")
 
     train_loader, val_loader, s = loaders("student", bundle.train)
     fit(Supervised(models["student_alone"], s.label_smoothing), train_loader, val_loader, s, run_dir,
@@ -110,7 +112,8 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
         distill_set = Indexed(distill_set)
     train_loader, val_loader, s = loaders("distill", distill_set)
     cache_size = len(distill_set) if cfg.distill.cache_teacher else None
-    scheme = OfflineDistillation(models["student_kd"], teacher, terms, cache_size=cache_size)
+    scheme = OfflineDistillation(models["student_kd"], teacher, terms, cache_size=cache_size,
+                                 example=example_inputs(distill_set))  # creates adapters where shapes differ
     fit(scheme, train_loader, val_loader, s, run_dir, "student_kd")
     scheme.close()
 

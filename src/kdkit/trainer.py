@@ -215,11 +215,12 @@ def fit(
             record["train_accuracy"] = correct / seen if seen else None
             if val_loader is not None:
                 record.update({f"val_{k}": v for k, v in validate(scheme, val_loader, device).items()})
-            value = record.get(f"val_{s.monitor}", record["train_loss"] if s.monitor == "loss" else None)
+            # without validation data the last epoch is the best one; the monitor only matters with it
+            monitor_key = "train_loss" if val_loader is None or s.monitor == "loss" else f"val_{s.monitor}"
+            value = record.get(monitor_key)
             if value is None:
                 raise ConfigError(
-                    f"monitor '{s.monitor}' is not available for '{name}' "
-                    f"({'no validation data' if val_loader is None else 'no teacher in this scheme'}); "
+                    f"monitor '{s.monitor}' needs a teacher, but '{name}' is trained without one; "
                     "choose e.g. monitor: macro_f1"
                 )
             improved = best_value is None or (value > best_value if higher else value < best_value)
@@ -245,6 +246,7 @@ def fit(
             if s.patience is not None and since_best >= s.patience:
                 result.stopped_early = True
                 break
+    optimizer.zero_grad(set_to_none=True)  # frees gradient memory; a trained model is handed back clean
     scheme.train(False)
     if best_state is not None:
         scheme.student.load_state_dict(best_state)

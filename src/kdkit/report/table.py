@@ -44,7 +44,7 @@ def print_table(rows: Sequence[dict[str, Any]], title: str = "", console: Consol
     keys = _keys(rows)
     table = Table(title=title or None)
     for k in keys:
-        table.add_column(COLUMNS[k][0], justify="left" if k == "model" else "right")
+        table.add_column(COLUMNS[k][0], justify="left" if k == "model" else "right", no_wrap=k == "model")
     for r in rows:
         table.add_row(*_cells(r, keys))
     console = console or Console()

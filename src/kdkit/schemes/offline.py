@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from kdkit.adapters import attach_adapters
 from kdkit.schemes.base import Scheme
 from kdkit.taps import Taps
 from kdkit.terms import LossTerm, tapped_paths
@@ -43,8 +44,10 @@ class TeacherCache:
 
 class OfflineDistillation(Scheme):
     def __init__(
-        self, student: nn.Module, teacher: nn.Module, terms: Sequence[LossTerm], cache_size: int | None = None
+        self, student: nn.Module, teacher: nn.Module, terms: Sequence[LossTerm], cache_size: int | None = None,
+        example: Tensor | None = None,
     ) -> None:
+        """`example`: a few training inputs; when given, adapters are attached at once (see attach_adapters)."""
         super().__init__(student)
         self.teacher = teacher.eval().requires_grad_(False)
         self.terms = list(terms)
@@ -53,6 +56,13 @@ class OfflineDistillation(Scheme):
         self.student_taps = Taps(student, student_paths)
         self.teacher_taps = Taps(teacher, teacher_paths)
         self.cache = TeacherCache(cache_size) if cache_size else None
+        if example is not None:
+            self.attach_adapters(example)
+
+    def attach_adapters(self, example: Tensor) -> list[str]:
+        """Create the adapters of terms whose student and teacher features differ in shape (e.g. FitNets), by one
+        eval-mode forward of both models on `example`. Call before `fit`, which builds the optimiser."""
+        return attach_adapters(self.student, self.teacher, self.terms, example)
 
     def to(self, device: torch.device) -> OfflineDistillation:
         super().to(device)

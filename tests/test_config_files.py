@@ -1,0 +1,29 @@
+"""Shipped configs and README examples stay true."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from kdkit.config import load_config
+from kdkit.demo import demo_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_demo_yaml_is_the_demo():
+    assert load_config(ROOT / "configs" / "demo.yaml").model_dump() == demo_config().model_dump()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_validates(path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    load_config(path)
+
+
+def test_readme_python_examples_run(tmp_path, monkeypatch):
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert blocks, "the README should show the Python API"
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {"__name__": "__readme__"})
