@@ -26,7 +26,9 @@ def _run(argv, capsys):
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "demo"
-    main(["demo", "--quick", "-o", str(run_dir)])
+    with pytest.raises(SystemExit) as done:
+        main(["demo", "--quick", "-o", str(run_dir)])
+    assert done.value.code in (0, None)
     return run_dir
 
 
@@ -144,6 +146,12 @@ def test_invalid_yaml(tmp_path, capsys):
 def test_missing_config_file(tmp_path, capsys):
     code, _, err = _run(["train", str(tmp_path / "nope.yaml")], capsys)
     assert code == 2 and "config file not found" in err
+
+
+@pytest.mark.parametrize("argv", [["evaluate"], ["train"], ["report"], ["compare"], ["demo", "--epochs", "3"]])
+def test_usage_errors_are_short(argv, capsys):
+    code, _, err = _run(argv, capsys)
+    assert code == 2 and "Traceback" not in err and ("Missing" in err or "No such option" in err)
 
 
 def test_evaluate_incomplete_run_dir(tmp_path, capsys):

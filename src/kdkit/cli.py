@@ -8,7 +8,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import click
 import typer
 from rich.console import Console
 
@@ -90,17 +89,12 @@ def compare(
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the Typer app and turns KdkitError into one line on stderr and exit code 2."""
     try:
-        app(args=argv, prog_name="kdkit", standalone_mode=False)
+        # standalone mode: Typer itself reports usage errors (exit 2) and exits 0 on success; only our own
+        # errors come through, because pretty exceptions are off
+        app(args=argv, prog_name="kdkit")
     except KdkitError as err:
         Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except click.exceptions.Exit as err:
-        sys.exit(err.exit_code)
-    except click.exceptions.Abort:
-        sys.exit(130)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ def demo_config(seed: int = 0, output_dir: str | Path = "runs/demo", quick: bool
         "data": {"name": "mnist1d", "transfer_size": 2_000 if quick else 28_000, "val_fraction": 0.1},
         "train": {"epochs": 2 if quick else 30, "batch_size": 128, "lr": 3e-3, "weight_decay": 1e-4},
         "teacher": {"name": "cnn1d", "params": {"width": 64, "depth": 3, "kernel": 5}},
-        "student": {"name": "mlp", "params": {"hidden": [32]}},
+        "student": {"name": "mlp", "params": {"hidden": [64]}},
         "distill": {
             "losses": [{"name": "kd", "T": 4.0, "alpha": 0.1}],
             "use_transfer": True,

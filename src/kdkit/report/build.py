@@ -1,0 +1,185 @@
+"""`kdkit report RUN_DIR`: answer "did distillation work?" twice, by generalization (accuracy, NLL,
+calibration) and by fidelity to the teacher (agreement, KL), next to what the student costs; written as
+report.html (self-contained) and report.md (+ report_figures/*.png) in the run directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kdkit import metrics
+from kdkit.report import figures, numbers
+from kdkit.report.document import Document, Image, Section, Table, Text
+from kdkit.report.html import render_html
+from kdkit.report.markdown import render_markdown
+from kdkit.report.rundir import LABELS, ROLES, STUDENTS, RunData, load_run
+from kdkit.report.table import COLUMNS
+
+FIGURE_DIR = "report_figures"
+GROUPS = (
+    ("", ("model",)),
+    ("generalization (test)", ("accuracy", "macro_f1", "nll", "ece")),
+    ("fidelity (test)", ("agreement", "predictive_kl")),
+    ("cost", ("params", "size_bytes", "latency_ms", "throughput", "speedup")),
+)
+
+
+@dataclass
+class ReportFiles:
+    html: Path
+    markdown: Path
+    figures: list[Path]
+
+
+def fmt(key: str, value: Any) -> str:
+    return "-" if value is None else COLUMNS[key][1](value)
+
+
+def main_table(rows: list[dict[str, Any]]) -> Table:
+    keys = [k for _, ks in GROUPS for k in ks]
+    return Table(
+        headers=[COLUMNS[k][0] for k in keys],
+        rows=[[fmt(k, row.get(k)) for k in keys] for row in rows],
+        groups=[(title, len(ks)) for title, ks in GROUPS],
+    )
+
+
+def summary(rows: dict[str, dict[str, Any]]) -> str:
+    kd, alone = rows["student_kd"], rows["student_alone"]
+    speed = f" and runs {kd['speedup']:.1f}x faster than the teacher at batch 1" if kd.get("speedup") else ""
+    return (
+        f"The distilled student reaches test accuracy {kd['accuracy']:.4f} against {alone['accuracy']:.4f} for the "
+        f"same student trained alone ({kd['accuracy'] - alone['accuracy']:+.4f}) and {rows['teacher']['accuracy']:.4f} "
+        f"for the teacher; it agrees with the teacher on {kd['agreement']:.1%} of test samples "
+        f"({alone['agreement']:.1%} alone){speed}."
+    )
+
+
+def fidelity_section(run: RunData) -> Section:
+    fid = numbers.fidelity(run)
+    splits = {name: split for name, split in (("train", run.train), ("test", run.test)) if split is not None}
+    section = Section("Fidelity on the distillation data and on test data")
+    section.blocks.append(Text(
+        "Fidelity says whether the student learned to imitate its teacher: top-1 agreement and mean "
+        "KL(teacher || student) at temperature 1. High fidelity on the distillation data but not on test data "
+        "means the student imitates the teacher only where it was shown it."))
+    if run.train is None:
+        section.blocks.append(Text("This run saved no predictions on the distillation data, so fidelity is shown on "
+                                   "test data only.", note=True))
+    metric_names = {"agreement": "agreement", "predictive_kl": "pred. KL", "accuracy": "accuracy"}
+    keys = [(split, key) for key in metric_names for split in splits]
+    headers = ["model"] + [numbers.SPLITS[split] for split, _ in keys]
+    groups = [("", 1)] + [(name, len(splits)) for name in metric_names.values()]
+    sizes = "; ".join(f"{numbers.SPLITS[s]}: {fid['student_kd'][s]['n']:,} samples, "
+                      f"{fid['student_kd'][s]['n_labelled']:,} labelled" for s in splits)
+    section.blocks.append(Table(headers, [[LABELS[r]] + [fmt(k, fid[r][s][k]) for s, k in keys] for r in STUDENTS],
+                                caption=f"{sizes} (accuracy counts labelled samples only)", groups=groups))
+    kl = {f"per-sample KL, {numbers.SPLITS[s]}": {r: metrics.per_sample_kl(split.logits["teacher"], split.logits[r])
+                                                  for r in STUDENTS} for s, split in splits.items()}
+    section.blocks.append(Image("kl_histogram", figures.kl_histogram(kl), "histogram of per-sample predictive KL",
+                                "Where the students depart from the teacher: a long right tail is a set of samples "
+                                "the student sees very differently (values above the 99th percentile are put in "
+                                "the last bin)."))
+    matrices = {r: numbers.confusion(run.test.logits["teacher"], run.test.logits[r]) for r in STUDENTS}
+    section.blocks.append(Image("confusion", figures.confusion(run.class_names, matrices),
+                                "teacher vs student confusion matrix of predicted labels",
+                                "Test data. Off-diagonal cells are the classes the student confuses where the "
+                                "teacher does not (counts; colour = share of the teacher's row)."))
+    return section
+
+
+def per_class_section(run: RunData) -> Section:
+    pc = numbers.per_class(run.test)
+    names = run.class_names
+    section = Section("Per class (test data)")
+    section.blocks.append(Image("per_class", figures.per_class(names, pc["accuracy"], pc["agreement"]),
+                                "per-class accuracy and agreement"))
+    if len(names) <= 30:
+        headers = ["class"] + [f"accuracy: {LABELS[r]}" for r in ROLES] + [f"agreement: {LABELS[r]}" for r in STUDENTS]
+        rows = [[name] + [fmt("accuracy", _num(pc["accuracy"][r][i])) for r in ROLES]
+                + [fmt("agreement", _num(pc["agreement"][r][i])) for r in STUDENTS] for i, name in enumerate(names)]
+        section.blocks.append(Table(headers, rows))
+    return section
+
+
+def _num(value: float) -> float | None:
+    return None if value != value else float(value)  # NaN (class absent from the test data) -> "-"
+
+
+def calibration_section(run: RunData, rows: list[dict[str, Any]]) -> Section:
+    bins = {r: numbers.reliability(run.test.logits[r], run.test.labels) for r in ROLES}
+    eces = {row["role"]: row["ece"] for row in rows}
+    return Section("Calibration (test data)", [
+        Text("Reliability diagrams: accuracy of the samples in each confidence bin; bars under the diagonal are "
+             "over-confident. 15 equal-width bins, the same as the ECE in the table."),
+        Image("reliability", figures.reliability(bins, eces), "reliability diagrams"),
+    ])
+
+
+def curves_section(run: RunData) -> Section:
+    section = Section("Training curves")
+    curves = numbers.curves(run.history)
+    if not curves:
+        section.blocks.append(Text("No training curves: metrics.jsonl is missing or has no per-epoch records.",
+                                   note=True))
+        return section
+    losses = {model: numbers.loss_terms(series) for model, series in curves.items()}
+    section.blocks.append(Text("Per epoch, from metrics.jsonl: the total loss (solid) and every loss term (dotted) "
+                               "as raw, unweighted values; accuracy on training (solid) and validation (dashed) "
+                               "data; validation agreement with the teacher where the scheme has one."))
+    section.blocks.append(Image("training_curves", figures.training_curves(curves, losses), "training curves"))
+    return section
+
+
+def tradeoff_section(rows: list[dict[str, Any]]) -> Section:
+    points = [{"label": row["model"], "latency_ms": row["latency_ms"], "accuracy": row["accuracy"],
+               "color": figures.COLORS[row["role"]], "marker": "s" if row["role"] == "teacher" else "o"}
+              for row in rows if row.get("latency_ms")]
+    if not points:
+        return Section("Accuracy vs latency", [Text("results.json has no latency numbers.", note=True)])
+    return Section("Accuracy vs latency", [
+        Text("The trade-off being bought: how much test accuracy each model keeps for its latency at batch 1 "
+             "(measured when the run was evaluated, on its device)."),
+        Image("tradeoff", figures.tradeoff(points), "accuracy against latency"),
+    ])
+
+
+def build_document(run: RunData) -> Document:
+    rows = numbers.model_rows(run)
+    data = run.results.get("data", {})
+    subtitle = (f"run {run.path} | data {data.get('name', '?')} ({data.get('num_classes', run.num_classes)} classes, "
+                f"{len(run.test.labels):,} test samples) | created {run.results.get('created', '?')} "
+                f"on {run.results.get('device', '?')}")
+    overview = Section("Teacher, student alone, distilled student", [
+        Text(summary({row["role"]: row for row in rows})),
+        main_table(rows),
+        Text("Quality and fidelity numbers are recomputed from predictions.npz with kdkit.metrics; cost numbers "
+             "come from results.json."),
+    ])
+    overview.blocks += [Text(n, note=True) for n in run.notes]
+    overview.blocks += [Text("results.json disagrees with predictions.npz (the report uses the predictions): " + m,
+                             note=True) for m in numbers.mismatches(run, rows)]
+    return Document(f"kdkit report: {data.get('name', run.path.name)}", subtitle, [
+        overview, fidelity_section(run), calibration_section(run, rows), per_class_section(run),
+        curves_section(run), tradeoff_section(rows),
+    ])
+
+
+def write_report(run_dir: str | Path) -> ReportFiles:
+    """Build the report of `run_dir` from its saved files and write report.html, report.md and the PNGs."""
+    run = load_run(run_dir)
+    doc = build_document(run)
+    fig_dir = run.path / FIGURE_DIR
+    fig_dir.mkdir(exist_ok=True)
+    written = []
+    for img in doc.images():
+        path = fig_dir / f"{img.name}.png"
+        path.write_bytes(img.png)
+        written.append(path)
+    for stale in set(fig_dir.glob("*.png")) - set(written):  # from an earlier report of this run
+        stale.unlink()
+    html_path, md_path = run.path / "report.html", run.path / "report.md"
+    html_path.write_text(render_html(doc), encoding="utf-8")
+    md_path.write_text(render_markdown(doc, FIGURE_DIR), encoding="utf-8")
+    return ReportFiles(html_path, md_path, written)

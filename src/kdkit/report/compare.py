@@ -1,0 +1,169 @@
+"""`kdkit compare RUN_DIR...`: several runs (methods, schemes, seeds) in one table, mean +- std over the runs
+that differ only by seed, and one accuracy-vs-latency chart; written as compare.html and compare.md.
+
+Runs are grouped by their config.yaml without seed and output_dir, so seeds of one setting pool together;
+a group is named by the config keys in which it differs from the other groups."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kdkit.errors import RunDirError
+from kdkit.report import figures, numbers
+from kdkit.report.document import Document, Image, Section, Table, Text
+from kdkit.report.html import render_html
+from kdkit.report.markdown import render_markdown
+from kdkit.report.rundir import LABELS, ROLES, RunData, load_run
+from kdkit.report.table import COLUMNS
+
+IGNORED = ("seed", "output_dir")  # config keys (at any depth) that do not define a setting
+KEYS = ("accuracy", "macro_f1", "nll", "ece", "agreement", "predictive_kl", "latency_ms", "params")
+INTEGER_KEYS = ("params",)
+MARKERS = {"teacher": "s", "student_alone": "^", "student_kd": "o"}
+FIGURE_DIR = "compare_figures"
+
+
+@dataclass
+class Group:
+    id: str  # short name in the chart's legend
+    label: str
+    runs: list[RunData]
+    rows: list[list[dict[str, Any]]]  # per run, numbers.model_rows
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
+    """Leaf keys of a config as dotted paths -> JSON text of the value; lists stay whole (e.g. the losses).
+    Null leaves are dropped, so a run from before a new optional key existed pools with one that has it unset."""
+    if tree is None:
+        return {}
+    if isinstance(tree, dict):
+        out: dict[str, str] = {}
+        for key, value in tree.items():
+            if key not in IGNORED:
+                out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): json.dumps(tree, sort_keys=True, separators=(",", ":"))}
+
+
+def group_runs(runs: list[RunData]) -> list[Group]:
+    """Runs with the same config apart from the seed form one group, in the order first seen."""
+    settings: dict[str, tuple[dict[str, str], list[RunData]]] = {}
+    for run in runs:
+        flat = flatten(run.config) if run.config is not None else {"run": json.dumps(str(run.path))}
+        key = json.dumps(flat, sort_keys=True)
+        settings.setdefault(key, (flat, []))[1].append(run)
+    flats = [flat for flat, _ in settings.values()]
+    differing = sorted({k for f in flats for k in f if len({g.get(k) for g in flats}) > 1})
+    groups = []
+    for index, (flat, members) in enumerate(settings.values()):
+        parts = [f"{k}={flat.get(k, 'unset')}" for k in differing]
+        label = ", ".join(parts) if parts else _default_label(members[0])
+        groups.append(Group(_short_id(index), label, members, [numbers.model_rows(r) for r in members]))
+    return groups
+
+
+def _short_id(index: int) -> str:
+    """A, B, ..., Z, AA, AB, ..."""
+    letters = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters
+
+
+def _default_label(run: RunData) -> str:
+    cfg = run.config or {}
+    names = [cfg.get(role, {}).get("name") for role in ("teacher", "student")]
+    return f"{names[0]} -> {names[1]}" if all(names) else run.path.name
+
+
+def stats(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (ddof=1); no std from a single run."""
+    arr = np.asarray(values, dtype=float)
+    return float(arr.mean()), (float(arr.std(ddof=1)) if len(arr) > 1 else None)
+
+
+def summarize(group: Group) -> list[dict[str, Any]]:
+    """Per model role: n and (mean, std) of every compared key over the group's runs."""
+    out = []
+    for i, role in enumerate(ROLES):
+        row: dict[str, Any] = {"role": role, "n": len(group.rows)}
+        for key in KEYS:
+            values = [rows[i][key] for rows in group.rows if rows[i].get(key) is not None]
+            row[key] = stats(values) if values else None
+        out.append(row)
+    return out
+
+
+def _cell(key: str, value: tuple[float, float | None] | None) -> str:
+    if value is None:
+        return "-"
+    mean, std = value
+    if key in INTEGER_KEYS:  # e.g. parameter counts: the same for every seed, show the count alone
+        mean, std = round(mean), (None if not std else round(std))
+    fmt = COLUMNS[key][1]
+    return fmt(mean) if std is None else f"{fmt(mean)} ± {fmt(std)}"
+
+
+def build_compare_document(groups: list[Group]) -> Document:
+    headers = ["id", "model", "runs"] + [COLUMNS[k][0] for k in KEYS]
+    rows, points = [], []
+    palette = [f"C{i}" for i in range(10)]
+    for g_index, group in enumerate(groups):
+        for row in summarize(group):
+            rows.append([group.id, LABELS[row["role"]], str(row["n"])] + [_cell(k, row[k]) for k in KEYS])
+            if row["latency_ms"] and row["accuracy"]:
+                points.append({"label": f"{group.id}: {LABELS[row['role']]}",
+                               "latency_ms": row["latency_ms"][0], "latency_std": row["latency_ms"][1],
+                               "accuracy": row["accuracy"][0], "accuracy_std": row["accuracy"][1],
+                               "color": palette[g_index % len(palette)], "marker": MARKERS[row["role"]]})
+    n_runs = sum(len(g.runs) for g in groups)
+    table = Table(headers, rows, caption="test data; mean ± sample standard deviation over the runs of a setting")
+    sections = [Section("Runs side by side", [
+        Text(f"{n_runs} runs in {len(groups)} settings. Runs whose config.yaml differs only by seed (and output "
+             "directory) are pooled; quality and fidelity come from each run's predictions.npz, latency and "
+             "parameters from its results.json."),
+        table,
+        Table(["id", "setting", "run directories"],
+              [[g.id, g.label, ", ".join(str(r.path) for r in g.runs)] for g in groups],
+              caption="settings: the config keys in which they differ"),
+    ])]
+    notes = [f"{r.path}: {note}" for g in groups for r in g.runs for note in r.notes]
+    notes += [f"{r.path} has no config.yaml, so it is not pooled with other seeds" for g in groups for r in g.runs
+              if r.config is None]
+    sections[0].blocks += [Text(n, note=True) for n in notes]
+    if points:
+        sections.append(Section("Accuracy vs latency", [Image(
+            "tradeoff", figures.tradeoff(points, "accuracy vs latency, all settings"), "accuracy against latency",
+            "Markers: square = teacher, triangle = student alone, circle = distilled student; one colour per "
+            "setting; bars are ± one standard deviation over seeds.")]))
+    return Document("kdkit compare", f"{n_runs} runs, {len(groups)} settings", sections)
+
+
+@dataclass
+class CompareFiles:
+    html: Path
+    markdown: Path
+
+
+def write_compare(run_dirs: list[str | Path], output_dir: str | Path) -> CompareFiles:
+    """Load every run (RunDirError names the first incomplete one), group them and write the comparison."""
+    if not run_dirs:
+        raise RunDirError("no run directories given; pass one or more directories written by `kdkit demo`/`train`")
+    unique = list(dict.fromkeys(Path(d).resolve() for d in run_dirs))  # a run given twice must not count twice
+    runs = [load_run(d) for d in unique]
+    doc = build_compare_document(group_runs(runs))
+    out = Path(output_dir)
+    (out / FIGURE_DIR).mkdir(parents=True, exist_ok=True)
+    for img in doc.images():
+        (out / FIGURE_DIR / f"{img.name}.png").write_bytes(img.png)
+    files = CompareFiles(out / "compare.html", out / "compare.md")
+    files.html.write_text(render_html(doc), encoding="utf-8")
+    files.markdown.write_text(render_markdown(doc, FIGURE_DIR), encoding="utf-8")
+    return files

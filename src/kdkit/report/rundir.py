@@ -1,0 +1,155 @@
+"""Read a run directory back for reporting, and say precisely what is missing when it is incomplete.
+
+A report is rebuilt from files alone (no retraining, no models): predictions.npz gives every quality and
+fidelity number, results.json the cost numbers (latency cannot be recomputed from predictions), and
+metrics.jsonl the training curves.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kdkit.errors import RunDirError
+
+ROLES = ("teacher", "student_alone", "student_kd")
+STUDENTS = ("student_alone", "student_kd")
+LABELS = {"teacher": "teacher", "student_alone": "student alone", "student_kd": "distilled student"}
+FORMAT = 1  # the results.json format this reader understands
+REBUILD = "rebuild it with `kdkit evaluate {run_dir}` (re-measures the saved models and rewrites both files)"
+
+
+@dataclass
+class Split:
+    """Logits of the three models on one split, and its labels (-1 marks an unlabelled transfer row)."""
+
+    labels: np.ndarray
+    logits: dict[str, np.ndarray]
+
+    @property
+    def labelled(self) -> np.ndarray:
+        return self.labels >= 0
+
+
+@dataclass
+class RunData:
+    path: Path
+    results: dict[str, Any]
+    test: Split
+    train: Split | None  # None for runs written before the distillation-data predictions were saved
+    history: list[dict[str, Any]] = field(default_factory=list)
+    config: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)  # what is missing but not fatal, shown in the report
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.test.logits["teacher"].shape[1])
+
+    @property
+    def class_names(self) -> list[str]:
+        names = self.results.get("data", {}).get("class_names")
+        return list(names) if names and len(names) == self.num_classes else [str(i) for i in range(self.num_classes)]
+
+    @property
+    def rows(self) -> dict[str, dict[str, Any]]:
+        """results.json rows by role."""
+        return {row["role"]: row for row in self.results["rows"]}
+
+
+def _results(run_dir: Path) -> dict[str, Any]:
+    try:
+        results = json.loads((run_dir / "results.json").read_text())
+    except json.JSONDecodeError as err:
+        raise RunDirError(
+            f"{run_dir}/results.json is not valid JSON ({err.msg}); {REBUILD.format(run_dir=run_dir)}"
+        ) from None
+    version = results.get("format") if isinstance(results, dict) else None
+    if version is None or (isinstance(version, int) and version < FORMAT):
+        raise RunDirError(
+            f"{run_dir}/results.json is from an older kdkit (format {version}, this kdkit reads format {FORMAT}); "
+            + REBUILD.format(run_dir=run_dir)
+        )
+    if version != FORMAT:
+        raise RunDirError(f"{run_dir}/results.json has format {version!r}, newer than this kdkit reads ({FORMAT}); "
+                          "upgrade kdkit to report on it")
+    roles = [row.get("role") for row in results.get("rows", []) if isinstance(row, dict)]
+    missing = [r for r in ROLES if r not in roles]
+    if missing:
+        raise RunDirError(f"{run_dir}/results.json has no row for {', '.join(missing)}; "
+                          + REBUILD.format(run_dir=run_dir))
+    return results
+
+
+def _predictions(run_dir: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(run_dir / "predictions.npz", allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise RunDirError(
+            f"{run_dir}/predictions.npz cannot be read ({err}); {REBUILD.format(run_dir=run_dir)}"
+        ) from None
+
+
+def _split(preds: dict[str, np.ndarray], prefix: str, run_dir: Path) -> Split:
+    labels = preds[f"{prefix}_labels"]
+    logits = {role: preds[f"{prefix}_{role}"] for role in ROLES}
+    shapes = {role: a.shape for role, a in logits.items()}
+    if any(len(s) != 2 or s[0] != len(labels) or s != shapes["teacher"] for s in shapes.values()):
+        raise RunDirError(f"{run_dir}/predictions.npz: {prefix} logits {shapes} do not match {len(labels)} labels "
+                          f"with one row per sample; {REBUILD.format(run_dir=run_dir)}")
+    return Split(labels.astype(int), {role: a.astype(np.float64) for role, a in logits.items()})
+
+
+def _history(path: Path) -> list[dict[str, Any]]:
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise RunDirError(f"{path} line {number} is not valid JSON; fix or delete that line") from None
+    return records
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    """Everything a report needs from `run_dir`; RunDirError naming the missing pieces when it is incomplete."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"run directory not found: {run_dir} (give a directory written by `kdkit demo`/`train`)")
+    missing = [name for name in ("results.json", "predictions.npz") if not (run_dir / name).is_file()]
+    if len(missing) == 2 and not (run_dir / "config.yaml").is_file():
+        raise RunDirError(f"{run_dir} is not a kdkit run directory (no config.yaml, results.json or "
+                          "predictions.npz); give a directory written by `kdkit demo` or `kdkit train`")
+    if missing:
+        raise RunDirError(f"{run_dir} is not a complete kdkit run: missing {' and '.join(missing)}; "
+                          + REBUILD.format(run_dir=run_dir))
+    results = _results(run_dir)
+    preds = _predictions(run_dir)
+    needed = ["test_labels", *(f"test_{r}" for r in ROLES)]
+    absent = [key for key in needed if key not in preds]
+    if absent:
+        raise RunDirError(f"{run_dir}/predictions.npz lacks {', '.join(absent)}; {REBUILD.format(run_dir=run_dir)}")
+    data = RunData(run_dir, results, _split(preds, "test", run_dir), None)
+    if all(f"train_{k}" in preds for k in ("labels", *ROLES)):
+        data.train = _split(preds, "train", run_dir)
+        if data.train.logits["teacher"].shape[1] != data.num_classes:
+            raise RunDirError(f"{run_dir}/predictions.npz: train and test logits have different numbers of classes; "
+                              + REBUILD.format(run_dir=run_dir))
+    else:
+        data.notes.append("predictions.npz has no distillation-data (train_*) predictions, so fidelity is shown "
+                          f"on test data only; {REBUILD.format(run_dir=run_dir)} to add them")
+    if (run_dir / "metrics.jsonl").is_file():
+        data.history = _history(run_dir / "metrics.jsonl")
+    else:
+        data.notes.append("metrics.jsonl is missing, so there are no training curves")
+    if (run_dir / "config.yaml").is_file():
+        import yaml
+
+        data.config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    return data

@@ -1,0 +1,77 @@
+"""The report opens in a real headless browser (Chromium): its tables and every image render, and a screenshot
+of it is not blank. CI installs Chromium (`apt-get install -y chromium`); without it these tests skip."""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageStat
+from rich.console import Console
+
+from kdkit.cli import main
+from kdkit.demo import demo_config
+from kdkit.pipeline import run
+from kdkit.report.browser import dump_dom, find_chromium
+from kdkit.report.build import write_report
+
+pytestmark = pytest.mark.skipif(find_chromium() is None,
+                                reason="Chromium is not installed (Debian: apt-get install -y chromium)")
+
+# test-only: after load, write what the browser rendered into the DOM, where --dump-dom can read it
+PROBE = """<script>
+window.addEventListener("load", () => {
+  const images = Array.from(document.images);
+  const tables = Array.from(document.querySelectorAll("table"));
+  const out = {
+    images: images.length,
+    broken: images.filter((i) => !(i.complete && i.naturalWidth > 0 && i.naturalHeight > 0)).map((i) => i.alt),
+    shown: images.filter((i) => i.getBoundingClientRect().width > 100).length,
+    tables: tables.length,
+    firstTable: Array.from(tables[0].rows).map((r) => Array.from(r.cells).map((c) => c.textContent)),
+  };
+  const pre = document.createElement("pre");
+  pre.id = "kdkit-probe";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("browser") / "run"
+    run(demo_config(seed=0, output_dir=out, quick=True), console=Console(file=io.StringIO()), quick_cost=True)
+    return write_report(out).html
+
+
+def test_tables_and_every_image_render(report, tmp_path):
+    probe = tmp_path / "probe.html"
+    probe.write_text(report.read_text().replace("</body>", PROBE + "</body>"))
+    found = re.search(r'<pre id="kdkit-probe">(.*?)</pre>', dump_dom(probe), re.S)
+    assert found, "the page did not finish loading in Chromium"
+    result = json.loads(html.unescape(found.group(1)))
+    assert result["images"] == report.read_text().count("<img") == 6
+    assert result["broken"] == []
+    assert result["shown"] == 6
+    assert result["tables"] == 3  # models, fidelity, per class
+    rows = result["firstTable"]
+    assert [r[0] for r in rows[2:]] == ["teacher", "student alone", "distilled student"]
+    results = json.loads((report.parent / "results.json").read_text())["rows"]
+    assert [r[1] for r in rows[2:]] == [f"{row['accuracy']:.4f}" for row in results]
+
+
+def test_screenshot_of_the_report_is_not_blank(report, tmp_path):
+    png = tmp_path / "shot.png"
+    main(["report", str(report.parent), "--screenshot", str(png)])
+    img = Image.open(png).convert("RGB")
+    assert img.size == (1280, 1600)
+    colours = img.getcolors(maxcolors=1 << 20)
+    assert colours is not None and len(colours) > 100  # text, table borders and plots, not one flat colour
+    not_white = sum(n for n, c in colours if min(c) < 200) / (img.width * img.height)
+    assert not_white > 0.02
+    assert ImageStat.Stat(img.convert("L")).stddev[0] > 20
