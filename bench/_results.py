@@ -26,7 +26,8 @@ def write_section(name: str, body: str, command: str) -> None:
     begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
     section = (
         f"{begin}\n## {name}\n\n- command: `{command}`\n- machine: {machine()}\n- date: {date.today()}\n"
-        f"- load average (1 min) when written: {os.getloadavg()[0]:.1f} (timings are noisy when it exceeds the cores)\n\n"
+        f"- load average (1 min) when written: {os.getloadavg()[0]:.1f} "
+        "(timings are noisy when it exceeds the cores)\n\n"
         f"{body.strip()}\n{end}"
     )
     text = RESULTS.read_text() if RESULTS.exists() else HEADER

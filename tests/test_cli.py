@@ -177,3 +177,8 @@ def test_entry_point_prints_one_line_without_traceback(tmp_path):
     proc = subprocess.run([str(kdkit), "train", str(bad)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "did you mean 'seed'" in proc.stderr
+
+
+def test_missing_pretrained_file_fails_before_any_work(tmp_path, capsys):
+    line = _config_error(tmp_path, capsys, lambda c: c["teacher"]["params"].update(pretrained="w/nothing.pth"))
+    assert "teacher.params" in line and "w/nothing.pth" in line

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from kdkit.errors import ConfigError
 from kdkit.settings import TrainSettings
@@ -17,10 +17,54 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
+class Normalization(_Strict):
+    mean: list[float] = Field(description="per-channel mean of the pixel values scaled to [0, 1]")
+    std: list[float] = Field(description="per-channel standard deviation (> 0)")
+
+
+# image_folder keys: None under other sources, filled with these defaults under image_folder
+IMAGE_DEFAULTS: dict[str, Any] = {
+    "image_size": 224, "channels": 3, "augment": False, "normalize": "imagenet", "on_bad_image": "error",
+}
+
+
 class DataConfig(_Strict):
-    name: str = Field("mnist1d", description="a built-in data set (mnist1d, digits)")
+    name: str = Field("mnist1d", description="data source: mnist1d, digits (built in) or image_folder")
     transfer_size: int = Field(0, ge=0, description="extra unlabelled samples for the teacher to label")
-    val_fraction: float = Field(0.1, gt=0, lt=1)
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="share of train held out when there is no val split")
+    root: Path | None = Field(None, description="image_folder: holds train/, test/ (and val/), one folder per class")
+    image_size: PositiveInt | tuple[PositiveInt, PositiveInt] | None = Field(None, description="image_folder: resize")
+    channels: Literal[1, 3] | None = Field(None, description="image_folder: 3 (RGB, for ImageNet models) or 1")
+    augment: bool | None = Field(None, description="image_folder: random horizontal flip of training images")
+    normalize: Literal["imagenet", "none"] | Normalization | None = Field(
+        None, description="image_folder: ImageNet mean/std, none, or {mean: [...], std: [...]}"
+    )
+    on_bad_image: Literal["skip", "error"] | None = Field(
+        None, description="image_folder: skip unreadable images with a warning, or stop with an error"
+    )
+
+    @model_validator(mode="after")
+    def _image_folder_keys(self) -> DataConfig:
+        given = [k for k in ("root", *IMAGE_DEFAULTS) if getattr(self, k) is not None]
+        if self.name != "image_folder":
+            if given:
+                raise ValueError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to image folders; "
+                                 f"remove {'it' if len(given) == 1 else 'them'} or set data.name: image_folder")
+            return self
+        if self.root is None:
+            raise ValueError("image_folder needs root: the folder holding train/ and test/ with one folder per class")
+        if self.transfer_size:
+            raise ValueError("image_folder has no unlabelled transfer set; set data.transfer_size: 0")
+        for key, value in IMAGE_DEFAULTS.items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        norm = self.normalize
+        if isinstance(norm, Normalization) and (
+            len(norm.mean) != self.channels or len(norm.std) != self.channels or min(norm.std) <= 0
+        ):
+            raise ValueError(f"normalize needs {self.channels} mean and {self.channels} std values (std > 0), "
+                             f"one per channel; got mean {norm.mean}, std {norm.std}")
+        return self
 
 
 class ModelConfig(_Strict):
@@ -35,6 +79,15 @@ class ModelConfig(_Strict):
         if path is not None and not path.is_file():
             raise ValueError(f"file not found: {path} (give the path of a .safetensors or .pt weights file)")
         return path
+
+    @field_validator("params")
+    @classmethod
+    def _pretrained_exists(cls, params: dict[str, Any]) -> dict[str, Any]:
+        # checked here so a wrong path fails before any data is loaded or model trained
+        path = params.get("pretrained")
+        if isinstance(path, str) and not Path(path).is_file():
+            raise ValueError(f"params.pretrained: file not found: {path} (give a local weights file)")
+        return params
 
 
 class DistillConfig(_Strict):
@@ -112,6 +165,9 @@ def parse_config(raw: Any) -> RunConfig:
         raise ConfigError(format_validation_error(err, RunConfig)) from None
     for stage in ("teacher", "student", "distill"):
         cfg.settings(stage)  # validate the overrides now, not after the teacher has trained
+    if cfg.distill.cache_teacher and cfg.data.augment:
+        raise ConfigError("config error at distill.cache_teacher: teacher outputs cannot be cached while data.augment "
+                          "flips images at random; set distill.cache_teacher: false or data.augment: false")
     from kdkit.terms import build_terms
 
     build_terms(cfg.distill.losses)

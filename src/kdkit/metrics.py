@@ -111,14 +111,21 @@ def weights_size_bytes(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def _timings(model: nn.Module, example: torch.Tensor, repeats: int, warmup: int) -> list[float]:
+def _timings(
+    model: nn.Module, example: torch.Tensor, repeats: int, warmup: int, budget_s: float = 3.0
+) -> list[float]:
+    """Wall times of `repeats` forward passes after `warmup`; stops early (after at least 3) once `budget_s`
+    is spent, so a big model on a CPU is timed in seconds, not minutes."""
     model.eval()
     sync = torch.cuda.synchronize if example.is_cuda else (lambda: None)
+    start = time.perf_counter()
     for _ in range(warmup):
         model(example)
-    sync()
-    times = []
-    for _ in range(repeats):
+        sync()
+        if time.perf_counter() - start > budget_s:  # one slow pass is warm-up enough
+            break
+    times: list[float] = []
+    while len(times) < repeats and (len(times) < 3 or sum(times) < budget_s):
         start = time.perf_counter()
         model(example)
         sync()

@@ -173,7 +173,9 @@ def evaluate_run(run_dir: str | Path, console: Console | None = None, quick_cost
     if missing:
         raise RunDirError(f"{run_dir} is not a complete kdkit run: missing {', '.join(missing)}")
     raw = yaml.safe_load((run_dir / "config.yaml").read_text())
-    raw.get("teacher", {})["checkpoint"] = None  # the run keeps its own copy in models/teacher.safetensors
+    for role in ("teacher", "student"):  # the run keeps its own weights in models/: no other file is needed
+        raw.get(role, {})["checkpoint"] = None
+        raw.get(role, {}).get("params", {}).pop("pretrained", None)
     cfg = parse_config(raw)
     bundle = build_data(cfg.data, cfg.seed)
     models = build_models(cfg, bundle)

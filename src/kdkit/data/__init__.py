@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kdkit.data.builtin import BUILTIN, UNLABELLED, DataBundle, Indexed, load_builtin, make_loader
+from kdkit.data.image_folder import load_image_folder
 
 # name -> function(data_config, seed) -> DataBundle
 SOURCES: dict[str, Callable[[Any, int], DataBundle]] = {
@@ -14,6 +15,7 @@ SOURCES: dict[str, Callable[[Any, int], DataBundle]] = {
         _n, seed=seed, val_fraction=cfg.val_fraction, transfer_size=cfg.transfer_size))
     for name in BUILTIN
 }
+SOURCES["image_folder"] = load_image_folder
 
 
 def build_data(cfg: Any, seed: int) -> DataBundle:

@@ -15,6 +15,8 @@ from torch import nn
 from kdkit.errors import ConfigError
 from kdkit.models.cnn import CNN1d, CNN2d, build_cnn1d, build_cnn2d
 from kdkit.models.mlp import MLP, build_mlp
+from kdkit.models.tiny import SmallCNN, TinyCNN, build_small_cnn, build_tiny_cnn
+from kdkit.models.vision import resolve_timm, resolve_torchvision
 
 Builder = Callable[..., nn.Module]
 
@@ -22,10 +24,12 @@ MODELS: dict[str, Builder] = {
     "mlp": build_mlp,
     "cnn1d": build_cnn1d,
     "cnn2d": build_cnn2d,
+    "tiny_cnn": build_tiny_cnn,
+    "small_cnn": build_small_cnn,
 }
 
 # prefix -> function(name_after_prefix, input_shape, num_classes, **kwargs)
-RESOLVERS: dict[str, Callable[..., nn.Module]] = {}
+RESOLVERS: dict[str, Callable[..., nn.Module]] = {"torchvision": resolve_torchvision, "timm": resolve_timm}
 
 
 def build_model(name: str, input_shape: Sequence[int], num_classes: int, **kwargs: Any) -> nn.Module:
@@ -49,4 +53,4 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int, **kwarg
         raise ConfigError(f"model '{name}': {err}") from None
 
 
-__all__ = ["MODELS", "RESOLVERS", "build_model", "MLP", "CNN1d", "CNN2d"]
+__all__ = ["MODELS", "RESOLVERS", "build_model", "MLP", "CNN1d", "CNN2d", "TinyCNN", "SmallCNN"]

@@ -49,5 +49,5 @@ def print_table(rows: Sequence[dict[str, Any]], title: str = "", console: Consol
         table.add_row(*_cells(r, keys))
     console = console or Console()
     if not console.is_terminal and console.width < 150:  # piped or CI output: do not squeeze the columns
-        console = Console(width=150, file=console.file)
+        console = Console(width=150, file=console.file, quiet=console.quiet)
     console.print(table)

@@ -1,0 +1,90 @@
+"""Small image students for CPU deployment.
+
+``tiny_cnn``: the smallest useful image classifier, one conv block (C -> 4 channels, 3x3, BatchNorm, ReLU, 2x2
+max-pool) and a linear layer on the flattened map. Almost all of its weights are in that linear layer
+(4 * H/2 * W/2 * classes: about 100k parameters for 2 classes at 224x224), and its compute is one 3x3
+convolution, so it runs one to two orders of magnitude faster than a ResNet-18 on CPU. It is the student of
+the image-folder pipeline: how much of a big teacher's accuracy survives this size is what the table shows.
+
+``small_cnn``: a family of slightly larger students (conv-BN-ReLU-pool blocks whose width doubles, then global
+average pooling and a linear head). The head does not grow with the image size, so the same knobs work at
+32x32 and at 224x224.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from kdkit.errors import ConfigError
+
+
+def _check_image_shape(name: str, input_shape: Sequence[int]) -> tuple[int, int, int]:
+    if len(input_shape) != 3 or min(input_shape) < 1:
+        raise ConfigError(f"{name} needs (channels, height, width) image inputs, got shape {tuple(input_shape)}")
+    c, h, w = (int(v) for v in input_shape)
+    return c, h, w
+
+
+class TinyCNN(nn.Module):
+    """conv3x3(C -> width) - BatchNorm - ReLU - maxpool 2x2 - flatten - linear(width * H/2 * W/2 -> classes)."""
+
+    def __init__(self, in_channels: int, size: Sequence[int], num_classes: int, width: int = 4) -> None:
+        super().__init__()
+        h, w = size
+        if min(h, w) < 2:
+            raise ConfigError(f"tiny_cnn needs images of at least 2x2 pixels, got {h}x{w}")
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1, bias=False),  # BatchNorm's shift makes a bias redundant
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(width * (h // 2) * (w // 2), num_classes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+class SmallCNN(nn.Module):
+    """`depth` blocks of conv3x3-BN-ReLU-maxpool (widths width, 2*width, 4*width, ...), global average pooling,
+    dropout and a linear head. Pooling stops once the map is 1 pixel wide, so deep settings on small images work."""
+
+    def __init__(
+        self, in_channels: int, size: Sequence[int], num_classes: int, width: int = 16, depth: int = 3,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if width < 1 or depth < 1:
+            raise ConfigError(f"small_cnn needs width >= 1 and depth >= 1, got width={width}, depth={depth}")
+        blocks: list[nn.Module] = []
+        cin, h, w = in_channels, *size
+        for i in range(depth):
+            cout = width * 2**i
+            layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                                       nn.ReLU(inplace=True)]
+            if min(h, w) >= 2:
+                layers.append(nn.MaxPool2d(2))
+                h, w = h // 2, w // 2
+            blocks.append(nn.Sequential(*layers))
+            cin = cout
+        self.features = nn.Sequential(*blocks)
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(cin, num_classes)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+def build_tiny_cnn(input_shape: Sequence[int], num_classes: int, width: int = 4) -> TinyCNN:
+    c, h, w = _check_image_shape("tiny_cnn", input_shape)
+    return TinyCNN(c, (h, w), num_classes, width=width)
+
+
+def build_small_cnn(
+    input_shape: Sequence[int], num_classes: int, width: int = 16, depth: int = 3, dropout: float = 0.0
+) -> SmallCNN:
+    c, h, w = _check_image_shape("small_cnn", input_shape)
+    return SmallCNN(c, (h, w), num_classes, width=width, depth=depth, dropout=dropout)
