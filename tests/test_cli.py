@@ -182,3 +182,9 @@ def test_entry_point_prints_one_line_without_traceback(tmp_path):
 def test_missing_pretrained_file_fails_before_any_work(tmp_path, capsys):
     line = _config_error(tmp_path, capsys, lambda c: c["teacher"]["params"].update(pretrained="w/nothing.pth"))
     assert "teacher.params" in line and "w/nothing.pth" in line
+
+
+def test_unknown_module_path_fails_before_any_training(tmp_path, capsys):
+    line = _config_error(tmp_path, capsys, lambda c: c["distill"]["losses"].append(
+        {"name": "fitnet", "weight": 1.0, "student": "features.0", "teacher": "featurs.1"}))
+    assert "featurs.1" in line and "features.1" in line  # close match suggested

@@ -32,7 +32,7 @@ from kdkit.errors import ModelError, RunDirError
 from kdkit.models import build_model
 from kdkit.report.table import print_table, to_markdown
 from kdkit.schemes import OfflineDistillation, Supervised
-from kdkit.terms import build_terms
+from kdkit.terms import build_terms, check_paths
 from kdkit.trainer import fit, predict, resolve_device, seed_everything
 
 ROLES = ("teacher", "student_alone", "student_kd")
@@ -84,6 +84,7 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
     bundle = build_data(cfg.data, cfg.seed)
     models = build_models(cfg, bundle)
     terms = build_terms(cfg.distill.losses)
+    check_paths(models["student_kd"], models["teacher"], terms)  # a wrong module path fails before any training
     teacher = models["teacher"]
     if cfg.teacher.checkpoint is not None:
         load_weights(teacher, cfg.teacher.checkpoint)

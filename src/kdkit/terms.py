@@ -3,7 +3,8 @@
     term value = weight * ramp(epoch) * loss(adapter(student[student_key]), teacher[teacher_key], target)
 
 where ramp(epoch) = min(1, (epoch + 1) / warmup_epochs) linearly warms a term up (as DKD does) and the adapter
-(optional, trainable, saved apart from the student) maps student features to the teacher's shape.
+(optional, trainable, saved apart from the student) maps student features to the teacher's shape. A key may be a
+list of paths (e.g. FSP's two layers): the loss then receives a tuple of tensors, in the listed order.
 """
 
 from __future__ import annotations
@@ -15,7 +16,29 @@ from torch import Tensor, nn
 
 from kdkit.errors import ConfigError, ModelError
 from kdkit.losses import build_loss
-from kdkit.taps import LOGITS
+from kdkit.taps import INPUT_SUFFIX, LOGITS, resolve_module
+
+Key = str | tuple[str, ...]
+
+
+def _as_key(value: str | Sequence[str]) -> Key:
+    """A path, or a list of paths turned into a tuple (hashable, fixed order)."""
+    if isinstance(value, str):
+        return value
+    paths = tuple(value) if isinstance(value, (list, tuple)) else ()
+    if not paths or not all(isinstance(p, str) for p in paths):
+        raise ConfigError(f"a term's student/teacher must be a module path or a list of paths, got {value!r}")
+    return paths
+
+
+def pick_outputs(outputs: Mapping[str, Tensor], key: Key) -> Tensor | tuple[Tensor, ...]:
+    """The tensor a key names, or the tuple of tensors for a list of paths."""
+    return outputs[key] if isinstance(key, str) else tuple(outputs[k] for k in key)
+
+
+def key_paths(key: Key) -> tuple[str, ...]:
+    """The module paths a key reads."""
+    return (key,) if isinstance(key, str) else key
 
 
 class LossTerm(nn.Module):
@@ -23,15 +46,15 @@ class LossTerm(nn.Module):
         self,
         loss: nn.Module,
         weight: float = 1.0,
-        student: str = LOGITS,
-        teacher: str = LOGITS,
+        student: str | Sequence[str] = LOGITS,
+        teacher: str | Sequence[str] = LOGITS,
         name: str | None = None,
         adapter: nn.Module | None = None,
         warmup_epochs: int = 0,
     ) -> None:
         super().__init__()
         self.loss, self.weight, self.warmup_epochs = loss, float(weight), int(warmup_epochs)
-        self.student_key, self.teacher_key = student, teacher
+        self.student_key, self.teacher_key = _as_key(student), _as_key(teacher)
         self.name = name or type(loss).__name__.lower()
         self.adapter = adapter
         self.uses_teacher = getattr(loss, "uses_teacher", True)
@@ -47,14 +70,14 @@ class LossTerm(nn.Module):
         epoch: int = 0,
     ) -> tuple[Tensor, Tensor]:
         """Returns (weighted value that enters the total, raw loss value for logging)."""
-        s = student_out[self.student_key]
+        s = pick_outputs(student_out, self.student_key)
         if self.adapter is not None:
             s = self.adapter(s)
         t = None
         if self.uses_teacher:
             if teacher_out is None:
                 raise ModelError(f"loss term '{self.name}' needs a teacher but this scheme has none")
-            t = teacher_out[self.teacher_key]
+            t = pick_outputs(teacher_out, self.teacher_key)
             if self.student_key == LOGITS and self.teacher_key == LOGITS and s.shape[-1] != t.shape[-1]:
                 raise ModelError(
                     f"teacher predicts {t.shape[-1]} classes but the student {s.shape[-1]}; "
@@ -79,6 +102,7 @@ def build_terms(specs: Sequence[Mapping[str, Any]]) -> list[LossTerm]:
         name = spec.pop("name")
         options = {k: spec.pop(k) for k in list(spec) if k in TERM_KEYS}
         loss = build_loss(name, **spec)
+        options.setdefault("warmup_epochs", getattr(loss, "default_warmup_epochs", 0))  # e.g. DKD's 20 epochs
         seen[name] = seen.get(name, 0) + 1
         label = name if seen[name] == 1 else f"{name}{seen[name]}"
         terms.append(LossTerm(loss, name=label, **options))
@@ -87,6 +111,17 @@ def build_terms(specs: Sequence[Mapping[str, Any]]) -> list[LossTerm]:
 
 def tapped_paths(terms: Sequence[LossTerm]) -> tuple[set[str], set[str]]:
     """The student and teacher module paths the terms read (besides logits)."""
-    student = {t.student_key for t in terms} - {LOGITS}
-    teacher = {t.teacher_key for t in terms if t.uses_teacher} - {LOGITS}
+    student = {p for t in terms for p in key_paths(t.student_key)} - {LOGITS}
+    teacher = {p for t in terms if t.uses_teacher for p in key_paths(t.teacher_key)} - {LOGITS}
     return student, teacher
+
+
+def check_paths(student: nn.Module, teacher: nn.Module, terms: Sequence[LossTerm]) -> None:
+    """Fail at start-up, before any model trains, when a term names a module that its model lacks."""
+    student_paths, teacher_paths = tapped_paths(terms)
+    for role, model, paths in (("student", student, student_paths), ("teacher", teacher, teacher_paths)):
+        for path in sorted(paths):
+            try:
+                resolve_module(model, path.removesuffix(INPUT_SUFFIX))
+            except ModelError as err:
+                raise ModelError(f"distill.losses: the {role} {err}") from None

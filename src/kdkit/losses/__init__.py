@@ -11,12 +11,29 @@ import inspect
 from torch import nn
 
 from kdkit.errors import ConfigError
+from kdkit.losses.at import AttentionTransfer
 from kdkit.losses.ce import CrossEntropy
+from kdkit.losses.dist import DIST
+from kdkit.losses.dkd import DKD
+from kdkit.losses.fitnet import FitNet
+from kdkit.losses.fsp import FSP
 from kdkit.losses.kd import KDLoss, kd_loss
+from kdkit.losses.pkt import PKT
+from kdkit.losses.rkd import RKDAngle, RKDDistance
+from kdkit.losses.sp import SimilarityPreserving
 
 LOSSES: dict[str, type[nn.Module]] = {
     "ce": CrossEntropy,
     "kd": KDLoss,
+    "dkd": DKD,
+    "dist": DIST,
+    "fitnet": FitNet,
+    "at": AttentionTransfer,
+    "rkd_distance": RKDDistance,
+    "rkd_angle": RKDAngle,
+    "sp": SimilarityPreserving,
+    "pkt": PKT,
+    "fsp": FSP,
 }
 
 
@@ -37,4 +54,7 @@ def build_loss(name: str, **kwargs: object) -> nn.Module:
         raise ConfigError(f"loss '{name}': {err}") from None
 
 
-__all__ = ["LOSSES", "build_loss", "KDLoss", "kd_loss", "CrossEntropy"]
+__all__ = [
+    "LOSSES", "build_loss", "KDLoss", "kd_loss", "CrossEntropy", "DKD", "DIST", "FitNet", "AttentionTransfer",
+    "RKDDistance", "RKDAngle", "SimilarityPreserving", "PKT", "FSP",
+]
