@@ -195,7 +195,9 @@ def test_compare_pools_seeds_and_separates_settings(quick_run, tmp_path):
     cfg = yaml.safe_load((other / "config.yaml").read_text())
     cfg["distill"]["losses"][0]["alpha"] = 0.5
     (other / "config.yaml").write_text(yaml.safe_dump(cfg))
-    main(["compare", str(a), str(b), str(other), str(a), "-o", str(tmp_path / "cmp")])
+    with pytest.raises(SystemExit) as done:  # the CLI exits 0 on success
+        main(["compare", str(a), str(b), str(other), str(a), "-o", str(tmp_path / "cmp")])
+    assert done.value.code == 0
     md = (tmp_path / "cmp" / "compare.md").read_text()
     accs = [metrics.accuracy(preds(d)["test_student_kd"], preds(d)["test_labels"]) for d in (a, b)]
     mean, std = np.mean(accs), np.std(accs, ddof=1)

@@ -67,7 +67,9 @@ def test_tables_and_every_image_render(report, tmp_path):
 
 def test_screenshot_of_the_report_is_not_blank(report, tmp_path):
     png = tmp_path / "shot.png"
-    main(["report", str(report.parent), "--screenshot", str(png)])
+    with pytest.raises(SystemExit) as done:  # the CLI exits 0 on success
+        main(["report", str(report.parent), "--screenshot", str(png)])
+    assert done.value.code == 0
     img = Image.open(png).convert("RGB")
     assert img.size == (1280, 1600)
     colours = img.getcolors(maxcolors=1 << 20)
