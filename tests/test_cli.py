@@ -188,3 +188,11 @@ def test_unknown_module_path_fails_before_any_training(tmp_path, capsys):
     line = _config_error(tmp_path, capsys, lambda c: c["distill"]["losses"].append(
         {"name": "fitnet", "weight": 1.0, "student": "features.0", "teacher": "featurs.1"}))
     assert "featurs.1" in line and "features.1" in line  # close match suggested
+
+
+def test_tabular_commands_are_part_of_kdkit(tmp_path, capsys):
+    (tmp_path / "train.csv").write_text("a,b,y\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n")
+    (tmp_path / "test.csv").write_text("a\n1\n")
+    code, _, err = _run(["tabular", "fit", "--train", str(tmp_path / "train.csv"), "--test",
+                         str(tmp_path / "test.csv"), "--target", "label"], capsys)
+    assert code == 2 and "label" in err and "Traceback" not in err

@@ -86,6 +86,18 @@ def compare(
     console.print(f"comparison: {files.html}\n            {files.markdown}")
 
 
+def _add_subapps() -> None:
+    # optional extras: the tabular commands exist when their libraries (kdkit[tabular]) are installed
+    try:
+        from kdkit.tabular.cli import app as tabular_app
+    except ImportError:
+        return
+    app.add_typer(tabular_app, name="tabular", help="Tabular distillation: boosted teachers, privileged columns.")
+
+
+_add_subapps()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the Typer app and turns KdkitError into one line on stderr and exit code 2."""
     try:

@@ -130,11 +130,14 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         return cls(family, dict(params or {}), seed, columns, self.categorical_columns_, len(self.classes_), prep)
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X: Any, y: Any, *, on_fold: FoldCallback | None = None) -> DistilledClassifier:
+    def fit(self, X: Any, y: Any, *, on_fold: FoldCallback | None = None,
+            teacher_proba: np.ndarray | None = None) -> DistilledClassifier:
         """Teacher out-of-fold probabilities, then the K student fold models (see the module docstring).
 
         ``on_fold(k, done, oof)`` is called after each student fold (used by Optuna pruning); it may raise
-        to stop the fit.
+        to stop the fit. ``teacher_proba`` (n_rows, n_classes) reuses the ``teacher_oof_`` of an earlier fit on
+        the same rows (e.g. to try several alphas) instead of training the teacher again; it must be
+        out-of-fold, and ``teacher_predict_proba`` is then unavailable.
         """
         frame = as_frame(X)
         self._check_params(len(frame))
@@ -142,21 +145,34 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         if isinstance(X, pd.DataFrame) and all(isinstance(c, str) for c in frame.columns):
             self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
         self.n_features_in_ = frame.shape[1]
-        self.teacher_columns_ = _check_columns(frame, self.teacher_columns or frame.columns, "teacher columns")
-        self.student_columns_ = _check_columns(frame, self.student_columns or frame.columns, "student columns")
+        every = list(frame.columns)
+        self.teacher_columns_ = _check_columns(
+            frame, every if self.teacher_columns is None else self.teacher_columns, "teacher columns")
+        self.student_columns_ = _check_columns(
+            frame, every if self.student_columns is None else self.student_columns, "student columns")
         if self.categorical_columns is None:
             self.categorical_columns_ = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+        elif len(self.categorical_columns) == 0:
+            self.categorical_columns_ = []
         else:
             self.categorical_columns_ = _check_columns(frame, self.categorical_columns, "categorical columns")
         k = len(self.classes_)
         family = resolve(self.student, "student")
         self.student_mode_ = choose_mode(family, self.student_mode, k, float(self.alpha))
+        if float(self.alpha) < 1.0 and not resolve(self.teacher, "teacher").is_classifier:
+            raise ConfigError("the teacher must be a classifier (it provides class probabilities)")
         onehot = np.eye(k)[codes]
         if float(self.alpha) >= 1.0:
             self.teacher_models_, self.teacher_folds_, self.teacher_oof_ = [], [], None
             self.targets_ = onehot
         else:
-            self._fit_teacher(frame, codes)
+            if teacher_proba is None:
+                self._fit_teacher(frame, codes)
+            else:
+                self.teacher_models_, self.teacher_folds_ = [], []
+                self.teacher_oof_ = np.asarray(teacher_proba, dtype=np.float64)
+                if self.teacher_oof_.shape != onehot.shape:
+                    raise DataError(f"teacher_proba must have shape {onehot.shape}, got {self.teacher_oof_.shape}")
             self.targets_ = (1.0 - self.alpha) * self.teacher_oof_ + self.alpha * onehot
         self._fit_student(frame, codes, on_fold)
         self.threshold_ = None
@@ -212,5 +228,5 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         """Mean of the teacher fold models' probabilities (X needs the teacher columns)."""
         check_is_fitted(self, "teacher_models_")
         if not self.teacher_models_:
-            raise ConfigError("no teacher was fit (alpha=1 trains the student on labels alone)")
+            raise ConfigError("no teacher was fit here (alpha=1, or teacher_proba was given to fit)")
         return self._average(self.teacher_models_, X, self.teacher_columns_)

@@ -32,10 +32,7 @@ def scores(codes: np.ndarray, proba: np.ndarray, threshold: float | None = None)
     p = np.clip(proba, 1e-15, 1.0)
     p = p / p.sum(axis=1, keepdims=True)
     pred = labels_from(p, threshold)
-    if k == 2:
-        auc = roc_auc_score(codes, p[:, 1])
-    else:
-        auc = roc_auc_score(codes, p, multi_class="ovr", labels=np.arange(k))
+    auc = roc_auc_score(codes, p[:, 1]) if k == 2 else roc_auc_score(codes, p, multi_class="ovr", labels=np.arange(k))
     return {
         "macro_f1": float(f1_score(codes, pred, average="macro", labels=np.arange(k), zero_division=0)),
         "roc_auc": float(auc),

@@ -55,7 +55,11 @@ class Learner:
         return self.prep.columns
 
     def _build(self, builder: Any) -> Any:
-        return builder(dict(self.params), self.seed, self.prep.cat_features)
+        try:
+            return builder(dict(self.params), self.seed, self.prep.cat_features)
+        except Exception as err:  # constructors reject unknown or invalid parameters in library-specific ways
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ConfigError(f"cannot build {self.family.name} with parameters {self.params}: {first}") from None
 
     def fit(self, X: pd.DataFrame, codes: np.ndarray, targets: np.ndarray | None) -> Learner:
         Xp = self.prep.fit(X).transform(X)
@@ -116,10 +120,7 @@ class ExpandLearner(Learner):
 
     def _fit(self, Xp: Any, codes: np.ndarray, targets: np.ndarray | None) -> None:
         k, n = self.n_classes, len(codes)
-        if isinstance(Xp, pd.DataFrame):
-            rep = pd.concat([Xp] * k, ignore_index=True)
-        else:
-            rep = np.tile(Xp, (k, 1))
+        rep = pd.concat([Xp] * k, ignore_index=True) if isinstance(Xp, pd.DataFrame) else np.tile(Xp, (k, 1))
         labels = np.repeat(np.arange(k), n)
         weights = targets.T.ravel()  # block j holds every row with label j, weighted by P[:, j]
         model = self._build(self.family.classifier)
@@ -147,13 +148,15 @@ def choose_mode(family: Family, mode: str, n_classes: int, alpha: float) -> str:
         return "expand" if family.weights else "regress"
     if mode not in MODES:
         raise ConfigError(f"unknown student_mode '{mode}'; choose one of: auto, {', '.join(MODES)}")
+    name = family.name
+    soft_ok = family.soft == "kd" or (family.soft == "binary_prob" and n_classes == 2)
     problems = {
         "hard": (alpha < 1.0 and "'hard' ignores the teacher; use alpha=1 or another student_mode")
-        or (not family.is_classifier and f"'hard' needs a classifier, '{family.name}' is a regressor"),
-        "soft": not (family.soft == "kd" or (family.soft == "binary_prob" and n_classes == 2))
-        and f"'{family.name}' has no soft-label loss for {n_classes} classes; use 'expand' or 'regress'",
-        "regress": family.regressor is None and f"'{family.name}' has no regressor; use 'expand' or 'soft'",
-        "expand": not (family.weights and family.is_classifier) and f"'{family.name}' does not accept sample_weight; use 'regress'",
+        or (not family.is_classifier and f"'hard' needs a classifier, '{name}' is a regressor"),
+        "soft": not soft_ok and f"'{name}' has no soft-label loss for {n_classes} classes; use 'expand' or 'regress'",
+        "regress": family.regressor is None and f"'{name}' has no regressor; use 'expand' or 'soft'",
+        "expand": not (family.weights and family.is_classifier)
+        and f"'{name}' is not a classifier accepting sample_weight; use 'regress'",
     }
     if problems[mode]:
         raise ConfigError(f"student_mode {problems[mode]}")

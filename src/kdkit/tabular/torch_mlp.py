@@ -51,7 +51,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         temperature: float = 1.0,
         alpha: float = 0.0,
         seed: int = 0,
-        n_threads: int = 2,
+        n_threads: int = 1,
     ) -> None:
         self.hidden = hidden
         self.epochs = epochs
@@ -99,9 +99,19 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
                 raise DataError(f"soft_targets must have shape (n_rows={len(X)}, n_classes)")
             self.classes_, codes = np.arange(soft_targets.shape[1]), y.astype(np.int64)
         self.n_features_in_ = X.shape[1]
-        torch.set_num_threads(self.n_threads)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.n_threads)  # small matrices: one thread is fastest and reproducible
+        try:
+            with torch.random.fork_rng(devices=[]):  # seed locally, leave the caller's global RNG untouched
+                torch.manual_seed(self.seed)
+                self._train(X, codes, soft_targets, sample_weight)
+        finally:
+            torch.set_num_threads(previous)
+        return self
+
+    def _train(self, X: np.ndarray, codes: np.ndarray, soft_targets: np.ndarray | None,
+               sample_weight: np.ndarray | None) -> None:
         gen = torch.Generator().manual_seed(self.seed)
-        torch.manual_seed(self.seed)
         self.model_ = _mlp(X.shape[1], self.hidden, len(self.classes_), self.dropout)
         opt = torch.optim.AdamW(self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         xt, yt = torch.from_numpy(X), torch.from_numpy(codes.astype(np.int64))
@@ -116,7 +126,6 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
                 loss.backward()
                 opt.step()
         self.model_.eval()
-        return self
 
     def _loss(
         self, logits: torch.Tensor, y: torch.Tensor, q: torch.Tensor | None, w: torch.Tensor | None

@@ -1,0 +1,234 @@
+"""``kdkit tabular fit`` and ``kdkit tabular tune``: the privileged-column recipe as one command.
+
+Bad input exits with code 2 and one ``error: ...`` line on stderr (the main CLI does the same for every
+KdkitError; catching it here keeps this app usable on its own).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kdkit.errors import ConfigError, KdkitError
+from kdkit.tabular.estimator import DistilledClassifier
+from kdkit.tabular.evaluate import METRICS, best_threshold, markdown_table, scores
+from kdkit.tabular.io import TabularTask, load_task
+from kdkit.tabular.save import save_distiller
+
+app = typer.Typer(help="Tabular distillation: a teacher on every training column, a student on the columns "
+                  "that exist at prediction time.", no_args_is_help=True, add_completion=False)
+console = Console()
+
+TRAIN = typer.Option(..., "--train", help="training CSV (all columns, with the target)")
+TEST = typer.Option(None, "--test", help="test CSV: its columns (minus --id) become the student's columns")
+TARGET = typer.Option(..., "--target", help="name of the target column in the train file")
+IDS = typer.Option([], "--id", help="id column(s), excluded from features and copied to predictions")
+STUDENT_COLS = typer.Option(None, "--student-columns", help="comma-separated; default: the test file's columns")
+TEACHER_COLS = typer.Option(None, "--teacher-columns", help="comma-separated; default: every train column")
+TEACHER = typer.Option("catboost", "--teacher", help="catboost, lightgbm, xgboost, mlp, logreg, ... ")
+STUDENT = typer.Option("lightgbm", "--student", help="catboost, lightgbm, xgboost, mlp, logreg, ...")
+MODE = typer.Option("auto", "--student-mode", help="auto, soft, regress, expand")
+SPLITS = typer.Option(5, "--n-splits", help="folds for the teacher's out-of-fold probabilities and the student")
+SEED = typer.Option(0, "--seed")
+RUN_DIR = typer.Option(None, "--run-dir", help="output directory (default: runs/tabular-<time>)")
+
+
+def _user_errors(fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except KdkitError as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _split(text: str | None) -> list[str] | None:
+    return None if text is None else [c.strip() for c in text.split(",") if c.strip()]
+
+
+def _json(text: str | None, what: str) -> dict:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{what} is not valid JSON ({err.msg}); example: '{{\"depth\": 6}}'") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{what} must be a JSON object, e.g. '{{\"depth\": 6}}'")
+    return value
+
+
+def _best(path: Path) -> dict:
+    try:
+        best = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        raise ConfigError(f"{path}: cannot read; give the best.json written by 'kdkit tabular tune'") from None
+    if not isinstance(best, dict) or not {"teacher_params", "student_params", "alpha"} <= set(best):
+        raise ConfigError(f"{path}: not a best.json from 'kdkit tabular tune'")
+    return best
+
+
+def _run_dir(run_dir: Path | None, kind: str) -> Path:
+    path = run_dir or Path("runs") / f"tabular-{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _load(train: Path, test: Path | None, target: str, ids: list[str], student_columns: str | None,
+          teacher_columns: str | None) -> TabularTask:
+    return load_task(train, target, test, ids, _split(student_columns), _split(teacher_columns))
+
+
+def _print_table(title: str, rows: dict[str, dict[str, float]]) -> None:
+    table = Table(title=title)
+    table.add_column("model")
+    for m in METRICS:
+        table.add_column(m, justify="right")
+    for name, vals in rows.items():
+        table.add_row(name, *(f"{vals[m]:.4f}" for m in METRICS))
+    console.print(table)
+
+
+def _predictions(model: DistilledClassifier, task: TabularTask) -> pd.DataFrame:
+    proba = model.predict_proba(task.test)
+    out = task.test_ids.reset_index(drop=True).copy()
+    classes = list(model.classes_)
+    if len(classes) == 2:
+        out["probability"] = proba[:, 1]
+    else:
+        for k, c in enumerate(classes):
+            out[f"prob_{c}"] = proba[:, k]
+    out["label"] = model.predict(task.test)
+    return out
+
+
+@app.command()
+@_user_errors
+def fit(
+    train: Path = TRAIN,
+    test: Path = TEST,
+    target: str = TARGET,
+    id_columns: list[str] = IDS,
+    student_columns: str = STUDENT_COLS,
+    teacher_columns: str = TEACHER_COLS,
+    teacher: str = TEACHER,
+    student: str = STUDENT,
+    student_mode: str = MODE,
+    alpha: float = typer.Option(0.0, "--alpha", help="student target = (1-alpha)*teacher + alpha*label"),
+    n_splits: int = SPLITS,
+    seed: int = SEED,
+    threshold: bool = typer.Option(True, "--threshold/--no-threshold",
+                                   help="binary: tune the decision threshold for macro F1 on out-of-fold rows"),
+    teacher_params: str = typer.Option(None, "--teacher-params", help="JSON object, e.g. '{\"depth\": 6}'"),
+    student_params: str = typer.Option(None, "--student-params", help="JSON object"),
+    from_tune: Path = typer.Option(None, "--from-tune", help="best.json of 'kdkit tabular tune': its "
+                                   "teacher/student parameters and alpha replace the options above"),
+    run_dir: Path = RUN_DIR,
+) -> None:
+    """Teacher out-of-fold -> distilled student; compare with the student alone; predict the test file."""
+    task = _load(train, test, target, id_columns, student_columns, teacher_columns)
+    if from_tune is not None:
+        best = _best(from_tune)
+        teacher_params, student_params = json.dumps(best["teacher_params"]), json.dumps(best["student_params"])
+        alpha = float(best["alpha"])
+    if not 0.0 <= alpha < 1.0:
+        raise ConfigError(f"--alpha must be in [0, 1) (alpha 1 is the 'student alone' row), got {alpha}")
+    out = _run_dir(run_dir, "fit")
+    common = dict(student=student, student_columns=task.student_columns, student_params=_json(student_params,
+                  "--student-params"), student_mode=student_mode, n_splits=n_splits, seed=seed,
+                  tune_threshold=threshold)
+    distilled = DistilledClassifier(teacher=teacher, teacher_columns=task.teacher_columns, alpha=alpha,
+                                    teacher_params=_json(teacher_params, "--teacher-params"), **common)
+    config = {"train": str(train), "test": None if test is None else str(test), "target": target,
+              "id_columns": id_columns, **{k: v for k, v in distilled.get_params().items()}}
+    (out / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    console.print(f"{len(task.X)} rows; teacher sees {len(task.teacher_columns)} columns, "
+                  f"student {len(task.student_columns)}; run directory {out}")
+    with console.status("fitting teacher (out-of-fold) and distilled student..."):
+        distilled.fit(task.X, task.y)
+    with console.status("fitting the student alone on hard labels..."):
+        alone = DistilledClassifier(**{**common, "student_mode": "auto"}, alpha=1.0).fit(task.X, task.y)
+    codes = np.searchsorted(distilled.classes_, np.asarray(task.y))
+    binary = len(distilled.classes_) == 2
+
+    def row(proba: np.ndarray) -> dict[str, float]:
+        cut = best_threshold(codes, proba[:, 1]) if (threshold and binary) else None
+        return {**scores(codes, proba, cut), "threshold": cut}
+
+    rows = {
+        f"teacher {teacher} ({len(task.teacher_columns)} cols)": row(distilled.teacher_oof_),
+        f"student alone {student} ({len(task.student_columns)} cols)": row(alone.student_oof_),
+        f"distilled {student} (alpha={alpha:g})": row(distilled.student_oof_),
+    }
+    title = "out-of-fold scores on the training rows" + (", threshold tuned for macro F1"
+                                                         if threshold and binary else "")
+    _print_table(title, rows)
+    note = ("The distilled student's out-of-fold scores lean slightly optimistic: the teacher fold models that made "
+            "its training targets had seen its held-out rows. bench/tabular.py scores on an outer held-out split.")
+    (out / "table.md").write_text(f"{title}\n\n{markdown_table(rows)}\n{note}\n")
+    (out / "metrics.json").write_text(json.dumps(rows, indent=2))
+    save_distiller(distilled, out / "models")
+    if task.test is not None:
+        _predictions(distilled, task).to_csv(out / "predictions.csv", index=False)
+        console.print(f"predictions for {len(task.test)} test rows: {out / 'predictions.csv'}")
+    console.print(f"models, table.md, metrics.json, config.json: {out}")
+
+
+@app.command()
+@_user_errors
+def tune(
+    train: Path = TRAIN,
+    test: Path = TEST,
+    target: str = TARGET,
+    id_columns: list[str] = IDS,
+    student_columns: str = STUDENT_COLS,
+    teacher_columns: str = TEACHER_COLS,
+    teacher: str = TEACHER,
+    student: str = STUDENT,
+    student_mode: str = MODE,
+    n_splits: int = SPLITS,
+    seed: int = SEED,
+    n_trials: int = typer.Option(30, "--n-trials", help="trials run by this process"),
+    metric: str = typer.Option("log_loss", "--metric", help=", ".join(METRICS)),
+    storage: str = typer.Option(None, "--storage",
+                                help="database URL shared by several workers (default: SQLite in run dir)"),
+    study_name: str = typer.Option("kdkit-tabular", "--study-name"),
+    timeout: float = typer.Option(None, "--timeout", help="stop starting trials after this many seconds"),
+    teacher_params: str = typer.Option(None, "--teacher-params", help="fixed teacher parameters (JSON)"),
+    student_params: str = typer.Option(None, "--student-params", help="fixed student parameters (JSON)"),
+    run_dir: Path = RUN_DIR,
+) -> None:
+    """Optuna search over teacher and student parameters and alpha, scored by the student's CV score."""
+    from kdkit.tabular.tune import run_study
+
+    task = _load(train, test, target, id_columns, student_columns, teacher_columns)
+    out = _run_dir(run_dir, "tune")
+    base = dict(teacher=teacher, student=student, teacher_columns=task.teacher_columns,
+                student_columns=task.student_columns, student_mode=student_mode, n_splits=n_splits, seed=seed,
+                teacher_params=_json(teacher_params, "--teacher-params"),
+                student_params=_json(student_params, "--student-params"))
+    study = run_study(task.X, task.y, base, n_trials=n_trials, metric=metric, run_dir=out, storage=storage,
+                      study_name=study_name, timeout=timeout, progress=True)
+    best = study.best_trial
+    table = Table(title=f"best trial #{best.number}: {metric} = {best.value:.4f}")
+    table.add_column("parameter")
+    table.add_column("value", justify="right")
+    for key, value in best.params.items():
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    console.print(table)
+    console.print(f"study '{study_name}' ({len(study.trials)} trials) in {storage or out / 'study.db'}; "
+                  f"best parameters: {out / 'best.json'}")

@@ -1,0 +1,138 @@
+"""Optuna search over teacher parameters, student parameters and alpha, scored by the distilled student's
+cross-validated (out-of-fold) score against the true labels.
+
+The study lives in ``sqlite:///<run_dir>/study.db`` unless ``storage`` names another database: several
+machines that run the same command with the same ``storage`` URL and ``study_name`` share one study (give
+each worker its own ``seed`` so their first random trials differ; PostgreSQL needs its driver, e.g.
+psycopg2, installed). After each student fold the score on the rows predicted so far is reported, and the
+median pruner stops trials that are worse than the median of earlier trials at the same fold.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from kdkit.errors import ConfigError
+from kdkit.tabular.estimator import DistilledClassifier
+from kdkit.tabular.evaluate import LOWER_IS_BETTER, METRICS, best_threshold, scores
+from kdkit.tabular.models import resolve
+
+
+class _Prefixed:
+    """Give a family's search space its own namespace (``teacher.depth`` vs ``student.depth``)."""
+
+    def __init__(self, trial: optuna.Trial, prefix: str) -> None:
+        self.trial, self.prefix = trial, prefix
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.trial, name)
+        if not name.startswith("suggest_"):
+            return method
+        return lambda param, *a, **kw: method(f"{self.prefix}{param}", *a, **kw)
+
+
+def _metric(metric: str, codes: np.ndarray, proba: np.ndarray) -> float:
+    cut = best_threshold(codes, proba[:, 1]) if metric == "macro_f1" and proba.shape[1] == 2 else None
+    return scores(codes, proba, cut)[metric]
+
+
+def make_objective(X: pd.DataFrame, y: Any, base: dict, metric: str, tune_alpha: bool = True) -> Any:
+    """Objective for ``study.optimize``: builds a DistilledClassifier from ``base`` plus the trial's picks."""
+    teacher_space = resolve(base.get("teacher", "catboost"), "teacher").space
+    student_space = resolve(base.get("student", "lightgbm"), "student").space
+
+    def objective(trial: optuna.Trial) -> float:
+        teacher_params = {**(base.get("teacher_params") or {}),
+                          **(teacher_space(_Prefixed(trial, "teacher.")) if teacher_space else {})}
+        student_params = {**(base.get("student_params") or {}),
+                          **(student_space(_Prefixed(trial, "student.")) if student_space else {})}
+        alpha = trial.suggest_float("alpha", 0.0, 0.9) if tune_alpha else float(base.get("alpha", 0.0))
+        model = DistilledClassifier(**{**base, "teacher_params": teacher_params, "student_params": student_params,
+                                       "alpha": alpha})
+        codes = np.searchsorted(np.unique(np.asarray(y)), np.asarray(y))
+
+        def on_fold(fold: int, done: np.ndarray, oof: np.ndarray) -> None:
+            try:
+                value = _metric(metric, codes[done], oof[done])
+            except ValueError:  # e.g. one class among the rows predicted so far
+                return
+            trial.report(value, fold)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        model.fit(X, y, on_fold=on_fold)
+        trial.set_user_attr("teacher_params", teacher_params)
+        trial.set_user_attr("student_params", student_params)
+        trial.set_user_attr("alpha", alpha)
+        return _metric(metric, codes, model.student_oof_)
+
+    return objective
+
+
+def run_study(
+    X: pd.DataFrame,
+    y: Any,
+    base: dict,
+    *,
+    n_trials: int = 30,
+    metric: str = "log_loss",
+    run_dir: Path | str = "runs/tabular-tune",
+    storage: str | None = None,
+    study_name: str = "kdkit-tabular",
+    timeout: float | None = None,
+    tune_alpha: bool = True,
+    progress: bool = False,
+) -> optuna.Study:
+    """Create or join the study, run ``n_trials`` here, write ``best.json`` to ``run_dir``; returns the study."""
+    if metric not in METRICS:
+        raise ConfigError(f"unknown metric '{metric}'; choose one of: {', '.join(METRICS)}")
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    storage = storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    seed = int(base.get("seed", 0))
+    try:
+        study = optuna.create_study(
+            study_name=study_name, storage=storage, load_if_exists=True,
+            direction="minimize" if metric in LOWER_IS_BETTER else "maximize",
+            sampler=optuna.samplers.TPESampler(seed=seed),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
+        )
+    except (ImportError, ValueError) as err:  # bad URL, missing database driver
+        first = str(err).strip().splitlines()[0]
+        raise ConfigError(f"cannot open the Optuna storage {storage!r}: {first}") from None
+    objective = make_objective(X, y, base, metric, tune_alpha)
+    if progress:
+        _optimize_with_bar(study, objective, n_trials, timeout)
+    else:
+        study.optimize(objective, n_trials=n_trials, timeout=timeout)
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        raise ConfigError("no trial completed; raise --n-trials or check the parameters")
+    best = study.best_trial
+    summary = {"metric": metric, "value": best.value, "trial": best.number, "params": best.params,
+               **{k: best.user_attrs.get(k) for k in ("teacher_params", "student_params", "alpha")}}
+    (run_dir / "best.json").write_text(json.dumps(summary, indent=2, default=list))
+    return study
+
+
+def _optimize_with_bar(study: optuna.Study, objective: Any, n_trials: int, timeout: float | None) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[best]}"))
+    with Progress(*columns) as bar:
+        task = bar.add_task("tune", total=n_trials, best="")
+
+        def advance(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+            best = f"best {study.best_value:.4f}" if done else ""
+            pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
+            bar.update(task, advance=1, best=f"{best}  pruned {pruned}")
+
+        study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=[advance])

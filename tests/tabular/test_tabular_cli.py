@@ -1,0 +1,96 @@
+"""`kdkit tabular fit` / `tune` end to end on small CSVs written here, and exit code 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from kdkit.tabular.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def csvs(tmp_path: Path, binary_table) -> tuple[Path, Path]:
+    X, y = binary_table
+    frame = X.assign(ID=[f"r{i}" for i in range(len(X))], Y_LABEL=y)
+    frame.iloc[:180].to_csv(tmp_path / "train.csv", index=False)
+    frame.iloc[180:][["ID", "a", "b", "c", "kind"]].to_csv(tmp_path / "test.csv", index=False)
+    return tmp_path / "train.csv", tmp_path / "test.csv"
+
+
+FAST_ARGS = ["--n-splits", "3", "--teacher-params", '{"iterations": 30}', "--student-params", '{"n_estimators": 30}']
+
+
+def test_fit_writes_table_predictions_and_native_models(csvs, tmp_path: Path) -> None:
+    train, test = csvs
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["fit", "--train", str(train), "--test", str(test), "--target", "Y_LABEL",
+                                 "--id", "ID", "--run-dir", str(run), *FAST_ARGS])
+    assert result.exit_code == 0, result.output
+    for row in ("teacher catboost (8 cols)", "student alone lightgbm (4 cols)", "distilled lightgbm"):
+        assert row in (run / "table.md").read_text()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert len(metrics) == 3 and all(0 <= m["roc_auc"] <= 1 for m in metrics.values())
+    preds = pd.read_csv(run / "predictions.csv")
+    assert list(preds.columns) == ["ID", "probability", "label"] and len(preds) == 60
+    assert preds["probability"].between(0, 1).all() and set(preds["label"]) <= {0, 1}
+    manifest = json.loads((run / "models" / "manifest.json").read_text())
+    assert manifest["student_columns"] == ["a", "b", "c", "kind"]
+    assert (run / "models" / "teacher_fold0_0.cbm").exists() and (run / "models" / "student_fold2_0.txt").exists()
+    assert json.loads((run / "config.json").read_text())["alpha"] == 0.0
+
+
+def test_tune_stores_study_in_run_dir_and_fit_reuses_best(csvs, tmp_path: Path) -> None:
+    train, test = csvs
+    run = tmp_path / "tune"
+    args = ["--train", str(train), "--test", str(test), "--target", "Y_LABEL", "--id", "ID", "--n-splits", "3",
+            "--teacher-params", '{"n_estimators": 20}', "--student-params", '{"n_estimators": 20}']
+    result = runner.invoke(app, ["tune", *args, "--teacher", "lightgbm", "--student", "lightgbm",
+                                 "--n-trials", "3", "--run-dir", str(run)])
+    assert result.exit_code == 0, result.output
+    assert (run / "study.db").exists() and "best trial" in result.output
+    best = json.loads((run / "best.json").read_text())
+    assert 0 <= best["alpha"] <= 0.9 and "num_leaves" in best["student_params"]
+    again = runner.invoke(app, ["tune", *args, "--teacher", "lightgbm", "--student", "lightgbm", "--n-trials", "1",
+                                "--run-dir", str(run)])
+    assert "(4 trials)" in again.output  # the second call joined the stored study
+    fitted = runner.invoke(app, ["fit", *args, "--teacher", "lightgbm", "--from-tune", str(run / "best.json"),
+                                 "--run-dir", str(tmp_path / "fit")])
+    assert fitted.exit_code == 0, fitted.output
+
+
+def test_bad_input_exits_2_with_one_line(csvs, tmp_path: Path) -> None:
+    train, test = csvs
+    bad_test = tmp_path / "bad_test.csv"
+    bad_test.write_text("ID,a,zz\nr1,1,2\n")
+    frame = pd.read_csv(train)
+    not_number = frame.astype({"b": object})
+    not_number.loc[3, "b"] = "abc"
+    not_number.to_csv(tmp_path / "not_number.csv", index=False)
+    frame.assign(Y_LABEL=0).to_csv(tmp_path / "one_class.csv", index=False)
+    frame.rename(columns={"b": "a"}).to_csv(tmp_path / "dupes.csv", index=False)
+    (tmp_path / "empty.csv").write_text("")
+    cases = [
+        (["--target", "Y_LABEL", "--train", str(tmp_path / "empty.csv")], "file is empty"),
+        (["--target", "Y_LABEL", "--train", str(tmp_path / "dupes.csv")], "duplicated column names a"),
+        (["--target", "Y_LABEL", "--train", str(tmp_path / "one_class.csv")], "single class"),
+        (["--target", "Y_LABEL", "--train", str(tmp_path / "not_number.csv")],
+         "column 'b' is numeric but line 5 has the non-numeric value 'abc'"),
+        (["--target", "NOPE"], "target column 'NOPE' not found"),
+        (["--target", "Y_LABEL", "--test", str(bad_test)], "columns not in the train file: zz"),
+        (["--target", "Y_LABEL", "--alpha", "2"], "--alpha must be in [0, 1)"),
+        (["--target", "Y_LABEL", "--student", "nosuch"], "unknown student 'nosuch'"),
+        (["--target", "Y_LABEL", "--teacher-params", "{bad"], "not valid JSON"),
+    ]
+    for extra, message in cases:
+        result = runner.invoke(app, ["fit", "--train", str(train), "--test", str(test), "--id", "ID",
+                                     "--run-dir", str(tmp_path / "r"), *extra])
+        assert result.exit_code == 2, (extra, result.output)
+        err = result.stderr if result.stderr_bytes is not None else result.output
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert lines == [lines[0]] and lines[0].startswith("error: ") and message in lines[0], lines
