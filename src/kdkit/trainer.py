@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,9 +62,9 @@ def _split(batch: Any, device: torch.device) -> tuple[Tensor, Tensor | None, Ten
 def check_labels(y: Tensor | None, num_classes: int) -> None:
     if y is None or y.numel() == 0:
         return
-    low, high = int(y.min()), int(y.max())
-    if low < IGNORE_INDEX or high >= num_classes:
-        bad = high if high >= num_classes else low
+    outside = (y < IGNORE_INDEX) | (y >= num_classes)
+    if bool(outside.any()):  # one device sync per batch; the details only on the error path
+        bad = int(y[outside][0])
         raise DataError(
             f"label {bad} is outside the model's {num_classes} classes [0, {num_classes - 1}] "
             f"(-1 marks an unlabelled row); check the labels or the model's num_classes"
@@ -179,8 +178,9 @@ def fit(
         task = bar.add_task(f"{name}", total=s.epochs * len(train_loader), status="")
         for epoch in range(s.epochs):
             scheme.train()
-            sums: dict[str, float] = defaultdict(float)
-            correct = seen = 0
+            # running sums stay on the device: one sync per epoch instead of several per step
+            sums: dict[str, Tensor] = {}
+            correct = seen = torch.zeros((), dtype=torch.long, device=device)
             for step, batch in enumerate(train_loader):
                 x, y, index = _split(batch, device)
                 if num_classes is None:  # one tiny forward, so bad labels fail here and not deep inside a loss
@@ -201,18 +201,17 @@ def fit(
                     nn.utils.clip_grad_norm_(params, s.grad_clip)
                 optimizer.step()
                 scheduler.step()
-                sums["loss"] += loss.item() * len(x)
-                for key, value in raw.items():
-                    sums[key] += value.item() * len(x)
+                for key, value in {"loss": loss.detach(), **raw}.items():
+                    sums[key] = sums.get(key, 0.0) + value.float() * len(x)
                 if y is not None:
                     labelled = y != IGNORE_INDEX
-                    correct += int((logits.argmax(-1)[labelled] == y[labelled]).sum())
-                    seen += int(labelled.sum())
+                    correct = correct + ((logits.detach().argmax(-1) == y) & labelled).sum()
+                    seen = seen + labelled.sum()
                 bar.advance(task)
             n = len(train_loader.dataset) if hasattr(train_loader, "dataset") else 1
             record: dict[str, Any] = {"model": name, "epoch": epoch + 1, "lr": scheduler.get_last_lr()[0]}
-            record.update({f"train_{k}": v / n for k, v in sums.items()})
-            record["train_accuracy"] = correct / seen if seen else None
+            record.update({f"train_{k}": v.item() / n for k, v in sums.items()})
+            record["train_accuracy"] = correct.item() / seen.item() if seen.item() else None
             if val_loader is not None:
                 record.update({f"val_{k}": v for k, v in validate(scheme, val_loader, device).items()})
             # without validation data the last epoch is the best one; the monitor only matters with it
