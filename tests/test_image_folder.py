@@ -253,6 +253,24 @@ def test_config_errors_are_one_line(raw, message):
     assert "\n" not in str(err.value)
 
 
+def test_unlabelled_folder_is_a_transfer_set(tmp_path):
+    data = make_folder(tmp_path / "data", {"train": 3, "test": 2})
+    rng = np.random.default_rng(1)
+    (data / "unlabelled" / "batch1").mkdir(parents=True)
+    for i in range(5):  # any nesting, any class mix: nobody labelled them
+        Image.fromarray(_pixels(i % 2, rng), "L").save(data / "unlabelled" / "batch1" / f"u{i}.png")
+    bundle = image_folder(data, image_size=16)
+    assert len(bundle.transfer) == 5 and bundle.transfer.labels.tolist() == [-1] * 5
+    assert bundle.transfer[0][0].shape == (3, 16, 16)
+    (data / "unlabelled" / "batch1" / "u0.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="unreadable image.*unlabelled"):
+        image_folder(data, image_size=16)
+
+
+def test_without_unlabelled_folder_there_is_no_transfer_set(tmp_path):
+    assert image_folder(make_folder(tmp_path / "data", {"train": 2, "test": 2}), image_size=8).transfer is None
+
+
 # ---------------------------------------------------------------------------------------------- pipeline
 
 

@@ -54,7 +54,8 @@ class DataConfig(_Strict):
         if self.root is None:
             raise ValueError("image_folder needs root: the folder holding train/ and test/ with one folder per class")
         if self.transfer_size:
-            raise ValueError("image_folder has no unlabelled transfer set; set data.transfer_size: 0")
+            raise ValueError("image_folder takes its transfer set from root/unlabelled/, not a generator; "
+                             "set data.transfer_size: 0")
         for key, value in IMAGE_DEFAULTS.items():
             if getattr(self, key) is None:
                 setattr(self, key, value)

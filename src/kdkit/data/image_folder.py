@@ -3,6 +3,7 @@
     root/train/<class>/*.jpg      required
     root/val/<class>/*.jpg        optional: without it, `val_fraction` of train is held out (stratified, by seed)
     root/test/<class>/*.jpg       required
+    root/unlabelled/**/*.jpg      optional: images without labels, a transfer set that only the teacher labels
 
 Classes are the sorted sub-folder names of train/, and that one class-to-index map is used for every split;
 val/ and test/ must have exactly the same classes (a class missing from test/ would leave a row of the report
@@ -33,7 +34,7 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from kdkit.data.builtin import DataBundle
+from kdkit.data.builtin import UNLABELLED, DataBundle
 from kdkit.errors import ConfigError, DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pbm", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -163,27 +164,45 @@ def scan_split(
                             "add images or remove the folder from every split")
         files += found
         labels += [label] * len(found)
+    scanned = _decode_all(split_dir, files, labels, size, channels, on_bad_image)
+    empty = [classes[c] for c in range(len(classes)) if c not in set(scanned.labels.tolist())]
+    if empty:
+        raise DataError(f"no readable images left in {split_dir / empty[0]} after skipping bad files; "
+                        "add readable images")
+    return scanned
+
+
+def scan_unlabelled(folder: Path, size: tuple[int, int], channels: int, on_bad_image: str = "error") -> ScannedSplit:
+    """Decode the images of root/unlabelled/ (any sub-folders) as a transfer set: every label is -1."""
+    files = image_files(folder)
+    if not files:
+        raise DataError(f"{folder} has no image files ({', '.join(IMAGE_EXTENSIONS)}); add unlabelled images "
+                        "or remove the folder")
+    return _decode_all(folder, files, [UNLABELLED] * len(files), size, channels, on_bad_image)
+
+
+def _decode_all(
+    where: Path, files: list[Path], labels: list[int], size: tuple[int, int], channels: int, on_bad_image: str
+) -> ScannedSplit:
+    """Decode `files` in threads; unreadable ones are skipped with one warning naming them, or raise DataError."""
     workers = max(1, min(8, torch.get_num_threads()))  # PIL decodes without the GIL; respect the thread budget
     with ThreadPoolExecutor(workers) as pool:
         decoded = list(pool.map(lambda p: _try_decode(p, size, channels), files))
     bad = [(p, d) for p, d in zip(files, decoded, strict=True) if isinstance(d, str)]
     if bad and on_bad_image == "error":
-        raise DataError(f"{len(bad)} unreadable image(s) in {split_dir} (first: {bad[0][0]}: {bad[0][1]}); fix or "
+        raise DataError(f"{len(bad)} unreadable image(s) in {where} (first: {bad[0][0]}: {bad[0][1]}); fix or "
                         "delete them, or set data.on_bad_image: skip")
     keep = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
     if bad:
         names = ", ".join(str(p) for p, _ in bad[:5]) + (f" (+{len(bad) - 5} more)" if len(bad) > 5 else "")
-        warnings.warn(f"skipped {len(bad)} unreadable image(s) in {split_dir}: {names} (first error: {bad[0][1]}); "
-                      "set data.on_bad_image: error to stop instead", SkippedImagesWarning, stacklevel=2)
-    kept_labels = [labels[i] for i in keep]
-    empty = [classes[c] for c in range(len(classes)) if c not in set(kept_labels)]
-    if empty:
-        raise DataError(f"no readable images left in {split_dir / empty[0]} after skipping bad files; "
-                        "add readable images")
+        warnings.warn(f"skipped {len(bad)} unreadable image(s) in {where}: {names} (first error: {bad[0][1]}); "
+                      "set data.on_bad_image: error to stop instead", SkippedImagesWarning, stacklevel=3)
+    if not keep:
+        raise DataError(f"no readable images in {where}; add readable images")
     images = np.stack([decoded[i] for i in keep])  # (N, H, W, C)
     return ScannedSplit(
         images=torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
-        labels=torch.tensor(kept_labels, dtype=torch.long),
+        labels=torch.tensor([labels[i] for i in keep], dtype=torch.long),
         files=[files[i] for i in keep],
         skipped=bad,
     )
@@ -239,9 +258,12 @@ def image_folder(
     else:
         tr, va = _hold_out(train.labels, val_fraction, seed)
         train_set, val_set = dataset(train, sorted(tr), flip=augment), dataset(train, sorted(va))
+    unlabelled = root / "unlabelled"
+    transfer = dataset(scan_unlabelled(unlabelled, size, channels, on_bad_image), flip=augment) \
+        if unlabelled.is_dir() else None
     return DataBundle(
         train=train_set, val=val_set, test=dataset(scan("test")), num_classes=len(classes),
-        input_shape=(channels, *size), class_names=classes,
+        input_shape=(channels, *size), class_names=classes, transfer=transfer,
     )
 
 
