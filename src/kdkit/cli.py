@@ -6,6 +6,8 @@ Errors the user can fix (KdkitError) print one line and exit with code 2; no tra
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -20,6 +22,21 @@ app = typer.Typer(
 console = Console()
 
 
+@contextmanager
+def _process_group() -> Iterator[None]:
+    """Join the process group when launched by torchrun (a no-op otherwise) and always leave it at the end, so
+    every process exits cleanly; after an error it leaves without waiting for processes that may never arrive."""
+    from kdkit import distributed
+
+    distributed.init_from_env()
+    try:
+        yield
+    except BaseException:
+        distributed.shutdown(wait=False)
+        raise
+    distributed.shutdown()
+
+
 @app.command()
 def demo(
     quick: bool = typer.Option(False, "--quick", help="a few epochs on less data (for tests, ~20 s)"),
@@ -27,15 +44,18 @@ def demo(
     output_dir: Path = typer.Option(Path("runs/demo"), "--output-dir", "-o", help="where the run is written"),
 ) -> None:
     """Distil a CNN teacher into an MLP student on MNIST-1D (generated offline) and print the comparison."""
+    from kdkit import distributed
     from kdkit.demo import demo_config
     from kdkit.pipeline import run
 
     cfg = demo_config(seed=seed, output_dir=output_dir, quick=quick)
-    console.print(
-        f"kdkit demo: MNIST-1D, teacher {cfg.teacher.name}{cfg.teacher.params}, student "
-        f"{cfg.student.name}{cfg.student.params}, transfer set {cfg.data.transfer_size:,} generated samples"
-    )
-    run(cfg, console=console, quick_cost=quick)
+    with _process_group():
+        if distributed.is_main():
+            console.print(
+                f"kdkit demo: MNIST-1D, teacher {cfg.teacher.name}{cfg.teacher.params}, student "
+                f"{cfg.student.name}{cfg.student.params}, transfer set {cfg.data.transfer_size:,} generated samples"
+            )
+        run(cfg, console=console, quick_cost=quick)
 
 
 @app.command()
@@ -44,7 +64,9 @@ def train(config: Path = typer.Argument(..., help="YAML config (see configs/ for
     from kdkit.config import load_config
     from kdkit.pipeline import run
 
-    run(load_config(config), console=console)
+    cfg = load_config(config)
+    with _process_group():
+        run(cfg, console=console)
 
 
 @app.command()

@@ -23,7 +23,7 @@ from rich.console import Console
 from torch import nn
 from torch.utils.data import ConcatDataset
 
-from kdkit import metrics
+from kdkit import distributed, metrics
 from kdkit.adapters import example_inputs
 from kdkit.checkpoint import load_weights, save_weights
 from kdkit.config import RunConfig, dump_config
@@ -79,7 +79,11 @@ def distillation_data(cfg: RunConfig, bundle: DataBundle):
 
 
 def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False) -> RunResult:
+    """Under torchrun every process trains (DDP); rank 0 alone writes the run directory, evaluates and prints the
+    table, while the others wait for it and return a result without rows."""
     console = console or Console()
+    distributed.init_from_env()
+    main = distributed.is_main()
     # everything that can fail on bad input runs before the run directory is touched
     bundle = build_data(cfg.data, cfg.seed)
     models = build_models(cfg, bundle)
@@ -88,12 +92,15 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
     teacher = models["teacher"]
     if cfg.teacher.checkpoint is not None:
         load_weights(teacher, cfg.teacher.checkpoint)
-        console.print(f"teacher: loaded {cfg.teacher.checkpoint}")
+        if main:
+            console.print(f"teacher: loaded {cfg.teacher.checkpoint}")
         _check_outputs(teacher, bundle, "teacher")
     run_dir = Path(cfg.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a rerun into the same directory starts a fresh log
-    dump_config(cfg, run_dir / "config.yaml")
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a rerun into the same directory starts a fresh log
+        dump_config(cfg, run_dir / "config.yaml")
+    distributed.barrier()  # no process logs into the directory before rank 0 has cleared it
 
     def loaders(stage: str, train_set):
         s = cfg.settings(stage)
@@ -118,11 +125,15 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
     fit(scheme, train_loader, val_loader, s, run_dir, "student_kd")
     scheme.close()
 
+    if not main:
+        distributed.barrier()  # rank 0 is writing the run directory; every process returns once it is complete
+        return RunResult(run_dir, [], models)
     for role, model in models.items():
         save_weights(model, run_dir / "models" / f"{role}.safetensors")
     rows = evaluate_models(cfg, bundle, models, run_dir, quick_cost=quick_cost)
     print_table(rows, title=f"kdkit: {cfg.data.name} (test split)", console=console)
     console.print(f"run directory: {run_dir}")
+    distributed.barrier()
     return RunResult(run_dir, rows, models)
 
 

@@ -15,11 +15,13 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 
-from kdkit import metrics
+from kdkit import distributed, metrics
 from kdkit.checkpoint import save_state
 from kdkit.errors import ConfigError, DataError, NonFiniteLossError
 from kdkit.losses.kd import IGNORE_INDEX
@@ -146,6 +148,39 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
+class _Step(nn.Module):
+    """One training forward (`scheme.losses`) as a module that owns the student and the adapters, so that
+    DistributedDataParallel sees exactly the trainable parts and all-reduces their gradients. The scheme is a plain
+    attribute (not a Module): the frozen teacher stays out of DDP and each process keeps its own replica."""
+
+    def __init__(self, scheme: Scheme) -> None:
+        super().__init__()
+        self.student, self.extras = scheme.student, scheme.extras
+        self.scheme = scheme
+
+    def forward(self, x: Tensor, y: Tensor | None, epoch: int, index: Tensor | None = None):
+        return self.scheme.losses(x, y, epoch, index)
+
+
+def _all_true(flag: bool, device: torch.device) -> bool:
+    """Whether `flag` holds on every process, so that all stop together instead of some waiting forever."""
+    t = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())
+
+
+def _sync_epoch(step: nn.Module, sums: dict[str, Tensor], counts: list[Tensor]) -> tuple[dict[str, Tensor], list]:
+    """End of a distributed epoch: buffers (BatchNorm statistics, updated from each process's own batches) are
+    taken from rank 0 so validation and checkpoints see identical models; the logged training sums are added up
+    over all processes so the metrics describe the whole epoch, not one shard of it."""
+    for buffer in step.buffers():
+        dist.broadcast(buffer, src=0)
+    keys = sorted(sums)
+    packed = torch.stack([sums[k].double() for k in keys] + [c.double() for c in counts])
+    dist.all_reduce(packed)
+    return dict(zip(keys, packed[: len(keys)], strict=True)), list(packed[len(keys):].round().long())
+
+
 def fit(
     scheme: Scheme,
     train_loader: DataLoader,
@@ -155,32 +190,45 @@ def fit(
     name: str = "model",
 ) -> FitResult:
     """Train `scheme.student`; at the end the student holds its best weights (by `settings.monitor` on
-    validation data, or the last epoch when there is no validation data)."""
+    validation data, or the last epoch when there is no validation data).
+
+    Launched by torchrun with several processes, the step runs through DistributedDataParallel on
+    `distributed.local_device()`; only rank 0 writes checkpoints, metrics and shows progress."""
     s = settings or TrainSettings()
     if len(train_loader) == 0:
         raise DataError(f"no training batches for '{name}': the training set is empty")
     seed_everything(s.seed)
-    device = resolve_device(s.device)
+    is_ddp = distributed.init_from_env()
+    main = distributed.is_main()
+    device = distributed.local_device() if is_ddp else resolve_device(s.device)
     scheme.to(device)
     params = [p for p in scheme.parameters() if p.requires_grad]
     if not params:
         raise ConfigError(f"'{name}' has no trainable parameters (all have requires_grad=False)")
     optimizer = _optimizer(params, s)
     scheduler = _schedule(optimizer, s, s.epochs * len(train_loader))
-    ckpt_dir = Path(run_dir) / "checkpoints" if run_dir is not None else None
-    log = JsonlLog(Path(run_dir) / "metrics.jsonl" if run_dir is not None else None)
+    step_module, losses = None, scheme.losses
+    if is_ddp:
+        step_module = _Step(scheme)
+        losses = DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None)
+    sampler = getattr(train_loader, "sampler", None)
+    writes = run_dir is not None and main
+    ckpt_dir = Path(run_dir) / "checkpoints" if writes else None
+    log = JsonlLog(Path(run_dir) / "metrics.jsonl" if writes else None)
     higher = HIGHER_IS_BETTER[s.monitor]
     result, best_value, best_state, since_best = FitResult(), None, None, 0
     last_good = "none yet (failed in the first epoch)"
     num_classes = None
 
-    with _progress(s.progress) as bar:
+    with _progress(s.progress and main) as bar:
         task = bar.add_task(f"{name}", total=s.epochs * len(train_loader), status="")
         for epoch in range(s.epochs):
+            if isinstance(sampler, DistributedSampler):
+                sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every process
             scheme.train()
             # running sums stay on the device: one sync per epoch instead of several per step
             sums: dict[str, Tensor] = {}
-            correct = seen = torch.zeros((), dtype=torch.long, device=device)
+            correct = seen = count = torch.zeros((), dtype=torch.long, device=device)
             for step, batch in enumerate(train_loader):
                 x, y, index = _split(batch, device)
                 if num_classes is None:  # one tiny forward, so bad labels fail here and not deep inside a loss
@@ -188,11 +236,13 @@ def fit(
                     num_classes = scheme.eval_logits(x[:1])[0].shape[-1]
                     scheme.train()
                 check_labels(y, num_classes)
-                weighted, raw, logits = scheme.losses(x, y, epoch, index)
+                weighted, raw, logits = losses(x, y, epoch, index)
                 loss = sum(weighted.values())
-                if not torch.isfinite(loss):
-                    raise NonFiniteLossError(
-                        f"'{name}' loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; training "
+                finite = bool(torch.isfinite(loss))
+                if not (_all_true(finite, device) if is_ddp else finite):
+                    seen_here = loss.item() if not finite else "non-finite on another process"
+                    raise NonFiniteLossError(  # on every process: one that went on would wait forever
+                        f"'{name}' loss became {seen_here} at epoch {epoch + 1}, step {step + 1}; training "
                         f"stopped, last good checkpoint: {last_good}; lower lr or set grad_clip"
                     )
                 optimizer.zero_grad(set_to_none=True)
@@ -207,8 +257,12 @@ def fit(
                     labelled = y != IGNORE_INDEX
                     correct = correct + ((logits.detach().argmax(-1) == y) & labelled).sum()
                     seen = seen + labelled.sum()
+                count = count + len(x)
                 bar.advance(task)
             n = len(train_loader.dataset) if hasattr(train_loader, "dataset") else 1
+            if step_module is not None:
+                sums, (correct, seen, count) = _sync_epoch(step_module, sums, [correct, seen, count])
+                n = count.item()  # DistributedSampler pads the shards to equal length
             record: dict[str, Any] = {"model": name, "epoch": epoch + 1, "lr": scheduler.get_last_lr()[0]}
             record.update({f"train_{k}": v.item() / n for k, v in sums.items()})
             record["train_accuracy"] = correct.item() / seen.item() if seen.item() else None
@@ -217,6 +271,10 @@ def fit(
             # without validation data the last epoch is the best one; the monitor only matters with it
             monitor_key = "train_loss" if val_loader is None or s.monitor == "loss" else f"val_{s.monitor}"
             value = record.get(monitor_key)
+            if is_ddp:  # rank 0's value decides for all, so best epoch and early stop never diverge
+                shared = [value]
+                dist.broadcast_object_list(shared, src=0)
+                value = shared[0]
             if value is None:
                 raise ConfigError(
                     f"monitor '{s.monitor}' needs a teacher, but '{name}' is trained without one; "

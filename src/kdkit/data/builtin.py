@@ -9,8 +9,9 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
+from kdkit.distributed import init_from_env
 from kdkit.errors import ConfigError, DataError
 
 UNLABELLED = -1
@@ -91,9 +92,16 @@ def load_builtin(name: str, **kwargs) -> DataBundle:
 
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0) -> DataLoader:
-    """A DataLoader whose shuffling order is fixed by `seed`; empty datasets are refused with a clear error."""
+    """A DataLoader whose shuffling order is fixed by `seed`; empty datasets are refused with a clear error.
+
+    Under torchrun (several processes) a training loader (shuffle=True) gets a DistributedSampler, so each process
+    sees its own shard of every epoch; loaders without shuffling (validation, test) stay whole on every process.
+    """
     if len(dataset) == 0:  # type: ignore[arg-type]
         raise DataError("the dataset is empty; check the data path or the split sizes")
+    if shuffle and init_from_env():
+        sampler = DistributedSampler(dataset, shuffle=True, seed=seed)
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers)
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=num_workers)
 
