@@ -196,3 +196,8 @@ def test_tabular_commands_are_part_of_kdkit(tmp_path, capsys):
     code, _, err = _run(["tabular", "fit", "--train", str(tmp_path / "train.csv"), "--test",
                          str(tmp_path / "test.csv"), "--target", "label"], capsys)
     assert code == 2 and "label" in err and "Traceback" not in err
+
+
+def test_unknown_data_source(tmp_path, capsys):
+    line = _config_error(tmp_path, capsys, lambda c: c["data"].update(name="mnist"))
+    assert "data.name" in line and "did you mean 'mnist1d'" in line

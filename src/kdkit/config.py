@@ -43,6 +43,17 @@ class DataConfig(_Strict):
         None, description="image_folder: skip unreadable images with a warning, or stop with an error"
     )
 
+    @field_validator("name")
+    @classmethod
+    def _known_source(cls, name: str) -> str:
+        from kdkit.data import SOURCES  # here, not at import time: the data package is heavier than the schema
+
+        if name not in SOURCES:
+            close = difflib.get_close_matches(name, list(SOURCES), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"choose one of: {', '.join(sorted(SOURCES))}"
+            raise ValueError(f"unknown data source '{name}'; {hint}")
+        return name
+
     @model_validator(mode="after")
     def _image_folder_keys(self) -> DataConfig:
         given = [k for k in ("root", *IMAGE_DEFAULTS) if getattr(self, k) is not None]

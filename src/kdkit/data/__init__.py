@@ -8,6 +8,7 @@ from typing import Any
 
 from kdkit.data.builtin import BUILTIN, UNLABELLED, DataBundle, Indexed, load_builtin, make_loader
 from kdkit.data.image_folder import load_image_folder
+from kdkit.errors import ConfigError
 
 # name -> function(data_config, seed) -> DataBundle
 SOURCES: dict[str, Callable[[Any, int], DataBundle]] = {
@@ -20,7 +21,9 @@ SOURCES["image_folder"] = load_image_folder
 
 def build_data(cfg: Any, seed: int) -> DataBundle:
     """The DataBundle a config's ``data`` section describes."""
-    return SOURCES[cfg.name](cfg, seed) if cfg.name in SOURCES else load_builtin(cfg.name)
+    if cfg.name not in SOURCES:
+        raise ConfigError(f"unknown data source '{cfg.name}'; choose one of: {', '.join(sorted(SOURCES))}")
+    return SOURCES[cfg.name](cfg, seed)
 
 
 __all__ = ["BUILTIN", "SOURCES", "UNLABELLED", "DataBundle", "Indexed", "build_data", "load_builtin", "make_loader"]
