@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -13,22 +13,38 @@ from torch import Tensor, nn
 
 from kdkit.errors import ModelError
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
-def save_state(state: Mapping[str, Tensor], path: str | os.PathLike) -> Path:
-    """Write a state dict as safetensors via a temp file + rename, so a crash never leaves a torn file."""
+
+def _atomic(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Run `write(temp_path)` beside `path`, then rename over it: readers see the old file or the new one,
+    never a torn one, and a failed write leaves the old file and no temp file behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # safetensors refuses shared storage; clone makes every tensor its own contiguous buffer
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        save_file(tensors, tmp)
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the permissions a plain open() would
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write text or bytes atomically (temp file + rename)."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    return _atomic(path, lambda tmp: Path(tmp).write_bytes(payload))
+
+
+def save_state(state: Mapping[str, Tensor], path: str | os.PathLike) -> Path:
+    """Write a state dict as safetensors via a temp file + rename, so a crash never leaves a torn file."""
+    # safetensors refuses shared storage; clone makes every tensor its own contiguous buffer
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+    return _atomic(path, lambda tmp: save_file(tensors, tmp))
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:

@@ -200,4 +200,6 @@ def load_config(path: str | Path) -> RunConfig:
 
 
 def dump_config(cfg: RunConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    from kdkit.checkpoint import write_atomic
+
+    write_atomic(path, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

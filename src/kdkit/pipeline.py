@@ -11,6 +11,7 @@ then measure all three on the test split and write a run directory:
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from torch.utils.data import ConcatDataset
 
 from kdkit import distributed, metrics
 from kdkit.adapters import example_inputs
-from kdkit.checkpoint import load_weights, save_weights
+from kdkit.checkpoint import load_weights, save_weights, write_atomic
 from kdkit.config import RunConfig, dump_config
 from kdkit.data import DataBundle, Indexed, build_data, make_loader
 from kdkit.errors import ModelError, RunDirError
@@ -158,7 +159,9 @@ def evaluate_models(
         rows.append(row)
     for row in rows:
         row["speedup"] = rows[0]["latency_ms"] / row["latency_ms"]
-    np.savez_compressed(run_dir / "predictions.npz", **preds)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **preds)
+    write_atomic(run_dir / "predictions.npz", buffer.getvalue())
     summary = {
         "format": FORMAT_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -167,8 +170,8 @@ def evaluate_models(
                  "n_test": len(bundle.test)},
         "rows": rows,
     }
-    (run_dir / "results.json").write_text(json.dumps(summary, indent=2))
-    (run_dir / "table.md").write_text(to_markdown(rows))
+    write_atomic(run_dir / "results.json", json.dumps(summary, indent=2))
+    write_atomic(run_dir / "table.md", to_markdown(rows))
     return rows
 
 

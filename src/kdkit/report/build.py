@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kdkit import metrics
+from kdkit.checkpoint import write_atomic
 from kdkit.report import figures, numbers
 from kdkit.report.document import Document, Image, Section, Table, Text
 from kdkit.report.html import render_html
@@ -180,6 +181,6 @@ def write_report(run_dir: str | Path) -> ReportFiles:
     for stale in set(fig_dir.glob("*.png")) - set(written):  # from an earlier report of this run
         stale.unlink()
     html_path, md_path = run.path / "report.html", run.path / "report.md"
-    html_path.write_text(render_html(doc), encoding="utf-8")
-    md_path.write_text(render_markdown(doc, FIGURE_DIR), encoding="utf-8")
+    write_atomic(html_path, render_html(doc))
+    write_atomic(md_path, render_markdown(doc, FIGURE_DIR))
     return ReportFiles(html_path, md_path, written)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from kdkit.checkpoint import write_atomic
 from kdkit.errors import RunDirError
 from kdkit.report import figures, numbers
 from kdkit.report.document import Document, Image, Section, Table, Text
@@ -164,6 +165,6 @@ def write_compare(run_dirs: list[str | Path], output_dir: str | Path) -> Compare
     for img in doc.images():
         (out / FIGURE_DIR / f"{img.name}.png").write_bytes(img.png)
     files = CompareFiles(out / "compare.html", out / "compare.md")
-    files.html.write_text(render_html(doc), encoding="utf-8")
-    files.markdown.write_text(render_markdown(doc, FIGURE_DIR), encoding="utf-8")
+    write_atomic(files.html, render_html(doc))
+    write_atomic(files.markdown, render_markdown(doc, FIGURE_DIR))
     return files
