@@ -61,16 +61,19 @@ def write_digits_folder(root: Path, unlabelled: float = 0.0) -> dict[str, int]:
     return {"train": len(rest), "test": len(test), "unlabelled": len(unlabelled_rows)}
 
 
-def config(root: Path, out: Path, seed: int, teacher_epochs: int, student_epochs: int, T: float, alpha: float):
+def config(root: Path, out: Path, seed: int, teacher_epochs: int, student_epochs: int, T: float, alpha: float,
+           random_crop: int = 0):
     return parse_config({
         "seed": seed,
         "output_dir": str(out / f"seed{seed}"),
         "data": {"name": "image_folder", "root": str(root), "image_size": SIZE, "channels": 3,
-                 "augment": False, "val_fraction": 0.1},  # flipping a digit changes it: no augmentation
+                 "augment": False, "val_fraction": 0.1,  # flipping a digit changes it: no flips
+                 "random_crop": random_crop},
         "train": {"epochs": student_epochs, "batch_size": 64, "lr": 3e-3, "weight_decay": 1e-4, "progress": False},
         "teacher": {"name": "torchvision:resnet18", "train": {"epochs": teacher_epochs, "lr": 1e-3}},
         "student": {"name": "tiny_cnn"},
-        "distill": {"losses": [{"name": "kd", "T": T, "alpha": alpha}], "cache_teacher": True},
+        # with random shifts the teacher must see each new view: no cache
+        "distill": {"losses": [{"name": "kd", "T": T, "alpha": alpha}], "cache_teacher": not random_crop},
     })
 
 
@@ -99,6 +102,8 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.1, help="weight of the hard-label CE in KD")
     parser.add_argument("--unlabelled", type=float, default=0.0,
                         help="fraction of the training images moved to unlabelled/ (a transfer set)")
+    parser.add_argument("--random-crop", type=int, default=0,
+                        help="shift training images at random by up to this many pixels (all three models)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_image_folder"))
     parser.add_argument("--no-write", action="store_true", help="print the table but leave bench/RESULTS.md alone")
     args = parser.parse_args()
@@ -109,7 +114,8 @@ def main() -> None:
         counts = write_digits_folder(Path(tmp), args.unlabelled)
         for seed in args.seeds:
             start = time.perf_counter()
-            cfg = config(Path(tmp), args.out, seed, args.teacher_epochs, args.student_epochs, args.T, args.alpha)
+            cfg = config(Path(tmp), args.out, seed, args.teacher_epochs, args.student_epochs, args.T, args.alpha,
+                         args.random_crop)
             result = run(cfg, console=Console(quiet=True, width=200), quick_cost=True)  # latency: below
             timing = interleaved_latency(result.models, (1, 64))
             rows = {r["role"]: dict(r) for r in result.rows}
@@ -150,12 +156,14 @@ def main() -> None:
 
     extra = (f"{counts['unlabelled']} more in unlabelled/ with their labels dropped, a transfer set for the "
              "distilled student only; " if counts["unlabelled"] else "")
+    teaching = (f"training images of all three models shifted at random by up to {args.random_crop} px, the "
+                "teacher labelling each new view" if args.random_crop else "cached teacher outputs")
     body = "\n".join([
         f"Data: scikit-learn `digits` written as an image folder of {SIZE}x{SIZE} RGB PNGs ({counts['train']} train, "
         f"{extra}of which 10% is held out for validation per seed; {counts['test']} test). "
         "Teacher `torchvision:resnet18` "
         f"from random init, {args.teacher_epochs} epochs; students `tiny_cnn`, {args.student_epochs} epochs alone and "
-        f"distilled (Hinton KD, T={args.T:g}, alpha={args.alpha:g}, cached teacher outputs). Seeds: "
+        f"distilled (Hinton KD, T={args.T:g}, alpha={args.alpha:g}, {teaching}). Seeds: "
         f"{', '.join(map(str, args.seeds))}; mean ± sample std over seeds. Latency: median of 5 interleaved rounds of "
         f"20 timed forward passes on CPU, in the same process right after training. Total wall time: {wall / 60:.1f} "
         "min.",
@@ -179,10 +187,14 @@ def main() -> None:
             command += f" --teacher-epochs {args.teacher_epochs} --student-epochs {args.student_epochs}"
         if (args.T, args.alpha) != (4.0, 0.1):
             command += f" --T {args.T:g} --alpha {args.alpha:g}"
+        variant = []
         if args.unlabelled:
             command += f" --unlabelled {args.unlabelled:g}"
-        write_section("image_folder" + (f" (unlabelled {args.unlabelled:g})" if args.unlabelled else ""), body,
-                      command)
+            variant.append(f"unlabelled {args.unlabelled:g}")
+        if args.random_crop:
+            command += f" --random-crop {args.random_crop}"
+            variant.append(f"random crop {args.random_crop}")
+        write_section("image_folder" + (f" ({', '.join(variant)})" if variant else ""), body, command)
 
 
 if __name__ == "__main__":

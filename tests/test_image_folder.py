@@ -126,6 +126,20 @@ def test_augment_flips_training_images_only(tmp_path):
     assert all(torch.equal(flipping.test[1][0], plain.test[1][0]) for _ in range(10))
 
 
+def test_random_crop_shifts_training_images_only(tmp_path):
+    root = make_folder(tmp_path, {"train": 4, "test": 2})
+    plain = image_folder(root, image_size=(8, 12), normalize="none", seed=0)
+    shifting = image_folder(root, image_size=(8, 12), normalize="none", random_crop=2, seed=0)
+    torch.manual_seed(0)
+    original = plain.train[0][0]
+    draws = [shifting.train[0][0] for _ in range(300)]  # 25 offsets, each drawn with p = 1/25
+    assert all(d.shape == original.shape for d in draws)
+    assert any(torch.equal(d, original) for d in draws)  # offset (2, 2): the image itself
+    # a shift right by one pixel: the interior equals the original moved by one column
+    assert any(torch.equal(d[:, :, 1:], original[:, :, :-1]) and not torch.equal(d, original) for d in draws)
+    assert torch.equal(shifting.test[1][0], plain.test[1][0]) and torch.equal(shifting.val[0][0], plain.val[0][0])
+
+
 def test_hidden_and_non_image_files_are_ignored(tmp_path):
     root = make_folder(tmp_path, {"train": 2, "test": 2})
     (root / "train" / "normal" / ".DS_Store").write_bytes(b"\x00\x01")
@@ -245,6 +259,9 @@ def test_example_config_is_valid():
      "normalize needs 1 mean and 1 std"),
     ({"data": {"name": "image_folder", "root": "x", "augment": True}, "distill": {"cache_teacher": True}},
      "distill.cache_teacher: teacher outputs cannot be cached while data.augment"),
+    ({"data": {"name": "image_folder", "root": "x", "random_crop": 4}, "distill": {"cache_teacher": True}},
+     "distill.cache_teacher: teacher outputs cannot be cached"),
+    ({"data": {"name": "image_folder", "root": "x", "random_crop": -1}}, "data.random_crop"),
 ])
 def test_config_errors_are_one_line(raw, message):
     raw = {"teacher": {"name": "small_cnn"}, "student": {"name": "tiny_cnn"}, **raw}

@@ -24,7 +24,8 @@ class Normalization(_Strict):
 
 # image_folder keys: None under other sources, filled with these defaults under image_folder
 IMAGE_DEFAULTS: dict[str, Any] = {
-    "image_size": 224, "channels": 3, "augment": False, "normalize": "imagenet", "on_bad_image": "error",
+    "image_size": 224, "channels": 3, "augment": False, "random_crop": 0, "normalize": "imagenet",
+    "on_bad_image": "error",
 }
 
 
@@ -36,6 +37,9 @@ class DataConfig(_Strict):
     image_size: PositiveInt | tuple[PositiveInt, PositiveInt] | None = Field(None, description="image_folder: resize")
     channels: Literal[1, 3] | None = Field(None, description="image_folder: 3 (RGB, for ImageNet models) or 1")
     augment: bool | None = Field(None, description="image_folder: random horizontal flip of training images")
+    random_crop: int | None = Field(
+        None, ge=0, description="image_folder: random shift of training images by up to this many pixels"
+    )
     normalize: Literal["imagenet", "none"] | Normalization | None = Field(
         None, description="image_folder: ImageNet mean/std, none, or {mean: [...], std: [...]}"
     )
@@ -177,9 +181,9 @@ def parse_config(raw: Any) -> RunConfig:
         raise ConfigError(format_validation_error(err, RunConfig)) from None
     for stage in ("teacher", "student", "distill"):
         cfg.settings(stage)  # validate the overrides now, not after the teacher has trained
-    if cfg.distill.cache_teacher and cfg.data.augment:
+    if cfg.distill.cache_teacher and (cfg.data.augment or cfg.data.random_crop):
         raise ConfigError("config error at distill.cache_teacher: teacher outputs cannot be cached while data.augment "
-                          "flips images at random; set distill.cache_teacher: false or data.augment: false")
+                          "or data.random_crop change the images at random; set distill.cache_teacher: false")
     from kdkit.terms import build_terms
 
     build_terms(cfg.distill.losses)

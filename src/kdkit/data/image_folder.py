@@ -15,7 +15,8 @@ anything -> grayscale), resized to `image_size` and kept in memory as uint8 (N x
 practical, and it doubles as the check of every file: an unreadable or corrupt image is found here, before any
 training, and is either skipped with a warning that names it (`on_bad_image: skip`) or stops the run with an
 error listing how many there are (`on_bad_image: error`, the default). Per-sample work at training time is
-only the random horizontal flip (`augment`) and normalisation (ImageNet statistics by default).
+only the random horizontal flip (`augment`), the random shift (`random_crop`: pad by that many pixels, mirrored,
+then crop back to size) and normalisation (ImageNet statistics by default).
 """
 
 from __future__ import annotations
@@ -58,13 +59,14 @@ class ScannedSplit:
 
 
 class ImageTensors(Dataset):
-    """Decoded images as (x, y): x = (uint8 / 255, optionally flipped left-right at random, - mean) / std."""
+    """Decoded images as (x, y): x = (uint8 / 255, optionally flipped left-right and shifted at random, - mean)
+    / std."""
 
     def __init__(
         self, images: Tensor, labels: Tensor, mean: Sequence[float], std: Sequence[float], flip: bool = False,
-        files: Sequence[Path] = (), skipped: Sequence[tuple[Path, str]] = (),
+        files: Sequence[Path] = (), skipped: Sequence[tuple[Path, str]] = (), crop: int = 0,
     ) -> None:
-        self.images, self.labels, self.flip = images, labels, flip
+        self.images, self.labels, self.flip, self.crop = images, labels, flip, crop
         self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
         self.files, self.skipped = list(files), list(skipped)
@@ -76,6 +78,11 @@ class ImageTensors(Dataset):
         x = self.images[i].float().div_(255.0)
         if self.flip and bool(torch.rand(()) < 0.5):  # global torch RNG: fixed by the trainer's seed
             x = x.flip(-1)
+        if self.crop:  # a random shift of up to `crop` pixels each way, borders mirrored
+            h, w = x.shape[-2:]
+            padded = torch.nn.functional.pad(x, (self.crop,) * 4, mode="reflect")
+            top, left = (int(v) for v in torch.randint(0, 2 * self.crop + 1, (2,)))
+            x = padded[:, top:top + h, left:left + w]
         return (x - self.mean) / self.std, self.labels[i]
 
 
@@ -223,10 +230,13 @@ def _hold_out(labels: Tensor, fraction: float, seed: int) -> tuple[np.ndarray, n
 def image_folder(
     root: str | os.PathLike, image_size: int | Sequence[int] = 224, channels: int = 3, augment: bool = False,
     normalize: Any = "imagenet", on_bad_image: str = "error", val_fraction: float = 0.1, seed: int = 0,
+    random_crop: int = 0,
 ) -> DataBundle:
     """Load root/{train,val,test}/<class>/<images> as a DataBundle (see the module docstring for the rules)."""
     if channels not in (1, 3):
         raise ConfigError(f"data.channels must be 1 or 3, got {channels}")
+    if random_crop < 0:
+        raise ConfigError(f"data.random_crop is a padding in pixels (>= 0), got {random_crop}")
     if on_bad_image not in ("skip", "error"):
         raise ConfigError(f"data.on_bad_image must be 'skip' or 'error', got {on_bad_image!r}")
     root = Path(root)
@@ -246,20 +256,23 @@ def image_folder(
     def scan(split: str) -> ScannedSplit:
         return scan_split(root / split, classes, size, channels, on_bad_image)
 
-    def dataset(s: ScannedSplit, rows: Sequence[int] | None = None, flip: bool = False) -> ImageTensors:
+    def dataset(s: ScannedSplit, rows: Sequence[int] | None = None, train: bool = False) -> ImageTensors:
+        """Training sets (train, unlabelled) get the random augmentation; val and test never do."""
+        flip, crop = (augment, random_crop) if train else (False, 0)
         if rows is None:
-            return ImageTensors(s.images, s.labels, mean, std, flip, s.files, s.skipped)
+            return ImageTensors(s.images, s.labels, mean, std, flip, s.files, s.skipped, crop)
         pick = torch.as_tensor(rows, dtype=torch.long)
-        return ImageTensors(s.images[pick], s.labels[pick], mean, std, flip, [s.files[i] for i in rows], s.skipped)
+        return ImageTensors(s.images[pick], s.labels[pick], mean, std, flip, [s.files[i] for i in rows], s.skipped,
+                            crop)
 
     train = scan("train")
     if (root / "val").is_dir():
-        train_set, val_set = dataset(train, flip=augment), dataset(scan("val"))
+        train_set, val_set = dataset(train, train=True), dataset(scan("val"))
     else:
         tr, va = _hold_out(train.labels, val_fraction, seed)
-        train_set, val_set = dataset(train, sorted(tr), flip=augment), dataset(train, sorted(va))
+        train_set, val_set = dataset(train, sorted(tr), train=True), dataset(train, sorted(va))
     unlabelled = root / "unlabelled"
-    transfer = dataset(scan_unlabelled(unlabelled, size, channels, on_bad_image), flip=augment) \
+    transfer = dataset(scan_unlabelled(unlabelled, size, channels, on_bad_image), train=True) \
         if unlabelled.is_dir() else None
     return DataBundle(
         train=train_set, val=val_set, test=dataset(scan("test")), num_classes=len(classes),
@@ -273,5 +286,5 @@ def load_image_folder(cfg: Any, seed: int) -> DataBundle:
         raise ConfigError("data.root is required for image_folder: the folder holding train/ and test/")
     return image_folder(
         cfg.root, image_size=cfg.image_size, channels=cfg.channels, augment=cfg.augment, normalize=cfg.normalize,
-        on_bad_image=cfg.on_bad_image, val_fraction=cfg.val_fraction, seed=seed,
+        on_bad_image=cfg.on_bad_image, val_fraction=cfg.val_fraction, seed=seed, random_crop=cfg.random_crop,
     )
