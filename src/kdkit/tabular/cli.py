@@ -1,4 +1,4 @@
-"""``kdkit tabular fit`` and ``kdkit tabular tune``: the privileged-column recipe as one command.
+"""``kdkit tabular fit``, ``predict`` and ``tune``: the privileged-column recipe as one command.
 
 Bad input exits with code 2 and one ``error: ...`` line on stderr (the main CLI does the same for every
 KdkitError; catching it here keeps this app usable on its own).
@@ -20,10 +20,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from kdkit.errors import ConfigError, KdkitError
+from kdkit.errors import ConfigError, DataError, KdkitError
 from kdkit.tabular.estimator import DistilledClassifier
 from kdkit.tabular.evaluate import METRICS, best_threshold, markdown_table, scores
-from kdkit.tabular.io import TabularTask, load_task
+from kdkit.tabular.io import TabularTask, load_task, read_table
 from kdkit.tabular.save import save_distiller
 
 app = typer.Typer(help="Tabular distillation: a teacher on every training column, a student on the columns "
@@ -104,15 +104,20 @@ def _print_table(title: str, rows: dict[str, dict[str, float]]) -> None:
 
 
 def _predictions(model: DistilledClassifier, task: TabularTask) -> pd.DataFrame:
-    proba = model.predict_proba(task.test)
-    out = task.test_ids.reset_index(drop=True).copy()
+    return _prediction_frame(model, task.test, task.test_ids)
+
+
+def _prediction_frame(model: DistilledClassifier, rows: pd.DataFrame, ids: pd.DataFrame) -> pd.DataFrame:
+    """id column(s), then P(classes[1]) (binary) or one prob_<class> per class, then the label."""
+    proba = model.predict_proba(rows)
+    out = ids.reset_index(drop=True).copy()
     classes = list(model.classes_)
     if len(classes) == 2:
         out["probability"] = proba[:, 1]
     else:
         for k, c in enumerate(classes):
             out[f"prob_{c}"] = proba[:, k]
-    out["label"] = model.predict(task.test)
+    out["label"] = model.predict(rows)
     return out
 
 
@@ -186,6 +191,37 @@ def fit(
         _predictions(distilled, task).to_csv(out / "predictions.csv", index=False)
         console.print(f"predictions for {len(task.test)} test rows: {out / 'predictions.csv'}")
     console.print(f"models, table.md, metrics.json, config.json: {out}")
+
+
+@app.command()
+@_user_errors
+def predict(
+    run: Path = typer.Argument(..., help="run directory of 'kdkit tabular fit' (or its models/ folder)"),
+    input_csv: Path = typer.Option(..., "--input", help="CSV with the student's columns"),
+    id_columns: list[str] = IDS,
+    output: Path = typer.Option(None, "--output", help="predictions CSV (default: predictions-<input name>.csv "
+                                "in the run directory)"),
+    trust: bool = typer.Option(False, "--trust", help="allow joblib pickles (scikit-learn models, dense "
+                               "encoders): only for run directories you made yourself"),
+) -> None:
+    """Predict new rows with the saved student fold models of a 'kdkit tabular fit' run."""
+    from kdkit.tabular.load import load_distiller
+
+    model = load_distiller(run, trust_joblib=trust)
+    frame = read_table(input_csv, set(model.categorical_columns_) | set(id_columns))
+    missing = [c for c in model.student_columns_ if c not in frame.columns]
+    if missing:
+        raise DataError(f"{input_csv}: missing student column(s) {', '.join(map(str, missing))}; "
+                        f"the model needs {', '.join(map(str, model.student_columns_))}")
+    missing_ids = [c for c in id_columns if c not in frame.columns]
+    if missing_ids:
+        raise DataError(f"{input_csv}: id column(s) {', '.join(missing_ids)} not found; check --id")
+    ids = frame[id_columns] if id_columns else pd.DataFrame({"row": range(len(frame))})
+    preds = _prediction_frame(model, frame[model.student_columns_], ids)
+    target = output or (run / f"predictions-{input_csv.stem}.csv")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    preds.to_csv(target, index=False)
+    console.print(f"predictions for {len(preds)} rows: {target}")
 
 
 @app.command()

@@ -228,5 +228,6 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         """Mean of the teacher fold models' probabilities (X needs the teacher columns)."""
         check_is_fitted(self, "teacher_models_")
         if not self.teacher_models_:
-            raise ConfigError("no teacher was fit here (alpha=1, or teacher_proba was given to fit)")
+            raise ConfigError("no teacher models here (alpha=1, teacher_proba given to fit, or loaded without "
+                              "teachers=True)")
         return self._average(self.teacher_models_, X, self.teacher_columns_)

@@ -4,7 +4,9 @@ CatBoost -> ``.cbm``, LightGBM -> text model ``.txt``, XGBoost -> ``.json``, the
 plus its parameters in ``.json``. Scikit-learn estimators and the fitted encoders/imputers of the
 ``ordinal``/``dense`` preprocessing only pickle: they are written with joblib (``.joblib``) and must only be
 loaded from directories you wrote yourself (unpickling runs code). ``manifest.json`` lists every file with the
-columns, classes, student mode and decision threshold needed to use them.
+columns, classes, student mode and decision threshold needed to use them; :mod:`kdkit.tabular.load` reads it
+back (the ``ordinal`` encoders are also written as plain JSON categories, so boosted students load without
+joblib).
 """
 
 from __future__ import annotations
@@ -69,12 +71,26 @@ def save_estimator(est: Any, stem: Path | str) -> str:
     return Path(saver(est, str(stem))).name
 
 
+def _classes(est: Any) -> list | None:
+    try:
+        classes = est.classes_
+    except Exception:  # regressors have none; some libraries raise instead of AttributeError
+        return None
+    return None if classes is None else np.asarray(classes).tolist()
+
+
 def _save_learner(learner: Any, directory: Path, name: str) -> dict:
     entry: dict[str, Any] = {"family": learner.family.name, "mode": learner.mode,
                              "preprocessing": learner.prep.kind, "columns": list(map(str, learner.columns)),
-                             "categorical": list(map(str, learner.prep.cat_)), "models": []}
+                             "categorical": list(map(str, learner.prep.cat_)), "models": [],
+                             "model_types": [f"{_module(est)}.{type(est).__name__}" for est in learner.models],
+                             "model_classes": [_classes(est) for est in learner.models]}
     if learner.prep.kind in ("ordinal", "dense"):
         entry["preprocessor"] = save_estimator(learner.prep, directory / f"{name}_prep")
+    if learner.prep.kind == "ordinal":  # plain JSON too, so boosted students load without unpickling
+        cats = learner.prep.ct_.named_transformers_["cat"].categories_ if learner.prep.cat_ else []
+        pairs = zip(learner.prep.cat_, cats, strict=True)
+        entry["ordinal_categories"] = {str(c): np.asarray(v).tolist() for c, v in pairs}
     for i, est in enumerate(learner.models):
         entry["models"].append(save_estimator(est, directory / f"{name}_{i}"))
     return entry
@@ -88,6 +104,7 @@ def save_distiller(model: Any, directory: Path | str) -> Path:
         "classes": np.asarray(model.classes_).tolist(),
         "teacher_columns": list(map(str, model.teacher_columns_)),
         "student_columns": list(map(str, model.student_columns_)),
+        "categorical_columns": list(map(str, model.categorical_columns_)),
         "student_mode": model.student_mode_,
         "alpha": float(model.alpha),
         "threshold": model.threshold_,
