@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import statistics
 import sys
 from datetime import date
 from pathlib import Path
@@ -19,6 +20,13 @@ def machine() -> str:
     cpu = platform.processor() or platform.machine()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{os.cpu_count()} CPU cores ({cpu}), {gpu}, Python {sys.version.split()[0]}, torch {torch.__version__}"
+
+
+def mean_std(values: list[float], fmt: str = ".4f", scale: float = 1.0) -> str:
+    """'mean ± sample std' of `values` times `scale`; the std is 0 for a single value."""
+    scaled = [scale * v for v in values]
+    sd = statistics.stdev(scaled) if len(scaled) > 1 else 0.0
+    return f"{format(statistics.mean(scaled), fmt)} ± {format(sd, fmt)}"
 
 
 def write_section(name: str, body: str, command: str) -> None:

@@ -8,7 +8,6 @@ Writes its section of bench/RESULTS.md. Timing columns are from the same process
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -16,17 +15,12 @@ from pathlib import Path
 from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _results import write_section  # noqa: E402
+from _results import mean_std, write_section  # noqa: E402
 
 from kdkit.demo import demo_config  # noqa: E402
 from kdkit.pipeline import run  # noqa: E402
 
 METRICS = ["accuracy", "macro_f1", "nll", "ece", "agreement", "predictive_kl", "latency_ms", "throughput", "speedup"]
-
-
-def mean_std(values: list[float], digits: int = 4) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
 
 
 def main() -> None:
@@ -52,7 +46,7 @@ def main() -> None:
         for m in METRICS:
             values = [s[role][m] for s in per_seed if s[role].get(m) is not None]
             digits = 3 if m in ("latency_ms", "speedup") else (0 if m == "throughput" else 4)
-            cells.append(mean_std(values, digits) if values else "-")
+            cells.append(mean_std(values, f".{digits}f") if values else "-")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     gain = [100 * (s["student_kd"]["accuracy"] - s["student_alone"]["accuracy"]) for s in per_seed]
     gap = [(s["student_kd"]["accuracy"] - s["student_alone"]["accuracy"])
@@ -65,9 +59,9 @@ def main() -> None:
         "",
         *lines,
         "",
-        f"- distilled - alone accuracy: **{mean_std(gain, 2)} points**",
-        f"- gap closed (distilled - alone) / (teacher - alone): **{mean_std(gap, 3)}**",
-        f"- wall time of one full demo run: {mean_std(seconds, 0)} s",
+        f"- distilled - alone accuracy: **{mean_std(gain, '.2f')} points**",
+        f"- gap closed (distilled - alone) / (teacher - alone): **{mean_std(gap, '.3f')}**",
+        f"- wall time of one full demo run: {mean_std(seconds, '.0f')} s",
     ])
     print(body)
     write_section("demo_quality", body, "python bench/demo_quality.py --seeds " + " ".join(map(str, args.seeds)))

@@ -31,7 +31,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _results import write_section  # noqa: E402
+from _results import mean_std, write_section  # noqa: E402
 
 from kdkit.config import parse_config  # noqa: E402
 from kdkit.metrics import latency_ms  # noqa: E402
@@ -86,11 +86,6 @@ def interleaved_latency(models: dict, batch_sizes: tuple[int, ...], rounds: int 
             for role, model in models.items():
                 samples[role][b].append(latency_ms(model.cpu(), (3, SIZE, SIZE), b, repeats=20, warmup=3))
     return {role: {b: statistics.median(v) for b, v in per.items()} for role, per in samples.items()}
-
-
-def mean_std(values: list[float], fmt: str) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{format(statistics.mean(values), fmt)} ± {format(sd, fmt)}"
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import write_section  # noqa: E402
+from _results import mean_std, write_section  # noqa: E402
 
 from kdkit import metrics  # noqa: E402
 from kdkit.data import Indexed, load_builtin, make_loader  # noqa: E402
@@ -144,8 +144,7 @@ def run_seed(data: str, seed: int, epochs: int, methods: list[str]) -> dict[str,
 def _stat(values: list[float]) -> str:
     if not values:
         return "-"
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):.1f} ± {100 * spread:.1f}"
+    return mean_std(values, ".1f", scale=100)
 
 
 def table(runs: dict[str, list[dict[str, dict[str, float]]]], methods: list[str]) -> str:
