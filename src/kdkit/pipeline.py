@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from rich.console import Console
 from torch import nn
 from torch.utils.data import ConcatDataset
 
 from kdkit import distributed, metrics
-from kdkit.adapters import example_inputs
+from kdkit.adapters import example_inputs, probe
 from kdkit.checkpoint import load_weights, save_weights, write_atomic
 from kdkit.config import RunConfig, dump_config
 from kdkit.data import DataBundle, Indexed, build_data, make_loader
@@ -49,12 +48,7 @@ class RunResult:
 
 
 def _check_outputs(model: nn.Module, bundle: DataBundle, role: str) -> None:
-    x = bundle.test[0][0].unsqueeze(0)
-    was = model.training
-    model.eval()
-    with torch.no_grad():
-        out = model(x.to(next(model.parameters()).device))
-    model.train(was)
+    out = probe(model, (), example_inputs(bundle.test, size=1))["logits"]  # eval mode, no grad, modes restored
     if out.shape[-1] != bundle.num_classes:
         raise ModelError(
             f"the {role} has {out.shape[-1]} outputs but the data has {bundle.num_classes} classes; "
