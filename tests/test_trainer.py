@@ -75,6 +75,25 @@ def test_best_checkpoint_is_the_best_epoch_and_is_restored(tmp_path):
     assert (tmp_path / "checkpoints" / "model.last.safetensors").exists()
 
 
+def test_keep_last_ends_at_the_last_epoch_and_still_saves_the_best(tmp_path):
+    def train(keep):
+        torch.manual_seed(0)
+        model = _net()
+        s = TrainSettings(epochs=6, lr=0.05, monitor="nll", keep=keep, **QUIET)
+        result = fit(Supervised(model), make_loader(_data(), 32, True), make_loader(_data(seed=1), 64, False), s,
+                     tmp_path / keep)
+        return model.state_dict(), result
+
+    last_state, result = train("last")
+    best_state, best_result = train("best")
+    assert result.best_epoch == best_result.best_epoch < 6  # the same run, so the same best epoch (not the last)
+    saved_last = load_file(str(tmp_path / "last" / "checkpoints" / "model.last.safetensors"))
+    saved_best = load_file(str(tmp_path / "last" / "checkpoints" / "model.best.safetensors"))
+    assert all(torch.equal(saved_last[k], v) for k, v in last_state.items())
+    assert all(torch.equal(saved_best[k], v) for k, v in best_state.items())
+    assert not all(torch.equal(saved_best[k], v) for k, v in last_state.items())
+
+
 def test_higher_is_better_metrics_pick_the_maximum(tmp_path):
     result = fit(Supervised(_net()), make_loader(_data(), 32, True), make_loader(_data(seed=2), 64, False),
                  TrainSettings(epochs=4, lr=0.05, **QUIET))

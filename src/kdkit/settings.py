@@ -11,7 +11,8 @@ HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "agreement": True,
 
 
 class TrainSettings(BaseModel):
-    """How one model is trained. Defaults: AdamW with a cosine schedule, best checkpoint by macro F1."""
+    """How one model is trained. Defaults: AdamW with a cosine schedule; the model ends at its best epoch by
+    validation macro F1 (``keep: last`` keeps the final epoch instead; both are saved as checkpoints)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -26,6 +27,11 @@ class TrainSettings(BaseModel):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     monitor: Literal["accuracy", "macro_f1", "nll", "ece", "agreement", "predictive_kl", "loss"] = "macro_f1"
     patience: int | None = Field(None, ge=1, description="stop after this many epochs without improvement")
+    keep: Literal["best", "last"] = Field(
+        "best", description="weights the model ends with: the best epoch by `monitor`, or the last epoch (a small "
+        "validation set makes 'best' a noisy pick that favours early epochs; with a cosine schedule 'last' is the "
+        "converged model)",
+    )
     seed: int = 0
     device: str = "auto"
     progress: bool = True

@@ -190,7 +190,7 @@ def fit(
     name: str = "model",
 ) -> FitResult:
     """Train `scheme.student`; at the end the student holds its best weights (by `settings.monitor` on
-    validation data, or the last epoch when there is no validation data).
+    validation data, or the last epoch when there is no validation data or `settings.keep` is 'last').
 
     Launched by torchrun with several processes, the step runs through DistributedDataParallel on
     `distributed.local_device()`; only rank 0 writes checkpoints, metrics and shows progress."""
@@ -305,7 +305,7 @@ def fit(
                 break
     optimizer.zero_grad(set_to_none=True)  # frees gradient memory; a trained model is handed back clean
     scheme.train(False)
-    if best_state is not None:
+    if best_state is not None and s.keep == "best":
         scheme.student.load_state_dict(best_state)
     return result
 
