@@ -138,6 +138,8 @@ def test_random_crop_shifts_training_images_only(tmp_path):
     # a shift right by one pixel: the interior equals the original moved by one column
     assert any(torch.equal(d[:, :, 1:], original[:, :, :-1]) and not torch.equal(d, original) for d in draws)
     assert torch.equal(shifting.test[1][0], plain.test[1][0]) and torch.equal(shifting.val[0][0], plain.val[0][0])
+    fixed = shifting.train.without_augmentation()  # what evaluation reads: the images as they are, every time
+    assert all(torch.equal(fixed[0][0], original) for _ in range(30)) and fixed[0][1] == plain.train[0][1]
 
 
 def test_hidden_and_non_image_files_are_ignored(tmp_path):

@@ -67,10 +67,13 @@ def build_models(cfg: RunConfig, bundle: DataBundle) -> dict[str, nn.Module]:
     return {"teacher": teacher, **students}
 
 
-def distillation_data(cfg: RunConfig, bundle: DataBundle):
-    if cfg.distill.use_transfer and bundle.transfer is not None:
-        return ConcatDataset([bundle.train, bundle.transfer])
-    return bundle.train
+def distillation_data(cfg: RunConfig, bundle: DataBundle, augmented: bool = True):
+    """Train (+ transfer) set; `augmented=False` gives the same images without random flips and shifts, so the
+    fidelity measured on them is repeatable."""
+    parts = [bundle.train] + ([bundle.transfer] if cfg.distill.use_transfer and bundle.transfer is not None else [])
+    if not augmented:
+        parts = [p.without_augmentation() if hasattr(p, "without_augmentation") else p for p in parts]
+    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
 
 def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False) -> RunResult:
@@ -138,7 +141,7 @@ def evaluate_models(
     """Test metrics and cost of the three models; writes predictions.npz, results.json and table.md."""
     device = resolve_device(cfg.train.device)
     test_loader = make_loader(bundle.test, 512, shuffle=False)
-    distill_loader = make_loader(distillation_data(cfg, bundle), 512, shuffle=False)
+    distill_loader = make_loader(distillation_data(cfg, bundle, augmented=False), 512, shuffle=False)
     preds: dict[str, np.ndarray] = {}
     for role, model in models.items():
         model.to(device)

@@ -74,6 +74,11 @@ class ImageTensors(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
+    def without_augmentation(self) -> ImageTensors:
+        """The same images and labels with no random flip or shift (for evaluation); shares the tensors."""
+        return ImageTensors(self.images, self.labels, self.mean.flatten().tolist(), self.std.flatten().tolist(),
+                            files=self.files, skipped=self.skipped)
+
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         x = self.images[i].float().div_(255.0)
         if self.flip and bool(torch.rand(()) < 0.5):  # global torch RNG: fixed by the trainer's seed
