@@ -25,5 +25,6 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     assert blocks, "the README should show the Python API"
     monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": "__readme__"}  # one namespace, read top to bottom: later blocks reuse earlier names
     for block in blocks:
-        exec(compile(block, "README.md", "exec"), {"__name__": "__readme__"})
+        exec(compile(block, "README.md", "exec"), namespace)

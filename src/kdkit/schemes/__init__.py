@@ -1,7 +1,9 @@
 """Training schemes: who teaches whom in a step."""
 
 from kdkit.schemes.base import Scheme
+from kdkit.schemes.mutual import MutualLearning
 from kdkit.schemes.offline import OfflineDistillation
+from kdkit.schemes.self_distill import SelfDistillation
 from kdkit.schemes.supervised import Supervised
 
-__all__ = ["Scheme", "Supervised", "OfflineDistillation"]
+__all__ = ["MutualLearning", "OfflineDistillation", "Scheme", "SelfDistillation", "Supervised"]
