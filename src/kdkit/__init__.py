@@ -11,7 +11,14 @@ from kdkit.checkpoint import load_weights, save_weights
 from kdkit.errors import ConfigError, DataError, KdkitError, ModelError, NonFiniteLossError
 from kdkit.losses import LOSSES, KDLoss, build_loss, kd_loss
 from kdkit.models import build_model
-from kdkit.schemes import MutualLearning, OfflineDistillation, Scheme, SelfDistillation, Supervised
+from kdkit.schemes import (
+    MultiTeacherDistillation,
+    MutualLearning,
+    OfflineDistillation,
+    Scheme,
+    SelfDistillation,
+    Supervised,
+)
 from kdkit.settings import TrainSettings
 from kdkit.taps import Taps
 from kdkit.terms import LossTerm, build_terms
@@ -21,7 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LOSSES", "ConfigError", "DataError", "FitResult", "KDLoss", "KdkitError", "LossTerm", "ModelError",
-    "MutualLearning", "NonFiniteLossError", "OfflineDistillation", "Scheme", "SelfDistillation", "Supervised", "Taps",
-    "TrainSettings", "build_loss", "build_model", "build_terms", "fit", "kd_loss", "load_weights", "predict",
-    "save_weights",
+    "MultiTeacherDistillation", "MutualLearning", "NonFiniteLossError", "OfflineDistillation", "Scheme",
+    "SelfDistillation", "Supervised", "Taps", "TrainSettings", "build_loss", "build_model", "build_terms", "fit",
+    "kd_loss", "load_weights", "predict", "save_weights",
 ]

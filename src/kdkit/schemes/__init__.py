@@ -1,9 +1,12 @@
 """Training schemes: who teaches whom in a step."""
 
 from kdkit.schemes.base import Scheme
+from kdkit.schemes.multi_teacher import MultiTeacherDistillation
 from kdkit.schemes.mutual import MutualLearning
 from kdkit.schemes.offline import OfflineDistillation
 from kdkit.schemes.self_distill import SelfDistillation
 from kdkit.schemes.supervised import Supervised
 
-__all__ = ["MutualLearning", "OfflineDistillation", "Scheme", "SelfDistillation", "Supervised"]
+__all__ = [
+    "MultiTeacherDistillation", "MutualLearning", "OfflineDistillation", "Scheme", "SelfDistillation", "Supervised",
+]

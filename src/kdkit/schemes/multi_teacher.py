@@ -1,0 +1,119 @@
+"""Multi-teacher distillation: several frozen teachers teach one student through their ensemble (Hinton, Vinyals &
+Dean 2015, "Distilling the Knowledge in a Neural Network", which distils an ensemble; You, Xu, Xu & Tao, KDD 2017,
+"Learning from Multiple Teacher Networks").
+
+With teacher logits z_1..z_K and weights w_i >= 0 normalised to sum to 1, the teachers' outputs become ONE teacher
+logit vector z that the ordinary loss terms (kd, dkd, dist, ...) consume, as if it came from a single teacher:
+
+    combine="probs" (default):  z = log( sum_i w_i * softmax(z_i) )      so softmax(z) = sum_i w_i * softmax(z_i)
+    combine="logits":           z = sum_i w_i * z_i
+
+"probs" is the ensemble's predictive distribution p = sum_i w_i * softmax(z_i): an ensemble predicts with its
+averaged probabilities, so that is what the student is taught to match. Caveat: with a KD temperature T != 1 the
+loss softens this ensemble distribution, softmax(z / T) = p^(1/T) renormalised, which is NOT the average of the
+softened teachers, sum_i w_i * softmax(z_i / T); the two coincide only at T = 1. "logits" averages before the
+softmax instead (softmax(z) is the renormalised weighted geometric mean of the teachers' distributions).
+Under "probs" z is a log-probability vector: kd, dkd and dist only see softmax(z / T), which ignores a constant
+added to a row, but relation losses fed the raw logits (rkd, sp, pkt) see log-probabilities; use "logits" there.
+
+Teachers behave exactly as in :class:`OfflineDistillation`: eval mode at every step, requires_grad=False,
+forward under no_grad; with ``cache_size`` the combined outputs are computed once per sample index.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from kdkit.errors import ConfigError, ModelError
+from kdkit.schemes.offline import OfflineDistillation
+from kdkit.taps import LOGITS, Taps
+from kdkit.terms import LossTerm
+
+COMBINE = ("probs", "logits")
+
+
+class MultiTeacherDistillation(OfflineDistillation):
+    """Several frozen teachers, combined into one ensemble teacher, teach one student.
+
+    Feature terms (a teacher key other than "logits") read the FIRST teacher, ``teachers[0]``, the primary
+    teacher: features of different architectures have different shapes and meanings, so they cannot be averaged,
+    whereas one named teacher gives a well-defined target (and its adapters, see :meth:`attach_adapters`).
+    ``self.teacher`` is that first teacher; the "logits" every term sees are the ensemble's.
+    """
+
+    def __init__(
+        self, student: nn.Module, teachers: Sequence[nn.Module], terms: Sequence[LossTerm],
+        weights: Sequence[float] | None = None, combine: str = "probs", cache_size: int | None = None,
+    ) -> None:
+        if isinstance(teachers, nn.Module) and not isinstance(teachers, nn.ModuleList):
+            # an nn.Sequential is a Sequence of its layers: it would silently become one "teacher" per layer
+            raise ConfigError("teachers must be a list of models, e.g. [teacher_a, teacher_b], not one model")
+        teachers = list(teachers)
+        if not teachers:
+            raise ConfigError("multi-teacher distillation needs at least one teacher; got an empty list")
+        if combine not in COMBINE:
+            raise ConfigError(f"combine must be one of {', '.join(COMBINE)}; got {combine!r}")
+        weights = [1.0] * len(teachers) if weights is None else [float(w) for w in weights]
+        if len(weights) != len(teachers):
+            raise ConfigError(f"got {len(weights)} teacher weights for {len(teachers)} teachers; give one per teacher")
+        if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) == 0:
+            raise ConfigError(f"teacher weights must be finite, >= 0 and not all zero; got {weights}")
+        # the first teacher is OfflineDistillation's `teacher`: its taps give the feature terms their inputs
+        super().__init__(student, teachers[0], terms, cache_size)
+        self.teachers = nn.ModuleList(teachers).eval().requires_grad_(False)
+        self.weights = [w / sum(weights) for w in weights]
+        self.combine = combine
+        self.other_taps = [Taps(t) for t in teachers[1:]]  # no paths: logits only, no hooks
+
+    def to(self, device: torch.device) -> MultiTeacherDistillation:
+        super().to(device)
+        self.teachers.to(device)
+        return self
+
+    def combine_logits(self, logits: Sequence[Tensor]) -> Tensor:
+        """The ensemble's logits from each teacher's logits (formulas in the module docstring)."""
+        for i, z in enumerate(logits[1:], start=1):
+            if z.shape[-1] != logits[0].shape[-1]:
+                raise ModelError(
+                    f"teacher {i} predicts {z.shape[-1]} classes but teacher 0 predicts {logits[0].shape[-1]}; "
+                    "give all teachers the same number of outputs (num_classes)"
+                )
+        # zero-weight teachers are left out, not multiplied by 0: 0 * inf would be nan, and log(0) is -inf
+        used = [(w, z.float()) for w, z in zip(self.weights, logits, strict=True) if w > 0]
+        if self.combine == "logits":
+            out = sum(w * z for w, z in used)
+        else:  # log sum_i w_i p_i, as a logsumexp of log-probabilities so that tiny probabilities do not underflow
+            out = torch.logsumexp(torch.stack([math.log(w) + z.log_softmax(-1) for w, z in used]), dim=0)
+        return out.to(logits[0].dtype)
+
+    @torch.no_grad()
+    def _ensemble_outputs(self, x: Tensor) -> dict[str, Tensor]:
+        self.teachers.eval()  # every step: the user may have left a teacher in train mode
+        out = self.teacher_taps(x)  # first teacher: logits and tapped features
+        logits = [out[LOGITS]] + [taps(x)[LOGITS] for taps in self.other_taps]
+        return {**out, LOGITS: self.combine_logits(logits)}
+
+    @torch.no_grad()
+    def teacher_outputs(self, x: Tensor, index: Tensor | None = None) -> dict[str, Tensor]:
+        if self.cache is None or index is None:
+            return self._ensemble_outputs(x)
+        cached = self.cache.get(index)
+        if cached is None:
+            cached = self._ensemble_outputs(x)
+            self.cache.put(index, cached)
+        return cached
+
+    @torch.no_grad()
+    def eval_logits(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Student logits and the ensemble's, so validation agreement is measured against the ensemble."""
+        return self.student(x), self._ensemble_outputs(x)[LOGITS]
+
+    def close(self) -> None:
+        """Remove the forward hooks from the student and the teachers."""
+        super().close()
+        for taps in self.other_taps:
+            taps.remove()
