@@ -24,7 +24,14 @@ from _results import mean_std, write_section  # noqa: E402
 
 from kdkit.data import load_builtin, make_loader  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
-from kdkit.schemes import MutualLearning, OfflineDistillation, Scheme, SelfDistillation, Supervised  # noqa: E402
+from kdkit.schemes import (  # noqa: E402
+    MultiTeacherDistillation,
+    MutualLearning,
+    OfflineDistillation,
+    Scheme,
+    SelfDistillation,
+    Supervised,
+)
 from kdkit.settings import TrainSettings  # noqa: E402
 from kdkit.terms import build_terms  # noqa: E402
 from kdkit.trainer import fit, predict, seed_everything  # noqa: E402
@@ -59,6 +66,7 @@ def run_seed(seed: int, epochs: int) -> dict[str, tuple[float, float | None]]:
         "mutual learning, student-size peer": lambda s: MutualLearning(s, [peer(STUDENT)]),
         "mutual learning, teacher-size peer": lambda s: MutualLearning(s, [peer(TEACHER)]),
         "self-distillation, EMA teacher (decay 0.99)": lambda s: SelfDistillation(s, decay=0.99),
+        "KD from 2 teachers (mean probabilities)": lambda s: MultiTeacherDistillation(s, teachers, kd),
     }
     teacher_logits, labels = predict(teachers[0], test)
     out: dict[str, tuple[float, float | None]] = {
