@@ -3,26 +3,13 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torch.utils.data import TensorDataset
+from toy import toy_data as _data
+from toy import toy_net as _net
 
 from kdkit import OfflineDistillation, Supervised, TrainSettings, build_terms, fit
 from kdkit.data import Indexed, make_loader
 from kdkit.errors import ConfigError, ModelError
 from kdkit.schemes.multi_teacher import MultiTeacherDistillation
-
-
-def _data(n=256, d=8, c=3, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, d, generator=g)
-    return TensorDataset(x, x[:, :c].argmax(1).long())
-
-
-def _net(d=8, c=3, hidden=16, bn=True, seed=None):
-    if seed is not None:
-        torch.manual_seed(seed)
-    layers = [nn.Linear(d, hidden)] + ([nn.BatchNorm1d(hidden)] if bn else []) + [nn.ReLU(), nn.Linear(hidden, c)]
-    return nn.Sequential(*layers)
 
 
 def _teachers(k=3, c=3):

@@ -4,27 +4,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
-from torch import nn
-from torch.utils.data import TensorDataset
+from toy import toy_data as _data
+from toy import toy_net as _net
 
 from kdkit import TrainSettings, build_terms, fit
 from kdkit.data import make_loader
 from kdkit.errors import ConfigError, ModelError
 from kdkit.schemes.mutual import MutualLearning
 from kdkit.schemes.self_distill import SelfDistillation
-
-
-def _data(n=256, d=8, c=3, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, d, generator=g)
-    y = (x[:, :c].argmax(1)).long()
-    return TensorDataset(x, y)
-
-
-def _net(d=8, c=3, hidden=16, bn=True):
-    layers = [nn.Linear(d, hidden)] + ([nn.BatchNorm1d(hidden)] if bn else []) + [nn.ReLU(), nn.Linear(hidden, c)]
-    return nn.Sequential(*layers)
-
 
 QUIET = {"progress": False}
 

@@ -7,25 +7,14 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import TensorDataset
+from toy import toy_data as _data
+from toy import toy_net as _net
 
 from kdkit import OfflineDistillation, Supervised, TrainSettings, build_terms, fit, load_weights, save_weights
 from kdkit.checkpoint import save_state
 from kdkit.data import Indexed, make_loader
 from kdkit.errors import DataError, ModelError, NonFiniteLossError
 from kdkit.schemes.base import Scheme
-
-
-def _data(n=256, d=8, c=3, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, d, generator=g)
-    y = (x[:, :c].argmax(1)).long()
-    return TensorDataset(x, y)
-
-
-def _net(d=8, c=3, hidden=16, bn=True):
-    layers = [nn.Linear(d, hidden)] + ([nn.BatchNorm1d(hidden)] if bn else []) + [nn.ReLU(), nn.Linear(hidden, c)]
-    return nn.Sequential(*layers)
-
 
 QUIET = {"progress": False}
 

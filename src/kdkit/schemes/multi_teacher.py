@@ -91,26 +91,17 @@ class MultiTeacherDistillation(OfflineDistillation):
         return out.to(logits[0].dtype)
 
     @torch.no_grad()
-    def _ensemble_outputs(self, x: Tensor) -> dict[str, Tensor]:
+    def compute_teacher_outputs(self, x: Tensor) -> dict[str, Tensor]:
+        """The first teacher's tapped features, and the ensemble's logits (cached per sample by the base class)."""
         self.teachers.eval()  # every step: the user may have left a teacher in train mode
         out = self.teacher_taps(x)  # first teacher: logits and tapped features
         logits = [out[LOGITS]] + [taps(x)[LOGITS] for taps in self.other_taps]
         return {**out, LOGITS: self.combine_logits(logits)}
 
     @torch.no_grad()
-    def teacher_outputs(self, x: Tensor, index: Tensor | None = None) -> dict[str, Tensor]:
-        if self.cache is None or index is None:
-            return self._ensemble_outputs(x)
-        cached = self.cache.get(index)
-        if cached is None:
-            cached = self._ensemble_outputs(x)
-            self.cache.put(index, cached)
-        return cached
-
-    @torch.no_grad()
     def eval_logits(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """Student logits and the ensemble's, so validation agreement is measured against the ensemble."""
-        return self.student(x), self._ensemble_outputs(x)[LOGITS]
+        return self.student(x), self.compute_teacher_outputs(x)[LOGITS]
 
     def close(self) -> None:
         """Remove the forward hooks from the student and the teachers."""

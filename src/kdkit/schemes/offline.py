@@ -70,13 +70,19 @@ class OfflineDistillation(Scheme):
         return self
 
     @torch.no_grad()
-    def teacher_outputs(self, x: Tensor, index: Tensor | None = None) -> dict[str, Tensor]:
+    def compute_teacher_outputs(self, x: Tensor) -> dict[str, Tensor]:
+        """The teacher's logits and tapped features for `x` (subclasses with several teachers override this)."""
         self.teacher.eval()
+        return self.teacher_taps(x)
+
+    @torch.no_grad()
+    def teacher_outputs(self, x: Tensor, index: Tensor | None = None) -> dict[str, Tensor]:
+        """compute_teacher_outputs, from the per-sample cache where there is one."""
         if self.cache is None or index is None:
-            return self.teacher_taps(x)
+            return self.compute_teacher_outputs(x)
         cached = self.cache.get(index)
         if cached is None:
-            cached = self.teacher_taps(x)
+            cached = self.compute_teacher_outputs(x)
             self.cache.put(index, cached)
         return cached
 

@@ -1,0 +1,20 @@
+"""Tiny synthetic data and networks shared by the training-loop and scheme tests."""
+
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+
+def toy_data(n: int = 256, d: int = 8, c: int = 3, seed: int = 0) -> TensorDataset:
+    """n Gaussian points in d dimensions; the class is the largest of the first c coordinates."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g)
+    return TensorDataset(x, x[:, :c].argmax(1).long())
+
+
+def toy_net(d: int = 8, c: int = 3, hidden: int = 16, bn: bool = True, seed: int | None = None) -> nn.Sequential:
+    """Linear - (BatchNorm) - ReLU - Linear; `seed` fixes the initial weights."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    layers = [nn.Linear(d, hidden)] + ([nn.BatchNorm1d(hidden)] if bn else []) + [nn.ReLU(), nn.Linear(hidden, c)]
+    return nn.Sequential(*layers)
