@@ -18,6 +18,7 @@ from kdkit.schemes import (
     Scheme,
     SelfDistillation,
     Supervised,
+    distill_through_assistants,
 )
 from kdkit.settings import TrainSettings
 from kdkit.taps import Taps
@@ -29,6 +30,6 @@ __version__ = "0.1.0"
 __all__ = [
     "LOSSES", "ConfigError", "DataError", "FitResult", "KDLoss", "KdkitError", "LossTerm", "ModelError",
     "MultiTeacherDistillation", "MutualLearning", "NonFiniteLossError", "OfflineDistillation", "Scheme",
-    "SelfDistillation", "Supervised", "Taps", "TrainSettings", "build_loss", "build_model", "build_terms", "fit",
-    "kd_loss", "load_weights", "predict", "save_weights",
+    "SelfDistillation", "Supervised", "Taps", "TrainSettings", "build_loss", "build_model", "build_terms",
+    "distill_through_assistants", "fit", "kd_loss", "load_weights", "predict", "save_weights",
 ]

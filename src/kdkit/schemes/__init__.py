@@ -1,5 +1,6 @@
 """Training schemes: who teaches whom in a step."""
 
+from kdkit.schemes.assistants import distill_through_assistants
 from kdkit.schemes.base import Scheme
 from kdkit.schemes.multi_teacher import MultiTeacherDistillation
 from kdkit.schemes.mutual import MutualLearning
@@ -9,4 +10,5 @@ from kdkit.schemes.supervised import Supervised
 
 __all__ = [
     "MultiTeacherDistillation", "MutualLearning", "OfflineDistillation", "Scheme", "SelfDistillation", "Supervised",
+    "distill_through_assistants",
 ]
