@@ -106,7 +106,59 @@ class ModelConfig(_Strict):
         return params
 
 
+# the keys each scheme reads (besides `name`); any other key given is a mistake worth one line
+SCHEME_KEYS: dict[str, set[str]] = {
+    "offline": set(),
+    "assistants": {"assistants"},
+    "multi_teacher": {"teachers", "weights", "combine"},
+    "mutual": {"peers", "T", "alpha"},
+    "self_distill": {"decay", "warmup_epochs"},
+}
+
+
+class SchemeConfig(_Strict):
+    """Who teaches the distilled student; see kdkit.schemes. The teacher and student-alone rows are always trained,
+    so the table compares every scheme with the same two references."""
+
+    name: Literal["offline", "assistants", "multi_teacher", "mutual", "self_distill"] = Field(
+        "offline", description="offline: the teacher; assistants: through intermediate models; multi_teacher: the "
+        "ensemble of the teacher and `teachers`; mutual: peers trained together; self_distill: an EMA of itself",
+    )
+    assistants: list[ModelConfig] = Field(default_factory=list, description="assistants: teacher -> these -> student")
+    teachers: list[ModelConfig] = Field(default_factory=list, description="multi_teacher: teachers besides `teacher`")
+    weights: list[float] | None = Field(None, description="multi_teacher: one weight per teacher, `teacher` first")
+    combine: Literal["probs", "logits"] = Field("probs", description="multi_teacher: average probabilities or logits")
+    peers: list[ModelConfig] = Field(default_factory=list, description="mutual: peers; none = one like the student")
+    T: float = Field(1.0, gt=0, description="mutual: temperature")
+    alpha: float = Field(0.5, ge=0, le=1, description="mutual: weight of the hard-label loss")
+    decay: float = Field(0.999, gt=0, lt=1, description="self_distill: EMA decay of the teacher's weights")
+    warmup_epochs: int = Field(0, ge=0, description="self_distill: epochs in which the teacher copies the student")
+
+    @model_validator(mode="after")
+    def _keys_of_this_scheme(self) -> SchemeConfig:
+        # a key counts as given when it differs from its default: a resolved config (all keys written out, as in a
+        # run directory's config.yaml) then parses again
+        defaults = SchemeConfig.model_construct()
+        stray = sorted(k for k in set(type(self).model_fields) - {"name"}
+                       if k not in SCHEME_KEYS[self.name] and getattr(self, k) != getattr(defaults, k))
+        if stray:
+            owners = sorted({n for n, keys in SCHEME_KEYS.items() if set(stray) & keys})
+            raise ValueError(f"{', '.join(stray)} do{'es' if len(stray) == 1 else ''} not apply to scheme "
+                             f"'{self.name}' (only to: {', '.join(owners)}); remove it or change scheme.name")
+        if self.name == "assistants" and not self.assistants:
+            raise ValueError("scheme 'assistants' needs at least one model under assistants, e.g. "
+                             "[{name: cnn1d, params: {width: 24}}]")
+        if self.name == "multi_teacher" and not self.teachers:
+            raise ValueError("scheme 'multi_teacher' needs the other teachers under teachers (the top-level teacher "
+                             "is the first); e.g. [{name: cnn1d, checkpoint: teacher2.safetensors}]")
+        if self.weights is not None and len(self.weights) != 1 + len(self.teachers):
+            raise ValueError(f"weights has {len(self.weights)} values for {1 + len(self.teachers)} teachers "
+                             "(the top-level teacher first); give one per teacher")
+        return self
+
+
 class DistillConfig(_Strict):
+    scheme: SchemeConfig = Field(default_factory=SchemeConfig, description="who teaches the student")
     losses: list[dict[str, Any]] = Field(
         default_factory=lambda: [{"name": "kd", "T": 4.0, "alpha": 0.1}],
         description="loss terms, e.g. [{name: kd, weight: 1.0, T: 4, alpha: 0.1}]",
@@ -187,6 +239,13 @@ def parse_config(raw: Any) -> RunConfig:
     from kdkit.terms import build_terms
 
     build_terms(cfg.distill.losses)
+    if cfg.distill.scheme.name == "mutual" and cfg.distill.losses != DistillConfig().losses:
+        raise ConfigError("config error at distill.losses: mutual learning uses distill.scheme.T and alpha, not loss "
+                          "terms; remove distill.losses or choose another scheme")
+    if cfg.distill.scheme.name not in ("offline", "multi_teacher") and cfg.distill.cache_teacher:
+        raise ConfigError(f"config error at distill.cache_teacher: scheme '{cfg.distill.scheme.name}' has no fixed "
+                          "teacher outputs to cache (only offline and multi_teacher do); set distill.cache_teacher: "
+                          "false")
     return cfg
 
 

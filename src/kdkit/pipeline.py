@@ -24,15 +24,15 @@ from torch import nn
 from torch.utils.data import ConcatDataset
 
 from kdkit import distributed, metrics
-from kdkit.adapters import example_inputs, probe
 from kdkit.checkpoint import load_weights, save_weights, write_atomic
 from kdkit.config import RunConfig, dump_config
 from kdkit.data import DataBundle, Indexed, build_data, make_loader
-from kdkit.errors import ModelError, RunDirError
+from kdkit.errors import RunDirError
 from kdkit.models import build_model
 from kdkit.report.table import print_table, to_markdown
-from kdkit.schemes import OfflineDistillation, Supervised
-from kdkit.terms import build_terms, check_paths
+from kdkit.schemes import Supervised
+from kdkit.schemes.from_config import SCHEME_PLANS, check_outputs, train_or_load
+from kdkit.terms import build_terms
 from kdkit.trainer import fit, predict, resolve_device, seed_everything
 
 ROLES = ("teacher", "student_alone", "student_kd")
@@ -45,15 +45,6 @@ class RunResult:
     run_dir: Path
     rows: list[dict[str, Any]]
     models: dict[str, nn.Module]
-
-
-def _check_outputs(model: nn.Module, bundle: DataBundle, role: str) -> None:
-    out = probe(model, (), example_inputs(bundle.test, size=1))["logits"]  # eval mode, no grad, modes restored
-    if out.shape[-1] != bundle.num_classes:
-        raise ModelError(
-            f"the {role} has {out.shape[-1]} outputs but the data has {bundle.num_classes} classes; "
-            f"set num_classes/params of the {role} to match the data"
-        )
 
 
 def build_models(cfg: RunConfig, bundle: DataBundle) -> dict[str, nn.Module]:
@@ -86,13 +77,14 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
     bundle = build_data(cfg.data, cfg.seed)
     models = build_models(cfg, bundle)
     terms = build_terms(cfg.distill.losses)
-    check_paths(models["student_kd"], models["teacher"], terms)  # a wrong module path fails before any training
     teacher = models["teacher"]
     if cfg.teacher.checkpoint is not None:
         load_weights(teacher, cfg.teacher.checkpoint)
         if main:
             console.print(f"teacher: loaded {cfg.teacher.checkpoint}")
-        _check_outputs(teacher, bundle, "teacher")
+        check_outputs(teacher, bundle, "teacher")
+    # builds the scheme's other models (assistants, teachers, peers) and checks module paths, before any training
+    plan = SCHEME_PLANS[cfg.distill.scheme.name](cfg, bundle, models["student_kd"], teacher, terms)
     run_dir = Path(cfg.output_dir)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -105,10 +97,7 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
         return (make_loader(train_set, s.batch_size, shuffle=True, seed=s.seed),
                 make_loader(bundle.val, 512, shuffle=False), s)
 
-    if cfg.teacher.checkpoint is None:
-        train_loader, val_loader, s = loaders("teacher", bundle.train)
-        fit(Supervised(teacher, s.label_smoothing), train_loader, val_loader, s, run_dir, "teacher")
-
+    train_or_load(teacher, cfg.teacher, cfg, bundle, run_dir, "teacher")
     train_loader, val_loader, s = loaders("student", bundle.train)
     fit(Supervised(models["student_alone"], s.label_smoothing), train_loader, val_loader, s, run_dir,
         "student_alone")
@@ -116,17 +105,12 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
     distill_set = distillation_data(cfg, bundle)
     if cfg.distill.cache_teacher:
         distill_set = Indexed(distill_set)
-    train_loader, val_loader, s = loaders("distill", distill_set)
-    cache_size = len(distill_set) if cfg.distill.cache_teacher else None
-    scheme = OfflineDistillation(models["student_kd"], teacher, terms, cache_size=cache_size,
-                                 example=example_inputs(distill_set))  # creates adapters where shapes differ
-    fit(scheme, train_loader, val_loader, s, run_dir, "student_kd")
-    scheme.close()
+    plan.distill(distill_set, *loaders("distill", distill_set), run_dir)
 
     if not main:
         distributed.barrier()  # rank 0 is writing the run directory; every process returns once it is complete
         return RunResult(run_dir, [], models)
-    for role, model in models.items():
+    for role, model in {**models, **plan.extra_models}.items():
         save_weights(model, run_dir / "models" / f"{role}.safetensors")
     rows = evaluate_models(cfg, bundle, models, run_dir, quick_cost=quick_cost)
     print_table(rows, title=f"kdkit: {cfg.data.name} (test split)", console=console)

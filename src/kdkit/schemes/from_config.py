@@ -1,0 +1,152 @@
+"""The distilled student's training as a config's ``distill.scheme`` names it: one small class per scheme, one
+registry line each. The pipeline builds the plan before anything trains (so a bad config fails at once), then runs
+it once the teacher is ready:
+
+    plan = SCHEME_PLANS[cfg.distill.scheme.name](cfg, bundle, student, teacher, terms)   # builds, checks
+    plan.distill(distill_set, train_loader, val_loader, settings, run_dir)              # trains the student
+    plan.extra_models        # assistants, other teachers, peers, EMA teacher: saved in run_dir/models/
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from kdkit.adapters import example_inputs, probe
+from kdkit.checkpoint import load_weights
+from kdkit.config import ModelConfig, RunConfig
+from kdkit.data import DataBundle, make_loader
+from kdkit.errors import ModelError
+from kdkit.models import build_model
+from kdkit.schemes.assistants import distill_through_assistants
+from kdkit.schemes.base import Scheme
+from kdkit.schemes.multi_teacher import MultiTeacherDistillation
+from kdkit.schemes.mutual import MutualLearning
+from kdkit.schemes.offline import OfflineDistillation
+from kdkit.schemes.self_distill import SelfDistillation
+from kdkit.schemes.supervised import Supervised
+from kdkit.settings import TrainSettings
+from kdkit.terms import LossTerm, check_paths
+from kdkit.trainer import fit, seed_everything
+
+
+def build_from(cfg: RunConfig, bundle: DataBundle, spec: ModelConfig, seed: int) -> nn.Module:
+    """A model from its config entry, initialised from `seed`; its checkpoint (if any) is loaded and checked."""
+    seed_everything(seed)
+    model = build_model(spec.name, bundle.input_shape, bundle.num_classes, **spec.params)
+    if spec.checkpoint is not None:
+        load_weights(model, spec.checkpoint)
+    check_outputs(model, bundle, spec.name)
+    return model
+
+
+def check_outputs(model: nn.Module, bundle: DataBundle, role: str) -> None:
+    out = probe(model, (), example_inputs(bundle.test, size=1))["logits"]  # eval mode, no grad, modes restored
+    if out.shape[-1] != bundle.num_classes:
+        raise ModelError(
+            f"the {role} has {out.shape[-1]} outputs but the data has {bundle.num_classes} classes; "
+            f"set num_classes/params of the {role} to match the data"
+        )
+
+
+def train_or_load(
+    model: nn.Module, spec: ModelConfig, cfg: RunConfig, bundle: DataBundle, run_dir: Path, name: str
+) -> None:
+    """A teacher-like model: left as loaded when its config gives a checkpoint, else trained on the labels with the
+    teacher's settings (plus the entry's own `train` overrides)."""
+    if spec.checkpoint is not None:
+        return
+    s = TrainSettings(**{**cfg.settings("teacher").model_dump(), **spec.train})
+    fit(Supervised(model, s.label_smoothing), make_loader(bundle.train, s.batch_size, shuffle=True, seed=s.seed),
+        make_loader(bundle.val, 512, shuffle=False), s, run_dir, name)
+
+
+class SchemePlan:
+    """How the distilled student is trained. Subclasses build their extra models in __init__ and train in distill."""
+
+    def __init__(
+        self, cfg: RunConfig, bundle: DataBundle, student: nn.Module, teacher: nn.Module, terms: list[LossTerm]
+    ) -> None:
+        self.cfg, self.bundle, self.student, self.teacher, self.terms = cfg, bundle, student, teacher, terms
+        self.options = cfg.distill.scheme
+        self.extra_models: dict[str, nn.Module] = {}
+        check_paths(student, teacher, terms)  # a wrong module path fails before any training
+
+    def scheme(self, distill_set: Dataset, run_dir: Path) -> Scheme:
+        raise NotImplementedError
+
+    def distill(
+        self, distill_set: Dataset, train_loader: DataLoader, val_loader: DataLoader, settings: TrainSettings,
+        run_dir: Path,
+    ) -> None:
+        scheme = self.scheme(distill_set, run_dir)
+        fit(scheme, train_loader, val_loader, settings, run_dir, "student_kd")
+        if hasattr(scheme, "close"):
+            scheme.close()
+
+
+class OfflinePlan(SchemePlan):
+    def scheme(self, distill_set: Dataset, run_dir: Path) -> Scheme:
+        cache_size = len(distill_set) if self.cfg.distill.cache_teacher else None
+        return OfflineDistillation(self.student, self.teacher, self.terms, cache_size=cache_size,
+                                   example=example_inputs(distill_set))  # creates adapters where shapes differ
+
+
+class MultiTeacherPlan(SchemePlan):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for i, spec in enumerate(self.options.teachers, start=2):
+            self.extra_models[f"teacher{i}"] = build_from(self.cfg, self.bundle, spec, self.cfg.seed + 100 + i)
+
+    def scheme(self, distill_set: Dataset, run_dir: Path) -> Scheme:
+        for (role, model), spec in zip(self.extra_models.items(), self.options.teachers, strict=True):
+            train_or_load(model, spec, self.cfg, self.bundle, run_dir, role)
+        cache_size = len(distill_set) if self.cfg.distill.cache_teacher else None
+        return MultiTeacherDistillation(self.student, [self.teacher, *self.extra_models.values()], self.terms,
+                                        self.options.weights, self.options.combine, cache_size)
+
+
+class AssistantsPlan(SchemePlan):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for i, spec in enumerate(self.options.assistants, start=1):
+            self.extra_models[f"assistant{i}"] = build_from(self.cfg, self.bundle, spec, self.cfg.seed + 200 + i)
+        chain = [self.teacher, *self.extra_models.values(), self.student]
+        for pupil, mentor in zip(chain[1:], chain[:-1], strict=True):
+            check_paths(pupil, mentor, self.terms)  # feature paths must exist in every pair, before any training
+
+    def distill(self, distill_set, train_loader, val_loader, settings, run_dir) -> None:
+        distill_through_assistants(self.teacher, list(self.extra_models.values()), self.student,
+                                   self.cfg.distill.losses, train_loader, val_loader, settings, run_dir, "student_kd")
+
+
+class MutualPlan(SchemePlan):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        peers = self.options.peers or [self.cfg.student]  # by default one peer built like the student
+        for i, spec in enumerate(peers, start=1):
+            self.extra_models[f"peer{i}"] = build_from(self.cfg, self.bundle, spec, self.cfg.seed + 300 + i)
+
+    def scheme(self, distill_set: Dataset, run_dir: Path) -> Scheme:
+        return MutualLearning(self.student, list(self.extra_models.values()), self.options.T, self.options.alpha)
+
+
+class SelfDistillPlan(SchemePlan):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._scheme = SelfDistillation(self.student, self.terms, self.options.decay, self.options.warmup_epochs)
+        self.extra_models["ema_teacher"] = self._scheme.teacher
+
+    def scheme(self, distill_set: Dataset, run_dir: Path) -> Scheme:
+        return self._scheme
+
+
+SCHEME_PLANS: dict[str, type[SchemePlan]] = {
+    "offline": OfflinePlan,
+    "assistants": AssistantsPlan,
+    "multi_teacher": MultiTeacherPlan,
+    "mutual": MutualPlan,
+    "self_distill": SelfDistillPlan,
+}
