@@ -18,7 +18,9 @@ from kdkit.schemes import (
     Scheme,
     SelfDistillation,
     Supervised,
+    distill_data_free,
     distill_through_assistants,
+    synthesize,
 )
 from kdkit.settings import TrainSettings
 from kdkit.taps import Taps
@@ -31,5 +33,6 @@ __all__ = [
     "LOSSES", "ConfigError", "DataError", "FitResult", "KDLoss", "KdkitError", "LossTerm", "ModelError",
     "MultiTeacherDistillation", "MutualLearning", "NonFiniteLossError", "OfflineDistillation", "Scheme",
     "SelfDistillation", "Supervised", "Taps", "TrainSettings", "build_loss", "build_model", "build_terms",
-    "distill_through_assistants", "fit", "kd_loss", "load_weights", "predict", "save_weights",
+    "distill_data_free", "distill_through_assistants", "fit", "kd_loss", "load_weights", "predict", "save_weights",
+    "synthesize",
 ]

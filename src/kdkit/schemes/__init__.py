@@ -2,6 +2,7 @@
 
 from kdkit.schemes.assistants import distill_through_assistants
 from kdkit.schemes.base import Scheme
+from kdkit.schemes.data_free import SyntheticData, distill_data_free, synthesize
 from kdkit.schemes.multi_teacher import MultiTeacherDistillation
 from kdkit.schemes.mutual import MutualLearning
 from kdkit.schemes.offline import OfflineDistillation
@@ -10,5 +11,5 @@ from kdkit.schemes.supervised import Supervised
 
 __all__ = [
     "MultiTeacherDistillation", "MutualLearning", "OfflineDistillation", "Scheme", "SelfDistillation", "Supervised",
-    "distill_through_assistants",
+    "SyntheticData", "distill_data_free", "distill_through_assistants", "synthesize",
 ]

@@ -1,0 +1,75 @@
+"""Data-free knowledge distillation: the student learns from a frozen teacher without any of its training data
+(Yin et al., CVPR 2020, "Dreaming to Distill: Data-free Knowledge Transfer via DeepInversion").
+
+1. :func:`~kdkit.schemes.inversion.synthesize` turns noise into inputs the teacher classifies as chosen classes
+   and whose BatchNorm feature statistics match the teacher's running statistics.
+2. The student is distilled on those inputs with plain offline KD, alpha = 0:
+
+       L = T^2 * KL( softmax(t / T) || softmax(s / T) )       (Hinton et al. 2015)
+
+The synthetic set carries its target classes as labels, but the loss ignores them: a target class is what the
+synthesis asked for, the teacher's output is what it actually answered, and only the latter is knowledge.
+(fit's train accuracy then reports how often the student predicts the requested class.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from kdkit.data import UNLABELLED, make_loader
+from kdkit.errors import DataError
+from kdkit.schemes.inversion import SyntheticData, synthesize
+from kdkit.schemes.offline import OfflineDistillation
+from kdkit.settings import TrainSettings
+from kdkit.terms import build_terms
+from kdkit.trainer import FitResult, fit
+
+
+class _IndexedInputs(Dataset):
+    """Items as {"x", "y", "index"} (for the teacher cache); datasets without labels get y = -1 (unlabelled)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> dict:
+        item = self.dataset[i]
+        if isinstance(item, torch.Tensor):
+            return {"x": item, "y": UNLABELLED, "index": i}
+        return {"x": item[0], "y": item[1] if len(item) > 1 else UNLABELLED, "index": i}
+
+
+def distill_data_free(
+    student: nn.Module,
+    teacher: nn.Module,
+    synthetic: Dataset,
+    T: float = 4.0,
+    settings: TrainSettings | None = None,
+    val_loader: DataLoader | None = None,
+    run_dir: str | Path | None = None,
+    name: str = "student",
+) -> FitResult:
+    """Distil `teacher` into `student` (in place) on `synthetic`, e.g. the output of :func:`synthesize`, with
+    KD at temperature `T` and no label term. `synthetic` yields (x, target) or just x. Without `val_loader` (the
+    data-free case) the last epoch is kept.
+
+    The synthetic inputs never change, so the teacher's outputs are computed once per sample and cached."""
+    if len(synthetic) == 0:  # type: ignore[arg-type]
+        raise DataError("the synthetic set is empty; call synthesize with num_samples >= 1")
+    settings = settings or TrainSettings()
+    loader = make_loader(_IndexedInputs(synthetic), settings.batch_size, shuffle=True, seed=settings.seed)
+    scheme = OfflineDistillation(student, teacher, build_terms([{"name": "kd", "T": T}]),
+                                 cache_size=len(synthetic))  # type: ignore[arg-type]
+    try:
+        return fit(scheme, loader, val_loader, settings, run_dir, name)
+    finally:
+        scheme.close()
+
+
+__all__ = ["SyntheticData", "distill_data_free", "synthesize"]
