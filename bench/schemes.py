@@ -5,7 +5,8 @@
 
 Rows: the teacher, the student alone, offline KD from the teacher, Deep Mutual Learning with a peer of the
 student's size and with a peer of the teacher's size (both trained from scratch with the student), self-distillation
-from an EMA of the student's weights, and KD from two teachers (two seeds of the teacher, probabilities averaged).
+from an EMA of the student's weights, KD from two teachers (two seeds of the teacher, probabilities averaged), and KD
+through a teacher assistant of intermediate width (teacher -> assistant -> student).
 Hyper-parameters are the papers' defaults or the demo's, untuned here.
 """
 
@@ -31,6 +32,7 @@ from kdkit.schemes import (  # noqa: E402
     Scheme,
     SelfDistillation,
     Supervised,
+    distill_through_assistants,
 )
 from kdkit.settings import TrainSettings  # noqa: E402
 from kdkit.terms import build_terms  # noqa: E402
@@ -38,6 +40,8 @@ from kdkit.trainer import fit, predict, seed_everything  # noqa: E402
 
 TEACHER = ("cnn1d", {"width": 64, "depth": 3, "kernel": 5})
 STUDENT = ("cnn1d", {"width": 8, "depth": 3, "kernel": 3})
+ASSISTANT = ("cnn1d", {"width": 24, "depth": 3, "kernel": 3})
+KD = [{"name": "kd", "T": 4.0, "alpha": 0.1}]
 
 
 def build(spec: tuple[str, dict], shape: tuple[int, ...], classes: int, init_seed: int) -> nn.Module:
@@ -55,25 +59,30 @@ def run_seed(seed: int, epochs: int) -> dict[str, tuple[float, float | None]]:
     teachers = [build(TEACHER, shape, classes, 1000 * seed + k) for k in range(2)]
     for teacher in teachers:
         fit(Supervised(teacher), train, val, settings)
-    kd = build_terms([{"name": "kd", "T": 4.0, "alpha": 0.1}])
+    kd = build_terms(KD)
 
     def peer(spec: tuple[str, dict]) -> nn.Module:
         return build(spec, shape, classes, seed + 7)
 
-    schemes: dict[str, Callable[[nn.Module], Scheme]] = {
-        "student alone": Supervised,
-        "offline KD (T=4, alpha=0.1)": lambda s: OfflineDistillation(s, teachers[0], kd),
-        "mutual learning, student-size peer": lambda s: MutualLearning(s, [peer(STUDENT)]),
-        "mutual learning, teacher-size peer": lambda s: MutualLearning(s, [peer(TEACHER)]),
-        "self-distillation, EMA teacher (decay 0.99)": lambda s: SelfDistillation(s, decay=0.99),
-        "KD from 2 teachers (mean probabilities)": lambda s: MultiTeacherDistillation(s, teachers, kd),
+    def trained_with(make_scheme: Callable[[nn.Module], Scheme]) -> Callable[[nn.Module], object]:
+        return lambda student: fit(make_scheme(student), train, val, settings)
+
+    rows: dict[str, Callable[[nn.Module], object]] = {
+        "student alone": trained_with(Supervised),
+        "offline KD (T=4, alpha=0.1)": trained_with(lambda s: OfflineDistillation(s, teachers[0], kd)),
+        "mutual learning, student-size peer": trained_with(lambda s: MutualLearning(s, [peer(STUDENT)])),
+        "mutual learning, teacher-size peer": trained_with(lambda s: MutualLearning(s, [peer(TEACHER)])),
+        "self-distillation, EMA teacher (decay 0.99)": trained_with(lambda s: SelfDistillation(s, decay=0.99)),
+        "KD from 2 teachers (mean probabilities)": trained_with(lambda s: MultiTeacherDistillation(s, teachers, kd)),
+        "KD through a teacher assistant (width 24)": lambda s: distill_through_assistants(
+            teachers[0], [peer(ASSISTANT)], s, KD, train, val, settings),
     }
     teacher_logits, labels = predict(teachers[0], test)
     out: dict[str, tuple[float, float | None]] = {
         "teacher": (float((teacher_logits.argmax(1) == labels).mean()), None)}
-    for name, make_scheme in schemes.items():
+    for name, train_student in rows.items():
         student = build(STUDENT, shape, classes, seed + 1)  # every student starts from the same weights
-        fit(make_scheme(student), train, val, settings)
+        train_student(student)
         predicted = predict(student, test)[0].argmax(1)
         out[name] = (float((predicted == labels).mean()), float((predicted == teacher_logits.argmax(1)).mean()))
         print(f"seed {seed} | {name}: accuracy {out[name][0]:.4f}", flush=True)
@@ -91,7 +100,7 @@ def main() -> None:
     start = time.perf_counter()
     per_seed = [run_seed(seed, epochs) for seed in seeds]
     n_params = {role: sum(p.numel() for p in build(spec, (40,), 10, 0).parameters()) for role, spec in
-                (("teacher", TEACHER), ("student", STUDENT))}
+                (("teacher", TEACHER), ("assistant", ASSISTANT), ("student", STUDENT))}
     alone = [r["student alone"][0] for r in per_seed]
     lines = ["| scheme | test accuracy | vs student alone (points, per seed) | agreement with the teacher |",
              "|---|---|---|---|"]
@@ -103,7 +112,8 @@ def main() -> None:
         lines.append(f"| {name} | {mean_std(values)} | {diff} | {agree} |")
     body = "\n".join([
         f"MNIST-1D (kdkit's built-in split), teacher `cnn1d` width 64 ({n_params['teacher']:,} parameters), student "
-        f"`cnn1d` width 8 ({n_params['student']:,} parameters), {epochs} epochs each, AdamW lr 3e-3, batch 128, "
+        f"`cnn1d` width 8 ({n_params['student']:,} parameters), assistant `cnn1d` width 24 "
+        f"({n_params['assistant']:,} parameters), {epochs} epochs each, AdamW lr 3e-3, batch 128, "
         "the model at its best validation epoch. Mutual learning: T=1, alpha=0.5; self-distillation: KD T=4 "
         f"alpha=0.5 from the EMA. Seeds {', '.join(map(str, seeds))}; mean ± sample std. Total wall time: "
         f"{(time.perf_counter() - start) / 60:.1f} min.",

@@ -113,7 +113,8 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
     for role, model in {**models, **plan.extra_models}.items():
         save_weights(model, run_dir / "models" / f"{role}.safetensors")
     rows = evaluate_models(cfg, bundle, models, run_dir, quick_cost=quick_cost)
-    print_table(rows, title=f"kdkit: {cfg.data.name} (test split)", console=console)
+    scheme = "" if cfg.distill.scheme.name == "offline" else f", scheme {cfg.distill.scheme.name}"
+    print_table(rows, title=f"kdkit: {cfg.data.name} (test split{scheme})", console=console)
     console.print(f"run directory: {run_dir}")
     distributed.barrier()
     return RunResult(run_dir, rows, models)
