@@ -31,6 +31,7 @@ SCHEMES = {
                        "weights": [2.0, 1.0]}, ["teacher2"]),
     "mutual": ({"name": "mutual", "T": 2.0}, ["peer1"]),
     "self_distill": ({"name": "self_distill", "decay": 0.9}, ["ema_teacher"]),
+    "data_free": ({"name": "data_free", "num_samples": 256, "steps": 5}, []),
 }
 
 
@@ -73,6 +74,9 @@ def test_a_loaded_extra_teacher_is_not_retrained(tmp_path):
     ({"name": "mutual"}, {"losses": [{"name": "dkd"}]}, ["distill.losses", "mutual"]),
     ({"name": "self_distill"}, {"cache_teacher": True}, ["cache_teacher"]),
     ({"name": "nope"}, {}, ["distill.scheme.name"]),
+    ({"name": "data_free"}, {"losses": [{"name": "dist"}]}, ["data_free", "kd"]),
+    ({"name": "data_free"}, {"cache_teacher": True}, ["data_free", "cache_teacher"]),
+    ({"name": "offline", "steps": 3}, {}, ["steps", "data_free"]),
 ])
 def test_misplaced_scheme_keys_are_one_line(scheme, distill, words, tmp_path):
     with pytest.raises(ConfigError) as err:

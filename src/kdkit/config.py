@@ -113,6 +113,7 @@ SCHEME_KEYS: dict[str, set[str]] = {
     "multi_teacher": {"teachers", "weights", "combine"},
     "mutual": {"peers", "T", "alpha"},
     "self_distill": {"decay", "warmup_epochs"},
+    "data_free": {"num_samples", "steps", "bn_weight", "tv_weight"},
 }
 
 
@@ -120,9 +121,10 @@ class SchemeConfig(_Strict):
     """Who teaches the distilled student; see kdkit.schemes. The teacher and student-alone rows are always trained,
     so the table compares every scheme with the same two references."""
 
-    name: Literal["offline", "assistants", "multi_teacher", "mutual", "self_distill"] = Field(
+    name: Literal["offline", "assistants", "multi_teacher", "mutual", "self_distill", "data_free"] = Field(
         "offline", description="offline: the teacher; assistants: through intermediate models; multi_teacher: the "
-        "ensemble of the teacher and `teachers`; mutual: peers trained together; self_distill: an EMA of itself",
+        "ensemble of the teacher and `teachers`; mutual: peers trained together; self_distill: an EMA of itself; "
+        "data_free: the teacher, on inputs synthesised from it (DeepInversion) instead of the training data",
     )
     assistants: list[ModelConfig] = Field(default_factory=list, description="assistants: teacher -> these -> student")
     teachers: list[ModelConfig] = Field(default_factory=list, description="multi_teacher: teachers besides `teacher`")
@@ -133,6 +135,11 @@ class SchemeConfig(_Strict):
     alpha: float = Field(0.5, ge=0, le=1, description="mutual: weight of the hard-label loss")
     decay: float = Field(0.999, gt=0, lt=1, description="self_distill: EMA decay of the teacher's weights")
     warmup_epochs: int = Field(0, ge=0, description="self_distill: epochs in which the teacher copies the student")
+    num_samples: int | None = Field(None, ge=1, description="data_free: inputs to synthesise (default: as many as "
+                                    "the training set)")
+    steps: int = Field(200, ge=1, description="data_free: optimisation steps per synthetic batch")
+    bn_weight: float = Field(1.0, ge=0, description="data_free: weight of the BatchNorm-statistics prior")
+    tv_weight: float = Field(1e-3, ge=0, description="data_free: weight of the total-variation prior")
 
     @model_validator(mode="after")
     def _keys_of_this_scheme(self) -> SchemeConfig:
@@ -239,6 +246,13 @@ def parse_config(raw: Any) -> RunConfig:
     from kdkit.terms import build_terms
 
     build_terms(cfg.distill.losses)
+    if cfg.distill.scheme.name == "data_free" and (cfg.distill.cache_teacher or cfg.distill.use_transfer
+                                                   and cfg.data.transfer_size):
+        raise ConfigError("config error at distill: scheme 'data_free' distils on synthetic inputs only (its teacher "
+                          "outputs are cached already); set distill.cache_teacher: false and data.transfer_size: 0")
+    if cfg.distill.scheme.name == "data_free" and [t.get("name") for t in cfg.distill.losses] != ["kd"]:
+        raise ConfigError("config error at distill.losses: scheme 'data_free' distils with one KD term on unlabelled "
+                          "synthetic inputs; give distill.losses: [{name: kd, T: 4}] (alpha is not used)")
     if cfg.distill.scheme.name == "mutual" and cfg.distill.losses != DistillConfig().losses:
         raise ConfigError("config error at distill.losses: mutual learning uses distill.scheme.T and alpha, not loss "
                           "terms; remove distill.losses or choose another scheme")

@@ -22,6 +22,7 @@ from kdkit.errors import ModelError
 from kdkit.models import build_model
 from kdkit.schemes.assistants import distill_through_assistants
 from kdkit.schemes.base import Scheme
+from kdkit.schemes.data_free import distill_data_free, synthesize
 from kdkit.schemes.multi_teacher import MultiTeacherDistillation
 from kdkit.schemes.mutual import MutualLearning
 from kdkit.schemes.offline import OfflineDistillation
@@ -29,7 +30,7 @@ from kdkit.schemes.self_distill import SelfDistillation
 from kdkit.schemes.supervised import Supervised
 from kdkit.settings import TrainSettings
 from kdkit.terms import LossTerm, check_paths
-from kdkit.trainer import fit, seed_everything
+from kdkit.trainer import fit, resolve_device, seed_everything
 
 
 def build_from(cfg: RunConfig, bundle: DataBundle, spec: ModelConfig, seed: int) -> nn.Module:
@@ -143,10 +144,26 @@ class SelfDistillPlan(SchemePlan):
         return self._scheme
 
 
+class DataFreePlan(SchemePlan):
+    """The trained teacher's inputs are synthesised (DeepInversion) and the student distilled on them alone; the
+    real validation split is only logged: the student ends at its last epoch, not chosen by real data."""
+
+    def distill(self, distill_set, train_loader, val_loader, settings, run_dir) -> None:
+        o = self.options
+        synthetic = synthesize(self.teacher, o.num_samples or len(self.bundle.train), self.bundle.input_shape,
+                               self.bundle.num_classes, steps=o.steps, bn_weight=o.bn_weight, tv_weight=o.tv_weight,
+                               seed=settings.seed, device=resolve_device(settings.device))
+        kd = [t for t in self.cfg.distill.losses if t.get("name") == "kd"]
+        distill_data_free(self.student, self.teacher, synthetic, T=float(kd[0].get("T", 4.0)) if kd else 4.0,
+                          settings=settings.model_copy(update={"keep": "last"}), val_loader=val_loader,
+                          run_dir=run_dir, name="student_kd")
+
+
 SCHEME_PLANS: dict[str, type[SchemePlan]] = {
     "offline": OfflinePlan,
     "assistants": AssistantsPlan,
     "multi_teacher": MultiTeacherPlan,
     "mutual": MutualPlan,
     "self_distill": SelfDistillPlan,
+    "data_free": DataFreePlan,
 }
