@@ -5,6 +5,8 @@ Classification metrics take logits (N, C) and integer labels (N,) as numpy array
 
 from __future__ import annotations
 
+import io
+import itertools
 import statistics
 import time
 from collections.abc import Sequence
@@ -100,12 +102,37 @@ def classification_report(
 # ----------------------------------------------------------------------------------------------- cost
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's parameters (or buffers) live; CPU for a model with neither, e.g. a converted int8 model."""
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
+
+
+def _is_quantized(model: nn.Module) -> bool:
+    return any(isinstance(v, tuple) or (isinstance(v, torch.Tensor) and v.is_quantized)
+               for v in model.state_dict().values())
+
+
 def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    """Parameters; for an int8 model (whose packed weights are no longer nn.Parameters) the elements of its
+    weight and bias tensors, packed or not."""
+    if not _is_quantized(model):
+        return sum(p.numel() for p in model.parameters())
+    total = 0
+    for key, value in model.state_dict().items():
+        if key.rsplit(".", 1)[-1] in ("weight", "bias", "_packed_params"):
+            total += sum(t.numel() for t in (value if isinstance(value, tuple) else (value,))
+                         if isinstance(t, torch.Tensor))
+    return total
 
 
 def weights_size_bytes(model: nn.Module) -> int:
-    """Size of the model's state dict serialized as safetensors (what kdkit writes to disk)."""
+    """Size of the model's state dict serialized as safetensors (what kdkit writes to disk); safetensors cannot
+    hold quantized tensors, so an int8 model is measured as ``torch.save(state_dict)`` bytes instead."""
+    if _is_quantized(model):
+        buffer = io.BytesIO()
+        torch.save(model.state_dict(), buffer)
+        return buffer.getbuffer().nbytes
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     return len(safetensors_bytes(state))
 
@@ -137,7 +164,7 @@ def latency_ms(
     model: nn.Module, input_shape: Sequence[int], batch_size: int = 1, repeats: int = 50, warmup: int = 10
 ) -> float:
     """Median wall time in milliseconds of one forward pass at `batch_size`, after warm-up."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     example = torch.randn(batch_size, *input_shape, device=device)
     return 1000.0 * statistics.median(_timings(model, example, repeats, warmup))
 
@@ -146,7 +173,7 @@ def throughput(
     model: nn.Module, input_shape: Sequence[int], batch_size: int = 256, repeats: int = 20, warmup: int = 3
 ) -> float:
     """Samples per second at `batch_size`, from the median of repeated timed forward passes."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     example = torch.randn(batch_size, *input_shape, device=device)
     return batch_size / statistics.median(_timings(model, example, repeats, warmup))
 

@@ -76,7 +76,7 @@ def check_labels(y: Tensor | None, num_classes: int) -> None:
 @torch.no_grad()
 def predict(model: nn.Module, loader: DataLoader, device: torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Logits and labels of a whole loader, in loader order, with the model in eval mode."""
-    device = device or next(model.parameters()).device
+    device = device or metrics.model_device(model)
     was_training = model.training
     model.eval()
     logits, labels = [], []
