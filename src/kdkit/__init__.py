@@ -9,7 +9,7 @@ Python API in a nutshell::
 
 from kdkit.checkpoint import load_weights, save_weights
 from kdkit.errors import ConfigError, DataError, KdkitError, ModelError, NonFiniteLossError
-from kdkit.losses import LOSSES, KDLoss, build_loss, kd_loss
+from kdkit.losses import LOSSES, KDLoss, TokenKD, build_loss, kd_loss, token_kd_loss
 from kdkit.models import build_model
 from kdkit.quantization import convert_quantized, freeze_qat, prepare_qat
 from kdkit.schemes import (
@@ -33,7 +33,8 @@ __version__ = "0.1.0"
 __all__ = [
     "LOSSES", "ConfigError", "DataError", "FitResult", "KDLoss", "KdkitError", "LossTerm", "ModelError",
     "MultiTeacherDistillation", "MutualLearning", "NonFiniteLossError", "OfflineDistillation", "Scheme",
-    "SelfDistillation", "Supervised", "Taps", "TrainSettings", "build_loss", "build_model", "build_terms",
+    "SelfDistillation", "Supervised", "Taps", "TokenKD", "TrainSettings", "build_loss", "build_model", "build_terms",
     "convert_quantized", "distill_data_free", "distill_through_assistants", "fit", "freeze_qat", "kd_loss",
     "load_weights", "predict", "prepare_qat", "save_weights", "synthesize",
+    "token_kd_loss",
 ]

@@ -21,6 +21,7 @@ from kdkit.losses.kd import KDLoss, kd_loss
 from kdkit.losses.pkt import PKT
 from kdkit.losses.rkd import RKDAngle, RKDDistance
 from kdkit.losses.sp import SimilarityPreserving
+from kdkit.losses.token_kd import TokenKD, token_kd_loss
 
 LOSSES: dict[str, type[nn.Module]] = {
     "ce": CrossEntropy,
@@ -34,6 +35,7 @@ LOSSES: dict[str, type[nn.Module]] = {
     "sp": SimilarityPreserving,
     "pkt": PKT,
     "fsp": FSP,
+    "token_kd": TokenKD,
 }
 
 
@@ -57,4 +59,5 @@ def build_loss(name: str, **kwargs: object) -> nn.Module:
 __all__ = [
     "LOSSES", "build_loss", "KDLoss", "kd_loss", "CrossEntropy", "DKD", "DIST", "FitNet", "AttentionTransfer",
     "RKDDistance", "RKDAngle", "SimilarityPreserving", "PKT", "FSP",
+    "TokenKD", "token_kd_loss",
 ]
