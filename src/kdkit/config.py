@@ -29,8 +29,14 @@ IMAGE_DEFAULTS: dict[str, Any] = {
 }
 
 
+# text_files keys: None under other sources, filled with these defaults under text_files
+TEXT_DEFAULTS: dict[str, Any] = {"text_column": "text", "label_column": "label", "max_len": 64, "min_freq": 1}
+TEXT_FILES = ("train_file", "val_file", "test_file")
+
+
 class DataConfig(_Strict):
-    name: str = Field("mnist1d", description="data source: mnist1d, digits (built in) or image_folder")
+    name: str = Field("mnist1d", description="data source: mnist1d, digits, synthetic_reviews (built in), "
+                      "image_folder or text_files")
     transfer_size: int = Field(0, ge=0, description="extra unlabelled samples for the teacher to label")
     val_fraction: float = Field(0.1, gt=0, lt=1, description="share of train held out when there is no val split")
     root: Path | None = Field(None, description="image_folder: holds train/, test/ (and val/), one folder per class")
@@ -46,6 +52,14 @@ class DataConfig(_Strict):
     on_bad_image: Literal["skip", "error"] | None = Field(
         None, description="image_folder: skip unreadable images with a warning, or stop with an error"
     )
+    train_file: Path | None = Field(None, description="text_files: training texts, .csv (header row) or .jsonl")
+    val_file: Path | None = Field(None, description="text_files: validation texts (else carved from train)")
+    test_file: Path | None = Field(None, description="text_files: test texts")
+    text_column: str | None = Field(None, description="text_files: the column holding the text")
+    label_column: str | None = Field(None, description="text_files: the column holding the label")
+    max_len: PositiveInt | None = Field(None, description="text_files: words kept per text (padded or cut)")
+    min_freq: PositiveInt | None = Field(None, description="text_files: a word enters the vocabulary from this count")
+    max_vocab: PositiveInt | None = Field(None, description="text_files: at most this many words in the vocabulary")
 
     @field_validator("name")
     @classmethod
@@ -57,6 +71,27 @@ class DataConfig(_Strict):
             hint = f"did you mean '{close[0]}'?" if close else f"choose one of: {', '.join(sorted(SOURCES))}"
             raise ValueError(f"unknown data source '{name}'; {hint}")
         return name
+
+    @model_validator(mode="after")
+    def _text_files_keys(self) -> DataConfig:
+        given = [k for k in (*TEXT_FILES, *TEXT_DEFAULTS, "max_vocab") if getattr(self, k) is not None]
+        if self.name != "text_files":
+            if given:
+                raise ValueError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to text files; "
+                                 f"remove {'it' if len(given) == 1 else 'them'} or set data.name: text_files")
+            return self
+        if self.train_file is None or self.test_file is None:
+            raise ValueError("text_files needs train_file and test_file (.csv with a header row, or .jsonl)")
+        for key in TEXT_FILES:
+            path = getattr(self, key)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{key}: file not found: {path}")
+        if self.transfer_size:
+            raise ValueError("text_files has no generator for a transfer set; set data.transfer_size: 0")
+        for key, value in TEXT_DEFAULTS.items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        return self
 
     @model_validator(mode="after")
     def _image_folder_keys(self) -> DataConfig:

@@ -24,11 +24,12 @@ from torch import nn
 from torch.utils.data import ConcatDataset
 
 from kdkit import distributed, metrics
+from kdkit.adapters import example_inputs
 from kdkit.checkpoint import load_weights, save_weights, write_atomic
 from kdkit.config import RunConfig, dump_config
 from kdkit.data import DataBundle, Indexed, build_data, make_loader
 from kdkit.errors import RunDirError
-from kdkit.models import build_model
+from kdkit.models import build_from_config
 from kdkit.report.table import print_table, to_markdown
 from kdkit.schemes import Supervised
 from kdkit.schemes.from_config import SCHEME_PLANS, check_outputs, train_or_load
@@ -50,11 +51,11 @@ class RunResult:
 def build_models(cfg: RunConfig, bundle: DataBundle) -> dict[str, nn.Module]:
     """The three models, the two students from the same seed so they start from identical weights."""
     seed_everything(cfg.seed)
-    teacher = build_model(cfg.teacher.name, bundle.input_shape, bundle.num_classes, **cfg.teacher.params)
+    teacher = build_from_config(cfg.teacher, bundle)
     students = {}
     for role in ("student_alone", "student_kd"):
         seed_everything(cfg.seed + 1)
-        students[role] = build_model(cfg.student.name, bundle.input_shape, bundle.num_classes, **cfg.student.params)
+        students[role] = build_from_config(cfg.student, bundle)
     return {"teacher": teacher, **students}
 
 
@@ -82,7 +83,8 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
         load_weights(teacher, cfg.teacher.checkpoint)
         if main:
             console.print(f"teacher: loaded {cfg.teacher.checkpoint}")
-        check_outputs(teacher, bundle, "teacher")
+    for role, model in models.items():  # one forward on a real input: wrong inputs fail before any training
+        check_outputs(model, bundle, role.replace("_", " "))
     # builds the scheme's other models (assistants, teachers, peers) and checks module paths, before any training
     plan = SCHEME_PLANS[cfg.distill.scheme.name](cfg, bundle, models["student_kd"], teacher, terms)
     run_dir = Path(cfg.output_dir)
@@ -133,10 +135,11 @@ def evaluate_models(
         preds[f"test_{role}"], preds["test_labels"] = predict(model, test_loader, device)
         preds[f"train_{role}"], preds["train_labels"] = predict(model, distill_loader, device)
     rows = []
+    example = example_inputs(bundle.test, size=1)  # timed on a real input: noise is no valid input for token ids
     for role, model in models.items():
         teacher_logits = None if role == "teacher" else preds["test_teacher"]
         row = {"model": LABELS[role], "role": role}
-        row.update(metrics.cost_report(model, bundle.input_shape, quick=quick_cost))
+        row.update(metrics.cost_report(model, bundle.input_shape, quick=quick_cost, example=example))
         row.update(metrics.classification_report(preds[f"test_{role}"], preds["test_labels"], teacher_logits))
         rows.append(row)
     for row in rows:

@@ -8,7 +8,10 @@ from typing import Any
 
 from kdkit.data.builtin import BUILTIN, UNLABELLED, DataBundle, Indexed, load_builtin, make_loader
 from kdkit.data.image_folder import load_image_folder
+from kdkit.data.text import TextBundle, Vocabulary, load_text_files, synthetic_reviews
 from kdkit.errors import ConfigError
+
+BUILTIN["synthetic_reviews"] = synthetic_reviews  # generated text; registered here so builtin.py stays text-free
 
 # name -> function(data_config, seed) -> DataBundle
 SOURCES: dict[str, Callable[[Any, int], DataBundle]] = {
@@ -17,6 +20,9 @@ SOURCES: dict[str, Callable[[Any, int], DataBundle]] = {
     for name in BUILTIN
 }
 SOURCES["image_folder"] = load_image_folder
+SOURCES["text_files"] = lambda cfg, seed: load_text_files(
+    cfg.train_file, cfg.test_file, cfg.val_file, cfg.text_column, cfg.label_column, cfg.max_len, cfg.min_freq,
+    cfg.max_vocab, cfg.val_fraction, seed)
 
 
 def build_data(cfg: Any, seed: int) -> DataBundle:
@@ -26,4 +32,5 @@ def build_data(cfg: Any, seed: int) -> DataBundle:
     return SOURCES[cfg.name](cfg, seed)
 
 
-__all__ = ["BUILTIN", "SOURCES", "UNLABELLED", "DataBundle", "Indexed", "build_data", "load_builtin", "make_loader"]
+__all__ = ["BUILTIN", "SOURCES", "UNLABELLED", "DataBundle", "Indexed", "TextBundle", "Vocabulary", "build_data",
+           "load_builtin", "load_text_files", "make_loader"]

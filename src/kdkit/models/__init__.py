@@ -15,6 +15,17 @@ from torch import nn
 from kdkit.errors import ConfigError
 from kdkit.models.cnn import CNN1d, CNN2d, build_cnn1d, build_cnn2d
 from kdkit.models.mlp import MLP, build_mlp
+from kdkit.models.text import (
+    BagOfWords,
+    TextCNN,
+    TextGRU,
+    TextTransformer,
+    build_text_bow,
+    build_text_cnn,
+    build_text_gru,
+    build_text_transformer,
+    resolve_hf,
+)
 from kdkit.models.tiny import SmallCNN, TinyCNN, build_small_cnn, build_tiny_cnn
 from kdkit.models.vision import resolve_timm, resolve_torchvision
 
@@ -26,10 +37,16 @@ MODELS: dict[str, Builder] = {
     "cnn2d": build_cnn2d,
     "tiny_cnn": build_tiny_cnn,
     "small_cnn": build_small_cnn,
+    "text_transformer": build_text_transformer,
+    "text_bow": build_text_bow,
+    "text_cnn": build_text_cnn,
+    "text_gru": build_text_gru,
 }
 
 # prefix -> function(name_after_prefix, input_shape, num_classes, **kwargs)
-RESOLVERS: dict[str, Callable[..., nn.Module]] = {"torchvision": resolve_torchvision, "timm": resolve_timm}
+RESOLVERS: dict[str, Callable[..., nn.Module]] = {
+    "torchvision": resolve_torchvision, "timm": resolve_timm, "hf": resolve_hf,
+}
 
 
 def build_model(name: str, input_shape: Sequence[int], num_classes: int, **kwargs: Any) -> nn.Module:
@@ -53,4 +70,23 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int, **kwarg
         raise ConfigError(f"model '{name}': {err}") from None
 
 
-__all__ = ["MODELS", "RESOLVERS", "build_model", "MLP", "CNN1d", "CNN2d", "TinyCNN", "SmallCNN"]
+def build_from_config(spec: Any, bundle: Any) -> nn.Module:
+    """The model a config entry (``name``, ``params``) names, for a DataBundle: what the data knows and the model
+    needs (e.g. a text vocabulary's ``vocab_size``, in ``bundle.model_kwargs``) is filled in unless ``params`` sets
+    it, for the builders that take it."""
+    params = dict(spec.params)
+    for key, value in getattr(bundle, "model_kwargs", {}).items():
+        if key not in params and _accepts(spec.name, key):
+            params[key] = value
+    return build_model(spec.name, bundle.input_shape, bundle.num_classes, **params)
+
+
+def _accepts(name: str, key: str) -> bool:
+    if ":" in name:  # resolvers (torchvision:, timm:, hf:) take keyword arguments of their own; hf: takes vocab_size
+        return name.startswith("hf:")
+    builder = MODELS.get(name)
+    return builder is not None and key in inspect.signature(builder).parameters
+
+
+__all__ = ["MODELS", "RESOLVERS", "build_from_config", "build_model", "MLP", "CNN1d", "CNN2d", "TinyCNN", "SmallCNN",
+           "TextTransformer", "BagOfWords", "TextCNN", "TextGRU"]

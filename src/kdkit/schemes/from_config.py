@@ -19,7 +19,7 @@ from kdkit.checkpoint import load_weights
 from kdkit.config import ModelConfig, RunConfig
 from kdkit.data import DataBundle, make_loader
 from kdkit.errors import ModelError
-from kdkit.models import build_model
+from kdkit.models import build_from_config
 from kdkit.schemes.assistants import distill_through_assistants
 from kdkit.schemes.base import Scheme
 from kdkit.schemes.data_free import distill_data_free, synthesize
@@ -36,7 +36,7 @@ from kdkit.trainer import fit, resolve_device, seed_everything
 def build_from(cfg: RunConfig, bundle: DataBundle, spec: ModelConfig, seed: int) -> nn.Module:
     """A model from its config entry, initialised from `seed`; its checkpoint (if any) is loaded and checked."""
     seed_everything(seed)
-    model = build_model(spec.name, bundle.input_shape, bundle.num_classes, **spec.params)
+    model = build_from_config(spec, bundle)
     if spec.checkpoint is not None:
         load_weights(model, spec.checkpoint)
     check_outputs(model, bundle, spec.name)
