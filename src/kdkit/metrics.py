@@ -86,7 +86,16 @@ def per_sample_kl(teacher_logits: ArrayLike, student_logits: ArrayLike) -> np.nd
 def classification_report(
     logits: ArrayLike, labels: ArrayLike, teacher_logits: ArrayLike | None = None
 ) -> dict[str, float]:
-    """Generalization metrics, plus fidelity metrics when the teacher's logits are given."""
+    """Generalization metrics, plus fidelity metrics when the teacher's logits are given.
+
+    Per-token logits (N, L, C) with labels (N, L) (sequence labelling) are scored over the labelled tokens: every
+    token whose label is not -1 counts as one prediction."""
+    logits, labels = _np(logits), _np(labels)
+    if logits.ndim > 2:
+        keep = labels.reshape(-1) != -1
+        logits, labels = logits.reshape(-1, logits.shape[-1])[keep], labels.reshape(-1)[keep]
+        if teacher_logits is not None:
+            teacher_logits = _np(teacher_logits).reshape(-1, logits.shape[-1])[keep]
     out = {
         "accuracy": accuracy(logits, labels),
         "macro_f1": macro_f1(logits, labels),

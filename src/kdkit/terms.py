@@ -71,6 +71,11 @@ class LossTerm(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """Returns (weighted value that enters the total, raw loss value for logging)."""
         s = pick_outputs(student_out, self.student_key)
+        if self.student_key == LOGITS and s.dim() > 2 and not getattr(self.loss, "per_token", False):
+            raise ModelError(
+                f"loss term '{self.name}' compares one prediction per sample (N, C), but the logits are "
+                f"{tuple(s.shape)}, one per token; use token_kd (and ce) for sequence labelling"
+            )
         if self.adapter is not None:
             s = self.adapter(s)
         t = None

@@ -8,10 +8,12 @@ from typing import Any
 
 from kdkit.data.builtin import BUILTIN, UNLABELLED, DataBundle, Indexed, load_builtin, make_loader
 from kdkit.data.image_folder import load_image_folder
+from kdkit.data.tagging import synthetic_tagging
 from kdkit.data.text import TextBundle, Vocabulary, load_text_files, synthetic_reviews
 from kdkit.errors import ConfigError
 
 BUILTIN["synthetic_reviews"] = synthetic_reviews  # generated text; registered here so builtin.py stays text-free
+BUILTIN["synthetic_tagging"] = synthetic_tagging  # one tag per token
 
 # name -> function(data_config, seed) -> DataBundle
 SOURCES: dict[str, Callable[[Any, int], DataBundle]] = {

@@ -14,6 +14,7 @@ class CrossEntropy(nn.Module):
     """Hard-label cross-entropy; ignores the teacher. Optional label smoothing (Szegedy et al. 2016)."""
 
     uses_teacher = False
+    per_token = True  # (N, L, C) logits against (N, L) labels: the mean over labelled tokens
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         super().__init__()

@@ -14,11 +14,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kdkit.errors import ModelError
+
 IGNORE_INDEX = -1
 
 
 def soft_target_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
     """T^2 * KL(softmax(t/T) || softmax(s/T)), summed over classes and averaged over the batch."""
+    if student_logits.dim() != 2:  # the softmax is over dim 1: per-token logits would be normalised over tokens
+        raise ModelError(f"KD compares logits (N, C), one row per sample; got {tuple(student_logits.shape)}; for "
+                         "one prediction per token use token_kd")
     log_p_student = F.log_softmax(student_logits / temperature, dim=1)
     log_p_teacher = F.log_softmax(teacher_logits / temperature, dim=1)
     kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
@@ -26,9 +31,11 @@ def soft_target_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: 
 
 
 def hard_label_ce(logits: Tensor, target: Tensor | None, label_smoothing: float = 0.0) -> Tensor:
-    """Cross-entropy over labelled rows only (label -1 = unlabelled); zero when the batch has no labels."""
+    """Cross-entropy over labelled rows (or tokens) only (label -1 = unlabelled); zero when there are no labels."""
     if target is None or not bool((target != IGNORE_INDEX).any()):
         return logits.sum() * 0.0  # keeps the graph connected
+    if logits.dim() > 2:  # one prediction per token (N, L, C) against labels (N, L): the mean over labelled tokens
+        logits, target = logits.reshape(-1, logits.shape[-1]), target.reshape(-1)
     return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing)
 
 

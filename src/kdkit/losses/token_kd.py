@@ -62,6 +62,8 @@ def token_kd_loss(
 class TokenKD(nn.Module):
     """Word-level KD over valid positions: (1 - alpha) * T^2 * mean KL(p_t^T || p_s^T) + alpha * CE."""
 
+    per_token = True  # takes logits (N, L, C)
+
     def __init__(self, T: float = 2.0, alpha: float = 0.0) -> None:
         super().__init__()
         token_kd_loss(torch.zeros(1, 1, 2), torch.zeros(1, 1, 2), None, None, T, alpha)  # validate early

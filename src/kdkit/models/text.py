@@ -5,6 +5,8 @@
 * ``text_bow``: bag of words. Mean of the word embeddings (padding left out), optional hidden layer, linear head;
   blind to word order, the fastest student.
 * ``text_cnn``: 1-D convolutions over the embeddings with max-pooling over time (Kim 2014); sees n-grams.
+
+``pooling: none`` (transformer, CNN) gives one prediction per token, logits (N, L, C), for sequence labelling.
 * ``text_gru``: a small GRU (Cho et al. 2014) reading the tokens in order; its last state feeds the head.
 
 Every builder takes ``vocab_size`` (the vocabulary's length, ``bundle.vocab_size``); ``input_shape`` is
@@ -71,8 +73,9 @@ class TextTransformer(nn.Module):
         ff_mult: int = 2, dropout: float = 0.1, pooling: str = "mean",
     ) -> None:
         super().__init__()
-        if pooling not in ("mean", "cls"):
-            raise ConfigError(f"text_transformer pooling must be 'mean' or 'cls', got {pooling!r}")
+        if pooling not in ("mean", "cls", "none"):
+            raise ConfigError(f"text_transformer pooling must be 'mean', 'cls' or 'none' (one prediction per token), "
+                              f"got {pooling!r}")
         if dim % heads:
             raise ConfigError(f"text_transformer dim ({dim}) must be divisible by heads ({heads})")
         self.vocab_size, self.max_len, self.pooling = vocab_size, max_len, pooling
@@ -95,6 +98,8 @@ class TextTransformer(nn.Module):
             keep = torch.cat([keep.new_ones(len(x), 1), keep], dim=1)
         h = h + self.position.weight[: h.shape[1]]
         h = self.encoder(h, src_key_padding_mask=~keep)
+        if self.pooling == "none":  # sequence labelling: logits (N, L, C), one row per token
+            return self.head(h)
         pooled = h[:, 0] if self.cls is not None else masked_mean(h, keep)
         return self.head(pooled)
 
@@ -119,11 +124,14 @@ class TextCNN(nn.Module):
 
     def __init__(
         self, vocab_size: int, num_classes: int, dim: int = 32, width: int = 32, kernels: Sequence[int] = (3,),
+        pooling: str = "max",
     ) -> None:
         super().__init__()
         if any(k % 2 == 0 for k in kernels):
             raise ConfigError(f"text_cnn kernels must be odd (centred windows), got {list(kernels)}")
-        self.vocab_size = vocab_size
+        if pooling not in ("max", "none"):
+            raise ConfigError(f"text_cnn pooling must be 'max' or 'none' (one prediction per token), got {pooling!r}")
+        self.vocab_size, self.pooling = vocab_size, pooling
         self.embed = nn.Embedding(vocab_size, dim, padding_idx=PAD_ID)
         self.convs = nn.ModuleList(nn.Conv1d(dim, width, k, padding=k // 2) for k in kernels)
         self.head = nn.Linear(width * len(kernels), num_classes)
@@ -133,6 +141,8 @@ class TextCNN(nn.Module):
         keep = (x != PAD_ID).unsqueeze(1)
         keep[:, :, 0] |= ~keep.any(-1)  # an all-padding row keeps one slot
         h = self.embed(x).transpose(1, 2)  # (N, dim, L); pad embeddings are zero, like the conv's zero padding
+        if self.pooling == "none":  # sequence labelling: each token's window features -> logits (N, L, C)
+            return self.head(torch.cat([torch.relu(conv(h)) for conv in self.convs], dim=1).transpose(1, 2))
         pooled = [torch.relu(conv(h)).masked_fill(~keep, float("-inf")).amax(-1) for conv in self.convs]
         return self.head(torch.cat(pooled, dim=1))
 
@@ -172,10 +182,10 @@ def build_text_bow(
 
 def build_text_cnn(
     input_shape: Sequence[int], num_classes: int, vocab_size: int | None = None, dim: int = 32, width: int = 32,
-    kernels: Sequence[int] = (3,),
+    kernels: Sequence[int] = (3,), pooling: str = "max",
 ) -> TextCNN:
     _max_len(input_shape, "text_cnn")
-    return TextCNN(_need_vocab("text_cnn", vocab_size), num_classes, dim, width, tuple(kernels))
+    return TextCNN(_need_vocab("text_cnn", vocab_size), num_classes, dim, width, tuple(kernels), pooling)
 
 
 def build_text_gru(

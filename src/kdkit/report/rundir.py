@@ -98,6 +98,11 @@ def _predictions(run_dir: Path) -> dict[str, np.ndarray]:
 def _split(preds: dict[str, np.ndarray], prefix: str, run_dir: Path) -> Split:
     labels = preds[f"{prefix}_labels"]
     logits = {role: preds[f"{prefix}_{role}"] for role in ROLES}
+    if labels.ndim == 2 and all(a.shape[:2] == labels.shape and a.ndim == 3 for a in logits.values()):
+        # sequence labelling: every labelled token is one prediction (padding, labelled -1, is left out)
+        keep = labels.reshape(-1) != -1
+        labels = labels.reshape(-1)[keep]
+        logits = {role: a.reshape(-1, a.shape[-1])[keep] for role, a in logits.items()}
     shapes = {role: a.shape for role, a in logits.items()}
     if any(len(s) != 2 or s[0] != len(labels) or s != shapes["teacher"] for s in shapes.values()):
         raise RunDirError(f"{run_dir}/predictions.npz: {prefix} logits {shapes} do not match {len(labels)} labels "
