@@ -58,6 +58,17 @@ SCRIPT = textwrap.dedent('''
     kdkit.fit(scheme, train, val, settings, out / "run", "student_kd")
     torch.save(student.state_dict(), out / f"student{rank}.pt")
     torch.save(scheme.extras.state_dict(), out / f"extras{rank}.pt")
+
+    # online schemes: the peer (an extra) and the EMA teacher (no grad, outside DDP) stay identical on every rank
+    torch.manual_seed(3 + rank)  # different starts on purpose: DDP must broadcast the student and its peer
+    mutual = kdkit.MutualLearning(nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2)),
+                                  [nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 2))])
+    kdkit.fit(mutual, train, val, settings)
+    torch.save(mutual.extras.state_dict(), out / f"peers{rank}.pt")
+    torch.manual_seed(5 + rank)  # the EMA teacher must start from the broadcast student, not each rank's own
+    ema = kdkit.SelfDistillation(nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2)), decay=0.9)
+    kdkit.fit(ema, train, val, settings)
+    torch.save(ema.teacher.state_dict(), out / f"ema{rank}.pt")
     assert dist.get_world_size() == 2 and type(train.sampler).__name__ == "DistributedSampler"
     kdkit.distributed.shutdown()  # all ranks meet, then leave: without it gloo can abort at exit
 ''')
@@ -84,7 +95,7 @@ def test_fit_under_ddp_keeps_ranks_identical_and_rank0_writes(tmp_path):
     script.write_text(SCRIPT)
     done = _torchrun([str(script), str(tmp_path)], tmp_path)
     assert done.returncode == 0, done.stderr[-4000:]
-    for model in ("teacher", "student", "extras"):
+    for model in ("teacher", "student", "extras", "peers", "ema"):
         _assert_same(_load(tmp_path / f"{model}0.pt"), _load(tmp_path / f"{model}1.pt"))
     init, trained = _load(tmp_path / "teacher_init0.pt"), _load(tmp_path / "teacher0.pt")
     assert any(not torch.equal(init[k], trained[k]) for k in init)

@@ -175,3 +175,15 @@ def test_self_distillation_refuses_feature_terms():
     message = str(err.value)
     assert message == "loss term 'fitnet' reads 2; SelfDistillation compares logits only (no feature paths)"
     assert "\n" not in message
+
+
+def test_ema_teacher_starts_from_the_student_as_it_is_at_the_first_step():
+    student = _net(seed=0)
+    scheme = SelfDistillation(student, decay=0.99)
+    loaded = _net(seed=1).state_dict()
+    student.load_state_dict(loaded)  # e.g. pretrained weights loaded after the scheme was built
+    x, y = _data(16).tensors
+    scheme.train()
+    scheme.losses(x, y, 0)  # (the student's own forward then moves its BatchNorm statistics on)
+    for name, value in scheme.teacher.state_dict().items():
+        assert torch.equal(value, loaded[name]), name

@@ -80,8 +80,10 @@ class SelfDistillation(Scheme):
             t.copy_(s)
 
     def losses(self, x: Tensor, y: Tensor | None, epoch: int, index: Tensor | None = None):
-        if self.steps:  # fit has no post-step hook, so the previous step is folded in here
-            self.update_teacher(0.0 if epoch < self.warmup_epochs else self.decay)
+        # fit has no post-step hook, so the previous step is folded in here. The first step copies the student as
+        # it is now: weights loaded after construction, or broadcast from rank 0 by DDP, then count, not the
+        # weights the student had when the scheme was built
+        self.update_teacher(0.0 if self.steps == 0 or epoch < self.warmup_epochs else self.decay)
         self.steps += 1
         with torch.no_grad():
             self.teacher.eval()  # even if the user or train() put it in train mode
