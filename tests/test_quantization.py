@@ -179,3 +179,38 @@ def test_bad_input_is_one_line(call, error, message):
     with pytest.raises(error) as err:
         call()
     assert str(err.value) == message
+
+
+def _qat_config(tmp_path, **student):
+    from kdkit.config import parse_config
+
+    return parse_config({
+        "seed": 0, "output_dir": str(tmp_path / "run"), "data": {"name": "mnist1d"},
+        "train": {"epochs": 1, "batch_size": 256, "lr": 3e-3, **QUIET},
+        "teacher": {"name": "cnn1d", "params": {"width": 16, "depth": 2}},
+        "student": {"name": "cnn1d", "params": {"width": 32, "depth": 2}, **student},
+    })
+
+
+def test_config_quantize_trains_both_students_qat_and_measures_int8(tmp_path):
+    from kdkit.pipeline import evaluate_run, run
+
+    result = run(_qat_config(tmp_path, quantize="x86"), quick_cost=True)
+    rows = {r["role"]: r for r in result.rows}
+    assert rows["student_kd"]["model"] == "distilled student (int8)"
+    assert rows["student_alone"]["model"] == "student alone (int8)" and rows["teacher"]["model"] == "teacher"
+    float_student = build_model("cnn1d", (40,), 10, width=32, depth=2)
+    # int8 weights: the size on disk is well under the float student's (measured about 0.3x)
+    assert rows["student_kd"]["size_bytes"] < 0.5 * metrics.weights_size_bytes(float_student)
+    assert rows["student_kd"]["accuracy"] > 0.2  # one epoch of QAT from scratch: above chance (0.1), not more
+    again = {r["role"]: r for r in evaluate_run(tmp_path / "run", quick_cost=True)}  # QAT weights reload, reconvert
+    assert again["student_kd"]["accuracy"] == rows["student_kd"]["accuracy"]
+
+
+def test_quantize_on_the_teacher_is_one_line(tmp_path):
+    from kdkit.config import parse_config
+
+    raw = _qat_config(tmp_path).model_dump(mode="json")
+    raw["teacher"]["quantize"] = "x86"
+    with pytest.raises(ConfigError, match="student only"):
+        parse_config(raw)

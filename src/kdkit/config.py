@@ -123,6 +123,10 @@ class ModelConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the model builder")
     checkpoint: Path | None = Field(None, description="weights to load (.safetensors or a torch state dict)")
     train: dict[str, Any] = Field(default_factory=dict, description="overrides of the top-level train settings")
+    quantize: Literal["x86", "fbgemm", "qnnpack"] | None = Field(
+        None, description="student only: train it quantization-aware (fake int8) and measure its int8 conversion "
+        "for this CPU backend (x86; qnnpack for ARM)",
+    )
 
     @field_validator("checkpoint")
     @classmethod
@@ -281,6 +285,12 @@ def parse_config(raw: Any) -> RunConfig:
     from kdkit.terms import build_terms
 
     build_terms(cfg.distill.losses)
+    others = [("teacher", cfg.teacher)] + [(f"distill.scheme.{key}", m) for key in ("assistants", "teachers", "peers")
+                                           for m in getattr(cfg.distill.scheme, key)]
+    for where, model in others:
+        if model.quantize is not None:
+            raise ConfigError(f"config error at {where}: quantize applies to the student only (both student rows "
+                              "train quantization-aware); remove it here")
     if cfg.distill.scheme.name == "data_free" and (cfg.distill.cache_teacher or cfg.distill.use_transfer
                                                    and cfg.data.transfer_size):
         raise ConfigError("config error at distill: scheme 'data_free' distils on synthetic inputs only (its teacher "

@@ -30,6 +30,7 @@ from kdkit.config import RunConfig, dump_config
 from kdkit.data import DataBundle, Indexed, build_data, make_loader
 from kdkit.errors import RunDirError
 from kdkit.models import build_from_config
+from kdkit.quantization import convert_quantized, prepare_qat
 from kdkit.report.table import print_table, to_markdown
 from kdkit.schemes import Supervised
 from kdkit.schemes.from_config import SCHEME_PLANS, check_outputs, train_or_load
@@ -56,7 +57,14 @@ def build_models(cfg: RunConfig, bundle: DataBundle) -> dict[str, nn.Module]:
     for role in ("student_alone", "student_kd"):
         seed_everything(cfg.seed + 1)
         students[role] = build_from_config(cfg.student, bundle)
+        if cfg.student.quantize is not None:  # both students train with fake int8, so the rows compare like with like
+            students[role] = prepare_qat(students[role], example_inputs(bundle.train, size=64), cfg.student.quantize)
     return {"teacher": teacher, **students}
+
+
+def deployed(cfg: RunConfig, role: str, model: nn.Module) -> nn.Module:
+    """The model as it is measured: a quantization-aware student becomes its int8 conversion (CPU)."""
+    return convert_quantized(model) if role != "teacher" and cfg.student.quantize is not None else model
 
 
 def distillation_data(cfg: RunConfig, bundle: DataBundle, augmented: bool = True):
@@ -130,15 +138,18 @@ def evaluate_models(
     test_loader = make_loader(bundle.test, 512, shuffle=False)
     distill_loader = make_loader(distillation_data(cfg, bundle, augmented=False), 512, shuffle=False)
     preds: dict[str, np.ndarray] = {}
+    models = {role: deployed(cfg, role, model) for role, model in models.items()}
     for role, model in models.items():
-        model.to(device)
-        preds[f"test_{role}"], preds["test_labels"] = predict(model, test_loader, device)
-        preds[f"train_{role}"], preds["train_labels"] = predict(model, distill_loader, device)
+        where = metrics.model_device(model) if role != "teacher" and cfg.student.quantize else device
+        model.to(where)
+        preds[f"test_{role}"], preds["test_labels"] = predict(model, test_loader, where)
+        preds[f"train_{role}"], preds["train_labels"] = predict(model, distill_loader, where)
     rows = []
     example = example_inputs(bundle.test, size=1)  # timed on a real input: noise is no valid input for token ids
     for role, model in models.items():
         teacher_logits = None if role == "teacher" else preds["test_teacher"]
-        row = {"model": LABELS[role], "role": role}
+        label = LABELS[role] + (" (int8)" if role != "teacher" and cfg.student.quantize else "")
+        row = {"model": label, "role": role}
         row.update(metrics.cost_report(model, bundle.input_shape, quick=quick_cost, example=example))
         row.update(metrics.classification_report(preds[f"test_{role}"], preds["test_labels"], teacher_logits))
         rows.append(row)
