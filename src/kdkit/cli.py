@@ -70,6 +70,18 @@ def train(config: Path = typer.Argument(..., help="YAML config (see configs/ for
 
 
 @app.command()
+def tune(
+    config: Path = typer.Argument(..., help="YAML config; its tune: section holds the search space"),
+    trials: int | None = typer.Option(None, min=1, help="number of trials (default: tune.trials of the config)"),
+) -> None:
+    """Search distillation hyperparameters (Optuna) on the validation split; writes best.yaml for `kdkit train`."""
+    from kdkit.config import load_config
+    from kdkit.tune import tune as run_tune
+
+    run_tune(load_config(config), trials=trials, console=console)
+
+
+@app.command()
 def evaluate(
     run_dir: Path = typer.Argument(..., help="a run directory written by `kdkit demo` or `kdkit train`"),
     quick: bool = typer.Option(False, "--quick", help="fewer timing repetitions"),

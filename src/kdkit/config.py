@@ -216,6 +216,45 @@ class DistillConfig(_Strict):
     train: dict[str, Any] = Field(default_factory=dict, description="overrides for the distilled student")
 
 
+class SearchRange(_Strict):
+    """One hyperparameter's range for `kdkit tune`: low/high (log: sample on a log scale) or a list of choices."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = Field(False, description="draw whole numbers (epochs, widths, batch sizes)")
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> SearchRange:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None or not self.choices:
+                raise ValueError("give either choices: [...] (not empty) or low and high, not both")
+        elif self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError(f"give low < high (or choices: [...]); got low {self.low}, high {self.high}")
+        elif self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0; got {self.low}")
+        return self
+
+
+def _default_space() -> dict[str, SearchRange]:
+    return {"distill.losses.0.T": SearchRange(low=1.0, high=10.0, log=True),
+            "distill.losses.0.alpha": SearchRange(low=0.0, high=1.0)}
+
+
+class TuneConfig(_Strict):
+    """`kdkit tune`: an Optuna search over config values, each trial scored on the validation split."""
+
+    trials: PositiveInt = Field(20, description="number of trials (each distils the student once)")
+    metric: Literal["accuracy", "macro_f1", "nll", "ece", "agreement", "predictive_kl"] = Field(
+        "macro_f1", description="validation metric of the distilled student that the search optimises"
+    )
+    space: dict[str, SearchRange] = Field(
+        default_factory=_default_space,
+        description="dotted config paths and their ranges, e.g. distill.losses.0.T: {low: 1, high: 10, log: true}",
+    )
+
+
 class RunConfig(_Strict):
     seed: int = 0
     output_dir: Path = Path("runs/kdkit")
@@ -224,6 +263,7 @@ class RunConfig(_Strict):
     teacher: ModelConfig
     student: ModelConfig
     distill: DistillConfig = Field(default_factory=DistillConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig, description="search space of `kdkit tune`")
 
     def settings(self, stage: str) -> TrainSettings:
         """Train settings of 'teacher', 'student' (alone) or 'distill', with the run seed unless overridden."""

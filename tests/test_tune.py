@@ -1,0 +1,80 @@
+"""`kdkit tune`: an Optuna search over config paths, scored on validation data, reproducible, with a runnable
+best.yaml, and one-line errors for a bad search space."""
+
+import csv
+
+import pytest
+import yaml
+
+from kdkit.cli import main
+from kdkit.config import load_config, parse_config
+from kdkit.errors import ConfigError
+from kdkit.tune import set_path, tune
+
+
+def _raw(tmp_path, name="run", space=None):
+    return {
+        "seed": 0, "output_dir": str(tmp_path / name), "data": {"name": "digits"},
+        "train": {"epochs": 2, "batch_size": 128, "lr": 3e-3, "progress": False},
+        "teacher": {"name": "cnn2d", "params": {"width": 8, "depth": 1}},
+        "student": {"name": "mlp", "params": {"hidden": [16]}},
+        "distill": {"losses": [{"name": "kd", "T": 4.0, "alpha": 0.1}]},
+        "tune": {"trials": 3, "space": space or {
+            "distill.losses.0.T": {"low": 1.0, "high": 8.0, "log": True},
+            "distill.losses.0.alpha": {"low": 0.0, "high": 0.9},
+            "distill.train.epochs": {"low": 1, "high": 3, "integer": True},
+        }},
+    }
+
+
+def test_search_writes_trials_and_a_runnable_best_config(tmp_path):
+    best = tune(parse_config(_raw(tmp_path)))
+    out = tmp_path / "run" / "tune"
+    rows = list(csv.DictReader((out / "trials.csv").open()))
+    assert len(rows) == 3 and len({r["distill.losses.0.T"] for r in rows}) == 3  # three different trials
+    for r in rows:
+        assert 1.0 <= float(r["distill.losses.0.T"]) <= 8.0 and 0.0 <= float(r["distill.losses.0.alpha"]) <= 0.9
+        assert r["distill.train.epochs"] in ("1", "2", "3")
+    top = max(rows, key=lambda r: float(r["macro_f1"]))
+    assert float(top["distill.losses.0.T"]) == pytest.approx(best["distill.losses.0.T"])
+    cfg = load_config(out / "best.yaml")  # a valid config carrying the best values
+    assert cfg.distill.losses[0]["T"] == pytest.approx(best["distill.losses.0.T"])
+    assert cfg.distill.train["epochs"] == best["distill.train.epochs"]
+    assert (out / "study.db").is_file() and (out / "checkpoints" / "teacher.last.safetensors").is_file()
+
+
+def test_same_config_same_search(tmp_path):
+    first = tune(parse_config(_raw(tmp_path, "a")), trials=2)
+    second = tune(parse_config(_raw(tmp_path, "b")), trials=2)
+    assert first == second
+    a = list(csv.DictReader((tmp_path / "a" / "tune" / "trials.csv").open()))
+    b = list(csv.DictReader((tmp_path / "b" / "tune" / "trials.csv").open()))
+    assert a == b  # same values tried, same validation scores
+
+
+def test_set_path_reaches_lists_and_new_leaves():
+    raw = {"distill": {"losses": [{"name": "kd"}], "train": {}}}
+    set_path(raw, "distill.losses.0.T", 2.0)
+    set_path(raw, "distill.train.lr", 0.01)
+    assert raw == {"distill": {"losses": [{"name": "kd", "T": 2.0}], "train": {"lr": 0.01}}}
+    with pytest.raises(ConfigError, match="does not exist"):
+        set_path(raw, "distill.losses.3.T", 1.0)
+
+
+@pytest.mark.parametrize(("space", "words"), [
+    ({"distill.losses.4.T": {"low": 1, "high": 2}}, ["distill.losses.4", "does not exist"]),
+    ({"distill.losses.0.T": {"low": 3, "high": 2}}, ["low < high"]),
+    ({"distill.losses.0.T": {"low": 0, "high": 2, "log": True}}, ["low > 0"]),
+    ({"distill.losses.0.alpha": {"low": 0.5, "high": 2.0}}, ["alpha"]),  # the high end is no valid alpha
+    ({"distill.losses.0.tau": {"low": 1, "high": 2}}, ["tau"]),
+])
+def test_bad_search_space_is_one_line_before_training(tmp_path, capsys, space, words):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(_raw(tmp_path, "never", space)))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tune", str(path)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and all(w in lines[0] for w in words), err
+    assert not (tmp_path / "never").exists()
