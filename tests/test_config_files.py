@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from kdkit.config import load_config
 from kdkit.demo import demo_config
@@ -28,3 +29,14 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
     namespace = {"__name__": "__readme__"}  # one namespace, read top to bottom: later blocks reuse earlier names
     for block in blocks:
         exec(compile(block, "README.md", "exec"), namespace)
+
+
+def test_readme_tune_section_is_a_valid_search_space_for_the_demo():
+    from kdkit.config import parse_config
+    from kdkit.tune import check_space
+
+    raw = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+    block = re.search(r"```yaml\n(tune:.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert block, "the README should show a tune: section"
+    raw.update(yaml.safe_load(block.group(1)))
+    check_space(parse_config(raw))  # both ends of every range give a valid config
