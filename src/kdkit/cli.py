@@ -93,6 +93,30 @@ def evaluate(
 
 
 @app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="a run directory written by `kdkit demo` or `kdkit train`"),
+    model: str = typer.Option("student_kd", help="teacher, student_alone or student_kd"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="default: RUN_DIR/models/<model>.onnx"),
+) -> None:
+    """Export a run's model to ONNX and check it against PyTorch with ONNX Runtime on test inputs."""
+    from kdkit.adapters import example_inputs
+    from kdkit.errors import ConfigError
+    from kdkit.export import export_onnx
+    from kdkit.pipeline import ROLES, load_run_models
+
+    if model not in ROLES:
+        raise ConfigError(f"unknown model '{model}'; choose one of: {', '.join(ROLES)}")
+    _cfg, bundle, models = load_run_models(run_dir)
+    done = export_onnx(models[model], example_inputs(bundle.test, size=64),
+                       output or Path(run_dir) / "models" / f"{model}.onnx")
+    console.print(
+        f"{done.path}: {done.size_bytes / 1024:.1f} KB ({done.exporter} exporter); ONNX Runtime vs PyTorch on 64 test "
+        f"inputs: max |diff| {done.max_abs_diff:.1e}, same class {done.agreement:.1%}, batch-64 latency "
+        f"{done.onnx_ms:.3f} ms vs {done.torch_ms:.3f} ms"
+    )
+
+
+@app.command()
 def report(
     run_dir: Path = typer.Argument(..., help="a run directory written by `kdkit demo` or `kdkit train`"),
     screenshot: Path | None = typer.Option(None, help="also save a PNG of the report's top (needs chromium)"),

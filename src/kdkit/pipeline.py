@@ -173,6 +173,14 @@ def evaluate_models(
 
 def evaluate_run(run_dir: str | Path, console: Console | None = None, quick_cost: bool = False) -> list[dict]:
     """Re-evaluate a run directory from its saved config and models alone."""
+    cfg, bundle, models = load_run_models(run_dir)
+    rows = evaluate_models(cfg, bundle, models, Path(run_dir), quick_cost=quick_cost)
+    print_table(rows, title=f"kdkit: {cfg.data.name} (test split, re-evaluated)", console=console)
+    return rows
+
+
+def load_run_models(run_dir: str | Path) -> tuple[RunConfig, DataBundle, dict[str, nn.Module]]:
+    """The config, data and the three trained models of a run directory (weights from its models/ folder)."""
     import yaml
 
     from kdkit.config import parse_config
@@ -192,6 +200,4 @@ def evaluate_run(run_dir: str | Path, console: Console | None = None, quick_cost
     models = build_models(cfg, bundle)
     for role, model in models.items():
         load_weights(model, run_dir / "models" / f"{role}.safetensors")
-    rows = evaluate_models(cfg, bundle, models, run_dir, quick_cost=quick_cost)
-    print_table(rows, title=f"kdkit: {cfg.data.name} (test split, re-evaluated)", console=console)
-    return rows
+    return cfg, bundle, models

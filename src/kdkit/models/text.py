@@ -39,6 +39,8 @@ def check_ids(x: Tensor, vocab_size: int, max_len: int | None = None) -> None:
     if max_len is not None and x.shape[1] > max_len:
         raise ModelError(f"rows have {x.shape[1]} tokens but the model was built for max_len {max_len}; "
                          "build it with input_shape=(length,) or cut the rows")
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return  # the value check below reads tensors into Python, which an exported graph cannot hold
     low, high = (int(x.min()), int(x.max())) if x.numel() else (0, 0)
     if low < 0 or high >= vocab_size:
         bad = low if low < 0 else high
@@ -57,6 +59,13 @@ def _max_len(input_shape: Sequence[int], name: str) -> int:
     if len(input_shape) != 1:
         raise ConfigError(f"model '{name}' takes rows of token ids, input_shape (max_len,); got {tuple(input_shape)}")
     return int(input_shape[0])
+
+
+def _keep_one_slot(keep: Tensor) -> Tensor:
+    """`keep` (N, L) with the first slot also kept in rows that keep nothing (out of place: ONNX-exportable)."""
+    first = torch.zeros_like(keep)
+    first[:, 0] = True
+    return keep | (first & ~keep.any(1, keepdim=True))
 
 
 def masked_mean(h: Tensor, keep: Tensor) -> Tensor:
@@ -90,8 +99,7 @@ class TextTransformer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_ids(x, self.vocab_size, self.max_len)
-        keep = x != PAD_ID
-        keep[:, 0] |= ~keep.any(1)  # an all-padding row attends to its first slot instead of to nothing (NaN)
+        keep = _keep_one_slot(x != PAD_ID)  # an all-padding row attends to its first slot, not to nothing (NaN)
         h = self.embed(x)
         if self.cls is not None:
             h = torch.cat([self.cls.expand(len(x), -1, -1), h], dim=1)
@@ -138,8 +146,7 @@ class TextCNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_ids(x, self.vocab_size)
-        keep = (x != PAD_ID).unsqueeze(1)
-        keep[:, :, 0] |= ~keep.any(-1)  # an all-padding row keeps one slot
+        keep = _keep_one_slot(x != PAD_ID).unsqueeze(1)  # an all-padding row keeps one slot
         h = self.embed(x).transpose(1, 2)  # (N, dim, L); pad embeddings are zero, like the conv's zero padding
         if self.pooling == "none":  # sequence labelling: each token's window features -> logits (N, L, C)
             return self.head(torch.cat([torch.relu(conv(h)) for conv in self.convs], dim=1).transpose(1, 2))

@@ -1,0 +1,163 @@
+"""ONNX export of a trained model, checked against PyTorch with ONNX Runtime.
+
+The model is exported with a dynamic batch dimension by PyTorch's ``torch.export``-based ONNX exporter; a model that
+``torch.export`` cannot capture (for example one whose forward reads tensor values into Python, as the text models'
+input checks do) falls back to the TorchScript-tracing exporter. The file is then loaded in ONNX Runtime and its
+outputs compared with PyTorch's on real inputs: an export is only reported as done when they agree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import re
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from kdkit.errors import ConfigError, ModelError
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    exporter: str  # "dynamo" or "torchscript"
+    size_bytes: int
+    max_abs_diff: float  # between ONNX Runtime's and PyTorch's outputs on the check inputs
+    agreement: float  # share of check inputs whose predicted class is the same
+    torch_ms: float  # median latency of one forward at the check batch size, PyTorch (CPU)
+    onnx_ms: float  # the same, ONNX Runtime
+
+
+def _modules() -> tuple:
+    try:
+        import onnx  # noqa: F401  (the exporters need it)
+        import onnxruntime
+    except ImportError:
+        raise ConfigError("ONNX export needs onnx, onnxscript and onnxruntime: pip install 'kdkit[onnx]'") from None
+    return (onnxruntime,)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The exporters print progress, graphs and warnings on stdout, stderr and torch's loggers; the report says
+    what matters."""
+    loggers = [logging.getLogger(name) for name in ("torch", "torch.onnx", "torch.export", "torch.fx", "onnxscript")]
+    levels = [logger.level for logger in loggers]
+    try:
+        for logger in loggers:
+            logger.setLevel(logging.CRITICAL)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _export(model: nn.Module, example: Tensor, path: Path) -> str:
+    """Writes `path`; returns which exporter succeeded."""
+    if "kdkit_qat_backend" in getattr(model, "meta", {}):
+        raise ModelError("ONNX export of a quantization-aware student is not supported (its fake-quantization ops "
+                         "have no ONNX form here); export a float student, or use convert_quantized for int8 CPU use")
+    errors = []
+    with _quiet():
+        try:
+            batch = torch.export.Dim("batch", min=1)
+            torch.onnx.export(model, (example,), str(path), dynamo=True, input_names=["input"],
+                              output_names=["logits"], dynamic_shapes=({0: batch},), verbose=False)
+            _inline_weights(path)
+            return "dynamo"
+        except Exception as err:  # any capture failure: try the tracing exporter before giving up
+            errors.append(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+        try:
+            torch.onnx.export(model, (example,), str(path), dynamo=False, input_names=["input"],
+                              output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+            return "torchscript"
+        except Exception as err:
+            errors.append(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+    raise ModelError(f"cannot export {type(model).__name__} to ONNX: {_plain(errors[0])} "
+                     f"(tracing: {_plain(errors[-1])})")
+
+
+def _inline_weights(path: Path) -> None:
+    """The dynamo exporter may write the weights to a side file `<name>.data`; one self-contained file is what can be
+    moved into place atomically and shipped."""
+    import onnx
+
+    side = Path(f"{path}.data")
+    if side.exists():
+        onnx.save_model(onnx.load(str(path)), str(path), save_as_external_data=False)
+        side.unlink()
+
+
+def _plain(message: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", message)  # the exporters colour their messages
+
+
+def _median_ms(run, repeats: int = 20) -> float:
+    run()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def export_onnx(model: nn.Module, inputs: Tensor, path: str | Path, atol: float = 1e-4) -> ExportReport:
+    """Export `model` (moved to the CPU, eval mode, unchanged otherwise) to `path`, written atomically, and check it
+    on `inputs` (a batch of real inputs; its first two rows are also the export example).
+
+    ModelError when the export fails or ONNX Runtime's logits differ from PyTorch's by more than `atol`."""
+    (onnxruntime,) = _modules()
+    if not isinstance(inputs, Tensor) or inputs.dim() == 0 or len(inputs) < 1:
+        raise ConfigError("export_onnx needs `inputs` as a non-empty batch tensor of real inputs")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    was_training = model.training
+    device = next(iter(model.parameters()), inputs).device
+    model = model.cpu().eval()
+    inputs = inputs.cpu()
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".onnx", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        exporter = _export(model, inputs[:2], tmp)  # 2 rows: torch.export fixes a dimension of size 1
+        session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        feed = {name: inputs.numpy()}
+        with torch.no_grad():
+            expected = model(inputs).numpy()
+        try:
+            got = session.run(None, feed)[0]
+        except Exception as err:  # e.g. a batch size the exported graph fixed
+            raise ModelError(f"ONNX Runtime cannot run the exported {type(model).__name__}: "
+                             f"{_plain(str(err).strip().splitlines()[0])}") from None
+        if got.shape != expected.shape:
+            raise ModelError(f"the ONNX model returns shape {got.shape} but PyTorch {expected.shape}; not exported")
+        diff = float(np.abs(got - expected).max())
+        if not diff <= atol:
+            raise ModelError(f"ONNX Runtime's outputs differ from PyTorch's by up to {diff:.2e} (> {atol}); not "
+                             "exported")
+        with torch.no_grad():
+            torch_ms = _median_ms(lambda: model(inputs))
+        onnx_ms = _median_ms(lambda: session.run(None, feed))
+        os.replace(tmp, path)  # only a checked model reaches the final name
+    finally:
+        tmp.unlink(missing_ok=True)
+        Path(f"{tmp}.data").unlink(missing_ok=True)
+        model.to(device).train(was_training)
+    agreement = float((got.argmax(-1) == expected.argmax(-1)).mean())
+    return ExportReport(path, exporter, path.stat().st_size, diff, agreement, torch_ms, onnx_ms)
