@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import re
@@ -44,3 +45,17 @@ def write_section(name: str, body: str, command: str) -> None:
     tmp = RESULTS.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(RESULTS)
+
+
+def command_line(script: str, parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """The command that reproduces this run: the script with every option that differs from its default."""
+    parts = [f"OMP_NUM_THREADS=1 python bench/{script}"]
+    for key, value in vars(args).items():
+        if value == parser.get_default(key) or key == "quick":
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            parts.append(flag)
+        else:
+            parts.append(f"{flag} {' '.join(map(str, value)) if isinstance(value, list) else value}")
+    return " ".join(parts)

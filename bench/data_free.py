@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import mean_std, write_section  # noqa: E402
+from _results import command_line, mean_std, write_section  # noqa: E402
 
 from kdkit.data import load_builtin, make_loader  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
@@ -124,9 +124,7 @@ def main() -> None:
     ])
     print(body)
     if not args.quick:
-        command = "OMP_NUM_THREADS=1 python bench/data_free.py" + (
-            f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds != [0, 1, 2] else "")
-        write_section("data_free", body, command)
+        write_section("data_free", body, command_line("data_free.py", parser, args))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _results import write_section  # noqa: E402
+from _results import command_line, write_section  # noqa: E402
 from image_folder import config, write_digits_folder  # noqa: E402
 
 from kdkit.pipeline import run  # noqa: E402
@@ -101,9 +101,7 @@ def main() -> None:
     ])
     print(body)
     if not args.no_write:
-        command = "OMP_NUM_THREADS=1 python bench/image_folder_recipe.py" + (
-            f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds != [0, 1, 2, 3, 4, 5] else "")
-        write_section("image_folder recipe (pseudo-test)", body, command)
+        write_section("image_folder recipe (pseudo-test)", body, command_line("image_folder_recipe.py", parser, args))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import mean_std, write_section  # noqa: E402
+from _results import command_line, mean_std, write_section  # noqa: E402
 
 from kdkit.data import load_builtin, make_loader  # noqa: E402
 from kdkit.metrics import count_params  # noqa: E402
@@ -163,11 +163,7 @@ def main() -> None:
     ])
     print(body)
     if not args.quick:
-        command = "OMP_NUM_THREADS=1 python bench/quantization.py" + (
-            f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds != [0, 1, 2] else "") + (
-            f" --epochs {args.epochs}" if args.epochs != 30 else "") + (
-            f" --backend {args.backend}" if args.backend != "x86" else "")
-        write_section("quantization", body, command)
+        write_section("quantization", body, command_line("quantization.py", parser, args))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import mean_std, write_section  # noqa: E402
+from _results import command_line, mean_std, write_section  # noqa: E402
 
 from kdkit.data import load_builtin, make_loader  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
@@ -122,10 +122,7 @@ def main() -> None:
     ])
     print(body)
     if not args.quick:
-        command = "OMP_NUM_THREADS=1 python bench/schemes.py" + (
-            f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds != [0, 1, 2] else "") + (
-            f" --epochs {args.epochs}" if args.epochs != 30 else "")
-        write_section("schemes", body, command)
+        write_section("schemes", body, command_line("schemes.py", parser, args))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import mean_std, write_section  # noqa: E402
+from _results import command_line, mean_std, write_section  # noqa: E402
 from text import latencies_ms  # noqa: E402
 
 from kdkit import metrics  # noqa: E402
@@ -175,10 +175,7 @@ def main() -> None:
     ])
     print(body)
     if not args.quick:
-        command = "OMP_NUM_THREADS=1 python bench/tagging.py" + (
-            f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds != [0, 1, 2] else "") + (
-            f" --epochs {args.epochs}" if args.epochs != 20 else "")
-        write_section("tagging", body, command)
+        write_section("tagging", body, command_line("tagging.py", parser, args))
 
 
 if __name__ == "__main__":

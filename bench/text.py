@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.data import ConcatDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import mean_std, write_section  # noqa: E402
+from _results import command_line, mean_std, write_section  # noqa: E402
 
 from kdkit import metrics  # noqa: E402
 from kdkit.data import Indexed, load_builtin, make_loader  # noqa: E402
@@ -145,10 +145,7 @@ def main() -> None:
     ])
     print(body)
     if not args.quick:
-        command = "OMP_NUM_THREADS=1 python bench/text.py" + (
-            f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds != [0, 1, 2] else "") + (
-            f" --epochs {args.epochs}" if args.epochs != 20 else "")
-        write_section("text", body, command)
+        write_section("text", body, command_line("text.py", parser, args))
 
 
 if __name__ == "__main__":
