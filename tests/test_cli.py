@@ -201,3 +201,9 @@ def test_tabular_commands_are_part_of_kdkit(tmp_path, capsys):
 def test_unknown_data_source(tmp_path, capsys):
     line = _config_error(tmp_path, capsys, lambda c: c["data"].update(name="mnist"))
     assert "data.name" in line and "did you mean 'mnist1d'" in line
+
+
+def test_error_text_in_brackets_is_printed_as_written(quick_run, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if kdkit[onnx] were not installed
+    code, _, err = _run(["export", str(quick_run)], capsys)
+    assert code == 2 and "pip install 'kdkit[onnx]'" in err  # not eaten as console markup

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from kdkit.errors import KdkitError
 
@@ -163,7 +164,8 @@ def main(argv: list[str] | None = None) -> None:
         # errors come through, because pretty exceptions are off
         app(args=argv, prog_name="kdkit")
     except KdkitError as err:
-        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        # escaped: a message may hold brackets, e.g. pip install 'kdkit[onnx]', that rich would take for markup
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 
