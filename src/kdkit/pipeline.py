@@ -62,9 +62,9 @@ def build_models(cfg: RunConfig, bundle: DataBundle) -> dict[str, nn.Module]:
     return {"teacher": teacher, **students}
 
 
-def deployed(cfg: RunConfig, role: str, model: nn.Module) -> nn.Module:
-    """The model as it is measured: a quantization-aware student becomes its int8 conversion (CPU)."""
-    return convert_quantized(model) if role != "teacher" and cfg.student.quantize is not None else model
+def int8_roles(cfg: RunConfig) -> set[str]:
+    """The roles measured as int8 models: both students when the config quantizes the student."""
+    return {"student_alone", "student_kd"} if cfg.student.quantize is not None else set()
 
 
 def distillation_data(cfg: RunConfig, bundle: DataBundle, augmented: bool = True):
@@ -138,9 +138,11 @@ def evaluate_models(
     test_loader = make_loader(bundle.test, 512, shuffle=False)
     distill_loader = make_loader(distillation_data(cfg, bundle, augmented=False), 512, shuffle=False)
     preds: dict[str, np.ndarray] = {}
-    models = {role: deployed(cfg, role, model) for role, model in models.items()}
+    int8 = int8_roles(cfg)
+    # a quantization-aware student is measured as what it deploys to: its int8 conversion, on the CPU
+    models = {role: convert_quantized(m) if role in int8 else m for role, m in models.items()}
     for role, model in models.items():
-        where = metrics.model_device(model) if role != "teacher" and cfg.student.quantize else device
+        where = metrics.model_device(model) if role in int8 else device
         model.to(where)
         preds[f"test_{role}"], preds["test_labels"] = predict(model, test_loader, where)
         preds[f"train_{role}"], preds["train_labels"] = predict(model, distill_loader, where)
@@ -148,7 +150,7 @@ def evaluate_models(
     example = example_inputs(bundle.test, size=1)  # timed on a real input: noise is no valid input for token ids
     for role, model in models.items():
         teacher_logits = None if role == "teacher" else preds["test_teacher"]
-        label = LABELS[role] + (" (int8)" if role != "teacher" and cfg.student.quantize else "")
+        label = LABELS[role] + (" (int8)" if role in int8 else "")
         row = {"model": label, "role": role}
         row.update(metrics.cost_report(model, bundle.input_shape, quick=quick_cost, example=example))
         row.update(metrics.classification_report(preds[f"test_{role}"], preds["test_labels"], teacher_logits))
