@@ -90,3 +90,10 @@ def test_self_distillation_refuses_feature_terms_before_training(tmp_path):
     with pytest.raises((ConfigError, ModelError), match="logits only|net.0"):
         run(parse_config(raw))
     assert not (tmp_path / "run").exists()
+
+
+def test_data_free_refuses_a_transfer_set(tmp_path):
+    raw = _raw(tmp_path, {"name": "data_free"})
+    raw["data"]["transfer_size"] = 100
+    with pytest.raises(ConfigError, match="data.transfer_size.*data_free"):
+        parse_config(raw)

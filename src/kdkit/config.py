@@ -215,6 +215,20 @@ class DistillConfig(_Strict):
     )
     train: dict[str, Any] = Field(default_factory=dict, description="overrides for the distilled student")
 
+    @model_validator(mode="after")
+    def _fits_the_scheme(self) -> DistillConfig:
+        scheme = self.scheme.name
+        if self.cache_teacher and scheme not in ("offline", "multi_teacher"):
+            raise ValueError(f"scheme '{scheme}' has no fixed teacher outputs for cache_teacher to keep (only offline "
+                             "and multi_teacher do); set distill.cache_teacher: false")
+        if scheme == "data_free" and [t.get("name") for t in self.losses] != ["kd"]:
+            raise ValueError("scheme 'data_free' distils with one KD term on unlabelled synthetic inputs; give "
+                             "distill.losses: [{name: kd, T: 4}] (alpha is not used)")
+        if scheme == "mutual" and self.losses != type(self)().losses:
+            raise ValueError("mutual learning uses distill.scheme.T and alpha, not distill.losses; remove "
+                             "distill.losses or choose another scheme")
+        return self
+
 
 class SearchRange(_Strict):
     """One hyperparameter's range for `kdkit tune`: low/high (log: sample on a log scale) or a list of choices."""
@@ -331,20 +345,9 @@ def parse_config(raw: Any) -> RunConfig:
         if model.quantize is not None:
             raise ConfigError(f"config error at {where}: quantize applies to the student only (both student rows "
                               "train quantization-aware); remove it here")
-    if cfg.distill.scheme.name == "data_free" and (cfg.distill.cache_teacher or cfg.distill.use_transfer
-                                                   and cfg.data.transfer_size):
-        raise ConfigError("config error at distill: scheme 'data_free' distils on synthetic inputs only (its teacher "
-                          "outputs are cached already); set distill.cache_teacher: false and data.transfer_size: 0")
-    if cfg.distill.scheme.name == "data_free" and [t.get("name") for t in cfg.distill.losses] != ["kd"]:
-        raise ConfigError("config error at distill.losses: scheme 'data_free' distils with one KD term on unlabelled "
-                          "synthetic inputs; give distill.losses: [{name: kd, T: 4}] (alpha is not used)")
-    if cfg.distill.scheme.name == "mutual" and cfg.distill.losses != DistillConfig().losses:
-        raise ConfigError("config error at distill.losses: mutual learning uses distill.scheme.T and alpha, not loss "
-                          "terms; remove distill.losses or choose another scheme")
-    if cfg.distill.scheme.name not in ("offline", "multi_teacher") and cfg.distill.cache_teacher:
-        raise ConfigError(f"config error at distill.cache_teacher: scheme '{cfg.distill.scheme.name}' has no fixed "
-                          "teacher outputs to cache (only offline and multi_teacher do); set distill.cache_teacher: "
-                          "false")
+    if cfg.distill.scheme.name == "data_free" and cfg.distill.use_transfer and cfg.data.transfer_size:
+        raise ConfigError("config error at data.transfer_size: scheme 'data_free' distils on synthetic inputs only; "
+                          "set data.transfer_size: 0")
     return cfg
 
 
