@@ -207,3 +207,15 @@ def test_error_text_in_brackets_is_printed_as_written(quick_run, capsys, monkeyp
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if kdkit[onnx] were not installed
     code, _, err = _run(["export", str(quick_run)], capsys)
     assert code == 2 and "pip install 'kdkit[onnx]'" in err  # not eaten as console markup
+
+
+@pytest.mark.parametrize("task", ["text", "tagging"])
+def test_demo_tasks_run_quick(task, tmp_path, capsys):
+    code, out, _ = _run(["demo", "--task", task, "--quick", "-o", str(tmp_path / task)], capsys)
+    assert code == 0 and "distilled student" in out
+    assert (tmp_path / task / "results.json").is_file()
+
+
+def test_unknown_demo_task_is_one_line(capsys):
+    code, _, err = _run(["demo", "--task", "speech"], capsys)
+    assert code == 2 and "choose one of: signals, text, tagging" in err

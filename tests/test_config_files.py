@@ -16,6 +16,12 @@ def test_demo_yaml_is_the_demo():
     assert load_config(ROOT / "configs" / "demo.yaml").model_dump() == demo_config().model_dump()
 
 
+@pytest.mark.parametrize(("path", "task"), [("text_reviews.yaml", "text"), ("tagging.yaml", "tagging")])
+def test_other_demos_are_their_shipped_configs(path, task):
+    shipped = load_config(ROOT / "configs" / path)
+    assert shipped.model_dump() == demo_config(output_dir=shipped.output_dir, task=task).model_dump()
+
+
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_validates(path, monkeypatch):
     monkeypatch.chdir(ROOT)

@@ -42,18 +42,21 @@ def _process_group() -> Iterator[None]:
 def demo(
     quick: bool = typer.Option(False, "--quick", help="a few epochs on less data (for tests, ~20 s)"),
     seed: int = typer.Option(0, help="random seed: the same seed gives the same numbers"),
-    output_dir: Path = typer.Option(Path("runs/demo"), "--output-dir", "-o", help="where the run is written"),
+    output_dir: Path | None = typer.Option(None, "--output-dir", "-o", help="where the run is written "
+                                           "(default: runs/demo, or runs/demo_<task>)"),
+    task: str = typer.Option("signals", help="signals (MNIST-1D), text (generated reviews) or tagging (per token)"),
 ) -> None:
-    """Distil a CNN teacher into an MLP student on MNIST-1D (generated offline) and print the comparison."""
+    """Distil a teacher into a small student on data generated offline and print the comparison."""
     from kdkit import distributed
     from kdkit.demo import demo_config
     from kdkit.pipeline import run
 
-    cfg = demo_config(seed=seed, output_dir=output_dir, quick=quick)
+    default_dir = Path("runs/demo") if task == "signals" else Path(f"runs/demo_{task}")
+    cfg = demo_config(seed=seed, output_dir=output_dir or default_dir, quick=quick, task=task)
     with _process_group():
         if distributed.is_main():
             console.print(
-                f"kdkit demo: MNIST-1D, teacher {cfg.teacher.name}{cfg.teacher.params}, student "
+                f"kdkit demo ({task}): {cfg.data.name}, teacher {cfg.teacher.name}{cfg.teacher.params}, student "
                 f"{cfg.student.name}{cfg.student.params}, transfer set {cfg.data.transfer_size:,} generated samples"
             )
         run(cfg, console=console, quick_cost=quick)
