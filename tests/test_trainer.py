@@ -218,3 +218,19 @@ def test_torch_checkpoint_with_ddp_prefix_loads(tmp_path):
     torch.save({"state_dict": {f"module.{k}": v for k, v in src.state_dict().items()}}, tmp_path / "m.pt")
     dst = load_weights(nn.Linear(3, 2), tmp_path / "m.pt")
     assert torch.equal(dst.weight, src.weight)
+
+
+def test_on_epoch_sees_every_record_and_can_stop_training(tmp_path):
+    seen = []
+
+    def stop_after_two(record):
+        seen.append(record["epoch"])
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt  # any exception: e.g. Optuna's TrialPruned
+
+    model = _net(seed=0)
+    with pytest.raises(KeyboardInterrupt):
+        fit(Supervised(model), make_loader(_data(64), 16, True), make_loader(_data(32, seed=1), 32, False),
+            TrainSettings(epochs=5, progress=False), run_dir=tmp_path, name="m", on_epoch=stop_after_two)
+    assert seen == [1, 2]
+    assert (tmp_path / "checkpoints" / "m.last.safetensors").is_file()  # what was saved stays

@@ -35,7 +35,7 @@ def test_search_writes_trials_and_a_runnable_best_config(tmp_path):
     for r in rows:
         assert 1.0 <= float(r["distill.losses.0.T"]) <= 8.0 and 0.0 <= float(r["distill.losses.0.alpha"]) <= 0.9
         assert r["distill.train.epochs"] in ("1", "2", "3")
-    top = max(rows, key=lambda r: float(r["macro_f1"]))
+    top = max((r for r in rows if r["state"] == "complete"), key=lambda r: float(r["macro_f1"]))
     assert float(top["distill.losses.0.T"]) == pytest.approx(best["distill.losses.0.T"])
     cfg = load_config(out / "best.yaml")  # a valid config carrying the best values
     assert cfg.distill.losses[0]["T"] == pytest.approx(best["distill.losses.0.T"])
@@ -78,3 +78,15 @@ def test_bad_search_space_is_one_line_before_training(tmp_path, capsys, space, w
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and all(w in lines[0] for w in words), err
     assert not (tmp_path / "never").exists()
+
+
+def test_hopeless_trials_are_pruned_early(tmp_path):
+    raw = _raw(tmp_path, space={"distill.train.lr": {"low": 1e-7, "high": 3e-2, "log": True}})
+    raw["distill"]["train"] = {"epochs": 4}
+    raw["tune"]["trials"] = 10
+    tune(parse_config(raw))
+    rows = list(csv.DictReader((tmp_path / "run" / "tune" / "trials.csv").open()))
+    pruned = [r for r in rows if r["state"] == "pruned"]
+    assert pruned, rows  # a learning rate of 1e-6 cannot keep up with the median
+    assert all(int(r["epochs_run"]) < 4 for r in pruned)
+    assert all(int(r["epochs_run"]) == 4 for r in rows if r["state"] == "complete")

@@ -263,6 +263,8 @@ class TuneConfig(_Strict):
     metric: Literal["accuracy", "macro_f1", "nll", "ece", "agreement", "predictive_kl"] = Field(
         "macro_f1", description="validation metric of the distilled student that the search optimises"
     )
+    prune: bool = Field(True, description="stop a trial early when its validation metric, epoch by epoch, is worse "
+                        "than the median of earlier trials at the same epoch (Optuna's MedianPruner)")
     space: dict[str, SearchRange] = Field(
         default_factory=_default_space,
         description="dotted config paths and their ranges, e.g. distill.losses.0.T: {low: 1, high: 10, log: true}",

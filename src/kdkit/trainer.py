@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,9 +189,13 @@ def fit(
     settings: TrainSettings | None = None,
     run_dir: str | Path | None = None,
     name: str = "model",
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> FitResult:
     """Train `scheme.student`; at the end the student holds its best weights (by `settings.monitor` on
     validation data, or the last epoch when there is no validation data or `settings.keep` is 'last').
+
+    `on_epoch(record)` is called after every epoch with the logged record (train and val metrics); an exception it
+    raises stops training and propagates (e.g. Optuna's TrialPruned), with the checkpoints written so far kept.
 
     Launched by torchrun with several processes, the step runs through DistributedDataParallel on
     `distributed.local_device()`; only rank 0 writes checkpoints, metrics and shows progress."""
@@ -300,6 +305,8 @@ def fit(
             log.write(record)
             result.history.append(record)
             bar.update(task, status=_status(record))
+            if on_epoch is not None:
+                on_epoch(record)
             if s.patience is not None and since_best >= s.patience:
                 result.stopped_early = True
                 break

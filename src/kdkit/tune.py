@@ -5,6 +5,10 @@ The teacher is trained (or loaded) once; every trial rebuilds the student from t
 the config whose dotted paths (``tune.space``, e.g. ``distill.losses.0.T``) take the trial's values. Writes into
 ``<output_dir>/tune/``: ``study.db`` (Optuna's SQLite storage: a rerun continues the study), ``trials.csv`` and
 ``best.yaml``, the config with the best values, which ``kdkit train best.yaml`` runs as usual.
+
+With ``tune.prune`` (default) a trial reports its validation metric after every epoch and Optuna's MedianPruner
+stops it when it is worse than the median of earlier trials at that epoch (single-stage schemes; the assistants
+chain and data-free runs always finish).
 """
 
 from __future__ import annotations
@@ -118,8 +122,16 @@ def tune(cfg: RunConfig, trials: int | None = None, console: Console | None = No
         if trial_cfg.distill.cache_teacher:
             distill_set = Indexed(distill_set)
         s = trial_cfg.settings("distill").model_copy(update={"progress": False})
+
+        def report(record: dict[str, Any]) -> None:
+            value = record.get(f"val_{cfg.tune.metric}")
+            if value is not None:
+                trial.report(value, record["epoch"])
+                if cfg.tune.prune and trial.should_prune():
+                    raise optuna.TrialPruned()
+
         plan.distill(distill_set, make_loader(distill_set, s.batch_size, shuffle=True, seed=s.seed), val_loader, s,
-                     None)
+                     None, on_epoch=report)
         logits, labels = predict(student, val_loader)
         return metrics.classification_report(logits, labels, teacher_val)[cfg.tune.metric]
 
@@ -128,6 +140,8 @@ def tune(cfg: RunConfig, trials: int | None = None, console: Console | None = No
         study_name="kdkit", storage=f"sqlite:///{out / 'study.db'}", load_if_exists=True,
         direction="maximize" if HIGHER_IS_BETTER[cfg.tune.metric] else "minimize",
         sampler=optuna.samplers.TPESampler(seed=cfg.seed),
+        # pruning starts after 3 complete trials and from the 2nd epoch: early epochs say little about the end
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
     )
     study.optimize(objective, n_trials=trials or cfg.tune.trials)
     _write(out, raw, study, cfg, console)
@@ -139,9 +153,12 @@ def _write(out: Path, raw: dict[str, Any], study: Any, cfg: RunConfig, console: 
     paths = list(cfg.tune.space)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["trial", cfg.tune.metric, *paths])
-    for t in done:
-        writer.writerow([t.number, t.value, *(t.params.get(p) for p in paths)])
+    writer.writerow(["trial", "state", cfg.tune.metric, "epochs_run", *paths])
+    for t in study.trials:  # pruned trials too: their value is the last one reported
+        value = t.value if t.value is not None else (t.intermediate_values[max(t.intermediate_values)]
+                                                     if t.intermediate_values else None)
+        writer.writerow([t.number, t.state.name.lower(), value, max(t.intermediate_values, default=0),
+                         *(t.params.get(p) for p in paths)])
     write_atomic(out / "trials.csv", buffer.getvalue())
     best = copy.deepcopy(raw)
     for path, value in study.best_params.items():
@@ -149,7 +166,9 @@ def _write(out: Path, raw: dict[str, Any], study: Any, cfg: RunConfig, console: 
     best.pop("tune", None)
     write_atomic(out / "best.yaml", "# written by kdkit tune: the config with the best values found\n"
                  + yaml.safe_dump(best, sort_keys=False))
-    table = Table(title=f"kdkit tune: validation {cfg.tune.metric}, {len(done)} trials (best first)")
+    pruned = sum(t.state.name == "PRUNED" for t in study.trials)
+    table = Table(title=f"kdkit tune: validation {cfg.tune.metric}, {len(done)} complete trials (best first), "
+                        f"{pruned} pruned")
     for column in ("trial", cfg.tune.metric, *paths):
         table.add_column(column, justify="right")
     ordered = sorted(done, key=lambda t: t.value, reverse=HIGHER_IS_BETTER[cfg.tune.metric])

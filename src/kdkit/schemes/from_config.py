@@ -9,7 +9,9 @@ it once the teacher is ready:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -80,10 +82,12 @@ class SchemePlan:
 
     def distill(
         self, distill_set: Dataset, train_loader: DataLoader, val_loader: DataLoader, settings: TrainSettings,
-        run_dir: Path,
+        run_dir: Path | None, on_epoch: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
+        """Train the distilled student; `on_epoch` (see fit) sees the student's epochs, in the schemes that train
+        it in one stage (not the assistants chain, nor data-free distillation, which ignore it)."""
         scheme = self.scheme(distill_set, run_dir)
-        fit(scheme, train_loader, val_loader, settings, run_dir, "student_kd")
+        fit(scheme, train_loader, val_loader, settings, run_dir, "student_kd", on_epoch=on_epoch)
         if hasattr(scheme, "close"):
             scheme.close()
 
@@ -118,7 +122,7 @@ class AssistantsPlan(SchemePlan):
         for pupil, mentor in zip(chain[1:], chain[:-1], strict=True):
             check_paths(pupil, mentor, self.terms)  # feature paths must exist in every pair, before any training
 
-    def distill(self, distill_set, train_loader, val_loader, settings, run_dir) -> None:
+    def distill(self, distill_set, train_loader, val_loader, settings, run_dir, on_epoch=None) -> None:
         distill_through_assistants(self.teacher, list(self.extra_models.values()), self.student,
                                    self.cfg.distill.losses, train_loader, val_loader, settings, run_dir, "student_kd")
 
@@ -148,7 +152,7 @@ class DataFreePlan(SchemePlan):
     """The trained teacher's inputs are synthesised (DeepInversion) and the student distilled on them alone; the
     real validation split is only logged: the student ends at its last epoch, not chosen by real data."""
 
-    def distill(self, distill_set, train_loader, val_loader, settings, run_dir) -> None:
+    def distill(self, distill_set, train_loader, val_loader, settings, run_dir, on_epoch=None) -> None:
         o = self.options
         synthetic = synthesize(self.teacher, o.num_samples or len(self.bundle.train), self.bundle.input_shape,
                                self.bundle.num_classes, steps=o.steps, bn_weight=o.bn_weight, tv_weight=o.tv_weight,
