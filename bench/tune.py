@@ -3,6 +3,7 @@ on the validation split, both measured on the untouched test split, per seed.
 
     OMP_NUM_THREADS=1 python bench/tune.py             # 3 seeds x 12 trials, writes the "tune" section
     OMP_NUM_THREADS=1 python bench/tune.py --quick     # smoke test: 1 seed, 2 trials, 1 epoch, nothing written
+    OMP_NUM_THREADS=1 python bench/tune.py --no-prune  # every trial runs to the end: "tune (no pruning)"
 
 The demo config with a smaller transfer set (4,000 generated samples) and 20 distillation epochs, so that a trial
 takes seconds; the student alone and the teacher are the same in both runs of a seed.
@@ -33,12 +34,12 @@ SPACE = {
 }
 
 
-def base_config(seed: int, out: Path, quick: bool) -> dict:
+def base_config(seed: int, out: Path, quick: bool, prune: bool = True) -> dict:
     raw = demo_config(seed=seed, output_dir=out, quick=quick).model_dump(mode="json")
     raw["data"]["transfer_size"] = 500 if quick else 4000
     raw["train"]["progress"] = False
     raw["distill"]["train"] = {"epochs": 1 if quick else 20, "batch_size": 256}
-    raw["tune"] = {"trials": 12, "metric": "macro_f1", "space": SPACE}
+    raw["tune"] = {"trials": 12, "metric": "macro_f1", "prune": prune, "space": SPACE}
     return raw
 
 
@@ -47,6 +48,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--no-prune", action="store_true", help="no median pruning: every trial runs to the end")
     parser.add_argument("--out", default="runs/bench_tune")
     args = parser.parse_args()
     seeds, trials = ([0], 2) if args.quick else (args.seeds, args.trials)
@@ -54,7 +56,7 @@ def main() -> None:
     start = time.perf_counter()
     rows, picks = [], []
     for seed in seeds:
-        raw = base_config(seed, Path(args.out) / f"seed{seed}" / "default", args.quick)
+        raw = base_config(seed, Path(args.out) / f"seed{seed}" / "default", args.quick, prune=not args.no_prune)
         default = {r["role"]: r for r in run(parse_config(raw), console=quiet, quick_cost=True).rows}
         tuned_raw = {**raw, "output_dir": str(Path(args.out) / f"seed{seed}" / "search")}
         best = tune(parse_config(tuned_raw), trials=trials, console=quiet)
@@ -83,7 +85,8 @@ def main() -> None:
     body = "\n".join([
         f"The demo (MNIST-1D, `cnn1d` teacher, MLP student) with a 4,000-sample transfer set and 20 distillation "
         f"epochs; `kdkit tune` with {trials} TPE trials over T in [1, 10] (log), alpha in [0, 0.9] and the "
-        f"distillation lr in [3e-4, 1e-2] (log), scored by validation macro F1; then `kdkit train` with the best "
+        f"distillation lr in [3e-4, 1e-2] (log), scored by validation macro F1 (400 samples), "
+        f"{'without pruning' if args.no_prune else 'median pruning on'}; then `kdkit train` with the best "
         f"values. Seeds {', '.join(map(str, seeds))}; mean ± sample std. Total wall time: "
         f"{(time.perf_counter() - start) / 60:.1f} min.",
         "",
@@ -95,7 +98,8 @@ def main() -> None:
     ])
     print(body)
     if not args.quick:
-        write_section("tune", body, "OMP_NUM_THREADS=1 python bench/tune.py")
+        write_section("tune (no pruning)" if args.no_prune else "tune", body,
+                      "OMP_NUM_THREADS=1 python bench/tune.py" + (" --no-prune" if args.no_prune else ""))
 
 
 def _apply(raw: dict, values: dict) -> dict:
