@@ -88,5 +88,62 @@ def test_hopeless_trials_are_pruned_early(tmp_path):
     rows = list(csv.DictReader((tmp_path / "run" / "tune" / "trials.csv").open()))
     pruned = [r for r in rows if r["state"] == "pruned"]
     assert pruned, rows  # a learning rate of 1e-6 cannot keep up with the median
-    assert all(int(r["epochs_run"]) < 4 for r in pruned)
-    assert all(int(r["epochs_run"]) == 4 for r in rows if r["state"] == "complete")
+    assert all(1 < int(r["epochs_reported"]) < 4 for r in pruned)  # never at the first or the last epoch
+    assert all(int(r["epochs_reported"]) == 4 for r in rows if r["state"] == "complete")
+
+
+def _csv(tmp_path, name="run"):
+    return list(csv.DictReader((tmp_path / name / "tune" / "trials.csv").open()))
+
+
+def test_a_rerun_continues_with_new_values_and_refuses_another_metric(tmp_path):
+    raw = _raw(tmp_path)
+    tune(parse_config(raw), trials=2)
+    tune(parse_config(raw), trials=2)
+    rows = _csv(tmp_path)
+    assert len(rows) == 4
+    assert {r["distill.losses.0.T"] for r in rows[:2]}.isdisjoint({r["distill.losses.0.T"] for r in rows[2:]})
+    raw["tune"]["metric"] = "nll"
+    with pytest.raises(ConfigError, match="another metric or space"):
+        tune(parse_config(raw), trials=1)
+
+
+def test_a_diverging_trial_is_recorded_and_the_search_goes_on(tmp_path):
+    raw = _raw(tmp_path, space={"distill.train.lr": {"choices": [0.01, 1.0e12]}})
+    raw["distill"]["train"] = {"optimizer": "sgd", "epochs": 1}
+    raw["tune"]["trials"] = 4
+    tune(parse_config(raw))
+    rows = _csv(tmp_path)
+    assert len(rows) == 4 and {r["state"] for r in rows} == {"complete", "fail"}
+    assert all("loss became" in r["error"] for r in rows if r["state"] == "fail")
+    assert float(yaml.safe_load((tmp_path / "run" / "tune" / "best.yaml").read_text())["distill"]["train"]["lr"]) \
+        == 0.01
+
+
+def test_mutual_learning_gets_its_own_default_space(tmp_path):
+    raw = _raw(tmp_path)
+    raw["distill"] = {"scheme": {"name": "mutual"}, "train": {"epochs": 1}}
+    del raw["tune"]["space"]
+    best = tune(parse_config(raw), trials=2)
+    assert set(best) == {"distill.scheme.T", "distill.scheme.alpha"}
+
+
+@pytest.mark.parametrize(("space", "words"), [
+    ({"data.transfer_size": {"low": 0, "high": 10, "integer": True}}, ["data.transfer_size", "fixed"]),
+    ({"teacher.params.width": {"choices": [4, 8]}}, ["teacher.params.width", "fixed"]),
+    ({"student.params.hiddn": {"choices": [[8], [16]]}}, ["hiddn"]),
+    ({"student.params.dropout": {"low": 0.0, "high": 1.5}}, ["dropout"]),
+    ({"distill.train.optimizer": {"choices": ["adamw", "bogus", "sgd"]}}, ["optimizer", "bogus"]),
+    ({"distill.train.epochs": {"low": 2.2, "high": 2.8, "integer": True}}, ["whole number"]),
+])
+def test_space_mistakes_fail_before_the_teacher_trains(tmp_path, space, words):
+    with pytest.raises(ConfigError) as err:
+        tune(parse_config(_raw(tmp_path, space=space)))
+    assert "\n" not in str(err.value) and all(w in str(err.value) for w in words), str(err.value)
+    assert not (tmp_path / "run" / "tune" / "checkpoints").exists()
+
+
+def test_integer_ranges_stay_inside_their_bounds(tmp_path):
+    tune(parse_config(_raw(tmp_path, space={"distill.train.epochs": {"low": 0.6, "high": 2.4, "integer": True}})),
+         trials=3)
+    assert {r["distill.train.epochs"] for r in _csv(tmp_path)} <= {"1", "2"}

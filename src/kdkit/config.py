@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -248,12 +249,21 @@ class SearchRange(_Strict):
             raise ValueError(f"give low < high (or choices: [...]); got low {self.low}, high {self.high}")
         elif self.log and self.low <= 0:
             raise ValueError(f"a log range needs low > 0; got {self.low}")
+        elif self.integer and math.ceil(self.low) > math.floor(self.high):
+            raise ValueError(f"no whole number lies in [{self.low}, {self.high}]")
         return self
 
 
-def _default_space() -> dict[str, SearchRange]:
-    return {"distill.losses.0.T": SearchRange(low=1.0, high=10.0, log=True),
-            "distill.losses.0.alpha": SearchRange(low=0.0, high=1.0)}
+def default_space(scheme: str) -> dict[str, SearchRange]:
+    """What `kdkit tune` searches when the config gives no space: the temperature and the hard-label weight of the
+    scheme (mutual learning keeps them in distill.scheme; data-free KD has no hard-label term)."""
+    if scheme == "mutual":
+        return {"distill.scheme.T": SearchRange(low=1.0, high=10.0, log=True),
+                "distill.scheme.alpha": SearchRange(low=0.0, high=1.0)}
+    space = {"distill.losses.0.T": SearchRange(low=1.0, high=10.0, log=True)}
+    if scheme != "data_free":
+        space["distill.losses.0.alpha"] = SearchRange(low=0.0, high=1.0)
+    return space
 
 
 class TuneConfig(_Strict):
@@ -265,10 +275,20 @@ class TuneConfig(_Strict):
     )
     prune: bool = Field(True, description="stop a trial early when its validation metric, epoch by epoch, is worse "
                         "than the median of earlier trials at the same epoch (Optuna's MedianPruner)")
-    space: dict[str, SearchRange] = Field(
-        default_factory=_default_space,
-        description="dotted config paths and their ranges, e.g. distill.losses.0.T: {low: 1, high: 10, log: true}",
+    space: dict[str, SearchRange] | None = Field(
+        None, description="dotted config paths and their ranges, e.g. distill.losses.0.T: {low: 1, high: 10, log: "
+        "true}; by default T and alpha of the scheme (see default_space)",
     )
+
+    @field_validator("space")
+    @classmethod
+    def _student_side_paths(cls, space: dict[str, SearchRange] | None) -> dict[str, SearchRange] | None:
+        # the data and the teacher are built once for the whole search: a trial cannot change them
+        fixed = sorted(p for p in space or {} if p.split(".")[0] in ("seed", "output_dir", "data", "teacher", "tune"))
+        if fixed:
+            raise ValueError(f"{', '.join(fixed)}: the data and the teacher are fixed during a search (built once, "
+                             "shared by every trial); search student.* and distill.* paths, or run one search each")
+        return space
 
 
 class RunConfig(_Strict):

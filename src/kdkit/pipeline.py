@@ -53,13 +53,17 @@ def build_models(cfg: RunConfig, bundle: DataBundle) -> dict[str, nn.Module]:
     """The three models, the two students from the same seed so they start from identical weights."""
     seed_everything(cfg.seed)
     teacher = build_from_config(cfg.teacher, bundle)
-    students = {}
-    for role in ("student_alone", "student_kd"):
-        seed_everything(cfg.seed + 1)
-        students[role] = build_from_config(cfg.student, bundle)
-        if cfg.student.quantize is not None:  # both students train with fake int8, so the rows compare like with like
-            students[role] = prepare_qat(students[role], example_inputs(bundle.train, size=64), cfg.student.quantize)
-    return {"teacher": teacher, **students}
+    return {"teacher": teacher, **{role: build_student(cfg, bundle) for role in ("student_alone", "student_kd")}}
+
+
+def build_student(cfg: RunConfig, bundle: DataBundle) -> nn.Module:
+    """The student from seed + 1 (both rows start from the same weights); quantization-aware when the config says
+    so, as both rows then train with fake int8 and compare like with like."""
+    seed_everything(cfg.seed + 1)
+    student = build_from_config(cfg.student, bundle)
+    if cfg.student.quantize is not None:
+        student = prepare_qat(student, example_inputs(bundle.train, size=64), cfg.student.quantize)
+    return student
 
 
 def int8_roles(cfg: RunConfig) -> set[str]:
@@ -194,9 +198,11 @@ def load_run_models(run_dir: str | Path) -> tuple[RunConfig, DataBundle, dict[st
     if missing:
         raise RunDirError(f"{run_dir} is not a complete kdkit run: missing {', '.join(missing)}")
     raw = yaml.safe_load((run_dir / "config.yaml").read_text())
-    for role in ("teacher", "student"):  # the run keeps its own weights in models/: no other file is needed
-        raw.get(role, {})["checkpoint"] = None
-        raw.get(role, {}).get("params", {}).pop("pretrained", None)
+    scheme = raw.get("distill", {}).get("scheme", {})
+    others = [m for key in ("assistants", "teachers", "peers") for m in scheme.get(key) or []]
+    for spec in [raw.get("teacher", {}), raw.get("student", {}), *others]:  # the run keeps its weights in models/:
+        spec["checkpoint"] = None                                          # no other file is needed
+        spec.get("params", {}).pop("pretrained", None)
     cfg = parse_config(raw)
     bundle = build_data(cfg.data, cfg.seed)
     models = build_models(cfg, bundle)

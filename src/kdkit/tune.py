@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import csv
 import io
+import math
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,11 @@ from rich.table import Table
 
 from kdkit import metrics
 from kdkit.checkpoint import load_weights, write_atomic
-from kdkit.config import RunConfig, SearchRange, parse_config
-from kdkit.data import Indexed, build_data, make_loader
-from kdkit.errors import ConfigError
+from kdkit.config import RunConfig, SearchRange, default_space, parse_config
+from kdkit.data import DataBundle, Indexed, build_data, make_loader
+from kdkit.errors import ConfigError, KdkitError
 from kdkit.models import build_from_config
-from kdkit.pipeline import distillation_data
+from kdkit.pipeline import build_student, distillation_data
 from kdkit.schemes.from_config import SCHEME_PLANS, check_outputs, train_or_load
 from kdkit.settings import HIGHER_IS_BETTER
 from kdkit.terms import build_terms
@@ -64,8 +65,13 @@ def _suggest(trial: Any, path: str, space: SearchRange) -> Any:
     if space.choices is not None:
         return trial.suggest_categorical(path, space.choices)
     if space.integer:
-        return trial.suggest_int(path, round(space.low), round(space.high), log=space.log)
+        return trial.suggest_int(path, math.ceil(space.low), math.floor(space.high), log=space.log)
     return trial.suggest_float(path, space.low, space.high, log=space.log)
+
+
+def search_space(cfg: RunConfig) -> dict[str, SearchRange]:
+    """The config's tune.space, or the scheme's default (its T and alpha)."""
+    return cfg.tune.space if cfg.tune.space is not None else default_space(cfg.distill.scheme.name)
 
 
 def trial_config(raw: dict[str, Any], values: dict[str, Any]) -> RunConfig:
@@ -76,18 +82,46 @@ def trial_config(raw: dict[str, Any], values: dict[str, Any]) -> RunConfig:
     return parse_config(changed)
 
 
-def check_space(cfg: RunConfig) -> None:
-    """Fail before any training when a path is wrong or a range's ends give an invalid config."""
+def check_space(cfg: RunConfig, bundle: DataBundle | None = None) -> None:
+    """Fail before any training when a path is wrong, or when a range's ends or any choice give an invalid config
+    (or, given the data, a student that cannot be built or run on it)."""
     raw = cfg.model_dump(mode="json")
-    for end in (0, -1):
-        trial_config(raw, {path: _end(space, end) for path, space in cfg.tune.space.items()})
+    space = search_space(cfg)
+    variants = [{p: _end(s, end) for p, s in space.items()} for end in (0, -1)]
+    variants += [{**variants[0], p: choice} for p, s in space.items() for choice in s.choices or []]
+    for values in variants:
+        trial = trial_config(raw, values)
+        if bundle is not None:
+            check_outputs(build_student(trial, bundle), bundle, "student")
 
 
 def _end(space: SearchRange, end: int) -> Any:
     if space.choices is not None:
         return space.choices[end]
-    value = space.low if end == 0 else space.high
-    return round(value) if space.integer else value
+    if space.integer:
+        return math.ceil(space.low) if end == 0 else math.floor(space.high)
+    return space.low if end == 0 else space.high
+
+
+def _study(optuna: Any, out: Path, cfg: RunConfig, space: dict[str, SearchRange]) -> Any:
+    """The study in out/study.db: new, or the one an earlier run of the same search left there. A study made for
+    another metric or search space is refused: mixing them would rank incomparable numbers."""
+    signature = {"metric": cfg.tune.metric, "space": {p: s.model_dump() for p, s in space.items()}}
+    storage = f"sqlite:///{out / 'study.db'}"
+    direction = "maximize" if HIGHER_IS_BETTER[cfg.tune.metric] else "minimize"
+    try:
+        study = optuna.load_study(study_name="kdkit", storage=storage)
+    except KeyError:  # no study yet
+        study = optuna.create_study(study_name="kdkit", storage=storage, direction=direction)
+        study.set_user_attr("search", signature)
+    if study.user_attrs.get("search") != signature:
+        raise ConfigError(f"{out / 'study.db'} holds a search with another metric or space; delete it to start "
+                          "over, or set another output_dir")
+    # a rerun goes on where the last one stopped: the sampler's seed moves on, or it would propose the same values
+    study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + len(study.trials))
+    # pruning starts after 3 complete trials, and never at a trial's first or last epoch (see objective)
+    study.pruner = optuna.pruners.MedianPruner(n_startup_trials=3)
+    return study
 
 
 def tune(cfg: RunConfig, trials: int | None = None, console: Console | None = None) -> dict[str, Any]:
@@ -97,25 +131,39 @@ def tune(cfg: RunConfig, trials: int | None = None, console: Console | None = No
     except ImportError:
         raise ConfigError("kdkit tune needs Optuna: pip install 'kdkit[tune]'") from None
     console = console or Console()
+    space = search_space(cfg)
     check_space(cfg)
     raw = cfg.model_dump(mode="json")
     out = Path(cfg.output_dir) / "tune"
     bundle = build_data(cfg.data, cfg.seed)
+    check_space(cfg, bundle)  # every variant's student builds and runs on the data, before the teacher trains
     seed_everything(cfg.seed)
     teacher = build_from_config(cfg.teacher, bundle)
     if cfg.teacher.checkpoint is not None:
         load_weights(teacher, cfg.teacher.checkpoint)
     check_outputs(teacher, bundle, "teacher")
     out.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = _study(optuna, out, cfg, space)
     train_or_load(teacher, cfg.teacher, cfg, bundle, out, "teacher")
     val_loader = make_loader(bundle.val, 512, shuffle=False)
     teacher_val = predict(teacher, val_loader)[0]
+    # epoch records score fidelity against the scheme's own reference (an EMA, a peer, an ensemble): only the
+    # offline scheme's is the teacher that the final score uses, so only there can fidelity metrics prune
+    prunable = cfg.tune.prune and (cfg.tune.metric not in ("agreement", "predictive_kl")
+                                   or cfg.distill.scheme.name == "offline")
 
     def objective(trial: Any) -> float:
-        values = {path: _suggest(trial, path, space) for path, space in cfg.tune.space.items()}
+        try:
+            return run_trial(trial)
+        except (KdkitError, ValueError) as err:  # kept with the trial, for trials.csv
+            trial.set_user_attr("error", str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+            raise
+
+    def run_trial(trial: Any) -> float:
+        values = {path: _suggest(trial, path, s) for path, s in space.items()}
         trial_cfg = trial_config(raw, values)
-        seed_everything(trial_cfg.seed + 1)  # every trial's student starts from the student-alone row's weights
-        student = build_from_config(trial_cfg.student, bundle)
+        student = build_student(trial_cfg, bundle)  # the same initial weights as the student-alone row
         plan = SCHEME_PLANS[trial_cfg.distill.scheme.name](
             trial_cfg, bundle, student, teacher, build_terms(trial_cfg.distill.losses))
         distill_set = distillation_data(trial_cfg, bundle)
@@ -125,40 +173,41 @@ def tune(cfg: RunConfig, trials: int | None = None, console: Console | None = No
 
         def report(record: dict[str, Any]) -> None:
             value = record.get(f"val_{cfg.tune.metric}")
-            if value is not None:
-                trial.report(value, record["epoch"])
-                if cfg.tune.prune and trial.should_prune():
-                    raise optuna.TrialPruned()
+            if value is None or not prunable:
+                return
+            trial.report(value, record["epoch"])
+            if 1 < record["epoch"] < s.epochs and trial.should_prune():
+                raise optuna.TrialPruned()
 
         plan.distill(distill_set, make_loader(distill_set, s.batch_size, shuffle=True, seed=s.seed), val_loader, s,
                      None, on_epoch=report)
         logits, labels = predict(student, val_loader)
         return metrics.classification_report(logits, labels, teacher_val)[cfg.tune.metric]
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name="kdkit", storage=f"sqlite:///{out / 'study.db'}", load_if_exists=True,
-        direction="maximize" if HIGHER_IS_BETTER[cfg.tune.metric] else "minimize",
-        sampler=optuna.samplers.TPESampler(seed=cfg.seed),
-        # pruning starts after 3 complete trials and from the 2nd epoch: early epochs say little about the end
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
-    )
-    study.optimize(objective, n_trials=trials or cfg.tune.trials)
-    _write(out, raw, study, cfg, console)
+    try:
+        # a trial that diverges (NaN loss) or gets an invalid value is recorded as failed; the search goes on
+        study.optimize(objective, n_trials=trials or cfg.tune.trials, catch=(KdkitError, ValueError))
+    finally:
+        if any(t.value is not None for t in study.trials):  # also after Ctrl-C: finished trials are kept
+            _write(out, raw, study, cfg, space, console)
+    if not any(t.value is not None for t in study.trials):
+        failed = [t.user_attrs["error"] for t in study.trials if "error" in t.user_attrs]
+        raise ConfigError(f"no trial finished; the first failure: {failed[0] if failed else 'none recorded'}")
     return dict(study.best_params)
 
 
-def _write(out: Path, raw: dict[str, Any], study: Any, cfg: RunConfig, console: Console) -> None:
+def _write(out: Path, raw: dict[str, Any], study: Any, cfg: RunConfig, space: dict[str, SearchRange],
+           console: Console) -> None:
     done = [t for t in study.trials if t.value is not None]
-    paths = list(cfg.tune.space)
+    paths = list(space)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["trial", "state", cfg.tune.metric, "epochs_run", *paths])
-    for t in study.trials:  # pruned trials too: their value is the last one reported
-        value = t.value if t.value is not None else (t.intermediate_values[max(t.intermediate_values)]
-                                                     if t.intermediate_values else None)
-        writer.writerow([t.number, t.state.name.lower(), value, max(t.intermediate_values, default=0),
-                         *(t.params.get(p) for p in paths)])
+    writer.writerow(["trial", "state", cfg.tune.metric, "last_reported", "epochs_reported", *paths, "error"])
+    for t in study.trials:  # every trial: complete, pruned (with its last reported epoch value) or failed
+        last = t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else ""
+        writer.writerow([t.number, t.state.name.lower(), "" if t.value is None else t.value, last,
+                         max(t.intermediate_values, default=""), *(t.params.get(p) for p in paths),
+                         t.user_attrs.get("error", "")])
     write_atomic(out / "trials.csv", buffer.getvalue())
     best = copy.deepcopy(raw)
     for path, value in study.best_params.items():
@@ -166,9 +215,9 @@ def _write(out: Path, raw: dict[str, Any], study: Any, cfg: RunConfig, console: 
     best.pop("tune", None)
     write_atomic(out / "best.yaml", "# written by kdkit tune: the config with the best values found\n"
                  + yaml.safe_dump(best, sort_keys=False))
-    pruned = sum(t.state.name == "PRUNED" for t in study.trials)
+    states = [t.state.name for t in study.trials]
     table = Table(title=f"kdkit tune: validation {cfg.tune.metric}, {len(done)} complete trials (best first), "
-                        f"{pruned} pruned")
+                        f"{states.count('PRUNED')} pruned, {states.count('FAIL')} failed")
     for column in ("trial", cfg.tune.metric, *paths):
         table.add_column(column, justify="right")
     ordered = sorted(done, key=lambda t: t.value, reverse=HIGHER_IS_BETTER[cfg.tune.metric])

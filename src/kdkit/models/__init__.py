@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from kdkit.errors import ConfigError
+from kdkit.errors import ConfigError, KdkitError
 from kdkit.models.cnn import CNN1d, CNN2d, build_cnn1d, build_cnn2d
 from kdkit.models.mlp import MLP, build_mlp
 from kdkit.models.text import (
@@ -66,7 +66,9 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int, **kwarg
             raise ConfigError(f"model '{name}' got unknown argument(s) {sorted(unknown)}")
     try:
         return builder(tuple(input_shape), num_classes, **kwargs)
-    except TypeError as err:
+    except (TypeError, ValueError) as err:  # a bad argument value, e.g. dropout 1.5, caught in torch's own modules
+        if isinstance(err, KdkitError):  # already one clear line (e.g. a ModelError from a builder)
+            raise
         raise ConfigError(f"model '{name}': {err}") from None
 
 
