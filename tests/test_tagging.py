@@ -108,3 +108,20 @@ def test_tagging_through_a_config(tmp_path):
     with pytest.raises(ConfigError, match="transfer"):
         run(parse_config(raw))
     assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize(("data", "model", "words"), [
+    ("synthetic_reviews", {"name": "text_cnn", "params": {"width": 8, "pooling": "none"}}, ["per token", "remove"]),
+    ("synthetic_tagging", {"name": "text_cnn", "params": {"width": 8}}, ["per sample", "pooling: none"]),
+])
+def test_per_token_models_on_per_sample_labels_are_one_line(tmp_path, data, model, words):
+    raw = {"seed": 0, "output_dir": str(tmp_path / "run"), "data": {"name": data},
+           "train": {"epochs": 1, "progress": False},
+           "teacher": {"name": "text_transformer", "params": {"dim": 16, "heads": 2, "layers": 1,
+                                                              "pooling": "none" if data == "synthetic_tagging"
+                                                              else "mean"}},
+           "student": model, "distill": {"losses": [{"name": "ce"}]}}
+    with pytest.raises(ModelError) as err:
+        run(parse_config(raw))
+    assert all(w in str(err.value) for w in words) and "\n" not in str(err.value), str(err.value)
+    assert not (tmp_path / "run").exists()

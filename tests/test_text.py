@@ -121,6 +121,7 @@ def test_integer_labels_are_ordered_numerically(tmp_path):
     ("unknown_label", "label"),
     ("bad_suffix", "use .csv or .jsonl"),
     ("bad_json", "not valid JSON"),
+    ("empty_label", "empty label"),
 ])
 def test_bad_text_files_raise_one_line_data_errors(tmp_path, case, match):
     train = write_csv(tmp_path / "train.csv", TRAIN)
@@ -136,6 +137,8 @@ def test_bad_text_files_raise_one_line_data_errors(tmp_path, case, match):
     elif case == "bad_suffix":
         test = tmp_path / "test.txt"
         test.write_text("good\n")
+    elif case == "empty_label":
+        test.write_text('text,label\n"good film",pos\n"boring and slow",\n')
     elif case == "bad_json":
         test = tmp_path / "test.jsonl"
         test.write_text('{"text": "good", "label": "pos"}\n{oops\n')
@@ -320,3 +323,10 @@ def test_hf_resolver_loads_a_local_folder_and_masks_padding(tmp_path):
         build_model(f"hf:{tmp_path / 'missing'}", (10,), 3)
     with pytest.raises(ModelError, match="30 token embeddings"):
         build_model(f"hf:{tmp_path / 'tiny'}", (10,), 3, vocab_size=50)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("review,stars\n".encode("utf-8-sig") + b"good film,pos\nbad film,neg\n")
+    bundle = load_text_files(path, path, val=path, text_column="review", label_column="stars")
+    assert bundle.class_names == ["neg", "pos"]

@@ -146,7 +146,7 @@ def _read_rows(path: Path, text_column: str, label_column: str) -> list[tuple[st
         raise DataError(f"text data file not found: {path}; check the path")
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
+        with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: the byte-order mark of Excel's UTF-8 CSV
             reader = csv.DictReader(f)
             columns = reader.fieldnames or []
             for column in (text_column, label_column):
@@ -156,7 +156,7 @@ def _read_rows(path: Path, text_column: str, label_column: str) -> list[tuple[st
             records = [(reader.line_num, row) for row in reader]
     elif suffix in (".jsonl", ".ndjson"):
         records = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
             if not line.strip():
                 continue
             try:
@@ -176,6 +176,8 @@ def _read_rows(path: Path, text_column: str, label_column: str) -> list[tuple[st
         text, label = str(row[text_column]), str(row[label_column]).strip()
         if not tokenize(text):
             raise DataError(f"{path}:{number} has an empty text; remove the row or fill in its text")
+        if not label:  # it would silently become a class of its own
+            raise DataError(f"{path}:{number} has an empty label; remove the row or fill in its label")
         pairs.append((text, label))
     if not pairs:
         raise DataError(f"{path} holds no rows; give a file with a header/objects and at least one example")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from kdkit.adapters import example_inputs, probe
@@ -46,11 +46,21 @@ def build_from(cfg: RunConfig, bundle: DataBundle, spec: ModelConfig, seed: int)
 
 
 def check_outputs(model: nn.Module, bundle: DataBundle, role: str) -> None:
+    """One forward on a real test input: the logits must have the data's classes, and one row per label (per sample,
+    or per token in sequence labelling)."""
     out = probe(model, (), example_inputs(bundle.test, size=1))["logits"]  # eval mode, no grad, modes restored
     if out.shape[-1] != bundle.num_classes:
         raise ModelError(
             f"the {role} has {out.shape[-1]} outputs but the data has {bundle.num_classes} classes; "
             f"set num_classes/params of the {role} to match the data"
+        )
+    label = bundle.test[0][1] if isinstance(bundle.test[0], (tuple, list)) else None
+    if isinstance(label, Tensor) and out.dim() - 2 != label.dim():
+        per_token = out.dim() > 2
+        raise ModelError(
+            f"the {role} gives one prediction per {'token' if per_token else 'sample'} (logits "
+            f"{tuple(out.shape)}) but the data has one label per {'sample' if per_token else 'token'}; "
+            f"{'remove pooling: none' if per_token else 'set pooling: none'} in the {role}'s params"
         )
 
 
