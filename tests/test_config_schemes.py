@@ -63,6 +63,9 @@ def test_a_loaded_extra_teacher_is_not_retrained(tmp_path):
     before, after = load_file(saved), load_file(second.run_dir / "models" / "teacher2.safetensors")
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert not (second.run_dir / "checkpoints" / "teacher2.last.safetensors").exists()
+    saved.rename(saved.with_suffix(".moved"))  # the run keeps its own copy: evaluating it needs no outside file
+    assert [r["role"] for r in evaluate_run(second.run_dir, quick_cost=True)] == ["teacher", "student_alone",
+                                                                                 "student_kd"]
 
 
 @pytest.mark.parametrize(("scheme", "distill", "words"), [
@@ -97,3 +100,19 @@ def test_data_free_refuses_a_transfer_set(tmp_path):
     raw["data"]["transfer_size"] = 100
     with pytest.raises(ConfigError, match="data.transfer_size.*data_free"):
         parse_config(raw)
+
+
+@pytest.mark.parametrize(("data", "teacher", "error", "words"), [
+    ("mnist1d", {"name": "mlp", "params": {"hidden": [16]}}, ModelError, ["BatchNorm", "bn_weight"]),
+    ("synthetic_reviews", {"name": "text_cnn", "params": {"width": 8}}, ConfigError, ["token ids"]),
+])
+def test_data_free_mistakes_stop_before_any_training(tmp_path, data, teacher, error, words):
+    raw = _raw(tmp_path, {"name": "data_free"}, losses=[{"name": "kd"}])
+    raw["data"] = {"name": data}
+    raw["teacher"] = teacher
+    if data != "mnist1d":
+        raw["student"] = {"name": "text_bow"}
+    with pytest.raises(error) as err:
+        run(parse_config(raw))
+    assert all(w in str(err.value) for w in words) and "\n" not in str(err.value)
+    assert not (tmp_path / "run").exists()

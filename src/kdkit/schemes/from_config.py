@@ -20,11 +20,12 @@ from kdkit.adapters import example_inputs, probe
 from kdkit.checkpoint import load_weights
 from kdkit.config import ModelConfig, RunConfig
 from kdkit.data import DataBundle, make_loader
-from kdkit.errors import ModelError
+from kdkit.errors import ConfigError, ModelError
 from kdkit.models import build_from_config
 from kdkit.schemes.assistants import distill_through_assistants
 from kdkit.schemes.base import Scheme
 from kdkit.schemes.data_free import distill_data_free, synthesize
+from kdkit.schemes.inversion import BATCHNORMS
 from kdkit.schemes.multi_teacher import MultiTeacherDistillation
 from kdkit.schemes.mutual import MutualLearning
 from kdkit.schemes.offline import OfflineDistillation
@@ -161,6 +162,17 @@ class SelfDistillPlan(SchemePlan):
 class DataFreePlan(SchemePlan):
     """The trained teacher's inputs are synthesised (DeepInversion) and the student distilled on them alone; the
     real validation split is only logged: the student ends at its last epoch, not chosen by real data."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # checked now, so that a run that cannot work stops before the teacher and the student alone train
+        if not example_inputs(self.bundle.test, size=1).is_floating_point():
+            raise ConfigError("scheme 'data_free' optimises continuous inputs; it cannot synthesise token ids "
+                              "(text): choose another scheme for text data")
+        if self.options.bn_weight > 0 and not any(isinstance(m, BATCHNORMS) for m in self.teacher.modules()):
+            raise ModelError(f"scheme 'data_free' matches the teacher's BatchNorm statistics, but "
+                             f"{type(self.teacher).__name__} has no BatchNorm layer; use a teacher with BatchNorm or "
+                             "set distill.scheme.bn_weight: 0")
 
     def distill(self, distill_set, train_loader, val_loader, settings, run_dir, on_epoch=None) -> None:
         o = self.options
