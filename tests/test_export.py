@@ -1,6 +1,8 @@
 """ONNX export: the file runs in ONNX Runtime with any batch size and matches PyTorch; failures are one line and
 never leave a half-written or replaced file."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ import onnxruntime  # noqa: E402
 
 from kdkit.cli import main  # noqa: E402
 from kdkit.config import parse_config  # noqa: E402
-from kdkit.errors import ModelError  # noqa: E402
+from kdkit.errors import ConfigError, ModelError  # noqa: E402
 from kdkit.export import export_onnx  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
 from kdkit.pipeline import run  # noqa: E402
@@ -68,3 +70,12 @@ def test_cli_exports_a_runs_student(tmp_path, capsys):
     with pytest.raises(SystemExit) as bad:
         main(["export", str(tmp_path / "run"), "--model", "assistant"])
     assert bad.value.code == 2 and "choose one of" in capsys.readouterr().err
+
+
+def test_an_unwritable_destination_is_one_line(tmp_path):
+    model = build_model("mlp", (8,), 3, hidden=[4])
+    for target in (tmp_path, Path("/proc/kdkit-nope/m.onnx")):
+        with pytest.raises(ConfigError) as err:
+            export_onnx(model, torch.randn(4, 8), target)
+        assert "\n" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []

@@ -110,13 +110,16 @@ def export(
 
     if model not in ROLES:
         raise ConfigError(f"unknown model '{model}'; choose one of: {', '.join(ROLES)}")
+    target = output or Path(run_dir) / "models" / f"{model}.onnx"
+    if target.is_dir():
+        raise ConfigError(f"--output {target} is a directory; give a file name such as {target / (model + '.onnx')}")
     _cfg, bundle, models = load_run_models(run_dir)
-    done = export_onnx(models[model], example_inputs(bundle.test, size=64),
-                       output or Path(run_dir) / "models" / f"{model}.onnx")
+    inputs = example_inputs(bundle.test, size=64)
+    done = export_onnx(models[model], inputs, target)
     console.print(
-        f"{done.path}: {done.size_bytes / 1024:.1f} KB ({done.exporter} exporter); ONNX Runtime vs PyTorch on 64 test "
-        f"inputs: max |diff| {done.max_abs_diff:.1e}, same class {done.agreement:.1%}, batch-64 latency "
-        f"{done.onnx_ms:.3f} ms vs {done.torch_ms:.3f} ms"
+        f"{done.path}: {done.size_bytes / 1024:.1f} KB ({done.exporter} exporter); ONNX Runtime vs PyTorch on "
+        f"{len(inputs)} test inputs: max |diff| {done.max_abs_diff:.1e}, same class {done.agreement:.1%}, "
+        f"batch-{len(inputs)} latency {done.onnx_ms:.3f} ms vs {done.torch_ms:.3f} ms"
     )
 
 

@@ -125,14 +125,19 @@ def export_onnx(model: nn.Module, inputs: Tensor, path: str | Path, atol: float 
     if not isinstance(inputs, Tensor) or inputs.dim() == 0 or len(inputs) < 1:
         raise ConfigError("export_onnx needs `inputs` as a non-empty batch tensor of real inputs")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory; give a file name such as {path / 'model.onnx'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".onnx", dir=path.parent)
+    except OSError as err:
+        raise ConfigError(f"cannot write {path}: {err.strerror or err}; choose another output path") from None
+    os.close(fd)
+    tmp = Path(tmp_name)
     was_training = model.training
     device = next(iter(model.parameters()), inputs).device
     model = model.cpu().eval()
     inputs = inputs.cpu()
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
         exporter = _export(model, inputs[:2], tmp)  # 2 rows: torch.export fixes a dimension of size 1
         session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
