@@ -205,6 +205,10 @@ def test_config_quantize_trains_both_students_qat_and_measures_int8(tmp_path):
     assert rows["student_kd"]["accuracy"] > 0.2  # one epoch of QAT from scratch: above chance (0.1), not more
     again = {r["role"]: r for r in evaluate_run(tmp_path / "run", quick_cost=True)}  # QAT weights reload, reconvert
     assert again["student_kd"]["accuracy"] == rows["student_kd"]["accuracy"]
+    from kdkit.report import write_report
+
+    report = write_report(tmp_path / "run").markdown.read_text()
+    assert "distilled student (int8)" in report and "student alone (int8)" in report
 
 
 def test_quantize_on_the_teacher_is_one_line(tmp_path):

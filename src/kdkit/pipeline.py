@@ -181,7 +181,8 @@ def evaluate_run(run_dir: str | Path, console: Console | None = None, quick_cost
     """Re-evaluate a run directory from its saved config and models alone."""
     cfg, bundle, models = load_run_models(run_dir)
     rows = evaluate_models(cfg, bundle, models, Path(run_dir), quick_cost=quick_cost)
-    print_table(rows, title=f"kdkit: {cfg.data.name} (test split, re-evaluated)", console=console)
+    scheme = "" if cfg.distill.scheme.name == "offline" else f", scheme {cfg.distill.scheme.name}"
+    print_table(rows, title=f"kdkit: {cfg.data.name} (test split{scheme}, re-evaluated)", console=console)
     return rows
 
 

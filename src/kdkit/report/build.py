@@ -14,7 +14,7 @@ from kdkit.report import figures, numbers
 from kdkit.report.document import Document, Image, Section, Table, Text
 from kdkit.report.html import render_html
 from kdkit.report.markdown import render_markdown
-from kdkit.report.rundir import LABELS, ROLES, STUDENTS, RunData, load_run
+from kdkit.report.rundir import ROLES, STUDENTS, RunData, load_run
 from kdkit.report.table import COLUMNS
 
 FIGURE_DIR = "report_figures"
@@ -74,7 +74,7 @@ def fidelity_section(run: RunData) -> Section:
     groups = [("", 1)] + [(name, len(splits)) for name in metric_names.values()]
     sizes = "; ".join(f"{numbers.SPLITS[s]}: {fid['student_kd'][s]['n']:,} samples, "
                       f"{fid['student_kd'][s]['n_labelled']:,} labelled" for s in splits)
-    section.blocks.append(Table(headers, [[LABELS[r]] + [fmt(k, fid[r][s][k]) for s, k in keys] for r in STUDENTS],
+    section.blocks.append(Table(headers, [[run.label(r)] + [fmt(k, fid[r][s][k]) for s, k in keys] for r in STUDENTS],
                                 caption=f"{sizes} (accuracy counts labelled samples only)", groups=groups))
     kl = {f"per-sample KL, {numbers.SPLITS[s]}": {r: metrics.per_sample_kl(split.logits["teacher"], split.logits[r])
                                                   for r in STUDENTS} for s, split in splits.items()}
@@ -97,7 +97,8 @@ def per_class_section(run: RunData) -> Section:
     section.blocks.append(Image("per_class", figures.per_class(names, pc["accuracy"], pc["agreement"]),
                                 "per-class accuracy and agreement"))
     if len(names) <= 30:
-        headers = ["class"] + [f"accuracy: {LABELS[r]}" for r in ROLES] + [f"agreement: {LABELS[r]}" for r in STUDENTS]
+        headers = (["class"] + [f"accuracy: {run.label(r)}" for r in ROLES]
+                   + [f"agreement: {run.label(r)}" for r in STUDENTS])
         rows = [[name] + [fmt("accuracy", _num(pc["accuracy"][r][i])) for r in ROLES]
                 + [fmt("agreement", _num(pc["agreement"][r][i])) for r in STUDENTS] for i, name in enumerate(names)]
         section.blocks.append(Table(headers, rows))

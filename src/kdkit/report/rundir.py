@@ -60,6 +60,10 @@ class RunData:
         """results.json rows by role."""
         return {row["role"]: row for row in self.results["rows"]}
 
+    def label(self, role: str) -> str:
+        """The row's name as the run wrote it (e.g. "distilled student (int8)"), else the role's usual name."""
+        return str(self.rows.get(role, {}).get("model") or LABELS[role])
+
 
 def _results(run_dir: Path) -> dict[str, Any]:
     try:
