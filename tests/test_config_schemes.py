@@ -49,6 +49,10 @@ def test_each_scheme_runs_saves_its_models_and_reevaluates(scheme, tmp_path):
     kd = load_file(models / "student_kd.safetensors")
     alone = load_file(models / "student_alone.safetensors")
     assert any(not torch.equal(kd[k], alone[k]) for k in kd)  # same start, different training signal
+    if scheme == "data_free":  # its student never saw the training split: fidelity is reported on test only
+        from kdkit.report import load_run
+
+        assert load_run(tmp_path / "run").train is None
     if scheme == "assistants":  # trained in a chain: the assistant's stage, then the student's
         names = {p.name for p in (tmp_path / "run" / "checkpoints").iterdir()}
         assert {"student_kd_assistant1.last.safetensors", "student_kd.last.safetensors"} <= names

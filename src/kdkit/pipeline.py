@@ -149,7 +149,8 @@ def evaluate_models(
         where = metrics.model_device(model) if role in int8 else device
         model.to(where)
         preds[f"test_{role}"], preds["test_labels"] = predict(model, test_loader, where)
-        preds[f"train_{role}"], preds["train_labels"] = predict(model, distill_loader, where)
+        if cfg.distill.scheme.name != "data_free":  # a data-free student never saw the training split
+            preds[f"train_{role}"], preds["train_labels"] = predict(model, distill_loader, where)
     rows = []
     example = example_inputs(bundle.test, size=1)  # timed on a real input: noise is no valid input for token ids
     for role, model in models.items():

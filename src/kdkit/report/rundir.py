@@ -126,6 +126,17 @@ def _history(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+def _scheme(run_dir: Path) -> str:
+    """distill.scheme.name of the run's config.yaml ('offline' when absent or unreadable)."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load((run_dir / "config.yaml").read_text())
+        return str(raw["distill"]["scheme"]["name"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return "offline"
+
+
 def load_run(run_dir: str | Path) -> RunData:
     """Everything a report needs from `run_dir`; RunDirError naming the missing pieces when it is incomplete."""
     run_dir = Path(run_dir)
@@ -150,6 +161,8 @@ def load_run(run_dir: str | Path) -> RunData:
         if data.train.logits["teacher"].shape[1] != data.num_classes:
             raise RunDirError(f"{run_dir}/predictions.npz: train and test logits have different numbers of classes; "
                               + REBUILD.format(run_dir=run_dir))
+    elif _scheme(run_dir) == "data_free":
+        data.notes.append("a data-free run distils on synthetic inputs only, so fidelity is shown on test data")
     else:
         data.notes.append("predictions.npz has no distillation-data (train_*) predictions, so fidelity is shown "
                           f"on test data only; {REBUILD.format(run_dir=run_dir)} to add them")
