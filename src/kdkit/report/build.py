@@ -78,12 +78,13 @@ def fidelity_section(run: RunData) -> Section:
                                 caption=f"{sizes} (accuracy counts labelled samples only)", groups=groups))
     kl = {f"per-sample KL, {numbers.SPLITS[s]}": {r: metrics.per_sample_kl(split.logits["teacher"], split.logits[r])
                                                   for r in STUDENTS} for s, split in splits.items()}
-    section.blocks.append(Image("kl_histogram", figures.kl_histogram(kl), "histogram of per-sample predictive KL",
+    section.blocks.append(Image("kl_histogram", figures.kl_histogram(kl, run.labels),
+                                "histogram of per-sample predictive KL",
                                 "Where the students depart from the teacher: a long right tail is a set of samples "
                                 "the student sees very differently (values above the 99th percentile are put in "
                                 "the last bin)."))
     matrices = {r: numbers.confusion(run.test.logits["teacher"], run.test.logits[r]) for r in STUDENTS}
-    section.blocks.append(Image("confusion", figures.confusion(run.class_names, matrices),
+    section.blocks.append(Image("confusion", figures.confusion(run.class_names, matrices, run.labels),
                                 "teacher vs student confusion matrix of predicted labels",
                                 "Test data. Off-diagonal cells are the classes the student confuses where the "
                                 "teacher does not (counts; colour = share of the teacher's row)."))
@@ -94,7 +95,7 @@ def per_class_section(run: RunData) -> Section:
     pc = numbers.per_class(run.test)
     names = run.class_names
     section = Section("Per class (test data)")
-    section.blocks.append(Image("per_class", figures.per_class(names, pc["accuracy"], pc["agreement"]),
+    section.blocks.append(Image("per_class", figures.per_class(names, pc["accuracy"], pc["agreement"], run.labels),
                                 "per-class accuracy and agreement"))
     if len(names) <= 30:
         headers = (["class"] + [f"accuracy: {run.label(r)}" for r in ROLES]
@@ -115,7 +116,7 @@ def calibration_section(run: RunData, rows: list[dict[str, Any]]) -> Section:
     return Section("Calibration (test data)", [
         Text("Reliability diagrams: accuracy of the samples in each confidence bin; bars under the diagonal are "
              "over-confident. 15 equal-width bins, the same as the ECE in the table."),
-        Image("reliability", figures.reliability(bins, eces), "reliability diagrams"),
+        Image("reliability", figures.reliability(bins, eces, run.labels), "reliability diagrams"),
     ])
 
 
@@ -130,7 +131,8 @@ def curves_section(run: RunData) -> Section:
     section.blocks.append(Text("Per epoch, from metrics.jsonl: the total loss (solid) and every loss term (dotted) "
                                "as raw, unweighted values; accuracy on training (solid) and validation (dashed) "
                                "data; validation agreement with the teacher where the scheme has one."))
-    section.blocks.append(Image("training_curves", figures.training_curves(curves, losses), "training curves"))
+    section.blocks.append(Image("training_curves", figures.training_curves(curves, losses, run.labels),
+                                "training curves"))
     return section
 
 

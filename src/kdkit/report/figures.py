@@ -4,7 +4,7 @@ returned as PNG bytes. Each function takes numbers already computed in kdkit.rep
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,9 @@ def png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def reliability(bins: dict[str, dict[str, np.ndarray]], eces: dict[str, float]) -> bytes:
+def reliability(
+    bins: dict[str, dict[str, np.ndarray]], eces: dict[str, float], labels: Mapping[str, str] = LABELS
+) -> bytes:
     """One reliability diagram per model: accuracy per confidence bin against the diagonal of perfect calibration."""
     fig, axes = new_figure(4.0 * len(bins), 3.8, len(bins))
     for ax, (role, b) in zip(axes, bins.items(), strict=True):
@@ -47,13 +49,16 @@ def reliability(bins: dict[str, dict[str, np.ndarray]], eces: dict[str, float]) 
         ax.bar(edges[:-1][filled], (b["confidence"] - b["accuracy"])[filled], bottom=b["accuracy"][filled],
                width=width[filled], align="edge", color="none", edgecolor="#c44e52", hatch="//", label="gap")
         ax.plot([0, 1], [0, 1], color="black", lw=1, ls="--")
-        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", title=f"{LABELS[role]} (ECE {eces[role]:.3f})")
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", title=f"{labels[role]} (ECE {eces[role]:.3f})")
         ax.set_ylabel("accuracy")
     axes[0].legend(loc="upper left", fontsize=8)
     return png(fig)
 
 
-def per_class(classes: Sequence[str], accuracy: dict[str, np.ndarray], agreement: dict[str, np.ndarray]) -> bytes:
+def per_class(
+    classes: Sequence[str], accuracy: dict[str, np.ndarray], agreement: dict[str, np.ndarray],
+    labels: Mapping[str, str] = LABELS,
+) -> bytes:
     """Grouped bars per class: accuracy of every model (left) and agreement with the teacher (right)."""
     k = len(classes)
     fig, axes = new_figure(min(24.0, max(10.0, 0.3 * k)), 3.8, 2)
@@ -64,14 +69,14 @@ def per_class(classes: Sequence[str], accuracy: dict[str, np.ndarray], agreement
         width = 0.8 / len(values)
         for i, (role, v) in enumerate(values.items()):
             ax.bar(x + (i - (len(values) - 1) / 2) * width, np.nan_to_num(v), width, color=COLORS[role],
-                   label=LABELS[role])
+                   label=labels[role])
         ax.set_xticks(ticks, [classes[t] for t in ticks], rotation=90 if k > 20 else 0)
         ax.set(ylim=(0, 1.05), title=title, xlabel="class")
         ax.legend(fontsize=8, loc="lower right")
     return png(fig)
 
 
-def kl_histogram(kl: dict[str, dict[str, np.ndarray]]) -> bytes:
+def kl_histogram(kl: dict[str, dict[str, np.ndarray]], labels: Mapping[str, str] = LABELS) -> bytes:
     """Histogram of per-sample KL(teacher || student), one panel per split, both students overlaid."""
     fig, axes = new_figure(5.0 * len(kl), 3.6, len(kl))
     for ax, (split, by_role) in zip(axes, kl.items(), strict=True):
@@ -79,13 +84,13 @@ def kl_histogram(kl: dict[str, dict[str, np.ndarray]]) -> bytes:
         edges = np.linspace(0.0, top, 41)
         for role, v in by_role.items():
             ax.hist(np.clip(v, 0, top), bins=edges, alpha=0.6, color=COLORS[role],
-                    label=f"{LABELS[role]} (mean {v.mean():.3f})")
+                    label=f"{labels[role]} (mean {v.mean():.3f})")
         ax.set(xlabel="KL(teacher || student) per sample (nats)", ylabel="samples", title=split)
         ax.legend(fontsize=8)
     return png(fig)
 
 
-def confusion(classes: Sequence[str], matrices: dict[str, np.ndarray]) -> bytes:
+def confusion(classes: Sequence[str], matrices: dict[str, np.ndarray], labels: Mapping[str, str] = LABELS) -> bytes:
     """Teacher's predicted label (rows) against each student's predicted label (columns), row-normalised."""
     fig, axes = new_figure(5.2 * len(matrices), 4.8, len(matrices))
     k = len(classes)
@@ -102,18 +107,21 @@ def confusion(classes: Sequence[str], matrices: dict[str, np.ndarray]) -> bytes:
         ax.set_xticks(ticks, [classes[t] for t in ticks])
         ax.set_yticks(ticks, [classes[t] for t in ticks])
         agree = np.trace(counts) / max(counts.sum(), 1)
-        ax.set(xlabel=f"{LABELS[role]} predicts", ylabel="teacher predicts",
-               title=f"teacher vs {LABELS[role]} (agreement {agree:.3f})")
+        ax.set(xlabel=f"{labels[role]} predicts", ylabel="teacher predicts",
+               title=f"teacher vs {labels[role]} (agreement {agree:.3f})")
         fig.colorbar(image, ax=ax, shrink=0.8, label="share of teacher's row")
     return png(fig)
 
 
-def training_curves(curves: dict[str, dict[str, list[tuple[int, float]]]], losses: dict[str, list[str]]) -> bytes:
+def training_curves(
+    curves: dict[str, dict[str, list[tuple[int, float]]]], losses: dict[str, list[str]],
+    labels: Mapping[str, str] = LABELS,
+) -> bytes:
     """Three panels per epoch: every loss term of every model, accuracy (train and validation) and the
     validation agreement with the teacher."""
     fig, axes = new_figure(15.0, 3.8, 3)
     for model, series in curves.items():
-        color, name = COLORS.get(model), LABELS.get(model, model)
+        color, name = COLORS.get(model), labels.get(model, model)
         for key in losses.get(model, []):
             epochs, values = zip(*series[key], strict=True)
             axes[0].plot(epochs, values, "-" if key == "train_loss" else ":", color=color, marker=".",

@@ -64,6 +64,10 @@ class RunData:
         """The row's name as the run wrote it (e.g. "distilled student (int8)"), else the role's usual name."""
         return str(self.rows.get(role, {}).get("model") or LABELS[role])
 
+    @property
+    def labels(self) -> dict[str, str]:
+        return {role: self.label(role) for role in ROLES}
+
 
 def _results(run_dir: Path) -> dict[str, Any]:
     try:
