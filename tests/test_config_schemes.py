@@ -49,9 +49,10 @@ def test_each_scheme_runs_saves_its_models_and_reevaluates(scheme, tmp_path):
     kd = load_file(models / "student_kd.safetensors")
     alone = load_file(models / "student_alone.safetensors")
     assert any(not torch.equal(kd[k], alone[k]) for k in kd)  # same start, different training signal
-    if scheme == "data_free":  # its student never saw the training split: fidelity is reported on test only
-        from kdkit.report import load_run
+    from kdkit.report import load_run, write_report
 
+    assert f"scheme {scheme}" in write_report(tmp_path / "run").markdown.read_text()  # the report names the scheme
+    if scheme == "data_free":  # its student never saw the training split: fidelity is reported on test only
         assert load_run(tmp_path / "run").train is None
     if scheme == "assistants":  # trained in a chain: the assistant's stage, then the student's
         names = {p.name for p in (tmp_path / "run" / "checkpoints").iterdir()}

@@ -152,9 +152,10 @@ def tradeoff_section(rows: list[dict[str, Any]]) -> Section:
 def build_document(run: RunData) -> Document:
     rows = numbers.model_rows(run)
     data = run.results.get("data", {})
+    scheme = ((run.config or {}).get("distill") or {}).get("scheme") or {}
     subtitle = (f"run {run.path} | data {data.get('name', '?')} ({data.get('num_classes', run.num_classes)} classes, "
-                f"{len(run.test.labels):,} test samples) | created {run.results.get('created', '?')} "
-                f"on {run.results.get('device', '?')}")
+                f"{len(run.test.labels):,} test samples) | scheme {scheme.get('name', 'offline')} | created "
+                f"{run.results.get('created', '?')} on {run.results.get('device', '?')}")
     overview = Section("Teacher, student alone, distilled student", [
         Text(summary({row["role"]: row for row in rows})),
         main_table(rows),
