@@ -36,7 +36,7 @@ from kdkit.terms import LossTerm, check_paths
 from kdkit.trainer import fit, resolve_device, seed_everything
 
 
-def build_from(cfg: RunConfig, bundle: DataBundle, spec: ModelConfig, seed: int) -> nn.Module:
+def build_from(bundle: DataBundle, spec: ModelConfig, seed: int) -> nn.Module:
     """A model from its config entry, initialised from `seed`; its checkpoint (if any) is loaded and checked."""
     seed_everything(seed)
     model = build_from_config(spec, bundle)
@@ -114,7 +114,7 @@ class MultiTeacherPlan(SchemePlan):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         for i, spec in enumerate(self.options.teachers, start=2):
-            self.extra_models[f"teacher{i}"] = build_from(self.cfg, self.bundle, spec, self.cfg.seed + 100 + i)
+            self.extra_models[f"teacher{i}"] = build_from(self.bundle, spec, self.cfg.seed + 100 + i)
 
     def scheme(self, distill_set: Dataset, run_dir: Path) -> Scheme:
         for (role, model), spec in zip(self.extra_models.items(), self.options.teachers, strict=True):
@@ -128,7 +128,7 @@ class AssistantsPlan(SchemePlan):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         for i, spec in enumerate(self.options.assistants, start=1):
-            self.extra_models[f"assistant{i}"] = build_from(self.cfg, self.bundle, spec, self.cfg.seed + 200 + i)
+            self.extra_models[f"assistant{i}"] = build_from(self.bundle, spec, self.cfg.seed + 200 + i)
         chain = [self.teacher, *self.extra_models.values(), self.student]
         for pupil, mentor in zip(chain[1:], chain[:-1], strict=True):
             check_paths(pupil, mentor, self.terms)  # feature paths must exist in every pair, before any training
@@ -143,7 +143,7 @@ class MutualPlan(SchemePlan):
         super().__init__(*args, **kwargs)
         peers = self.options.peers or [self.cfg.student]  # by default one peer built like the student
         for i, spec in enumerate(peers, start=1):
-            self.extra_models[f"peer{i}"] = build_from(self.cfg, self.bundle, spec, self.cfg.seed + 300 + i)
+            self.extra_models[f"peer{i}"] = build_from(self.bundle, spec, self.cfg.seed + 300 + i)
 
     def scheme(self, distill_set: Dataset, run_dir: Path) -> Scheme:
         return MutualLearning(self.student, list(self.extra_models.values()), self.options.T, self.options.alpha)
