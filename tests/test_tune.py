@@ -135,6 +135,7 @@ def test_mutual_learning_gets_its_own_default_space(tmp_path):
     ({"student.params.dropout": {"low": 0.0, "high": 1.5}}, ["dropout"]),
     ({"distill.train.optimizer": {"choices": ["adamw", "bogus", "sgd"]}}, ["optimizer", "bogus"]),
     ({"distill.train.epochs": {"low": 2.2, "high": 2.8, "integer": True}}, ["whole number"]),
+    ({"distill.losses.0.name": {"choices": ["kd", "fitnet"]}}, ["fitnet"]),  # fitnet without module paths
 ])
 def test_space_mistakes_fail_before_the_teacher_trains(tmp_path, space, words):
     with pytest.raises(ConfigError) as err:
@@ -147,3 +148,17 @@ def test_integer_ranges_stay_inside_their_bounds(tmp_path):
     tune(parse_config(_raw(tmp_path, space={"distill.train.epochs": {"low": 0.6, "high": 2.4, "integer": True}})),
          trials=3)
     assert {r["distill.train.epochs"] for r in _csv(tmp_path)} <= {"1", "2"}
+
+
+def test_pruned_and_failed_trials_leave_no_hooks_on_the_shared_teacher(tmp_path, monkeypatch):
+    import kdkit.tune as tune_module
+
+    teachers = []
+    real = tune_module.train_or_load
+    monkeypatch.setattr(tune_module, "train_or_load", lambda m, *a, **k: (teachers.append(m), real(m, *a, **k)))
+    raw = _raw(tmp_path, space={"distill.train.lr": {"choices": [0.01, 1.0e12]}})
+    raw["distill"] = {"losses": [{"name": "kd"}, {"name": "fitnet", "student": "features.1", "teacher": "features.0"}],
+                      "train": {"optimizer": "sgd", "epochs": 1}}
+    tune(parse_config(raw), trials=3)
+    assert {r["state"] for r in _csv(tmp_path)} == {"complete", "fail"}
+    assert not any(m._forward_hooks for m in teachers[0].modules())

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 from rich.table import Table
+from torch import nn
 
 from kdkit import metrics
 from kdkit.checkpoint import load_weights, write_atomic
@@ -33,7 +34,7 @@ from kdkit.models import build_from_config
 from kdkit.pipeline import build_student, distillation_data
 from kdkit.schemes.from_config import SCHEME_PLANS, check_outputs, train_or_load
 from kdkit.settings import HIGHER_IS_BETTER
-from kdkit.terms import build_terms
+from kdkit.terms import build_terms, check_paths
 from kdkit.trainer import predict, seed_everything
 
 
@@ -82,17 +83,20 @@ def trial_config(raw: dict[str, Any], values: dict[str, Any]) -> RunConfig:
     return parse_config(changed)
 
 
-def check_space(cfg: RunConfig, bundle: DataBundle | None = None) -> None:
+def check_space(cfg: RunConfig, bundle: DataBundle | None = None, teacher: nn.Module | None = None) -> None:
     """Fail before any training when a path is wrong, or when a range's ends or any choice give an invalid config
-    (or, given the data, a student that cannot be built or run on it)."""
+    (or, given the data and the teacher, a student that cannot be built or run on it, or loss terms that name
+    modules the models lack)."""
     raw = cfg.model_dump(mode="json")
     space = search_space(cfg)
     variants = [{p: _end(s, end) for p, s in space.items()} for end in (0, -1)]
     variants += [{**variants[0], p: choice} for p, s in space.items() for choice in s.choices or []]
     for values in variants:
         trial = trial_config(raw, values)
-        if bundle is not None:
-            check_outputs(build_student(trial, bundle), bundle, "student")
+        if bundle is not None and teacher is not None:
+            student = build_student(trial, bundle)
+            check_outputs(student, bundle, "student")
+            check_paths(student, teacher, build_terms(trial.distill.losses))
 
 
 def _end(space: SearchRange, end: int) -> Any:
@@ -136,12 +140,12 @@ def tune(cfg: RunConfig, trials: int | None = None, console: Console | None = No
     raw = cfg.model_dump(mode="json")
     out = Path(cfg.output_dir) / "tune"
     bundle = build_data(cfg.data, cfg.seed)
-    check_space(cfg, bundle)  # every variant's student builds and runs on the data, before the teacher trains
     seed_everything(cfg.seed)
     teacher = build_from_config(cfg.teacher, bundle)
     if cfg.teacher.checkpoint is not None:
         load_weights(teacher, cfg.teacher.checkpoint)
     check_outputs(teacher, bundle, "teacher")
+    check_space(cfg, bundle, teacher)  # every variant's student builds and runs, before the teacher trains
     out.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = _study(optuna, out, cfg, space)

@@ -98,9 +98,11 @@ class SchemePlan:
         """Train the distilled student; `on_epoch` (see fit) sees the student's epochs, in the schemes that train
         it in one stage (not the assistants chain, nor data-free distillation, which ignore it)."""
         scheme = self.scheme(distill_set, run_dir)
-        fit(scheme, train_loader, val_loader, settings, run_dir, "student_kd", on_epoch=on_epoch)
-        if hasattr(scheme, "close"):
-            scheme.close()
+        try:
+            fit(scheme, train_loader, val_loader, settings, run_dir, "student_kd", on_epoch=on_epoch)
+        finally:  # also when a tuning trial is pruned or fails: the shared teacher must not keep this run's hooks
+            if hasattr(scheme, "close"):
+                scheme.close()
 
 
 class OfflinePlan(SchemePlan):
