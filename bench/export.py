@@ -9,10 +9,8 @@ does not depend on them).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import onnxruntime
@@ -24,18 +22,8 @@ from _results import command_line, write_section  # noqa: E402
 from kdkit.adapters import example_inputs  # noqa: E402
 from kdkit.data import build_data  # noqa: E402
 from kdkit.demo import DEMOS, demo_config  # noqa: E402
-from kdkit.export import export_onnx  # noqa: E402
+from kdkit.export import export_onnx, median_ms  # noqa: E402
 from kdkit.models import build_from_config  # noqa: E402
-
-
-def median_ms(run, repeats: int) -> float:
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ import statistics
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,7 +106,8 @@ def _plain(message: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", message)  # the exporters colour their messages
 
 
-def _median_ms(run, repeats: int = 20) -> float:
+def median_ms(run: Callable[[], object], repeats: int = 20) -> float:
+    """Median wall time in milliseconds of `run()`, after one warm-up call."""
     run()  # warm-up
     times = []
     for _ in range(repeats):
@@ -157,8 +158,8 @@ def export_onnx(model: nn.Module, inputs: Tensor, path: str | Path, atol: float 
             raise ModelError(f"ONNX Runtime's outputs differ from PyTorch's by up to {diff:.2e} (> {atol}); not "
                              "exported")
         with torch.no_grad():
-            torch_ms = _median_ms(lambda: model(inputs))
-        onnx_ms = _median_ms(lambda: session.run(None, feed))
+            torch_ms = median_ms(lambda: model(inputs))
+        onnx_ms = median_ms(lambda: session.run(None, feed))
         os.replace(tmp, path)  # only a checked model reaches the final name
     finally:
         tmp.unlink(missing_ok=True)
