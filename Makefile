@@ -27,7 +27,9 @@ lint: $(VENV)/.installed-dev
 test: $(VENV)/.installed-dev lint
 	$(BIN)/pytest
 
+# the Fashion-MNIST benchmarks read Debian's dataset-fashion-mnist (apt-get needs root)
 bench: $(VENV)/.installed-dev
+	dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist)
 	$(BIN)/python bench/demo_quality.py
 
 clean:

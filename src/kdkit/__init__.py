@@ -19,6 +19,7 @@ from kdkit.schemes import (
     Scheme,
     SelfDistillation,
     Supervised,
+    distill_born_again,
     distill_data_free,
     distill_through_assistants,
     synthesize,
@@ -34,7 +35,7 @@ __all__ = [
     "LOSSES", "ConfigError", "DataError", "FitResult", "KDLoss", "KdkitError", "LossTerm", "ModelError",
     "MultiTeacherDistillation", "MutualLearning", "NonFiniteLossError", "OfflineDistillation", "Scheme",
     "SelfDistillation", "Supervised", "Taps", "TokenKD", "TrainSettings", "build_loss", "build_model", "build_terms",
-    "convert_quantized", "distill_data_free", "distill_through_assistants", "fit", "freeze_qat", "kd_loss",
-    "load_weights", "predict", "prepare_qat", "save_weights", "synthesize",
+    "convert_quantized", "distill_born_again", "distill_data_free", "distill_through_assistants", "fit", "freeze_qat",
+    "kd_loss", "load_weights", "predict", "prepare_qat", "save_weights", "synthesize",
     "token_kd_loss",
 ]

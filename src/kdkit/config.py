@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,10 +38,15 @@ TEXT_FILES = ("train_file", "val_file", "test_file")
 
 class DataConfig(_Strict):
     name: str = Field("mnist1d", description="data source: mnist1d, digits, synthetic_reviews (built in), "
-                      "image_folder or text_files")
+                      "fashion_mnist (Debian's dataset-fashion-mnist), image_folder or text_files")
     transfer_size: int = Field(0, ge=0, description="extra unlabelled samples for the teacher to label")
     val_fraction: float = Field(0.1, gt=0, lt=1, description="share of train held out when there is no val split")
-    root: Path | None = Field(None, description="image_folder: holds train/, test/ (and val/), one folder per class")
+    root: Path | None = Field(None, description="image_folder: holds train/, test/ (and val/), one folder per class; "
+                              "fashion_mnist: holds the four idx files (default: Debian's folder)")
+    train_size: PositiveInt | None = Field(None, description="fashion_mnist: labelled training images kept after "
+                                           "the validation split (stratified, by seed); default all")
+    test_size: PositiveInt | None = Field(None, description="fashion_mnist: test images kept (stratified, fixed); "
+                                          "default all 10,000")
     image_size: PositiveInt | tuple[PositiveInt, PositiveInt] | None = Field(None, description="image_folder: resize")
     channels: Literal[1, 3] | None = Field(None, description="image_folder: 3 (RGB, for ImageNet models) or 1")
     augment: bool | None = Field(None, description="image_folder: random horizontal flip of training images")
@@ -95,9 +101,21 @@ class DataConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _fashion_mnist_keys(self) -> DataConfig:
+        given = [k for k in ("train_size", "test_size") if getattr(self, k) is not None]
+        if self.name != "fashion_mnist" and given:
+            raise ValueError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to fashion_mnist; "
+                             f"remove {'it' if len(given) == 1 else 'them'} or set data.name: fashion_mnist")
+        return self
+
+    @model_validator(mode="after")
     def _image_folder_keys(self) -> DataConfig:
-        given = [k for k in ("root", *IMAGE_DEFAULTS) if getattr(self, k) is not None]
+        given = [k for k in ("root", *IMAGE_DEFAULTS) if getattr(self, k) is not None
+                 and not (k == "root" and self.name == "fashion_mnist")]  # fashion_mnist reads its idx files there
         if self.name != "image_folder":
+            if given == ["root"]:
+                raise ValueError("root only applies to image_folder and fashion_mnist; remove it or set data.name "
+                                 "to one of them")
             if given:
                 raise ValueError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to image folders; "
                                  f"remove {'it' if len(given) == 1 else 'them'} or set data.name: image_folder")
@@ -154,6 +172,7 @@ SCHEME_KEYS: dict[str, set[str]] = {
     "mutual": {"peers", "T", "alpha"},
     "self_distill": {"decay", "warmup_epochs"},
     "data_free": {"num_samples", "steps", "bn_weight", "tv_weight"},
+    "born_again": {"generations"},
 }
 
 
@@ -161,10 +180,13 @@ class SchemeConfig(_Strict):
     """Who teaches the distilled student; see kdkit.schemes. The teacher and student-alone rows are always trained,
     so the table compares every scheme with the same two references."""
 
-    name: Literal["offline", "assistants", "multi_teacher", "mutual", "self_distill", "data_free"] = Field(
+    name: Literal[
+        "offline", "assistants", "multi_teacher", "mutual", "self_distill", "data_free", "born_again"
+    ] = Field(
         "offline", description="offline: the teacher; assistants: through intermediate models; multi_teacher: the "
         "ensemble of the teacher and `teachers`; mutual: peers trained together; self_distill: an EMA of itself; "
-        "data_free: the teacher, on inputs synthesised from it (DeepInversion) instead of the training data",
+        "data_free: the teacher, on inputs synthesised from it (DeepInversion) instead of the training data; "
+        "born_again: generations shaped like the student, each taught by the one before (Furlanello et al. 2018)",
     )
     assistants: list[ModelConfig] = Field(default_factory=list, description="assistants: teacher -> these -> student")
     teachers: list[ModelConfig] = Field(default_factory=list, description="multi_teacher: teachers besides `teacher`")
@@ -180,6 +202,8 @@ class SchemeConfig(_Strict):
     steps: int = Field(200, ge=1, description="data_free: optimisation steps per synthetic batch")
     bn_weight: float = Field(1.0, ge=0, description="data_free: weight of the BatchNorm-statistics prior")
     tv_weight: float = Field(1e-3, ge=0, description="data_free: weight of the total-variation prior")
+    generations: int = Field(2, ge=1, description="born_again: students in the chain, the last one the distilled "
+                             "student (1: plain offline distillation)")
 
     @model_validator(mode="after")
     def _keys_of_this_scheme(self) -> SchemeConfig:
@@ -204,6 +228,27 @@ class SchemeConfig(_Strict):
         return self
 
 
+class BoundaryConfig(_Strict):
+    """distill.boundary: adversarial samples near the teacher's decision boundary, added to the distillation data
+    (Heo et al., AAAI 2019; see kdkit.data.boundary for the update rule)."""
+
+    num_samples: PositiveInt = Field(description="boundary samples to generate from correctly classified training "
+                                     "inputs")
+    steps: PositiveInt = Field(10, description="most attack steps per sample")
+    step_size: float = Field(0.5, gt=0, description="scale of the adaptive step eta = step_size * L / ||grad L||^2 "
+                             "(1 jumps to the linearised boundary and often overshoots)")
+    target: Literal["second", "random"] = Field(
+        "second", description="class to push towards: the teacher's second most likely, or a random other class"
+    )
+    margin_eps: float = Field(0.1, ge=0, description="a sample stops once the teacher's logit margin z_b - z_t "
+                              "falls below this (keeps it on the base side of the boundary)")
+
+
+# the schemes that distil the (top-level) teacher on the distillation set, directly or at the head of a chain
+# (assistants, generations): only there can boundary samples of that teacher be added to it
+BOUNDARY_SCHEMES = ("offline", "assistants", "multi_teacher", "born_again")
+
+
 class DistillConfig(_Strict):
     scheme: SchemeConfig = Field(default_factory=SchemeConfig, description="who teaches the student")
     losses: list[dict[str, Any]] = Field(
@@ -215,6 +260,23 @@ class DistillConfig(_Strict):
         False, description="compute teacher outputs once per sample (only without random augmentation)"
     )
     train: dict[str, Any] = Field(default_factory=dict, description="overrides for the distilled student")
+    init_from_teacher: float | None = Field(
+        None, gt=0, le=1, description="start the distilled student at lam * teacher + (1 - lam) * random (Stanton et "
+        "al. 2021); needs a student with the teacher's architecture; offline and born_again only",
+    )
+    boundary: BoundaryConfig | None = Field(
+        None, description="add adversarial boundary samples of the teacher to the distillation data, e.g. "
+        "{num_samples: 1000} (Heo et al. 2019); off by default",
+    )
+
+    @model_validator(mode="after")
+    def _boundary_fits_the_scheme(self) -> DistillConfig:
+        scheme = self.scheme.name
+        if self.boundary is not None and scheme not in BOUNDARY_SCHEMES:
+            raise ValueError(f"scheme '{scheme}' does not distil the teacher on the distillation data, so boundary "
+                             f"samples would go unused (only {', '.join(BOUNDARY_SCHEMES)} do); remove "
+                             "distill.boundary")
+        return self
 
     @model_validator(mode="after")
     def _fits_the_scheme(self) -> DistillConfig:
@@ -228,6 +290,14 @@ class DistillConfig(_Strict):
         if scheme == "mutual" and self.losses != type(self)().losses:
             raise ValueError("mutual learning uses distill.scheme.T and alpha, not distill.losses; remove "
                              "distill.losses or choose another scheme")
+        return self
+
+    @model_validator(mode="after")
+    def _init_fits_the_scheme(self) -> DistillConfig:
+        scheme = self.scheme.name
+        if self.init_from_teacher is not None and scheme not in ("offline", "born_again"):
+            raise ValueError(f"init_from_teacher starts the student near the teacher it learns from, which only "
+                             f"schemes offline and born_again have (not '{scheme}'); remove it or change scheme.name")
         return self
 
 
@@ -320,9 +390,11 @@ def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     for part in loc[:-1]:
         field = model.model_fields.get(str(part))
         ann = getattr(field, "annotation", None)
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+        # an optional section (e.g. `BoundaryConfig | None`) owns its keys like a plain one
+        models = [a for a in (typing.get_args(ann) or (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if len(models) != 1:
             return None
-        model = ann
+        model = models[0]
     return model
 
 
@@ -358,6 +430,15 @@ def parse_config(raw: Any) -> RunConfig:
     if cfg.distill.cache_teacher and (cfg.data.augment or cfg.data.random_crop):
         raise ConfigError("config error at distill.cache_teacher: teacher outputs cannot be cached while data.augment "
                           "or data.random_crop change the images at random; set distill.cache_teacher: false")
+    if cfg.settings("distill").augment:
+        over = ("distill.train" if "augment" in cfg.distill.train else
+                "student.train" if "augment" in cfg.student.train else "train")  # the key the distill stage reads
+        if cfg.distill.cache_teacher:  # a cached output is the teacher's answer to another view (Beyer et al. 2022)
+            raise ConfigError(f"config error at distill.cache_teacher: teacher outputs cannot be cached while "
+                              f"{over}.augment changes the inputs every epoch; set distill.cache_teacher: false")
+        if any(t.get("name") == "token_kd" for t in cfg.distill.losses):
+            raise ConfigError(f"config error at {over}.augment: token_kd distils per-token predictions, and "
+                              "augmentation applies to float inputs (images, signals), not token ids; remove it")
     from kdkit.terms import build_terms
 
     build_terms(cfg.distill.losses)

@@ -7,6 +7,7 @@ then measure all three on the test split and write a run directory:
     run_dir/metrics.jsonl      one line per epoch and stage
     run_dir/predictions.npz    logits of the three models on test and distillation data (+ labels)
     run_dir/results.json       the table's numbers;  run_dir/table.md  the table as Markdown
+    run_dir/boundary.json      with distill.boundary: the boundary samples' statistics (see kdkit.data.boundary)
 """
 
 from __future__ import annotations
@@ -21,14 +22,15 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 from torch import nn
-from torch.utils.data import ConcatDataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from kdkit import distributed, metrics
 from kdkit.adapters import example_inputs
 from kdkit.checkpoint import load_weights, save_weights, write_atomic
 from kdkit.config import RunConfig, dump_config
 from kdkit.data import DataBundle, Indexed, build_data, make_loader
-from kdkit.errors import RunDirError
+from kdkit.data.boundary import TOKEN_IDS, BoundarySamples, boundary_samples
+from kdkit.errors import ConfigError, RunDirError
 from kdkit.models import build_from_config
 from kdkit.quantization import convert_quantized, prepare_qat
 from kdkit.report.table import print_table, to_markdown
@@ -80,6 +82,42 @@ def distillation_data(cfg: RunConfig, bundle: DataBundle, augmented: bool = True
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
 
+def check_boundary(cfg: RunConfig, bundle: DataBundle) -> None:
+    """distill.boundary's refusals that need the data, so they come before anything trains."""
+    spec = cfg.distill.boundary
+    if spec is None:
+        return
+    if not example_inputs(bundle.train, size=1).is_floating_point():
+        raise ConfigError(f"config error at distill.boundary: {TOKEN_IDS}; remove distill.boundary for this data")
+    if spec.target == "second" and spec.num_samples > len(bundle.train):  # type: ignore[arg-type]
+        raise ConfigError(f"config error at distill.boundary.num_samples: {spec.num_samples} exceeds the "
+                          f"{len(bundle.train)} training inputs and target 'second' would repeat bases exactly; "
+                          "lower it or set target: random")
+
+
+def boundary_set(cfg: RunConfig, bundle: DataBundle, teacher: nn.Module) -> BoundarySamples | None:
+    """distill.boundary's samples (None when off): made from the training inputs, without random augmentation, by
+    the trained teacher (Heo et al. 2019), seeded by the distillation's seed."""
+    spec = cfg.distill.boundary
+    if spec is None:
+        return None
+    s = cfg.settings("distill")
+    train = bundle.train.without_augmentation() if hasattr(bundle.train, "without_augmentation") else bundle.train
+    return boundary_samples(teacher, train, spec.num_samples, steps=spec.steps, step_size=spec.step_size,
+                            target=spec.target, margin_eps=spec.margin_eps, seed=s.seed,
+                            device=resolve_device(s.device))
+
+
+def distillation_set(cfg: RunConfig, bundle: DataBundle, boundary: Dataset | None = None) -> Dataset:
+    """What the distilled student trains on, in `run` and `kdkit tune` alike: the distillation data plus the
+    boundary samples, if any, wrapped in Indexed when the teacher's outputs are cached (boundary samples are fixed
+    inputs, so caching the teacher's outputs on them is as valid as on the training inputs)."""
+    data = distillation_data(cfg, bundle)
+    if boundary is not None:
+        data = ConcatDataset([data, boundary])
+    return Indexed(data) if cfg.distill.cache_teacher else data
+
+
 def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False) -> RunResult:
     """Under torchrun every process trains (DDP); rank 0 alone writes the run directory, evaluates and prints the
     table, while the others wait for it and return a result without rows."""
@@ -97,12 +135,15 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
             console.print(f"teacher: loaded {cfg.teacher.checkpoint}")
     for role, model in models.items():  # one forward on a real input: wrong inputs fail before any training
         check_outputs(model, bundle, role.replace("_", " "))
-    # builds the scheme's other models (assistants, teachers, peers) and checks module paths, before any training
+    check_boundary(cfg, bundle)
+    # builds the scheme's other models (assistants, teachers, peers, generations) and checks module paths and, for
+    # distill.init_from_teacher, that the student has the teacher's architecture, before any training
     plan = SCHEME_PLANS[cfg.distill.scheme.name](cfg, bundle, models["student_kd"], teacher, terms)
     run_dir = Path(cfg.output_dir)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a rerun into the same directory starts a fresh log
+        (run_dir / "boundary.json").unlink(missing_ok=True)  # nor keeps an earlier run's boundary statistics
         dump_config(cfg, run_dir / "config.yaml")
     distributed.barrier()  # no process logs into the directory before rank 0 has cleared it
 
@@ -116,9 +157,12 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
     fit(Supervised(models["student_alone"], s.label_smoothing), train_loader, val_loader, s, run_dir,
         "student_alone")
 
-    distill_set = distillation_data(cfg, bundle)
-    if cfg.distill.cache_teacher:
-        distill_set = Indexed(distill_set)
+    boundary = boundary_set(cfg, bundle, teacher)  # from the trained teacher; only the distilled student sees them
+    if boundary is not None and main:
+        console.print(boundary.stats.summary())
+        write_atomic(run_dir / "boundary.json", json.dumps(boundary.stats.as_dict(), indent=2))
+    distill_set = distillation_set(cfg, bundle, boundary)
+    # the plan starts the distilled student near the now-trained teacher (init_from_teacher) before it distils
     plan.distill(distill_set, *loaders("distill", distill_set), run_dir)
 
     if not main:
@@ -140,6 +184,9 @@ def evaluate_models(
     """Test metrics and cost of the three models; writes predictions.npz, results.json and table.md."""
     device = resolve_device(cfg.train.device)
     test_loader = make_loader(bundle.test, 512, shuffle=False)
+    # 'train_' fidelity is measured on the training (+ transfer) inputs only, never on boundary samples: those are
+    # made from the teacher at distillation time (evaluate_run would have to remake them), and agreement right at
+    # the teacher's boundary is low by design, so mixing them in would blur the comparison of the two students
     distill_loader = make_loader(distillation_data(cfg, bundle, augmented=False), 512, shuffle=False)
     preds: dict[str, np.ndarray] = {}
     int8 = int8_roles(cfg)

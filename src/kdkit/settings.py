@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "agreement": True,
                     "nll": False, "ece": False, "predictive_kl": False, "loss": False}
@@ -35,3 +35,16 @@ class TrainSettings(BaseModel):
     seed: int = 0
     device: str = "auto"
     progress: bool = True
+    augment: list[dict[str, Any]] = Field(
+        default_factory=list, description="batch augmentation in the training step, one view that the teacher and "
+        "the student both see, e.g. [{name: crop, padding: 4}, {name: flip}, {name: mixup, alpha: 0.2}] (ops: crop, "
+        "flip, mixup, cutmix; see kdkit.augment)",
+    )
+
+    @field_validator("augment")
+    @classmethod
+    def _buildable(cls, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from kdkit.augment import build_augment  # here: settings stay importable without torch
+
+        build_augment(specs)  # a bad op or argument fails when the settings are made, not at the first batch
+        return specs

@@ -1,9 +1,15 @@
 """A LossTerm binds one loss to the tensors it compares, so losses never deal with hooks or module paths.
 
-    term value = weight * ramp(epoch) * loss(adapter(student[student_key]), teacher[teacher_key], target)
+    term value = weight * ramp(epoch) * on(epoch) * loss(adapter(student[student_key]), teacher[teacher_key], target)
 
-where ramp(epoch) = min(1, (epoch + 1) / warmup_epochs) linearly warms a term up (as DKD does) and the adapter
-(optional, trainable, saved apart from the student) maps student features to the teacher's shape. A key may be a
+where ramp(epoch) = min(1, (epoch + 1) / warmup_epochs) linearly warms a term up (as DKD does),
+on(epoch) = 1 if epoch < until_epoch else 0 switches it off for good (epochs count from 0, so ``until_epoch: 10``
+acts in the first 10 epochs; no until_epoch: always on) and the adapter (optional, trainable, saved apart from the
+student) maps student features to the teacher's shape.
+
+until_epoch gives early-stopped KD (ESKD; Cho & Hariharan, ICCV 2019, "On the Efficacy of Knowledge
+Distillation"): ``[{name: kd, T: 4, until_epoch: 10}, {name: ce}]`` distils for 10 epochs, then trains on the
+labels alone. A switched-off term is not computed at all (see :func:`active_terms`). A key may be a
 list of paths (e.g. FSP's two layers): the loss then receives a tuple of tensors, in the listed order.
 """
 
@@ -51,16 +57,31 @@ class LossTerm(nn.Module):
         name: str | None = None,
         adapter: nn.Module | None = None,
         warmup_epochs: int = 0,
+        until_epoch: int | None = None,
     ) -> None:
         super().__init__()
         self.loss, self.weight, self.warmup_epochs = loss, float(weight), int(warmup_epochs)
         self.student_key, self.teacher_key = _as_key(student), _as_key(teacher)
         self.name = name or type(loss).__name__.lower()
+        # bool is an int in Python; `until_epoch: true` is a mistake, not epoch 1
+        if until_epoch is not None and (isinstance(until_epoch, bool) or not isinstance(until_epoch, int)
+                                        or until_epoch < 1):
+            raise ConfigError(f"loss term '{self.name}': until_epoch must be a whole number >= 1 (the term acts in "
+                              f"epochs 0 .. until_epoch - 1), got {until_epoch!r}")
+        self.until_epoch = until_epoch
         self.adapter = adapter
         self.uses_teacher = getattr(loss, "uses_teacher", True)
 
     def ramp(self, epoch: int) -> float:
         return 1.0 if self.warmup_epochs <= 0 else min(1.0, (epoch + 1) / self.warmup_epochs)
+
+    def active(self, epoch: int) -> bool:
+        """on(epoch): False from epoch `until_epoch` on (epochs counted from 0)."""
+        return self.until_epoch is None or epoch < self.until_epoch
+
+    def factor(self, epoch: int) -> float:
+        """The schedule ramp(epoch) * on(epoch) that multiplies the weight at `epoch`."""
+        return self.ramp(epoch) if self.active(epoch) else 0.0
 
     def forward(
         self,
@@ -89,10 +110,19 @@ class LossTerm(nn.Module):
                     "give both models the same number of outputs (num_classes)"
                 )
         raw = self.loss(s, t, target)
-        return self.weight * self.ramp(epoch) * raw, raw.detach()
+        return self.weight * self.factor(epoch) * raw, raw.detach()
 
 
-TERM_KEYS = {"name", "weight", "student", "teacher", "warmup_epochs"}
+TERM_KEYS = {"name", "weight", "student", "teacher", "warmup_epochs", "until_epoch"}
+
+
+def active_terms(terms: Sequence[LossTerm], epoch: int) -> list[LossTerm]:
+    """The terms still on at `epoch`; schemes compute only these (a stopped term adds nothing and is not logged)."""
+    active = [t for t in terms if t.active(epoch)]
+    if not active:  # build_terms refuses this up front; terms built by hand reach it here
+        raise ConfigError(f"every loss term has stopped by epoch {epoch} (until_epoch), so nothing would train; "
+                          "add a term without until_epoch, e.g. {name: ce}")
+    return active
 
 
 def build_terms(specs: Sequence[Mapping[str, Any]]) -> list[LossTerm]:
@@ -111,6 +141,9 @@ def build_terms(specs: Sequence[Mapping[str, Any]]) -> list[LossTerm]:
         seen[name] = seen.get(name, 0) + 1
         label = name if seen[name] == 1 else f"{name}{seen[name]}"
         terms.append(LossTerm(loss, name=label, **options))
+    if all(t.until_epoch is not None for t in terms):
+        raise ConfigError("every loss term has until_epoch, so nothing would train after the last one stops; add a "
+                          "term without it, e.g. {name: ce} (early-stopped KD: KD first, then CE alone)")
     return terms
 
 

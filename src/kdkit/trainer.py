@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from kdkit import distributed, metrics
+from kdkit.augment import MixedTarget, augment_generator, build_augment
 from kdkit.checkpoint import save_state
 from kdkit.errors import ConfigError, DataError, NonFiniteLossError
 from kdkit.losses.kd import IGNORE_INDEX
@@ -62,7 +63,11 @@ def _split(batch: Any, device: torch.device) -> tuple[Tensor, Tensor | None, Ten
     return x.to(device, non_blocking=True), (y.to(device, non_blocking=True) if y is not None else None), index
 
 
-def check_labels(y: Tensor | None, num_classes: int) -> None:
+def check_labels(y: Tensor | MixedTarget | None, num_classes: int) -> None:
+    if isinstance(y, MixedTarget):  # both labels of a mixed row must be valid classes
+        check_labels(y.a, num_classes)
+        check_labels(y.b, num_classes)
+        return
     if y is None or y.numel() == 0:
         return
     outside = (y < IGNORE_INDEX) | (y >= num_classes)
@@ -210,12 +215,22 @@ def fit(
     params = [p for p in scheme.parameters() if p.requires_grad]
     if not params:
         raise ConfigError(f"'{name}' has no trainable parameters (all have requires_grad=False)")
+    augment = build_augment(s.augment)
+    if augment is not None and getattr(scheme, "cache", None) is not None:
+        # a cached teacher output belongs to the view of its first epoch, not to the student's view now
+        raise ConfigError("teacher outputs cannot be cached while train.augment changes the inputs every epoch; "
+                          "build the scheme without cache_size (distill.cache_teacher: false)")
+    # one stream per fit: the same seed gives the same views, whichever scheme and models see them
+    generator = augment_generator(s.seed, distributed.rank())
     optimizer = _optimizer(params, s)
     scheduler = _schedule(optimizer, s, s.epochs * len(train_loader))
     step_module, losses = None, scheme.losses
     if is_ddp:
         step_module = _Step(scheme)
-        losses = DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None)
+        # a term switched off by until_epoch leaves its adapter without gradients; DDP must then expect unused ones
+        stops = any(getattr(t, "until_epoch", None) is not None for t in getattr(scheme, "terms", []))
+        losses = DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None,
+                                         find_unused_parameters=stops)
     sampler = getattr(train_loader, "sampler", None)
     writes = run_dir is not None and main
     ckpt_dir = Path(run_dir) / "checkpoints" if writes else None
@@ -241,6 +256,8 @@ def fit(
                     num_classes = scheme.eval_logits(x[:1])[0].shape[-1]
                     scheme.train()
                 check_labels(y, num_classes)
+                if augment is not None:  # one view per sample, which the scheme gives to teacher and student alike
+                    x, y = augment(x, y, generator)
                 weighted, raw, logits = losses(x, y, epoch, index)
                 loss = sum(weighted.values())
                 finite = bool(torch.isfinite(loss))
@@ -259,6 +276,8 @@ def fit(
                 for key, value in {"loss": loss.detach(), **raw}.items():
                     sums[key] = sums.get(key, 0.0) + value.float() * len(x)
                 if y is not None:
+                    if isinstance(y, MixedTarget):  # a mixed row counts against the label with the larger share
+                        y = y.major
                     labelled = y != IGNORE_INDEX
                     correct = correct + ((logits.detach().argmax(-1) == y) & labelled).sum()
                     seen = seen + labelled.sum()

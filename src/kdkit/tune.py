@@ -8,7 +8,7 @@ the config whose dotted paths (``tune.space``, e.g. ``distill.losses.0.T``) take
 
 With ``tune.prune`` (default) a trial reports its validation metric after every epoch and Optuna's MedianPruner
 stops it when it is worse than the median of earlier trials at that epoch (single-stage schemes; the assistants
-chain and data-free runs always finish).
+and born-again chains and data-free runs always finish).
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from torch import nn
 from kdkit import metrics
 from kdkit.checkpoint import load_weights, write_atomic
 from kdkit.config import RunConfig, SearchRange, default_space, parse_config
-from kdkit.data import DataBundle, Indexed, build_data, make_loader
+from kdkit.data import DataBundle, build_data, make_loader
 from kdkit.errors import ConfigError, KdkitError
 from kdkit.models import build_from_config
-from kdkit.pipeline import build_student, distillation_data
-from kdkit.schemes.from_config import SCHEME_PLANS, check_outputs, train_or_load
+from kdkit.pipeline import boundary_set, build_student, check_boundary, distillation_set
+from kdkit.schemes.from_config import SCHEME_PLANS, check_init_from_teacher, check_outputs, train_or_load
 from kdkit.settings import HIGHER_IS_BETTER
 from kdkit.terms import build_terms, check_paths
 from kdkit.trainer import predict, seed_everything
@@ -93,10 +93,13 @@ def check_space(cfg: RunConfig, bundle: DataBundle | None = None, teacher: nn.Mo
     variants += [{**variants[0], p: choice} for p, s in space.items() for choice in s.choices or []]
     for values in variants:
         trial = trial_config(raw, values)
+        if bundle is not None:
+            check_boundary(trial, bundle)
         if bundle is not None and teacher is not None:
             student = build_student(trial, bundle)
             check_outputs(student, bundle, "student")
             check_paths(student, teacher, build_terms(trial.distill.losses))
+            check_init_from_teacher(trial, student, teacher)
 
 
 def _end(space: SearchRange, end: int) -> Any:
@@ -154,6 +157,20 @@ def tune(cfg: RunConfig, trials: int | None = None, console: Console | None = No
     teacher_val = predict(teacher, val_loader)[0]
     # epoch records score fidelity against the scheme's own reference (an EMA, a peer, an ensemble): only the
     # offline scheme's is the teacher that the final score uses, so only there can fidelity metrics prune
+    # boundary samples depend on the fixed teacher, distill.boundary and the distillation's seed and device only:
+    # made once per distinct setting, not once per trial
+    boundaries: dict[str, Any] = {}
+
+    def boundary_for(trial_cfg: RunConfig) -> Any:
+        if trial_cfg.distill.boundary is None:
+            return None
+        s = trial_cfg.settings("distill")
+        key = f"{trial_cfg.distill.boundary.model_dump_json()} {s.seed} {s.device}"
+        if key not in boundaries:
+            boundaries[key] = boundary_set(trial_cfg, bundle, teacher)
+            console.print(boundaries[key].stats.summary())
+        return boundaries[key]
+
     prunable = cfg.tune.prune and (cfg.tune.metric not in ("agreement", "predictive_kl")
                                    or cfg.distill.scheme.name == "offline")
 
@@ -170,9 +187,7 @@ def tune(cfg: RunConfig, trials: int | None = None, console: Console | None = No
         student = build_student(trial_cfg, bundle)  # the same initial weights as the student-alone row
         plan = SCHEME_PLANS[trial_cfg.distill.scheme.name](
             trial_cfg, bundle, student, teacher, build_terms(trial_cfg.distill.losses))
-        distill_set = distillation_data(trial_cfg, bundle)
-        if trial_cfg.distill.cache_teacher:
-            distill_set = Indexed(distill_set)
+        distill_set = distillation_set(trial_cfg, bundle, boundary_for(trial_cfg))  # the same data as `kdkit train`
         s = trial_cfg.settings("distill").model_copy(update={"progress": False})
 
         def report(record: dict[str, Any]) -> None:

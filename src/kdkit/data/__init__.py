@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kdkit.data.builtin import BUILTIN, UNLABELLED, DataBundle, Indexed, load_builtin, make_loader
+from kdkit.data.fashion_mnist import load_fashion_mnist
 from kdkit.data.image_folder import load_image_folder
 from kdkit.data.tagging import synthetic_tagging
 from kdkit.data.text import TextBundle, Vocabulary, load_text_files, synthetic_reviews
@@ -22,6 +23,7 @@ SOURCES: dict[str, Callable[[Any, int], DataBundle]] = {
     for name in BUILTIN
 }
 SOURCES["image_folder"] = load_image_folder
+SOURCES["fashion_mnist"] = load_fashion_mnist  # Debian's dataset-fashion-mnist, read from disk
 SOURCES["text_files"] = lambda cfg, seed: load_text_files(
     cfg.train_file, cfg.test_file, cfg.val_file, cfg.text_column, cfg.label_column, cfg.max_len, cfg.min_freq,
     cfg.max_vocab, cfg.val_fraction, seed)

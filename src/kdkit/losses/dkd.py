@@ -11,7 +11,8 @@ couples the useful NCKD to the teacher's confidence. DKD weights the two parts f
 Defaults alpha = 1, beta = 8, T = 4 are the paper's CIFAR-100 settings. The paper ramps the DKD loss in linearly
 over the first 20 epochs; a term built from config gets ``warmup_epochs: 20`` unless the config sets another value
 (``default_warmup_epochs``). Use it together with a ``ce`` term, as the paper does. Rows without a label (-1,
-transfer-set samples) take the teacher's top class as their target class.
+transfer-set samples) take the teacher's top class as their target class, and so do rows of a MixUp/CutMix batch
+(:class:`kdkit.augment.MixedTarget`) whose two parts carry different labels: such a row has no single target class.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kdkit.augment import MixedTarget
 from kdkit.losses.kd import IGNORE_INDEX
 
 
@@ -56,7 +58,9 @@ class DKD(nn.Module):
             raise ValueError(f"alpha and beta must be >= 0, got alpha={alpha}, beta={beta}")
         self.alpha, self.beta, self.T = alpha, beta, T
 
-    def forward(self, student: Tensor, teacher: Tensor, target: Tensor | None = None) -> Tensor:
+    def forward(self, student: Tensor, teacher: Tensor, target: Tensor | MixedTarget | None = None) -> Tensor:
+        if isinstance(target, MixedTarget):  # both parts of the same class keep it; others count as unlabelled
+            target = torch.where(target.a == target.b, target.a, IGNORE_INDEX)
         top = teacher.argmax(dim=1)
         target = top if target is None else torch.where(target == IGNORE_INDEX, top, target)
         return dkd_loss(student, teacher, target, self.alpha, self.beta, self.T)

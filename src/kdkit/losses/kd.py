@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kdkit.augment import MixedTarget
 from kdkit.errors import ModelError
 
 IGNORE_INDEX = -1
@@ -30,8 +31,14 @@ def soft_target_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: 
     return kl * temperature**2
 
 
-def hard_label_ce(logits: Tensor, target: Tensor | None, label_smoothing: float = 0.0) -> Tensor:
-    """Cross-entropy over labelled rows (or tokens) only (label -1 = unlabelled); zero when there are no labels."""
+def hard_label_ce(logits: Tensor, target: Tensor | MixedTarget | None, label_smoothing: float = 0.0) -> Tensor:
+    """Cross-entropy over labelled rows (or tokens) only (label -1 = unlabelled); zero when there are no labels.
+
+    A mixed batch (MixUp, CutMix; see kdkit.augment) gives lam * CE(a) + (1 - lam) * CE(b), each over its own
+    labelled rows (Zhang et al. 2018)."""
+    if isinstance(target, MixedTarget):
+        return (target.lam * hard_label_ce(logits, target.a, label_smoothing)
+                + (1.0 - target.lam) * hard_label_ce(logits, target.b, label_smoothing))
     if target is None or not bool((target != IGNORE_INDEX).any()):
         return logits.sum() * 0.0  # keeps the graph connected
     if logits.dim() > 2:  # one prediction per token (N, L, C) against labels (N, L): the mean over labelled tokens

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kdkit.augment import MixedTarget
+from kdkit.errors import ConfigError
 from kdkit.losses.kd import IGNORE_INDEX
 
 
@@ -35,6 +37,9 @@ def token_kd_loss(
     temperature: float = 2.0, alpha: float = 0.0,
 ) -> Tensor:
     """Functional form of :class:`TokenKD`; logits (N, L, C), target and mask (N, L) (or any shape (..., C))."""
+    if isinstance(target, MixedTarget):  # its targets also mark the valid positions, which a mixed batch blurs
+        raise ConfigError("token_kd reads one label per position and cannot take MixUp/CutMix labels; remove mixup "
+                          "and cutmix from train.augment or use kd")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     if temperature <= 0:

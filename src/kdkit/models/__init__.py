@@ -14,6 +14,7 @@ from torch import nn
 
 from kdkit.errors import ConfigError, KdkitError
 from kdkit.models.cnn import CNN1d, CNN2d, build_cnn1d, build_cnn2d
+from kdkit.models.init import check_same_architecture, teacher_near_init
 from kdkit.models.mlp import MLP, build_mlp
 from kdkit.models.text import (
     BagOfWords,
@@ -91,4 +92,4 @@ def _accepts(name: str, key: str) -> bool:
 
 
 __all__ = ["MODELS", "RESOLVERS", "build_from_config", "build_model", "MLP", "CNN1d", "CNN2d", "TinyCNN", "SmallCNN",
-           "TextTransformer", "BagOfWords", "TextCNN", "TextGRU"]
+           "TextTransformer", "BagOfWords", "TextCNN", "TextGRU", "check_same_architecture", "teacher_near_init"]

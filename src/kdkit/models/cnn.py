@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
+
+from kdkit.errors import ConfigError
 
 
 def _block(conv: type[nn.Module], bn: type[nn.Module], pool: type[nn.Module], cin: int, cout: int, k: int, p: bool):
@@ -13,6 +14,11 @@ def _block(conv: type[nn.Module], bn: type[nn.Module], pool: type[nn.Module], ci
     if p:
         layers.append(pool(2))
     return nn.Sequential(*layers)
+
+
+def _conv_len(n: int, k: int) -> int:
+    """Output length of a stride-1 conv with padding k // 2: n for odd kernels, n + 1 for even ones."""
+    return n + 2 * (k // 2) - k + 1
 
 
 class CNN1d(nn.Module):
@@ -27,9 +33,17 @@ class CNN1d(nn.Module):
             blocks.append(_block(nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d, cin, width, kernel, p=i > 0))
             cin = width
         self.features = nn.Sequential(*blocks)
-        with torch.no_grad():
-            flat = self.features(torch.zeros(1, in_channels, length)).numel()
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat, num_classes))
+        # the flattened size by arithmetic, not by a probe forward pass: in train mode a probe would move the
+        # BatchNorm running statistics before training starts
+        n = length
+        for i in range(depth):
+            n = _conv_len(n, kernel)
+            if i > 0:
+                if n < 2:
+                    raise ConfigError(f"cnn1d: inputs of length {length} are too short for depth {depth} (every "
+                                      "block after the first halves the length); use a smaller depth")
+                n //= 2
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(width * n, num_classes))
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() == 2:
@@ -47,6 +61,7 @@ class CNN2d(nn.Module):
         super().__init__()
         blocks, cin, h, w = [], in_channels, *size
         for i in range(depth):
+            h, w = _conv_len(h, kernel), _conv_len(w, kernel)  # an even kernel grows the map by one pixel
             pool = min(h, w) > 2
             blocks.append(_block(nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, cin, width * 2**i, kernel, pool))
             cin = width * 2**i

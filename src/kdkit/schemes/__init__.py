@@ -2,6 +2,7 @@
 
 from kdkit.schemes.assistants import distill_through_assistants
 from kdkit.schemes.base import Scheme
+from kdkit.schemes.born_again import distill_born_again
 from kdkit.schemes.data_free import SyntheticData, distill_data_free, synthesize
 from kdkit.schemes.multi_teacher import MultiTeacherDistillation
 from kdkit.schemes.mutual import MutualLearning
@@ -11,5 +12,5 @@ from kdkit.schemes.supervised import Supervised
 
 __all__ = [
     "MultiTeacherDistillation", "MutualLearning", "OfflineDistillation", "Scheme", "SelfDistillation", "Supervised",
-    "SyntheticData", "distill_data_free", "distill_through_assistants", "synthesize",
+    "SyntheticData", "distill_born_again", "distill_data_free", "distill_through_assistants", "synthesize",
 ]

@@ -45,11 +45,15 @@ def distill_through_assistants(
     settings: TrainSettings | None = None,
     run_dir: str | Path | None = None,
     name: str = "student_kd",
+    stage_label: str = "assistant",
+    prepare: Callable[[nn.Module, nn.Module], None] | None = None,
 ) -> list[FitResult]:
     """Distil `teacher` into `assistants[0]`, that into `assistants[1]`, ..., the last into `student`.
 
     `terms`: loss-term specs such as ``[{"name": "kd", "T": 4, "alpha": 0.1}]`` or a function returning new
-    LossTerm objects (called once per stage). Checkpoints are named ``<name>_assistant<i>`` and ``<name>``.
+    LossTerm objects (called once per stage). Checkpoints are named ``<name>_<stage_label><i>`` and ``<name>``.
+    `prepare(pupil, mentor)`, if given, runs right before each stage trains, once its mentor is trained (e.g.
+    teacher-near initialisation of the pupil, see kdkit.models.init).
     Returns the FitResult of every stage, in chain order. The models are trained in place; the frozen ones get
     their ``requires_grad`` flags back at the end (they are left in eval mode).
     """
@@ -71,10 +75,12 @@ def distill_through_assistants(
     # every stage sees the same shuffling order, as if each had its own freshly seeded loader
     generator = getattr(train_loader, "generator", None)
     shuffle_state = generator.get_state() if generator is not None else None
-    names = [f"{name}_assistant{i + 1}" for i in range(len(assistants))] + [name]
+    names = [f"{name}_{stage_label}{i + 1}" for i in range(len(assistants))] + [name]
     for i, (pupil, stage_name) in enumerate(zip(chain[1:], names, strict=True)):
         if shuffle_state is not None:
             generator.set_state(shuffle_state)
+        if prepare is not None:
+            prepare(pupil, chain[i])
         scheme = OfflineDistillation(pupil, chain[i], stage_terms[i], example=example)
         try:
             results.append(fit(scheme, train_loader, val_loader, settings, run_dir, stage_name))

@@ -59,13 +59,15 @@ def distill_data_free(
     KD at temperature `T` and no label term. `synthetic` yields (x, target) or just x. Without `val_loader` (the
     data-free case) the last epoch is kept.
 
-    The synthetic inputs never change, so the teacher's outputs are computed once per sample and cached."""
+    The synthetic inputs never change, so the teacher's outputs are computed once per sample and cached (not with
+    ``settings.augment``, whose views change every epoch)."""
     if len(synthetic) == 0:  # type: ignore[arg-type]
         raise DataError("the synthetic set is empty; call synthesize with num_samples >= 1")
     settings = settings or TrainSettings()
     loader = make_loader(_IndexedInputs(synthetic), settings.batch_size, shuffle=True, seed=settings.seed)
-    scheme = OfflineDistillation(student, teacher, build_terms([{"name": "kd", "T": T}]),
-                                 cache_size=len(synthetic))  # type: ignore[arg-type]
+    # the teacher's outputs are cached unless train.augment makes a new view of every input each epoch
+    cache_size = None if settings.augment else len(synthetic)  # type: ignore[arg-type]
+    scheme = OfflineDistillation(student, teacher, build_terms([{"name": "kd", "T": T}]), cache_size=cache_size)
     try:
         return fit(scheme, loader, val_loader, settings, run_dir, name)
     finally:

@@ -4,7 +4,10 @@ it once the teacher is ready:
 
     plan = SCHEME_PLANS[cfg.distill.scheme.name](cfg, bundle, student, teacher, terms)   # builds, checks
     plan.distill(distill_set, train_loader, val_loader, settings, run_dir)              # trains the student
-    plan.extra_models        # assistants, other teachers, peers, EMA teacher: saved in run_dir/models/
+    plan.extra_models        # assistants, other teachers, peers, EMA teacher, generations: saved in run_dir/models/
+
+``distill.init_from_teacher`` (teacher-near initialisation, kdkit.models.init) is checked when the plan is built
+and applied by ``distill``, once the teacher is trained: the student-alone row keeps its random start.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from kdkit.config import ModelConfig, RunConfig
 from kdkit.data import DataBundle, make_loader
 from kdkit.errors import ConfigError, ModelError
 from kdkit.models import build_from_config
+from kdkit.models.init import check_same_architecture, teacher_near_init
 from kdkit.schemes.assistants import distill_through_assistants
 from kdkit.schemes.base import Scheme
+from kdkit.schemes.born_again import distill_born_again
 from kdkit.schemes.data_free import distill_data_free, synthesize
 from kdkit.schemes.inversion import BATCHNORMS
 from kdkit.schemes.multi_teacher import MultiTeacherDistillation
@@ -65,6 +70,17 @@ def check_outputs(model: nn.Module, bundle: DataBundle, role: str) -> None:
         )
 
 
+def check_init_from_teacher(cfg: RunConfig, student: nn.Module, teacher: nn.Module) -> None:
+    """With distill.init_from_teacher, the student must have the teacher's architecture: checked right after the
+    models are built, so a mismatch fails before anything trains."""
+    if cfg.distill.init_from_teacher is None:
+        return
+    if cfg.student.quantize is not None:  # a quantization-aware student carries observers the teacher lacks
+        raise ConfigError("distill.init_from_teacher interpolates a float student with the teacher; it cannot be "
+                          "combined with student.quantize: remove one of them")
+    check_same_architecture(student, teacher)
+
+
 def train_or_load(
     model: nn.Module, spec: ModelConfig, cfg: RunConfig, bundle: DataBundle, run_dir: Path, name: str
 ) -> None:
@@ -87,6 +103,7 @@ class SchemePlan:
         self.options = cfg.distill.scheme
         self.extra_models: dict[str, nn.Module] = {}
         check_paths(student, teacher, terms)  # a wrong module path fails before any training
+        check_init_from_teacher(cfg, student, teacher)
 
     def scheme(self, distill_set: Dataset, run_dir: Path) -> Scheme:
         raise NotImplementedError
@@ -96,7 +113,7 @@ class SchemePlan:
         run_dir: Path | None, on_epoch: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         """Train the distilled student; `on_epoch` (see fit) sees the student's epochs, in the schemes that train
-        it in one stage (not the assistants chain, nor data-free distillation, which ignore it)."""
+        it in one stage (not the assistants and born-again chains, nor data-free distillation, which ignore it)."""
         scheme = self.scheme(distill_set, run_dir)
         try:
             fit(scheme, train_loader, val_loader, settings, run_dir, "student_kd", on_epoch=on_epoch)
@@ -107,6 +124,8 @@ class SchemePlan:
 
 class OfflinePlan(SchemePlan):
     def scheme(self, distill_set: Dataset, run_dir: Path) -> Scheme:
+        if self.cfg.distill.init_from_teacher is not None:  # the teacher is trained by now; distillation not begun
+            teacher_near_init(self.student, self.teacher, self.cfg.distill.init_from_teacher)
         cache_size = len(distill_set) if self.cfg.distill.cache_teacher else None
         return OfflineDistillation(self.student, self.teacher, self.terms, cache_size=cache_size,
                                    example=example_inputs(distill_set))  # creates adapters where shapes differ
@@ -138,6 +157,24 @@ class AssistantsPlan(SchemePlan):
     def distill(self, distill_set, train_loader, val_loader, settings, run_dir, on_epoch=None) -> None:
         distill_through_assistants(self.teacher, list(self.extra_models.values()), self.student,
                                    self.cfg.distill.losses, train_loader, val_loader, settings, run_dir, "student_kd")
+
+
+class BornAgainPlan(SchemePlan):
+    """Generations 1 .. k-1 are built like the student, each from its own seed, and saved as gen1, gen2, ...; the
+    distilled student is generation k. With init_from_teacher every generation starts near its own teacher."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for g in range(1, self.options.generations):
+            self.extra_models[f"gen{g}"] = build_from(self.bundle, self.cfg.student, self.cfg.seed + 400 + g)
+        chain = [self.teacher, *self.extra_models.values(), self.student]
+        for pupil, mentor in zip(chain[1:], chain[:-1], strict=True):
+            check_paths(pupil, mentor, self.terms)  # feature paths must exist in every pair, before any training
+
+    def distill(self, distill_set, train_loader, val_loader, settings, run_dir, on_epoch=None) -> None:
+        distill_born_again(self.teacher, [*self.extra_models.values(), self.student], self.cfg.distill.losses,
+                           train_loader, val_loader, settings, run_dir, "student_kd",
+                           init_from_teacher=self.cfg.distill.init_from_teacher)
 
 
 class MutualPlan(SchemePlan):
@@ -194,4 +231,5 @@ SCHEME_PLANS: dict[str, type[SchemePlan]] = {
     "mutual": MutualPlan,
     "self_distill": SelfDistillPlan,
     "data_free": DataFreePlan,
+    "born_again": BornAgainPlan,
 }

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from kdkit.adapters import attach_adapters
 from kdkit.schemes.base import Scheme
 from kdkit.taps import Taps
-from kdkit.terms import LossTerm, tapped_paths
+from kdkit.terms import LossTerm, active_terms, tapped_paths
 
 
 class TeacherCache:
@@ -87,10 +87,12 @@ class OfflineDistillation(Scheme):
         return cached
 
     def losses(self, x: Tensor, y: Tensor | None, epoch: int, index: Tensor | None = None):
-        teacher_out = self.teacher_outputs(x, index)
+        terms = active_terms(self.terms, epoch)  # terms past their until_epoch are neither computed nor logged
+        # once only teacher-free terms remain (early-stopped KD: CE alone), the teacher's forward is saved too
+        teacher_out = self.teacher_outputs(x, index) if any(t.uses_teacher for t in terms) else None
         student_out = self.student_taps(x)
         weighted, raw = {}, {}
-        for term in self.terms:
+        for term in terms:
             weighted[term.name], raw[term.name] = term(student_out, teacher_out, y, epoch)
         return weighted, raw, student_out["logits"]
 

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from kdkit.errors import ConfigError
 from kdkit.schemes.base import Scheme
 from kdkit.taps import LOGITS, Taps
-from kdkit.terms import LossTerm, build_terms, key_paths
+from kdkit.terms import LossTerm, active_terms, build_terms, key_paths
 
 
 class SelfDistillation(Scheme):
@@ -85,12 +85,15 @@ class SelfDistillation(Scheme):
         # weights the student had when the scheme was built
         self.update_teacher(0.0 if self.steps == 0 or epoch < self.warmup_epochs else self.decay)
         self.steps += 1
-        with torch.no_grad():
-            self.teacher.eval()  # even if the user or train() put it in train mode
-            teacher_out = self._teacher_taps(x)
+        terms = active_terms(self.terms, epoch)  # terms past their until_epoch are neither computed nor logged
+        teacher_out = None
+        if any(t.uses_teacher for t in terms):  # the EMA above still follows the student either way
+            with torch.no_grad():
+                self.teacher.eval()  # even if the user or train() put it in train mode
+                teacher_out = self._teacher_taps(x)
         student_out = self._student_taps(x)
         weighted, raw = {}, {}
-        for term in self.terms:
+        for term in terms:
             weighted[term.name], raw[term.name] = term(student_out, teacher_out, y, epoch)
         return weighted, raw, student_out[LOGITS]
 
