@@ -92,9 +92,9 @@ METHODS: dict[str, Method] = {
                       {"distill.losses.1.weight": log_range(0.01, 100.0)}),
     "AT": Method([CE, {"name": "at", "weight": 100.0, **ATTENTION}],
                  {"distill.losses.1.weight": log_range(1.0, 3000.0)}),
-    "RKD": Method([CE, {"name": "rkd_distance", "weight": 25.0, **EMBEDDING},
-                   {"name": "rkd_angle", "weight": 50.0, **EMBEDDING}],
-                  {"distill.losses.1.weight": log_range(0.1, 100.0), "distill.losses.2.weight": log_range(0.1, 100.0)}),
+    # RKD's angle term costs O(batch^3): at batch 256 about 2 s per step here, so the distance term alone
+    "RKD (distance)": Method([CE, {"name": "rkd_distance", "weight": 25.0, **EMBEDDING}],
+                             {"distill.losses.1.weight": log_range(0.1, 100.0)}),
     "SP": Method([CE, {"name": "sp", "weight": 1000.0, **EMBEDDING}],
                  {"distill.losses.1.weight": log_range(1.0, 10_000.0)}),
     "PKT": Method([CE, {"name": "pkt", "weight": 10.0, **EMBEDDING}],
@@ -111,8 +111,10 @@ METHODS: dict[str, Method] = {
         {"distill.losses.0.T": T_RANGE, "distill.train.augment.2.alpha": log_range(0.1, 1.0)},
         augment=FM_AUGMENT),
 }
-# the same recipe on a patient schedule (Beyer et al.): the values tuned for "KD + function matching"
-PATIENT = {"KD + function matching, 2x epochs": "KD + function matching"}
+# patient schedules (Beyer et al.): a row trained twice as long with the values tuned for its 1x row. Function
+# matching itself costs a live teacher per step and, at 1x, lost to the student alone here (see RESULTS.md), so
+# the patient row is plain KD with a cached teacher
+PATIENT = {"KD, 2x epochs": "KD"}
 
 
 def data_config(train_size: int | None, test_size: int | None) -> dict[str, Any]:
@@ -187,6 +189,15 @@ def row_names(methods: list[str]) -> list[str]:
     return ["student alone", "student alone + FM augmentation", *methods, "student alone, 2x epochs", *patient]
 
 
+def training_order(methods: list[str]) -> list[str]:
+    """The rows in the order they train: the references and the recipes the brief cares most about first, so an
+    interrupted run has the most telling rows."""
+    first = ["student alone", "KD + function matching", "student alone, 2x epochs", *PATIENT,
+             "student alone + FM augmentation", "KD"]
+    rows = row_names(methods)
+    return [r for r in first if r in rows] + [r for r in rows if r not in first]
+
+
 def reference(row: str) -> str:
     """The student-alone row a method is paired with: the one trained for as many epochs."""
     return "student alone, 2x epochs" if row.endswith("2x epochs") else "student alone"
@@ -232,8 +243,8 @@ def run_seed(seed: int, args, bundle, teacher, tuned: dict[str, dict], teacher_p
     val = make_loader(bundle.val, 512, shuffle=False)
     teacher_logits, _ = predict(teacher, test, torch.device("cpu"))
     results["teacher"] = evaluate(teacher, test, None)
-    for row in row_names(args.methods):
-        if row in results:
+    for row in training_order(args.methods):
+        if row in results or args.report_only:
             continue
         start = time.perf_counter()
         model, curve = train_row(row, seed, args, bundle, teacher, tuned, teacher_path, out, val)
@@ -266,21 +277,46 @@ def table(runs: list[dict], rows: list[str]) -> str:
     head = ("| model | " + " | ".join(COLUMNS) + " | paired Δ accuracy vs alone (points ± s.e.) | gap closed |")
     lines = [head, "|---" * (len(COLUMNS) + 3) + "|"]
     for row in ["teacher", *rows]:
+        have = [r for r in runs if row in r]  # a row an interrupted run did not reach in every seed
+        if not have:
+            continue
         cells = []
         for c in COLUMNS:
-            values = [r[row][c] for r in runs if r[row].get(c) is not None]
+            values = [r[row][c] for r in have if r[row].get(c) is not None]
             cells.append(mean_std(values, ".4f") if values else "-")
         delta, gap = "-", "-"
         ref = reference(row)
         if row != "teacher" and not row.startswith("student alone") or row == "student alone + FM augmentation":
-            diffs = [100 * (r[row]["accuracy"] - r[ref]["accuracy"]) for r in runs]
+            diffs = [100 * (r[row]["accuracy"] - r[ref]["accuracy"]) for r in have]
             se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else 0.0
             delta = f"{statistics.mean(diffs):+.2f} ± {se:.2f}" + (" (vs 2x alone)" if ref != "student alone" else "")
             closed = [(r[row]["accuracy"] - r[ref]["accuracy"]) / (r["teacher"]["accuracy"] - r[ref]["accuracy"])
-                      for r in runs]
+                      for r in have]
             gap = f"{statistics.mean(closed):.2f}"
-        lines.append(f"| {row} | " + " | ".join(cells) + f" | {delta} | {gap} |")
+        seeds = "" if len(have) == len(runs) else f" ({len(have)} of {len(runs)} seeds)"
+        lines.append(f"| {row}{seeds} | " + " | ".join(cells) + f" | {delta} | {gap} |")
     return "\n".join(lines)
+
+
+def targets(runs: list[dict], methods: list[str]) -> str:
+    """The issue's targets, judged on test, for the recipe with the best mean VALIDATION accuracy (1x rows)."""
+    complete = [m for m in methods if all(m in r for r in runs)]
+    best = max(complete, key=lambda m: statistics.mean(r[m]["val_curve"][-1] for r in runs))
+    alone = [r["student alone"]["accuracy"] for r in runs]
+    spread = statistics.stdev(alone) if len(alone) > 1 else 0.0
+    gain = statistics.mean(r[best]["accuracy"] for r in runs) - statistics.mean(alone)
+    closed = statistics.mean((r[best]["accuracy"] - r["student alone"]["accuracy"])
+                             / (r["teacher"]["accuracy"] - r["student alone"]["accuracy"]) for r in runs)
+    kd = statistics.mean(r["KD"]["accuracy"] for r in runs) - statistics.mean(alone) if "KD" in complete else None
+    verdict = lambda ok: "met" if ok else "**missed**"  # noqa: E731
+    return "\n".join([
+        f"Targets (the recipe with the best mean validation accuracy is **{best}**):",
+        f"- beats the student alone by more than 3x the seed std ({100 * gain:+.2f} points vs 3 x "
+        f"{100 * spread:.2f}): {verdict(gain > 3 * spread)}",
+        f"- closes at least 50% of the teacher-student gap ({closed:.2f}): {verdict(closed >= 0.5)}",
+        *([f"- tuned plain KD beats the student alone on the mean ({100 * kd:+.2f} points): {verdict(kd > 0)}"]
+          if kd is not None else []),
+    ])
 
 
 def main() -> None:
@@ -297,6 +333,9 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench_fashion_mnist")
     parser.add_argument("--quick", action="store_true", help="tiny slices, 1 seed, print only")
     parser.add_argument("--print-only", action="store_true", help="do not write bench/RESULTS.md")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: the table from the rows earlier runs saved in --out (seed processes run "
+                        "apart, e.g. one per core, then one --report-only run writes the section)")
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.epochs, args.teacher_epochs, args.trials = [0], 1, 1, 2
@@ -323,7 +362,7 @@ def main() -> None:
     curves = [row for row in rows if row.endswith("2x epochs")] + ["KD + function matching"]
     curve_lines = ["| epoch | " + " | ".join(curves) + " |", "|---" * (len(curves) + 1) + "|"]
     for epoch in range(0, 2 * args.epochs, max(1, args.epochs // 5)):
-        cells = [f"{100 * statistics.mean(r[c]['val_curve'][epoch] for r in runs):.2f}"
+        cells = [f"{100 * statistics.mean(r[c]['val_curve'][epoch] for r in runs if c in r):.2f}"
                  if epoch < len(runs[0][c]["val_curve"]) else "" for c in curves if c in runs[0]]
         curve_lines.append(f"| {epoch + 1} | " + " | ".join(cells) + " |")
     body = "\n".join([
@@ -341,10 +380,13 @@ def main() -> None:
         f"data); seeds {args.seeds}; rows paired within a seed (same initial weights, batch order and augmentation "
         f"draws). Function matching (FM): {FM_AUGMENT} on every batch, one view for teacher and student, KD with "
         "no label term; the row 'student alone + FM augmentation' trains on the same views with mixed labels. "
-        f"Tuning took {tune_seconds:.0f} s, the whole run {time.perf_counter() - start:.0f} s "
-        "(rows already trained by an earlier run are read from its per-seed files).",
+        + ("Rows were read from the per-seed files of the training runs named in the command." if args.report_only else
+         f"Tuning took {tune_seconds:.0f} s, the whole run {time.perf_counter() - start:.0f} s (rows already trained "
+         "by an earlier run are read from its per-seed files)."),
         "",
         table(runs, rows),
+        "",
+        targets(runs, args.methods),
         "",
         "Validation accuracy (%) per epoch, mean over seeds (the patient schedule's curves):",
         "",
@@ -355,6 +397,10 @@ def main() -> None:
     print(body)
     if not (args.quick or args.print_only):
         command = "OMP_NUM_THREADS=2 python bench/fashion_mnist.py " + " ".join(sys.argv[1:])
+        if args.report_only:  # how the seeds were trained: one process each, side by side
+            seeds = " ".join(map(str, args.seeds))
+            command = (f"for s in {seeds}; do OMP_NUM_THREADS=1 python bench/fashion_mnist.py --seeds $s "
+                       f"--print-only & done; wait; {command}")
         write_section("fashion_mnist", body, command.strip())
 
 

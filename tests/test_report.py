@@ -188,6 +188,11 @@ def _as_seed(src: Path, dst: Path, seed: int, flip: int) -> Path:
     return dst
 
 
+def _compact(value) -> str:
+    """A config value as compare names a setting: JSON with sorted keys and no spaces."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
 def test_compare_pools_seeds_and_separates_settings(quick_run, tmp_path):
     a = _as_seed(quick_run, tmp_path / "a", 0, 0)
     b = _as_seed(quick_run, tmp_path / "b", 1, 200)
@@ -207,8 +212,9 @@ def test_compare_pools_seeds_and_separates_settings(quick_run, tmp_path):
     assert table["A"]["runs"] == "2" and table["B"]["runs"] == "1"  # `a` given twice counts once
     assert table["A"]["accuracy"] == f"{mean:.4f} ± {std:.4f}"
     settings = md_table(md, "id", after="| id | setting")
-    assert settings["B"]["setting"] == 'distill.losses=[{"T":4.0,"alpha":0.5,"name":"kd"}]'
-    assert settings["A"]["setting"] == 'distill.losses=[{"T":4.0,"alpha":0.1,"name":"kd"}]'  # seeds differ, pooled
+    losses = yaml.safe_load((a / "config.yaml").read_text())["distill"]["losses"]  # the quick demo's terms
+    assert settings["A"]["setting"] == f"distill.losses={_compact(losses)}"  # seeds differ, pooled
+    assert settings["B"]["setting"] == f"distill.losses={_compact([{**losses[0], 'alpha': 0.5}])}"
     page = (tmp_path / "cmp" / "compare.html").read_text()
     assert page.count('<img src="data:image/png;base64,') == 1
     assert (tmp_path / "cmp" / "compare_figures" / "tradeoff.png").stat().st_size > 1000
