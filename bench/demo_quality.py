@@ -32,7 +32,8 @@ def main() -> None:
     per_seed, seconds = [], []
     for seed in args.seeds:
         start = time.perf_counter()
-        result = run(demo_config(seed=seed, output_dir=f"{args.out}/seed{seed}"), console=Console(quiet=True))
+        result = run(demo_config(seed=seed, output_dir=f"{args.out}/seed{seed}"), console=Console(quiet=True),
+                     overwrite=True)
         seconds.append(time.perf_counter() - start)
         per_seed.append({r["role"]: r for r in result.rows})
         rows = per_seed[-1]

@@ -123,7 +123,8 @@ def main() -> None:
             start = time.perf_counter()
             cfg = config(Path(tmp), args.out, seed, args.teacher_epochs, args.student_epochs, args.T, args.alpha,
                          args.random_crop, args.keep)
-            result = run(cfg, console=Console(quiet=True, width=200), quick_cost=True)  # latency: below
+            result = run(cfg, console=Console(quiet=True, width=200), quick_cost=True,  # latency: below
+                         overwrite=True)
             timing = interleaved_latency(result.models, (1, 64))
             rows = {r["role"]: dict(r) for r in result.rows}
             for role in ROLES:

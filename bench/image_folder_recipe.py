@@ -60,7 +60,8 @@ def main() -> None:
                 key = (v["teacher_epochs"], crop)
                 if key in teachers:
                     cfg.teacher = cfg.teacher.model_copy(update={"checkpoint": teachers[key]})
-                result = run(cfg, console=Console(quiet=True, width=200), quick_cost=True)
+                result = run(cfg, console=Console(quiet=True, width=200), quick_cost=True,
+                             overwrite=True)
                 teachers.setdefault(key, result.run_dir / "models" / "teacher.safetensors")
                 results[name].append({r["role"]: r for r in result.rows})
                 rows = results[name][-1]

@@ -57,12 +57,12 @@ def main() -> None:
     rows, picks = [], []
     for seed in seeds:
         raw = base_config(seed, Path(args.out) / f"seed{seed}" / "default", args.quick, prune=not args.no_prune)
-        default = {r["role"]: r for r in run(parse_config(raw), console=quiet, quick_cost=True).rows}
+        default = {r["role"]: r for r in run(parse_config(raw), console=quiet, quick_cost=True, overwrite=True).rows}
         tuned_raw = {**raw, "output_dir": str(Path(args.out) / f"seed{seed}" / "search")}
         best = tune(parse_config(tuned_raw), trials=trials, console=quiet)
         best_cfg = parse_config({**tuned_raw, **_apply(tuned_raw, best),
                                  "output_dir": str(Path(args.out) / f"seed{seed}" / "tuned")})
-        tuned = {r["role"]: r for r in run(best_cfg, console=quiet, quick_cost=True).rows}
+        tuned = {r["role"]: r for r in run(best_cfg, console=quiet, quick_cost=True, overwrite=True).rows}
         rows.append((default, tuned))
         picks.append(best)
         print(f"seed {seed}: alone {default['student_alone']['accuracy']:.4f}, distilled default "

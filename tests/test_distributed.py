@@ -106,7 +106,8 @@ def test_fit_under_ddp_keeps_ranks_identical_and_rank0_writes(tmp_path):
     checkpoints = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     assert checkpoints == sorted(["teacher.best.safetensors", "teacher.last.safetensors",
                                   "student_kd.best.safetensors", "student_kd.last.safetensors",
-                                  "student_kd.extras.safetensors"])
+                                  "student_kd.extras.safetensors", "teacher.resume.safetensors",
+                                  "student_kd.resume.safetensors"])  # rank 0's resumable state
 
 
 def test_kdkit_train_under_torchrun_writes_one_run_dir(tmp_path):
@@ -126,4 +127,9 @@ def test_kdkit_train_under_torchrun_writes_one_run_dir(tmp_path):
         assert (run_dir / "models" / f"{role}.safetensors").is_file()
     epochs = [json.loads(line)["model"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert epochs == ["teacher"] * 2 + ["student_alone"] * 2 + ["student_kd"] * 2
-    assert done.stdout.count("distilled student") == 1  # one table, printed by rank 0
+    assert done.stdout.count("│ distilled student │") == 1  # one table, printed by rank 0
+    assert done.stdout.count("evaluating distilled student: timing") == 1 and done.stdout.count("verdict: ") == 1
+    training = json.loads((run_dir / "results.json").read_text())["training"]
+    assert training["processes"] == 2 and training["effective_batch_size"]["distill"] == 2 * cfg["distill"]["train"][
+        "batch_size"]
+    assert f"2 processes, effective batch 2 x {cfg['distill']['train']['batch_size']}" in done.stdout

@@ -18,6 +18,8 @@ SHAPES = {  # an input shape each built-in builder accepts, and the extra argume
     "text_bow": ((16,), {"vocab_size": 50}),
     "text_cnn": ((16,), {"vocab_size": 50}),
     "text_gru": ((16,), {"vocab_size": 50}),
+    "text_bilstm": ((16,), {"vocab_size": 50}),
+    "lm_transformer": ((16,), {"width": 16, "heads": 2}),  # num_classes = the vocabulary
 }
 
 

@@ -205,6 +205,16 @@ def test_config_quantize_trains_both_students_qat_and_measures_int8(tmp_path):
     assert rows["student_kd"]["accuracy"] > 0.2  # one epoch of QAT from scratch: above chance (0.1), not more
     again = {r["role"]: r for r in evaluate_run(tmp_path / "run", quick_cost=True)}  # QAT weights reload, reconvert
     assert again["student_kd"]["accuracy"] == rows["student_kd"]["accuracy"]
+    import numpy as np
+
+    import kdkit
+    from kdkit.data import build_data
+
+    loaded = kdkit.load(tmp_path / "run")  # the int8 conversion, as measured, rebuilt without the data
+    assert not any(isinstance(m, FakeQuantizeBase) for m in loaded.model.modules())
+    test_x = build_data(_qat_config(tmp_path).data, 0).test.tensors[0]
+    with np.load(tmp_path / "run" / "predictions.npz") as npz:
+        np.testing.assert_allclose(loaded.logits(test_x), npz["test_student_kd"], atol=1e-4)
     from kdkit.report import write_report
 
     report = write_report(tmp_path / "run").markdown.read_text()

@@ -77,3 +77,44 @@ def test_screenshot_of_the_report_is_not_blank(report, tmp_path):
     not_white = sum(n for n, c in colours if min(c) < 200) / (img.width * img.height)
     assert not_white > 0.02
     assert ImageStat.Stat(img.convert("L")).stddev[0] > 20
+
+
+# test-only: where the verdict section landed and how it looks once the browser has laid the page out
+VERDICT_PROBE = """<script>
+window.addEventListener("load", () => {
+  const sections = Array.from(document.querySelectorAll("section"));
+  const index = sections.findIndex((s) => s.querySelector("h2").textContent.startsWith("Verdict"));
+  const section = sections[index];
+  const paragraphs = Array.from(section.querySelectorAll("p"));
+  const out = {
+    index: index,
+    title: section.querySelector("h2").textContent,
+    paragraphs: paragraphs.map((p) => ({
+      text: p.textContent, note: p.classList.contains("note"),
+      background: getComputedStyle(p).backgroundColor,
+      width: p.getBoundingClientRect().width, height: p.getBoundingClientRect().height,
+    })),
+  };
+  const pre = document.createElement("pre");
+  pre.id = "kdkit-probe";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def test_verdict_section_renders(report, tmp_path):
+    probe = tmp_path / "verdict.html"
+    probe.write_text(report.read_text().replace("</body>", VERDICT_PROBE + "</body>"))
+    found = re.search(r'<pre id="kdkit-probe">(.*?)</pre>', dump_dom(probe), re.S)
+    assert found, "the page did not finish loading in Chromium"
+    result = json.loads(html.unescape(found.group(1)))
+    assert result["index"] == 1 and result["title"] == "Verdict: did distillation work?"  # right after the table
+    verdict = json.loads((report.parent / "results.json").read_text())["verdict"]
+    headline, *rest = result["paragraphs"]
+    assert headline["text"] == verdict["headline"] and not headline["note"]
+    assert headline["width"] > 300 and headline["height"] > 10  # laid out and visible
+    notes = [p for p in rest if p["note"]]
+    assert [n["text"] for n in notes] == [
+        f"{a['message']} Next: {a['next_step']}. See README \"{a['section']}\"." for a in verdict["advice"]]
+    assert notes and all(n["background"] == "rgb(255, 246, 219)" and n["height"] > 10 for n in notes)

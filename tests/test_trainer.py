@@ -13,7 +13,7 @@ from toy import toy_net as _net
 from kdkit import OfflineDistillation, Supervised, TrainSettings, build_terms, fit, load_weights, save_weights
 from kdkit.checkpoint import save_state
 from kdkit.data import Indexed, make_loader
-from kdkit.errors import DataError, ModelError, NonFiniteLossError
+from kdkit.errors import DataError, ModelError, NonFiniteLossError, StorageError
 from kdkit.schemes.base import Scheme
 
 QUIET = {"progress": False}
@@ -189,7 +189,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr("kdkit.checkpoint.save_file", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(StorageError, match="cannot write .*w.safetensors"):  # one line, not a traceback
         save_state(_net().state_dict(), path)
     assert path.read_bytes() == original
     assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]  # no temp file left behind
@@ -202,8 +202,11 @@ def test_loading_is_weights_only(tmp_path):
 
     path = tmp_path / "evil.pt"
     torch.save({"weight": Evil()}, path)
-    with pytest.raises(ModelError, match="cannot read weights"):
+    with pytest.raises(ModelError, match="cannot read weights") as refused:
         load_weights(nn.Linear(2, 2), path)
+    message = str(refused.value)
+    assert "convert it to safetensors" in message and "will likely succeed" not in message
+    assert "\n" not in message
 
 
 def test_loading_a_wrong_shape_names_the_tensor(tmp_path):

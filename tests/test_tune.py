@@ -162,3 +162,21 @@ def test_pruned_and_failed_trials_leave_no_hooks_on_the_shared_teacher(tmp_path,
     tune(parse_config(raw), trials=3)
     assert {r["state"] for r in _csv(tmp_path)} == {"complete", "fail"}
     assert not any(m._forward_hooks for m in teachers[0].modules())
+
+
+def test_best_config_reuses_the_teacher_tune_trained_and_trials_are_reported(tmp_path, capsys):
+    from kdkit.checkpoint import read_state
+
+    raw = _raw(tmp_path)
+    tune(parse_config(raw), trials=2)
+    out = tmp_path / "run" / "tune"
+    best = yaml.safe_load((out / "best.yaml").read_text())
+    assert best["teacher"]["checkpoint"] == str(out / "teacher.safetensors")
+    saved = read_state(out / "teacher.safetensors")
+    trained = read_state(out / "checkpoints" / "teacher.best.safetensors")  # keep: best hands back this epoch
+    assert saved.keys() == trained.keys() and all((saved[k] == trained[k]).all() for k in saved)
+    printed = capsys.readouterr().out
+    assert "trial 0 (1/2): macro_f1 " in printed and "trial 1 (2/2): " in printed
+    assert "best so far" in printed and "distill.losses.0.T=" in printed
+    cfg = load_config(out / "best.yaml")  # `kdkit train best.yaml` loads this teacher instead of training one
+    assert cfg.teacher.checkpoint == out / "teacher.safetensors"

@@ -9,6 +9,7 @@ Python API in a nutshell::
 
 from kdkit.checkpoint import load_weights, save_weights
 from kdkit.errors import ConfigError, DataError, KdkitError, ModelError, NonFiniteLossError
+from kdkit.inference import LoadedModel, load
 from kdkit.losses import LOSSES, KDLoss, TokenKD, build_loss, kd_loss, token_kd_loss
 from kdkit.models import build_model
 from kdkit.quantization import convert_quantized, freeze_qat, prepare_qat
@@ -32,10 +33,11 @@ from kdkit.trainer import FitResult, fit, predict
 __version__ = "0.1.0"
 
 __all__ = [
-    "LOSSES", "ConfigError", "DataError", "FitResult", "KDLoss", "KdkitError", "LossTerm", "ModelError",
+    "LOSSES", "ConfigError", "DataError", "FitResult", "KDLoss", "KdkitError", "LoadedModel", "LossTerm",
+    "ModelError",
     "MultiTeacherDistillation", "MutualLearning", "NonFiniteLossError", "OfflineDistillation", "Scheme",
     "SelfDistillation", "Supervised", "Taps", "TokenKD", "TrainSettings", "build_loss", "build_model", "build_terms",
     "convert_quantized", "distill_born_again", "distill_data_free", "distill_through_assistants", "fit", "freeze_qat",
-    "kd_loss", "load_weights", "predict", "prepare_qat", "save_weights", "synthesize",
+    "kd_loss", "load", "load_weights", "predict", "prepare_qat", "save_weights", "synthesize",
     "token_kd_loss",
 ]

@@ -120,7 +120,8 @@ def attach_adapters(student: nn.Module, teacher: nn.Module, terms: Sequence[Loss
     t_out = probe(teacher, {p for t in needing for p in key_paths(t.teacher_key)} - {LOGITS}, example)
     attached = []
     for term in needing:
-        adapter = adapter_between(pick_outputs(s_out, term.student_key), pick_outputs(t_out, term.teacher_key))
+        make = getattr(term.loss, "adapter_for", adapter_between)  # a loss may build its own (e.g. hidden_mse's W_h)
+        adapter = make(pick_outputs(s_out, term.student_key), pick_outputs(t_out, term.teacher_key))
         if adapter is not None:
             term.adapter = adapter.to(_device(student))
             attached.append(term.name)

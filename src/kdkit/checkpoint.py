@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -12,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from kdkit.errors import ModelError
+from kdkit.storage import storage_errors
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -21,16 +23,17 @@ def _atomic(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Run `write(temp_path)` beside `path`, then rename over it: readers see the old file or the new one,
     never a torn one, and a failed write leaves the old file and no temp file behind."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the permissions a plain open() would
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with storage_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            write(tmp)
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the permissions a plain open() would
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
     return path
 
 
@@ -40,11 +43,12 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     return _atomic(path, lambda tmp: Path(tmp).write_bytes(payload))
 
 
-def save_state(state: Mapping[str, Tensor], path: str | os.PathLike) -> Path:
-    """Write a state dict as safetensors via a temp file + rename, so a crash never leaves a torn file."""
+def save_state(state: Mapping[str, Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
+    """Write a state dict as safetensors via a temp file + rename, so a crash never leaves a torn file;
+    `metadata` (strings) goes into the file's header."""
     # safetensors refuses shared storage; clone makes every tensor its own contiguous buffer
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
-    return _atomic(path, lambda tmp: save_file(tensors, tmp))
+    return _atomic(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
@@ -61,6 +65,15 @@ def read_state(path: str | os.PathLike) -> dict[str, Tensor]:
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt, truncated or pickled-code files all end up here as one line
+        if "weights_only" in str(err) or isinstance(err, pickle.UnpicklingError):
+            # PyTorch's own advice (weights_only=False) would unpickle, i.e. run whatever code the file holds
+            raise ModelError(
+                f"cannot read weights from {path}: a pickled checkpoint holding more than tensors, which kdkit does "
+                "not unpickle (that can run code); if you trust its source, convert it to safetensors once: "
+                "python -c \"import torch; from safetensors.torch import save_file; "
+                "s = torch.load('IN.pt', weights_only=False); "
+                "save_file({k: v.contiguous() for k, v in s.get('state_dict', s).items()}, 'OUT.safetensors')\""
+            ) from None
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelError(f"cannot read weights from {path}: {first}") from None
     # common wrappers: {"state_dict": ...}, {"model": ...}

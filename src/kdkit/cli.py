@@ -44,7 +44,10 @@ def demo(
     seed: int = typer.Option(0, help="random seed: the same seed gives the same numbers"),
     output_dir: Path | None = typer.Option(None, "--output-dir", "-o", help="where the run is written "
                                            "(default: runs/demo, or runs/demo_<task>)"),
-    task: str = typer.Option("signals", help="signals (MNIST-1D), text (generated reviews) or tagging (per token)"),
+    task: str = typer.Option("signals", help="signals (MNIST-1D), text (generated reviews), tagging (per token) or lm "
+                                                "(language model, generated addition)"),
+    resume: bool = typer.Option(False, "--resume", help="continue an interrupted run in the output directory"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a run already in the output directory"),
 ) -> None:
     """Distil a teacher into a small student on data generated offline and print the comparison."""
     from kdkit import distributed
@@ -52,6 +55,11 @@ def demo(
     from kdkit.pipeline import run
 
     default_dir = Path("runs/demo") if task == "signals" else Path(f"runs/demo_{task}")
+    if task == "lm":  # causal language models have their own three-row pipeline (kdkit.lm.demo)
+        from kdkit.lm.demo import run_lm_demo
+
+        run_lm_demo(seed=seed, output_dir=output_dir or default_dir, quick=quick, console=console)
+        return
     cfg = demo_config(seed=seed, output_dir=output_dir or default_dir, quick=quick, task=task)
     with _process_group():
         if distributed.is_main():
@@ -59,30 +67,37 @@ def demo(
                 f"kdkit demo ({task}): {cfg.data.name}, teacher {cfg.teacher.name}{cfg.teacher.params}, student "
                 f"{cfg.student.name}{cfg.student.params}, transfer set {cfg.data.transfer_size:,} generated samples"
             )
-        run(cfg, console=console, quick_cost=quick)
+        run(cfg, console=console, quick_cost=quick, resume=resume, overwrite=overwrite)
 
 
 @app.command()
-def train(config: Path = typer.Argument(..., help="YAML config (see configs/ for examples)")) -> None:
+def train(
+    config: Path = typer.Argument(..., help="YAML config (see configs/ for examples)"),
+    resume: bool = typer.Option(False, "--resume", help="continue an interrupted run from its last checkpoint "
+                                "(finished stages are loaded, not redone; the result equals an uninterrupted run)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a run already in output_dir"),
+) -> None:
     """Run the teacher / student alone / distilled student pipeline from a YAML config."""
     from kdkit.config import load_config
     from kdkit.pipeline import run
 
     cfg = load_config(config)
     with _process_group():
-        run(cfg, console=console)
+        run(cfg, console=console, resume=resume, overwrite=overwrite)
 
 
 @app.command()
 def tune(
     config: Path = typer.Argument(..., help="YAML config; its tune: section holds the search space"),
     trials: int | None = typer.Option(None, min=1, help="number of trials (default: tune.trials of the config)"),
+    storage: str | None = typer.Option(None, "--storage", help="database URL shared by several workers, e.g. "
+                                       "postgresql+psycopg://user@host/db (default: SQLite in OUTPUT_DIR/tune)"),
 ) -> None:
     """Search distillation hyperparameters (Optuna) on the validation split; writes best.yaml for `kdkit train`."""
     from kdkit.config import load_config
     from kdkit.tune import tune as run_tune
 
-    run_tune(load_config(config), trials=trials, console=console)
+    run_tune(load_config(config), trials=trials, console=console, storage=storage)
 
 
 @app.command()
@@ -90,7 +105,8 @@ def evaluate(
     run_dir: Path = typer.Argument(..., help="a run directory written by `kdkit demo` or `kdkit train`"),
     quick: bool = typer.Option(False, "--quick", help="fewer timing repetitions"),
 ) -> None:
-    """Re-evaluate the saved models of a run directory and print the table again."""
+    """Re-evaluate the saved models of a run directory and print the table again; writes evaluation.json,
+    evaluation.md and evaluation_predictions.npz beside the training's results, which stay as they are."""
     from kdkit.pipeline import evaluate_run
 
     evaluate_run(run_dir, console=console, quick_cost=quick)
@@ -113,14 +129,41 @@ def export(
     target = output or Path(run_dir) / "models" / f"{model}.onnx"
     if target.is_dir():
         raise ConfigError(f"--output {target} is a directory; give a file name such as {target / (model + '.onnx')}")
+    console.print(f"export: loading {run_dir} and its test data, exporting {model} to ONNX, then checking it in "
+                  "ONNX Runtime", highlight=False)
     _cfg, bundle, models = load_run_models(run_dir)
     inputs = example_inputs(bundle.test, size=64)
-    done = export_onnx(models[model], inputs, target)
+    from kdkit.runmeta import onnx_metadata
+
+    done = export_onnx(models[model], inputs, target, metadata=onnx_metadata(run_dir, model))
     console.print(
         f"{done.path}: {done.size_bytes / 1024:.1f} KB ({done.exporter} exporter); ONNX Runtime vs PyTorch on "
         f"{len(inputs)} test inputs: max |diff| {done.max_abs_diff:.1e}, same class {done.agreement:.1%}, "
         f"batch-{len(inputs)} latency {done.onnx_ms:.3f} ms vs {done.torch_ms:.3f} ms"
     )
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="a run directory written by `kdkit demo` or `kdkit train`"),
+    inputs: Path = typer.Argument(..., help=".npy or .csv of inputs, an image or a folder of images (image runs), "
+                                  "a .txt with one text per line (text runs)"),
+    model: str = typer.Option("student_kd", help="teacher, student_alone or student_kd"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="also write the predictions as this CSV"),
+) -> None:
+    """Predict classes of new inputs with a run's model, preprocessed as at training time; prints CSV lines."""
+    from kdkit.inference import load
+    from kdkit.predict_output import prediction_rows, to_csv
+
+    loaded = load(run_dir, model=model)
+    names, x, raw = loaded.read(inputs)
+    text = to_csv(prediction_rows(loaded, names, x, raw))
+    console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
+    if output is not None:
+        from kdkit.checkpoint import write_atomic
+
+        write_atomic(output, text)
+        Console(stderr=True).print(f"predictions: {output}", markup=False, highlight=False)
 
 
 @app.command()
@@ -149,6 +192,8 @@ def compare(
 
     files = write_compare(run_dirs, output_dir)
     console.print(f"comparison: {files.html}\n            {files.markdown}")
+    for line in files.verdicts:
+        console.print(f"verdict {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _add_subapps() -> None:

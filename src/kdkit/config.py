@@ -67,6 +67,9 @@ class DataConfig(_Strict):
     max_len: PositiveInt | None = Field(None, description="text_files: words kept per text (padded or cut)")
     min_freq: PositiveInt | None = Field(None, description="text_files: a word enters the vocabulary from this count")
     max_vocab: PositiveInt | None = Field(None, description="text_files: at most this many words in the vocabulary")
+    raw_text: bool | None = Field(None, description="text_files, rotten_tomatoes: batches keep the raw text and each "
+                                  "model tokenizes it its own way (hf: models with their tokenizer, word models with "
+                                  "the vocabulary); default false: kdkit's word ids")
 
     @field_validator("name")
     @classmethod
@@ -82,6 +85,10 @@ class DataConfig(_Strict):
     @model_validator(mode="after")
     def _text_files_keys(self) -> DataConfig:
         given = [k for k in (*TEXT_FILES, *TEXT_DEFAULTS, "max_vocab") if getattr(self, k) is not None]
+        if self.raw_text is not None and self.name not in ("text_files", "rotten_tomatoes"):
+            raise ValueError("raw_text only applies to text_files and rotten_tomatoes; remove it")
+        if self.name == "rotten_tomatoes":  # the vocabulary keys apply; the files and columns are the package's
+            given = [k for k in given if k not in ("max_len", "min_freq", "max_vocab")]
         if self.name != "text_files":
             if given:
                 raise ValueError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to text files; "
@@ -93,8 +100,9 @@ class DataConfig(_Strict):
             path = getattr(self, key)
             if path is not None and not path.is_file():
                 raise ValueError(f"{key}: file not found: {path}")
-        if self.transfer_size:
-            raise ValueError("text_files has no generator for a transfer set; set data.transfer_size: 0")
+        if self.transfer_size and not self.raw_text:
+            raise ValueError("text_files makes a transfer set (Tang et al.'s augmented sentences) only with "
+                             "raw_text: true; set it, or data.transfer_size: 0")
         for key, value in TEXT_DEFAULTS.items():
             if getattr(self, key) is None:
                 setattr(self, key, value)

@@ -23,3 +23,7 @@ class NonFiniteLossError(KdkitError):
 
 class RunDirError(KdkitError):
     """A run directory is incomplete or from an unknown format."""
+
+
+class StorageError(KdkitError):
+    """Writing to disk failed (read-only, full, no permission); what was saved before is kept."""

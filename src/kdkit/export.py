@@ -117,9 +117,23 @@ def median_ms(run: Callable[[], object], repeats: int = 20) -> float:
     return 1000 * statistics.median(times)
 
 
-def export_onnx(model: nn.Module, inputs: Tensor, path: str | Path, atol: float = 1e-4) -> ExportReport:
+def add_metadata(path: Path, metadata: dict[str, str]) -> None:
+    """Key-value strings in the ONNX file's metadata_props (ONNX Runtime: `get_modelmeta().custom_metadata_map`),
+    so the file alone says what its outputs mean and how to prepare its inputs."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save_model(model, str(path), save_as_external_data=False)
+
+
+def export_onnx(model: nn.Module, inputs: Tensor, path: str | Path, atol: float = 1e-4,
+                metadata: dict[str, str] | None = None) -> ExportReport:
     """Export `model` (moved to the CPU, eval mode, unchanged otherwise) to `path`, written atomically, and check it
-    on `inputs` (a batch of real inputs; its first two rows are also the export example).
+    on `inputs` (a batch of real inputs; its first two rows are also the export example); `metadata` is stored in
+    the file (see add_metadata).
 
     ModelError when the export fails or ONNX Runtime's logits differ from PyTorch's by more than `atol`."""
     (onnxruntime,) = _modules()
@@ -141,6 +155,8 @@ def export_onnx(model: nn.Module, inputs: Tensor, path: str | Path, atol: float 
     inputs = inputs.cpu()
     try:
         exporter = _export(model, inputs[:2], tmp)  # 2 rows: torch.export fixes a dimension of size 1
+        if metadata:
+            add_metadata(tmp, metadata)
         session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
         feed = {name: inputs.numpy()}

@@ -24,7 +24,7 @@ from rich.console import Console
 from torch import nn
 from torch.utils.data import ConcatDataset, Dataset
 
-from kdkit import distributed, metrics
+from kdkit import distributed, metrics, run_guard
 from kdkit.adapters import example_inputs
 from kdkit.checkpoint import load_weights, save_weights, write_atomic
 from kdkit.config import RunConfig, dump_config
@@ -34,10 +34,14 @@ from kdkit.errors import ConfigError, RunDirError
 from kdkit.models import build_from_config
 from kdkit.quantization import convert_quantized, prepare_qat
 from kdkit.report.table import print_table, to_markdown
+from kdkit.resume import resuming
+from kdkit.runinfo import previous_training, processes_note, show_next_steps, show_verdict, training_info
+from kdkit.runmeta import write_meta
 from kdkit.schemes import Supervised
 from kdkit.schemes.from_config import SCHEME_PLANS, check_outputs, train_or_load
 from kdkit.terms import build_terms
 from kdkit.trainer import fit, predict, resolve_device, seed_everything
+from kdkit.verdict import run_verdict
 
 ROLES = ("teacher", "student_alone", "student_kd")
 LABELS = {"teacher": "teacher", "student_alone": "student alone", "student_kd": "distilled student"}
@@ -118,9 +122,14 @@ def distillation_set(cfg: RunConfig, bundle: DataBundle, boundary: Dataset | Non
     return Indexed(data) if cfg.distill.cache_teacher else data
 
 
-def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False) -> RunResult:
+def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False, resume: bool = False,
+        overwrite: bool = False) -> RunResult:
     """Under torchrun every process trains (DDP); rank 0 alone writes the run directory, evaluates and prints the
-    table, while the others wait for it and return a result without rows."""
+    table, while the others wait for it and return a result without rows.
+
+    The run directory is locked while the run lasts and must not hold another run (see kdkit.run_guard):
+    `resume` continues an interrupted run there from its checkpoints (finished stages are loaded, not redone),
+    `overwrite` replaces whatever run it holds."""
     console = console or Console()
     distributed.init_from_env()
     main = distributed.is_main()
@@ -140,10 +149,15 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
     # distill.init_from_teacher, that the student has the teacher's architecture, before any training
     plan = SCHEME_PLANS[cfg.distill.scheme.name](cfg, bundle, models["student_kd"], teacher, terms)
     run_dir = Path(cfg.output_dir)
+    lock = None
     if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a rerun into the same directory starts a fresh log
-        (run_dir / "boundary.json").unlink(missing_ok=True)  # nor keeps an earlier run's boundary statistics
+        everything = [*models.values(), *plan.extra_models.values()]
+        lock = run_guard.claim(run_dir, resume=resume, overwrite=overwrite, needed_bytes=checkpoint_bytes(everything))
+        if resume:
+            run_guard.check_same_config(run_dir, cfg.model_dump(mode="json"))
+        else:
+            (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a fresh run starts a fresh log
+            (run_dir / "boundary.json").unlink(missing_ok=True)  # nor keeps an earlier run's boundary statistics
         dump_config(cfg, run_dir / "config.yaml")
     distributed.barrier()  # no process logs into the directory before rank 0 has cleared it
 
@@ -152,36 +166,59 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
         return (make_loader(train_set, s.batch_size, shuffle=True, seed=s.seed),
                 make_loader(bundle.val, 512, shuffle=False), s)
 
-    train_or_load(teacher, cfg.teacher, cfg, bundle, run_dir, "teacher")
-    train_loader, val_loader, s = loaders("student", bundle.train)
-    fit(Supervised(models["student_alone"], s.label_smoothing), train_loader, val_loader, s, run_dir,
-        "student_alone")
+    with resuming(resume):  # every stage's fit continues from its checkpoint, or loads its final weights
+        train_or_load(teacher, cfg.teacher, cfg, bundle, run_dir, "teacher")
+        train_loader, val_loader, s = loaders("student", bundle.train)
+        fit(Supervised(models["student_alone"], s.label_smoothing), train_loader, val_loader, s, run_dir,
+            "student_alone")
 
-    boundary = boundary_set(cfg, bundle, teacher)  # from the trained teacher; only the distilled student sees them
-    if boundary is not None and main:
-        console.print(boundary.stats.summary())
-        write_atomic(run_dir / "boundary.json", json.dumps(boundary.stats.as_dict(), indent=2))
-    distill_set = distillation_set(cfg, bundle, boundary)
-    # the plan starts the distilled student near the now-trained teacher (init_from_teacher) before it distils
-    plan.distill(distill_set, *loaders("distill", distill_set), run_dir)
+        boundary = boundary_set(cfg, bundle, teacher)  # from the trained teacher; only the distilled student sees them
+        if boundary is not None and main:
+            console.print(boundary.stats.summary())
+            write_atomic(run_dir / "boundary.json", json.dumps(boundary.stats.as_dict(), indent=2))
+        distill_set = distillation_set(cfg, bundle, boundary)
+        # the plan starts the distilled student near the now-trained teacher (init_from_teacher) before it distils
+        plan.distill(distill_set, *loaders("distill", distill_set), run_dir)
 
     if not main:
         distributed.barrier()  # rank 0 is writing the run directory; every process returns once it is complete
         return RunResult(run_dir, [], models)
     for role, model in {**models, **plan.extra_models}.items():
         save_weights(model, run_dir / "models" / f"{role}.safetensors")
-    rows = evaluate_models(cfg, bundle, models, run_dir, quick_cost=quick_cost)
+    training = training_info(cfg)
+    rows = evaluate_models(cfg, bundle, models, run_dir, quick_cost=quick_cost, training=training, console=console)
     scheme = "" if cfg.distill.scheme.name == "offline" else f", scheme {cfg.distill.scheme.name}"
-    print_table(rows, title=f"kdkit: {cfg.data.name} (test split{scheme})", console=console)
+    print_table(rows, title=f"kdkit: {cfg.data.name} (test split{scheme}{processes_note(training)})", console=console)
+    show_verdict(run_dir, console)
     console.print(f"run directory: {run_dir}")
+    show_next_steps(run_dir, rows, console)
+    if lock is not None:
+        lock.release()
     distributed.barrier()
     return RunResult(run_dir, rows, models)
 
 
+def checkpoint_bytes(models: list[nn.Module]) -> int:
+    """About what a run's checkpoints take: per model its final, best and last weights plus the resumable state
+    (weights, best weights, two optimizer moments), with room to spare for the temp file of each write."""
+    return 10 * sum(t.numel() * t.element_size() for m in models for t in m.state_dict().values())
+
+
 def evaluate_models(
-    cfg: RunConfig, bundle: DataBundle, models: dict[str, nn.Module], run_dir: Path, quick_cost: bool = False
+    cfg: RunConfig, bundle: DataBundle, models: dict[str, nn.Module], run_dir: Path, quick_cost: bool = False,
+    training: dict[str, Any] | None = None, console: Console | None = None,
+    outputs: dict[str, str] = run_guard.TRAINING_OUTPUTS,
 ) -> list[dict[str, Any]]:
-    """Test metrics and cost of the three models; writes predictions.npz, results.json and table.md."""
+    """Test metrics and cost of the three models; writes predictions.npz, results.json (with the verdict and,
+    given `training`, how many processes trained), table.md and models/meta.json. Given a console, a line per
+    step says what is being measured (timing a large model takes a while). `outputs` names the three files
+    (`kdkit evaluate` writes its own beside the training's); the results file is written last, so its presence
+    means the set is complete."""
+
+    def console_note(text: str) -> None:
+        if console is not None:
+            console.print(text, highlight=False)
+
     device = resolve_device(cfg.train.device)
     test_loader = make_loader(bundle.test, 512, shuffle=False)
     # 'train_' fidelity is measured on the training (+ transfer) inputs only, never on boundary samples: those are
@@ -193,6 +230,7 @@ def evaluate_models(
     # a quantization-aware student is measured as what it deploys to: its int8 conversion, on the CPU
     models = {role: convert_quantized(m) if role in int8 else m for role, m in models.items()}
     for role, model in models.items():
+        console_note(f"evaluating {LABELS[role]}: predictions on {len(bundle.test):,} test samples")
         where = metrics.model_device(model) if role in int8 else device
         model.to(where)
         preds[f"test_{role}"], preds["test_labels"] = predict(model, test_loader, where)
@@ -201,6 +239,7 @@ def evaluate_models(
     rows = []
     example = example_inputs(bundle.test, size=1)  # timed on a real input: noise is no valid input for token ids
     for role, model in models.items():
+        console_note(f"evaluating {LABELS[role]}: timing latency and throughput")
         teacher_logits = None if role == "teacher" else preds["test_teacher"]
         label = LABELS[role] + (" (int8)" if role in int8 else "")
         row = {"model": label, "role": role}
@@ -211,31 +250,41 @@ def evaluate_models(
         row["speedup"] = rows[0]["latency_ms"] / row["latency_ms"]
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **preds)
-    write_atomic(run_dir / "predictions.npz", buffer.getvalue())
+    write_atomic(run_dir / outputs["predictions"], buffer.getvalue())
     summary = {
         "format": FORMAT_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "device": str(device),
         "data": {"name": cfg.data.name, "num_classes": bundle.num_classes, "input_shape": list(bundle.input_shape),
-                 "n_test": len(bundle.test)},
+                 "n_test": len(bundle.test), "n_val": len(bundle.val), "class_names": list(bundle.class_names)},
         "rows": rows,
+        "verdict": run_verdict({r: preds[f"test_{r}"] for r in ROLES}, preds["test_labels"], rows,
+                               n_val=len(bundle.val), keep=cfg.settings("distill").keep, seed=cfg.seed).as_dict(),
     }
-    write_atomic(run_dir / "results.json", json.dumps(summary, indent=2))
-    write_atomic(run_dir / "table.md", to_markdown(rows))
+    if training is not None:
+        summary["training"] = training
+    write_meta(run_dir, bundle, models, {"teacher": cfg.teacher, "student_alone": cfg.student,
+                                          "student_kd": cfg.student})
+    write_atomic(run_dir / outputs["table"], to_markdown(rows))
+    write_atomic(run_dir / outputs["results"], json.dumps(summary, indent=2))
     return rows
 
 
 def evaluate_run(run_dir: str | Path, console: Console | None = None, quick_cost: bool = False) -> list[dict]:
     """Re-evaluate a run directory from its saved config and models alone."""
     cfg, bundle, models = load_run_models(run_dir)
-    rows = evaluate_models(cfg, bundle, models, Path(run_dir), quick_cost=quick_cost)
+    training = previous_training(Path(run_dir))  # how it was trained stays true when the models are re-measured
+    rows = evaluate_models(cfg, bundle, models, Path(run_dir), quick_cost=quick_cost, training=training,
+                           console=console, outputs=run_guard.EVALUATION_OUTPUTS)
     scheme = "" if cfg.distill.scheme.name == "offline" else f", scheme {cfg.distill.scheme.name}"
-    print_table(rows, title=f"kdkit: {cfg.data.name} (test split{scheme}, re-evaluated)", console=console)
+    print_table(rows, title=f"kdkit: {cfg.data.name} (test split{scheme}, re-evaluated{processes_note(training)})",
+                console=console)
+    show_verdict(Path(run_dir), console, run_guard.EVALUATION_OUTPUTS["results"])
     return rows
 
 
-def load_run_models(run_dir: str | Path) -> tuple[RunConfig, DataBundle, dict[str, nn.Module]]:
-    """The config, data and the three trained models of a run directory (weights from its models/ folder)."""
+def run_config(run_dir: str | Path) -> RunConfig:
+    """A complete run directory's config, with every model's weights to come from its models/ folder."""
     import yaml
 
     from kdkit.config import parse_config
@@ -246,13 +295,24 @@ def load_run_models(run_dir: str | Path) -> tuple[RunConfig, DataBundle, dict[st
     missing = [p for p in ["config.yaml", *(f"models/{r}.safetensors" for r in ROLES)] if not (run_dir / p).exists()]
     if missing:
         raise RunDirError(f"{run_dir} is not a complete kdkit run: missing {', '.join(missing)}")
-    raw = yaml.safe_load((run_dir / "config.yaml").read_text())
-    scheme = raw.get("distill", {}).get("scheme", {})
+    try:
+        raw = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (yaml.YAMLError, UnicodeDecodeError):
+        raw = None
+    if not isinstance(raw, dict) or not all(isinstance(raw.get(k, {}), dict) for k in ("teacher", "student")):
+        raise RunDirError(f"{run_dir}/config.yaml is damaged (not a YAML mapping of a kdkit config); restore it "
+                          "from the config you trained with (kdkit train writes it there unchanged)")
+    scheme = raw.get("distill", {}).get("scheme", {}) if isinstance(raw.get("distill", {}), dict) else {}
     others = [m for key in ("assistants", "teachers", "peers") for m in scheme.get(key) or []]
     for spec in [raw.get("teacher", {}), raw.get("student", {}), *others]:  # the run keeps its weights in models/:
         spec["checkpoint"] = None                                          # no other file is needed
         spec.get("params", {}).pop("pretrained", None)
-    cfg = parse_config(raw)
+    return parse_config(raw)
+
+
+def load_run_models(run_dir: str | Path) -> tuple[RunConfig, DataBundle, dict[str, nn.Module]]:
+    """The config, data and the three trained models of a run directory (weights from its models/ folder)."""
+    cfg = run_config(run_dir)
     bundle = build_data(cfg.data, cfg.seed)
     models = build_models(cfg, bundle)
     for role, model in models.items():

@@ -34,6 +34,10 @@ class TrainSettings(BaseModel):
     )
     seed: int = 0
     device: str = "auto"
+    checkpoint_every_steps: int | None = Field(
+        None, ge=1, description="also write the resumable checkpoint every this many steps, not only at the end of "
+        "every epoch (for long epochs; see README 'Resuming a run')",
+    )
     progress: bool = True
     augment: list[dict[str, Any]] = Field(
         default_factory=list, description="batch augmentation in the training step, one view that the teacher and "

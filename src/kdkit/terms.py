@@ -137,6 +137,9 @@ def build_terms(specs: Sequence[Mapping[str, Any]]) -> list[LossTerm]:
         name = spec.pop("name")
         options = {k: spec.pop(k) for k in list(spec) if k in TERM_KEYS}
         loss = build_loss(name, **spec)
+        for role in ("student", "teacher"):  # e.g. hidden_mse reads (kd_hidden, kd_mask) unless told otherwise
+            if getattr(loss, "default_key", ()):
+                options.setdefault(role, list(loss.default_key))
         options.setdefault("warmup_epochs", getattr(loss, "default_warmup_epochs", 0))  # e.g. DKD's 20 epochs
         seen[name] = seen.get(name, 0) + 1
         label = name if seen[name] == 1 else f"{name}{seen[name]}"
@@ -155,7 +158,12 @@ def tapped_paths(terms: Sequence[LossTerm]) -> tuple[set[str], set[str]]:
 
 
 def check_paths(student: nn.Module, teacher: nn.Module, terms: Sequence[LossTerm]) -> None:
-    """Fail at start-up, before any model trains, when a term names a module that its model lacks."""
+    """Fail at start-up, before any model trains, when a term names a module that its model lacks, or
+    when a loss's own check of the two models fails (e.g. a layer map against their layer counts)."""
+    for term in terms:  # losses that check the two models (e.g. a layer map against their layer counts)
+        check = getattr(term.loss, "check_models", None)
+        if check is not None:
+            check(student, teacher)
     student_paths, teacher_paths = tapped_paths(terms)
     for role, model, paths in (("student", student, student_paths), ("teacher", teacher, teacher_paths)):
         for path in sorted(paths):

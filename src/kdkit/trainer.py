@@ -23,12 +23,15 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from kdkit import distributed, metrics
+from kdkit import resume as resume_io
 from kdkit.augment import MixedTarget, augment_generator, build_augment
 from kdkit.checkpoint import save_state
 from kdkit.errors import ConfigError, DataError, NonFiniteLossError
 from kdkit.losses.kd import IGNORE_INDEX
+from kdkit.progress import PlainProgress, is_terminal
 from kdkit.schemes.base import Scheme
 from kdkit.settings import HIGHER_IS_BETTER, TrainSettings
+from kdkit.storage import storage_errors
 
 
 def seed_everything(seed: int) -> None:
@@ -115,11 +118,12 @@ class JsonlLog:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            with storage_errors(path):
+                path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, record: dict[str, Any]) -> None:
         if self.path is not None:
-            with self.path.open("a") as f:
+            with storage_errors(self.path), self.path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
 
 
@@ -147,7 +151,10 @@ def _schedule(optimizer: torch.optim.Optimizer, s: TrainSettings, total_steps: i
     )
 
 
-def _progress(enabled: bool) -> Progress:
+def _progress(enabled: bool, epochs: int = 1) -> Progress | PlainProgress:
+    """rich bars in a terminal; plain periodic lines without one (a log file keeps those, not the bars)."""
+    if enabled and not is_terminal():
+        return PlainProgress(epochs)
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("{task.fields[status]}"), disable=not enabled, transient=False,
@@ -195,6 +202,7 @@ def fit(
     run_dir: str | Path | None = None,
     name: str = "model",
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    resume: bool | None = None,
 ) -> FitResult:
     """Train `scheme.student`; at the end the student holds its best weights (by `settings.monitor` on
     validation data, or the last epoch when there is no validation data or `settings.keep` is 'last').
@@ -203,7 +211,11 @@ def fit(
     raises stops training and propagates (e.g. Optuna's TrialPruned), with the checkpoints written so far kept.
 
     Launched by torchrun with several processes, the step runs through DistributedDataParallel on
-    `distributed.local_device()`; only rank 0 writes checkpoints, metrics and shows progress."""
+    `distributed.local_device()`; only rank 0 writes checkpoints, metrics and shows progress.
+
+    With a run directory, the full training state is checkpointed (kdkit.resume) at the end of every epoch and
+    every `settings.checkpoint_every_steps` steps; `resume=True` (or a surrounding `kdkit.resume.resuming()`)
+    continues from it and ends with the weights an uninterrupted fit gives, and a finished stage is not redone."""
     s = settings or TrainSettings()
     if len(train_loader) == 0:
         raise DataError(f"no training batches for '{name}': the training set is empty")
@@ -239,17 +251,79 @@ def fit(
     result, best_value, best_state, since_best = FitResult(), None, None, 0
     last_good = "none yet (failed in the first epoch)"
     num_classes = None
+    loader_rng = getattr(train_loader, "generator", None)
+    every = s.checkpoint_every_steps
+    first_epoch, first_step, pending = 0, 0, None
+    marks = resume_io.fingerprint(s, len(train_loader), params)
+    state_file = resume_io.state_path(Path(run_dir) / "checkpoints", name) if run_dir is not None else None
+    if state_file is not None and resume_io.resume_requested(resume) and state_file.is_file():
+        if is_ddp:
+            raise ConfigError("resuming is single-process for now: rerun the resumed stage without torchrun, or "
+                              "rerun with --overwrite to start over")
+        pending, info = resume_io.load(state_file)
+        resume_io.check_matches(state_file, info, marks)
+        resume_io.restore_models(scheme, pending)
+        scheme.to(device)
+        result = FitResult(info["history"], info["best_epoch"], info["best_metrics"],
+                           Path(info["best_checkpoint"]) if info["best_checkpoint"] else None, info["stopped_early"])
+        resume_io.rewrite_log(log.path, name, result.history)
+        if info["finished"]:  # the stage ended before the interruption: its final weights are loaded, not redone
+            # and the random streams left as training left them: what comes next (e.g. a scheme's new adapters)
+            # draws what it drew in the uninterrupted run
+            resume_io.set_rng_state(pending, info["rng"], generator, loader_rng)
+            scheme.train(False)
+            return result
+        resume_io.load_optimizer_state(optimizer, pending, info["optimizer"])
+        resume_io.load_scheduler_state(scheduler, info["scheduler"])
+        best_value, since_best, last_good, num_classes = (info["best_value"], info["since_best"],
+                                                          info["last_good"], info["num_classes"])
+        best_state = resume_io.unprefixed("best", pending) or None
+        first_epoch, first_step = info["epoch"], info["step"]
+        if loader_rng is not None and "rng.loader" in pending:
+            loader_rng.set_state(pending["rng.loader"])
+        pending = (pending, info["rng"])
 
-    with _progress(s.progress and main) as bar:
+    def checkpoint(epochs_done: int, steps_done: int, loader_state: Tensor | None,
+                   running: dict[str, Tensor], finished: bool = False) -> None:
+        """The resumable state now: after `epochs_done` epochs and `steps_done` steps of the next one."""
+        if state_file is None or not writes:
+            return
+        tensors, info = resume_io.capture(scheme, optimizer, scheduler, generator, loader_state,
+                                          best_state, running)
+        info.update(epoch=epochs_done, step=steps_done, finished=finished, fingerprint=marks,
+                    best_value=best_value, since_best=since_best, last_good=last_good, num_classes=num_classes,
+                    history=result.history, best_epoch=result.best_epoch, best_metrics=result.best_metrics,
+                    best_checkpoint=str(result.best_checkpoint) if result.best_checkpoint else None,
+                    stopped_early=result.stopped_early)
+        resume_io.save(state_file, tensors, info)
+
+    with _progress(s.progress and main, s.epochs) as bar:
         task = bar.add_task(f"{name}", total=s.epochs * len(train_loader), status="")
-        for epoch in range(s.epochs):
+        bar.update(task, completed=first_epoch * len(train_loader) + first_step)
+        for epoch in range(first_epoch, s.epochs):
+            if s.patience is not None and since_best >= s.patience:  # resumed after the epoch that stopped it
+                result.stopped_early = True
+                break
             if isinstance(sampler, DistributedSampler):
                 sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every process
             scheme.train()
             # running sums stay on the device: one sync per epoch instead of several per step
             sums: dict[str, Tensor] = {}
             correct = seen = count = torch.zeros((), dtype=torch.long, device=device)
-            for step, batch in enumerate(train_loader):
+            # the loader's generator before this epoch's shuffle: a mid-epoch checkpoint replays the shuffle from it
+            epoch_rng = loader_rng.get_state() if loader_rng is not None else None
+            batches, start = iter(train_loader), 0
+            if pending is not None:  # resuming: skip the steps already done, then restore the random streams
+                start = first_step
+                for _ in range(start):
+                    next(batches)
+                resume_io.set_rng_state(*pending, generator, None)
+                running = {k: v.to(device) for k, v in resume_io.unprefixed("running", pending[0]).items()}
+                if start:
+                    correct, seen, count = running.pop("@correct"), running.pop("@seen"), running.pop("@count")
+                    sums = running
+                pending = None
+            for step, batch in enumerate(batches, start=start):
                 x, y, index = _split(batch, device)
                 if num_classes is None:  # one tiny forward, so bad labels fail here and not deep inside a loss
                     scheme.train(False)  # eval mode: the probe must not touch BatchNorm statistics
@@ -282,7 +356,10 @@ def fit(
                     correct = correct + ((logits.detach().argmax(-1) == y) & labelled).sum()
                     seen = seen + labelled.sum()
                 count = count + len(x)
-                bar.advance(task)
+                bar.update(task, advance=1, loss=loss.detach())  # read only when a plain line prints
+                if every and (step + 1) % every == 0 and step + 1 < len(train_loader):
+                    checkpoint(epoch, step + 1, epoch_rng,
+                               {**sums, "@correct": correct, "@seen": seen, "@count": count})
             n = len(train_loader.dataset) if hasattr(train_loader, "dataset") else 1
             if step_module is not None:
                 sums, (correct, seen, count) = _sync_epoch(step_module, sums, [correct, seen, count])
@@ -323,6 +400,7 @@ def fit(
             record["best_epoch"] = result.best_epoch
             log.write(record)
             result.history.append(record)
+            checkpoint(epoch + 1, 0, loader_rng.get_state() if loader_rng is not None else None, {})
             bar.update(task, status=_status(record))
             if on_epoch is not None:
                 on_epoch(record)
@@ -333,6 +411,7 @@ def fit(
     scheme.train(False)
     if best_state is not None and s.keep == "best":
         scheme.student.load_state_dict(best_state)
+    checkpoint(s.epochs, 0, loader_rng.get_state() if loader_rng is not None else None, {}, finished=True)
     return result
 
 

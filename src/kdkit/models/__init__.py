@@ -15,6 +15,8 @@ from torch import nn
 from kdkit.errors import ConfigError, KdkitError
 from kdkit.models.cnn import CNN1d, CNN2d, build_cnn1d, build_cnn2d
 from kdkit.models.init import check_same_architecture, teacher_near_init
+from kdkit.models.lm import LMTransformer, build_lm_transformer, resolve_hf_lm
+from kdkit.models.lstm import TextBiLSTM, build_text_bilstm
 from kdkit.models.mlp import MLP, build_mlp
 from kdkit.models.text import (
     BagOfWords,
@@ -42,11 +44,14 @@ MODELS: dict[str, Builder] = {
     "text_bow": build_text_bow,
     "text_cnn": build_text_cnn,
     "text_gru": build_text_gru,
+    "text_bilstm": build_text_bilstm,  # Tang et al. 2019's student
+    "lm_transformer": build_lm_transformer,  # causal LM: logits (N, L, V), num_classes = vocabulary
 }
 
 # prefix -> function(name_after_prefix, input_shape, num_classes, **kwargs)
 RESOLVERS: dict[str, Callable[..., nn.Module]] = {
     "torchvision": resolve_torchvision, "timm": resolve_timm, "hf": resolve_hf,
+    "hf_lm": resolve_hf_lm,  # AutoModelForCausalLM from a local folder
 }
 
 
@@ -81,15 +86,18 @@ def build_from_config(spec: Any, bundle: Any) -> nn.Module:
     for key, value in getattr(bundle, "model_kwargs", {}).items():
         if key not in params and _accepts(spec.name, key):
             params[key] = value
-    return build_model(spec.name, bundle.input_shape, bundle.num_classes, **params)
+    model = build_model(spec.name, bundle.input_shape, bundle.num_classes, **params)
+    wrap = getattr(bundle, "wrap_model", None)  # e.g. raw-text data: word-id models get their tokenizer
+    return wrap(spec.name, model) if wrap is not None else model
 
 
 def _accepts(name: str, key: str) -> bool:
     if ":" in name:  # resolvers (torchvision:, timm:, hf:) take keyword arguments of their own; hf: takes vocab_size
-        return name.startswith("hf:")
+        return name.startswith(("hf:", "hf_lm:"))
     builder = MODELS.get(name)
     return builder is not None and key in inspect.signature(builder).parameters
 
 
 __all__ = ["MODELS", "RESOLVERS", "build_from_config", "build_model", "MLP", "CNN1d", "CNN2d", "TinyCNN", "SmallCNN",
-           "TextTransformer", "BagOfWords", "TextCNN", "TextGRU", "check_same_architecture", "teacher_near_init"]
+           "TextTransformer", "BagOfWords", "TextCNN", "TextGRU", "TextBiLSTM", "LMTransformer",
+           "check_same_architecture", "teacher_near_init"]

@@ -217,20 +217,33 @@ class HFClassifier(nn.Module):
 
 def resolve_hf(
     path: str, input_shape: Sequence[int], num_classes: int, vocab_size: int | None = None, pad_id: int = PAD_ID,
-    **kwargs: Any,
-) -> HFClassifier:
+    raw_text: bool = False, **kwargs: Any,
+) -> nn.Module:
     """`hf:<local dir>`: ``AutoModelForSequenceClassification`` from a directory written by ``save_pretrained``,
     read with ``local_files_only=True`` (nothing is downloaded). A head with another number of classes is replaced
     by a new one for `num_classes`. The model reads kdkit's token ids as they are, so its embeddings must belong to
-    the same vocabulary (e.g. a model trained from scratch on it); `vocab_size`, when given, is checked to fit."""
+    the same vocabulary (e.g. a model trained from scratch on it); `vocab_size`, when given, is checked to fit.
+
+    With ``raw_text=True`` (data that carry raw text, ``data.raw_text: true``) the model tokenizes the text with the
+    tokenizer saved in its folder instead: see :func:`kdkit.models.hf_text.load_hf_text` (options ``max_tokens``,
+    ``keep_layers``, ``dropout``). A folder with its own tokenizer given kdkit's word ids (`vocab_size` set, raw
+    text off) is refused: it would read the ids of another vocabulary as its own."""
+    from kdkit.models.hf_text import has_tokenizer, load_hf_text
+
+    _max_len(input_shape, "hf")
+    if raw_text:
+        return load_hf_text(path, num_classes, **kwargs)
     try:
         from transformers import AutoModelForSequenceClassification
     except ImportError:
         raise ConfigError("transformers is not installed; pip install 'kdkit[text]'") from None
-    _max_len(input_shape, "hf")
     if not Path(path).is_dir():
         raise ModelError(f"hf:{path} is not a local directory; give a folder written by save_pretrained "
                          "(config.json + weights), nothing is downloaded")
+    if vocab_size is not None and has_tokenizer(path):
+        raise ModelError(f"hf:{path} has its own tokenizer, but the data are word ids of kdkit's vocabulary "
+                         f"({vocab_size} words), which it would read as its own ids; set data.raw_text: true so "
+                         "each model tokenizes the text its own way")
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
             path, local_files_only=True, num_labels=num_classes, ignore_mismatched_sizes=True, **kwargs)

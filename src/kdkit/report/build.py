@@ -16,6 +16,7 @@ from kdkit.report.html import render_html
 from kdkit.report.markdown import render_markdown
 from kdkit.report.rundir import ROLES, STUDENTS, RunData, load_run
 from kdkit.report.table import COLUMNS
+from kdkit.report.verdict import run_section
 
 FIGURE_DIR = "report_figures"
 GROUPS = (
@@ -166,7 +167,7 @@ def build_document(run: RunData) -> Document:
     overview.blocks += [Text("results.json disagrees with predictions.npz (the report uses the predictions): " + m,
                              note=True) for m in numbers.mismatches(run, rows)]
     return Document(f"kdkit report: {data.get('name', run.path.name)}", subtitle, [
-        overview, fidelity_section(run), calibration_section(run, rows), per_class_section(run),
+        overview, run_section(run, rows), fidelity_section(run), calibration_section(run, rows), per_class_section(run),
         curves_section(run), tradeoff_section(rows),
     ])
 

@@ -7,7 +7,7 @@ a group is named by the config keys in which it differs from the other groups.""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from kdkit.report.html import render_html
 from kdkit.report.markdown import render_markdown
 from kdkit.report.rundir import LABELS, ROLES, RunData, load_run
 from kdkit.report.table import COLUMNS
+from kdkit.report.verdict import group_verdict, seeds_section
 
 IGNORED = ("seed", "output_dir")  # config keys (at any depth) that do not define a setting
 KEYS = ("accuracy", "macro_f1", "nll", "ece", "agreement", "predictive_kl", "latency_ms", "params")
@@ -131,10 +132,11 @@ def build_compare_document(groups: list[Group]) -> Document:
              "directory) are pooled; quality and fidelity come from each run's predictions.npz, latency and "
              "parameters from its results.json."),
         table,
-        Table(["id", "setting", "run directories"],
-              [[g.id, g.label, ", ".join(str(r.path) for r in g.runs)] for g in groups],
-              caption="settings: the config keys in which they differ"),
-    ])]
+        Table(["id", "setting", "processes x batch", "run directories"],
+              [[g.id, g.label, _processes(g), ", ".join(str(r.path) for r in g.runs)] for g in groups],
+              caption="settings: the config keys in which they differ; processes x batch: the distillation's "
+                      "effective batch (torchrun splits each batch over the processes)"),
+    ]), seeds_section(groups)]
     notes = [f"{r.path}: {note}" for g in groups for r in g.runs for note in r.notes]
     notes += [f"{r.path} has no config.yaml, so it is not pooled with other seeds" for g in groups for r in g.runs
               if r.config is None]
@@ -147,10 +149,27 @@ def build_compare_document(groups: list[Group]) -> Document:
     return Document("kdkit compare", f"{n_runs} runs, {len(groups)} settings", sections)
 
 
+def _processes(group: Group) -> str:
+    """'2 x 128 = 256' from results.json's training record (distillation stage), one entry per distinct value;
+    '?' for runs written before it was saved."""
+    seen = []
+    for run in group.runs:
+        training = run.results.get("training")
+        if not training:
+            text = "?"
+        else:
+            n, per = training["processes"], training["batch_size"]["distill"]
+            text = f"{n} x {per} = {n * per}"
+        if text not in seen:
+            seen.append(text)
+    return ", ".join(seen)
+
+
 @dataclass
 class CompareFiles:
     html: Path
     markdown: Path
+    verdicts: list[str] = field(default_factory=list)  # one line per setting, for the terminal
 
 
 def write_compare(run_dirs: list[str | Path], output_dir: str | Path) -> CompareFiles:
@@ -159,12 +178,14 @@ def write_compare(run_dirs: list[str | Path], output_dir: str | Path) -> Compare
         raise RunDirError("no run directories given; pass one or more directories written by `kdkit demo`/`train`")
     unique = list(dict.fromkeys(Path(d).resolve() for d in run_dirs))  # a run given twice must not count twice
     runs = [load_run(d) for d in unique]
-    doc = build_compare_document(group_runs(runs))
+    groups = group_runs(runs)
+    doc = build_compare_document(groups)
     out = Path(output_dir)
     (out / FIGURE_DIR).mkdir(parents=True, exist_ok=True)
     for img in doc.images():
         (out / FIGURE_DIR / f"{img.name}.png").write_bytes(img.png)
-    files = CompareFiles(out / "compare.html", out / "compare.md")
+    files = CompareFiles(out / "compare.html", out / "compare.md",
+                         [f"{g.id} ({g.label}): {group_verdict(g)[0].headline}" for g in groups])
     write_atomic(files.html, render_html(doc))
     write_atomic(files.markdown, render_markdown(doc, FIGURE_DIR))
     return files

@@ -72,9 +72,10 @@ class RunData:
 def _results(run_dir: Path) -> dict[str, Any]:
     try:
         results = json.loads((run_dir / "results.json").read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise RunDirError(
-            f"{run_dir}/results.json is not valid JSON ({err.msg}); {REBUILD.format(run_dir=run_dir)}"
+            f"{run_dir}/results.json is not valid JSON ({getattr(err, 'msg', 'not UTF-8')}); "
+            f"{REBUILD.format(run_dir=run_dir)}"
         ) from None
     version = results.get("format") if isinstance(results, dict) else None
     if version is None or (isinstance(version, int) and version < FORMAT):
@@ -85,7 +86,9 @@ def _results(run_dir: Path) -> dict[str, Any]:
     if version != FORMAT:
         raise RunDirError(f"{run_dir}/results.json has format {version!r}, newer than this kdkit reads ({FORMAT}); "
                           "upgrade kdkit to report on it")
-    roles = [row.get("role") for row in results.get("rows", []) if isinstance(row, dict)]
+    if not isinstance(results.get("rows"), list) or not all(isinstance(r, dict) for r in results["rows"]):
+        raise RunDirError(f"{run_dir}/results.json has no list of rows; " + REBUILD.format(run_dir=run_dir))
+    roles = [row.get("role") for row in results["rows"]]
     missing = [r for r in ROLES if r not in roles]
     if missing:
         raise RunDirError(f"{run_dir}/results.json has no row for {', '.join(missing)}; "
@@ -177,5 +180,11 @@ def load_run(run_dir: str | Path) -> RunData:
     if (run_dir / "config.yaml").is_file():
         import yaml
 
-        data.config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        try:
+            data.config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        except (yaml.YAMLError, UnicodeDecodeError):
+            data.config = None
+        if not isinstance(data.config, dict):  # a damaged config costs the report its settings, nothing more
+            data.config = None
+            data.notes.append("config.yaml is damaged (not a YAML mapping), so the run's settings are not shown")
     return data

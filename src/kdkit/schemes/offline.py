@@ -101,6 +101,20 @@ class OfflineDistillation(Scheme):
         self.teacher.eval()
         return self.student(x), self.teacher(x)
 
+    def resume_state(self) -> dict[str, Tensor]:
+        """The teacher cache, checkpointed by fit, so a resumed run reuses the same teacher outputs."""
+        if self.cache is None:
+            return {}
+        stored = {f"cache.{k}": v for k, v in self.cache.store.items()}
+        return {"filled": self.cache.filled.to(torch.uint8), **stored}
+
+    def load_resume_state(self, state: dict[str, Tensor]) -> None:
+        if self.cache is None or "filled" not in state:
+            return
+        device = next(self.teacher.parameters(), torch.empty(0)).device  # fit has moved the teacher by now
+        self.cache.filled = state["filled"].bool()
+        self.cache.store = {k.removeprefix("cache."): v.to(device) for k, v in state.items() if k != "filled"}
+
     def close(self) -> None:
         """Remove the forward hooks from both models."""
         self.student_taps.remove()

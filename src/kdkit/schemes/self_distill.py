@@ -101,3 +101,15 @@ class SelfDistillation(Scheme):
     def eval_logits(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         self.teacher.eval()
         return self.student(x), self.teacher(x)
+
+    def resume_state(self) -> dict[str, Tensor]:
+        """The EMA teacher and the step count, checkpointed by fit: without them a resumed run would restart the
+        average from the student and end with other weights."""
+        teacher = {f"teacher.{k}": v for k, v in self.teacher.state_dict().items()}
+        return {**teacher, "steps": torch.tensor(self.steps, dtype=torch.long)}
+
+    def load_resume_state(self, state: dict[str, Tensor]) -> None:
+        if "steps" not in state:
+            return
+        self.teacher.load_state_dict({k.removeprefix("teacher."): v for k, v in state.items() if k != "steps"})
+        self.steps = int(state["steps"])

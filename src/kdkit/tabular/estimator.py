@@ -51,6 +51,20 @@ def _check_columns(frame: pd.DataFrame, columns: Sequence, what: str) -> list:
     return columns
 
 
+def _check_finite(frame: pd.DataFrame, columns: Sequence, what: str) -> None:
+    """Infinite feature values are refused: no model treats them as anything meaningful, and scaled or binned
+    they silently become NaN or an extreme bin. NaN stays allowed: it marks a missing value, which the
+    boosted models handle natively."""
+    for column in columns:
+        values = frame[column]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            infinite = np.isinf(values.to_numpy(dtype=float, na_value=np.nan))
+            if infinite.any():
+                row = int(np.flatnonzero(infinite)[0])
+                raise DataError(f"{what}: column {column!r} has {int(infinite.sum())} infinite value(s) (first at "
+                                f"row {row}); replace them, e.g. by a large finite value or by NaN (missing)")
+
+
 class DistilledClassifier(ClassifierMixin, BaseEstimator):
     """Teacher on all (or ``teacher_columns``) columns, student on ``student_columns``, scikit-learn API.
 
@@ -150,6 +164,7 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
             frame, every if self.teacher_columns is None else self.teacher_columns, "teacher columns")
         self.student_columns_ = _check_columns(
             frame, every if self.student_columns is None else self.student_columns, "student columns")
+        _check_finite(frame, dict.fromkeys([*self.teacher_columns_, *self.student_columns_]), "training data")
         if self.categorical_columns is None:
             self.categorical_columns_ = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
         elif len(self.categorical_columns) == 0:
@@ -214,6 +229,7 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
     def _average(self, models: list[Learner], X: Any, columns: list) -> np.ndarray:
         frame = as_frame(X)
         _check_columns(frame, columns, "columns the model was trained on")
+        _check_finite(frame, columns, "data to predict")
         return np.mean([m.predict_proba(frame) for m in models], axis=0)
 
     def predict_proba(self, X: Any) -> np.ndarray:

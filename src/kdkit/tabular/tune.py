@@ -19,6 +19,7 @@ import optuna
 import pandas as pd
 
 from kdkit.errors import ConfigError
+from kdkit.studies import open_study
 from kdkit.tabular.estimator import DistilledClassifier
 from kdkit.tabular.evaluate import LOWER_IS_BETTER, METRICS, best_threshold, scores
 from kdkit.tabular.models import resolve
@@ -98,8 +99,8 @@ def run_study(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seed = int(base.get("seed", 0))
     try:
-        study = optuna.create_study(
-            study_name=study_name, storage=storage, load_if_exists=True,
+        study = open_study(  # retries when workers started together race to create the database's tables
+            optuna, study_name=study_name, storage=storage,
             direction="minimize" if metric in LOWER_IS_BETTER else "maximize",
             sampler=optuna.samplers.TPESampler(seed=seed),
             pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),

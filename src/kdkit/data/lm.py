@@ -1,0 +1,305 @@
+"""Language-model data: sequences of token ids with next-token labels, for causal LMs (kdkit.models.lm).
+
+A row is ``x = ids[:-1]`` and ``y = ids[1:]`` (the labels are the inputs shifted by one, so position l of the
+logits predicts y[l]), padded on the right to ``seq_len`` with the pad id in x and -1 in y. Prompt/response pairs
+get -1 on every label inside the prompt, so the loss, the metrics and the divergences count only the response
+(and its end-of-sequence token). Raw text is labelled everywhere, either packed (all texts joined with the
+end-of-sequence id and cut into rows of seq_len + 1 ids, no padding) or padded (one text per row, truncated).
+
+Sources: :func:`synthetic_addition` (built in, generated offline: multi-digit addition written as text, scored by
+exact match of the generated answer) and :func:`load_lm_files` (``.txt``: one text per non-empty line; ``.jsonl``:
+``{"prompt", "response"}`` pairs or ``{"text"}`` rows). Tokens come from a :class:`CharTokenizer` built on the
+training texts, or from any Hugging Face tokenizer (``load_causal_lm(folder).tokenizer``).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from kdkit.errors import DataError
+
+IGNORE = -1  # kdkit's "no label" (the losses also skip Hugging Face's -100)
+
+
+class CharTokenizer:
+    """One id per character: 0 = <pad>, 1 = <eos>, 2 = <unk>, then the characters in sorted order."""
+
+    SPECIALS = ("<pad>", "<eos>", "<unk>")
+    pad_token_id, eos_token_id, unk_token_id = 0, 1, 2
+
+    def __init__(self, chars: Sequence[str]) -> None:
+        self.tokens = list(self.SPECIALS) + sorted(set(chars) - set(self.SPECIALS))
+        self.ids = {t: i for i, t in enumerate(self.tokens)}
+
+    @classmethod
+    def from_texts(cls, texts: Sequence[str]) -> CharTokenizer:
+        return cls(sorted({c for text in texts for c in text}))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokens)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def get_vocab(self) -> dict[str, int]:
+        return dict(self.ids)
+
+    def convert_ids_to_tokens(self, ids: int | Sequence[int]) -> str | list[str]:
+        return self.tokens[ids] if isinstance(ids, int) else [self.tokens[i] for i in ids]
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return [self.ids.get(c, self.unk_token_id) for c in text]
+
+    def decode(self, ids: Sequence[int] | Tensor, stop_at_eos: bool = True) -> str:
+        out = []
+        for i in (ids.tolist() if isinstance(ids, Tensor) else ids):
+            if i == self.eos_token_id and stop_at_eos:
+                break
+            if i >= len(self.SPECIALS):
+                out.append(self.tokens[i])
+        return "".join(out)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps({"kind": "char", "tokens": self.tokens}))
+
+    @classmethod
+    def load(cls, path: str | Path) -> CharTokenizer:
+        data = json.loads(Path(path).read_text())
+        tok = cls([])
+        tok.tokens, tok.ids = list(data["tokens"]), {t: i for i, t in enumerate(data["tokens"])}
+        return tok
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    return list(tokenizer.encode(text, add_special_tokens=False))
+
+
+def _eos(tokenizer: Any) -> int:
+    eos = getattr(tokenizer, "eos_token_id", None)
+    if eos is None:
+        raise DataError("the tokenizer has no end-of-sequence token (eos_token_id); set one before building LM data")
+    return int(eos)
+
+
+def _pad(tokenizer: Any) -> int:
+    pad = getattr(tokenizer, "pad_token_id", None)
+    return int(pad) if pad is not None else _eos(tokenizer)
+
+
+class LMDataset(Dataset):
+    """Rows (x, y) of LongTensor (seq_len,), plus per row the prompt length and, for pairs, the prompt and response
+    ids (what generation starts from and what exact match compares against)."""
+
+    def __init__(self, x: Tensor, y: Tensor, prompt_len: Tensor, prompts: list[list[int]] | None = None,
+                 responses: list[list[int]] | None = None) -> None:
+        self.x, self.y, self.prompt_len = x, y, prompt_len
+        self.prompts, self.responses = prompts, responses
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        return self.x[i], self.y[i]
+
+    def subset(self, rows: Sequence[int]) -> LMDataset:
+        rows = list(rows)
+        prompts = [self.prompts[i] for i in rows] if self.prompts is not None else None
+        responses = [self.responses[i] for i in rows] if self.responses is not None else None
+        return LMDataset(self.x[rows], self.y[rows], self.prompt_len[rows], prompts, responses)
+
+    @property
+    def labelled_tokens(self) -> int:
+        return int((self.y >= 0).sum())
+
+
+def encode_pairs(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], seq_len: int, eos_id: int,
+                 pad_id: int = 0) -> LMDataset:
+    """Prompt/response id lists -> LMDataset; labels only on the response and the eos that ends it."""
+    n = len(prompts)
+    if n == 0:
+        raise DataError("no prompt/response pairs: the dataset is empty")
+    x = torch.full((n, seq_len), pad_id, dtype=torch.long)
+    y = torch.full((n, seq_len), IGNORE, dtype=torch.long)
+    for row, (p, r) in enumerate(zip(prompts, responses, strict=True)):
+        if len(p) == 0:
+            raise DataError(f"pair {row}: empty prompt; a response needs at least one prompt token to follow")
+        full = list(p) + list(r) + [eos_id]
+        if len(full) - 1 > seq_len:
+            raise DataError(f"pair {row} has {len(full) - 1} tokens (prompt + response + eos) but seq_len is "
+                            f"{seq_len}; raise seq_len or shorten the texts")
+        ids = torch.tensor(full, dtype=torch.long)
+        x[row, :len(full) - 1] = ids[:-1]
+        y[row, :len(full) - 1] = ids[1:]
+        y[row, :len(p) - 1] = IGNORE  # predicting prompt tokens is not the task
+    return LMDataset(x, y, torch.tensor([len(p) for p in prompts]), [list(p) for p in prompts],
+                     [list(r) for r in responses])
+
+
+def encode_texts(texts: Sequence[Sequence[int]], seq_len: int, eos_id: int, pad_id: int = 0,
+                 mode: Literal["packed", "padded"] = "packed") -> LMDataset:
+    """Raw token id lists -> LMDataset with every real token labelled. packed: joined with eos, cut into rows of
+    seq_len + 1 ids (the last incomplete row dropped); padded: one text (+ eos) per row, truncated."""
+    if mode == "packed":
+        stream = [i for t in texts for i in (*t, eos_id)]
+        rows = len(stream) // (seq_len + 1)
+        if rows == 0:
+            raise DataError(f"the texts hold {len(stream)} tokens, fewer than one packed row of seq_len + 1 = "
+                            f"{seq_len + 1}; add text or lower seq_len")
+        block = torch.tensor(stream[: rows * (seq_len + 1)], dtype=torch.long).view(rows, seq_len + 1)
+        return LMDataset(block[:, :-1].clone(), block[:, 1:].clone(), torch.zeros(rows, dtype=torch.long))
+    if mode != "padded":
+        raise DataError(f"unknown mode '{mode}'; choose packed or padded")
+    if not texts:
+        raise DataError("no texts: the dataset is empty")
+    x = torch.full((len(texts), seq_len), pad_id, dtype=torch.long)
+    y = torch.full((len(texts), seq_len), IGNORE, dtype=torch.long)
+    for row, t in enumerate(texts):
+        ids = torch.tensor((list(t) + [eos_id])[: seq_len + 1], dtype=torch.long)
+        x[row, :len(ids) - 1], y[row, :len(ids) - 1] = ids[:-1], ids[1:]
+    return LMDataset(x, y, torch.zeros(len(texts), dtype=torch.long))
+
+
+@dataclass
+class LMBundle:
+    """Train/val/test splits of one LM task and the tokenizer that made them; `num_classes` is the vocabulary."""
+
+    train: LMDataset
+    val: LMDataset
+    test: LMDataset
+    tokenizer: Any
+    seq_len: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokenizer)
+
+    num_classes = vocab_size
+
+    @property
+    def input_shape(self) -> tuple[int]:
+        return (self.seq_len,)
+
+    @property
+    def model_kwargs(self) -> dict[str, Any]:
+        return {"vocab_size": self.vocab_size}
+
+
+def addition_pair(a: int, b: int, digits: int, reverse: bool = True) -> tuple[str, str]:
+    """("0123+0456=", answer): operands zero-padded to `digits`, the sum to digits + 1, least significant digit
+    first when `reverse` (the order in which carries are computed)."""
+    total = f"{a + b:0{digits + 1}d}"
+    return f"{a:0{digits}d}+{b:0{digits}d}=", total[::-1] if reverse else total
+
+
+def synthetic_addition(n_train: int = 8000, n_val: int = 500, n_test: int = 1000, digits: int = 3, seed: int = 0,
+                       reverse: bool = True) -> LMBundle:
+    """Multi-digit addition as text ("123+456=" -> "9750" reversed, then <eos>), generated offline; every split
+    holds distinct problems, none shared between splits. Scored by exact match of the generated answer: getting
+    every digit (and every carry) right takes more capacity than a small model has."""
+    if digits < 1 or n_train < 1 or n_val < 1 or n_test < 1:
+        raise DataError("synthetic_addition needs digits >= 1 and at least one problem per split")
+    total = n_train + n_val + n_test
+    space = 10 ** (2 * digits)
+    if total > space // 2:
+        raise DataError(f"{total} distinct problems requested but {digits}-digit addition has {space}; raise digits")
+    rng = random.Random(seed)
+    seen: set[int] = set()
+    while len(seen) < total:
+        seen.add(rng.randrange(space))
+    codes = sorted(seen)
+    rng.shuffle(codes)
+    tok = CharTokenizer("0123456789+=")
+    splits = []
+    for part in (codes[:n_train], codes[n_train:n_train + n_val], codes[n_train + n_val:]):
+        pairs = [addition_pair(c // 10**digits, c % 10**digits, digits, reverse) for c in part]
+        splits.append(encode_pairs([tok.encode(p) for p, _ in pairs], [tok.encode(r) for _, r in pairs],
+                                   seq_len=3 * digits + 3, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id))
+    return LMBundle(*splits, tokenizer=tok, seq_len=3 * digits + 3,
+                    info={"task": "addition", "digits": digits, "reverse": reverse})
+
+
+def _read_rows(path: Path) -> list[dict[str, Any] | str]:
+    if not path.is_file():
+        raise DataError(f"LM data file {path} does not exist")
+    if path.suffix == ".jsonl":
+        rows: list[dict[str, Any] | str] = []
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise DataError(f"{path}:{n}: not valid JSON ({err.msg})") from None
+                if not isinstance(row, dict):
+                    raise DataError(f"{path}:{n}: each line must be a JSON object")
+                rows.append(row)
+        return rows
+    if path.suffix in (".txt", ".text", ""):
+        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    raise DataError(f"{path}: LM data must be .txt (one text per line) or .jsonl; got '{path.suffix}'")
+
+
+def _split_rows(rows: list[dict[str, Any] | str], path: Path, prompt_key: str, response_key: str,
+                text_key: str) -> tuple[list[tuple[str, str]], list[str]]:
+    pairs, texts = [], []
+    for n, row in enumerate(rows, 1):
+        if isinstance(row, str):
+            texts.append(row)
+        elif prompt_key in row and response_key in row:
+            pairs.append((str(row[prompt_key]), str(row[response_key])))
+        elif text_key in row:
+            texts.append(str(row[text_key]))
+        else:
+            raise DataError(f"{path}: row {n} has neither '{prompt_key}'/'{response_key}' nor '{text_key}'; keys: "
+                            f"{sorted(row)}")
+    if pairs and texts:
+        raise DataError(f"{path} mixes prompt/response rows and raw-text rows; use one kind per file")
+    return pairs, texts
+
+
+def load_lm_files(train_file: str | Path, test_file: str | Path, val_file: str | Path | None = None,
+                  tokenizer: Any = None, seq_len: int = 128, mode: Literal["packed", "padded"] = "packed",
+                  prompt_key: str = "prompt", response_key: str = "response", text_key: str = "text",
+                  val_fraction: float = 0.1, seed: int = 0) -> LMBundle:
+    """Plain-text or JSONL files -> LMBundle. Pairs are padded per row with labels only on the response; raw text
+    is `mode` (packed or padded). Without `tokenizer` a CharTokenizer is built on the training file. Without
+    `val_file`, `val_fraction` of the training rows (by seed) are held out."""
+    tokenizer = tokenizer or CharTokenizer.from_texts(
+        [t for row in _read_rows(Path(train_file)) for t in
+         ([row] if isinstance(row, str) else [str(v) for k, v in row.items() if k in (prompt_key, response_key,
+                                                                                        text_key)])])
+    eos, pad = _eos(tokenizer), _pad(tokenizer)
+
+    def build(path: Path) -> LMDataset:
+        pairs, texts = _split_rows(_read_rows(path), path, prompt_key, response_key, text_key)
+        if pairs:
+            return encode_pairs([_encode(tokenizer, p) for p, _ in pairs], [_encode(tokenizer, r) for _, r in pairs],
+                                seq_len, eos, pad)
+        return encode_texts([_encode(tokenizer, t) for t in texts], seq_len, eos, pad, mode)
+
+    train, test = build(Path(train_file)), build(Path(test_file))
+    if val_file is not None:
+        val = build(Path(val_file))
+    else:
+        if not 0 < val_fraction < 1:
+            raise DataError(f"val_fraction must be in (0, 1) without a val_file, got {val_fraction}")
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()
+        cut = max(1, int(round(val_fraction * len(train))))
+        if cut >= len(train):
+            raise DataError(f"{train_file} has {len(train)} rows: too few to hold out a validation split")
+        train, val = train.subset(order[cut:]), train.subset(order[:cut])
+    return LMBundle(train, val, test, tokenizer, seq_len, info={"task": "files", "mode": mode})
+
+
+__all__ = ["CharTokenizer", "IGNORE", "LMBundle", "LMDataset", "addition_pair", "encode_pairs", "encode_texts",
+           "load_lm_files", "synthetic_addition"]

@@ -1,0 +1,101 @@
+"""What a trained model needs besides its weights, saved with the run as ``run_dir/models/meta.json`` (and the
+text vocabulary as ``run_dir/models/vocab.json``):
+
+    kind            "tensor" (rows of numbers shaped like input_shape), "image" (decoded, resized, normalised image
+                    files) or "text" (texts turned into word ids by the vocabulary)
+    input_shape, input_dtype, num_classes, class_names, per_token (sequence labelling: one class per word)
+    preprocessing   image: image_size [H, W], channels, mean and std applied after scaling to [0, 1];
+                    text: the vocabulary file and max_len
+    models          per role: the model's name and params, and its weights file
+
+Saved at training time because the data that knew these facts (the image folder's normalisation, the vocabulary
+counted on the training split) may be gone when the student is used; `kdkit.load` and `kdkit predict` read it
+without rebuilding the data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from kdkit.checkpoint import write_atomic
+from kdkit.errors import RunDirError
+
+META_FORMAT = 1
+META = "models/meta.json"
+VOCAB = "models/vocab.json"
+
+
+def describe_data(bundle: Any) -> dict[str, Any]:
+    """kind, shapes, class names and preprocessing of a DataBundle, as saved in meta.json."""
+    import torch
+
+    from kdkit.adapters import example_inputs
+
+    example = example_inputs(bundle.test, size=1)
+    vocab = getattr(bundle, "vocab", None)
+    test = bundle.test.without_augmentation() if hasattr(bundle.test, "without_augmentation") else bundle.test
+    labels = test[0][1] if len(test) else torch.zeros(())
+    meta: dict[str, Any] = {
+        "kind": "tensor", "input_shape": list(bundle.input_shape), "num_classes": int(bundle.num_classes),
+        "input_dtype": str(example.dtype).removeprefix("torch."),
+        "class_names": [str(c) for c in bundle.class_names] or [str(i) for i in range(bundle.num_classes)],
+        "per_token": bool(getattr(labels, "ndim", 0) >= 1), "preprocessing": None,
+        "model_kwargs": dict(getattr(bundle, "model_kwargs", {})),
+    }
+    if vocab is not None:
+        meta["kind"] = "text"
+        meta["preprocessing"] = {"vocabulary": Path(VOCAB).name, "max_len": vocab.max_len,
+                                 "tokenizer": "lower-cased words and punctuation marks (kdkit.data.text.tokenize)"}
+    elif hasattr(test, "mean") and hasattr(test, "images"):  # an image folder's ImageTensors
+        channels, height, width = bundle.input_shape
+        meta["kind"] = "image"
+        meta["preprocessing"] = {"image_size": [height, width], "channels": channels, "scale": 1 / 255,
+                                 "mean": test.mean.flatten().tolist(), "std": test.std.flatten().tolist()}
+    return meta
+
+
+def write_meta(run_dir: Path, bundle: Any, models: dict[str, Any], specs: dict[str, Any]) -> Path:
+    """meta.json (and vocab.json for text) into run_dir/models; `specs` maps role -> the config's model entry."""
+    meta = {"format": META_FORMAT, **describe_data(bundle), "models": {
+        role: {"name": spec.name, "params": dict(spec.params), "weights": f"{role}.safetensors"}
+        for role, spec in specs.items() if role in models}}
+    vocab = getattr(bundle, "vocab", None)
+    if vocab is not None:  # Vocabulary.save writes in place; go through a string for an atomic write
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            write_atomic(run_dir / VOCAB, vocab.save(Path(tmp) / "vocab.json").read_text())
+    return write_atomic(run_dir / META, json.dumps(meta, indent=2))
+
+
+def read_meta(run_dir: str | Path) -> dict[str, Any]:
+    """meta.json of a run directory; RunDirError saying how to get one when it is missing or unreadable."""
+    path = Path(run_dir) / META
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing (runs trained before kdkit saved it); rebuild it with "
+                          f"`kdkit evaluate {run_dir}`")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise RunDirError(f"{path} is not valid JSON ({err.msg}); rebuild it with `kdkit evaluate {run_dir}`") \
+            from None
+    if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
+        raise RunDirError(f"{path} has format {meta.get('format') if isinstance(meta, dict) else None!r}; this "
+                          f"kdkit reads format {META_FORMAT}: rebuild it with `kdkit evaluate {run_dir}`")
+    return meta
+
+
+def onnx_metadata(run_dir: str | Path, role: str) -> dict[str, str]:
+    """What an exported ONNX file carries (as kdkit.* strings, JSON where structured): the input's name (always
+    "input"), shape and dtype, the class names, the data kind and its preprocessing; empty for runs without a
+    meta.json. A text run's vocabulary stays in models/vocab.json, named here."""
+    path = Path(run_dir) / META
+    if not path.is_file():
+        return {}
+    meta = read_meta(run_dir)
+    return {"kdkit.model": role, "kdkit.input_name": "input",
+            "kdkit.input_shape": json.dumps(["batch", *meta["input_shape"]]), "kdkit.input_dtype": meta["input_dtype"],
+            "kdkit.class_names": json.dumps(meta["class_names"]), "kdkit.kind": meta["kind"],
+            "kdkit.preprocessing": json.dumps(meta["preprocessing"])}

@@ -1,0 +1,108 @@
+"""On-policy distillation of a language model (Agarwal et al. 2024, "On-Policy Distillation of Language Models:
+Learning from Self-Generated Mistakes", GKD).
+
+At each training step, with probability lambda (drawn from the scheme's own seeded generator) the batch is
+on-policy: the student samples a continuation of every prompt (softmax(logits / sample_temperature), up to the
+length of the data's longest response, or max_new_tokens), and the teacher scores those sequences token by
+token. Otherwise the batch is the data's own responses (off-policy, supervised KD). Either way:
+
+    L = weight * mean_{generated / response tokens} D(p_t(. | y_<n, x) || p_s(. | y_<n, x))  [+ ce_weight * CE on
+        off-policy batches]
+
+with D a token divergence (default JSD(0.5), as GKD recommends trying several). No gradient flows through the
+sampling. The same seed gives the same coin flips and the same samples (sampling runs on the CPU generator).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from kdkit.errors import ConfigError
+from kdkit.lm.generate import generate
+from kdkit.lm.vocab import check_model_vocabularies
+from kdkit.losses.kd import hard_label_ce
+from kdkit.losses.token_divergence import TokenDivergence
+from kdkit.schemes.base import Scheme
+from kdkit.schemes.lm_common import build_divergence, prompt_lengths
+
+
+class OnPolicyDistillation(Scheme):
+    def __init__(self, student: nn.Module, teacher: nn.Module, divergence: str | TokenDivergence = "jsd",
+                 lam: float = 0.5, eos_id: int | None = None, pad_id: int = 0, sample_temperature: float = 1.0,
+                 max_new_tokens: int | None = None, weight: float = 1.0, ce_weight: float = 0.0, seed: int = 0,
+                 **options: Any) -> None:
+        super().__init__(student)
+        if not 0.0 <= lam <= 1.0:
+            raise ConfigError(f"on-policy lambda must be in [0, 1], got {lam}")
+        if sample_temperature <= 0:
+            raise ConfigError(f"sample_temperature must be > 0, got {sample_temperature}")
+        check_model_vocabularies(teacher, student)  # hf_lm: models carry tokenizers; one line if they differ
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.divergence = build_divergence(divergence, **options)
+        self.lam, self.eos_id, self.pad_id = float(lam), eos_id, pad_id
+        self.sample_temperature, self.max_new_tokens = float(sample_temperature), max_new_tokens
+        self.weight, self.ce_weight = float(weight), float(ce_weight)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.on_policy_steps = self.steps = 0
+
+    def to(self, device: torch.device) -> OnPolicyDistillation:
+        super().to(device)
+        self.teacher.to(device)
+        return self
+
+    @torch.no_grad()
+    def sample(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Student samples after each row's prompt; returns (x', y') of x's shape, labelled on the sampled tokens
+        only (so the divergence counts them, and neither prompt nor padding)."""
+        length = x.shape[1]
+        plen = prompt_lengths(y)
+        want = int((y >= 0).sum(1).max()) if self.max_new_tokens is None else self.max_new_tokens
+        max_new = max(1, min(want, length + 1 - int(plen.max())))
+        was_training = self.student.training
+        out = generate(self.student, x, plen, max_new, eos_id=self.eos_id, pad_id=self.pad_id, greedy=False,
+                       temperature=self.sample_temperature, generator=self.generator)
+        self.student.train(was_training)
+        seq = torch.full((x.shape[0], length + 1), self.pad_id, dtype=torch.long, device=x.device)
+        width = min(out.ids.shape[1], length + 1)
+        seq[:, :width] = out.ids[:, :width]
+        new_x, new_y = seq[:, :-1].clone(), torch.full_like(x, -1)
+        cols = torch.arange(length, device=x.device)[None, :]
+        # label position l holds token l + 1: generated tokens sit at plen .. plen + lengths - 1
+        labelled = (cols >= (plen - 1)[:, None]) & (cols < (plen - 1 + out.lengths)[:, None])
+        new_y[labelled] = seq[:, 1:][labelled]
+        return new_x, new_y
+
+    def losses(self, x: Tensor, y: Tensor | None, epoch: int, index: Tensor | None = None):
+        if y is None:
+            raise ConfigError("on-policy distillation needs labels that mark the prompts (-1 on the prompt)")
+        self.steps += 1
+        on_policy = bool(torch.rand((), generator=self.generator) < self.lam)
+        self.teacher.eval()
+        if on_policy:
+            self.on_policy_steps += 1
+            seq_x, seq_y = self.sample(x, y)
+            with torch.no_grad():
+                data_logits = self.student(x)  # for the trainer's accuracy on the data's own labels
+        else:
+            seq_x, seq_y = x, y
+        logits = self.student(seq_x)
+        with torch.no_grad():
+            teacher_logits = self.teacher(seq_x)
+        div = self.divergence(logits, teacher_logits, seq_y)
+        name = self.divergence.name
+        weighted, raw = {name: self.weight * div}, {name: div.detach()}
+        if self.ce_weight:  # CE on the data's responses only: on-policy samples are not ground truth
+            ce = hard_label_ce(logits, y) if not on_policy else logits.sum() * 0.0
+            weighted["ce"], raw["ce"] = self.ce_weight * ce, ce.detach()
+        return weighted, raw, (data_logits if on_policy else logits)
+
+    @torch.no_grad()
+    def eval_logits(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        self.teacher.eval()
+        return self.student(x), self.teacher(x)
+
+
+__all__ = ["OnPolicyDistillation"]

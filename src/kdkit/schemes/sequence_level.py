@@ -1,0 +1,66 @@
+"""Sequence-level knowledge distillation (Kim & Rush 2016, "Sequence-Level Knowledge Distillation"): the teacher
+writes a response to every training prompt (greedy, their beam search of width 1, or sampled at a temperature),
+and the student is trained on those responses with plain cross-entropy, as if they were the data:
+
+    L = - sum_n log p_s(y^_n | y^_<n, x),   y^ = teacher's output for prompt x
+
+Word-level KD can be added on top (their "Seq-Inter" / combined variants) by distilling with OfflineDistillation on
+the returned dataset instead of Supervised.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from kdkit.data.builtin import make_loader
+from kdkit.data.lm import LMDataset, encode_pairs
+from kdkit.errors import DataError
+from kdkit.lm.generate import generate, pad_prompts
+from kdkit.metrics import model_device
+from kdkit.schemes.supervised import Supervised
+from kdkit.settings import TrainSettings
+from kdkit.trainer import FitResult, fit
+
+
+@torch.no_grad()
+def teacher_outputs(teacher: nn.Module, data: LMDataset, eos_id: int, pad_id: int = 0, greedy: bool = True,
+                    temperature: float = 1.0, seed: int = 0, batch_size: int = 256,
+                    max_new_tokens: int | None = None) -> LMDataset:
+    """A copy of a prompt/response dataset whose responses are the teacher's generations (eos stripped; a
+    response is cut to fit the sequence length)."""
+    if data.prompts is None:
+        raise DataError("sequence-level KD needs prompt/response data: the teacher answers the prompts")
+    seq_len = data.x.shape[1]
+    device = model_device(teacher)
+    generator = torch.Generator().manual_seed(seed)
+    longest = max(len(r) for r in data.responses or [[0]]) + 1
+    responses: list[list[int]] = []
+    for start in range(0, len(data), batch_size):
+        prompts = data.prompts[start:start + batch_size]
+        ids, lengths = pad_prompts(prompts, pad_id)
+        out = generate(teacher, ids.to(device), lengths.to(device), max_new_tokens or longest, eos_id=eos_id,
+                       pad_id=pad_id, greedy=greedy, temperature=temperature, generator=generator)
+        for row, prompt in enumerate(prompts):
+            tokens = out.new[row, : int(out.lengths[row])].tolist()
+            if tokens and tokens[-1] == eos_id:
+                tokens = tokens[:-1]
+            responses.append(tokens[: max(0, seq_len - len(prompt))])
+    return encode_pairs(data.prompts, responses, seq_len, eos_id, pad_id)
+
+
+def distill_sequence_level(student: nn.Module, teacher: nn.Module, data: LMDataset, val_loader: DataLoader | None,
+                           settings: TrainSettings, eos_id: int, pad_id: int = 0, greedy: bool = True,
+                           temperature: float = 1.0, run_dir: str | Path | None = None,
+                           name: str = "student_seqkd") -> tuple[FitResult, LMDataset]:
+    """Generate the teacher's responses to `data`'s prompts (seeded by settings.seed), then fit the student on
+    them; returns the fit result and the generated dataset."""
+    generated = teacher_outputs(teacher, data, eos_id, pad_id, greedy, temperature, settings.seed)
+    loader = make_loader(generated, settings.batch_size, shuffle=True, seed=settings.seed)
+    return fit(Supervised(student), loader, val_loader, settings, run_dir=run_dir, name=name), generated
+
+
+__all__ = ["distill_sequence_level", "teacher_outputs"]

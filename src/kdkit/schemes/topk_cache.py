@@ -1,0 +1,48 @@
+"""Distillation from a teacher's top-k logit cache (kdkit.lm.cache): the teacher is never run during training.
+
+    L = ce_weight * CE(s, y) + weight * D_topk+tail(p_t || p_s)
+
+over the labelled tokens, where D is forward_kl, reverse_kl, jsd or tv on the k + 1 buckets described in
+kdkit.lm.cache. The loader must yield sample indices (wrap the dataset in kdkit.data.Indexed) in the order the
+cache was built from.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+from kdkit.errors import ConfigError
+from kdkit.lm.cache import TopKCache, topk_tail_divergence
+from kdkit.losses.kd import hard_label_ce
+from kdkit.losses.token_divergence import TokenDivergence
+from kdkit.schemes.base import Scheme
+from kdkit.schemes.lm_common import build_divergence
+
+
+class TopKCacheDistillation(Scheme):
+    def __init__(self, student: nn.Module, cache: TopKCache, divergence: str | TokenDivergence = "forward_kl",
+                 weight: float = 1.0, ce_weight: float = 1.0, **options: Any) -> None:
+        super().__init__(student)
+        self.cache, self.weight, self.ce_weight = cache, float(weight), float(ce_weight)
+        self.divergence = build_divergence(divergence, **options)
+        self.name = self.divergence.name
+
+    def losses(self, x: Tensor, y: Tensor | None, epoch: int, index: Tensor | None = None):
+        if index is None:
+            raise ConfigError("the top-k cache is read by sample index; wrap the training set in kdkit.data.Indexed")
+        logits = self.student(x)
+        if logits.shape[-1] != self.cache.vocab_size:
+            raise ConfigError(f"the cache was built for {self.cache.vocab_size} tokens but the student predicts "
+                              f"{logits.shape[-1]}")
+        logprobs, ids, tail = (c.to(logits.device) for c in self.cache.get(index))
+        div = topk_tail_divergence(self.divergence, logits, logprobs, ids, tail, y)
+        weighted, raw = {self.name: self.weight * div}, {self.name: div.detach()}
+        if self.ce_weight:
+            ce = hard_label_ce(logits, y)
+            weighted["ce"], raw["ce"] = self.ce_weight * ce, ce.detach()
+        return weighted, raw, logits
+
+
+__all__ = ["TopKCacheDistillation"]

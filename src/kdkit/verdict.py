@@ -1,0 +1,208 @@
+"""Did distillation work? One verdict, with its uncertainty, and what to try next.
+
+A table of three accuracies prints a +0.3 point noise and a -9 point failure in the same tone. The verdict
+turns "distilled minus alone" into a paired difference with an interval and one of three words:
+
+- one run: a paired bootstrap over test samples. Both students are scored on the *same* resampled test set, so
+  the noise shared by the two (hard and easy samples) cancels and the interval is much narrower than two
+  separate intervals would suggest. For sequence labelling a resampled unit is a sentence, not a token, because
+  tokens of one sentence are not independent.
+- several seeds (`kdkit compare`): the per-seed paired differences, their mean and a t-interval, which also
+  covers the run-to-run spread that one run's bootstrap cannot see.
+
+An interval entirely above 0 is a "gain", entirely below a "loss", otherwise "no measurable difference".
+Warnings (`Advice`) flag the setups in which a verdict is least trustworthy or distillation cannot pay, each
+with the next thing to try and the README section that explains it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+GAIN, NONE, LOSS = "gain", "no measurable difference", "loss"
+LEVEL = 0.95
+RESAMPLES = 2000
+SMALL_VAL = 500  # below this many validation samples, picking the best epoch mostly picks noise
+NOT_FASTER = 1.1  # latency speed-ups under this are within timing noise: the student is not clearly faster
+README = "README.md"
+
+TRY_NEXT = ("tune T and alpha on the validation split (`kdkit tune CONFIG`, README \"Tuning the distillation\"); "
+            "give the teacher more inputs to label (a transfer set: `data.transfer_size`, or an `unlabelled/` folder "
+            "of images, README \"Your own folder of images\"); show teacher and student the same augmented views "
+            "(`train.augment`, README \"Consistent augmentation (function matching)\")")
+
+
+@dataclass
+class Advice:
+    """A warning about the run, the next thing to try, and where the README explains it."""
+
+    code: str  # stable key for tests and tools: loss, no_difference, teacher_not_better, not_faster, small_val
+    message: str
+    next_step: str
+    section: str  # README section title
+
+    def text(self) -> str:
+        return f"{self.message} Next: {self.next_step}. See README \"{self.section}\"."
+
+
+@dataclass
+class Verdict:
+    """distilled minus alone, as accuracy fractions, with the interval and the method that produced it."""
+
+    kind: str
+    difference: float
+    low: float
+    high: float
+    method: str
+    n: int  # test samples (one run) or seeds (several runs)
+    per_seed: list[float] = field(default_factory=list)
+    advice: list[Advice] = field(default_factory=list)
+
+    @property
+    def headline(self) -> str:
+        points = f"{100 * self.difference:+.1f} accuracy points"
+        interval = (f"{LEVEL:.0%} interval {100 * self.low:+.1f} to {100 * self.high:+.1f}"
+                    if np.isfinite(self.low) and np.isfinite(self.high) else "no interval")
+        word = {GAIN: "Gain", NONE: "No measurable difference", LOSS: "Loss"}[self.kind]
+        return f"{word}: distilled minus alone = {points} ({interval}; {self.method})."
+
+    def lines(self) -> list[str]:
+        """The verdict as plain lines for the terminal: headline, then one line per warning."""
+        return [f"verdict: {self.headline}"] + [f"warning: {a.text()}" for a in self.advice]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "headline": self.headline}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Verdict:
+        keys = ("kind", "difference", "low", "high", "method", "n", "per_seed")
+        return cls(**{k: data[k] for k in keys if k in data},
+                   advice=[Advice(**a) for a in data.get("advice", [])])
+
+
+def kind_of(low: float, high: float) -> str:
+    """gain when the whole interval is above 0, loss when it is below, else no measurable difference."""
+    return GAIN if low > 0 else LOSS if high < 0 else NONE
+
+
+def correct_per_unit(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(correct, labelled) counts per resampling unit: a sample, or a sentence when labels are per token (N, L)
+    with -1 at padding. Unlabelled rows count 0 of 0."""
+    labels = np.asarray(labels)
+    hit = (np.asarray(logits).argmax(-1) == labels) & (labels >= 0)
+    if labels.ndim == 1:
+        return hit.astype(float), (labels >= 0).astype(float)
+    return hit.reshape(len(labels), -1).sum(1).astype(float), (labels >= 0).reshape(len(labels), -1).sum(1)\
+        .astype(float)
+
+
+def paired_bootstrap(
+    correct_a: np.ndarray, correct_b: np.ndarray, totals: np.ndarray, resamples: int = RESAMPLES, seed: int = 0,
+    level: float = LEVEL,
+) -> tuple[float, float, float]:
+    """accuracy(a) - accuracy(b) and its percentile interval, resampling units with replacement and scoring both
+    models on the same resample each time (seeded: the same inputs give the same interval)."""
+    diff_units = np.asarray(correct_a, float) - np.asarray(correct_b, float)
+    totals = np.asarray(totals, float)
+    n = len(totals)
+    if n == 0 or totals.sum() == 0:
+        raise ValueError("no labelled test samples to compare")
+    point = float(diff_units.sum() / totals.sum())
+    rng = np.random.default_rng(seed)
+    draws = []
+    chunk = max(1, 4_000_000 // n)  # bounded memory for large test sets
+    for start in range(0, resamples, chunk):
+        idx = rng.integers(0, n, size=(min(chunk, resamples - start), n))
+        # a resample without labelled units (tiny tagging sets only) scores no difference rather than 0 / 0
+        draws.append(diff_units[idx].sum(1) / np.maximum(totals[idx].sum(1), 1))
+    values = np.concatenate(draws)
+    tail = (1 - level) / 2
+    return point, float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))
+
+
+def seeds_interval(differences: Sequence[float], level: float = LEVEL) -> tuple[float, float, float, float | None]:
+    """Mean, t-interval and standard error of per-seed paired differences; one seed gives no interval (its ends
+    are then -inf and +inf, which reads as no measurable difference)."""
+    from scipy import stats
+
+    values = np.asarray(differences, float)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, float("-inf"), float("inf"), None
+    sem = float(values.std(ddof=1) / np.sqrt(len(values)))
+    half = float(stats.t.ppf(1 - (1 - level) / 2, len(values) - 1)) * sem
+    return mean, mean - half, mean + half, sem
+
+
+def advise(
+    kind: str, rows: Mapping[str, Mapping[str, Any]], teacher_low: float | None = None, n_val: int | None = None,
+    keep: str | None = None,
+) -> list[Advice]:
+    """The warnings that apply: distillation did not pay, the teacher is not better than the student alone (so it
+    has little to teach), the student is not faster than the teacher (so there is nothing to buy), or the
+    validation split is too small for `keep: best` to pick a good epoch."""
+    out = []
+    if kind == LOSS:
+        out.append(Advice("loss", "The distilled student is worse than the same student trained alone.", TRY_NEXT,
+                          "Reading the verdict"))
+    elif kind == NONE:
+        out.append(Advice("no_difference", "Distillation made no measurable difference.",
+                          TRY_NEXT, "Reading the verdict"))
+    teacher, alone = rows.get("teacher", {}), rows.get("student_alone", {})
+    not_better = (teacher_low <= 0 if teacher_low is not None
+                  else teacher.get("accuracy", 1.0) <= alone.get("accuracy", 0.0))
+    if not_better:
+        out.append(Advice(
+            "teacher_not_better",
+            f"The teacher ({teacher.get('accuracy', float('nan')):.4f}) is not measurably better than the student "
+            f"alone ({alone.get('accuracy', float('nan')):.4f}), so it has little to teach.",
+            "train the teacher longer or pick a larger one (or load a pretrained one with `teacher.checkpoint`), "
+            "and check its row before distilling", "Reading the verdict"))
+    speedup = rows.get("student_kd", {}).get("speedup")
+    if speedup is not None and speedup < NOT_FASTER:
+        out.append(Advice(
+            "not_faster", f"The student is not faster than the teacher at batch 1 ({speedup:.2f}x).",
+            "pick a smaller student (fewer layers or channels) or a teacher that is really larger; on a GPU time "
+            "larger batches", "Reading the verdict"))
+    if n_val is not None and n_val < SMALL_VAL and keep == "best":
+        out.append(Advice(
+            "small_val", f"The validation split has {n_val} samples: too few for `keep: best` to pick the best epoch "
+            "(it mostly picks noise, often an early, undertrained epoch).",
+            "set `train.keep: last`, or give more validation data (`data.val_fraction`, a `val/` folder)",
+            "Your own models, from Python"))
+    return out
+
+
+def run_verdict(
+    test_logits: Mapping[str, np.ndarray], labels: np.ndarray, rows: Sequence[Mapping[str, Any]],
+    n_val: int | None = None, keep: str | None = None, resamples: int = RESAMPLES, seed: int = 0,
+) -> Verdict:
+    """The verdict of one run from its test logits by role (teacher, student_alone, student_kd) and labels."""
+    kd, total = correct_per_unit(test_logits["student_kd"], labels)
+    alone, _ = correct_per_unit(test_logits["student_alone"], labels)
+    teacher, _ = correct_per_unit(test_logits["teacher"], labels)
+    diff, low, high = paired_bootstrap(kd, alone, total, resamples, seed)
+    teacher_low = paired_bootstrap(teacher, alone, total, resamples, seed)[1]
+    unit = "sentences" if np.asarray(labels).ndim == 2 else "test samples"
+    kind = kind_of(low, high)
+    by_role = {str(r["role"]): r for r in rows}
+    method = f"paired bootstrap over {len(total):,} {unit}, {resamples:,} resamples, seed {seed}"
+    return Verdict(kind, diff, low, high, method, len(total),
+                   advice=advise(kind, by_role, teacher_low, n_val, keep))
+
+
+def seeds_verdict(differences: Sequence[float], rows: Mapping[str, Mapping[str, Any]] | None = None,
+                  teacher_minus_alone: Sequence[float] | None = None) -> Verdict:
+    """The verdict over seeds from per-seed paired differences (distilled minus alone, same seed)."""
+    mean, low, high, sem = seeds_interval(differences)
+    kind = kind_of(low, high)
+    n = len(differences)
+    method = (f"mean over {n} seeds ± standard error {100 * sem:.1f}, t-interval" if sem is not None
+              else "one seed: no interval; run more seeds")
+    teacher_low = seeds_interval(teacher_minus_alone)[1] if teacher_minus_alone else None
+    return Verdict(kind, mean, low, high, method, n, per_seed=[float(d) for d in differences],
+                   advice=advise(kind, rows or {}, teacher_low))
