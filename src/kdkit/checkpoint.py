@@ -69,10 +69,9 @@ def read_state(path: str | os.PathLike) -> dict[str, Tensor]:
             # PyTorch's own advice (weights_only=False) would unpickle, i.e. run whatever code the file holds
             raise ModelError(
                 f"cannot read weights from {path}: a pickled checkpoint holding more than tensors, which kdkit does "
-                "not unpickle (that can run code); if you trust its source, convert it to safetensors once: "
-                "python -c \"import torch; from safetensors.torch import save_file; "
-                "s = torch.load('IN.pt', weights_only=False); "
-                "save_file({k: v.contiguous() for k, v in s.get('state_dict', s).items()}, 'OUT.safetensors')\""
+                "not unpickle (that can run code); if you trust its source, convert it to safetensors once: load "
+                "it in your own Python session with pickles allowed, then save its state dict with "
+                "safetensors.torch.save_file(state_dict, 'OUT.safetensors') and give kdkit that file"
             ) from None
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelError(f"cannot read weights from {path}: {first}") from None
