@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from kdkit.data.builtin import UNLABELLED
-from kdkit.data.text import TextBundle, Vocabulary, _label_ids, _order_labels, _read_rows, _split_val
+from kdkit.data.text import TextBundle, Vocabulary, read_text_splits
 from kdkit.data.text_transfer import tang_transfer_set
 from kdkit.models.raw_text import WordTokenized, encode_texts
 
@@ -84,20 +84,11 @@ def load_text_files_raw(
     """:func:`kdkit.data.text.load_text_files` (same files, labels and validation split) keeping the raw text;
     `transfer_size` > 0 adds that many sentences of Tang et al.'s transfer set made from the training split
     (:mod:`kdkit.data.text_transfer`, drawn by `seed`), unlabelled."""
-    train_pairs = _read_rows(Path(train), text_column, label_column)
-    class_names = _order_labels([label for _, label in train_pairs])
-    index = {name: i for i, name in enumerate(class_names)}
-    texts, labels = [t for t, _ in train_pairs], [index[label] for _, label in train_pairs]
-    if val is None:
-        texts, val_texts, labels, val_labels = _split_val(texts, labels, val_fraction, seed)
-    else:
-        val_pairs = _read_rows(Path(val), text_column, label_column)
-        val_texts, val_labels = [t for t, _ in val_pairs], _label_ids(val_pairs, index, Path(val))
-    test_pairs = _read_rows(Path(test), text_column, label_column)
-    test_labels = _label_ids(test_pairs, index, Path(test))
+    (texts, labels), val_split, test_split, class_names = read_text_splits(
+        train, test, val, text_column, label_column, val_fraction, seed)
     transfer = tang_transfer_set(texts, labels, transfer_size, seed=seed) if transfer_size else []
-    return raw_text_bundle((texts, labels), (val_texts, val_labels), ([t for t, _ in test_pairs], test_labels),
-                           class_names, max_len, min_freq, max_vocab, transfer, max_bytes)
+    return raw_text_bundle((texts, labels), val_split, test_split, class_names, max_len, min_freq, max_vocab, transfer,
+                           max_bytes)
 
 
 __all__ = ["DEFAULT_MAX_BYTES", "RawTextBundle", "load_text_files_raw", "raw_dataset", "raw_text_bundle",

@@ -207,17 +207,15 @@ def _split_val(texts: list[str], labels: list[int], val_fraction: float, seed: i
     return train_test_split(texts, labels, test_size=val_fraction, stratify=stratify, random_state=seed)
 
 
-def load_text_files(
-    train: str | Path, test: str | Path, val: str | Path | None = None, text_column: str = "text",
-    label_column: str = "label", max_len: int = 64, min_freq: int = 1, max_vocab: int | None = None,
-    val_fraction: float = 0.1, seed: int = 0,
-) -> TextBundle:
-    """Text classification from .csv (header row) or .jsonl (one object per line) files.
+Split = tuple[list[str], list[int]]
 
-    Labels may be any strings or integers; they become ids 0..C-1 in sorted order (``bundle.class_names``). Without
-    a `val` file, `val_fraction` of the training rows (stratified, drawn by `seed`) are held out. The vocabulary is
-    built from the remaining training rows only.
-    """
+
+def read_text_splits(
+    train: str | Path, test: str | Path, val: str | Path | None, text_column: str, label_column: str,
+    val_fraction: float, seed: int,
+) -> tuple[Split, Split, Split, list[str]]:
+    """(texts, label ids) of the train, validation and test files, and the class names: labels become ids in
+    sorted order; without a `val` file, `val_fraction` of the training rows (stratified, drawn by `seed`)."""
     train_pairs = _read_rows(Path(train), text_column, label_column)
     class_names = _order_labels([label for _, label in train_pairs])
     index = {name: i for i, name in enumerate(class_names)}
@@ -229,10 +227,26 @@ def load_text_files(
         val_texts, val_labels = [t for t, _ in val_pairs], _label_ids(val_pairs, index, Path(val))
     test_pairs = _read_rows(Path(test), text_column, label_column)
     test_labels = _label_ids(test_pairs, index, Path(test))
+    return (texts, labels), (val_texts, val_labels), ([t for t, _ in test_pairs], test_labels), class_names
+
+
+def load_text_files(
+    train: str | Path, test: str | Path, val: str | Path | None = None, text_column: str = "text",
+    label_column: str = "label", max_len: int = 64, min_freq: int = 1, max_vocab: int | None = None,
+    val_fraction: float = 0.1, seed: int = 0,
+) -> TextBundle:
+    """Text classification from .csv (header row) or .jsonl (one object per line) files.
+
+    Labels may be any strings or integers; they become ids 0..C-1 in sorted order (``bundle.class_names``). Without
+    a `val` file, `val_fraction` of the training rows (stratified, drawn by `seed`) are held out. The vocabulary is
+    built from the remaining training rows only.
+    """
+    (texts, labels), (val_texts, val_labels), (test_texts, test_labels), class_names = read_text_splits(
+        train, test, val, text_column, label_column, val_fraction, seed)
     vocab = Vocabulary.build(texts, max_len, min_freq, max_vocab, class_names)
     return TextBundle(
         train=_dataset(vocab, texts, labels), val=_dataset(vocab, val_texts, val_labels),
-        test=_dataset(vocab, [t for t, _ in test_pairs], test_labels), num_classes=len(class_names),
+        test=_dataset(vocab, test_texts, test_labels), num_classes=len(class_names),
         input_shape=(max_len,), class_names=class_names, vocab=vocab,
     )
 
