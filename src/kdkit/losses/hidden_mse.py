@@ -32,9 +32,8 @@ class HiddenStateMSE(LayerLoss):
         super().__init__(layer_map)
 
     def adapter_for(self, student: Sequence[Tensor], teacher: Sequence[Tensor]) -> nn.Module | None:
-        """W_h when the student's width differs from the teacher's (probed (hidden, mask) tuples)."""
-        ds, dt = student[0].shape[-1], teacher[0].shape[-1]
-        return None if ds == dt else Projection(ds, dt)
+        """W_h when the student's width differs from the teacher's."""
+        return Projection.when_widths_differ(student, teacher)
 
     def forward(self, student: Sequence[Tensor], teacher: Sequence[Tensor], target: Tensor | None = None) -> Tensor:
         (hs, mask), (ht, _) = student[:2], teacher[:2]

@@ -115,6 +115,12 @@ class Projection(nn.Module):
     def forward(self, features: Sequence[Tensor]) -> tuple[Tensor, ...]:
         return (self.linear(features[0]), *features[1:])
 
+    @classmethod
+    def when_widths_differ(cls, student: Sequence[Tensor], teacher: Sequence[Tensor]) -> Projection | None:
+        """A projection for probed (hidden, mask) tuples whose last dims differ; None when they match."""
+        ds, dt = student[0].shape[-1], teacher[0].shape[-1]
+        return None if ds == dt else cls(ds, dt)
+
 
 class LayerLoss(nn.Module):
     """Base of the transformer-to-transformer losses: reads tap points of hf: text models (``default_key``),
