@@ -5,39 +5,50 @@ Python API in a nutshell::
     from kdkit import OfflineDistillation, Supervised, TrainSettings, build_terms, fit
     scheme = OfflineDistillation(student, teacher, build_terms([{"name": "kd", "T": 4, "alpha": 0.1}]))
     fit(scheme, train_loader, val_loader, TrainSettings(epochs=20))
+
+The names below are imported on first use (PEP 562), so `import kdkit` and the command line start in a fraction of
+a second and load torch, scikit-learn or transformers only when a command needs them.
 """
 
-from kdkit.checkpoint import load_weights, save_weights
-from kdkit.errors import ConfigError, DataError, KdkitError, ModelError, NonFiniteLossError
-from kdkit.inference import LoadedModel, load
-from kdkit.losses import LOSSES, KDLoss, TokenKD, build_loss, kd_loss, token_kd_loss
-from kdkit.models import build_model
-from kdkit.quantization import convert_quantized, freeze_qat, prepare_qat
-from kdkit.schemes import (
-    MultiTeacherDistillation,
-    MutualLearning,
-    OfflineDistillation,
-    Scheme,
-    SelfDistillation,
-    Supervised,
-    distill_born_again,
-    distill_data_free,
-    distill_through_assistants,
-    synthesize,
-)
-from kdkit.settings import TrainSettings
-from kdkit.taps import Taps
-from kdkit.terms import LossTerm, build_terms
-from kdkit.trainer import FitResult, fit, predict
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "LOSSES", "ConfigError", "DataError", "FitResult", "KDLoss", "KdkitError", "LoadedModel", "LossTerm",
-    "ModelError",
-    "MultiTeacherDistillation", "MutualLearning", "NonFiniteLossError", "OfflineDistillation", "Scheme",
-    "SelfDistillation", "Supervised", "Taps", "TokenKD", "TrainSettings", "build_loss", "build_model", "build_terms",
-    "convert_quantized", "distill_born_again", "distill_data_free", "distill_through_assistants", "fit", "freeze_qat",
-    "kd_loss", "load", "load_weights", "predict", "prepare_qat", "save_weights", "synthesize",
-    "token_kd_loss",
-]
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "load_weights": "kdkit.checkpoint", "save_weights": "kdkit.checkpoint",
+    "ConfigError": "kdkit.errors", "DataError": "kdkit.errors", "KdkitError": "kdkit.errors",
+    "ModelError": "kdkit.errors", "NonFiniteLossError": "kdkit.errors",
+    "LoadedModel": "kdkit.inference", "load": "kdkit.inference",
+    "LOSSES": "kdkit.losses", "KDLoss": "kdkit.losses", "TokenKD": "kdkit.losses", "build_loss": "kdkit.losses",
+    "kd_loss": "kdkit.losses", "token_kd_loss": "kdkit.losses",
+    "build_model": "kdkit.models",
+    "convert_quantized": "kdkit.quantization", "freeze_qat": "kdkit.quantization", "prepare_qat": "kdkit.quantization",
+    "MultiTeacherDistillation": "kdkit.schemes", "MutualLearning": "kdkit.schemes",
+    "OfflineDistillation": "kdkit.schemes", "Scheme": "kdkit.schemes", "SelfDistillation": "kdkit.schemes",
+    "Supervised": "kdkit.schemes", "distill_born_again": "kdkit.schemes", "distill_data_free": "kdkit.schemes",
+    "distill_through_assistants": "kdkit.schemes", "synthesize": "kdkit.schemes",
+    "TrainSettings": "kdkit.settings",
+    "Taps": "kdkit.taps",
+    "LossTerm": "kdkit.terms", "build_terms": "kdkit.terms",
+    "FitResult": "kdkit.trainer", "fit": "kdkit.trainer", "predict": "kdkit.trainer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:  # AttributeError lets `from kdkit import metrics` fall back to importing the submodule
+        raise AttributeError(f"module 'kdkit' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+

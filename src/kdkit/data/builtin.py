@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,15 +79,6 @@ def digits(seed: int = 0, val_fraction: float = 0.1, transfer_size: int = 0) -> 
         train=_tensors(x_tr, y_tr), val=_tensors(x_val, y_val), test=_tensors(x_test, y_test),
         num_classes=10, input_shape=(1, 8, 8), class_names=[str(i) for i in range(10)],
     )
-
-
-BUILTIN: dict[str, Callable[..., DataBundle]] = {"mnist1d": mnist1d, "digits": digits}
-
-
-def load_builtin(name: str, **kwargs) -> DataBundle:
-    if name not in BUILTIN:
-        raise ConfigError(f"unknown data set '{name}'; built-in: {', '.join(sorted(BUILTIN))}")
-    return BUILTIN[name](**kwargs)
 
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0) -> DataLoader:

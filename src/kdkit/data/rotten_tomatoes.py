@@ -23,6 +23,7 @@ import csv
 import importlib.util
 import io
 from pathlib import Path
+from typing import Any
 
 from sklearn.model_selection import train_test_split
 
@@ -103,3 +104,10 @@ def load_rotten_tomatoes(
 
 
 __all__ = ["CLASSES", "corpus_path", "load_rotten_tomatoes", "read_corpus"]
+
+
+def load_rotten_tomatoes_config(cfg: Any, seed: int) -> TextBundle:
+    """Data source ``rotten_tomatoes``: the options of a config's ``data`` section."""
+    return load_rotten_tomatoes(
+        seed, max_len=cfg.max_len or 64, min_freq=cfg.min_freq or 1, max_vocab=cfg.max_vocab,
+        raw_text=bool(getattr(cfg, "raw_text", None)), transfer_size=cfg.transfer_size)

@@ -6,6 +6,7 @@ the matching entry in ``RESOLVERS``.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -55,21 +56,33 @@ RESOLVERS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def build_model(name: str, input_shape: Sequence[int], num_classes: int, **kwargs: Any) -> nn.Module:
-    """Build a model by registry name; unknown names or arguments give a one-line ConfigError."""
+def check_model_args(name: str, kwargs: dict[str, Any]) -> None:
+    """Refuse an unknown model name, source prefix or builder argument (one ConfigError line), without building:
+    config validation calls this so such a mistake is reported before any data is loaded."""
     if ":" in name:
-        prefix, _, rest = name.partition(":")
+        prefix = name.partition(":")[0]
         if prefix not in RESOLVERS:
             raise ConfigError(f"unknown model source '{prefix}:'; known: {', '.join(sorted(RESOLVERS)) or 'none'}")
-        return RESOLVERS[prefix](rest, input_shape, num_classes, **kwargs)
+        return
     if name not in MODELS:
-        raise ConfigError(f"unknown model '{name}'; choose one of: {', '.join(sorted(MODELS))}")
-    builder = MODELS[name]
-    params = inspect.signature(builder).parameters
+        close = difflib.get_close_matches(name, list(MODELS), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ConfigError(f"unknown model '{name}'; {hint}choose one of: {', '.join(sorted(MODELS))}")
+    params = inspect.signature(MODELS[name]).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         unknown = set(kwargs) - set(params)
         if unknown:
-            raise ConfigError(f"model '{name}' got unknown argument(s) {sorted(unknown)}")
+            known = sorted(set(params) - {"input_shape", "num_classes"})
+            raise ConfigError(f"model '{name}' got unknown argument(s) {sorted(unknown)}; it takes: {', '.join(known)}")
+
+
+def build_model(name: str, input_shape: Sequence[int], num_classes: int, **kwargs: Any) -> nn.Module:
+    """Build a model by registry name; unknown names or arguments give a one-line ConfigError."""
+    check_model_args(name, kwargs)
+    if ":" in name:
+        prefix, _, rest = name.partition(":")
+        return RESOLVERS[prefix](rest, input_shape, num_classes, **kwargs)
+    builder = MODELS[name]
     try:
         return builder(tuple(input_shape), num_classes, **kwargs)
     except (TypeError, ValueError) as err:  # a bad argument value, e.g. dropout 1.5, caught in torch's own modules
@@ -98,6 +111,6 @@ def _accepts(name: str, key: str) -> bool:
     return builder is not None and key in inspect.signature(builder).parameters
 
 
-__all__ = ["MODELS", "RESOLVERS", "build_from_config", "build_model", "MLP", "CNN1d", "CNN2d", "TinyCNN", "SmallCNN",
+__all__ = ["MODELS", "RESOLVERS", "build_from_config", "build_model", "check_model_args", "MLP", "CNN1d", "CNN2d", "TinyCNN", "SmallCNN",
            "TextTransformer", "BagOfWords", "TextCNN", "TextGRU", "TextBiLSTM", "LMTransformer",
            "check_same_architecture", "teacher_near_init"]

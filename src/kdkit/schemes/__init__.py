@@ -1,20 +1,29 @@
-"""Training schemes: who teaches whom in a step."""
+"""Training schemes: who teaches whom in a step.
 
-from kdkit.schemes.assistants import distill_through_assistants
-from kdkit.schemes.base import Scheme
-from kdkit.schemes.born_again import distill_born_again
-from kdkit.schemes.data_free import SyntheticData, distill_data_free, synthesize
-from kdkit.schemes.multi_teacher import MultiTeacherDistillation
-from kdkit.schemes.mutual import MutualLearning
-from kdkit.schemes.offline import OfflineDistillation
-from kdkit.schemes.on_policy import OnPolicyDistillation
-from kdkit.schemes.self_distill import SelfDistillation
-from kdkit.schemes.sequence_level import distill_sequence_level, teacher_outputs
-from kdkit.schemes.supervised import Supervised
-from kdkit.schemes.topk_cache import TopKCacheDistillation
+Step schemes (a ``Scheme``: offline, mutual, self, multi-teacher, ...) are called by the trainer; orchestrating
+schemes (assistants, born-again, data-free, sequence-level) call the trainer. The names below are imported on first
+use (PEP 562) so that ``kdkit.trainer`` can import ``kdkit.schemes.base`` without pulling in the orchestrators,
+which import the trainer themselves.
+"""
 
-__all__ = [
-    "MultiTeacherDistillation", "MutualLearning", "OfflineDistillation", "Scheme", "SelfDistillation", "Supervised",
-    "SyntheticData", "distill_born_again", "distill_data_free", "distill_through_assistants", "synthesize",
-    "OnPolicyDistillation", "TopKCacheDistillation", "distill_sequence_level", "teacher_outputs",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "Scheme": "base", "Supervised": "supervised", "OfflineDistillation": "offline", "MutualLearning": "mutual",
+    "SelfDistillation": "self_distill", "MultiTeacherDistillation": "multi_teacher",
+    "OnPolicyDistillation": "on_policy", "TopKCacheDistillation": "topk_cache",
+    "distill_through_assistants": "assistants", "distill_born_again": "born_again",
+    "SyntheticData": "data_free", "distill_data_free": "data_free", "synthesize": "data_free",
+    "distill_sequence_level": "sequence_level", "teacher_outputs": "sequence_level",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kdkit.schemes' has no attribute '{name}'")
+    return getattr(importlib.import_module(f"kdkit.schemes.{module}"), name)

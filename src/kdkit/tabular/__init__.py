@@ -8,9 +8,21 @@ become the targets of a student that only sees the columns available at predicti
     model.fit(train.drop(columns="Y_LABEL"), train["Y_LABEL"]).predict_proba(test)
 """
 
-from kdkit.tabular.estimator import DistilledClassifier
-from kdkit.tabular.evaluate import best_threshold, scores
-from kdkit.tabular.models import FAMILIES
-from kdkit.tabular.torch_mlp import TorchMLPClassifier
+from __future__ import annotations
 
-__all__ = ["DistilledClassifier", "TorchMLPClassifier", "FAMILIES", "best_threshold", "scores"]
+import importlib
+from typing import Any
+
+# imported on first use (PEP 562): `kdkit tabular --help` must not wait for scikit-learn and the boosting libraries
+_EXPORTS = {
+    "DistilledClassifier": "kdkit.tabular.estimator", "TorchMLPClassifier": "kdkit.tabular.torch_mlp",
+    "FAMILIES": "kdkit.tabular.models", "best_threshold": "kdkit.tabular.evaluate", "scores": "kdkit.tabular.evaluate",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kdkit.tabular' has no attribute '{name}'")
+    return getattr(importlib.import_module(module), name)

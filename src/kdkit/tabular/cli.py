@@ -12,19 +12,20 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from kdkit.errors import ConfigError, DataError, KdkitError
-from kdkit.tabular.estimator import DistilledClassifier
-from kdkit.tabular.evaluate import METRICS, best_threshold, markdown_table, scores
-from kdkit.tabular.io import TabularTask, load_task, read_table
-from kdkit.tabular.save import save_distiller
+from kdkit.tabular.evaluate import METRICS
+
+if TYPE_CHECKING:  # the libraries themselves are imported inside the commands: `--help` stays fast
+    import pandas as pd
+
+    from kdkit.tabular.estimator import DistilledClassifier
+    from kdkit.tabular.io import TabularTask
 
 app = typer.Typer(help="Tabular distillation: a teacher on every training column, a student on the columns "
                   "that exist at prediction time.", no_args_is_help=True, add_completion=False)
@@ -90,6 +91,8 @@ def _run_dir(run_dir: Path | None, kind: str) -> Path:
 
 def _load(train: Path, test: Path | None, target: str, ids: list[str], student_columns: str | None,
           teacher_columns: str | None) -> TabularTask:
+    from kdkit.tabular.io import load_task
+
     return load_task(train, target, test, ids, _split(student_columns), _split(teacher_columns))
 
 
@@ -145,6 +148,12 @@ def fit(
     run_dir: Path = RUN_DIR,
 ) -> None:
     """Teacher out-of-fold -> distilled student; compare with the student alone; predict the test file."""
+    import numpy as np
+
+    from kdkit.tabular.estimator import DistilledClassifier
+    from kdkit.tabular.evaluate import best_threshold, markdown_table, scores
+    from kdkit.tabular.save import save_distiller
+
     task = _load(train, test, target, id_columns, student_columns, teacher_columns)
     if from_tune is not None:
         best = _best(from_tune)
@@ -205,6 +214,9 @@ def predict(
                                "encoders): only for run directories you made yourself"),
 ) -> None:
     """Predict new rows with the saved student fold models of a 'kdkit tabular fit' run."""
+    import pandas as pd
+
+    from kdkit.tabular.io import read_table
     from kdkit.tabular.load import load_distiller
 
     model = load_distiller(run, trust_joblib=trust)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 
 METRICS = ("macro_f1", "roc_auc", "accuracy", "log_loss")
 LOWER_IS_BETTER = {"log_loss"}
@@ -19,6 +18,8 @@ def labels_from(proba: np.ndarray, threshold: float | None = None) -> np.ndarray
 
 def best_threshold(codes: np.ndarray, p_positive: np.ndarray) -> float:
     """Threshold on P(class 1) maximising macro F1 (grid 0.01..0.99; ties go to the one nearest 0.5)."""
+    from sklearn.metrics import f1_score  # here, not at the top: the CLI imports METRICS and must start fast
+
     scores = [f1_score(codes, (p_positive >= t).astype(int), average="macro", zero_division=0)
               for t in THRESHOLDS]
     best = max(scores)
@@ -28,6 +29,8 @@ def best_threshold(codes: np.ndarray, p_positive: np.ndarray) -> float:
 
 def scores(codes: np.ndarray, proba: np.ndarray, threshold: float | None = None) -> dict[str, float]:
     """All four metrics for class codes 0..K-1 and an (n, K) probability matrix."""
+    from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
+
     k = proba.shape[1]
     p = np.clip(proba, 1e-15, 1.0)
     p = p / p.sum(axis=1, keepdims=True)
