@@ -8,10 +8,17 @@ fit(X, y):
   3. KFold over the rows; student fold model k learns the targets of the other folds from the student
      columns only, and predicts fold k (``student_oof_``, used for the decision threshold and for scores).
 predict_proba(X) averages the student fold models and needs only the student columns.
+
+A scikit-learn estimator in full (``check_estimator`` passes; see tests/tabular/test_tabular_conformance.py for
+the checks skipped and why): clone, pickle and ``joblib.dump`` work after fit, ``random_state`` seeds the folds
+and every fold model, ``n_jobs`` sets the thread count of the boosted models, and calling ``predict`` before
+``fit`` raises ``NotFittedError``. What X may be is in :mod:`kdkit.tabular.inputs`.
 """
 
 from __future__ import annotations
 
+import numbers
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,49 +27,16 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from kdkit.errors import ConfigError, DataError
 from kdkit.tabular.evaluate import best_threshold, labels_from
+from kdkit.tabular.inputs import as_frame, check_columns, check_finite, select, target
 from kdkit.tabular.learners import MODES, Learner, choose_mode
 from kdkit.tabular.models import resolve
 
 FoldCallback = Callable[[int, np.ndarray, np.ndarray], None]  # (fold, rows predicted so far, oof) -> None
-
-
-def as_frame(X: Any) -> pd.DataFrame:
-    """DataFrames keep their column names; arrays get integer column names 0..p-1."""
-    if isinstance(X, pd.DataFrame):
-        return X.reset_index(drop=True)
-    arr = np.asarray(X)
-    if arr.ndim != 2:
-        raise DataError(f"X must be 2-D (rows x columns), got shape {arr.shape}")
-    return pd.DataFrame(arr)
-
-
-def _check_columns(frame: pd.DataFrame, columns: Sequence, what: str) -> list:
-    columns = list(columns)
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        shown = ", ".join(map(str, missing[:5])) + (" ..." if len(missing) > 5 else "")
-        raise DataError(f"{what} not found in the data: {shown}; check the column names")
-    if not columns:
-        raise ConfigError(f"{what} is empty; give at least one column")
-    return columns
-
-
-def _check_finite(frame: pd.DataFrame, columns: Sequence, what: str) -> None:
-    """Infinite feature values are refused: no model treats them as anything meaningful, and scaled or binned
-    they silently become NaN or an extreme bin. NaN stays allowed: it marks a missing value, which the
-    boosted models handle natively."""
-    for column in columns:
-        values = frame[column]
-        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-            infinite = np.isinf(values.to_numpy(dtype=float, na_value=np.nan))
-            if infinite.any():
-                row = int(np.flatnonzero(infinite)[0])
-                raise DataError(f"{what}: column {column!r} has {int(infinite.sum())} infinite value(s) (first at "
-                                f"row {row}); replace them, e.g. by a large finite value or by NaN (missing)")
 
 
 class DistilledClassifier(ClassifierMixin, BaseEstimator):
@@ -74,6 +48,18 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
     :mod:`kdkit.tabular.learners`). ``alpha`` = 1 trains the student on labels alone (no teacher is fit).
     ``tune_threshold`` (binary): pick the P(positive) cut-off that maximises macro F1 on the student's
     out-of-fold predictions. ``preprocess``: ``auto`` (by model family) or ``none`` (raw columns).
+    ``random_state``: an int (fold k's models get ``random_state + k``; the default 0 makes fits repeatable), a
+    ``numpy.random.RandomState`` or None (a fresh seed per fit). ``n_jobs``: threads of each CatBoost, LightGBM,
+    XGBoost, random-forest / extra-trees model and the torch MLP (-1: every core; None: one for LightGBM, XGBoost
+    and the MLP, two for the others, which measured fastest on small tables); ``teacher_params`` /
+    ``student_params`` that set a thread count win, estimator instances keep their own. ``seed``: deprecated
+    spelling of ``random_state``.
+
+    Fitted attributes: ``classes_``; ``n_features_in_``, the number of columns of fit's X, and
+    ``feature_names_in_`` when they all have string names. ``predict`` takes a DataFrame holding the student
+    columns by name (other columns are ignored) or an array that is either ``n_features_in_`` wide (fit's
+    layout) or exactly ``len(student_columns_)`` wide (the student columns alone, in ``student_columns_``
+    order); ``teacher_predict_proba`` the same with the teacher columns.
     """
 
     def __init__(
@@ -88,10 +74,12 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         student_mode: str = "auto",
         n_splits: int = 5,
         shuffle: bool = True,
-        seed: int = 0,
+        random_state: int | np.random.RandomState | None = 0,
+        n_jobs: int | None = None,
         tune_threshold: bool = False,
         categorical_columns: Sequence | None = None,
         preprocess: str = "auto",
+        seed: int | None = None,
     ) -> None:
         self.teacher = teacher
         self.student = student
@@ -103,26 +91,45 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         self.student_mode = student_mode
         self.n_splits = n_splits
         self.shuffle = shuffle
-        self.seed = seed
+        self.random_state = random_state
+        self.n_jobs = n_jobs
         self.tune_threshold = tune_threshold
         self.categorical_columns = categorical_columns
         self.preprocess = preprocess
+        self.seed = seed
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # NaN is a missing value, which every preprocessing handles
+        return tags
 
     # ------------------------------------------------------------------ validation
     def _check_params(self, n_rows: int) -> None:
         if not 0.0 <= float(self.alpha) <= 1.0:
             raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}")
-        if not 2 <= int(self.n_splits) <= n_rows:
-            raise ConfigError(f"n_splits must be between 2 and the number of rows ({n_rows}), got {self.n_splits}")
+        if int(self.n_splits) < 2:
+            raise ConfigError(f"n_splits must be at least 2, got {self.n_splits}")
+        if n_rows < int(self.n_splits):
+            raise DataError(f"n_splits={self.n_splits} needs at least as many rows, got n_samples = {n_rows}; "
+                            "give more rows or lower n_splits")
+        if self.n_jobs is not None and (not isinstance(self.n_jobs, numbers.Integral) or self.n_jobs == 0):
+            raise ConfigError(f"n_jobs must be a non-zero integer (-1: every core) or None, got {self.n_jobs!r}")
         if self.preprocess not in ("auto", "none"):
             raise ConfigError(f"preprocess must be 'auto' or 'none', got {self.preprocess!r}")
 
+    def _base_seed(self) -> int:
+        """The int every fold's seed derives from: random_state (or the deprecated seed) as sklearn reads it."""
+        state = self.random_state
+        if self.seed is not None:
+            warnings.warn("DistilledClassifier(seed=...) is deprecated; use random_state (same meaning)",
+                          DeprecationWarning, stacklevel=3)
+            state = self.seed
+        if isinstance(state, numbers.Integral):
+            return int(state)
+        return int(check_random_state(state).randint(np.iinfo(np.int32).max // 2))
+
     def _encode_target(self, y: Any, n_rows: int) -> np.ndarray:
-        y = np.asarray(y)
-        if y.ndim != 1 or len(y) != n_rows:
-            raise DataError(f"y must be 1-D with one label per row ({n_rows}), got shape {y.shape}")
-        if pd.isna(pd.Series(y)).any():
-            raise DataError("the target has missing values; drop those rows or fill them")
+        y = target(y, n_rows, type(self).__name__)
         enc = LabelEncoder().fit(y)
         self.classes_ = enc.classes_
         if len(self.classes_) < 2:
@@ -141,7 +148,12 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         family = resolve(spec, "teacher" if mode == "teacher" else "student")
         cls = MODES["hard" if mode == "teacher" else mode]
         prep = "none" if self.preprocess == "none" else None
-        return cls(family, dict(params or {}), seed, columns, self.categorical_columns_, len(self.classes_), prep)
+        params = dict(params or {})
+        if self.n_jobs is not None and family.threads is not None:
+            from joblib import effective_n_jobs  # -1 -> every core, as scikit-learn reads n_jobs
+
+            params = {family.threads: effective_n_jobs(self.n_jobs), **params}
+        return cls(family, params, seed, columns, self.categorical_columns_, len(self.classes_), prep)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X: Any, y: Any, *, on_fold: FoldCallback | None = None,
@@ -156,21 +168,25 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         frame = as_frame(X)
         self._check_params(len(frame))
         codes = self._encode_target(y, len(frame))
+        self._seed = self._base_seed()
         if isinstance(X, pd.DataFrame) and all(isinstance(c, str) for c in frame.columns):
             self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_  # from an earlier fit on a DataFrame
         self.n_features_in_ = frame.shape[1]
+        self.columns_in_ = list(frame.columns)
         every = list(frame.columns)
-        self.teacher_columns_ = _check_columns(
+        self.teacher_columns_ = check_columns(
             frame, every if self.teacher_columns is None else self.teacher_columns, "teacher columns")
-        self.student_columns_ = _check_columns(
+        self.student_columns_ = check_columns(
             frame, every if self.student_columns is None else self.student_columns, "student columns")
-        _check_finite(frame, dict.fromkeys([*self.teacher_columns_, *self.student_columns_]), "training data")
+        check_finite(frame, dict.fromkeys([*self.teacher_columns_, *self.student_columns_]), "training data")
         if self.categorical_columns is None:
             self.categorical_columns_ = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
         elif len(self.categorical_columns) == 0:
             self.categorical_columns_ = []
         else:
-            self.categorical_columns_ = _check_columns(frame, self.categorical_columns, "categorical columns")
+            self.categorical_columns_ = check_columns(frame, self.categorical_columns, "categorical columns")
         k = len(self.classes_)
         family = resolve(self.student, "student")
         self.student_mode_ = choose_mode(family, self.student_mode, k, float(self.alpha))
@@ -196,27 +212,27 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _fit_teacher(self, frame: pd.DataFrame, codes: np.ndarray) -> None:
-        rs = self.seed if self.shuffle else None
+        rs = self._seed if self.shuffle else None
         cv = StratifiedKFold(n_splits=self.n_splits, shuffle=self.shuffle, random_state=rs)
         self.teacher_folds_ = list(cv.split(frame, codes))
         self.teacher_oof_ = np.full((len(frame), len(self.classes_)), np.nan)
         self.teacher_models_ = []
         for fold, (train, val) in enumerate(self.teacher_folds_):
-            model = self._learner(self.teacher, self.teacher_params, self.seed + fold, self.teacher_columns_,
+            model = self._learner(self.teacher, self.teacher_params, self._seed + fold, self.teacher_columns_,
                                   "teacher")
             model.fit(frame.iloc[train], codes[train], None)
             self.teacher_oof_[val] = model.predict_proba(frame.iloc[val])
             self.teacher_models_.append(model)
 
     def _fit_student(self, frame: pd.DataFrame, codes: np.ndarray, on_fold: FoldCallback | None) -> None:
-        rs = self.seed if self.shuffle else None
+        rs = self._seed if self.shuffle else None
         cv = KFold(n_splits=self.n_splits, shuffle=self.shuffle, random_state=rs)
         self.student_folds_ = list(cv.split(frame))
         self.student_oof_ = np.full((len(frame), len(self.classes_)), np.nan)
         self.student_models_ = []
         done = np.zeros(len(frame), dtype=bool)
         for fold, (train, val) in enumerate(self.student_folds_):
-            model = self._learner(self.student, self.student_params, self.seed + fold, self.student_columns_,
+            model = self._learner(self.student, self.student_params, self._seed + fold, self.student_columns_,
                                   self.student_mode_)
             model.fit(frame.iloc[train], codes[train], self.targets_[train])
             self.student_oof_[val] = model.predict_proba(frame.iloc[val])
@@ -226,19 +242,20 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
                 on_fold(fold, done.copy(), self.student_oof_)
 
     # ------------------------------------------------------------------ prediction
-    def _average(self, models: list[Learner], X: Any, columns: list) -> np.ndarray:
-        frame = as_frame(X)
-        _check_columns(frame, columns, "columns the model was trained on")
-        _check_finite(frame, columns, "data to predict")
+    def _average(self, models: list[Learner], X: Any, columns: list, what: str) -> np.ndarray:
+        frame = select(X, columns, getattr(self, "n_features_in_", None), getattr(self, "columns_in_", None),
+                       type(self).__name__, what)
         return np.mean([m.predict_proba(frame) for m in models], axis=0)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Mean of the student fold models' probabilities; X needs only the student columns."""
         check_is_fitted(self, "student_models_")
-        return self._average(self.student_models_, X, self.student_columns_)
+        return self._average(self.student_models_, X, self.student_columns_, "student")
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[labels_from(self.predict_proba(X), self.threshold_)]
+        """Class labels: argmax of predict_proba, or for binary P(classes_[1]) >= threshold_ when one was tuned."""
+        proba = self.predict_proba(X)  # first: it raises NotFittedError before fit
+        return self.classes_[labels_from(proba, self.threshold_)]
 
     def teacher_predict_proba(self, X: Any) -> np.ndarray:
         """Mean of the teacher fold models' probabilities (X needs the teacher columns)."""
@@ -246,4 +263,4 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         if not self.teacher_models_:
             raise ConfigError("no teacher models here (alpha=1, teacher_proba given to fit, or loaded without "
                               "teachers=True)")
-        return self._average(self.teacher_models_, X, self.teacher_columns_)
+        return self._average(self.teacher_models_, X, self.teacher_columns_, "teacher")

@@ -228,6 +228,9 @@ def load_distiller(directory: Path | str, *, trust_joblib: bool = False,
     model.categorical_columns_ = list(manifest.get("categorical_columns")
                                       or sorted({c for e in manifest["student_folds"] for c in e["categorical"]}))
     model.student_mode_ = manifest["student_mode"]
+    if manifest.get("columns_in"):  # absent from older manifests: arrays must then hold the student columns alone
+        model.columns_in_ = list(manifest["columns_in"])
+        model.n_features_in_ = len(model.columns_in_)
     threshold = manifest.get("threshold")
     model.threshold_ = None if threshold is None else float(threshold)
     model.student_models_ = folds

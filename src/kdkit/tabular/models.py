@@ -27,7 +27,8 @@ class Family:
     """How one model library takes part in distillation.
 
     ``soft`` says how it learns from probabilities: ``"binary_prob"`` (a loss accepting labels in [0, 1],
-    binary only), ``"kd"`` (the torch MLP's KD loss, any number of classes) or ``None``.
+    binary only), ``"kd"`` (the torch MLP's KD loss, any number of classes) or ``None``. ``threads`` names the
+    constructor argument that sets the library's thread count (``DistilledClassifier(n_jobs=...)`` fills it).
     """
 
     name: str
@@ -39,6 +40,32 @@ class Family:
     weights: bool = True  # classifier accepts sample_weight (needed by the "expand" student mode)
     is_classifier: bool = True  # False for a user's regressor: it can only be a "regress" student
     space: Space | None = None
+    threads: str | None = None
+
+
+@dataclass(frozen=True)
+class LibraryBuilder:
+    """Builds ``module.cls_name(**defaults, **params)`` with the fold's seed under ``seed_key``.
+
+    A class rather than a closure: fold models keep their family, so a fitted DistilledClassifier pickles
+    (and ``joblib.dump``s) only if every builder it references does.
+    """
+
+    module: str
+    cls_name: str
+    defaults: tuple[tuple[str, Any], ...] = ()
+    seed_key: str | None = "random_state"
+    cat_key: str | None = None  # CatBoost takes the categorical positions as ``cat_features``
+    seed_if_accepted: bool = False  # scikit-learn: seed only the classes that have ``random_state``
+
+    def __call__(self, params: dict, seed: int, cat: list[int]) -> Any:
+        cls = getattr(importlib.import_module(self.module), self.cls_name)
+        kw = {**dict(self.defaults), **params}
+        if self.seed_key is not None and not (self.seed_if_accepted and self.seed_key not in cls().get_params()):
+            kw.setdefault(self.seed_key, seed)
+        if self.cat_key is not None:
+            kw.setdefault(self.cat_key, cat or None)
+        return cls(**kw)
 
 
 def _merge(defaults: dict, params: dict) -> dict:
@@ -51,13 +78,8 @@ _CB = {"iterations": 300, "learning_rate": 0.08, "depth": 6, "verbose": 0, "allo
 
 
 def _cb(cls_name: str, extra: dict | None = None) -> Builder:
-    def build(params: dict, seed: int, cat: list[int]) -> Any:
-        import catboost
-
-        kw = _merge({**_CB, **(extra or {})}, params)
-        return getattr(catboost, cls_name)(random_seed=seed, cat_features=cat or None, **kw)
-
-    return build
+    return LibraryBuilder("catboost", cls_name, tuple(_merge(_CB, extra or {}).items()), "random_seed",
+                          "cat_features")
 
 
 def _cb_space(trial: Any) -> dict:
@@ -76,12 +98,7 @@ _LGB = {"n_estimators": 200, "learning_rate": 0.05, "num_leaves": 15, "min_child
 
 
 def _lgb(cls_name: str, extra: dict | None = None) -> Builder:
-    def build(params: dict, seed: int, cat: list[int]) -> Any:
-        import lightgbm
-
-        return getattr(lightgbm, cls_name)(random_state=seed, **_merge({**_LGB, **(extra or {})}, params))
-
-    return build
+    return LibraryBuilder("lightgbm", cls_name, tuple(_merge(_LGB, extra or {}).items()))
 
 
 def _lgb_space(trial: Any) -> dict:
@@ -98,12 +115,7 @@ _XGB = {"n_estimators": 200, "learning_rate": 0.05, "max_depth": 5, "n_jobs": 1,
 
 
 def _xgb(cls_name: str, extra: dict | None = None) -> Builder:
-    def build(params: dict, seed: int, cat: list[int]) -> Any:
-        import xgboost
-
-        return getattr(xgboost, cls_name)(random_state=seed, **_merge({**_XGB, **(extra or {})}, params))
-
-    return build
+    return LibraryBuilder("xgboost", cls_name, tuple(_merge(_XGB, extra or {}).items()))
 
 
 def _xgb_space(trial: Any) -> dict:
@@ -132,43 +144,38 @@ def _mlp_space(trial: Any) -> dict:
 
 def _sk(path: str, seeded: bool = True, **fixed: Any) -> Builder:
     module, cls_name = path.rsplit(".", 1)
-
-    def build(params: dict, seed: int, cat: list[int]) -> Any:
-        cls = getattr(importlib.import_module(module), cls_name)
-        kw = {**fixed, **params}
-        if seeded and "random_state" in cls().get_params():
-            kw.setdefault("random_state", seed)
-        return cls(**kw)
-
-    return build
+    return LibraryBuilder(module, cls_name, tuple(fixed.items()), "random_state" if seeded else None,
+                          seed_if_accepted=True)
 
 
 FAMILIES: dict[str, Family] = {
     "catboost": Family(
         "catboost", _cb("CatBoostClassifier"), _cb("CatBoostRegressor", {"loss_function": "RMSE"}),
         _cb("CatBoostClassifier", {"loss_function": "CrossEntropy"}), "binary_prob", "catboost",
-        space=_cb_space,
+        space=_cb_space, threads="thread_count",
     ),
     "lightgbm": Family(
         "lightgbm", _lgb("LGBMClassifier"), _lgb("LGBMRegressor"),
         _lgb("LGBMRegressor", {"objective": "cross_entropy"}), "binary_prob", "ordinal", space=_lgb_space,
+        threads="n_jobs",
     ),
     "xgboost": Family(
         "xgboost", _xgb("XGBClassifier"), _xgb("XGBRegressor"),
         _xgb("XGBRegressor", {"objective": "binary:logistic"}), "binary_prob", "ordinal", space=_xgb_space,
+        threads="n_jobs",
     ),
-    "mlp": Family("mlp", _mlp, soft="kd", prep="dense", space=_mlp_space),
+    "mlp": Family("mlp", _mlp, soft="kd", prep="dense", space=_mlp_space, threads="n_threads"),
     "logreg": Family(
         "logreg", _sk("sklearn.linear_model.LogisticRegression", seeded=False, max_iter=2000),
         _sk("sklearn.linear_model.Ridge", seeded=False),
     ),
     "random_forest": Family(
         "random_forest", _sk("sklearn.ensemble.RandomForestClassifier", n_estimators=300, n_jobs=2),
-        _sk("sklearn.ensemble.RandomForestRegressor", n_estimators=300, n_jobs=2),
+        _sk("sklearn.ensemble.RandomForestRegressor", n_estimators=300, n_jobs=2), threads="n_jobs",
     ),
     "extra_trees": Family(
         "extra_trees", _sk("sklearn.ensemble.ExtraTreesClassifier", n_estimators=300, n_jobs=2),
-        _sk("sklearn.ensemble.ExtraTreesRegressor", n_estimators=300, n_jobs=2),
+        _sk("sklearn.ensemble.ExtraTreesRegressor", n_estimators=300, n_jobs=2), threads="n_jobs",
     ),
     "hist_gb": Family(
         "hist_gb", _sk("sklearn.ensemble.HistGradientBoostingClassifier"),
@@ -177,11 +184,15 @@ FAMILIES: dict[str, Family] = {
 }
 
 
-def _from_instance(est: Any, name: str) -> Family:
-    """Wrap a user's estimator: cloned per fold, extra params applied with set_params."""
+@dataclass(frozen=True)
+class InstanceBuilder:
+    """A user's estimator, cloned per fold with extra params applied by set_params; an unset seed gets the fold's.
+    A class, not a closure, so that fitted models pickle (see LibraryBuilder)."""
 
-    def build(params: dict, seed: int, cat: list[int]) -> Any:
-        model = clone(est).set_params(**params)
+    estimator: Any
+
+    def __call__(self, params: dict, seed: int, cat: list[int]) -> Any:
+        model = clone(self.estimator).set_params(**params)
         keys = model.get_params()
         for key in ("random_state", "random_seed", "seed"):
             if key in keys and keys[key] is None:
@@ -190,6 +201,10 @@ def _from_instance(est: Any, name: str) -> Family:
             model.set_params(cat_features=cat)
         return model
 
+
+def _from_instance(est: Any, name: str) -> Family:
+    """Wrap a user's estimator (its own thread settings are kept: ``threads`` stays None)."""
+    build = InstanceBuilder(est)
     module = type(est).__module__.split(".")[0]
     prep = {"catboost": "catboost", "lightgbm": "ordinal", "xgboost": "ordinal"}.get(module, "dense")
     if isinstance(est, TorchMLPClassifier):

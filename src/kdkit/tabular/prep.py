@@ -46,6 +46,8 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         num = [c for c in self.columns if c not in set(cat)]
         self.cat_, self.num_ = cat, num
         frame = _as_str(X[self.columns], cat)
+        # positions, not labels: ColumnTransformer reads integer labels (numpy input) as positions of `frame`
+        cat, num = [self.columns.index(c) for c in cat], [self.columns.index(c) for c in num]
         if self.kind == "ordinal":
             enc = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan)
             self.ct_ = ColumnTransformer([("cat", enc, cat), ("num", "passthrough", num)]).fit(frame)

@@ -105,6 +105,8 @@ def save_distiller(model: Any, directory: Path | str) -> Path:
         "teacher_columns": list(map(str, model.teacher_columns_)),
         "student_columns": list(map(str, model.student_columns_)),
         "categorical_columns": list(map(str, model.categorical_columns_)),
+        # fit's columns, in order: predict reads an array of this width as fit's layout (see kdkit.tabular.inputs)
+        "columns_in": [str(c) for c in getattr(model, "columns_in_", [])] or None,
         "student_mode": model.student_mode_,
         "alpha": float(model.alpha),
         "threshold": model.threshold_,
