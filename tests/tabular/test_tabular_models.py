@@ -35,6 +35,20 @@ def test_mlp_kd_loss_at_t1_is_soft_cross_entropy_minus_entropy() -> None:
     assert torch.allclose(mlp._loss(logits, q.argmax(1), q, None), soft_ce - entropy, atol=1e-5)
 
 
+def test_mlp_kd_loss_is_the_shared_kernel_and_weights_rows() -> None:
+    """The MLP's KD loss is kdkit.losses.kd_loss on teacher logits log q; row weights reweigh its per-row terms."""
+    from kdkit.losses import KDLoss
+
+    torch.manual_seed(0)
+    mlp = TorchMLPClassifier(temperature=2.5, alpha=0.3)
+    logits, q = torch.randn(6, 3), torch.softmax(torch.randn(6, 3), 1)
+    y = q.argmax(1)
+    assert torch.allclose(mlp._loss(logits, y, q, None), KDLoss(T=2.5, alpha=0.3)(logits, q.log(), y), atol=1e-6)
+    assert torch.allclose(mlp._loss(logits, y, q, torch.ones(6)), mlp._loss(logits, y, q, None), atol=1e-6)
+    only_first = mlp._loss(logits, y, q, torch.tensor([1.0, 0, 0, 0, 0, 0]))
+    assert torch.allclose(only_first, mlp._loss(logits[:1], y[:1], q[:1], None), atol=1e-6)
+
+
 @pytest.mark.parametrize(("family", "ext", "params"), [
     ("catboost", ".cbm", {"iterations": 20}), ("lightgbm", ".txt", {"n_estimators": 20}),
     ("xgboost", ".json", {"n_estimators": 20}), ("mlp", ".safetensors", {"epochs": 3}),

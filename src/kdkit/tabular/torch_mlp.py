@@ -5,13 +5,15 @@ Loss with soft targets q (rows sum to 1) and hard labels y (Hinton et al. 2015):
 
     L = (1 - alpha) * T^2 * KL( softmax(log q / T) || softmax(s / T) )  +  alpha * CE(s, y)
 
-KL is summed over classes and averaged over the batch (``batchmean``). Without soft targets it is plain
+KL is summed over classes and averaged over the batch (``batchmean``): the loss is kdkit.losses.kd_loss with the
+teacher logits log q, the same function as the image and text pipelines' ``kd``. Without soft targets it is plain
 cross-entropy, so the same class serves as a hard-label baseline. Inputs must already be numeric (the
 distiller's preprocessing imputes, scales and one-hot encodes for this family).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,6 +24,7 @@ from sklearn.preprocessing import LabelEncoder
 from torch import nn
 
 from kdkit.errors import ConfigError, DataError
+from kdkit.losses.kd import kd_loss, soft_target_kl
 
 
 def _mlp(n_in: int, hidden: Sequence[int], n_out: int, dropout: float) -> nn.Sequential:
@@ -130,18 +133,20 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
     def _loss(
         self, logits: torch.Tensor, y: torch.Tensor, q: torch.Tensor | None, w: torch.Tensor | None
     ) -> torch.Tensor:
-        ce = F.cross_entropy(logits, y, reduction="none")
+        """Hinton KD against soft targets q through kdkit.losses.kd_loss, the kernel every torch run uses: q
+        enters as teacher logits log q, since softmax(log q / T) is q sharpened or softened by T. Per-row
+        sample weights need per-row KL, taken from the same kernel by vmap over rows."""
         if q is None:
-            per_row = ce
-        else:
-            # KL(softmax(log q / T) || softmax(s / T)) per row, times T^2
-            t = self.temperature
-            log_p_teacher = F.log_softmax(q.log() / t, dim=1)
-            log_p_student = F.log_softmax(logits / t, dim=1)
-            kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(dim=1) * t * t
-            per_row = (1.0 - self.alpha) * kl + self.alpha * ce
+            ce = F.cross_entropy(logits, y, reduction="none")
+            return ce.mean() if w is None else (ce * w).sum() / w.sum().clamp_min(1e-12)
+        teacher_logits = q.log()
         if w is None:
-            return per_row.mean()
+            return kd_loss(logits, teacher_logits, y, self.temperature, self.alpha)
+        with warnings.catch_warnings():  # kl_div has no batching rule yet: correct, a little slower
+            warnings.filterwarnings("ignore", message=".*batching rule", category=UserWarning)
+            kl = torch.func.vmap(lambda s, t: soft_target_kl(s[None], t[None], self.temperature))(logits,
+                                                                                                    teacher_logits)
+        per_row = (1.0 - self.alpha) * kl + self.alpha * F.cross_entropy(logits, y, reduction="none")
         return (per_row * w).sum() / w.sum().clamp_min(1e-12)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
