@@ -77,6 +77,28 @@ def test_evaluate_reproduces_the_table(quick_run, capsys):
     assert after == before  # evaluate writes its own file; training's results.json stays as it was
 
 
+def test_cost_carries_spreads_and_cost_only_leaves_the_results_alone(quick_run, capsys):
+    results = json.loads((quick_run / "results.json").read_text())
+    for row in results["rows"]:  # every timing a median with its quartiles, every speed-up with its range
+        assert row["latency_ms_q1"] <= row["latency_ms"] <= row["latency_ms_q3"]
+        assert row["throughput_q1"] <= row["throughput"] <= row["throughput_q3"]
+        assert row["speedup_low"] <= row["speedup"] <= row["speedup_high"] and "speedup_certain" in row
+    assert results["cost"]["interleaved"] and results["cost"]["threads"] >= 1 and "load_before" in results["cost"]
+    before = {name: (quick_run / name).read_bytes() for name in ("results.json", "table.md", "predictions.npz")}
+    code, out, _ = _run(["evaluate", str(quick_run), "--cost-only", "--quick", "--threads", "1"], capsys)
+    assert code == 0 and "cost re-measured" in out and "interleaved" in out
+    assert {name: (quick_run / name).read_bytes() for name in before} == before  # training's files untouched
+    remeasured = json.loads((quick_run / "cost.json").read_text())
+    assert remeasured["cost"]["threads"] == 1
+    assert [r["role"] for r in remeasured["rows"]] == ["teacher", "student_alone", "student_kd"]
+    assert all("accuracy" not in r and r["latency_ms_q3"] >= r["latency_ms"] for r in remeasured["rows"])
+    from kdkit.report.build import build_document
+    from kdkit.report.rundir import load_run
+
+    titles = [section.title for section in build_document(load_run(quick_run)).sections]
+    assert "Cost, re-measured" in titles  # the report shows the re-measured cost beside the training's
+
+
 def test_train_from_yaml_with_a_teacher_checkpoint(quick_run, tmp_path, capsys):
     cfg = demo_config(quick=True).model_dump(mode="json")
     cfg["output_dir"] = str(tmp_path / "from_yaml")

@@ -24,7 +24,7 @@ from rich.console import Console
 from torch import nn
 from torch.utils.data import ConcatDataset, Dataset
 
-from kdkit import distributed, metrics, run_guard
+from kdkit import cost, distributed, metrics, run_guard
 from kdkit.adapters import example_inputs
 from kdkit.checkpoint import load_weights, save_weights, write_atomic
 from kdkit.config import RunConfig, dump_config
@@ -39,6 +39,7 @@ from kdkit.runinfo import previous_training, processes_note, show_next_steps, sh
 from kdkit.runmeta import write_meta
 from kdkit.schemes import Supervised
 from kdkit.schemes.from_config import SCHEME_PLANS, check_outputs, train_or_load
+from kdkit.spread import conditions_text
 from kdkit.terms import build_terms
 from kdkit.trainer import fit, predict, resolve_device, seed_everything
 from kdkit.verdict import run_verdict
@@ -188,7 +189,8 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
     training = training_info(cfg)
     rows = evaluate_models(cfg, bundle, models, run_dir, quick_cost=quick_cost, training=training, console=console)
     scheme = "" if cfg.distill.scheme.name == "offline" else f", scheme {cfg.distill.scheme.name}"
-    print_table(rows, title=f"kdkit: {cfg.data.name} (test split{scheme}{processes_note(training)})", console=console)
+    print_table(rows, title=f"kdkit: {cfg.data.name} (test split{scheme}{processes_note(training)})", console=console,
+                caption=cost_note(run_dir / run_guard.TRAINING_OUTPUTS["results"]))
     show_verdict(run_dir, console)
     console.print(f"run directory: {run_dir}")
     show_next_steps(run_dir, rows, console)
@@ -207,13 +209,13 @@ def checkpoint_bytes(models: list[nn.Module]) -> int:
 def evaluate_models(
     cfg: RunConfig, bundle: DataBundle, models: dict[str, nn.Module], run_dir: Path, quick_cost: bool = False,
     training: dict[str, Any] | None = None, console: Console | None = None,
-    outputs: dict[str, str] = run_guard.TRAINING_OUTPUTS,
+    outputs: dict[str, str] = run_guard.TRAINING_OUTPUTS, threads: int | None = None,
 ) -> list[dict[str, Any]]:
     """Test metrics and cost of the three models; writes predictions.npz, results.json (with the verdict and,
     given `training`, how many processes trained), table.md and models/meta.json. Given a console, a line per
     step says what is being measured (timing a large model takes a while). `outputs` names the three files
     (`kdkit evaluate` writes its own beside the training's); the results file is written last, so its presence
-    means the set is complete."""
+    means the set is complete. Cost is timed with `threads` torch threads (default: the current count)."""
 
     def console_note(text: str) -> None:
         if console is not None:
@@ -237,17 +239,14 @@ def evaluate_models(
         if cfg.distill.scheme.name != "data_free":  # a data-free student never saw the training split
             preds[f"train_{role}"], preds["train_labels"] = predict(model, distill_loader, where)
     rows = []
-    example = example_inputs(bundle.test, size=1)  # timed on a real input: noise is no valid input for token ids
-    for role, model in models.items():
-        console_note(f"evaluating {LABELS[role]}: timing latency and throughput")
+    console_note("evaluating all three: timing latency and throughput in interleaved rounds")
+    costs, cost_conditions = measure_cost(bundle, models, quick_cost, threads)
+    for role in models:
         teacher_logits = None if role == "teacher" else preds["test_teacher"]
         label = LABELS[role] + (" (int8)" if role in int8 else "")
-        row = {"model": label, "role": role}
-        row.update(metrics.cost_report(model, bundle.input_shape, quick=quick_cost, example=example))
+        row = {"model": label, "role": role, **costs[role]}
         row.update(metrics.classification_report(preds[f"test_{role}"], preds["test_labels"], teacher_logits))
         rows.append(row)
-    for row in rows:
-        row["speedup"] = rows[0]["latency_ms"] / row["latency_ms"]
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **preds)
     write_atomic(run_dir / outputs["predictions"], buffer.getvalue())
@@ -258,6 +257,7 @@ def evaluate_models(
         "data": {"name": cfg.data.name, "num_classes": bundle.num_classes, "input_shape": list(bundle.input_shape),
                  "n_test": len(bundle.test), "n_val": len(bundle.val), "class_names": list(bundle.class_names)},
         "rows": rows,
+        "cost": cost_conditions,
         "verdict": run_verdict({r: preds[f"test_{r}"] for r in ROLES}, preds["test_labels"], rows,
                                n_val=len(bundle.val), keep=cfg.settings("distill").keep, seed=cfg.seed).as_dict(),
     }
@@ -265,20 +265,35 @@ def evaluate_models(
         summary["training"] = training
     write_meta(run_dir, bundle, models, {"teacher": cfg.teacher, "student_alone": cfg.student,
                                           "student_kd": cfg.student})
-    write_atomic(run_dir / outputs["table"], to_markdown(rows))
+    write_atomic(run_dir / outputs["table"], to_markdown(rows) + "\n" + conditions_text(cost_conditions) + "\n")
     write_atomic(run_dir / outputs["results"], json.dumps(summary, indent=2))
     return rows
 
 
-def evaluate_run(run_dir: str | Path, console: Console | None = None, quick_cost: bool = False) -> list[dict]:
+def cost_note(results: Path) -> str | None:
+    """How the cost numbers in a just-written results file were measured (threads, load, rounds), for the table."""
+    conditions = json.loads(results.read_text()).get("cost")
+    return conditions_text(conditions) if conditions else None
+
+
+def measure_cost(bundle: DataBundle, models: dict[str, nn.Module], quick: bool = False,
+                 threads: int | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Cost of the models (int8 students already converted) timed together in interleaved rounds on a real test
+    input (noise is no valid input for token ids), with the speed-up over the teacher and the conditions."""
+    example = example_inputs(bundle.test, size=1)
+    return cost.compare(models, bundle.input_shape, example, quick=quick, threads=threads)
+
+
+def evaluate_run(run_dir: str | Path, console: Console | None = None, quick_cost: bool = False,
+                 threads: int | None = None) -> list[dict]:
     """Re-evaluate a run directory from its saved config and models alone."""
     cfg, bundle, models = load_run_models(run_dir)
     training = previous_training(Path(run_dir))  # how it was trained stays true when the models are re-measured
     rows = evaluate_models(cfg, bundle, models, Path(run_dir), quick_cost=quick_cost, training=training,
-                           console=console, outputs=run_guard.EVALUATION_OUTPUTS)
+                           console=console, outputs=run_guard.EVALUATION_OUTPUTS, threads=threads)
     scheme = "" if cfg.distill.scheme.name == "offline" else f", scheme {cfg.distill.scheme.name}"
     print_table(rows, title=f"kdkit: {cfg.data.name} (test split{scheme}, re-evaluated{processes_note(training)})",
-                console=console)
+                console=console, caption=cost_note(Path(run_dir) / run_guard.EVALUATION_OUTPUTS["results"]))
     show_verdict(Path(run_dir), console, run_guard.EVALUATION_OUTPUTS["results"])
     return rows
 

@@ -24,14 +24,17 @@ from kdkit.errors import RunDirError, StorageError
 from kdkit.storage import check_writable, describe, storage_errors
 
 LOCK = ".kdkit.lock"
+CONFIG = "config.yaml"  # the run's config: kdkit.config.dump_config, or kdkit.tabular.rundir for a tabular run
 # everything a kdkit run writes into its directory; --overwrite removes these and nothing else
 RUN_FILES = ("config.yaml", "metrics.jsonl", "boundary.json", "predictions.npz", "results.json", "table.md",
-             "evaluation.json", "evaluation.md", "evaluation_predictions.npz", "report.html", "report.md")
+             "evaluation.json", "evaluation.md", "evaluation_predictions.npz", "report.html", "report.md",
+             "cost.json", "cost.md")
 RUN_FOLDERS = ("checkpoints", "models", "report_figures")
 FINAL_FILES = ("results.json", "table.md", "predictions.npz")  # written at the end, results.json last
 TRAINING_OUTPUTS = {"predictions": "predictions.npz", "results": "results.json", "table": "table.md"}
 EVALUATION_OUTPUTS = {"predictions": "evaluation_predictions.npz", "results": "evaluation.json",
                       "table": "evaluation.md"}
+COST_OUTPUTS = {"results": "cost.json", "table": "cost.md"}  # `kdkit evaluate --cost-only`
 
 
 def _alive(pid: int) -> bool:

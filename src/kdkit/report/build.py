@@ -4,6 +4,7 @@ report.html (self-contained) and report.md (+ report_figures/*.png) in the run d
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,10 @@ from kdkit.report.document import Document, Image, Section, Table, Text
 from kdkit.report.html import render_html
 from kdkit.report.markdown import render_markdown
 from kdkit.report.rundir import ROLES, STUDENTS, RunData, load_run
-from kdkit.report.table import COLUMNS
+from kdkit.report.table import COLUMNS, cell
 from kdkit.report.verdict import run_section
+from kdkit.run_guard import COST_OUTPUTS
+from kdkit.spread import conditions_text, speedup_text
 
 FIGURE_DIR = "report_figures"
 GROUPS = (
@@ -42,14 +45,19 @@ def main_table(rows: list[dict[str, Any]]) -> Table:
     keys = [k for _, ks in GROUPS for k in ks]
     return Table(
         headers=[COLUMNS[k][0] for k in keys],
-        rows=[[fmt(k, row.get(k)) for k in keys] for row in rows],
+        rows=[[cell(k, row) for k in keys] for row in rows],  # cost with its quartiles, uncertain speed-ups marked
         groups=[(title, len(ks)) for title, ks in GROUPS],
     )
 
 
 def summary(rows: dict[str, dict[str, Any]]) -> str:
     kd, alone = rows["student_kd"], rows["student_alone"]
-    speed = f" and runs {kd['speedup']:.1f}x faster than the teacher at batch 1" if kd.get("speedup") else ""
+    speed = ""
+    if kd.get("speedup") and kd.get("speedup_certain") is False:
+        speed = (f"; at batch 1 its latency is not measurably different from the teacher's "
+                 f"({speedup_text(kd['speedup'], False)}: the latency spreads overlap)")
+    elif kd.get("speedup"):
+        speed = f" and runs {kd['speedup']:.1f}x faster than the teacher at batch 1"
     return (
         f"The distilled student reaches test accuracy {kd['accuracy']:.4f} against {alone['accuracy']:.4f} for the "
         f"same student trained alone ({kd['accuracy'] - alone['accuracy']:+.4f}) and {rows['teacher']['accuracy']:.4f} "
@@ -163,13 +171,32 @@ def build_document(run: RunData) -> Document:
         Text("Quality and fidelity numbers are recomputed from predictions.npz with kdkit.metrics; cost numbers "
              "come from results.json."),
     ])
+    if run.results.get("cost"):
+        overview.blocks.append(Text(conditions_text(run.results["cost"]), note=True))
     overview.blocks += [Text(n, note=True) for n in run.notes]
     overview.blocks += [Text("results.json disagrees with predictions.npz (the report uses the predictions): " + m,
                              note=True) for m in numbers.mismatches(run, rows)]
     return Document(f"kdkit report: {data.get('name', run.path.name)}", subtitle, [
-        overview, run_section(run, rows), fidelity_section(run), calibration_section(run, rows), per_class_section(run),
-        curves_section(run), tradeoff_section(rows),
+        overview, run_section(run, rows), *remeasured_section(run), fidelity_section(run),
+        calibration_section(run, rows), per_class_section(run), curves_section(run), tradeoff_section(rows),
     ])
+
+
+def remeasured_section(run: RunData) -> list[Section]:
+    """The cost of the three models as `kdkit evaluate --cost-only` last re-measured it (cost.json), if it did."""
+    path = run.path / COST_OUTPUTS["results"]
+    try:
+        saved = json.loads(path.read_text())
+        rows = [r for r in saved["rows"] if isinstance(r, dict) and r.get("latency_ms") is not None]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []  # never re-measured (or a damaged file: the training's numbers above still stand)
+    keys = ("model", "params", "size_bytes", "latency_ms", "throughput", "speedup")
+    return [Section("Cost, re-measured", [
+        Text(f"Re-timed by `kdkit evaluate --cost-only` on {saved.get('created', '?')} (cost.json); accuracy was "
+             "not re-evaluated, and the table above keeps the numbers measured at the end of training."),
+        Table(headers=[COLUMNS[k][0] for k in keys], rows=[[cell(k, row) for k in keys] for row in rows]),
+        Text(conditions_text(saved.get("cost") or {}), note=True),
+    ])]
 
 
 def write_report(run_dir: str | Path) -> ReportFiles:

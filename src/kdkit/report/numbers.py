@@ -10,7 +10,8 @@ import numpy as np
 from kdkit import metrics
 from kdkit.report.rundir import LABELS, ROLES, STUDENTS, RunData, Split
 
-COST_KEYS = ("params", "size_bytes", "latency_ms", "throughput", "speedup")
+COST_KEYS = ("params", "size_bytes", "latency_ms", "latency_ms_q1", "latency_ms_q3", "throughput", "throughput_q1",
+             "throughput_q3", "speedup", "speedup_low", "speedup_high", "speedup_certain")
 QUALITY_KEYS = ("accuracy", "macro_f1", "nll", "ece", "agreement", "predictive_kl")
 SPLITS = {"train": "distillation data", "test": "test data"}
 

@@ -8,6 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from kdkit.spread import speedup_text, spread_text
+
 # key -> (header, formatter)
 COLUMNS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "model": ("model", str),
@@ -23,10 +25,24 @@ COLUMNS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "agreement": ("agreement", lambda v: f"{v:.4f}"),
     "predictive_kl": ("pred. KL", lambda v: f"{v:.4f}"),
 }
+SPREAD_FORMATS = {"latency_ms": ".3f", "throughput": ",.0f"}  # the same digits as COLUMNS, for median and quartiles
+
+
+def cell(key: str, row: dict[str, Any]) -> str:
+    """One cell: latency and throughput as 'median (q1-q3)' when the row holds quartiles (see kdkit.spread), a
+    speed-up whose latency spreads overlap as '~1.1x?', '-' for a missing number."""
+    value = row.get(key)
+    if value is None:
+        return "-"
+    if key in SPREAD_FORMATS:
+        return spread_text(value, row.get(f"{key}_q1"), row.get(f"{key}_q3"), SPREAD_FORMATS[key])
+    if key == "speedup":
+        return speedup_text(value, row.get("speedup_certain"))
+    return COLUMNS[key][1](value)
 
 
 def _cells(row: dict[str, Any], keys: Sequence[str]) -> list[str]:
-    return [COLUMNS[k][1](row[k]) if row.get(k) is not None else "-" for k in keys]
+    return [cell(k, row) for k in keys]
 
 
 def _keys(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -40,11 +56,15 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def print_table(rows: Sequence[dict[str, Any]], title: str = "", console: Console | None = None) -> None:
+def print_table(rows: Sequence[dict[str, Any]], title: str = "", console: Console | None = None,
+                caption: str | None = None) -> None:
+    """The rows as a terminal table; `caption` (e.g. how cost was measured) is printed under it. Cells wrap
+    instead of being cut, so a spread such as '3,812,360 (3,785,741-4,221,162)' is never shown half."""
     keys = _keys(rows)
-    table = Table(title=title or None)
+    table = Table(title=title or None, caption=caption, caption_justify="left")
     for k in keys:
-        table.add_column(COLUMNS[k][0], justify="left" if k == "model" else "right", no_wrap=k == "model")
+        table.add_column(COLUMNS[k][0], justify="left" if k == "model" else "right", no_wrap=k == "model",
+                         overflow="fold")
     for r in rows:
         table.add_row(*_cells(r, keys))
     console = console or Console()
