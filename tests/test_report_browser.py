@@ -9,6 +9,8 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image, ImageStat
 from rich.console import Console
@@ -118,3 +120,41 @@ def test_verdict_section_renders(report, tmp_path):
     assert [n["text"] for n in notes] == [
         f"{a['message']} Next: {a['next_step']}. See README \"{a['section']}\"." for a in verdict["advice"]]
     assert notes and all(n["background"] == "rgb(255, 246, 219)" and n["height"] > 10 for n in notes)
+
+
+@pytest.fixture(scope="module")
+def tabular_report(tmp_path_factory) -> Path:
+    """A tiny `kdkit tabular fit` run (CatBoost teacher, LightGBM student) and its report."""
+    from typer.testing import CliRunner
+
+    from kdkit.tabular.cli import app as tabular_app
+
+    root = tmp_path_factory.mktemp("browser_tabular")
+    rng = np.random.default_rng(0)
+    privileged = rng.normal(size=(150, 3))
+    labels = (privileged.sum(1) + rng.normal(scale=0.5, size=150) > 0).astype(int)
+    table = {f"seen{j}": privileged[:, j] + rng.normal(scale=0.8, size=150) for j in range(3)}
+    table |= {f"lab{j}": privileged[:, j] for j in range(3)}
+    pd.DataFrame({**table, "y": labels}).to_csv(root / "train.csv", index=False)
+    result = CliRunner().invoke(tabular_app, [
+        "fit", "--train", str(root / "train.csv"), "--target", "y", "--student-columns", "seen0,seen1,seen2",
+        "--n-splits", "3", "--teacher-params", '{"iterations": 30}', "--student-params", '{"n_estimators": 30}',
+        "--run-dir", str(root / "run")])
+    assert result.exit_code == 0, result.output
+    return write_report(root / "run").html
+
+
+def test_tabular_run_renders_like_a_torch_run(tabular_report, tmp_path):
+    """Same tables and figures as a torch run, minus the training curves (boosted trees log no epochs)."""
+    probe = tmp_path / "probe.html"
+    probe.write_text(tabular_report.read_text().replace("</body>", PROBE + "</body>"))
+    found = re.search(r'<pre id="kdkit-probe">(.*?)</pre>', dump_dom(probe), re.S)
+    assert found, "the page did not finish loading in Chromium"
+    result = json.loads(html.unescape(found.group(1)))
+    assert result["images"] == tabular_report.read_text().count("<img") == 5
+    assert result["broken"] == [] and result["shown"] == 5
+    assert result["tables"] == 3  # models, fidelity, per class
+    rows = result["firstTable"]
+    assert [r[0] for r in rows[2:]] == ["teacher", "student alone", "distilled student"]
+    results = json.loads((tabular_report.parent / "results.json").read_text())["rows"]
+    assert [r[1] for r in rows[2:]] == [f"{row['accuracy']:.4f}" for row in results]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from kdkit.tabular.cli import app
@@ -34,15 +36,17 @@ def test_fit_writes_table_predictions_and_native_models(csvs, tmp_path: Path) ->
     assert result.exit_code == 0, result.output
     for row in ("teacher catboost (8 cols)", "student alone lightgbm (4 cols)", "distilled lightgbm"):
         assert row in (run / "table.md").read_text()
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert len(metrics) == 3 and all(0 <= m["roc_auc"] <= 1 for m in metrics.values())
+    results = json.loads((run / "results.json").read_text())  # the torch runs' contract (was metrics.json)
+    assert [r["role"] for r in results["rows"]] == ["teacher", "student_alone", "student_kd"]
+    assert all(0 <= s["roc_auc"] <= 1 for s in results["scores"].values())
     preds = pd.read_csv(run / "predictions.csv")
     assert list(preds.columns) == ["ID", "probability", "label"] and len(preds) == 60
     assert preds["probability"].between(0, 1).all() and set(preds["label"]) <= {0, 1}
     manifest = json.loads((run / "models" / "manifest.json").read_text())
     assert manifest["student_columns"] == ["a", "b", "c", "kind"]
     assert (run / "models" / "teacher_fold0_0.cbm").exists() and (run / "models" / "student_fold2_0.txt").exists()
-    assert json.loads((run / "config.json").read_text())["alpha"] == 0.0
+    config = yaml.safe_load((run / "config.yaml").read_text())  # was config.json
+    assert config["distill"]["alpha"] == 0.0 and config["data"]["id_columns"] == ["ID"]
 
 
 def test_tune_stores_study_in_run_dir_and_fit_reuses_best(csvs, tmp_path: Path) -> None:
@@ -94,3 +98,38 @@ def test_bad_input_exits_2_with_one_line(csvs, tmp_path: Path) -> None:
         err = result.stderr if result.stderr_bytes is not None else result.output
         lines = [line for line in err.splitlines() if line.strip()]
         assert lines == [lines[0]] and lines[0].startswith("error: ") and message in lines[0], lines
+
+
+@pytest.mark.parametrize(("column", "values", "why"), [
+    ("ID", lambda n: [f"r{i}" for i in range(n)], "named like an id"),
+    ("customer_id", lambda n: np.random.default_rng(0).permutation(n), "named like an id"),
+    ("row", lambda n: np.arange(1000, 1000 + n), "whole numbers, unique per row, in order"),
+])
+def test_likely_id_column_is_refused_until_named(binary_table, tmp_path: Path, column, values, why) -> None:
+    """An id that becomes a feature leaks the row order; forgetting --id stops the command with one line."""
+    X, y = binary_table
+    frame = X.assign(**{column: values(len(X))}, Y_LABEL=y).sort_values("Y_LABEL")  # sorted by class: the trap
+    frame[column] = values(len(X)) if column == "row" else frame[column]  # still increasing after the sort
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    base = ["fit", "--train", str(tmp_path / "train.csv"), "--target", "Y_LABEL", "--student-columns", "a,b,c",
+            *FAST_ARGS]
+    refused = runner.invoke(app, [*base, "--run-dir", str(tmp_path / "r0")])
+    assert refused.exit_code == 2, refused.output
+    err = refused.stderr if refused.stderr_bytes is not None else refused.output
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"'{column}' ({why})" in lines[0] and f"--id {column}" in lines[0]
+    assert f"--keep-column {column}" in lines[0]
+    assert not (tmp_path / "r0" / "results.json").exists()
+    for option, is_feature in (("--id", False), ("--keep-column", True)):
+        run = tmp_path / option.strip("-")
+        result = runner.invoke(app, [*base, option, column, "--run-dir", str(run)])
+        assert result.exit_code == 0, result.output
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        assert (column in config["teacher"]["columns"]) is is_feature
+
+
+def test_keep_column_must_name_a_feature(csvs, tmp_path: Path) -> None:
+    train, test = csvs
+    result = runner.invoke(app, ["fit", "--train", str(train), "--test", str(test), "--target", "Y_LABEL", "--id",
+                                 "ID", "--keep-column", "nope", "--run-dir", str(tmp_path / "r"), *FAST_ARGS])
+    assert result.exit_code == 2 and "--keep-column nope: not a feature column" in result.output

@@ -163,6 +163,8 @@ def load_run(run_dir: str | Path) -> RunData:
     if absent:
         raise RunDirError(f"{run_dir}/predictions.npz lacks {', '.join(absent)}; {REBUILD.format(run_dir=run_dir)}")
     data = RunData(run_dir, results, _split(preds, "test", run_dir), None)
+    # what the run itself says a reader must know (a tabular run: its "test data" is out-of-fold on training rows)
+    data.notes += [note for note in results.get("notes") or [] if isinstance(note, str)]
     if all(f"train_{k}" in preds for k in ("labels", *ROLES)):
         data.train = _split(preds, "train", run_dir)
         if data.train.logits["teacher"].shape[1] != data.num_classes:

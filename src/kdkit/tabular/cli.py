@@ -43,6 +43,8 @@ MODE = typer.Option("auto", "--student-mode", help="auto, soft, regress, expand"
 SPLITS = typer.Option(5, "--n-splits", help="folds for the teacher's out-of-fold probabilities and the student")
 SEED = typer.Option(0, "--seed")
 RUN_DIR = typer.Option(None, "--run-dir", help="output directory (default: runs/tabular-<time>)")
+KEEP = typer.Option([], "--keep-column", help="a column that looks like a row id (named like one, or whole numbers "
+                    "unique per row and in order) but is a real feature: use it as one")
 
 
 def _user_errors(fn: Callable) -> Callable:
@@ -96,6 +98,19 @@ def _load(train: Path, test: Path | None, target: str, ids: list[str], student_c
     return load_task(train, target, test, ids, _split(student_columns), _split(teacher_columns))
 
 
+def _refuse_ids(task: TabularTask, train: Path, keep: list[str]) -> None:
+    """A feature that looks like a row id stops the command unless --keep-column names it (see id_columns)."""
+    from kdkit.tabular.id_columns import id_message, likely_ids
+
+    unknown = [c for c in keep if c not in task.X.columns]
+    if unknown:
+        raise DataError(f"--keep-column {unknown[0]}: not a feature column of {train}; check the name (an --id "
+                        "column is never a feature)")
+    found = likely_ids(task.X, [c for c in task.X.columns if c not in keep])
+    if found:
+        raise DataError(id_message(str(train), found))
+
+
 def _print_table(title: str, rows: dict[str, dict[str, float]]) -> None:
     table = Table(title=title)
     table.add_column("model")
@@ -145,16 +160,21 @@ def fit(
     student_params: str = typer.Option(None, "--student-params", help="JSON object"),
     from_tune: Path = typer.Option(None, "--from-tune", help="best.json of 'kdkit tabular tune': its "
                                    "teacher/student parameters and alpha replace the options above"),
+    keep_columns: list[str] = KEEP,
     run_dir: Path = RUN_DIR,
 ) -> None:
     """Teacher out-of-fold -> distilled student; compare with the student alone; predict the test file."""
     import numpy as np
 
+    from kdkit.report.table import print_table
+    from kdkit.runinfo import show_verdict
     from kdkit.tabular.estimator import DistilledClassifier
-    from kdkit.tabular.evaluate import best_threshold, markdown_table, scores
+    from kdkit.tabular.evaluate import best_threshold, scores
+    from kdkit.tabular.rundir import write_run
     from kdkit.tabular.save import save_distiller
 
     task = _load(train, test, target, id_columns, student_columns, teacher_columns)
+    _refuse_ids(task, train, keep_columns)
     if from_tune is not None:
         best = _best(from_tune)
         teacher_params, student_params = json.dumps(best["teacher_params"]), json.dumps(best["student_params"])
@@ -163,13 +183,10 @@ def fit(
         raise ConfigError(f"--alpha must be in [0, 1) (alpha 1 is the 'student alone' row), got {alpha}")
     out = _run_dir(run_dir, "fit")
     common = dict(student=student, student_columns=task.student_columns, student_params=_json(student_params,
-                  "--student-params"), student_mode=student_mode, n_splits=n_splits, seed=seed,
+                  "--student-params"), student_mode=student_mode, n_splits=n_splits, random_state=seed,
                   tune_threshold=threshold)
     distilled = DistilledClassifier(teacher=teacher, teacher_columns=task.teacher_columns, alpha=alpha,
                                     teacher_params=_json(teacher_params, "--teacher-params"), **common)
-    config = {"train": str(train), "test": None if test is None else str(test), "target": target,
-              "id_columns": id_columns, **{k: v for k, v in distilled.get_params().items()}}
-    (out / "config.json").write_text(json.dumps(config, indent=2, default=str))
     console.print(f"{len(task.X)} rows; teacher sees {len(task.teacher_columns)} columns, "
                   f"student {len(task.student_columns)}; run directory {out}")
     with console.status("fitting teacher (out-of-fold) and distilled student..."):
@@ -179,27 +196,41 @@ def fit(
     codes = np.searchsorted(distilled.classes_, np.asarray(task.y))
     binary = len(distilled.classes_) == 2
 
-    def row(proba: np.ndarray) -> dict[str, float]:
+    def row(name: str, proba: np.ndarray) -> dict[str, Any]:
         cut = best_threshold(codes, proba[:, 1]) if (threshold and binary) else None
-        return {**scores(codes, proba, cut), "threshold": cut}
+        return {"name": name, **scores(codes, proba, cut), "threshold": cut}
 
-    rows = {
-        f"teacher {teacher} ({len(task.teacher_columns)} cols)": row(distilled.teacher_oof_),
-        f"student alone {student} ({len(task.student_columns)} cols)": row(alone.student_oof_),
-        f"distilled {student} (alpha={alpha:g})": row(distilled.student_oof_),
+    tabular_scores = {
+        "teacher": row(f"teacher {teacher} ({len(task.teacher_columns)} cols)", distilled.teacher_oof_),
+        "student_alone": row(f"student alone {student} ({len(task.student_columns)} cols)", alone.student_oof_),
+        "student_kd": row(f"distilled {student} (alpha={alpha:g})", distilled.student_oof_),
     }
-    title = "out-of-fold scores on the training rows" + (", threshold tuned for macro F1"
-                                                         if threshold and binary else "")
-    _print_table(title, rows)
-    note = ("The distilled student's out-of-fold scores lean slightly optimistic: the teacher fold models that made "
-            "its training targets had seen its held-out rows. bench/tabular.py scores on an outer held-out split.")
-    (out / "table.md").write_text(f"{title}\n\n{markdown_table(rows)}\n{note}\n")
-    (out / "metrics.json").write_text(json.dumps(rows, indent=2))
+    name = Path(train).stem
+    config = {  # the run-directory contract's config.yaml: compare pools runs that differ only by seed
+        "kind": "tabular",
+        "data": {"name": name, "train": str(train), "test": None if test is None else str(test), "target": target,
+                 "id_columns": list(id_columns), "keep_columns": list(keep_columns)},
+        "teacher": {"name": teacher, "params": distilled.teacher_params, "columns": list(task.teacher_columns)},
+        "student": {"name": student, "params": common["student_params"], "columns": list(task.student_columns),
+                    "mode": student_mode},
+        "distill": {"alpha": alpha, "n_splits": n_splits, "tune_threshold": threshold},
+        "seed": seed,
+        "output_dir": str(out),
+    }
     save_distiller(distilled, out / "models")
     if task.test is not None:
         _predictions(distilled, task).to_csv(out / "predictions.csv", index=False)
         console.print(f"predictions for {len(task.test)} test rows: {out / 'predictions.csv'}")
-    console.print(f"models, table.md, metrics.json, config.json: {out}")
+    with console.status("measuring size and latency of the three models..."):
+        table = write_run(out, config, distilled, alone, task.X, codes, tabular_scores, name)
+    print_table(table, title=f"kdkit tabular: {name} (out-of-fold on the {len(task.X)} training rows)",
+                console=console)
+    title = "out-of-fold scores on the training rows" + (", threshold tuned for macro F1"
+                                                         if threshold and binary else "")
+    _print_table(title, {values["name"]: values for values in tabular_scores.values()})
+    show_verdict(out, console)
+    console.print(f"run directory: {out} (config.yaml, results.json, predictions.npz, table.md, models/); "
+                  f"next: kdkit report {out}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -258,15 +289,18 @@ def tune(
     timeout: float = typer.Option(None, "--timeout", help="stop starting trials after this many seconds"),
     teacher_params: str = typer.Option(None, "--teacher-params", help="fixed teacher parameters (JSON)"),
     student_params: str = typer.Option(None, "--student-params", help="fixed student parameters (JSON)"),
+    keep_columns: list[str] = KEEP,
     run_dir: Path = RUN_DIR,
 ) -> None:
     """Optuna search over teacher and student parameters and alpha, scored by the student's CV score."""
     from kdkit.tabular.tune import run_study
 
     task = _load(train, test, target, id_columns, student_columns, teacher_columns)
+    _refuse_ids(task, train, keep_columns)
     out = _run_dir(run_dir, "tune")
     base = dict(teacher=teacher, student=student, teacher_columns=task.teacher_columns,
-                student_columns=task.student_columns, student_mode=student_mode, n_splits=n_splits, seed=seed,
+                student_columns=task.student_columns, student_mode=student_mode, n_splits=n_splits,
+                random_state=seed,
                 teacher_params=_json(teacher_params, "--teacher-params"),
                 student_params=_json(student_params, "--student-params"))
     study = run_study(task.X, task.y, base, n_trials=n_trials, metric=metric, run_dir=out, storage=storage,

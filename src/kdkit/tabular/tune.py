@@ -97,7 +97,7 @@ def run_study(
     run_dir.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    seed = int(base.get("seed", 0))
+    seed = int(base.get("random_state", base.get("seed")) or 0)
     try:
         study = open_study(  # retries when workers started together race to create the database's tables
             optuna, study_name=study_name, storage=storage,

@@ -1,0 +1,107 @@
+"""A `kdkit tabular fit` run honours the torch runs' run-directory contract: config.yaml, results.json (same
+schema, kdkit.metrics numbers) and predictions.npz, so that `kdkit report` and `kdkit compare` read it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from kdkit import metrics
+from kdkit.cli import main
+from kdkit.report.rundir import FORMAT, ROLES, load_run
+from kdkit.run_guard import CONFIG, TRAINING_OUTPUTS
+from kdkit.tabular.cli import app
+
+runner = CliRunner()
+FAST_ARGS = ["--n-splits", "3", "--teacher-params", '{"iterations": 30}', "--student-params", '{"n_estimators": 30}']
+
+
+def tabular_run(table: tuple[pd.DataFrame, pd.Series], out: Path, seed: int) -> Path:
+    """A tiny `kdkit tabular fit` run (the default CatBoost teacher and LightGBM student) into `out`."""
+    X, y = table
+    train = out.parent / "train.csv"
+    if not train.exists():
+        X.assign(Y_LABEL=y).to_csv(train, index=False)
+    result = runner.invoke(app, ["fit", "--train", str(train), "--target", "Y_LABEL", "--student-columns",
+                                 "a,b,c,kind", "--seed", str(seed), "--run-dir", str(out), *FAST_ARGS])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> list[Path]:
+    from conftest import privileged_table
+
+    root = tmp_path_factory.mktemp("tabular_runs")
+    table = privileged_table(n=180, n_classes=3)
+    return [tabular_run(table, root / f"seed{seed}", seed) for seed in (0, 1)]
+
+
+def test_the_contract_files_with_the_torch_schema(runs) -> None:
+    run = runs[0]
+    for name in (CONFIG, *TRAINING_OUTPUTS.values()):
+        assert (run / name).is_file(), name
+    assert not list(run.glob(".*.tmp")) and not (run / "metrics.json").exists() and not (run / "config.json").exists()
+    results = json.loads((run / TRAINING_OUTPUTS["results"]).read_text())
+    assert results["format"] == FORMAT and results["data"]["num_classes"] == 3
+    assert [r["role"] for r in results["rows"]] == list(ROLES)
+    quality = {"accuracy", "macro_f1", "nll", "ece"}
+    fidelity = {"agreement", "predictive_kl"}
+    rows = {r["role"]: r for r in results["rows"]}
+    assert quality <= set(rows["teacher"]) and not fidelity & set(rows["teacher"])
+    assert all(quality | fidelity | {"size_bytes", "latency_ms", "throughput", "speedup"} <= set(rows[r])
+               for r in ("student_alone", "student_kd"))
+    assert results["verdict"]["kind"] in ("gain", "loss", "no measurable difference")
+    with np.load(run / TRAINING_OUTPUTS["predictions"]) as npz:
+        preds = dict(npz)
+    labels = preds["test_labels"]
+    assert len(labels) == 180 and set(np.unique(labels)) == {0, 1, 2}
+    for role in ROLES:  # the numbers are kdkit.metrics' on the saved predictions
+        assert rows[role]["accuracy"] == pytest.approx(metrics.accuracy(preds[f"test_{role}"], labels))
+        assert rows[role]["ece"] == pytest.approx(metrics.ece(preds[f"test_{role}"], labels))
+    kd = rows["student_kd"]
+    assert kd["predictive_kl"] == pytest.approx(metrics.predictive_kl(preds["test_teacher"], preds["test_student_kd"]))
+    assert kd["agreement"] == pytest.approx(metrics.agreement(preds["test_student_kd"], preds["test_teacher"]))
+    config = yaml.safe_load((run / CONFIG).read_text())
+    assert config["teacher"]["name"] == "catboost" and config["student"]["name"] == "lightgbm"
+    assert config["seed"] == 0 and config["output_dir"] == str(run)
+
+
+def test_predictions_are_out_of_fold_probabilities(runs) -> None:
+    """test_* are the fits' out-of-fold probabilities as logits: their softmax gives back the probabilities."""
+    from kdkit.tabular.load import load_distiller
+
+    run = runs[0]
+    with np.load(run / TRAINING_OUTPUTS["predictions"]) as npz:
+        preds = dict(npz)
+    for role in ROLES:
+        proba = metrics.softmax(preds[f"test_{role}"])
+        assert np.allclose(proba.sum(1), 1.0) and proba.shape == (180, 3)
+    X = pd.read_csv(run.parent / "train.csv").drop(columns="Y_LABEL")
+    model = load_distiller(run)
+    np.testing.assert_allclose(metrics.softmax(preds["train_student_kd"]), model.predict_proba(X), atol=1e-9)
+
+
+def test_kdkit_report_reads_a_tabular_run(runs) -> None:
+    run = runs[0]
+    data = load_run(run)
+    assert data.train is not None and any("out-of-fold" in note for note in data.notes)
+    with pytest.raises(SystemExit) as done:
+        main(["report", str(run)])
+    assert done.value.code == 0
+    page = (run / "report.html").read_text()
+    assert "distilled student" in page and "out-of-fold" in page and "<img" in page
+
+
+def test_kdkit_compare_pools_the_seeds_of_tabular_runs(runs, tmp_path) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["compare", *map(str, runs), "--output-dir", str(tmp_path / "cmp")])
+    assert done.value.code == 0
+    page = next((tmp_path / "cmp").glob("*.md")).read_text()
+    assert "2 runs in 1 settings" in page  # config.yaml differs only by seed and output_dir
