@@ -55,7 +55,7 @@ DATASETS = {"breast_cancer": breast_cancer, "digits": digits}
 def run_split(X: pd.DataFrame, y: np.ndarray, cols: list[str], family: str, train: np.ndarray,
               test: np.ndarray, seed: int, inner: int) -> dict[str, dict[str, float]]:
     Xtr, Xte = X.iloc[train], X.iloc[test]
-    common = dict(student=family, student_columns=cols, n_splits=inner, seed=seed)
+    common = dict(student=family, student_columns=cols, n_splits=inner, random_state=seed)
     distilled = DistilledClassifier(teacher=family, alpha=0.0, **common).fit(Xtr, y[train])
     alone = DistilledClassifier(alpha=1.0, **common).fit(Xtr, y[train])
     mixed = DistilledClassifier(alpha=0.5, **common).fit(Xtr, y[train], teacher_proba=distilled.teacher_oof_)
