@@ -128,7 +128,7 @@ def test_kdkit_train_under_torchrun_writes_one_run_dir(tmp_path):
     epochs = [json.loads(line)["model"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert epochs == ["teacher"] * 2 + ["student_alone"] * 2 + ["student_kd"] * 2
     assert done.stdout.count("│ distilled student │") == 1  # one table, printed by rank 0
-    assert done.stdout.count("evaluating distilled student: timing") == 1 and done.stdout.count("verdict: ") == 1
+    assert done.stdout.count("timing latency and throughput") == 1 and done.stdout.count("verdict: ") == 1
     training = json.loads((run_dir / "results.json").read_text())["training"]
     assert training["processes"] == 2 and training["effective_batch_size"]["distill"] == 2 * cfg["distill"]["train"][
         "batch_size"]
