@@ -60,3 +60,31 @@ def test_quiet_when_progress_is_off_and_bars_in_a_terminal(capsys, monkeypatch):
 
 def test_clock():
     assert clock(0) == "0:00:00" and clock(3725.4) == "1:02:05"
+
+
+def test_tabular_fit_and_tune_print_plain_lines_per_fold_and_trial(tmp_path, capsys):
+    """Without a terminal (as here), `kdkit tabular fit` and `tune` report every fold model and every trial as a
+    plain line, which log files keep (issue 16)."""
+    import numpy as np
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from kdkit.tabular.cli import app
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 3))
+    frame = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "secret": x[:, 2], "y": (x.sum(1) > 0).astype(int)})
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    frame.drop(columns=["y", "secret"]).to_csv(tmp_path / "test.csv", index=False)
+    common = ["--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"), "--target", "y",
+              "--teacher", "logreg", "--student", "logreg", "--n-splits", "3"]
+    runner = CliRunner()
+    fit = runner.invoke(app, ["fit", *common, "--run-dir", str(tmp_path / "fit")])
+    assert fit.exit_code == 0, fit.output
+    for stage in ("teacher", "student"):
+        for fold in (1, 2, 3):
+            assert f"{stage}: fold {fold}/3 fitted on" in fit.output
+    assert "student alone: 3 folds" in fit.output and "ETA" in fit.output
+    tune = runner.invoke(app, ["tune", *common, "--n-trials", "2", "--run-dir", str(tmp_path / "tune")])
+    assert tune.exit_code == 0, tune.output
+    assert "trial 0 (1/2):" in tune.output and "trial 1 (2/2):" in tune.output and "best so far" in tune.output

@@ -100,3 +100,23 @@ class PlainProgress:
 
     def _print(self, line: str) -> None:
         print(line, file=self.file, flush=True)
+
+
+class FoldProgress:
+    """One plain line per fitted fold model (tabular distillation): stage, fold k/K, rows, the fold's seconds,
+    elapsed time and an ETA from the mean fold time. Silent when `verbose` is 0."""
+
+    def __init__(self, stage: str, folds: int, verbose: int = 1, file: TextIO | None = None) -> None:
+        self.stage, self.folds, self.verbose = stage, max(1, folds), verbose
+        self.file = file
+        self.start = self.last = time.monotonic()
+
+    def fold_done(self, fold: int, rows: int) -> None:
+        now = time.monotonic()
+        took, elapsed = now - self.last, now - self.start
+        self.last = now
+        if self.verbose <= 0:
+            return
+        eta = clock(elapsed / (fold + 1) * (self.folds - fold - 1))
+        print(f"{self.stage}: fold {fold + 1}/{self.folds} fitted on {rows:,} rows in {took:.1f} s, elapsed "
+              f"{clock(elapsed)}, ETA {eta}", file=self.file if self.file is not None else sys.stdout, flush=True)

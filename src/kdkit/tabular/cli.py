@@ -184,15 +184,16 @@ def fit(
     out = _run_dir(run_dir, "fit")
     common = dict(student=student, student_columns=task.student_columns, student_params=_json(student_params,
                   "--student-params"), student_mode=student_mode, n_splits=n_splits, random_state=seed,
-                  tune_threshold=threshold)
+                  tune_threshold=threshold, verbose=1)  # verbose: a plain line per fold model, kept by log files
     distilled = DistilledClassifier(teacher=teacher, teacher_columns=task.teacher_columns, alpha=alpha,
                                     teacher_params=_json(teacher_params, "--teacher-params"), **common)
     console.print(f"{len(task.X)} rows; teacher sees {len(task.teacher_columns)} columns, "
                   f"student {len(task.student_columns)}; run directory {out}")
-    with console.status("fitting teacher (out-of-fold) and distilled student..."):
-        distilled.fit(task.X, task.y)
-    with console.status("fitting the student alone on hard labels..."):
-        alone = DistilledClassifier(**{**common, "student_mode": "auto"}, alpha=1.0).fit(task.X, task.y)
+    console.print(f"distilled student: the teacher's {n_splits} out-of-fold models, then {n_splits} student folds",
+                  highlight=False)
+    distilled.fit(task.X, task.y)
+    console.print(f"student alone: {n_splits} folds on hard labels", highlight=False)
+    alone = DistilledClassifier(**{**common, "student_mode": "auto"}, alpha=1.0).fit(task.X, task.y)
     codes = np.searchsorted(distilled.classes_, np.asarray(task.y))
     binary = len(distilled.classes_) == 2
 
@@ -260,6 +261,8 @@ def predict(
     if missing_ids:
         raise DataError(f"{input_csv}: id column(s) {', '.join(missing_ids)} not found; check --id")
     ids = frame[id_columns] if id_columns else pd.DataFrame({"row": range(len(frame))})
+    console.print(f"predicting {len(frame):,} rows of {input_csv} with the student's {len(model.student_models_)} "
+                  "fold models (their mean)", highlight=False)
     preds = _prediction_frame(model, frame[model.student_columns_], ids)
     target = output or (run / f"predictions-{input_csv.stem}.csv")
     target.parent.mkdir(parents=True, exist_ok=True)

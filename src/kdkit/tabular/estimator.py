@@ -31,6 +31,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from kdkit.errors import ConfigError, DataError
+from kdkit.progress import FoldProgress
 from kdkit.tabular.evaluate import best_threshold, labels_from
 from kdkit.tabular.inputs import as_frame, check_columns, check_finite, select, target
 from kdkit.tabular.learners import MODES, Learner, choose_mode
@@ -53,7 +54,8 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
     XGBoost, random-forest / extra-trees model and the torch MLP (-1: every core; None: one for LightGBM, XGBoost
     and the MLP, two for the others, which measured fastest on small tables); ``teacher_params`` /
     ``student_params`` that set a thread count win, estimator instances keep their own. ``seed``: deprecated
-    spelling of ``random_state``.
+    spelling of ``random_state``. ``verbose``: 1 prints one line per fitted fold model (stage, fold, seconds,
+    elapsed, ETA) to stdout, as plain lines that a log file keeps.
 
     Fitted attributes: ``classes_``; ``n_features_in_``, the number of columns of fit's X, and
     ``feature_names_in_`` when they all have string names. ``predict`` takes a DataFrame holding the student
@@ -80,6 +82,7 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         categorical_columns: Sequence | None = None,
         preprocess: str = "auto",
         seed: int | None = None,
+        verbose: int = 0,
     ) -> None:
         self.teacher = teacher
         self.student = student
@@ -97,6 +100,7 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         self.categorical_columns = categorical_columns
         self.preprocess = preprocess
         self.seed = seed
+        self.verbose = verbose
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -217,12 +221,14 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         self.teacher_folds_ = list(cv.split(frame, codes))
         self.teacher_oof_ = np.full((len(frame), len(self.classes_)), np.nan)
         self.teacher_models_ = []
+        report = FoldProgress("teacher", self.n_splits, self.verbose)
         for fold, (train, val) in enumerate(self.teacher_folds_):
             model = self._learner(self.teacher, self.teacher_params, self._seed + fold, self.teacher_columns_,
                                   "teacher")
             model.fit(frame.iloc[train], codes[train], None)
             self.teacher_oof_[val] = model.predict_proba(frame.iloc[val])
             self.teacher_models_.append(model)
+            report.fold_done(fold, len(train))
 
     def _fit_student(self, frame: pd.DataFrame, codes: np.ndarray, on_fold: FoldCallback | None) -> None:
         rs = self._seed if self.shuffle else None
@@ -231,6 +237,7 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         self.student_oof_ = np.full((len(frame), len(self.classes_)), np.nan)
         self.student_models_ = []
         done = np.zeros(len(frame), dtype=bool)
+        report = FoldProgress("student", self.n_splits, self.verbose)
         for fold, (train, val) in enumerate(self.student_folds_):
             model = self._learner(self.student, self.student_params, self._seed + fold, self.student_columns_,
                                   self.student_mode_)
@@ -238,6 +245,7 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
             self.student_oof_[val] = model.predict_proba(frame.iloc[val])
             self.student_models_.append(model)
             done[val] = True
+            report.fold_done(fold, len(train))
             if on_fold is not None:
                 on_fold(fold, done.copy(), self.student_oof_)
 

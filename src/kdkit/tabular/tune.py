@@ -11,6 +11,7 @@ median pruner stops trials that are worse than the median of earlier trials at t
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import optuna
 import pandas as pd
 
 from kdkit.errors import ConfigError
+from kdkit.progress import clock
 from kdkit.studies import open_study
 from kdkit.tabular.estimator import DistilledClassifier
 from kdkit.tabular.evaluate import LOWER_IS_BETTER, METRICS, best_threshold, scores
@@ -123,17 +125,17 @@ def run_study(
 
 
 def _optimize_with_bar(study: optuna.Study, objective: Any, n_trials: int, timeout: float | None) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """One plain line per finished trial (its state and value, the best so far, elapsed time and an ETA): unlike a
+    redrawn bar, log files and CI keep it."""
+    start, seen = time.monotonic(), len(study.trials)  # a shared study may hold other workers' trials already
 
-    columns = (TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[best]}"))
-    with Progress(*columns) as bar:
-        task = bar.add_task("tune", total=n_trials, best="")
+    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        done = len(study.trials) - seen
+        elapsed = time.monotonic() - start
+        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        best = f"best so far {study.best_value:.4f} (trial {study.best_trial.number})" if complete else "no best yet"
+        value = f"{trial.value:.4f}" if trial.value is not None else trial.state.name.lower()
+        print(f"trial {trial.number} ({done}/{n_trials}): {value}; {best}; elapsed {clock(elapsed)}, ETA "
+              f"{clock(elapsed / done * max(0, n_trials - done))}", flush=True)
 
-        def advance(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-            done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-            best = f"best {study.best_value:.4f}" if done else ""
-            pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
-            bar.update(task, advance=1, best=f"{best}  pruned {pruned}")
-
-        study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=[advance])
+    study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=[report])
