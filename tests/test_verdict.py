@@ -95,6 +95,15 @@ def test_warnings_and_their_next_steps():
     assert all(word in loss.next_step for word in ("kdkit tune", "transfer", "train.augment"))
 
 
+def test_a_speedup_whose_timing_spreads_overlap_is_not_taken_as_faster():
+    rows = {"teacher": {"accuracy": 0.90}, "student_alone": {"accuracy": 0.80},
+            "student_kd": {"accuracy": 0.85, "speedup": 3.0, "speedup_certain": False}}
+    (advice,) = [a for a in advise(GAIN, rows, teacher_low=0.05) if a.code == "not_faster"]
+    assert "not measurably faster" in advice.text() and "--cost-only" in advice.next_step
+    rows["student_kd"]["speedup_certain"] = True
+    assert "not_faster" not in {a.code for a in advise(GAIN, rows, teacher_low=0.05)}
+
+
 def test_seeds_interval_is_a_t_interval():
     diffs = [0.05, 0.07, 0.04, 0.06]
     mean, low, high, sem = seeds_interval(diffs)

@@ -61,10 +61,11 @@ class Verdict:
     n: int  # test samples (one run) or seeds (several runs)
     per_seed: list[float] = field(default_factory=list)
     advice: list[Advice] = field(default_factory=list)
+    metric: str = "accuracy"  # what the difference is of (a language-model run: exact match or token accuracy)
 
     @property
     def headline(self) -> str:
-        points = f"{100 * self.difference:+.1f} accuracy points"
+        points = f"{100 * self.difference:+.1f} {self.metric} points"
         interval = (f"{LEVEL:.0%} interval {100 * self.low:+.1f} to {100 * self.high:+.1f}"
                     if np.isfinite(self.low) and np.isfinite(self.high) else "no interval")
         word = {GAIN: "Gain", NONE: "No measurable difference", LOSS: "Loss"}[self.kind]
@@ -79,7 +80,7 @@ class Verdict:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Verdict:
-        keys = ("kind", "difference", "low", "high", "method", "n", "per_seed")
+        keys = ("kind", "difference", "low", "high", "method", "n", "per_seed", "metric")
         return cls(**{k: data[k] for k in keys if k in data},
                    advice=[Advice(**a) for a in data.get("advice", [])])
 
@@ -168,6 +169,12 @@ def advise(
             "not_faster", f"The student is not faster than the teacher at batch 1 ({speedup:.2f}x).",
             "pick a smaller student (fewer layers or channels) or a teacher that is really larger; on a GPU time "
             "larger batches", "Reading the verdict"))
+    elif speedup is not None and rows["student_kd"].get("speedup_certain") is False:
+        out.append(Advice(  # faster on the medians, but the latency spreads overlap: the timing was too noisy
+            "not_faster", f"The student is not measurably faster than the teacher at batch 1 (~{speedup:.1f}x on "
+            "the medians, but the two latency spreads overlap).",
+            "re-measure on an idle machine with `kdkit evaluate RUN_DIR --cost-only`; if it stays uncertain, pick a "
+            "smaller student", "Reading the verdict"))
     if n_val is not None and n_val < SMALL_VAL and keep == "best":
         out.append(Advice(
             "small_val", f"The validation split has {n_val} samples: too few for `keep: best` to pick the best epoch "
