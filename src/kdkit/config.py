@@ -12,11 +12,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from kdkit.errors import ConfigError
+from kdkit.schema_types import STRICT, LaxPath, PixelSize
 from kdkit.settings import TrainSettings
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(**STRICT, protected_namespaces=())  # see kdkit.schema_types
 
 
 class Normalization(_Strict):
@@ -41,13 +42,13 @@ class DataConfig(_Strict):
                       "fashion_mnist (Debian's dataset-fashion-mnist), image_folder or text_files")
     transfer_size: int = Field(0, ge=0, description="extra unlabelled samples for the teacher to label")
     val_fraction: float = Field(0.1, gt=0, lt=1, description="share of train held out when there is no val split")
-    root: Path | None = Field(None, description="image_folder: holds train/, test/ (and val/), one folder per class; "
-                              "fashion_mnist: holds the four idx files (default: Debian's folder)")
+    root: LaxPath | None = Field(None, description="image_folder: holds train/, test/ (and val/), one folder per "
+                                 "class; fashion_mnist: holds the four idx files (default: Debian's folder)")
     train_size: PositiveInt | None = Field(None, description="fashion_mnist: labelled training images kept after "
                                            "the validation split (stratified, by seed); default all")
     test_size: PositiveInt | None = Field(None, description="fashion_mnist: test images kept (stratified, fixed); "
                                           "default all 10,000")
-    image_size: PositiveInt | tuple[PositiveInt, PositiveInt] | None = Field(None, description="image_folder: resize")
+    image_size: PixelSize | None = Field(None, description="image_folder: resize")
     channels: Literal[1, 3] | None = Field(None, description="image_folder: 3 (RGB, for ImageNet models) or 1")
     augment: bool | None = Field(None, description="image_folder: random horizontal flip of training images")
     random_crop: int | None = Field(
@@ -59,9 +60,9 @@ class DataConfig(_Strict):
     on_bad_image: Literal["skip", "error"] | None = Field(
         None, description="image_folder: skip unreadable images with a warning, or stop with an error"
     )
-    train_file: Path | None = Field(None, description="text_files: training texts, .csv (header row) or .jsonl")
-    val_file: Path | None = Field(None, description="text_files: validation texts (else carved from train)")
-    test_file: Path | None = Field(None, description="text_files: test texts")
+    train_file: LaxPath | None = Field(None, description="text_files: training texts, .csv (header row) or .jsonl")
+    val_file: LaxPath | None = Field(None, description="text_files: validation texts (else carved from train)")
+    test_file: LaxPath | None = Field(None, description="text_files: test texts")
     text_column: str | None = Field(None, description="text_files: the column holding the text")
     label_column: str | None = Field(None, description="text_files: the column holding the label")
     max_len: PositiveInt | None = Field(None, description="text_files: words kept per text (padded or cut)")
@@ -148,7 +149,7 @@ class DataConfig(_Strict):
 class ModelConfig(_Strict):
     name: str
     params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the model builder")
-    checkpoint: Path | None = Field(None, description="weights to load (.safetensors or a torch state dict)")
+    checkpoint: LaxPath | None = Field(None, description="weights to load (.safetensors or a torch state dict)")
     train: dict[str, Any] = Field(default_factory=dict, description="overrides of the top-level train settings")
     quantize: Literal["x86", "fbgemm", "qnnpack"] | None = Field(
         None, description="student only: train it quantization-aware (fake int8) and measure its int8 conversion "
@@ -381,8 +382,9 @@ class TuneConfig(_Strict):
 
 
 class RunConfig(_Strict):
-    seed: int = 0
-    output_dir: Path = Path("runs/kdkit")
+    seed: int = Field(0, ge=0, lt=2**32, description="random seed of every stage (numpy and scikit-learn take "
+                      "seeds below 2**32)")
+    output_dir: LaxPath = Path("runs/kdkit")
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainSettings = Field(default_factory=TrainSettings)
     teacher: ModelConfig
@@ -417,10 +419,21 @@ def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     return model
 
 
+_UNION_MEMBER = (r"(str|int|float|bool|none|constrained-\w+|(list|tuple|dict|set|literal|function-\w+|is-instance|"
+                 r"lax-or-strict|nullable|constrained-\w+)\[.*\])")
+
+
+def _is_union_member(part: Any) -> bool:
+    import re
+
+    return isinstance(part, str) and re.fullmatch(_UNION_MEMBER, part) is not None
+
+
 def format_validation_error(err: ValidationError, schema: type[BaseModel], prefix: str = "") -> str:
     """First pydantic error as one line: 'config error at teacher.modle: unknown key; did you mean 'model'?'."""
     first = err.errors()[0]
-    loc = tuple(first["loc"])
+    # pydantic names the member of a union that failed (`student.str`, `image_size.tuple[...]`): not a config key
+    loc = tuple(p for p in first["loc"] if not _is_union_member(p))
     key = ".".join(str(p) for p in ((prefix,) if prefix else ()) + loc)
     more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
     if first["type"] == "extra_forbidden":
@@ -463,6 +476,7 @@ def parse_config(raw: Any) -> RunConfig:
     build_terms(cfg.distill.losses)
     others = [("teacher", cfg.teacher)] + [(f"distill.scheme.{key}", m) for key in ("assistants", "teachers", "peers")
                                            for m in getattr(cfg.distill.scheme, key)]
+    _check_param_types([("student", cfg.student), *others])
     for where, model in others:
         if model.quantize is not None:
             raise ConfigError(f"config error at {where}: quantize applies to the student only (both student rows "
@@ -473,20 +487,54 @@ def parse_config(raw: Any) -> RunConfig:
     return cfg
 
 
+def _check_param_types(models: list[tuple[str, ModelConfig]]) -> None:
+    """Each built-in model's params against its builder's type hints (`hidden: [true]` is not a width)."""
+    from kdkit.arguments import check_arguments
+    from kdkit.models import MODELS
+
+    for where, model in models:
+        if model.name in MODELS:
+            check_arguments(MODELS[model.name], model.params, f"{where}.params")
+
+
 def load_config(path: str | Path) -> RunConfig:
+    from kdkit.strict_yaml import DuplicateKeyError, load_yaml
+    from kdkit.textfile import read_text
+
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config error: {path} is a directory; give the YAML file, e.g. configs/demo.yaml")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    text = read_text(path, ConfigError)  # not UTF-8 or binary: one line naming the line and the fix
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(text)
+    except DuplicateKeyError as err:
+        raise ConfigError(f"config error: {path}: {err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"config error: {path} is not valid YAML{where}") from None
-    return parse_config(raw)
+        problem = getattr(err, "problem", None)
+        raise ConfigError(f"config error: {path} is not valid YAML{where}{f' ({problem})' if problem else ''}") \
+            from None
+    cfg = parse_config(raw)
+    _check_devices(cfg)
+    return cfg
+
+
+def _check_devices(cfg: RunConfig) -> None:
+    """The devices a config trains on exist on this machine (checked for train/tune, not when a run is re-read)."""
+    from kdkit.devices import missing_device
+
+    for where, given in (("train", cfg.train.model_dump()), ("teacher.train", cfg.teacher.train),
+                         ("student.train", cfg.student.train), ("distill.train", cfg.distill.train)):
+        why = missing_device(given["device"]) if "device" in given else None
+        if why:
+            raise ConfigError(f"config error at {where}.device: {why}")
 
 
 def dump_config(cfg: RunConfig, path: str | Path) -> None:
     from kdkit.checkpoint import write_atomic
+    from kdkit.strict_yaml import dump_yaml  # quotes '1e-3'-like strings, so `kdkit train` reads them back as such
 
-    write_atomic(path, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    write_atomic(path, dump_yaml(cfg.model_dump(mode="json")))

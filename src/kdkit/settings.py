@@ -14,10 +14,11 @@ class TrainSettings(BaseModel):
     """How one model is trained. Defaults: AdamW with a cosine schedule; the model ends at its best epoch by
     validation macro F1 (``keep: last`` keeps the final epoch instead; both are saved as checkpoints)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # strict: `epochs: yes` is not 1 and `lr: "0.01"` not a number; NaN and infinity are never settings
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     epochs: int = Field(20, ge=1)
-    batch_size: int = Field(128, ge=1)
+    batch_size: int = Field(128, ge=1, le=2**31 - 1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
@@ -32,8 +33,8 @@ class TrainSettings(BaseModel):
         "validation set makes 'best' a noisy pick that favours early epochs; with a cosine schedule 'last' is the "
         "converged model)",
     )
-    seed: int = 0
-    device: str = "auto"
+    seed: int = Field(0, ge=0, lt=2**32)
+    device: str = Field("auto", description="auto (CUDA when available), cpu, cuda, cuda:N, mps or xpu")
     checkpoint_every_steps: int | None = Field(
         None, ge=1, description="also write the resumable checkpoint every this many steps, not only at the end of "
         "every epoch (for long epochs; see README 'Resuming a run')",
@@ -44,6 +45,13 @@ class TrainSettings(BaseModel):
         "the student both see, e.g. [{name: crop, padding: 4}, {name: flip}, {name: mixup, alpha: 0.2}] (ops: crop, "
         "flip, mixup, cutmix; see kdkit.augment)",
     )
+
+    @field_validator("device")
+    @classmethod
+    def _device_form(cls, device: str) -> str:
+        from kdkit.devices import check_form  # whether this machine has it is checked by the commands that train
+
+        return check_form(device)
 
     @field_validator("augment")
     @classmethod

@@ -18,10 +18,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor, nn
 
 from kdkit.errors import ConfigError, ModelError
-from kdkit.losses import build_loss
+from kdkit.losses import LOSSES, build_loss
 from kdkit.taps import INPUT_SUFFIX, LOGITS, resolve_module
 
 Key = str | tuple[str, ...]
@@ -125,18 +126,56 @@ def active_terms(terms: Sequence[LossTerm], epoch: int) -> list[LossTerm]:
     return active
 
 
-def build_terms(specs: Sequence[Mapping[str, Any]]) -> list[LossTerm]:
-    """Build terms from config dicts such as ``{name: kd, weight: 1.0, T: 4}``; other keys go to the loss."""
+class TermOptions(BaseModel):
+    """The keys of a term that belong to the term, not to its loss, with their types and ranges. A negative weight
+    would push the student away from what the loss compares it with; a loss that means it (none so far) says so
+    with a class attribute ``negative_weight = True``."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False)
+
+    weight: float = 1.0
+    student: str | list[str] = LOGITS
+    teacher: str | list[str] = LOGITS
+    warmup_epochs: int = Field(0, ge=0)
+    until_epoch: int | None = Field(None, ge=1)
+
+
+def _check_term(index: int, name: Any, spec: Mapping[str, Any], where: str) -> None:
+    """One term's keys against TermOptions and its loss's keyword arguments against the loss's signature."""
+    from kdkit.arguments import check_arguments
+    from kdkit.config import format_validation_error  # here: config imports this module lazily, too
+
+    at = f"{where}.{index}"
+    try:
+        options = TermOptions(**{k: v for k, v in spec.items() if k in TERM_KEYS})
+    except ValidationError as err:
+        key, _, msg = format_validation_error(err, TermOptions, prefix=at).partition(": ")
+        raise ConfigError(f"{key} (term '{name}'): {msg}") from None
+    cls = LOSSES.get(name) if isinstance(name, str) else None
+    if options.weight < 0 and not getattr(cls, "negative_weight", False):
+        raise ConfigError(f"config error at {at}.weight (term '{name}'): a negative weight ({options.weight:g}) "
+                          "pushes the student away from its target; give a weight >= 0 (0 switches the term off)")
+    if cls is not None:
+        check_arguments(cls, {k: v for k, v in spec.items() if k not in TERM_KEYS | {"name"}}, at)
+
+
+def build_terms(specs: Sequence[Mapping[str, Any]], where: str = "distill.losses") -> list[LossTerm]:
+    """Build terms from config dicts such as ``{name: kd, weight: 1.0, T: 4}``; other keys go to the loss. Every
+    value is checked before any loss is built; errors name the key as `where`.INDEX.KEY."""
     if not specs:
-        raise ConfigError("distill.losses is empty; give at least one term, e.g. [{name: kd, T: 4}]")
+        raise ConfigError(f"{where} is empty; give at least one term, e.g. [{{name: kd, T: 4}}]")
     terms, seen = [], {}
-    for spec in specs:
+    for index, spec in enumerate(specs):
         spec = dict(spec)
         if "name" not in spec:
             raise ConfigError(f"loss term {spec} has no 'name'; e.g. {{name: kd, weight: 1.0, T: 4}}")
+        _check_term(index, spec["name"], spec, where)
         name = spec.pop("name")
         options = {k: spec.pop(k) for k in list(spec) if k in TERM_KEYS}
-        loss = build_loss(name, **spec)
+        try:
+            loss = build_loss(name, **spec)
+        except ConfigError as err:  # the loss's own range checks (T > 0, alpha in [0, 1]): name the term
+            raise ConfigError(f"config error at {where}.{index}: {err}") from None
         for role in ("student", "teacher"):  # e.g. hidden_mse reads (kd_hidden, kd_mask) unless told otherwise
             if getattr(loss, "default_key", ()):
                 options.setdefault(role, list(loss.default_key))
