@@ -17,6 +17,7 @@ Each input keeps a name (file name, or row number), so predictions can be matche
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ import torch
 from torch import Tensor
 
 from kdkit.errors import DataError
+from kdkit.textfile import check_csv_rows, read_text
 
 
 def read_inputs(path: str | Path, meta: dict[str, Any], vocab: Any = None) -> tuple[list[str], Tensor, list[Any]]:
@@ -47,11 +49,20 @@ def read_inputs(path: str | Path, meta: dict[str, Any], vocab: Any = None) -> tu
                     "array or a .csv with one flattened sample per row")
 
 
-def _shaped(values: np.ndarray, meta: dict[str, Any], source: Path) -> Tensor:
+def _shaped(values: np.ndarray, meta: dict[str, Any], source: Path, unit: str = "sample") -> Tensor:
     shape = tuple(meta["input_shape"])
     size = int(np.prod(shape))
+    if values.dtype.kind not in "biuf":
+        raise DataError(f"{source} holds {values.dtype} values, not numbers; give a numeric array (float32)")
+    if values.size == 0:
+        raise DataError(f"{source} holds no inputs (shape {values.shape}); give at least one sample")
     if values.shape == shape:
         values = values[None]
+    finite = np.isfinite(values.reshape(len(values), -1)).all(axis=1) if values.ndim > 1 else np.isfinite(values)
+    if not finite.all():  # a NaN input gives a NaN prediction, printed as if it were one
+        first = int(np.argmin(finite))
+        raise DataError(f"{source}: {unit} {first + 1} holds NaN or infinite values ({int((~finite).sum())} "
+                        f"{unit}(s) in all); replace them with finite numbers")
     if values.ndim < 1 or values.size % size or (values.ndim > 1 and int(np.prod(values.shape[1:])) != size):
         raise DataError(f"{source}: inputs of shape {values.shape} do not fit the model's input shape {shape}; "
                         f"give (N, {', '.join(map(str, shape))}) or rows of {size} values")
@@ -63,23 +74,33 @@ def _npy(path: Path, meta: dict[str, Any]) -> tuple[list[str], Tensor, list[Any]
     try:
         values = np.load(path, allow_pickle=False)
     except ValueError as err:
-        raise DataError(f"cannot read {path} without unpickling ({err}); save a plain numeric array") from None
+        why = "it holds Python objects, which kdkit does not unpickle" if "pickle" in str(err) else str(err)
+        raise DataError(f"cannot read {path} as a .npy array ({why}); save a plain numeric array with "
+                        "numpy.save") from None
+    except (EOFError, OSError) as err:  # empty or truncated file
+        raise DataError(f"cannot read {path} as a .npy array ({err or 'the file is empty'}); save it again with "
+                        "numpy.save") from None
     x = _shaped(values, meta, path)
     names = [f"{path.name}[{i}]" for i in range(len(x))]
     return names, x, names
 
 
 def _csv_numbers(path: Path, meta: dict[str, Any]) -> tuple[list[str], Tensor, list[Any]]:
-    rows = [r for r in csv.reader(path.read_text().splitlines()) if r]
-    if rows and not _numeric(rows[0]):
-        rows = rows[1:]  # a header
-    try:
-        values = np.asarray([[float(v) for v in r] for r in rows], dtype=np.float32)
-    except ValueError:
-        raise DataError(f"{path}: every row after the header must hold numbers only") from None
+    lines = [(number, r) for number, r in enumerate(csv.reader(read_text(path).splitlines()), start=1) if r]
+    if lines and not any(_numeric([v]) for v in lines[0][1]):
+        lines = lines[1:]  # a header: names only (a first row with a typo among numbers is a row, and refused)
+    for number, r in lines:
+        if len(r) != len(lines[0][1]):
+            raise DataError(f"{path}: line {number} has {len(r)} values, line {lines[0][0]} has {len(lines[0][1])}; "
+                            "give every sample the same number of values")
+        if not _numeric(r):
+            bad = next(v for v in r if not _numeric([v]))
+            raise DataError(f"{path}: line {number} holds {bad!r}, not a number; every row after the header must "
+                            "hold numbers only")
+    values = np.asarray([[float(v) for v in r] for _, r in lines], dtype=np.float32)
     if not len(values):
         raise DataError(f"{path} has no rows of inputs")
-    x = _shaped(values, meta, path)
+    x = _shaped(values, meta, path, unit="row")
     names = [f"row {i + 1}" for i in range(len(x))]
     return names, x, names
 
@@ -115,13 +136,22 @@ def _images(path: Path, meta: dict[str, Any]) -> tuple[list[str], Tensor, list[A
 
 
 def _texts(path: Path, vocab: Any) -> tuple[list[str], Tensor, list[Any]]:
+    content = read_text(path)
     if path.suffix == ".csv":
-        with path.open(newline="") as f:
-            texts = [row.get("text") for row in csv.DictReader(f)]
+        check_csv_rows(content, path)
+        texts = [row.get("text") for row in csv.DictReader(io.StringIO(content, newline=""))]
     elif path.suffix == ".jsonl":
-        texts = [json.loads(line).get("text") for line in path.read_text().splitlines() if line.strip()]
+        texts = []
+        for number, line in enumerate(content.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                raise DataError(f"{path}: line {number} is not valid JSON; write one object per line") from None
+            texts.append(row.get("text") if isinstance(row, dict) else None)
     else:
-        texts = [line for line in path.read_text().splitlines() if line.strip()]
+        texts = [line for line in content.splitlines() if line.strip()]
     if any(t is None for t in texts):
         raise DataError(f"{path}: every row needs a 'text' field")
     if not texts:

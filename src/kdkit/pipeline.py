@@ -136,6 +136,12 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
     main = distributed.is_main()
     # everything that can fail on bad input runs before the run directory is touched
     bundle = build_data(cfg.data, cfg.seed)
+    from kdkit.data_checks import batch_warnings, check_classes
+
+    check_classes(bundle)  # one class only: refused before any model is built
+    if main:
+        for line in batch_warnings(cfg, bundle):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
     models = build_models(cfg, bundle)
     terms = build_terms(cfg.distill.losses)
     teacher = models["teacher"]

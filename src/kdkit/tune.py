@@ -172,6 +172,9 @@ def tune(cfg: RunConfig, trials: int | None = None, console: Console | None = No
     raw = cfg.model_dump(mode="json")
     out = Path(cfg.output_dir) / "tune"
     bundle = build_data(cfg.data, cfg.seed)
+    from kdkit.data_checks import check_classes
+
+    check_classes(bundle)
     seed_everything(cfg.seed)
     teacher = build_from_config(cfg.teacher, bundle)
     if cfg.teacher.checkpoint is not None:

@@ -12,6 +12,7 @@ with ``bundle.vocab.save(path)`` to encode new text for a trained model later (`
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
@@ -28,6 +29,7 @@ from torch.utils.data import TensorDataset
 
 from kdkit.data.builtin import UNLABELLED, DataBundle
 from kdkit.errors import ConfigError, DataError
+from kdkit.textfile import check_csv_rows, read_text
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
@@ -106,7 +108,7 @@ class Vocabulary:
         if not path.is_file():
             raise DataError(f"vocabulary file not found: {path}; save one with bundle.vocab.save(path)")
         try:
-            payload = json.loads(path.read_text())
+            payload = json.loads(read_text(path))
         except json.JSONDecodeError:
             raise DataError(f"{path} is not valid JSON; give a file written by Vocabulary.save") from None
         if not isinstance(payload, dict) or payload.get("format") != VOCAB_FORMAT:
@@ -145,18 +147,21 @@ def _read_rows(path: Path, text_column: str, label_column: str) -> list[tuple[st
     if not path.is_file():
         raise DataError(f"text data file not found: {path}; check the path")
     suffix = path.suffix.lower()
+    if suffix not in (".csv", ".jsonl", ".ndjson"):
+        raise DataError(f"{path}: unknown text file type '{suffix}'; use .csv or .jsonl")
+    text = read_text(path)  # UTF-8 (an Excel byte-order mark dropped); else one line naming the line to fix
     if suffix == ".csv":
-        with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: the byte-order mark of Excel's UTF-8 CSV
-            reader = csv.DictReader(f)
-            columns = reader.fieldnames or []
-            for column in (text_column, label_column):
-                if column not in columns:
-                    raise DataError(f"{path} has no column '{column}' (columns: {', '.join(columns) or 'none'}); "
-                                    "set text_column/label_column")
-            records = [(reader.line_num, row) for row in reader]
-    elif suffix in (".jsonl", ".ndjson"):
+        check_csv_rows(text, path)  # a ragged row would shift its values into the wrong columns
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        columns = reader.fieldnames or []
+        for column in (text_column, label_column):
+            if column not in columns:
+                raise DataError(f"{path} has no column '{column}' (columns: {', '.join(columns) or 'none'}); "
+                                "set text_column/label_column")
+        records = [(reader.line_num, row) for row in reader]
+    else:
         records = []
-        for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
@@ -166,8 +171,6 @@ def _read_rows(path: Path, text_column: str, label_column: str) -> list[tuple[st
             if not isinstance(row, dict):
                 raise DataError(f"{path}:{number} is not a JSON object; write one object per line")
             records.append((number, row))
-    else:
-        raise DataError(f"{path}: unknown text file type '{suffix}'; use .csv or .jsonl")
     pairs = []
     for number, row in records:
         for column in (text_column, label_column):
