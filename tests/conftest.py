@@ -3,6 +3,14 @@ import os
 # Two torch threads on a 2-core machine that is also running something else spin-wait badly; tests stay serial.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+@pytest.fixture(autouse=True)
+def _own_teacher_cache(tmp_path_factory, monkeypatch):
+    """Each test keeps distill.cache_teacher's files in a folder of its own, never in the user's ~/.cache, so no
+    test reads outputs another test wrote (subprocesses inherit the variable)."""
+    monkeypatch.setenv("KDKIT_CACHE_DIR", str(tmp_path_factory.mktemp("teacher-cache")))

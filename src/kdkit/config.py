@@ -277,7 +277,13 @@ class DistillConfig(_Strict):
     )
     use_transfer: bool = Field(True, description="add the unlabelled transfer set to the distillation data")
     cache_teacher: bool = Field(
-        False, description="compute teacher outputs once per sample (only without random augmentation)"
+        False, description="compute teacher outputs once per sample (only without random augmentation) and keep "
+        "them on disk, keyed by the teacher's weights, the data and the input view, for later seeds, students, "
+        "tune trials and reruns (kdkit.teacher_cache)",
+    )
+    cache_dir: LaxPath | None = Field(
+        None, description="where cache_teacher keeps teacher outputs; default $KDKIT_CACHE_DIR, else "
+        "~/.cache/kdkit/teacher",
     )
     train: dict[str, Any] = Field(default_factory=dict, description="overrides for the distilled student")
     init_from_teacher: float | None = Field(

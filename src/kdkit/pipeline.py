@@ -40,6 +40,7 @@ from kdkit.runmeta import write_meta
 from kdkit.schemes import Supervised
 from kdkit.schemes.from_config import SCHEME_PLANS, check_outputs, train_or_load
 from kdkit.spread import conditions_text
+from kdkit.teacher_cache import describe as describe_cache
 from kdkit.terms import build_terms
 from kdkit.trainer import fit, predict, resolve_device, seed_everything
 from kdkit.verdict import run_verdict
@@ -186,6 +187,9 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
         distill_set = distillation_set(cfg, bundle, boundary)
         # the plan starts the distilled student near the now-trained teacher (init_from_teacher) before it distils
         plan.distill(distill_set, *loaders("distill", distill_set), run_dir)
+        if plan.teacher_cache is not None and main:  # distill.cache_teacher: where, how big, built or reused
+            for split, info in plan.teacher_cache.items():
+                console.print(describe_cache(info, split), highlight=False, soft_wrap=True)
 
     if not main:
         distributed.barrier()  # rank 0 is writing the run directory; every process returns once it is complete
@@ -193,6 +197,8 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
     for role, model in {**models, **plan.extra_models}.items():
         save_weights(model, run_dir / "models" / f"{role}.safetensors")
     training = training_info(cfg)
+    if plan.teacher_cache is not None:
+        training["teacher_cache"] = plan.teacher_cache
     rows = evaluate_models(cfg, bundle, models, run_dir, quick_cost=quick_cost, training=training, console=console)
     scheme = "" if cfg.distill.scheme.name == "offline" else f", scheme {cfg.distill.scheme.name}"
     print_table(rows, title=f"kdkit: {cfg.data.name} (test split{scheme}{processes_note(training)})", console=console,

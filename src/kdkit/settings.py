@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "agreement": True,
                     "nll": False, "ece": False, "predictive_kl": False, "loss": False}
+
+# one message for both places that can tell (the settings, given device: cpu; fit, once `auto` resolved to the CPU)
+FP16_ON_CPU = ("precision fp16 needs a CUDA device (CPUs lack fast float16 kernels, and float16 gradients need a "
+               "scaler); use precision: bf16 on the CPU")
 
 
 class TrainSettings(BaseModel):
@@ -45,6 +49,30 @@ class TrainSettings(BaseModel):
         "the student both see, e.g. [{name: crop, padding: 4}, {name: flip}, {name: mixup, alpha: 0.2}] (ops: crop, "
         "flip, mixup, cutmix; see kdkit.augment)",
     )
+
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="the training forward (teacher, student, loss terms) under autocast to bfloat16 or "
+        "float16; weights, optimizer state and validation stay float32; fp16 needs CUDA (with a gradient scaler), "
+        "bf16 runs on CPU and CUDA",
+    )
+    channels_last: bool = Field(
+        False, description="image models (4-D inputs): models and batches in channels-last memory format, faster "
+        "convolutions on recent CPUs and GPUs; no effect on other inputs",
+    )
+    compile: bool = Field(
+        False, description="torch.compile the student for training (the first steps pay the compilation; needs a C++ "
+        "compiler on CPU); the model is handed back uncompiled",
+    )
+    grad_accumulation: int = Field(
+        1, ge=1, description="micro-batches per optimizer step, each loss scaled by 1/N: the gradients of a batch of "
+        "N x batch_size in the memory of one batch_size (schedule steps count optimizer steps)",
+    )
+
+    @model_validator(mode="after")
+    def _fp16_needs_cuda(self) -> TrainSettings:
+        if self.precision == "fp16" and self.device.startswith("cpu"):
+            raise ValueError(FP16_ON_CPU)
+        return self
 
     @field_validator("device")
     @classmethod

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from kdkit import distributed, metrics
+from kdkit import acceleration, distributed, metrics
 from kdkit import resume as resume_io
 from kdkit.augment import MixedTarget, augment_generator, build_augment
 from kdkit.checkpoint import save_state
@@ -99,17 +101,34 @@ def predict(model: nn.Module, loader: DataLoader, device: torch.device | None = 
 
 @torch.no_grad()
 def validate(scheme: Scheme, loader: DataLoader, device: torch.device) -> dict[str, float]:
+    """Validation metrics of the student, with fidelity to the scheme's teacher where it has one. A scheme whose
+    teacher outputs are fixed (`val_teacher`, a kdkit.teacher_cache.ValidationOutputs) has its teacher run on the
+    split once, at the first validation of the first fit that needs it; later ones run the student alone."""
     scheme.train(False)
-    student, teacher, labels = [], [], []
+    memo = getattr(scheme, "val_teacher", None)
+    known = memo.get(loader.dataset) if memo is not None else None
+    student, teacher, labels, seconds = [], [], [], 0.0
     for batch in loader:
         x, y = split_batch(batch, device)
-        s, t = scheme.eval_logits(x)
+        if memo is None:
+            s, t = scheme.eval_logits(x)
+        else:  # the student here, the teacher only while its logits are not known yet
+            s, t = scheme.student(x), None
+            if known is None:
+                start = time.perf_counter()
+                t = scheme.eval_teacher_logits(x)
+                seconds += time.perf_counter() - start
         student.append(s.float().cpu())
         labels.append(y.cpu())
         if t is not None:
             teacher.append(t.float().cpu())
-    t_all = torch.cat(teacher).numpy() if teacher else None
-    return metrics.classification_report(torch.cat(student).numpy(), torch.cat(labels).numpy(), t_all)
+    t_all = torch.cat(teacher) if teacher else None
+    if memo is not None and known is None and t_all is not None:
+        memo.put(loader.dataset, t_all, seconds)
+    elif known is not None:
+        t_all = known
+    return metrics.classification_report(torch.cat(student).numpy(), torch.cat(labels).numpy(),
+                                         t_all.numpy() if t_all is not None else None)
 
 
 class JsonlLog:
@@ -223,7 +242,10 @@ def fit(
     is_ddp = distributed.init_from_env()
     main = distributed.is_main()
     device = distributed.local_device() if is_ddp else resolve_device(s.device)
+    acceleration.check_precision(s.precision, device)
     scheme.to(device)
+    if s.channels_last:  # before the optimizer sees the parameters; only 2-D convolution weights change
+        acceleration.to_channels_last(scheme)
     params = [p for p in scheme.parameters() if p.requires_grad]
     if not params:
         raise ConfigError(f"'{name}' has no trainable parameters (all have requires_grad=False)")
@@ -235,7 +257,10 @@ def fit(
     # one stream per fit: the same seed gives the same views, whichever scheme and models see them
     generator = augment_generator(s.seed, distributed.rank())
     optimizer = _optimizer(params, s)
-    scheduler = _schedule(optimizer, s, s.epochs * len(train_loader))
+    accumulate = s.grad_accumulation
+    updates_per_epoch = math.ceil(len(train_loader) / accumulate)  # optimizer (and schedule) steps
+    scheduler = _schedule(optimizer, s, s.epochs * updates_per_epoch)
+    scaler = acceleration.grad_scaler(s.precision, device)
     step_module, losses = None, scheme.losses
     if is_ddp:
         step_module = _Step(scheme)
@@ -297,7 +322,7 @@ def fit(
                     stopped_early=result.stopped_early)
         resume_io.save(state_file, tensors, info)
 
-    with _progress(s.progress and main, s.epochs) as bar:
+    with _progress(s.progress and main, s.epochs) as bar, _compiled(scheme.student, s.compile):
         task = bar.add_task(f"{name}", total=s.epochs * len(train_loader), status="")
         bar.update(task, completed=first_epoch * len(train_loader) + first_step)
         for epoch in range(first_epoch, s.epochs):
@@ -327,26 +352,47 @@ def fit(
                 x, y, index = _split(batch, device)
                 if num_classes is None:  # one tiny forward, so bad labels fail here and not deep inside a loss
                     scheme.train(False)  # eval mode: the probe must not touch BatchNorm statistics
-                    num_classes = scheme.eval_logits(x[:1])[0].shape[-1]
+                    with torch.no_grad():  # the student alone: a teacher's forward would be wasted here
+                        num_classes = scheme.student(x[:1]).shape[-1]
                     scheme.train()
                 check_labels(y, num_classes)
                 if augment is not None:  # one view per sample, which the scheme gives to teacher and student alike
                     x, y = augment(x, y, generator)
-                weighted, raw, logits = losses(x, y, epoch, index)
-                loss = sum(weighted.values())
-                finite = bool(torch.isfinite(loss))
-                if not (_all_true(finite, device) if is_ddp else finite):
-                    seen_here = loss.item() if not finite else "non-finite on another process"
-                    raise NonFiniteLossError(  # on every process: one that went on would wait forever
-                        f"'{name}' loss became {seen_here} at epoch {epoch + 1}, step {step + 1}; training "
-                        f"stopped, last good checkpoint: {last_good}; lower lr or set grad_clip"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if s.grad_clip:
-                    nn.utils.clip_grad_norm_(params, s.grad_clip)
-                optimizer.step()
-                scheduler.step()
+                if s.channels_last:
+                    x = acceleration.channels_last_input(x)
+                # grad_accumulation: steps group_start .. group_start + group - 1 make one optimizer step; the last
+                # group of an epoch may be shorter, and each loss is divided by its own group's size
+                group_start = step - step % accumulate
+                group = min(accumulate, len(train_loader) - group_start)
+                last_in_group = step + 1 == group_start + group
+                # under DDP the gradients are all-reduced once, at the group's last backward
+                sync = losses.no_sync() if step_module is not None and not last_in_group else nullcontext()
+                with sync:
+                    with acceleration.autocast(s.precision, device):
+                        weighted, raw, logits = losses(x, y, epoch, index)
+                    loss = sum(weighted.values())
+                    finite = bool(torch.isfinite(loss))
+                    if not (_all_true(finite, device) if is_ddp else finite):
+                        seen_here = loss.item() if not finite else "non-finite on another process"
+                        raise NonFiniteLossError(  # on every process: one that went on would wait forever
+                            f"'{name}' loss became {seen_here} at epoch {epoch + 1}, step {step + 1}; training "
+                            f"stopped, last good checkpoint: {last_good}; lower lr or set grad_clip"
+                        )
+                    if step == group_start:
+                        optimizer.zero_grad(set_to_none=True)
+                    part = loss / group if group > 1 else loss
+                    (scaler.scale(part) if scaler is not None else part).backward()
+                if last_in_group:
+                    if scaler is not None and s.grad_clip:
+                        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+                    if s.grad_clip:
+                        nn.utils.clip_grad_norm_(params, s.grad_clip)
+                    if scaler is not None:
+                        scaler.step(optimizer)  # skipped when the scaled gradients overflowed
+                        scaler.update()
+                    else:
+                        optimizer.step()
+                    scheduler.step()
                 for key, value in {"loss": loss.detach(), **raw}.items():
                     sums[key] = sums.get(key, 0.0) + value.float() * len(x)
                 if y is not None:
@@ -357,7 +403,9 @@ def fit(
                     seen = seen + labelled.sum()
                 count = count + len(x)
                 bar.update(task, advance=1, loss=loss.detach())  # read only when a plain line prints
-                if every and (step + 1) % every == 0 and step + 1 < len(train_loader):
+                # mid-epoch checkpoints only between optimizer steps (no half-accumulated gradients to lose)
+                if every and last_in_group and (step + 1) // every > group_start // every \
+                        and step + 1 < len(train_loader):
                     checkpoint(epoch, step + 1, epoch_rng,
                                {**sums, "@correct": correct, "@seen": seen, "@count": count})
             n = len(train_loader.dataset) if hasattr(train_loader, "dataset") else 1
@@ -413,6 +461,19 @@ def fit(
         scheme.student.load_state_dict(best_state)
     checkpoint(s.epochs, 0, loader_rng.get_state() if loader_rng is not None else None, {}, finished=True)
     return result
+
+
+@contextmanager
+def _compiled(student: nn.Module, enabled: bool) -> Iterator[None]:
+    """The student compiled while it trains and handed back eager, also when training stops with an error."""
+    if not enabled:
+        yield
+        return
+    acceleration.compile_student(student)
+    try:
+        yield
+    finally:
+        acceleration.uncompile(student)
 
 
 def _status(record: dict[str, Any]) -> str:

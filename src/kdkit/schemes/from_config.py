@@ -37,6 +37,7 @@ from kdkit.schemes.offline import OfflineDistillation
 from kdkit.schemes.self_distill import SelfDistillation
 from kdkit.schemes.supervised import Supervised
 from kdkit.settings import TrainSettings
+from kdkit.teacher_cache import cache_report, persist_teacher_cache
 from kdkit.terms import LossTerm, check_paths
 from kdkit.trainer import fit, resolve_device, seed_everything
 
@@ -102,6 +103,7 @@ class SchemePlan:
         self.cfg, self.bundle, self.student, self.teacher, self.terms = cfg, bundle, student, teacher, terms
         self.options = cfg.distill.scheme
         self.extra_models: dict[str, nn.Module] = {}
+        self.teacher_cache: dict[str, Any] | None = None  # with distill.cache_teacher: its report, once distilled
         check_paths(student, teacher, terms)  # a wrong module path fails before any training
         check_init_from_teacher(cfg, student, teacher)
 
@@ -115,11 +117,15 @@ class SchemePlan:
         """Train the distilled student; `on_epoch` (see fit) sees the student's epochs, in the schemes that train
         it in one stage (not the assistants and born-again chains, nor data-free distillation, which ignore it)."""
         scheme = self.scheme(distill_set, run_dir)
+        if self.cfg.distill.cache_teacher:  # teacher outputs from disk when a run with the same key made them
+            persist_teacher_cache(scheme, distill_set, val_loader.dataset if val_loader is not None else None,
+                                  settings, self.cfg.distill.cache_dir)
         try:
             fit(scheme, train_loader, val_loader, settings, run_dir, "student_kd", on_epoch=on_epoch)
         finally:  # also when a tuning trial is pruned or fails: the shared teacher must not keep this run's hooks
             if hasattr(scheme, "close"):
                 scheme.close()
+            self.teacher_cache = cache_report(scheme)
 
 
 class OfflinePlan(SchemePlan):

@@ -17,7 +17,7 @@ Under "probs" z is a log-probability vector: kd, dkd and dist only see softmax(z
 added to a row, but relation losses fed the raw logits (rkd, sp, pkt) see log-probabilities; use "logits" there.
 
 Teachers behave exactly as in :class:`OfflineDistillation`: eval mode at every step, requires_grad=False,
-forward under no_grad; with ``cache_size`` the combined outputs are computed once per sample index.
+forward under inference_mode; with ``cache_size`` the combined outputs are computed once per sample index.
 """
 
 from __future__ import annotations
@@ -98,10 +98,11 @@ class MultiTeacherDistillation(OfflineDistillation):
         logits = [out[LOGITS]] + [taps(x)[LOGITS] for taps in self.other_taps]
         return {**out, LOGITS: self.combine_logits(logits)}
 
-    @torch.no_grad()
-    def eval_logits(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Student logits and the ensemble's, so validation agreement is measured against the ensemble."""
-        return self.student(x), self.compute_teacher_outputs(x)[LOGITS]
+    @torch.inference_mode()
+    def eval_teacher_logits(self, x: Tensor) -> Tensor:
+        """The ensemble's logits, so validation agreement is measured against the ensemble (the base class's
+        eval_logits pairs them with the student's)."""
+        return self.compute_teacher_outputs(x)[LOGITS]
 
     def close(self) -> None:
         """Remove the forward hooks from the student and the teachers."""

@@ -1,15 +1,18 @@
 """Offline distillation: a frozen, pre-trained teacher teaches one student.
 
 The teacher is put in eval mode at every step (BatchNorm statistics and dropout stay as trained, even if the
-user left it in train mode), its parameters have requires_grad=False, and its forward runs under no_grad.
+user left it in train mode), its parameters have requires_grad=False, and its forward runs under
+torch.inference_mode; the loss terms get copies made outside it, with no autograd graph.
 
 With ``cache_size=N`` (the length of the training set, whose loader yields sample indices, see
-:class:`kdkit.data.Indexed`) the teacher's outputs are computed once per sample and reused in later epochs.
+:class:`kdkit.data.Indexed`) the teacher's outputs are computed once per sample and reused in later epochs, and
+its validation logits once per fit (see kdkit.teacher_cache, which also keeps them on disk across runs).
 Only valid when a sample's input is the same every epoch (no random augmentation).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import torch
@@ -18,28 +21,8 @@ from torch import Tensor, nn
 from kdkit.adapters import attach_adapters
 from kdkit.schemes.base import Scheme
 from kdkit.taps import Taps
+from kdkit.teacher_cache import TeacherCache, ValidationOutputs
 from kdkit.terms import LossTerm, active_terms, tapped_paths
-
-
-class TeacherCache:
-    """Teacher outputs stored per sample index, on the device they were computed on."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.filled = torch.zeros(size, dtype=torch.bool)
-        self.store: dict[str, Tensor] = {}
-
-    def get(self, index: Tensor) -> dict[str, Tensor] | None:
-        if not bool(self.filled[index.cpu()].all()):
-            return None
-        return {k: v[index.to(v.device)] for k, v in self.store.items()}
-
-    def put(self, index: Tensor, outputs: dict[str, Tensor]) -> None:
-        for key, value in outputs.items():
-            if key not in self.store:
-                self.store[key] = value.new_zeros((self.size, *value.shape[1:]))
-            self.store[key][index.to(value.device)] = value
-        self.filled[index.cpu()] = True
 
 
 class OfflineDistillation(Scheme):
@@ -55,7 +38,9 @@ class OfflineDistillation(Scheme):
         student_paths, teacher_paths = tapped_paths(self.terms)
         self.student_taps = Taps(student, student_paths)
         self.teacher_taps = Taps(teacher, teacher_paths)
-        self.cache = TeacherCache(cache_size) if cache_size else None
+        self.cache: TeacherCache | None = TeacherCache(cache_size) if cache_size else None
+        # fixed outputs on the training data mean fixed validation logits too: validate computes them once
+        self.val_teacher = ValidationOutputs() if cache_size else None
         if example is not None:
             self.attach_adapters(example)
 
@@ -67,6 +52,8 @@ class OfflineDistillation(Scheme):
     def to(self, device: torch.device) -> OfflineDistillation:
         super().to(device)
         self.teacher.to(device)
+        if self.cache is not None:
+            self.cache.to(device)
         return self
 
     @torch.no_grad()
@@ -75,14 +62,22 @@ class OfflineDistillation(Scheme):
         self.teacher.eval()
         return self.teacher_taps(x)
 
-    @torch.no_grad()
+    def live_teacher_outputs(self, x: Tensor) -> dict[str, Tensor]:
+        """compute_teacher_outputs under inference_mode (no autograd bookkeeping at all), copied outside it: a loss
+        may save its target for backward, which an inference tensor cannot be."""
+        with torch.inference_mode():
+            out = self.compute_teacher_outputs(x)
+        return {k: v.clone() for k, v in out.items()}
+
     def teacher_outputs(self, x: Tensor, index: Tensor | None = None) -> dict[str, Tensor]:
-        """compute_teacher_outputs, from the per-sample cache where there is one."""
+        """The teacher's outputs for `x`, from the per-sample cache where there is one."""
         if self.cache is None or index is None:
-            return self.compute_teacher_outputs(x)
+            return self.live_teacher_outputs(x)
         cached = self.cache.get(index)
         if cached is None:
-            cached = self.compute_teacher_outputs(x)
+            start = time.perf_counter()
+            cached = self.live_teacher_outputs(x)
+            self.cache.build_seconds += time.perf_counter() - start
             self.cache.put(index, cached)
         return cached
 
@@ -98,12 +93,18 @@ class OfflineDistillation(Scheme):
 
     @torch.no_grad()
     def eval_logits(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        return self.student(x), self.eval_teacher_logits(x)
+
+    @torch.inference_mode()
+    def eval_teacher_logits(self, x: Tensor) -> Tensor:
+        """The teacher's logits for validation metrics (agreement, predictive KL)."""
         self.teacher.eval()
-        return self.student(x), self.teacher(x)
+        return self.teacher(x)
 
     def resume_state(self) -> dict[str, Tensor]:
-        """The teacher cache, checkpointed by fit, so a resumed run reuses the same teacher outputs."""
-        if self.cache is None:
+        """The teacher cache, checkpointed by fit, so a resumed run reuses the same teacher outputs (not once a
+        persisted cache is on disk: the resumed run reads it from there)."""
+        if self.cache is None or not self.cache.restorable():
             return {}
         stored = {f"cache.{k}": v for k, v in self.cache.store.items()}
         return {"filled": self.cache.filled.to(torch.uint8), **stored}
