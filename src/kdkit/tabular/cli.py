@@ -87,15 +87,17 @@ def _best(path: Path) -> dict:
 
 def _run_dir(run_dir: Path | None, kind: str) -> Path:
     path = run_dir or Path("runs") / f"tabular-{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--run-dir {path} is a file; give a directory (new or from an earlier run)")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def _load(train: Path, test: Path | None, target: str, ids: list[str], student_columns: str | None,
-          teacher_columns: str | None) -> TabularTask:
+          teacher_columns: str | None, n_splits: int | None = None) -> TabularTask:
     from kdkit.tabular.io import load_task
 
-    return load_task(train, target, test, ids, _split(student_columns), _split(teacher_columns))
+    return load_task(train, target, test, ids, _split(student_columns), _split(teacher_columns), n_splits=n_splits)
 
 
 def _refuse_ids(task: TabularTask, train: Path, keep: list[str]) -> None:
@@ -173,7 +175,7 @@ def fit(
     from kdkit.tabular.rundir import write_run
     from kdkit.tabular.save import save_distiller
 
-    task = _load(train, test, target, id_columns, student_columns, teacher_columns)
+    task = _load(train, test, target, id_columns, student_columns, teacher_columns, n_splits)
     _refuse_ids(task, train, keep_columns)
     if from_tune is not None:
         best = _best(from_tune)
@@ -298,7 +300,7 @@ def tune(
     """Optuna search over teacher and student parameters and alpha, scored by the student's CV score."""
     from kdkit.tabular.tune import run_study
 
-    task = _load(train, test, target, id_columns, student_columns, teacher_columns)
+    task = _load(train, test, target, id_columns, student_columns, teacher_columns, n_splits)
     _refuse_ids(task, train, keep_columns)
     out = _run_dir(run_dir, "tune")
     base = dict(teacher=teacher, student=student, teacher_columns=task.teacher_columns,

@@ -76,6 +76,17 @@ def _guess_type(entry: dict) -> str:
 
 
 def _load_native(path: Path, type_name: str, classes: np.ndarray) -> Any:
+    try:
+        return _load_native_unchecked(path, type_name, classes)
+    except Exception as err:  # noqa: BLE001 - each library has its own error type for a damaged model file
+        if isinstance(err, (ImportError, RunDirError, ConfigError)):
+            raise
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise RunDirError(f"{path}: cannot load this model file ({first}); it is damaged: copy the run's models/ "
+                          "folder again or rerun 'kdkit tabular fit'") from None
+
+
+def _load_native_unchecked(path: Path, type_name: str, classes: np.ndarray) -> Any:
     library, _, cls_name = type_name.partition(".")
     is_clf = "Classifier" in cls_name
     if library == "lightgbm":
@@ -109,7 +120,12 @@ def _load_mlp(path: Path) -> TorchMLPClassifier:
     mlp = TorchMLPClassifier(**params)
     mlp.classes_, mlp.n_features_in_ = np.asarray(classes), n_in
     mlp.model_ = _mlp(n_in, mlp.hidden, len(classes), mlp.dropout)
-    mlp.model_.load_state_dict(load_file(str(path)))
+    try:
+        mlp.model_.load_state_dict(load_file(str(path)))
+    except Exception as err:  # noqa: BLE001 - safetensors' header errors, or weights of another shape
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise RunDirError(f"{path}: cannot load the MLP weights ({first}); the file is damaged: copy the run's "
+                          "models/ folder again or rerun 'kdkit tabular fit'") from None
     mlp.model_.eval()
     return mlp
 
