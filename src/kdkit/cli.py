@@ -145,13 +145,22 @@ def export(
                   "ONNX Runtime", highlight=False)
     _cfg, bundle, models = load_run_models(run_dir)
     inputs = example_inputs(bundle.test, size=64)
+    from kdkit.models.raw_text import is_raw_text
     from kdkit.runmeta import onnx_metadata
 
-    done = export_onnx(models[model], inputs, target, metadata=onnx_metadata(run_dir, model))
+    if is_raw_text(inputs):  # data.raw_text: the graph takes token ids, the tokenizer is written beside it
+        from kdkit.export_text import export_raw_text, tokenizer_folder
+
+        done = export_raw_text(models[model], inputs, target, vocab=getattr(bundle, "vocab", None),
+                               metadata=onnx_metadata(run_dir, model))
+        checked = f"{len(inputs)} test texts (tokenized for ONNX by {tokenizer_folder(target)}, raw for PyTorch)"
+    else:
+        done = export_onnx(models[model], inputs, target, metadata=onnx_metadata(run_dir, model))
+        checked = f"{len(inputs)} test inputs"
     console.print(
         f"{done.path}: {done.size_bytes / 1024:.1f} KB ({done.exporter} exporter); ONNX Runtime vs PyTorch on "
-        f"{len(inputs)} test inputs: max |diff| {done.max_abs_diff:.1e}, same class {done.agreement:.1%}, "
-        f"batch-{len(inputs)} latency {done.onnx_ms:.3f} ms vs {done.torch_ms:.3f} ms"
+        f"{checked}: max |diff| {done.max_abs_diff:.1e}, same class {done.agreement:.1%}, "
+        f"batch-{len(inputs)} latency {done.onnx_ms:.3f} ms vs {done.torch_ms:.3f} ms", highlight=False
     )
 
 

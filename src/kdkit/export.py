@@ -3,7 +3,10 @@
 The model is exported with a dynamic batch dimension by PyTorch's ``torch.export``-based ONNX exporter; a model that
 ``torch.export`` cannot capture (for example one whose forward reads tensor values into Python, as the text models'
 input checks do) falls back to the TorchScript-tracing exporter. The file is then loaded in ONNX Runtime and its
-outputs compared with PyTorch's on real inputs: an export is only reported as done when they agree.
+outputs compared with PyTorch's on real inputs: an export is only reported as done when they agree, and a graph
+that does not read the inputs it was given (a forward whose input handling the tracer turned into constants) is
+refused. Models that tokenize raw text inside their forward are exported by :mod:`kdkit.export_text` instead, as a
+graph of token ids.
 """
 
 from __future__ import annotations
@@ -66,24 +69,29 @@ def _quiet() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _export(model: nn.Module, example: Tensor, path: Path) -> str:
-    """Writes `path`; returns which exporter succeeded."""
+def _export(model: nn.Module, examples: dict[str, Tensor], path: Path, dynamic: dict[str, dict[int, str]],
+            max_sizes: dict[str, int]) -> str:
+    """Writes `path` with inputs named as `examples`' keys and dynamic axes `dynamic` (input -> {axis: dimension
+    name}); returns which exporter succeeded."""
     if "kdkit_qat_backend" in getattr(model, "meta", {}):
         raise ModelError("ONNX export of a quantization-aware student is not supported (its fake-quantization ops "
                          "have no ONNX form here); export a float student, or use convert_quantized for int8 CPU use")
+    names, args = list(examples), tuple(examples.values())
     errors = []
     with _quiet():
         try:
-            batch = torch.export.Dim("batch", min=1)
-            torch.onnx.export(model, (example,), str(path), dynamo=True, input_names=["input"],
-                              output_names=["logits"], dynamic_shapes=({0: batch},), verbose=False)
+            dims = {d: torch.export.Dim(d, min=1, max=max_sizes[d]) if d in max_sizes else torch.export.Dim(d, min=1)
+                    for axes in dynamic.values() for d in axes.values()}  # one Dim per name, shared by the inputs
+            shapes = tuple({axis: dims[d] for axis, d in dynamic.get(name, {}).items()} for name in names)
+            torch.onnx.export(model, args, str(path), dynamo=True, input_names=names,
+                              output_names=["logits"], dynamic_shapes=shapes, verbose=False)
             _inline_weights(path)
             return "dynamo"
         except Exception as err:  # any capture failure: try the tracing exporter before giving up
             errors.append(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
         try:
-            torch.onnx.export(model, (example,), str(path), dynamo=False, input_names=["input"],
-                              output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+            torch.onnx.export(model, args, str(path), dynamo=False, input_names=names, output_names=["logits"],
+                              dynamic_axes={**dynamic, "logits": {0: "batch"}})
             return "torchscript"
         except Exception as err:
             errors.append(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
@@ -133,12 +141,41 @@ def export_onnx(model: nn.Module, inputs: Tensor, path: str | Path, atol: float 
                 metadata: dict[str, str] | None = None) -> ExportReport:
     """Export `model` (moved to the CPU, eval mode, unchanged otherwise) to `path`, written atomically, and check it
     on `inputs` (a batch of real inputs; its first two rows are also the export example); `metadata` is stored in
-    the file (see add_metadata).
+    the file (see add_metadata). The graph's input is named "input" and its batch dimension is dynamic. Models that
+    run packed sequences (text_bilstm, text_gru) are exported in their unpacked form
+    (:mod:`kdkit.models.unpacked`), checked against the model itself.
 
     ModelError when the export fails or ONNX Runtime's logits differ from PyTorch's by more than `atol`."""
-    (onnxruntime,) = _modules()
+    from kdkit.models.raw_text import is_raw_text
+
     if not isinstance(inputs, Tensor) or inputs.dim() == 0 or len(inputs) < 1:
         raise ConfigError("export_onnx needs `inputs` as a non-empty batch tensor of real inputs")
+    if is_raw_text(inputs) and _reads_raw_text(model):
+        raise ModelError(f"{type(model).__name__} tokenizes raw text inside its forward, which ONNX cannot hold; "
+                         "export it with kdkit.export_text.export_raw_text (as `kdkit export` does), whose graph "
+                         "takes token ids")
+    dynamic = {"input": {0: "batch"}}
+    return export_checked(model, {"input": inputs}, path, atol=atol, metadata=metadata, dynamic=dynamic)
+
+
+def _reads_raw_text(model: nn.Module) -> bool:
+    from kdkit.models.hf_text import HFTextModel
+    from kdkit.models.raw_text import WordTokenized
+
+    return isinstance(model, (WordTokenized, HFTextModel))
+
+
+def export_checked(
+    model: nn.Module, inputs: dict[str, Tensor], path: str | Path, *, reference: Tensor | None = None,
+    dynamic: dict[str, dict[int, str]], max_sizes: dict[str, int] | None = None, atol: float = 1e-4,
+    metadata: dict[str, str] | None = None,
+) -> ExportReport:
+    """The export behind export_onnx, for graphs with several named inputs: `inputs` maps each input name to a
+    batch of real inputs (rows aligned across inputs), `dynamic` each input's dynamic axes ({axis: dimension name};
+    a name shared by inputs is one dimension) and `max_sizes` upper bounds of named dimensions. ONNX Runtime's
+    logits are compared with `reference` when given (e.g. the PyTorch model that reads raw text, on the same rows),
+    else with `model(*inputs)`; latencies are both taken on `inputs`. The file reaches `path` only once they agree."""
+    (onnxruntime,) = _modules()
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{path} is a directory; give a file name such as {path / 'model.onnx'}")
@@ -150,18 +187,27 @@ def export_onnx(model: nn.Module, inputs: Tensor, path: str | Path, atol: float 
     os.close(fd)
     tmp = Path(tmp_name)
     was_training = model.training
-    device = next(iter(model.parameters()), inputs).device
+    first = next(iter(inputs.values()))
+    device = next(iter(model.parameters()), first).device
     model = model.cpu().eval()
-    inputs = inputs.cpu()
+    inputs = {name: x.cpu() for name, x in inputs.items()}
+    args = tuple(inputs.values())
     try:
-        exporter = _export(model, inputs[:2], tmp)  # 2 rows: torch.export fixes a dimension of size 1
+        from kdkit.models.unpacked import onnx_form
+
+        exported = onnx_form(model)
+        examples = {name: x[:2] for name, x in inputs.items()}  # 2 rows: torch.export fixes a dimension of size 1
+        exporter = _export(exported, examples, tmp, dynamic, max_sizes or {})
         if metadata:
             add_metadata(tmp, metadata)
         session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-        feed = {name: inputs.numpy()}
+        graph_inputs = [i.name for i in session.get_inputs()]
+        if sorted(graph_inputs) != sorted(inputs):  # e.g. an input folded into constants by the tracer
+            raise ModelError(f"the exported {type(model).__name__} reads inputs {graph_inputs or 'none'} instead of "
+                             f"{list(inputs)}, so its outputs would not follow its input; not exported")
+        feed = {name: x.numpy() for name, x in inputs.items()}
         with torch.no_grad():
-            expected = model(inputs).numpy()
+            expected = (model(*args) if reference is None else reference.detach().cpu()).numpy()
         try:
             got = session.run(None, feed)[0]
         except Exception as err:  # e.g. a batch size the exported graph fixed
@@ -174,7 +220,7 @@ def export_onnx(model: nn.Module, inputs: Tensor, path: str | Path, atol: float 
             raise ModelError(f"ONNX Runtime's outputs differ from PyTorch's by up to {diff:.2e} (> {atol}); not "
                              "exported")
         with torch.no_grad():
-            torch_ms = median_ms(lambda: model(inputs))
+            torch_ms = median_ms(lambda: model(*args))
         onnx_ms = median_ms(lambda: session.run(None, feed))
         os.replace(tmp, path)  # only a checked model reaches the final name
     finally:

@@ -87,15 +87,30 @@ def read_meta(run_dir: str | Path) -> dict[str, Any]:
     return meta
 
 
+def input_metadata(inputs: dict[str, tuple[list[Any], str]], tokenizer: dict[str, Any] | None = None) -> dict[str, str]:
+    """The ONNX metadata keys that describe a graph's inputs, from name -> (shape, dtype) with dynamic axes named
+    ("batch", "sequence"): kdkit.inputs (all of them, JSON, in graph order), and kdkit.input_name, input_shape and
+    input_dtype of the first. With `tokenizer` (a raw-text model's, see kdkit.export_text), kdkit.tokenizer and
+    kdkit.preprocessing describe it: the texts are tokenized outside the graph."""
+    first = next(iter(inputs))
+    out = {"kdkit.inputs": json.dumps({name: {"shape": shape, "dtype": dtype}
+                                       for name, (shape, dtype) in inputs.items()}),
+           "kdkit.input_name": first, "kdkit.input_shape": json.dumps(inputs[first][0]),
+           "kdkit.input_dtype": inputs[first][1]}
+    if tokenizer is not None:
+        out["kdkit.tokenizer"] = out["kdkit.preprocessing"] = json.dumps(tokenizer)
+    return out
+
+
 def onnx_metadata(run_dir: str | Path, role: str) -> dict[str, str]:
-    """What an exported ONNX file carries (as kdkit.* strings, JSON where structured): the input's name (always
-    "input"), shape and dtype, the class names, the data kind and its preprocessing; empty for runs without a
-    meta.json. A text run's vocabulary stays in models/vocab.json, named here."""
+    """What an exported ONNX file carries (as kdkit.* strings, JSON where structured): the input's name ("input"
+    here; raw-text exports overlay their token-id inputs with input_metadata), shape and dtype, the class names, the
+    data kind and its preprocessing; empty for runs without a meta.json. A text run's vocabulary stays in
+    models/vocab.json, named here."""
     path = Path(run_dir) / META
     if not path.is_file():
         return {}
     meta = read_meta(run_dir)
-    return {"kdkit.model": role, "kdkit.input_name": "input",
-            "kdkit.input_shape": json.dumps(["batch", *meta["input_shape"]]), "kdkit.input_dtype": meta["input_dtype"],
-            "kdkit.class_names": json.dumps(meta["class_names"]), "kdkit.kind": meta["kind"],
-            "kdkit.preprocessing": json.dumps(meta["preprocessing"])}
+    return {"kdkit.model": role, "kdkit.class_names": json.dumps(meta["class_names"]), "kdkit.kind": meta["kind"],
+            "kdkit.preprocessing": json.dumps(meta["preprocessing"]),
+            **input_metadata({"input": (["batch", *meta["input_shape"]], meta["input_dtype"])})}

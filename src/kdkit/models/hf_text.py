@@ -128,7 +128,14 @@ class HFTextModel(nn.Module):
         return {name for name in TAP_POINTS if getattr(self, name)._forward_hooks}
 
     def forward(self, x: Tensor) -> Tensor:
-        inputs = self._inputs(x)
+        return self.classify(**self._inputs(x))
+
+    def classify(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
+        """Logits from what the tokenizer gives (the ONNX export's inputs). One text per row is one segment, so
+        token_type_ids, when given, are zeros: the backbone's default, which the raw-text forward leaves it."""
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
         wanted = self._wanted()
         projections: dict[str, list[Tensor]] = {name: [] for name in _PROJECTIONS if name in wanted}
         handles = []

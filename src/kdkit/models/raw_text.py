@@ -68,11 +68,14 @@ class WordTokenized(nn.Module):
         super().__init__()
         self.model, self.encode = model, encode
 
+    def token_ids(self, texts: Sequence[str]) -> Tensor:
+        """The word ids the wrapped model reads for `texts` (what the ONNX export takes as its input)."""
+        return self.encode([text.replace(MASK_TEXT, _WORD_MASK) for text in texts])
+
     def forward(self, x: Tensor) -> Tensor:
         if not is_raw_text(x):
             return self.model(x)
-        texts = [text.replace(MASK_TEXT, _WORD_MASK) for text in decode_texts(x)]
-        return self.model(self.encode(texts).to(x.device))
+        return self.model(self.token_ids(decode_texts(x)).to(x.device))
 
 
 __all__ = ["MASK_TEXT", "WordTokenized", "decode_texts", "encode_texts", "is_raw_text"]
