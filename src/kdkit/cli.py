@@ -56,9 +56,13 @@ def demo(
 
     default_dir = Path("runs/demo") if task == "signals" else Path(f"runs/demo_{task}")
     if task == "lm":  # causal language models have their own three-row pipeline (kdkit.lm.demo)
+        from kdkit.errors import ConfigError
         from kdkit.lm.demo import run_lm_demo
 
-        run_lm_demo(seed=seed, output_dir=output_dir or default_dir, quick=quick, console=console)
+        if resume:
+            raise ConfigError("--resume does not apply to `demo --task lm` yet; rerun it (it takes a few minutes) "
+                              "with --overwrite")
+        run_lm_demo(seed=seed, output_dir=output_dir or default_dir, quick=quick, console=console, overwrite=overwrite)
         return
     cfg = demo_config(seed=seed, output_dir=output_dir or default_dir, quick=quick, task=task)
     with _process_group():
@@ -79,7 +83,17 @@ def train(
 ) -> None:
     """Run the teacher / student alone / distilled student pipeline from a YAML config."""
     from kdkit.config import load_config
+    from kdkit.lm.config import load_lm_config
 
+    lm_cfg = load_lm_config(config)  # a language-model config (data.name: synthetic_addition, lm_files) or None
+    if lm_cfg is not None:
+        from kdkit.errors import ConfigError
+        from kdkit.lm.run import run_lm
+
+        if resume:
+            raise ConfigError("--resume does not apply to language-model configs yet; rerun with --overwrite")
+        run_lm(lm_cfg, console=console, overwrite=overwrite)
+        return
     cfg = load_config(config)  # before the training stack is imported: a config mistake is reported at once
     from kdkit.pipeline import run
 

@@ -78,7 +78,12 @@ class DataConfig(_Strict):
         from kdkit.data import SOURCES  # here, not at import time: the data package is heavier than the schema
 
         if name not in SOURCES:
-            close = difflib.get_close_matches(name, list(SOURCES), n=1)
+            from kdkit.data import LM_SOURCES
+
+            if name in LM_SOURCES:  # kdkit train routes these to kdkit.lm.config before this schema sees them
+                raise ValueError(f"'{name}' is a language-model source: run this config with `kdkit train` (other "
+                                 "commands do not take language-model configs yet)")
+            close = difflib.get_close_matches(name, [*SOURCES, *LM_SOURCES], n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"choose one of: {', '.join(sorted(SOURCES))}"
             raise ValueError(f"unknown data source '{name}'; {hint}")
         return name
@@ -504,6 +509,13 @@ def _check_param_types(models: list[tuple[str, ModelConfig]]) -> None:
 
 
 def load_config(path: str | Path) -> RunConfig:
+    cfg = parse_config(read_config(path))
+    _check_devices(cfg)
+    return cfg
+
+
+def read_config(path: str | Path) -> Any:
+    """The YAML of a config file, unvalidated (a language-model config, kdkit.lm.config, is read here too)."""
     from kdkit.strict_yaml import DuplicateKeyError, load_yaml
     from kdkit.textfile import read_text
 
@@ -523,9 +535,7 @@ def load_config(path: str | Path) -> RunConfig:
         problem = getattr(err, "problem", None)
         raise ConfigError(f"config error: {path} is not valid YAML{where}{f' ({problem})' if problem else ''}") \
             from None
-    cfg = parse_config(raw)
-    _check_devices(cfg)
-    return cfg
+    return raw
 
 
 def _check_devices(cfg: RunConfig) -> None:

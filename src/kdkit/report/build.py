@@ -201,6 +201,12 @@ def remeasured_section(run: RunData) -> list[Section]:
 
 def write_report(run_dir: str | Path) -> ReportFiles:
     """Build the report of `run_dir` from its saved files and write report.html, report.md and the PNGs."""
+    from kdkit.lm.rundir import is_lm_run
+
+    if is_lm_run(run_dir):  # a language-model run: its own table and verdict (kdkit.report.lm)
+        from kdkit.report.lm import write_lm_report
+
+        return ReportFiles(*write_lm_report(run_dir, FIGURE_DIR))
     run = load_run(run_dir)
     doc = build_document(run)
     fig_dir = run.path / FIGURE_DIR

@@ -177,6 +177,11 @@ def write_compare(run_dirs: list[str | Path], output_dir: str | Path) -> Compare
     if not run_dirs:
         raise RunDirError("no run directories given; pass one or more directories written by `kdkit demo`/`train`")
     unique = list(dict.fromkeys(Path(d).resolve() for d in run_dirs))  # a run given twice must not count twice
+    from kdkit.report.lm import split_kinds, write_lm_compare
+
+    lm_runs = split_kinds(unique)  # language-model runs have their own table and verdict (kdkit.report.lm)
+    if lm_runs is not None:
+        return CompareFiles(*write_lm_compare(lm_runs, output_dir, FIGURE_DIR))
     runs = [load_run(d) for d in unique]
     groups = group_runs(runs)
     doc = build_compare_document(groups)

@@ -1,0 +1,316 @@
+"""Language-model runs end to end: `kdkit train` of an LM config (configs/lm_addition.yaml shrunk), the run
+directory's contract, `kdkit report` and `kdkit compare` on it, the other LM schemes from a config, and the LM
+verdict. Tiny models and a handful of problems: seconds per run."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from kdkit.errors import ConfigError, RunDirError
+
+ROOT = Path(__file__).resolve().parents[1]
+SHRUNK = {"digits": 2, "n_train": 64, "n_transfer": 32, "n_val": 16, "n_test": 24}
+
+
+def _main(args: list[str]) -> None:
+    from kdkit.cli import main
+
+    try:
+        main(args)
+    except SystemExit as done:
+        assert not done.code, f"kdkit {' '.join(args)} exited with {done.code}"
+
+
+def shrunk_config(tmp: Path, seed: int, **distill: object) -> Path:
+    """configs/lm_addition.yaml with a few problems, one epoch and tiny models, written under tmp."""
+    raw = yaml.safe_load((ROOT / "configs" / "lm_addition.yaml").read_text())
+    raw["seed"], raw["output_dir"] = seed, str(tmp / f"run{seed}")
+    raw["data"].update(SHRUNK)
+    raw["train"]["epochs"] = 1
+    raw["teacher"]["train"] = {"epochs": 2}
+    raw["teacher"]["params"] = {"layers": 1, "width": 32, "heads": 2}
+    raw["student"]["params"] = {"layers": 1, "width": 8, "heads": 2}
+    raw["distill"].update(distill)
+    path = tmp / f"lm{seed}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture(scope="module")
+def two_seeds(tmp_path_factory) -> list[Path]:
+    tmp = tmp_path_factory.mktemp("lm_runs")
+    runs = []
+    for seed in (0, 1):
+        _main(["train", str(shrunk_config(tmp, seed))])
+        runs.append(tmp / f"run{seed}")
+    return runs
+
+
+def test_the_shipped_config_is_the_demo() -> None:
+    from kdkit.lm.config import load_lm_config
+    from kdkit.lm.demo import lm_demo_config
+
+    shipped = load_lm_config(ROOT / "configs" / "lm_addition.yaml")
+    assert shipped is not None
+    demo = lm_demo_config(seed=0, output_dir=shipped.output_dir)
+    assert shipped.model_dump() == demo.model_dump()
+    assert shipped.distill.scheme.name == "sequence_level" and shipped.settings("teacher").epochs == 40
+
+
+def test_train_writes_an_lm_run_directory(two_seeds: list[Path]) -> None:
+    from kdkit.lm.metrics import summarize_units
+    from kdkit.lm.rundir import load_lm_run
+
+    run = two_seeds[0]
+    results = json.loads((run / "results.json").read_text())
+    assert results["kind"] == "lm" and results["format"] == 1
+    assert [r["role"] for r in results["rows"]] == ["teacher", "student_alone", "student_kd"]
+    assert results["data"]["n_test"] == SHRUNK["n_test"] and results["data"]["n_transfer"] == SHRUNK["n_transfer"]
+    assert results["verdict"]["metric"] == "exact-match"
+    assert {"config.yaml", "metrics.jsonl", "predictions.npz", "table.md", "tokenizer.json"} <= \
+        {p.name for p in run.iterdir()}
+    assert {p.name for p in (run / "models").iterdir()} >= {"teacher.safetensors", "student_kd.safetensors"}
+    # every quality number of results.json is the sum over the saved per-problem rows
+    loaded = load_lm_run(run)
+    for row in results["rows"]:
+        again = summarize_units(loaded.units[row["role"]])
+        for key in ("perplexity", "token_accuracy", "exact_match", "agreement", "per_token_kl"):
+            assert (key in again) == (key in row)
+            if key in row:
+                assert again[key] == pytest.approx(row[key], rel=1e-9)
+        assert 0 <= row["exact_match"] <= 1 and row["perplexity"] >= 1 and row["tokens_per_s"] > 0
+    assert len(loaded.units["teacher"]["exact"]) == SHRUNK["n_test"]
+    teacher, kd = (next(r for r in results["rows"] if r["role"] == k) for k in ("teacher", "student_kd"))
+    assert teacher["params"] > 5 * kd["params"]
+
+
+def test_report_of_an_lm_run(two_seeds: list[Path]) -> None:
+    run = two_seeds[0]
+    _main(["report", str(run)])
+    md = (run / "report.md").read_text()
+    results = json.loads((run / "results.json").read_text())
+    assert "language model" in md
+    for column in ("exact match", "perplexity", "token acc.", "agreement", "per-token KL", "gen. tokens/s"):
+        assert column in md
+    kd = next(r for r in results["rows"] if r["role"] == "student_kd")
+    assert re.search(rf"\| distilled student \| [\d,]+ \| {kd['exact_match']:.3f} \| {kd['perplexity']:.3f} \|", md)
+    assert results["verdict"]["headline"] in md and "exact-match points" in md
+    for classification_only in ("Calibration", "reliability", "confusion", "Per class"):
+        assert classification_only not in md
+    assert (run / "report.html").is_file() and (run / "report_figures" / "training_curves.png").is_file()
+    assert "disagrees" not in md  # results.json and predictions.npz tell the same numbers
+
+
+def test_report_names_a_tampered_results_file(two_seeds: list[Path], tmp_path: Path) -> None:
+    import shutil
+
+    from kdkit.report.build import write_report
+
+    run = tmp_path / "copy"
+    shutil.copytree(two_seeds[0], run)
+    results = json.loads((run / "results.json").read_text())
+    results["rows"][2]["perplexity"] += 1.0
+    (run / "results.json").write_text(json.dumps(results))
+    write_report(run)
+    assert "distilled student perplexity: results.json" in (run / "report.md").read_text()
+    (run / "predictions.npz").write_bytes(b"not a zip")
+    with pytest.raises(RunDirError, match="predictions.npz cannot be read"):
+        write_report(run)
+
+
+def test_compare_pools_seeds_of_lm_runs(two_seeds: list[Path], tmp_path: Path, capsys) -> None:
+    _main(["compare", *map(str, two_seeds), "-o", str(tmp_path / "cmp")])
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "language models" in md and "±" in md and "2 runs in 1 settings" in md
+    rows = [{r["role"]: r for r in json.loads((run / "results.json").read_text())["rows"]} for run in two_seeds]
+    diffs = [r["student_kd"]["exact_match"] - r["student_alone"]["exact_match"] for r in rows]
+    assert f"0: {100 * diffs[0]:+.1f}, 1: {100 * diffs[1]:+.1f}" in md
+    mean = np.mean([r["student_kd"]["perplexity"] for r in rows])
+    std = np.std([r["student_kd"]["perplexity"] for r in rows], ddof=1)
+    assert f"{mean:.3f} ± {std:.3f}" in md
+    out = capsys.readouterr().out
+    assert "verdict A" in out and "exact-match points" in out and "2 seeds" in out
+
+
+def test_compare_refuses_to_mix_lm_and_classification_runs(two_seeds: list[Path], tmp_path: Path) -> None:
+    from kdkit.report.compare import write_compare
+
+    other = tmp_path / "cls"
+    other.mkdir()
+    (other / "results.json").write_text(json.dumps({"format": 1, "rows": []}))
+    with pytest.raises(RunDirError, match="not a language-model run"):
+        write_compare([two_seeds[0], other], tmp_path / "cmp")
+
+
+@pytest.mark.parametrize("scheme, losses, record", [
+    ({"name": "on_policy", "lam": 1.0}, [{"name": "jsd", "beta": 0.5}, {"name": "ce", "weight": 0.5}],
+     "on_policy_steps"),
+    ({"name": "topk_cache", "k": 4}, [{"name": "forward_kl"}, {"name": "ce"}], "teacher_cache"),
+    ({"name": "offline"}, [{"name": "ce"}, {"name": "reverse_kl"}], None),
+])
+def test_other_lm_schemes_from_a_config(tmp_path: Path, scheme: dict, losses: list, record: str | None) -> None:
+    from kdkit.lm.config import load_lm_config
+    from kdkit.lm.run import run_lm
+
+    raw = yaml.safe_load(shrunk_config(tmp_path, 0).read_text())
+    raw["data"]["n_transfer"] = 0
+    raw["distill"] = {"scheme": scheme, "losses": losses}
+    raw["teacher"]["train"] = {"epochs": 1}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    cfg = load_lm_config(tmp_path / "c.yaml")
+    result = run_lm(cfg)
+    training = json.loads((result.run_dir / "results.json").read_text())["training"]
+    assert training["scheme"] == scheme["name"]
+    if record == "on_policy_steps":  # lam 1: every step samples from the student
+        assert training["on_policy_steps"] == training["steps"] > 0
+    elif record == "teacher_cache":
+        assert training["teacher_cache"]["k"] == 4 and training["teacher_cache"]["bytes"] > 0
+        assert any((result.run_dir / "teacher_topk").glob("shard_*.safetensors"))
+    assert set(result.rows) == {"teacher", "student_alone", "student_kd"}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"data": {"name": "synthetic_addition", "seq_len": 8}}, r"at data: seq_len does not apply to data source"),
+    ({"data": {"name": "synthetic_additon"}}, r"did you mean 'synthetic_addition'"),
+    ({"distill": {"scheme": {"name": "offline"}}}, r"at data.n_transfer: transfer prompts"),
+    ({"distill": {"scheme": {"name": "on_policy", "k": 3}}}, r"k does not apply to scheme 'on_policy'"),
+    ({"data": {"name": "synthetic_addition"}, "distill": {"scheme": {"name": "topk_cache"},
+                                                          "losses": [{"name": "jsd"}, {"name": "tv"}]}},
+     r"takes one token divergence"),
+    ({"data": {"name": "synthetic_addition"}, "distill": {"scheme": {"name": "topk_cache"},
+                                                          "losses": [{"name": "forward_kl", "T": 2.0}]}},
+     r"temperature 1"),
+])
+def test_lm_config_mistakes_are_one_line(tmp_path: Path, change: dict, message: str) -> None:
+    from kdkit.config import load_config
+    from kdkit.lm.config import load_lm_config
+
+    raw = yaml.safe_load((ROOT / "configs" / "lm_addition.yaml").read_text())
+    raw.update(change)
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=message) as err:
+        load_lm_config(tmp_path / "bad.yaml") or load_config(tmp_path / "bad.yaml")  # as `kdkit train` does
+    assert "\n" not in str(err.value)
+
+
+def test_other_commands_say_an_lm_config_is_for_train(capsys) -> None:
+    from kdkit.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["tune", str(ROOT / "configs" / "lm_addition.yaml")])
+    assert done.value.code == 2
+    assert "language-model source: run this config with `kdkit train`" in capsys.readouterr().err
+
+
+def test_lm_verdict_is_a_paired_bootstrap_on_exact_match() -> None:
+    from kdkit.lm.verdict import lm_run_verdict
+
+    rng = np.random.default_rng(0)
+    n = 400
+    tokens = np.full(n, 4.0)
+
+    def units(exact: np.ndarray) -> dict[str, np.ndarray]:
+        return {"tokens": tokens, "nll": tokens * 0.1, "correct": tokens * exact, "exact": exact}
+
+    alone = (rng.random(n) < 0.5).astype(float)
+    better = np.maximum(alone, (rng.random(n) < 0.3).astype(float))  # same problems right, and some more
+    rows = {"teacher": {"exact_match": 1.0}, "student_alone": {"exact_match": alone.mean()},
+            "student_kd": {"exact_match": better.mean()}}
+    gain = lm_run_verdict({"teacher": units(np.ones(n)), "student_alone": units(alone), "student_kd": units(better)},
+                          rows)
+    assert gain.kind == "gain" and gain.difference == pytest.approx(better.mean() - alone.mean())
+    assert gain.low > 0 and "test problems" in gain.method and gain.metric == "exact-match"
+    same = lm_run_verdict({"teacher": units(np.ones(n)), "student_alone": units(alone),
+                           "student_kd": units(alone.copy())}, rows)
+    assert same.kind == "no measurable difference" and same.difference == 0
+    assert any(a.code == "no_difference" for a in same.advice)
+    raw = {role: {k: v for k, v in u.items() if k != "exact"} for role, u in
+           {"teacher": units(np.ones(n)), "student_alone": units(alone), "student_kd": units(better)}.items()}
+    assert lm_run_verdict(raw, rows).metric == "token-accuracy"  # raw text: token accuracy per text
+
+
+def test_lm_report_renders_in_a_browser(two_seeds: list[Path], tmp_path: Path) -> None:
+    import html
+
+    from kdkit.report.browser import dump_dom, find_chromium
+    from kdkit.report.build import write_report
+
+    if find_chromium() is None:
+        pytest.skip("Chromium is not installed (Debian: apt-get install -y chromium)")
+    page = write_report(two_seeds[1]).html
+    probe = """<script>window.addEventListener("load", () => {
+      const t = document.querySelector("table"), pre = document.createElement("pre");
+      pre.id = "probe";
+      pre.textContent = JSON.stringify({
+        broken: Array.from(document.images).filter((i) => !(i.complete && i.naturalWidth > 0)).length,
+        images: document.images.length,
+        head: Array.from(t.rows[0].cells).map((c) => c.textContent)});
+      document.body.appendChild(pre);});</script>"""
+    (tmp_path / "p.html").write_text(page.read_text().replace("</body>", probe + "</body>"))
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dump_dom(tmp_path / "p.html"), re.S)
+    assert found, "the page did not finish loading in Chromium"
+    seen = json.loads(html.unescape(found.group(1)))
+    assert seen["images"] == 1 and seen["broken"] == 0
+    assert seen["head"][:3] == ["model", "params", "exact match"]
+
+
+def test_readme_lm_yaml_is_the_shipped_config() -> None:
+    from kdkit.lm.config import parse_lm_config
+
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```yaml\n(data: \{name: synthetic_addition.*?)```", readme, re.S)
+    assert block, "the README's language-model section should show its config"
+    shown = parse_lm_config(yaml.safe_load(block.group(1))).model_dump()
+    shipped = parse_lm_config(yaml.safe_load((ROOT / "configs" / "lm_addition.yaml").read_text())).model_dump()
+    for cfg in (shown, shipped):
+        cfg.pop("output_dir")
+        cfg["train"].pop("progress")
+    assert shown == shipped
+
+
+def test_lm_seeds_verdict_uses_the_per_seed_differences() -> None:
+    from kdkit.lm.verdict import lm_seeds_verdict
+
+    rows = {"teacher": {"exact_match": 0.9}, "student_alone": {"exact_match": 0.5}, "student_kd": {"exact_match": 0.6}}
+    steady = lm_seeds_verdict([0.10, 0.12, 0.11], rows, "exact_match", "exact-match", [0.4, 0.4, 0.41])
+    assert steady.kind == "gain" and steady.difference == pytest.approx(0.11) and "3 seeds" in steady.method
+    assert steady.per_seed == [0.10, 0.12, 0.11] and not steady.advice
+    mixed = lm_seeds_verdict([0.10, -0.12, 0.01], rows, "exact_match", "exact-match", [0.4, 0.4, 0.41])
+    assert mixed.kind == "no measurable difference" and mixed.low < 0 < mixed.high
+    one = lm_seeds_verdict([0.3], rows, "exact_match", "exact-match", [0.4])
+    assert one.kind == "no measurable difference" and "one seed" in one.method
+
+
+@pytest.mark.parametrize("kind", ["pairs", "text"])
+def test_lm_files_from_a_config_then_report(tmp_path: Path, kind: str) -> None:
+    from kdkit.lm.config import load_lm_config
+    from kdkit.lm.run import run_lm
+    from kdkit.report.build import write_report
+
+    rng = np.random.default_rng(0)
+    words = ["ab", "ba", "abc", "cab", "bca"]
+    lines = []
+    for _ in range(80):
+        a, b = rng.choice(words, 2)
+        lines.append(json.dumps({"prompt": f"{a}>", "response": b[::-1]}) if kind == "pairs" else f"{a} {b} {a}")
+    suffix = ".jsonl" if kind == "pairs" else ".txt"
+    (tmp_path / f"train{suffix}").write_text("\n".join(lines[:60]) + "\n")
+    (tmp_path / f"test{suffix}").write_text("\n".join(lines[60:]) + "\n")
+    raw = yaml.safe_load(shrunk_config(tmp_path, 0).read_text())
+    raw["data"] = {"name": "lm_files", "train_file": str(tmp_path / f"train{suffix}"),
+                   "test_file": str(tmp_path / f"test{suffix}"), "seq_len": 12, "mode": "padded"}
+    raw["distill"] = {"scheme": {"name": "offline"}, "losses": [{"name": "ce"}, {"name": "tv"}]}
+    (tmp_path / "files.yaml").write_text(yaml.safe_dump(raw))
+    result = run_lm(load_lm_config(tmp_path / "files.yaml"))
+    results = json.loads((result.run_dir / "results.json").read_text())
+    assert results["data"]["n_test"] == 20
+    assert results["verdict"]["metric"] == ("exact-match" if kind == "pairs" else "token-accuracy")
+    assert ("exact_match" in result.rows["student_kd"]) == (kind == "pairs")
+    md = (write_report(result.run_dir).markdown).read_text()
+    assert results["verdict"]["headline"] in md
