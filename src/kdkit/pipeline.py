@@ -330,11 +330,19 @@ def run_config(run_dir: str | Path) -> RunConfig:
         raise RunDirError(f"{run_dir}/config.yaml is damaged (not a YAML mapping of a kdkit config); restore it "
                           "from the config you trained with (kdkit train writes it there unchanged)")
     scheme = raw.get("distill", {}).get("scheme", {}) if isinstance(raw.get("distill", {}), dict) else {}
-    others = [m for key in ("assistants", "teachers", "peers") for m in scheme.get(key) or []]
+    scheme = scheme if isinstance(scheme, dict) else {}
+    others = [m for key in ("assistants", "teachers", "peers") if isinstance(scheme.get(key), list)
+              for m in scheme[key]]
     for spec in [raw.get("teacher", {}), raw.get("student", {}), *others]:  # the run keeps its weights in models/:
-        spec["checkpoint"] = None                                          # no other file is needed
-        spec.get("params", {}).pop("pretrained", None)
-    return parse_config(raw)
+        if isinstance(spec, dict):                                         # no other file is needed
+            spec["checkpoint"] = None
+            if isinstance(spec.get("params"), dict):
+                spec["params"].pop("pretrained", None)
+    try:
+        return parse_config(raw)
+    except ConfigError as err:  # a hand-edited or damaged config.yaml: say which file, not just which key
+        raise RunDirError(f"{run_dir}/config.yaml: {err}; restore the file from the config you trained with") \
+            from None
 
 
 def load_run_models(run_dir: str | Path) -> tuple[RunConfig, DataBundle, dict[str, nn.Module]]:

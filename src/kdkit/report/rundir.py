@@ -118,18 +118,29 @@ def _split(preds: dict[str, np.ndarray], prefix: str, run_dir: Path) -> Split:
     if any(len(s) != 2 or s[0] != len(labels) or s != shapes["teacher"] for s in shapes.values()):
         raise RunDirError(f"{run_dir}/predictions.npz: {prefix} logits {shapes} do not match {len(labels)} labels "
                           f"with one row per sample; {REBUILD.format(run_dir=run_dir)}")
+    numeric = [labels.dtype.kind in "iu", *(a.dtype.kind in "iuf" for a in logits.values())]
+    if not all(numeric) or not all(np.isfinite(a).all() for a in logits.values()):
+        raise RunDirError(f"{run_dir}/predictions.npz: {prefix} labels or logits are damaged (not numbers, or NaN / "
+                          f"infinite logits); {REBUILD.format(run_dir=run_dir)}")
     return Split(labels.astype(int), {role: a.astype(np.float64) for role, a in logits.items()})
 
 
 def _history(path: Path) -> list[dict[str, Any]]:
+    from kdkit.textfile import read_text
+
     records = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(read_text(path, RunDirError).splitlines(), 1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             raise RunDirError(f"{path} line {number} is not valid JSON; fix or delete that line") from None
+        epoch = record.get("epoch") if isinstance(record, dict) else None
+        if not isinstance(record, dict) or not (epoch is None or (type(epoch) is int and epoch >= 0)):
+            raise RunDirError(f"{path} line {number} is not one epoch's metrics (a JSON object with a whole epoch "
+                              "number); fix or delete that line")
+        records.append(record)
     return records
 
 
