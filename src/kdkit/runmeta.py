@@ -76,14 +76,30 @@ def read_meta(run_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise RunDirError(f"{path} is missing (runs trained before kdkit saved it); rebuild it with "
                           f"`kdkit evaluate {run_dir}`")
+    from kdkit.textfile import read_text
+
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(read_text(path, RunDirError))
     except json.JSONDecodeError as err:
         raise RunDirError(f"{path} is not valid JSON ({err.msg}); rebuild it with `kdkit evaluate {run_dir}`") \
             from None
     if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
         raise RunDirError(f"{path} has format {meta.get('format') if isinstance(meta, dict) else None!r}; this "
                           f"kdkit reads format {META_FORMAT}: rebuild it with `kdkit evaluate {run_dir}`")
+    shape, names = meta.get("input_shape"), meta.get("class_names")
+    damaged = [key for key, ok in (
+        ("kind", meta.get("kind") in ("tensor", "image", "text")),
+        ("input_shape", isinstance(shape, list) and all(type(v) is int and v > 0 for v in shape)),
+        ("input_dtype", isinstance(meta.get("input_dtype"), str)),
+        ("num_classes", type(meta.get("num_classes")) is int and meta["num_classes"] > 0),
+        ("class_names", isinstance(names, list) and len(names) == meta.get("num_classes")),
+        ("model_kwargs", isinstance(meta.get("model_kwargs", {}), dict)),
+        ("preprocessing", meta.get("kind") != "image" or (isinstance(meta.get("preprocessing"), dict) and {
+            "image_size", "channels", "scale", "mean", "std"} <= set(meta["preprocessing"]))),
+    ) if not ok]
+    if damaged:
+        raise RunDirError(f"{path} is damaged ({', '.join(damaged)} missing or invalid); rebuild it with "
+                          f"`kdkit evaluate {run_dir}`")
     return meta
 
 
