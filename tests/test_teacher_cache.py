@@ -183,3 +183,32 @@ def test_the_pipeline_reports_the_cache_and_a_rerun_reuses_it(tmp_path, monkeypa
     assert "teacher cache (train): reused" in text
     assert second["train"]["reused"] and second["validation"]["reused"]
     assert second["train"]["path"] == first["train"]["path"]
+
+
+def test_tune_trials_share_one_cache(tmp_path, monkeypatch):
+    pytest.importorskip("optuna")
+    import io
+
+    from rich.console import Console
+
+    from kdkit.config import parse_config
+    from kdkit.teacher_cache import StoredOutputs
+    from kdkit.tune import tune
+
+    found, original = [], StoredOutputs.load
+
+    def load(self, samples):
+        tensors = original(self, samples)
+        found.append((self.parts["view"]["split"], tensors is not None))
+        return tensors
+
+    monkeypatch.setattr(StoredOutputs, "load", load)
+    raw = {"seed": 0, "output_dir": str(tmp_path / "run"), "data": {"name": "digits"},
+           "train": {"epochs": 1, "batch_size": 128, "progress": False, "device": "cpu"},
+           "teacher": {"name": "mlp", "params": {"hidden": [16]}},
+           "student": {"name": "mlp", "params": {"hidden": [8]}},
+           "distill": {"losses": KD, "cache_teacher": True, "cache_dir": str(tmp_path / "cache")},
+           "tune": {"trials": 3, "prune": False, "space": {"distill.losses.0.T": {"low": 1.0, "high": 8.0}}}}
+    tune(parse_config(raw), console=Console(file=io.StringIO()))
+    assert found[:2] == [("train", False), ("validation", False)]  # the first trial builds both files
+    assert found[2:] == [("train", True), ("validation", True)] * 2  # the others read them
