@@ -394,6 +394,28 @@ def test_a_bad_layer_map_stops_the_pipeline_before_the_teacher_trains(tmp_path):
     assert not (tmp_path / "run" / "models" / "teacher.safetensors").exists()
 
 
+def test_cache_teacher_with_a_transformer_term_on_an_hf_teacher_is_refused_at_config_time(tmp_path):
+    from kdkit.config import parse_config
+
+    folder = save_tiny_bert(tmp_path / "teacher")
+    data = {"name": "text_files", "raw_text": True, "train_file": str(_csv(tmp_path / "train.csv", 8)),
+            "test_file": str(_csv(tmp_path / "test.csv", 8)), "text_column": "review", "label_column": "verdict"}
+
+    def config(losses: list[dict], cache: bool = True) -> dict:
+        return {"data": data, "teacher": {"name": f"hf:{folder}"},
+                "student": {"name": f"hf:{folder}", "params": {"keep_layers": 1}},
+                "distill": {"losses": losses, "cache_teacher": cache}}
+
+    for index, term in enumerate(("hidden_mse", "embedding_mse", "attention_kd", "value_relation")):
+        losses = [{"name": "kd"}] * index + [{"name": term}]
+        with pytest.raises(ConfigError, match=rf"distill\.cache_teacher: term '{term}' \(distill\.losses\.{index}\)") \
+                as err:
+            parse_config(config(losses))
+        assert "\n" not in str(err.value) and "cache_teacher: false" in str(err.value)
+    assert parse_config(config([{"name": "kd"}, {"name": "hidden_mse"}], cache=False)).distill.cache_teacher is False
+    assert parse_config(config([{"name": "kd"}])).distill.cache_teacher  # logits alone can be cached
+
+
 def test_readme_own_csv_config_and_the_shipped_config_validate(tmp_path, monkeypatch):
     import re
 

@@ -484,7 +484,7 @@ def parse_config(raw: Any) -> RunConfig:
                               "augmentation applies to float inputs (images, signals), not token ids; remove it")
     from kdkit.terms import build_terms
 
-    build_terms(cfg.distill.losses)
+    _check_cached_features(cfg, build_terms(cfg.distill.losses))
     others = [("teacher", cfg.teacher)] + [(f"distill.scheme.{key}", m) for key in ("assistants", "teachers", "peers")
                                            for m in getattr(cfg.distill.scheme, key)]
     _check_param_types([("student", cfg.student), *others])
@@ -496,6 +496,25 @@ def parse_config(raw: Any) -> RunConfig:
         raise ConfigError("config error at data.transfer_size: scheme 'data_free' distils on synthetic inputs only; "
                           "set data.transfer_size: 0")
     return cfg
+
+
+def _check_cached_features(cfg: RunConfig, terms: list[Any]) -> None:
+    """cache_teacher keeps one row per sample, but an hf: teacher on raw text pads each batch to its own longest
+    text, so its tapped features (hidden states, attention, values: one entry per token) change length from batch to
+    batch and cannot be stored per sample; its logits can."""
+    if not (cfg.distill.cache_teacher and cfg.data.raw_text):
+        return
+    if not any(m.name.startswith("hf:") for m in (cfg.teacher, *cfg.distill.scheme.teachers)):
+        return
+    from kdkit.terms import tapped_paths
+
+    for index, term in enumerate(terms):
+        paths = sorted(tapped_paths([term])[1])
+        if paths:
+            raise ConfigError(f"config error at distill.cache_teacher: term '{term.name}' (distill.losses.{index}) "
+                              f"reads the hf: teacher's {paths[0]}, one entry per token, whose length changes with "
+                              "each batch of raw text, so it cannot be cached per sample; set distill.cache_teacher: "
+                              "false (logit terms such as kd can be cached)")
 
 
 def _check_param_types(models: list[tuple[str, ModelConfig]]) -> None:
