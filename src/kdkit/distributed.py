@@ -8,6 +8,7 @@ several processes, which one, and on which device", so the rest of kdkit never r
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -24,8 +25,39 @@ def init_from_env() -> bool:
     if not dist.is_initialized():
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        backend, timeout = "nccl" if torch.cuda.is_available() else "gloo", collective_timeout()
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+        if attempt is None:
+            dist.init_process_group(backend=backend, timeout=timeout)
+        else:  # under torchrun: keys of this attempt apart from the failed attempts', see _attempt_store
+            dist.init_process_group(backend=backend, timeout=timeout, **_attempt_store(attempt, timeout))
     return True
+
+
+def _attempt_store(attempt: str, timeout: timedelta) -> dict:
+    """The env:// store with this attempt's own key prefix. torchrun shares its rendezvous store with the workers,
+    and after a restart (``--max-restarts``) the new workers found the dead ones' addresses in it: gloo connected
+    to a port nobody listens on any more and the restarted job failed (pytorch/pytorch#135712, seen in
+    tests/test_distributed_resume.py). Every worker of a restarted group has the same restart count."""
+    store, rank, size = next(dist.rendezvous("env://", timeout=timeout))
+    return {"store": dist.PrefixStore(f"kdkit/attempt_{attempt}", store), "rank": rank, "world_size": size}
+
+
+def collective_timeout() -> timedelta:
+    """How long a process waits in a collective for the others before it fails: ``KDKIT_DIST_TIMEOUT`` seconds,
+    default 1800. A rank that dies is not what this is for: torchrun sees the dead worker within seconds and stops
+    the rest (tested: the job ends within 60 s). It bounds a rank that hangs alive, and must outlast the longest
+    legitimate wait: the other ranks wait while rank 0 alone evaluates the models and writes the run directory."""
+    from kdkit.errors import ConfigError
+
+    raw = os.environ.get("KDKIT_DIST_TIMEOUT", "1800")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ConfigError(f"KDKIT_DIST_TIMEOUT={raw!r} is not a positive number of seconds; unset it or give e.g. 1800")
+    return timedelta(seconds=seconds)
 
 
 def is_distributed() -> bool:

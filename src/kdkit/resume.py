@@ -8,6 +8,11 @@ own state such as an EMA teacher or a teacher cache, the epoch's running sums) a
 and NumPy RNG states) as JSON in the file's metadata. One file, so a checkpoint is never half old and half new; no
 pickle anywhere, so loading a checkpoint cannot run code.
 
+Under torchrun rank 0 writes the file for all processes: what is the same everywhere (weights, optimizer, epoch and
+step, which fixes the DistributedSampler's position) once, and what each process has of its own (random streams,
+running sums, scheme state) once per rank, gathered at the checkpoint (:func:`gather_ranks`); on resume every process
+reads the file and takes its own part (:func:`for_rank`).
+
 Whether fit resumes is a flag of the call (``fit(..., resume=True)``) or of the surrounding run
 (:func:`resuming`), so that the pipeline's many fits (teacher, student alone, assistants, generations...) all resume
 without every scheme passing a flag along.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -192,6 +198,52 @@ def capture(scheme: Any, optimizer: torch.optim.Optimizer, scheduler: Any, augme
     tensors.update(prefixed("best", best_state or {}))
     tensors.update(prefixed("running", running))
     return tensors, {"rng": rng, "optimizer": optim_info, "scheduler": scheduler_state(scheduler)}
+
+
+# what each process of a torchrun job has of its own: its random streams (dropout, augmentation), its shard's running
+# sums of the epoch, and its scheme state (a teacher cache filled from its own shard); the rest is the same everywhere
+PER_RANK = ("rng.", "running.", "scheme.")
+
+
+def gather_ranks(tensors: dict[str, Tensor], info: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
+    """Under torchrun, every process's own part of a checkpoint collected on rank 0 (a collective: all processes call
+    it at the same point), stored as ``rank<r>.<key>`` and ``info["ranks"][r]``; None on the other ranks, which write
+    nothing. A single process gets its checkpoint back unchanged."""
+    from kdkit import distributed
+
+    if not distributed.is_distributed():
+        return tensors, info
+    import torch.distributed as dist
+
+    own = ({k: v.detach().cpu() for k, v in tensors.items() if k.startswith(PER_RANK)}, info["rng"])
+    gathered: list[Any] | None = [None] * distributed.world_size() if distributed.is_main() else None
+    dist.gather_object(own, gathered, dst=0)
+    if gathered is None:
+        return None
+    shared = {k: v for k, v in tensors.items() if not k.startswith(PER_RANK)}
+    for r, (part, _) in enumerate(gathered):
+        shared.update(prefixed(f"rank{r}", part))
+    rest = {k: v for k, v in info.items() if k != "rng"}
+    return shared, {**rest, "ranks": [rng for _, rng in gathered]}
+
+
+def for_rank(path: Path, tensors: dict[str, Tensor], info: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """This process's view of a checkpoint written by :func:`gather_ranks`: its own ``rank<r>.`` part under the
+    plain names, as a single process would have saved it. The number of processes must be the interrupted run's."""
+    from kdkit import distributed
+
+    saved = len(info["ranks"]) if "ranks" in info else 1
+    if saved != distributed.world_size():
+        raise RunDirError(f"cannot resume from {path}: it was written by {saved} process(es), this run has "
+                          f"{distributed.world_size()}; resume with the same torchrun --nproc_per_node, or rerun "
+                          "with --overwrite to start over")
+    if "ranks" not in info:
+        return tensors, info
+    r = distributed.rank()
+    shared = {k: v for k, v in tensors.items() if not re.fullmatch(r"rank\d+", k.split(".", 1)[0])}
+    shared.update(unprefixed(f"rank{r}", tensors))
+    rest = {k: v for k, v in info.items() if k != "ranks"}
+    return shared, {**rest, "rng": info["ranks"][r]}
 
 
 def restore_models(scheme: Any, tensors: dict[str, Tensor]) -> None:

@@ -121,6 +121,14 @@ def clear(run_dir: Path, names: tuple[str, ...]) -> None:
                 target.unlink(missing_ok=True)
 
 
+def elastic_restart() -> bool:
+    """Whether torchrun restarted this process's job after a failure (``--max-restarts``). Such a restart runs the
+    same command line; kdkit does not resume on its own then, as it cannot tell the job's own checkpoints from an
+    older run's that the first attempt refused: elastic jobs are launched with --resume (which starts a fresh
+    directory as a new run)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) > 0
+
+
 def claim(run_dir: Path, resume: bool = False, overwrite: bool = False, needed_bytes: int = 0) -> RunLock:
     """Lock `run_dir` for a new run, a resumed one (`resume`) or a replacing one (`overwrite`), after checking it
     is writable and has room for about `needed_bytes`; refuses with one line what would mix two runs."""
@@ -140,6 +148,10 @@ def claim(run_dir: Path, resume: bool = False, overwrite: bool = False, needed_b
         elif state == "finished":
             raise RunDirError(f"{run_dir} holds a finished run; pass --overwrite to replace it, or choose another "
                               "output_dir")
+        elif state == "unfinished" and elastic_restart():
+            raise RunDirError(f"torchrun restarted this job, but its command has no --resume, so the restart cannot "
+                              f"continue from the checkpoints in {run_dir}; launch elastic jobs (--max-restarts) "
+                              "with --resume")
         elif state == "unfinished":
             raise RunDirError(f"{run_dir} holds an unfinished run (interrupted?); pass --resume to continue it or "
                               "--overwrite to start over")

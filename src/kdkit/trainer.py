@@ -282,10 +282,7 @@ def fit(
     marks = resume_io.fingerprint(s, len(train_loader), params)
     state_file = resume_io.state_path(Path(run_dir) / "checkpoints", name) if run_dir is not None else None
     if state_file is not None and resume_io.resume_requested(resume) and state_file.is_file():
-        if is_ddp:
-            raise ConfigError("resuming is single-process for now: rerun the resumed stage without torchrun, or "
-                              "rerun with --overwrite to start over")
-        pending, info = resume_io.load(state_file)
+        pending, info = resume_io.for_rank(state_file, *resume_io.load(state_file))  # each process its own part
         resume_io.check_matches(state_file, info, marks)
         resume_io.restore_models(scheme, pending)
         scheme.to(device)
@@ -311,7 +308,7 @@ def fit(
     def checkpoint(epochs_done: int, steps_done: int, loader_state: Tensor | None,
                    running: dict[str, Tensor], finished: bool = False) -> None:
         """The resumable state now: after `epochs_done` epochs and `steps_done` steps of the next one."""
-        if state_file is None or not writes:
+        if state_file is None:
             return
         tensors, info = resume_io.capture(scheme, optimizer, scheduler, generator, loader_state,
                                           best_state, running)
@@ -320,7 +317,9 @@ def fit(
                     history=result.history, best_epoch=result.best_epoch, best_metrics=result.best_metrics,
                     best_checkpoint=str(result.best_checkpoint) if result.best_checkpoint else None,
                     stopped_early=result.stopped_early)
-        resume_io.save(state_file, tensors, info)
+        gathered = resume_io.gather_ranks(tensors, info)  # under torchrun every process calls this, rank 0 writes
+        if gathered is not None:
+            resume_io.save(state_file, *gathered)
 
     with _progress(s.progress and main, s.epochs) as bar, _compiled(scheme.student, s.compile):
         task = bar.add_task(f"{name}", total=s.epochs * len(train_loader), status="")
