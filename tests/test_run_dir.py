@@ -83,7 +83,7 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(uninterrupte
     whole, seconds = uninterrupted
     rng = random.Random()
     killed_mid_run = 0
-    for attempt in range(int(os.environ.get("KDKIT_FAULT_KILLS", "2"))):  # the fault suite in CI sets 10
+    for attempt in range(int(os.environ.get("KDKIT_FAULT_KILLS", "2"))):  # 10 kills: tests/test_sigkill.py
         out = tmp_path / f"cut{attempt}"
         config = _write(tmp_path, tiny_config(out), f"cut{attempt}.yaml")
         delay = rng.uniform(0.0, 0.95) * seconds
