@@ -64,6 +64,11 @@ def test_values_a_schema_must_catch(tmp_path, overrides, key):
     assert "Traceback" not in line and not (tmp_path / "run").exists()
 
 
+def test_a_negative_width_is_one_line_naming_the_model(tmp_path):
+    config = write_config(tmp_path / "c.yaml", {"student": {"name": "mlp", "params": {"hidden": [-8]}}})
+    assert_refused(cli(["train", config]), "model 'mlp'", "negative")
+
+
 def test_nan_temperature_names_its_key(tmp_path):
     cfg = {**TINY, "output_dir": str(tmp_path / "run"), "distill": {"losses": [{"name": "kd", "T": float("nan")}]}}
     (tmp_path / "c.yaml").write_text(dump_yaml(cfg))

@@ -85,7 +85,8 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int, **kwarg
     builder = MODELS[name]
     try:
         return builder(tuple(input_shape), num_classes, **kwargs)
-    except (TypeError, ValueError) as err:  # a bad argument value, e.g. dropout 1.5, caught in torch's own modules
+    except (TypeError, ValueError, RuntimeError) as err:  # a bad value caught in torch's own modules: dropout 1.5,
+        # or a negative width (torch: "Trying to create tensor with negative dimension")
         if isinstance(err, KdkitError):  # already one clear line (e.g. a ModelError from a builder)
             raise
         raise ConfigError(f"model '{name}': {err}") from None
@@ -111,6 +112,6 @@ def _accepts(name: str, key: str) -> bool:
     return builder is not None and key in inspect.signature(builder).parameters
 
 
-__all__ = ["MODELS", "RESOLVERS", "build_from_config", "build_model", "check_model_args", "MLP", "CNN1d", "CNN2d", "TinyCNN", "SmallCNN",
-           "TextTransformer", "BagOfWords", "TextCNN", "TextGRU", "TextBiLSTM", "LMTransformer",
+__all__ = ["MODELS", "RESOLVERS", "build_from_config", "build_model", "check_model_args", "MLP", "CNN1d", "CNN2d",
+           "TinyCNN", "SmallCNN", "TextTransformer", "BagOfWords", "TextCNN", "TextGRU", "TextBiLSTM", "LMTransformer",
            "check_same_architecture", "teacher_near_init"]
