@@ -57,9 +57,13 @@ def demo(
 
     default_dir = Path("runs/demo") if task == "signals" else Path(f"runs/demo_{task}")
     if task == "lm":  # causal language models have their own three-row pipeline (kdkit.lm.demo)
+        from kdkit.errors import ConfigError
         from kdkit.lm.demo import run_lm_demo
 
-        run_lm_demo(seed=seed, output_dir=output_dir or default_dir, quick=quick, console=console)
+        if resume:
+            raise ConfigError("--resume does not apply to `demo --task lm` yet; rerun it (it takes a few minutes) "
+                              "with --overwrite")
+        run_lm_demo(seed=seed, output_dir=output_dir or default_dir, quick=quick, console=console, overwrite=overwrite)
         return
     cfg = demo_config(seed=seed, output_dir=output_dir or default_dir, quick=quick, task=task)
     with _process_group():
@@ -80,7 +84,17 @@ def train(
 ) -> None:
     """Run the teacher / student alone / distilled student pipeline from a YAML config."""
     from kdkit.config import load_config
+    from kdkit.lm.config import load_lm_config
 
+    lm_cfg = load_lm_config(config)  # a language-model config (data.name: synthetic_addition, lm_files) or None
+    if lm_cfg is not None:
+        from kdkit.errors import ConfigError
+        from kdkit.lm.run import run_lm
+
+        if resume:
+            raise ConfigError("--resume does not apply to language-model configs yet; rerun with --overwrite")
+        run_lm(lm_cfg, console=console, overwrite=overwrite)
+        return
     cfg = load_config(config)  # before the training stack is imported: a config mistake is reported at once
     from kdkit.pipeline import run
 
@@ -150,13 +164,22 @@ def export(
                   "ONNX Runtime", highlight=False)
     _cfg, bundle, models = load_run_models(run_dir)
     inputs = example_inputs(bundle.test, size=64)
+    from kdkit.models.raw_text import is_raw_text
     from kdkit.runmeta import onnx_metadata
 
-    done = export_onnx(models[model], inputs, target, metadata=onnx_metadata(run_dir, model))
+    if is_raw_text(inputs):  # data.raw_text: the graph takes token ids, the tokenizer is written beside it
+        from kdkit.export_text import export_raw_text, tokenizer_folder
+
+        done = export_raw_text(models[model], inputs, target, vocab=getattr(bundle, "vocab", None),
+                               metadata=onnx_metadata(run_dir, model))
+        checked = f"{len(inputs)} test texts (tokenized for ONNX by {tokenizer_folder(target)}, raw for PyTorch)"
+    else:
+        done = export_onnx(models[model], inputs, target, metadata=onnx_metadata(run_dir, model))
+        checked = f"{len(inputs)} test inputs"
     console.print(
         f"{done.path}: {done.size_bytes / 1024:.1f} KB ({done.exporter} exporter); ONNX Runtime vs PyTorch on "
-        f"{len(inputs)} test inputs: max |diff| {done.max_abs_diff:.1e}, same class {done.agreement:.1%}, "
-        f"batch-{len(inputs)} latency {done.onnx_ms:.3f} ms vs {done.torch_ms:.3f} ms"
+        f"{checked}: max |diff| {done.max_abs_diff:.1e}, same class {done.agreement:.1%}, "
+        f"batch-{len(inputs)} latency {done.onnx_ms:.3f} ms vs {done.torch_ms:.3f} ms", highlight=False
     )
 
 
