@@ -212,3 +212,17 @@ def test_tune_trials_share_one_cache(tmp_path, monkeypatch):
     tune(parse_config(raw), console=Console(file=io.StringIO()))
     assert found[:2] == [("train", False), ("validation", False)]  # the first trial builds both files
     assert found[2:] == [("train", True), ("validation", True)] * 2  # the others read them
+
+
+def test_an_output_whose_shape_changes_between_batches_is_refused_in_one_line():
+    """Per-token features of texts padded per batch cannot sit in one slot per sample (Python API; configs refuse
+    the combination at parse time)."""
+    import pytest
+
+    from kdkit.errors import ConfigError
+    from kdkit.teacher_cache import TeacherCache
+
+    cache = TeacherCache(4)
+    cache.put(torch.tensor([0, 1]), {"logits": torch.zeros(2, 3), "hidden": torch.zeros(2, 5, 8)})
+    with pytest.raises(ConfigError, match="'hidden' output changes shape between batches.*cache_teacher: false"):
+        cache.put(torch.tensor([2, 3]), {"logits": torch.zeros(2, 3), "hidden": torch.zeros(2, 7, 8)})

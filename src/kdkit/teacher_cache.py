@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from kdkit.errors import ConfigError
+
 FORMAT = "kdkit-teacher-outputs/1"
 CACHE_ENV = "KDKIT_CACHE_DIR"
 
@@ -158,6 +160,12 @@ class TeacherCache:
         for key, value in outputs.items():
             if key not in self.store:
                 self.store[key] = value.new_zeros((self.size, *value.shape[1:]))
+            elif self.store[key].shape[1:] != value.shape[1:]:
+                # e.g. per-token features of texts padded per batch: one slot per sample cannot hold them
+                raise ConfigError(
+                    f"the teacher's '{key}' output changes shape between batches ({tuple(self.store[key].shape[1:])} "
+                    f"then {tuple(value.shape[1:])}), so it cannot be cached per sample; build the scheme without "
+                    "cache_size (distill.cache_teacher: false) or cache the logits only")
             self.store[key][index.to(value.device)] = value
         self.filled[index.cpu()] = True
 
