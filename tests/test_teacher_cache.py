@@ -217,8 +217,6 @@ def test_tune_trials_share_one_cache(tmp_path, monkeypatch):
 def test_an_output_whose_shape_changes_between_batches_is_refused_in_one_line():
     """Per-token features of texts padded per batch cannot sit in one slot per sample (Python API; configs refuse
     the combination at parse time)."""
-    import pytest
-
     from kdkit.errors import ConfigError
     from kdkit.teacher_cache import TeacherCache
 
