@@ -14,8 +14,10 @@ from pathlib import Path
 from kdkit.errors import StorageError
 
 _ADVICE = {
-    errno.ENOSPC: "the disk is full: free space or choose another output_dir, then rerun with --resume",
-    errno.EDQUOT: "the disk quota is used up: free space or choose another output_dir, then rerun with --resume",
+    errno.ENOSPC: "the disk is full: free space or choose another output_dir, then rerun (kdkit train and demo: "
+                  "with --resume, which keeps what was trained)",
+    errno.EDQUOT: "the disk quota is used up: free space or choose another output_dir, then rerun (kdkit train and "
+                  "demo: with --resume, which keeps what was trained)",
     errno.EROFS: "the file system is read-only: choose another output_dir",
     errno.EACCES: "no permission: make the directory writable or choose another output_dir",
     errno.EPERM: "no permission: make the directory writable or choose another output_dir",

@@ -20,6 +20,7 @@ from kdkit.report.table import COLUMNS, cell
 from kdkit.report.verdict import run_section
 from kdkit.run_guard import COST_OUTPUTS
 from kdkit.spread import conditions_text, speedup_text
+from kdkit.storage import storage_errors
 
 FIGURE_DIR = "report_figures"
 GROUPS = (
@@ -210,14 +211,12 @@ def write_report(run_dir: str | Path) -> ReportFiles:
     run = load_run(run_dir)
     doc = build_document(run)
     fig_dir = run.path / FIGURE_DIR
-    fig_dir.mkdir(exist_ok=True)
     written = []
-    for img in doc.images():
-        path = fig_dir / f"{img.name}.png"
-        path.write_bytes(img.png)
-        written.append(path)
-    for stale in set(fig_dir.glob("*.png")) - set(written):  # from an earlier report of this run
-        stale.unlink()
+    for img in doc.images():  # atomic like every other write: a full disk is one line and leaves no torn PNG
+        written.append(write_atomic(fig_dir / f"{img.name}.png", img.png))
+    with storage_errors(fig_dir):
+        for stale in set(fig_dir.glob("*.png")) - set(written):  # from an earlier report of this run
+            stale.unlink()
     html_path, md_path = run.path / "report.html", run.path / "report.md"
     write_atomic(html_path, render_html(doc))
     write_atomic(md_path, render_markdown(doc, FIGURE_DIR))
