@@ -109,12 +109,14 @@ def write_config(path: Path, overrides: dict | None = None, text: str | None = N
 
 def fuzz_settings(examples: int, long_examples: int = 2000):
     """Hypothesis settings: `examples` reproducible examples by default (derandomized: the same inputs on every
-    run, so CI is deterministic); with KDKIT_FUZZ_LONG=1, `long_examples` fresh random ones (a longer hunt)."""
+    run, so CI is deterministic); with KDKIT_FUZZ_LONG=1, `long_examples` fresh random ones (a longer hunt; the
+    environment variable KDKIT_FUZZ_EXAMPLES overrides the count, as .ci/run does to bound its time)."""
     import os
 
     from hypothesis import HealthCheck, settings
 
     hunt = os.environ.get("KDKIT_FUZZ_LONG") == "1"
+    long_examples = int(os.environ.get("KDKIT_FUZZ_EXAMPLES", long_examples))
     return settings(max_examples=long_examples if hunt else examples, deadline=None, derandomize=not hunt,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
                     database=None)
