@@ -28,7 +28,7 @@ CONFIG = "config.yaml"  # the run's config: kdkit.config.dump_config, or kdkit.t
 # everything a kdkit run writes into its directory; --overwrite removes these and nothing else
 RUN_FILES = ("config.yaml", "metrics.jsonl", "boundary.json", "predictions.npz", "results.json", "table.md",
              "evaluation.json", "evaluation.md", "evaluation_predictions.npz", "report.html", "report.md",
-             "cost.json", "cost.md")
+             "cost.json", "cost.md", "predictions.csv")  # the last: kdkit tabular fit's test-file predictions
 RUN_FOLDERS = ("checkpoints", "models", "report_figures")
 FINAL_FILES = ("results.json", "table.md", "predictions.npz")  # written at the end, results.json last
 TRAINING_OUTPUTS = {"predictions": "predictions.npz", "results": "results.json", "table": "table.md"}
@@ -129,9 +129,11 @@ def elastic_restart() -> bool:
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) > 0
 
 
-def claim(run_dir: Path, resume: bool = False, overwrite: bool = False, needed_bytes: int = 0) -> RunLock:
+def claim(run_dir: Path, resume: bool = False, overwrite: bool = False, needed_bytes: int = 0,
+          resumable: bool = True) -> RunLock:
     """Lock `run_dir` for a new run, a resumed one (`resume`) or a replacing one (`overwrite`), after checking it
-    is writable and has room for about `needed_bytes`; refuses with one line what would mix two runs."""
+    is writable and has room for about `needed_bytes`; refuses with one line what would mix two runs. A command
+    that cannot resume (`resumable=False`: kdkit tabular fit) offers only --overwrite."""
     if resume and overwrite:
         raise RunDirError("give --resume or --overwrite, not both: one continues the run, the other replaces it")
     if run_dir.exists() and not run_dir.is_dir():
@@ -152,6 +154,9 @@ def claim(run_dir: Path, resume: bool = False, overwrite: bool = False, needed_b
             raise RunDirError(f"torchrun restarted this job, but its command has no --resume, so the restart cannot "
                               f"continue from the checkpoints in {run_dir}; launch elastic jobs (--max-restarts) "
                               "with --resume")
+        elif state == "unfinished" and not resumable:
+            raise RunDirError(f"{run_dir} holds an unfinished run (interrupted?); pass --overwrite to replace it, or "
+                              "choose another directory")
         elif state == "unfinished":
             raise RunDirError(f"{run_dir} holds an unfinished run (interrupted?); pass --resume to continue it or "
                               "--overwrite to start over")

@@ -93,6 +93,15 @@ def _run_dir(run_dir: Path | None, kind: str) -> Path:
     return path
 
 
+def _claimed_run_dir(run_dir: Path | None, overwrite: bool) -> tuple[Path, Any]:
+    """The fit's run directory, locked and guarded like a torch run's (kdkit.run_guard): a directory in use by
+    another run, or holding a finished or interrupted run, is refused with one line unless --overwrite."""
+    from kdkit import run_guard
+
+    out = _run_dir(run_dir, "fit")
+    return out, run_guard.claim(out, overwrite=overwrite, resumable=False)
+
+
 def _load(train: Path, test: Path | None, target: str, ids: list[str], student_columns: str | None,
           teacher_columns: str | None, n_splits: int | None = None) -> TabularTask:
     from kdkit.tabular.io import load_task
@@ -164,6 +173,7 @@ def fit(
                                    "teacher/student parameters and alpha replace the options above"),
     keep_columns: list[str] = KEEP,
     run_dir: Path = RUN_DIR,
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a run already in --run-dir"),
 ) -> None:
     """Teacher out-of-fold -> distilled student; compare with the student alone; predict the test file."""
     import numpy as np
@@ -183,7 +193,7 @@ def fit(
         alpha = float(best["alpha"])
     if not 0.0 <= alpha < 1.0:
         raise ConfigError(f"--alpha must be in [0, 1) (alpha 1 is the 'student alone' row), got {alpha}")
-    out = _run_dir(run_dir, "fit")
+    out, lock = _claimed_run_dir(run_dir, overwrite)
     common = dict(student=student, student_columns=task.student_columns, student_params=_json(student_params,
                   "--student-params"), student_mode=student_mode, n_splits=n_splits, random_state=seed,
                   tune_threshold=threshold, verbose=1)  # verbose: a plain line per fold model, kept by log files
@@ -234,6 +244,7 @@ def fit(
     show_verdict(out, console)
     console.print(f"run directory: {out} (config.yaml, results.json, predictions.npz, table.md, models/); "
                   f"next: kdkit report {out}", highlight=False, soft_wrap=True)
+    lock.release()
 
 
 @app.command()
