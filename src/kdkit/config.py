@@ -9,8 +9,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from kdkit.built_terms import BuiltTerms, terms_of
 from kdkit.errors import ConfigError
 from kdkit.schema_types import STRICT, LaxPath, PixelSize
 from kdkit.settings import TrainSettings
@@ -274,11 +284,17 @@ class BoundaryConfig(_Strict):
 BOUNDARY_SCHEMES = ("offline", "assistants", "multi_teacher", "born_again")
 
 
+# the losses that config.yaml files of runs made before KD's defaults moved into the loss (issue 15) hold when their
+# config gave none: not a default, only recognised, so mutual learning runs of that time still load
+OLDER_RUNS_NO_LOSSES = [{"name": "kd", "T": 4.0, "alpha": 0.1}]
+
+
 class DistillConfig(_Strict):
     scheme: SchemeConfig = Field(default_factory=SchemeConfig, description="who teaches the student")
     losses: list[dict[str, Any]] = Field(
-        default_factory=lambda: [{"name": "kd", "T": 4.0, "alpha": 0.1}],
-        description="loss terms, e.g. [{name: kd, weight: 1.0, T: 4, alpha: 0.1}]",
+        default_factory=lambda: [{"name": "kd"}],
+        description="loss terms, e.g. [{name: kd, weight: 1.0, T: 4, alpha: 0.1}]; default [{name: kd}]: KD with the "
+        "loss's own defaults (kdkit.losses.kd.DEFAULT_T, DEFAULT_ALPHA)",
     )
     use_transfer: bool = Field(True, description="add the unlabelled transfer set to the distillation data")
     cache_teacher: bool = Field(
@@ -300,6 +316,20 @@ class DistillConfig(_Strict):
         "{num_samples: 1000} (Heo et al. 2019); off by default",
     )
 
+    _built: BuiltTerms | None = PrivateAttr(None)  # the terms parse_config built from `losses`
+
+    def keep_terms(self) -> list[Any]:
+        """Build the loss terms (checking every loss's options) and keep them for :meth:`loss_terms`."""
+        self._built = None
+        terms = terms_of(self.losses, None)
+        self._built = BuiltTerms(self.losses, terms)
+        return terms
+
+    def loss_terms(self) -> list[Any]:
+        """The LossTerms of `losses`: the ones parse_config built, the first time (so a run builds each loss once),
+        new ones after that (see kdkit.built_terms)."""
+        return terms_of(self.losses, self._built)
+
     @model_validator(mode="after")
     def _boundary_fits_the_scheme(self) -> DistillConfig:
         scheme = self.scheme.name
@@ -318,7 +348,7 @@ class DistillConfig(_Strict):
         if scheme == "data_free" and [t.get("name") for t in self.losses] != ["kd"]:
             raise ValueError("scheme 'data_free' distils with one KD term on unlabelled synthetic inputs; give "
                              "distill.losses: [{name: kd, T: 4}] (alpha is not used)")
-        if scheme == "mutual" and self.losses != type(self)().losses:
+        if scheme == "mutual" and self.losses not in (type(self)().losses, OLDER_RUNS_NO_LOSSES):
             raise ValueError("mutual learning uses distill.scheme.T and alpha, not distill.losses; remove "
                              "distill.losses or choose another scheme")
         return self
@@ -355,18 +385,6 @@ class SearchRange(_Strict):
         return self
 
 
-def default_space(scheme: str) -> dict[str, SearchRange]:
-    """What `kdkit tune` searches when the config gives no space: the temperature and the hard-label weight of the
-    scheme (mutual learning keeps them in distill.scheme; data-free KD has no hard-label term)."""
-    if scheme == "mutual":
-        return {"distill.scheme.T": SearchRange(low=1.0, high=10.0, log=True),
-                "distill.scheme.alpha": SearchRange(low=0.0, high=1.0)}
-    space = {"distill.losses.0.T": SearchRange(low=1.0, high=10.0, log=True)}
-    if scheme != "data_free":
-        space["distill.losses.0.alpha"] = SearchRange(low=0.0, high=1.0)
-    return space
-
-
 class TuneConfig(_Strict):
     """`kdkit tune`: an Optuna search over config values, each trial scored on the validation split."""
 
@@ -377,8 +395,9 @@ class TuneConfig(_Strict):
     prune: bool = Field(True, description="stop a trial early when its validation metric, epoch by epoch, is worse "
                         "than the median of earlier trials at the same epoch (Optuna's MedianPruner)")
     space: dict[str, SearchRange] | None = Field(
-        None, description="dotted config paths and their ranges, e.g. distill.losses.0.T: {low: 1, high: 10, log: "
-        "true}; by default T and alpha of the scheme (see default_space)",
+        None, description="dotted config paths and their ranges, e.g. distill.losses.kd.T (a term by name) or "
+        "distill.losses.0.T (by position): {low: 1, high: 10, log: true}; by default T and alpha of the scheme (see "
+        "kdkit.tune.default_space)",
     )
 
     @field_validator("space")
@@ -482,9 +501,7 @@ def parse_config(raw: Any) -> RunConfig:
         if any(t.get("name") == "token_kd" for t in cfg.distill.losses):
             raise ConfigError(f"config error at {over}.augment: token_kd distils per-token predictions, and "
                               "augmentation applies to float inputs (images, signals), not token ids; remove it")
-    from kdkit.terms import build_terms
-
-    _check_cached_features(cfg, build_terms(cfg.distill.losses))
+    _check_cached_features(cfg, cfg.distill.keep_terms())  # built once here; the run trains with these
     others = [("teacher", cfg.teacher)] + [(f"distill.scheme.{key}", m) for key in ("assistants", "teachers", "peers")
                                            for m in getattr(cfg.distill.scheme, key)]
     _check_param_types([("student", cfg.student), *others])

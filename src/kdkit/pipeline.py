@@ -41,7 +41,6 @@ from kdkit.schemes import Supervised
 from kdkit.schemes.from_config import SCHEME_PLANS, check_outputs, train_or_load
 from kdkit.spread import conditions_text
 from kdkit.teacher_cache import describe as describe_cache
-from kdkit.terms import build_terms
 from kdkit.trainer import fit, predict, resolve_device, seed_everything
 from kdkit.verdict import run_verdict
 
@@ -144,7 +143,7 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
         for line in batch_warnings(cfg, bundle):
             console.print(line, markup=False, highlight=False, soft_wrap=True)
     models = build_models(cfg, bundle)
-    terms = build_terms(cfg.distill.losses)
+    terms = cfg.distill.loss_terms()  # the ones parse_config built and checked
     teacher = models["teacher"]
     if cfg.teacher.checkpoint is not None:
         load_weights(teacher, cfg.teacher.checkpoint)

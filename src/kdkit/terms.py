@@ -159,12 +159,24 @@ def _check_term(index: int, name: Any, spec: Mapping[str, Any], where: str) -> N
         check_arguments(cls, {k: v for k, v in spec.items() if k not in TERM_KEYS | {"name"}}, at)
 
 
+def term_labels(names: Sequence[Any]) -> list[str]:
+    """Each term's label, as logs and tune paths name it: its loss name, with 2, 3, ... added to the second, third,
+    ... term of the same loss (``[kd, fitnet, kd]`` -> ``kd, fitnet, kd2``)."""
+    seen: dict[str, int] = {}
+    labels = []
+    for name in names:
+        seen[str(name)] = seen.get(str(name), 0) + 1
+        labels.append(str(name) if seen[str(name)] == 1 else f"{name}{seen[str(name)]}")
+    return labels
+
+
 def build_terms(specs: Sequence[Mapping[str, Any]], where: str = "distill.losses") -> list[LossTerm]:
     """Build terms from config dicts such as ``{name: kd, weight: 1.0, T: 4}``; other keys go to the loss. Every
     value is checked before any loss is built; errors name the key as `where`.INDEX.KEY."""
     if not specs:
         raise ConfigError(f"{where} is empty; give at least one term, e.g. [{{name: kd, T: 4}}]")
-    terms, seen = [], {}
+    terms = []
+    labels = term_labels([spec.get("name") for spec in specs])
     for index, spec in enumerate(specs):
         spec = dict(spec)
         if "name" not in spec:
@@ -180,9 +192,7 @@ def build_terms(specs: Sequence[Mapping[str, Any]], where: str = "distill.losses
             if getattr(loss, "default_key", ()):
                 options.setdefault(role, list(loss.default_key))
         options.setdefault("warmup_epochs", getattr(loss, "default_warmup_epochs", 0))  # e.g. DKD's 20 epochs
-        seen[name] = seen.get(name, 0) + 1
-        label = name if seen[name] == 1 else f"{name}{seen[name]}"
-        terms.append(LossTerm(loss, name=label, **options))
+        terms.append(LossTerm(loss, name=labels[index], **options))
     if all(t.until_epoch is not None for t in terms):
         raise ConfigError("every loss term has until_epoch, so nothing would train after the last one stops; add a "
                           "term without it, e.g. {name: ce} (early-stopped KD: KD first, then CE alone)")

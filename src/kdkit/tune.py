@@ -2,7 +2,8 @@
 seed), each trial scored by the distilled student's metric on the VALIDATION split (the test split is never read).
 
 The teacher is trained (or loaded) once; every trial rebuilds the student from the same seed and distils it with
-the config whose dotted paths (``tune.space``, e.g. ``distill.losses.0.T``) take the trial's values. Writes into
+the config whose dotted paths (``tune.space``, e.g. ``distill.losses.kd.T``: a loss term by its label, or
+``distill.losses.0.T`` by position) take the trial's values. Writes into
 ``<output_dir>/tune/``: ``study.db`` (Optuna's SQLite storage: a rerun continues the study), ``trials.csv`` and
 ``best.yaml``, the config with the best values, which ``kdkit train best.yaml`` runs as usual.
 
@@ -28,7 +29,7 @@ from torch import nn
 
 from kdkit import metrics
 from kdkit.checkpoint import load_weights, save_weights, write_atomic
-from kdkit.config import RunConfig, SearchRange, default_space, parse_config
+from kdkit.config import RunConfig, SearchRange, parse_config
 from kdkit.data import DataBundle, build_data, make_loader
 from kdkit.errors import ConfigError, KdkitError
 from kdkit.models import build_from_config
@@ -36,7 +37,7 @@ from kdkit.pipeline import boundary_set, build_student, check_boundary, distilla
 from kdkit.schemes.from_config import SCHEME_PLANS, check_init_from_teacher, check_outputs, train_or_load
 from kdkit.settings import HIGHER_IS_BETTER
 from kdkit.studies import open_study
-from kdkit.terms import build_terms, check_paths
+from kdkit.terms import check_paths, term_labels
 from kdkit.trainer import predict, seed_everything
 
 TEACHER = "teacher.safetensors"  # the teacher tune trained, in <output_dir>/tune/
@@ -61,27 +62,38 @@ def trial_reporter(console: Console, metric: str, total: int, paths: list[str]) 
 
 
 def set_path(raw: dict[str, Any], path: str, value: Any) -> None:
-    """Set ``raw[a][b][0][c] = value`` for the path "a.b.0.c"; the last key may be new, the others must exist."""
+    """Set ``raw[a][b][0][c] = value`` for the path "a.b.0.c"; the last key may be new, the others must exist. In a
+    list of loss terms an item is named by position or by label ("distill.losses.kd.T"; see term_labels)."""
     *parents, leaf = path.split(".")
     node: Any = raw
     for i, key in enumerate(parents):
         node = _child(node, key, ".".join(parents[: i + 1]), path)
     if isinstance(node, list):
-        _child(node, leaf, path, path)  # a list index must exist
-        node[int(leaf)] = value
+        _child(node, leaf, path, path)  # the item must exist
+        node[_list_index(node, leaf)] = value
     elif isinstance(node, dict):
         node[leaf] = value
     else:
         raise ConfigError(f"tune.space: '{path}' goes through a value, not a section; check the path")
 
 
+def _list_index(node: list[Any], key: str) -> int | None:
+    """The position `key` names in a list: a number, or the label of a term (a dict with a name)."""
+    if key.isdigit():
+        return int(key) if int(key) < len(node) else None
+    if not all(isinstance(item, dict) and "name" in item for item in node):
+        return None
+    labels = term_labels([item["name"] for item in node])
+    return labels.index(key) if key in labels else None
+
+
 def _child(node: Any, key: str, where: str, path: str) -> Any:
     if isinstance(node, dict) and key in node:
         return node[key]
-    if isinstance(node, list) and key.isdigit() and int(key) < len(node):
-        return node[int(key)]
+    if isinstance(node, list) and (index := _list_index(node, key)) is not None:
+        return node[index]
     raise ConfigError(f"tune.space: '{path}' does not exist in the config (no '{where}'); give an existing path, "
-                      "e.g. distill.losses.0.T")
+                      "e.g. distill.losses.kd.T (a term by name; kd2 for a second kd term) or distill.losses.0.T")
 
 
 def _suggest(trial: Any, path: str, space: SearchRange) -> Any:
@@ -92,9 +104,23 @@ def _suggest(trial: Any, path: str, space: SearchRange) -> Any:
     return trial.suggest_float(path, space.low, space.high, log=space.log)
 
 
+def default_space(cfg: RunConfig) -> dict[str, SearchRange]:
+    """What `kdkit tune` searches when the config gives no space: the temperature and the hard-label weight of the
+    scheme, by name (mutual learning keeps them in distill.scheme; data-free KD has no hard-label term; otherwise
+    those of the first loss term, e.g. distill.losses.kd.T)."""
+    if cfg.distill.scheme.name == "mutual":
+        return {"distill.scheme.T": SearchRange(low=1.0, high=10.0, log=True),
+                "distill.scheme.alpha": SearchRange(low=0.0, high=1.0)}
+    first = f"distill.losses.{cfg.distill.losses[0]['name']}"  # the first term of a name is labelled by the name
+    space = {f"{first}.T": SearchRange(low=1.0, high=10.0, log=True)}
+    if cfg.distill.scheme.name != "data_free":
+        space[f"{first}.alpha"] = SearchRange(low=0.0, high=1.0)
+    return space
+
+
 def search_space(cfg: RunConfig) -> dict[str, SearchRange]:
     """The config's tune.space, or the scheme's default (its T and alpha)."""
-    return cfg.tune.space if cfg.tune.space is not None else default_space(cfg.distill.scheme.name)
+    return cfg.tune.space if cfg.tune.space is not None else default_space(cfg)
 
 
 def trial_config(raw: dict[str, Any], values: dict[str, Any]) -> RunConfig:
@@ -120,7 +146,7 @@ def check_space(cfg: RunConfig, bundle: DataBundle | None = None, teacher: nn.Mo
         if bundle is not None and teacher is not None:
             student = build_student(trial, bundle)
             check_outputs(student, bundle, "student")
-            check_paths(student, teacher, build_terms(trial.distill.losses))
+            check_paths(student, teacher, trial.distill.loss_terms())
             check_init_from_teacher(trial, student, teacher)
 
 
@@ -223,7 +249,7 @@ def tune(cfg: RunConfig, trials: int | None = None, console: Console | None = No
         trial_cfg = trial_config(raw, values)
         student = build_student(trial_cfg, bundle)  # the same initial weights as the student-alone row
         plan = SCHEME_PLANS[trial_cfg.distill.scheme.name](
-            trial_cfg, bundle, student, teacher, build_terms(trial_cfg.distill.losses))
+            trial_cfg, bundle, student, teacher, trial_cfg.distill.loss_terms())  # the terms parsing built
         distill_set = distillation_set(trial_cfg, bundle, boundary_for(trial_cfg))  # the same data as `kdkit train`
         s = trial_cfg.settings("distill").model_copy(update={"progress": False})
 

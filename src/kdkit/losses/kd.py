@@ -10,7 +10,6 @@ transfer-set samples) are left out of the CE term.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -18,6 +17,10 @@ from kdkit.augment import MixedTarget
 from kdkit.errors import ModelError
 
 IGNORE_INDEX = -1
+# KD's defaults, the only ones in kdkit: KDLoss and kd_loss take them, and a config without distill.losses means
+# [{name: kd}], which builds KDLoss with them. alpha 0: soft targets only, so unlabelled rows need no label.
+DEFAULT_T = 4.0
+DEFAULT_ALPHA = 0.0
 
 
 def soft_target_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
@@ -46,32 +49,49 @@ def hard_label_ce(logits: Tensor, target: Tensor | MixedTarget | None, label_smo
     return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing)
 
 
-def kd_loss(
-    student_logits: Tensor,
-    teacher_logits: Tensor,
-    target: Tensor | None = None,
-    temperature: float = 4.0,
-    alpha: float = 0.0,
-    label_smoothing: float = 0.0,
-) -> Tensor:
-    """Functional form of :class:`KDLoss`."""
+def check_kd_options(temperature: float, alpha: float, label_smoothing: float = 0.0) -> None:
+    """The ranges KD's options must lie in; checked once, when a loss is built (or per call of :func:`kd_loss`)."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     if temperature <= 0:
         raise ValueError(f"temperature T must be > 0, got {temperature}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+
+
+def _kd(student_logits: Tensor, teacher_logits: Tensor, target: Tensor | MixedTarget | None, temperature: float,
+        alpha: float, label_smoothing: float) -> Tensor:
+    """The formula alone, for options already checked (KDLoss checks them once, in its constructor)."""
     loss = (1.0 - alpha) * soft_target_kl(student_logits, teacher_logits, temperature)
     if alpha > 0:
         loss = loss + alpha * hard_label_ce(student_logits, target, label_smoothing)
     return loss
 
 
-class KDLoss(nn.Module):
-    """Hinton KD: alpha * CE(s, y) + (1 - alpha) * T^2 * KL(softmax(t/T) || softmax(s/T)), batchmean."""
+def kd_loss(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    target: Tensor | None = None,
+    temperature: float = DEFAULT_T,
+    alpha: float = DEFAULT_ALPHA,
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """Functional form of :class:`KDLoss` (its defaults are the class's): checks its options on every call, which
+    costs three comparisons; a training loop that calls it every step is better served by KDLoss."""
+    check_kd_options(temperature, alpha, label_smoothing)
+    return _kd(student_logits, teacher_logits, target, temperature, alpha, label_smoothing)
 
-    def __init__(self, T: float = 4.0, alpha: float = 0.0, label_smoothing: float = 0.0) -> None:
+
+class KDLoss(nn.Module):
+    """Hinton KD: alpha * CE(s, y) + (1 - alpha) * T^2 * KL(softmax(t/T) || softmax(s/T)), batchmean.
+
+    Its defaults (DEFAULT_T = 4, DEFAULT_ALPHA = 0) are the only ones: a config without distill.losses and
+    ``{name: kd}`` both build this class with them."""
+
+    def __init__(self, T: float = DEFAULT_T, alpha: float = DEFAULT_ALPHA, label_smoothing: float = 0.0) -> None:
         super().__init__()
-        kd_loss(torch.zeros(1, 2), torch.zeros(1, 2), None, T, alpha)  # validate arguments early
+        check_kd_options(T, alpha, label_smoothing)  # once here, not on every step
         self.T, self.alpha, self.label_smoothing = T, alpha, label_smoothing
 
     def forward(self, student: Tensor, teacher: Tensor, target: Tensor | None = None) -> Tensor:
-        return kd_loss(student, teacher, target, self.T, self.alpha, self.label_smoothing)
+        return _kd(student, teacher, target, self.T, self.alpha, self.label_smoothing)

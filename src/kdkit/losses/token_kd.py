@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from kdkit.augment import MixedTarget
 from kdkit.errors import ConfigError
-from kdkit.losses.kd import IGNORE_INDEX
+from kdkit.losses.kd import IGNORE_INDEX, check_kd_options
 
 
 def valid_positions(logits: Tensor, target: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
@@ -36,14 +36,18 @@ def token_kd_loss(
     student_logits: Tensor, teacher_logits: Tensor, target: Tensor | None = None, mask: Tensor | None = None,
     temperature: float = 2.0, alpha: float = 0.0,
 ) -> Tensor:
-    """Functional form of :class:`TokenKD`; logits (N, L, C), target and mask (N, L) (or any shape (..., C))."""
+    """Functional form of :class:`TokenKD`; logits (N, L, C), target and mask (N, L) (or any shape (..., C)). Checks
+    T and alpha on every call; TokenKD checks them once, when built."""
+    check_kd_options(temperature, alpha)
+    return _token_kd(student_logits, teacher_logits, target, mask, temperature, alpha)
+
+
+def _token_kd(student_logits: Tensor, teacher_logits: Tensor, target: Tensor | None, mask: Tensor | None,
+              temperature: float, alpha: float) -> Tensor:
+    """The formula for options already checked; the tensors are checked here, on every call."""
     if isinstance(target, MixedTarget):  # its targets also mark the valid positions, which a mixed batch blurs
         raise ConfigError("token_kd reads one label per position and cannot take MixUp/CutMix labels; remove mixup "
                           "and cutmix from train.augment or use kd")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    if temperature <= 0:
-        raise ValueError(f"temperature T must be > 0, got {temperature}")
     if student_logits.dim() < 2 or student_logits.shape != teacher_logits.shape:
         raise ValueError(f"token_kd needs student and teacher logits of the same shape (N, L, C), got "
                          f"{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}")
@@ -71,12 +75,12 @@ class TokenKD(nn.Module):
 
     def __init__(self, T: float = 2.0, alpha: float = 0.0) -> None:
         super().__init__()
-        token_kd_loss(torch.zeros(1, 1, 2), torch.zeros(1, 1, 2), None, None, T, alpha)  # validate early
+        check_kd_options(T, alpha)  # once here, not on every step
         self.T, self.alpha = T, alpha
 
     def forward(self, student: Tensor, teacher: Tensor, target: Tensor | None = None,
                 mask: Tensor | None = None) -> Tensor:
-        return token_kd_loss(student, teacher, target, mask, self.T, self.alpha)
+        return _token_kd(student, teacher, target, mask, self.T, self.alpha)
 
 
 __all__ = ["TokenKD", "token_kd_loss", "valid_positions"]

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from kdkit.data import UNLABELLED, make_loader
 from kdkit.errors import DataError
+from kdkit.losses.kd import DEFAULT_T
 from kdkit.schemes.inversion import SyntheticData, synthesize
 from kdkit.schemes.offline import OfflineDistillation
 from kdkit.settings import TrainSettings
@@ -49,7 +50,7 @@ def distill_data_free(
     student: nn.Module,
     teacher: nn.Module,
     synthetic: Dataset,
-    T: float = 4.0,
+    T: float = DEFAULT_T,
     settings: TrainSettings | None = None,
     val_loader: DataLoader | None = None,
     run_dir: str | Path | None = None,

@@ -224,8 +224,8 @@ class DataFreePlan(SchemePlan):
         synthetic = synthesize(self.teacher, o.num_samples or len(self.bundle.train), self.bundle.input_shape,
                                self.bundle.num_classes, steps=o.steps, bn_weight=o.bn_weight, tv_weight=o.tv_weight,
                                seed=settings.seed, device=resolve_device(settings.device))
-        kd = [t for t in self.cfg.distill.losses if t.get("name") == "kd"]
-        distill_data_free(self.student, self.teacher, synthetic, T=float(kd[0].get("T", 4.0)) if kd else 4.0,
+        # the config holds one kd term (checked when parsed); its T, defaulted by the loss itself when not given
+        distill_data_free(self.student, self.teacher, synthetic, T=float(self.terms[0].loss.T),
                           settings=settings.model_copy(update={"keep": "last"}), val_loader=val_loader,
                           run_dir=run_dir, name="student_kd")
 

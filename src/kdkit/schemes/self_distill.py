@@ -42,7 +42,7 @@ class SelfDistillation(Scheme):
             raise ConfigError(f"SelfDistillation decay must be in (0, 1) (e.g. 0.999), got {decay}")
         if warmup_epochs < 0:
             raise ConfigError(f"SelfDistillation warmup_epochs must be >= 0, got {warmup_epochs}")
-        terms = build_terms([{"name": "kd", "T": 4.0, "alpha": 0.5}]) if terms is None else list(terms)
+        terms = build_terms([{"name": "kd", "alpha": 0.5}]) if terms is None else list(terms)
         if not terms:
             raise ConfigError("SelfDistillation got an empty list of loss terms; give e.g. [{name: kd, T: 4}]")
         for term in terms:
