@@ -25,7 +25,6 @@ import argparse
 import copy
 import hashlib
 import json
-import math
 import statistics
 import sys
 import time
@@ -34,13 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.console import Console
 from torch.utils.data import ConcatDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import mean_std, write_section  # noqa: E402
+from _protocol import evaluate, log_range, report_command, run_rows, slug, table, tune_quietly  # noqa: E402
+from _results import write_section  # noqa: E402
 
-from kdkit import metrics  # noqa: E402
 from kdkit.checkpoint import load_weights, save_weights  # noqa: E402
 from kdkit.config import DataConfig, parse_config  # noqa: E402
 from kdkit.data import Indexed, build_data, make_loader  # noqa: E402
@@ -51,7 +49,7 @@ from kdkit.schemes import OfflineDistillation, Supervised  # noqa: E402
 from kdkit.settings import TrainSettings  # noqa: E402
 from kdkit.terms import build_terms  # noqa: E402
 from kdkit.trainer import fit, predict, seed_everything  # noqa: E402
-from kdkit.tune import set_path, tune  # noqa: E402
+from kdkit.tune import set_path  # noqa: E402
 
 TEACHER = {"name": "cnn2d", "params": {"width": 32, "depth": 3}}
 STUDENT = {"name": "cnn2d", "params": {"width": 3, "depth": 2}}
@@ -63,10 +61,6 @@ BATCH = 256  # students (the teacher trains with 128)
 HINT = {"student": "features.1", "teacher": "features.1"}  # 7x7 maps in both models
 ATTENTION = HINT  # 7x7 maps: cached per sample, larger maps would need gigabytes
 EMBEDDING = {"student": "features", "teacher": "features"}  # the last feature maps, flattened by the losses
-
-
-def log_range(low: float, high: float) -> dict[str, Any]:
-    return {"low": low, "high": high, "log": True}
 
 
 @dataclass
@@ -164,24 +158,12 @@ def tuned_values(name: str, method: Method, args: argparse.Namespace, teacher_pa
     """kdkit tune on the validation split with this method's space; the same number of trials for every method."""
     raw = method_config(method, args, args.tune_epochs, args.tune_size, teacher_path, out / "tune" / slug(name),
                         args.trials)
-    start = time.perf_counter()
-    best = tune(parse_config(raw), console=Console(quiet=True))
-    print(f"tuned {name} in {time.perf_counter() - start:.0f} s: {best}", flush=True)
-    return best
-
-
-def slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
+    return tune_quietly(name, raw)
 
 
 def student(bundle, seed: int) -> torch.nn.Module:
     seed_everything(10_000 + seed)  # every row of a seed starts from these weights
     return build_model(STUDENT["name"], bundle.input_shape, bundle.num_classes, **STUDENT["params"])
-
-
-def evaluate(model: torch.nn.Module, test, teacher_logits) -> dict[str, float]:
-    logits, labels = predict(model, test, torch.device("cpu"))
-    return metrics.classification_report(logits, labels, teacher_logits)
 
 
 def row_names(methods: list[str]) -> list[str]:
@@ -201,6 +183,11 @@ def training_order(methods: list[str]) -> list[str]:
 def reference(row: str) -> str:
     """The student-alone row a method is paired with: the one trained for as many epochs."""
     return "student alone, 2x epochs" if row.endswith("2x epochs") else "student alone"
+
+
+def compared(row: str) -> bool:
+    """Rows reported as paired differences: every method, and the augmented student alone."""
+    return row != "teacher" and not row.startswith("student alone") or row == "student alone + FM augmentation"
 
 
 def train_row(row: str, seed: int, args, bundle, teacher, tuned: dict[str, dict], teacher_path: Path, out: Path,
@@ -237,23 +224,16 @@ def train_row(row: str, seed: int, args, bundle, teacher, tuned: dict[str, dict]
 
 def run_seed(seed: int, args, bundle, teacher, tuned: dict[str, dict], teacher_path: Path, out: Path) -> dict:
     """Every row of one seed; finished rows are kept in out/seed<N>.json, so a rerun only trains what is missing."""
-    saved = out / f"seed{seed}.json"
-    results = json.loads(saved.read_text()) if saved.exists() else {}
     test = make_loader(bundle.test, 512, shuffle=False)
     val = make_loader(bundle.val, 512, shuffle=False)
     teacher_logits, _ = predict(teacher, test, torch.device("cpu"))
-    results["teacher"] = evaluate(teacher, test, None)
-    for row in training_order(args.methods):
-        if row in results or args.report_only:
-            continue
-        start = time.perf_counter()
+
+    def train(row: str) -> dict[str, Any]:
         model, curve = train_row(row, seed, args, bundle, teacher, tuned, teacher_path, out, val)
-        results[row] = evaluate(model, test, teacher_logits)
-        results[row].update(seconds=time.perf_counter() - start, val_curve=curve)
-        saved.write_text(json.dumps(results, indent=1))
-        print(f"  seed {seed} {row}: accuracy {results[row]['accuracy']:.4f} "
-              f"({results[row]['seconds']:.0f} s)", flush=True)
-    return results
+        return {**evaluate(model, test, teacher_logits), "val_curve": curve}
+
+    return run_rows(out / f"seed{seed}.json", seed, training_order(args.methods), train,
+                    {"teacher": evaluate(teacher, test, None)}, args.report_only)
 
 
 def latency_ratio(teacher: torch.nn.Module, student_model: torch.nn.Module, rounds: int = 7) -> tuple[float, float]:
@@ -268,34 +248,6 @@ def latency_ratio(teacher: torch.nn.Module, student_model: torch.nn.Module, roun
                 times[role].append(median_ms(lambda m=model: m(x), repeats=10))
     torch.set_num_threads(threads)
     return statistics.median(times["teacher"]), statistics.median(times["student"])
-
-
-COLUMNS = ["accuracy", "macro_f1", "nll", "ece", "agreement", "predictive_kl"]
-
-
-def table(runs: list[dict], rows: list[str]) -> str:
-    head = ("| model | " + " | ".join(COLUMNS) + " | paired Δ accuracy vs alone (points ± s.e.) | gap closed |")
-    lines = [head, "|---" * (len(COLUMNS) + 3) + "|"]
-    for row in ["teacher", *rows]:
-        have = [r for r in runs if row in r]  # a row an interrupted run did not reach in every seed
-        if not have:
-            continue
-        cells = []
-        for c in COLUMNS:
-            values = [r[row][c] for r in have if r[row].get(c) is not None]
-            cells.append(mean_std(values, ".4f") if values else "-")
-        delta, gap = "-", "-"
-        ref = reference(row)
-        if row != "teacher" and not row.startswith("student alone") or row == "student alone + FM augmentation":
-            diffs = [100 * (r[row]["accuracy"] - r[ref]["accuracy"]) for r in have]
-            se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else 0.0
-            delta = f"{statistics.mean(diffs):+.2f} ± {se:.2f}" + (" (vs 2x alone)" if ref != "student alone" else "")
-            closed = [(r[row]["accuracy"] - r[ref]["accuracy"]) / (r["teacher"]["accuracy"] - r[ref]["accuracy"])
-                      for r in have]
-            gap = f"{statistics.mean(closed):.2f}"
-        seeds = "" if len(have) == len(runs) else f" ({len(have)} of {len(runs)} seeds)"
-        lines.append(f"| {row}{seeds} | " + " | ".join(cells) + f" | {delta} | {gap} |")
-    return "\n".join(lines)
 
 
 def targets(runs: list[dict], methods: list[str]) -> str:
@@ -340,6 +292,7 @@ def main() -> None:
     if args.quick:
         args.seeds, args.epochs, args.teacher_epochs, args.trials = [0], 1, 1, 2
         args.train_size, args.test_size, args.tune_size, args.tune_epochs = 600, 300, 300, 1
+        args.out = str(Path(args.out) / "quick")  # its own folder: its rows must never stand in for a full run's
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -384,7 +337,8 @@ def main() -> None:
          f"Tuning took {tune_seconds:.0f} s, the whole run {time.perf_counter() - start:.0f} s (rows already trained "
          "by an earlier run are read from its per-seed files)."),
         "",
-        table(runs, rows),
+        table(runs, rows, reference, compared,
+              note=lambda ref: " (vs 2x alone)" if ref != "student alone" else ""),
         "",
         targets(runs, args.methods),
         "",
@@ -396,12 +350,9 @@ def main() -> None:
     ])
     print(body)
     if not (args.quick or args.print_only):
-        command = "OMP_NUM_THREADS=2 python bench/fashion_mnist.py " + " ".join(sys.argv[1:])
-        if args.report_only:  # how the seeds were trained: one process each, side by side
-            seeds = " ".join(map(str, args.seeds))
-            command = (f"for s in {seeds}; do OMP_NUM_THREADS=1 python bench/fashion_mnist.py --seeds $s "
-                       f"--print-only & done; wait; {command}")
-        write_section("fashion_mnist", body, command.strip())
+        # with --report-only, how the seeds were trained: one process each, side by side
+        command = report_command("fashion_mnist.py", sys.argv[1:], args.seeds, args.report_only)
+        write_section("fashion_mnist", body, command)
 
 
 if __name__ == "__main__":
