@@ -79,8 +79,8 @@ def test_kd_defaults_are_written_once_in_the_source() -> None:
     assert assigned.count("DEFAULT_T") == 1 and assigned.count("DEFAULT_ALPHA") == 1
     assert _kd_defaults() == (kd_module.DEFAULT_T, kd_module.DEFAULT_ALPHA)
     # the config, tune, the pipeline and the KD-based schemes restate neither
-    plumbing = [SRC / f for f in ("config.py", "tune.py", "pipeline.py", "terms.py", "built_terms.py")]
-    plumbing += [SRC / "schemes" / f for f in ("from_config.py", "data_free.py", "self_distill.py", "offline.py",
+    plumbing = [SRC / f for f in ("config.py", "tune.py", "pipeline.py", "terms.py", "built_terms.py", "plans.py")]
+    plumbing += [SRC / "schemes" / f for f in ("data_free.py", "self_distill.py", "offline.py",
                                                 "assistants.py", "born_again.py", "multi_teacher.py")]
     found = [hit for path in plumbing if path.is_file() for hit in _restated_kd_defaults(path)]
     assert found == []

@@ -32,13 +32,13 @@ from kdkit.data import DataBundle, Indexed, build_data, make_loader
 from kdkit.data.boundary import TOKEN_IDS, BoundarySamples, boundary_samples
 from kdkit.errors import ConfigError, RunDirError
 from kdkit.models import build_from_config
+from kdkit.plans import SCHEME_PLANS, check_outputs, train_or_load
 from kdkit.quantization import convert_quantized, prepare_qat
 from kdkit.report.table import print_table, to_markdown
 from kdkit.resume import resuming
 from kdkit.runinfo import previous_training, processes_note, show_next_steps, show_verdict, training_info
 from kdkit.runmeta import write_meta
 from kdkit.schemes import Supervised
-from kdkit.schemes.from_config import SCHEME_PLANS, check_outputs, train_or_load
 from kdkit.spread import conditions_text
 from kdkit.teacher_cache import describe as describe_cache
 from kdkit.trainer import fit, predict, resolve_device, seed_everything

@@ -34,7 +34,7 @@ from kdkit.data import DataBundle, build_data, make_loader
 from kdkit.errors import ConfigError, KdkitError
 from kdkit.models import build_from_config
 from kdkit.pipeline import boundary_set, build_student, check_boundary, distillation_set
-from kdkit.schemes.from_config import SCHEME_PLANS, check_init_from_teacher, check_outputs, train_or_load
+from kdkit.plans import SCHEME_PLANS, check_init_from_teacher, check_outputs, train_or_load
 from kdkit.settings import HIGHER_IS_BETTER
 from kdkit.studies import open_study
 from kdkit.terms import check_paths, term_labels

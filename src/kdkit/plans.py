@@ -1,6 +1,8 @@
 """The distilled student's training as a config's ``distill.scheme`` names it: one small class per scheme, one
-registry line each. The pipeline builds the plan before anything trains (so a bad config fails at once), then runs
-it once the teacher is ready:
+registry line each. This is pipeline code (it reads the config, builds models and data loaders, trains): it lives
+beside the pipeline, not under kdkit.schemes, so the import graph reads one way: config -> plans -> schemes, and
+no scheme imports the config or the pipeline. The pipeline builds the plan before anything trains (so a bad config
+fails at once), then runs it once the teacher is ready:
 
     plan = SCHEME_PLANS[cfg.distill.scheme.name](cfg, bundle, student, teacher, terms)   # builds, checks
     plan.distill(distill_set, train_loader, val_loader, settings, run_dir)              # trains the student
