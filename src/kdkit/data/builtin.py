@@ -8,12 +8,19 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    RandomSampler,
+    SequentialSampler,
+    TensorDataset,
+)
 
 from kdkit.distributed import init_from_env
 from kdkit.errors import ConfigError, DataError
-
-UNLABELLED = -1
+from kdkit.labels import UNLABELLED
 
 
 @dataclass
@@ -93,7 +100,20 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0,
         sampler = DistributedSampler(dataset, shuffle=True, seed=seed)
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers)
     generator = torch.Generator().manual_seed(seed)
+    if _indexes_whole_batches(dataset):
+        # one tensor index per batch instead of one __getitem__ per sample and a stack: for small models the
+        # per-sample path costs more than the training step. The batches are exactly the default loader's: the
+        # same sampler on the same generator, grouped by the same BatchSampler, drawn in the same order.
+        order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+        return DataLoader(dataset, batch_size=None, sampler=BatchSampler(order, batch_size, drop_last=False),
+                          generator=generator, num_workers=num_workers)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=num_workers)
+
+
+def _indexes_whole_batches(dataset: Dataset) -> bool:
+    """Whether `dataset[list_of_indices]` gives a whole batch: a TensorDataset, or Indexed around one."""
+    inner = dataset.dataset if isinstance(dataset, Indexed) else dataset
+    return type(inner) is TensorDataset
 
 
 class Indexed(Dataset):
@@ -106,6 +126,10 @@ class Indexed(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, i: int | list[int]) -> dict:
+        if isinstance(i, list):  # a whole batch (make_loader): one index tensor serves every field
+            index = torch.as_tensor(i)
+            x, y = self.dataset[index][:2]
+            return {"x": x, "y": y, "index": index}
         x, y = self.dataset[i][:2]
         return {"x": x, "y": y, "index": i}
