@@ -8,10 +8,10 @@
     wait; OMP_NUM_THREADS=2 python bench/methods.py --report-only
 
 Runtime on 2 free cores, estimated (this script has not been run in full yet) from the CPU seconds of a --quick run
-and of a one-seed, one-trial run with the full schedule on the shared 2-core VM: per seed about 30 CPU s for the
-MNIST-1D rows and 10 s for digits; the searches cost about as much as 8 seeds; so about 15 min in one process and
-8-10 min as two single-thread processes. Adding "RKD (distance + angle)" adds about 50 min (its angle term alone
-costs about 7 CPU s per MNIST-1D epoch, 60x a KD epoch).
+and of a one-seed, one-trial run with the full schedule on the shared 2-core VM (112 CPU s in all): per seed about
+30 CPU s for the MNIST-1D rows and 10 s for digits; the searches cost about as much as 8 seeds; so about 15 min in
+one process and 8-10 min as two single-thread processes. Adding "RKD (distance + angle)" adds about 50 min (its
+angle term alone costs about 7 CPU s per MNIST-1D epoch, 60x a KD epoch).
 
 Protocol (the same as bench/fashion_mnist.py; nothing reads the test split before the final evaluation):
 1. Per data set, the data split (validation carve-out) is fixed by data seed 0 and the teacher is trained once on

@@ -8,10 +8,10 @@
     wait; OMP_NUM_THREADS=2 python bench/schemes.py --report-only
 
 Runtime on 2 free cores, estimated (this script has not been run in full yet) from the CPU seconds of a --quick run
-and of a one-seed, one-trial run with the full schedule on the shared 2-core VM: about 75 CPU s per seed (the
-mutual-learning row with a teacher-size peer 30 s of it, the assistant chain 18 s), the searches about as much as
-8 seeds, the two teachers about a minute; so about 27 min in one process and about 15 min as two single-thread
-processes.
+and of a one-seed, one-trial run with the full schedule on the shared 2-core VM (166 CPU s in all): about 60 CPU s
+per seed (the mutual-learning row with a teacher-size peer 20 s of it, the assistant chain 15 s), the searches about
+as much as 8 seeds, the two teachers about 30 s; so about 20 min in one process and about 11 min as two
+single-thread processes.
 
 Rows: the teacher, the student alone, offline KD from the teacher, Deep Mutual Learning with a peer of the
 student's size and with a peer of the teacher's size (both trained from scratch with the student), self-distillation
