@@ -18,6 +18,8 @@ from safetensors.torch import save as safetensors_bytes
 from sklearn.metrics import f1_score
 from torch import nn
 
+from kdkit.labels import UNLABELLED
+
 ArrayLike = np.ndarray | torch.Tensor
 
 
@@ -90,10 +92,10 @@ def classification_report(
     """Generalization metrics, plus fidelity metrics when the teacher's logits are given.
 
     Per-token logits (N, L, C) with labels (N, L) (sequence labelling) are scored over the labelled tokens: every
-    token whose label is not -1 counts as one prediction."""
+    token whose label is not UNLABELLED (-1) counts as one prediction."""
     logits, labels = _np(logits), _np(labels)
     if logits.ndim > 2:
-        keep = labels.reshape(-1) != -1
+        keep = labels.reshape(-1) != UNLABELLED
         logits, labels = logits.reshape(-1, logits.shape[-1])[keep], labels.reshape(-1)[keep]
         if teacher_logits is not None:
             teacher_logits = _np(teacher_logits).reshape(-1, logits.shape[-1])[keep]

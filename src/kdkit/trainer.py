@@ -29,7 +29,7 @@ from kdkit import resume as resume_io
 from kdkit.augment import MixedTarget, augment_generator, build_augment
 from kdkit.checkpoint import save_state
 from kdkit.errors import ConfigError, DataError, NonFiniteLossError
-from kdkit.losses.kd import IGNORE_INDEX
+from kdkit.labels import UNLABELLED
 from kdkit.progress import PlainProgress, is_terminal
 from kdkit.schemes.base import Scheme
 from kdkit.settings import HIGHER_IS_BETTER, TrainSettings
@@ -75,7 +75,7 @@ def check_labels(y: Tensor | MixedTarget | None, num_classes: int) -> None:
         return
     if y is None or y.numel() == 0:
         return
-    outside = (y < IGNORE_INDEX) | (y >= num_classes)
+    outside = (y < UNLABELLED) | (y >= num_classes)
     if bool(outside.any()):  # one device sync per batch; the details only on the error path
         bad = int(y[outside][0])
         raise DataError(
@@ -94,7 +94,7 @@ def predict(model: nn.Module, loader: DataLoader, device: torch.device | None = 
     for batch in loader:
         x, y = split_batch(batch, device)
         logits.append(model(x).float().cpu())
-        labels.append(y.cpu() if y is not None else torch.full((len(x),), IGNORE_INDEX))
+        labels.append(y.cpu() if y is not None else torch.full((len(x),), UNLABELLED))
     model.train(was_training)
     return torch.cat(logits).numpy(), torch.cat(labels).numpy()
 
@@ -397,7 +397,7 @@ def fit(
                 if y is not None:
                     if isinstance(y, MixedTarget):  # a mixed row counts against the label with the larger share
                         y = y.major
-                    labelled = y != IGNORE_INDEX
+                    labelled = y != UNLABELLED
                     correct = correct + ((logits.detach().argmax(-1) == y) & labelled).sum()
                     seen = seen + labelled.sum()
                 count = count + len(x)

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from kdkit.labels import UNLABELLED
+
 GAIN, NONE, LOSS = "gain", "no measurable difference", "loss"
 LEVEL = 0.95
 RESAMPLES = 2000
@@ -94,10 +96,11 @@ def correct_per_unit(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray
     """(correct, labelled) counts per resampling unit: a sample, or a sentence when labels are per token (N, L)
     with -1 at padding. Unlabelled rows count 0 of 0."""
     labels = np.asarray(labels)
-    hit = (np.asarray(logits).argmax(-1) == labels) & (labels >= 0)
+    labelled = labels != UNLABELLED
+    hit = (np.asarray(logits).argmax(-1) == labels) & labelled
     if labels.ndim == 1:
-        return hit.astype(float), (labels >= 0).astype(float)
-    return hit.reshape(len(labels), -1).sum(1).astype(float), (labels >= 0).reshape(len(labels), -1).sum(1)\
+        return hit.astype(float), labelled.astype(float)
+    return hit.reshape(len(labels), -1).sum(1).astype(float), labelled.reshape(len(labels), -1).sum(1)\
         .astype(float)
 
 

@@ -36,7 +36,7 @@ LM_SOURCES: dict[str, str] = {
 
 # names re-exported from the submodules, imported on first use (PEP 562)
 _EXPORTS: dict[str, str] = {
-    "UNLABELLED": "kdkit.data.builtin", "DataBundle": "kdkit.data.builtin", "Indexed": "kdkit.data.builtin",
+    "UNLABELLED": "kdkit.labels", "DataBundle": "kdkit.data.builtin", "Indexed": "kdkit.data.builtin",
     "make_loader": "kdkit.data.builtin", "RawTextBundle": "kdkit.data.raw_text",
     "load_text_files_raw": "kdkit.data.raw_text", "load_rotten_tomatoes": "kdkit.data.rotten_tomatoes",
     "TextBundle": "kdkit.data.text", "Vocabulary": "kdkit.data.text", "load_text_files": "kdkit.data.text",

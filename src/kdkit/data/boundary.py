@@ -27,8 +27,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset, TensorDataset
 
-from kdkit.data.builtin import UNLABELLED
 from kdkit.errors import ConfigError, DataError, ModelError
+from kdkit.labels import UNLABELLED
 
 TARGETS = ("second", "random")
 TOKEN_IDS = "boundary samples perturb continuous inputs (images, signals), not token ids"

@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from kdkit.data.builtin import UNLABELLED, DataBundle, _split_val, _tensors
+from kdkit.data.builtin import DataBundle, _split_val, _tensors
 from kdkit.errors import ConfigError, DataError
+from kdkit.labels import UNLABELLED
 
 DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",

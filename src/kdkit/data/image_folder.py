@@ -35,8 +35,9 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from kdkit.data.builtin import UNLABELLED, DataBundle
+from kdkit.data.builtin import DataBundle
 from kdkit.errors import ConfigError, DataError
+from kdkit.labels import UNLABELLED
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pbm", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

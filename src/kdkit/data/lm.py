@@ -26,8 +26,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from kdkit.errors import DataError
-
-IGNORE = -1  # kdkit's "no label" (the losses also skip Hugging Face's -100)
+from kdkit.labels import UNLABELLED
 
 
 class CharTokenizer:
@@ -119,7 +118,7 @@ class LMDataset(Dataset):
 
     @property
     def labelled_tokens(self) -> int:
-        return int((self.y >= 0).sum())
+        return int((self.y != UNLABELLED).sum())
 
 
 def encode_pairs(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], seq_len: int, eos_id: int,
@@ -129,7 +128,7 @@ def encode_pairs(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[
     if n == 0:
         raise DataError("no prompt/response pairs: the dataset is empty")
     x = torch.full((n, seq_len), pad_id, dtype=torch.long)
-    y = torch.full((n, seq_len), IGNORE, dtype=torch.long)
+    y = torch.full((n, seq_len), UNLABELLED, dtype=torch.long)
     for row, (p, r) in enumerate(zip(prompts, responses, strict=True)):
         if len(p) == 0:
             raise DataError(f"pair {row}: empty prompt; a response needs at least one prompt token to follow")
@@ -140,7 +139,7 @@ def encode_pairs(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[
         ids = torch.tensor(full, dtype=torch.long)
         x[row, :len(full) - 1] = ids[:-1]
         y[row, :len(full) - 1] = ids[1:]
-        y[row, :len(p) - 1] = IGNORE  # predicting prompt tokens is not the task
+        y[row, :len(p) - 1] = UNLABELLED  # predicting prompt tokens is not the task
     return LMDataset(x, y, torch.tensor([len(p) for p in prompts]), [list(p) for p in prompts],
                      [list(r) for r in responses])
 
@@ -162,7 +161,7 @@ def encode_texts(texts: Sequence[Sequence[int]], seq_len: int, eos_id: int, pad_
     if not texts:
         raise DataError("no texts: the dataset is empty")
     x = torch.full((len(texts), seq_len), pad_id, dtype=torch.long)
-    y = torch.full((len(texts), seq_len), IGNORE, dtype=torch.long)
+    y = torch.full((len(texts), seq_len), UNLABELLED, dtype=torch.long)
     for row, t in enumerate(texts):
         ids = torch.tensor((list(t) + [eos_id])[: seq_len + 1], dtype=torch.long)
         x[row, :len(ids) - 1], y[row, :len(ids) - 1] = ids[:-1], ids[1:]
@@ -322,5 +321,5 @@ def files_source(cfg: Any, seed: int, tokenizer: Any = None) -> tuple[LMBundle, 
     return data, None
 
 
-__all__ = ["CharTokenizer", "IGNORE", "LMBundle", "LMDataset", "addition_pair", "addition_source", "encode_pairs",
+__all__ = ["CharTokenizer", "LMBundle", "LMDataset", "addition_pair", "addition_source", "encode_pairs",
            "encode_texts", "files_source", "load_lm_files", "synthetic_addition"]

@@ -19,9 +19,9 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from kdkit.data.builtin import UNLABELLED
 from kdkit.data.text import TextBundle, Vocabulary, read_text_splits
 from kdkit.data.text_transfer import tang_transfer_set
+from kdkit.labels import UNLABELLED
 from kdkit.models.raw_text import WordTokenized, encode_texts
 
 DEFAULT_MAX_BYTES = 512

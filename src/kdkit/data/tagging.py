@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from kdkit.data.builtin import UNLABELLED
 from kdkit.data.text import (
     _INTENSIFIERS,
     _MILD,
@@ -26,6 +25,7 @@ from kdkit.data.text import (
     Vocabulary,
 )
 from kdkit.errors import ConfigError
+from kdkit.labels import UNLABELLED
 
 TAG_CLASSES = ["other", "positive", "negative"]
 _TAG_OF_POLARITY = {1: 1, -1: 2}

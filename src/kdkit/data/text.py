@@ -27,8 +27,9 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import TensorDataset
 
-from kdkit.data.builtin import UNLABELLED, DataBundle
+from kdkit.data.builtin import DataBundle
 from kdkit.errors import ConfigError, DataError
+from kdkit.labels import UNLABELLED
 from kdkit.textfile import check_csv_rows, read_text
 
 PAD, UNK = "<pad>", "<unk>"

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdkit.augment import MixedTarget
-from kdkit.losses.kd import IGNORE_INDEX
+from kdkit.labels import UNLABELLED
 
 
 def _binary_log_probs(log_p: Tensor, target_mask: Tensor) -> Tensor:
@@ -60,7 +60,7 @@ class DKD(nn.Module):
 
     def forward(self, student: Tensor, teacher: Tensor, target: Tensor | MixedTarget | None = None) -> Tensor:
         if isinstance(target, MixedTarget):  # both parts of the same class keep it; others count as unlabelled
-            target = torch.where(target.a == target.b, target.a, IGNORE_INDEX)
+            target = torch.where(target.a == target.b, target.a, UNLABELLED)
         top = teacher.argmax(dim=1)
-        target = top if target is None else torch.where(target == IGNORE_INDEX, top, target)
+        target = top if target is None else torch.where(target == UNLABELLED, top, target)
         return dkd_loss(student, teacher, target, self.alpha, self.beta, self.T)

@@ -15,8 +15,8 @@ from torch import Tensor, nn
 
 from kdkit.augment import MixedTarget
 from kdkit.errors import ModelError
+from kdkit.labels import UNLABELLED
 
-IGNORE_INDEX = -1
 # KD's defaults, the only ones in kdkit: KDLoss and kd_loss take them, and a config without distill.losses means
 # [{name: kd}], which builds KDLoss with them. alpha 0: soft targets only, so unlabelled rows need no label.
 DEFAULT_T = 4.0
@@ -42,11 +42,11 @@ def hard_label_ce(logits: Tensor, target: Tensor | MixedTarget | None, label_smo
     if isinstance(target, MixedTarget):
         return (target.lam * hard_label_ce(logits, target.a, label_smoothing)
                 + (1.0 - target.lam) * hard_label_ce(logits, target.b, label_smoothing))
-    if target is None or not bool((target != IGNORE_INDEX).any()):
+    if target is None or not bool((target != UNLABELLED).any()):
         return logits.sum() * 0.0  # keeps the graph connected
     if logits.dim() > 2:  # one prediction per token (N, L, C) against labels (N, L): the mean over labelled tokens
         logits, target = logits.reshape(-1, logits.shape[-1]), target.reshape(-1)
-    return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing)
+    return F.cross_entropy(logits, target, ignore_index=UNLABELLED, label_smoothing=label_smoothing)
 
 
 def check_kd_options(temperature: float, alpha: float, label_smoothing: float = 0.0) -> None:

@@ -20,7 +20,8 @@ from torch import Tensor, nn
 
 from kdkit.augment import MixedTarget
 from kdkit.errors import ConfigError
-from kdkit.losses.kd import IGNORE_INDEX, check_kd_options
+from kdkit.labels import UNLABELLED
+from kdkit.losses.kd import check_kd_options
 
 
 def valid_positions(logits: Tensor, target: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
@@ -28,7 +29,7 @@ def valid_positions(logits: Tensor, target: Tensor | None = None, mask: Tensor |
     if mask is not None:
         return mask.to(torch.bool)
     if target is not None:
-        return target != IGNORE_INDEX
+        return target != UNLABELLED
     return torch.ones(logits.shape[:-1], dtype=torch.bool, device=logits.device)
 
 
@@ -62,7 +63,7 @@ def _token_kd(student_logits: Tensor, teacher_logits: Tensor, target: Tensor | N
     loss = (1.0 - alpha) * temperature**2 * kl
     if alpha > 0 and target is not None:
         labelled = target[valid]
-        labelled_rows = labelled != IGNORE_INDEX  # a given mask may keep positions that have no label
+        labelled_rows = labelled != UNLABELLED  # a given mask may keep positions that have no label
         if bool(labelled_rows.any()):
             loss = loss + alpha * F.cross_entropy(s[labelled_rows], labelled[labelled_rows])
     return loss

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from kdkit.errors import RunDirError
+from kdkit.labels import UNLABELLED
 
 ROLES = ("teacher", "student_alone", "student_kd")
 STUDENTS = ("student_alone", "student_kd")
@@ -111,7 +112,7 @@ def _split(preds: dict[str, np.ndarray], prefix: str, run_dir: Path) -> Split:
     logits = {role: preds[f"{prefix}_{role}"] for role in ROLES}
     if labels.ndim == 2 and all(a.shape[:2] == labels.shape and a.ndim == 3 for a in logits.values()):
         # sequence labelling: every labelled token is one prediction (padding, labelled -1, is left out)
-        keep = labels.reshape(-1) != -1
+        keep = labels.reshape(-1) != UNLABELLED
         labels = labels.reshape(-1)[keep]
         logits = {role: a.reshape(-1, a.shape[-1])[keep] for role, a in logits.items()}
     shapes = {role: a.shape for role, a in logits.items()}

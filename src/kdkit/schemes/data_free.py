@@ -20,8 +20,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from kdkit.data import UNLABELLED, make_loader
+from kdkit.data import make_loader
 from kdkit.errors import DataError
+from kdkit.labels import UNLABELLED
 from kdkit.losses.kd import DEFAULT_T
 from kdkit.schemes.inversion import SyntheticData, synthesize
 from kdkit.schemes.offline import OfflineDistillation

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from kdkit.errors import ConfigError
+from kdkit.labels import UNLABELLED
 from kdkit.lm.generate import generate
 from kdkit.lm.vocab import check_model_vocabularies
 from kdkit.losses.kd import hard_label_ce
@@ -59,7 +60,7 @@ class OnPolicyDistillation(Scheme):
         only (so the divergence counts them, and neither prompt nor padding)."""
         length = x.shape[1]
         plen = prompt_lengths(y)
-        want = int((y >= 0).sum(1).max()) if self.max_new_tokens is None else self.max_new_tokens
+        want = int((y != UNLABELLED).sum(1).max()) if self.max_new_tokens is None else self.max_new_tokens
         max_new = max(1, min(want, length + 1 - int(plen.max())))
         was_training = self.student.training
         out = generate(self.student, x, plen, max_new, eos_id=self.eos_id, pad_id=self.pad_id, greedy=False,
@@ -68,7 +69,7 @@ class OnPolicyDistillation(Scheme):
         seq = torch.full((x.shape[0], length + 1), self.pad_id, dtype=torch.long, device=x.device)
         width = min(out.ids.shape[1], length + 1)
         seq[:, :width] = out.ids[:, :width]
-        new_x, new_y = seq[:, :-1].clone(), torch.full_like(x, -1)
+        new_x, new_y = seq[:, :-1].clone(), torch.full_like(x, UNLABELLED)
         cols = torch.arange(length, device=x.device)[None, :]
         # label position l holds token l + 1: generated tokens sit at plen .. plen + lengths - 1
         labelled = (cols >= (plen - 1)[:, None]) & (cols < (plen - 1 + out.lengths)[:, None])
