@@ -36,8 +36,8 @@ LM_SOURCES: dict[str, str] = {
 
 # names re-exported from the submodules, imported on first use (PEP 562)
 _EXPORTS: dict[str, str] = {
-    "UNLABELLED": "kdkit.labels", "DataBundle": "kdkit.data.builtin", "Indexed": "kdkit.data.builtin",
-    "make_loader": "kdkit.data.builtin", "RawTextBundle": "kdkit.data.raw_text",
+    "UNLABELLED": "kdkit.labels", "DataBundle": "kdkit.data.builtin", "Indexed": "kdkit.loaders",
+    "make_loader": "kdkit.loaders", "RawTextBundle": "kdkit.data.raw_text",
     "load_text_files_raw": "kdkit.data.raw_text", "load_rotten_tomatoes": "kdkit.data.rotten_tomatoes",
     "TextBundle": "kdkit.data.text", "Vocabulary": "kdkit.data.text", "load_text_files": "kdkit.data.text",
 }

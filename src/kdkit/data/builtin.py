@@ -8,18 +8,9 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
-from torch.utils.data import (
-    BatchSampler,
-    DataLoader,
-    Dataset,
-    DistributedSampler,
-    RandomSampler,
-    SequentialSampler,
-    TensorDataset,
-)
+from torch.utils.data import Dataset, TensorDataset
 
-from kdkit.distributed import init_from_env
-from kdkit.errors import ConfigError, DataError
+from kdkit.errors import ConfigError
 from kdkit.labels import UNLABELLED
 
 
@@ -86,50 +77,3 @@ def digits(seed: int = 0, val_fraction: float = 0.1, transfer_size: int = 0) -> 
         train=_tensors(x_tr, y_tr), val=_tensors(x_val, y_val), test=_tensors(x_test, y_test),
         num_classes=10, input_shape=(1, 8, 8), class_names=[str(i) for i in range(10)],
     )
-
-
-def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0) -> DataLoader:
-    """A DataLoader whose shuffling order is fixed by `seed`; empty datasets are refused with a clear error.
-
-    Under torchrun (several processes) a training loader (shuffle=True) gets a DistributedSampler, so each process
-    sees its own shard of every epoch; loaders without shuffling (validation, test) stay whole on every process.
-    """
-    if len(dataset) == 0:  # type: ignore[arg-type]
-        raise DataError("the dataset is empty; check the data path or the split sizes")
-    if shuffle and init_from_env():
-        sampler = DistributedSampler(dataset, shuffle=True, seed=seed)
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers)
-    generator = torch.Generator().manual_seed(seed)
-    if _indexes_whole_batches(dataset):
-        # one tensor index per batch instead of one __getitem__ per sample and a stack: for small models the
-        # per-sample path costs more than the training step. The batches are exactly the default loader's: the
-        # same sampler on the same generator, grouped by the same BatchSampler, drawn in the same order.
-        order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
-        return DataLoader(dataset, batch_size=None, sampler=BatchSampler(order, batch_size, drop_last=False),
-                          generator=generator, num_workers=num_workers)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=num_workers)
-
-
-def _indexes_whole_batches(dataset: Dataset) -> bool:
-    """Whether `dataset[list_of_indices]` gives a whole batch: a TensorDataset, or Indexed around one."""
-    inner = dataset.dataset if isinstance(dataset, Indexed) else dataset
-    return type(inner) is TensorDataset
-
-
-class Indexed(Dataset):
-    """Wraps a dataset of (x, y) so batches are dicts {"x", "y", "index"}: lets a scheme cache per-sample
-    teacher outputs (see OfflineDistillation's cache_size)."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, i: int | list[int]) -> dict:
-        if isinstance(i, list):  # a whole batch (make_loader): one index tensor serves every field
-            index = torch.as_tensor(i)
-            x, y = self.dataset[index][:2]
-            return {"x": x, "y": y, "index": index}
-        x, y = self.dataset[i][:2]
-        return {"x": x, "y": y, "index": i}

@@ -23,13 +23,13 @@ from torch import nn
 from kdkit import run_guard
 from kdkit.checkpoint import load_weights, save_state
 from kdkit.data import build_lm_data
-from kdkit.data.builtin import Indexed, make_loader
 from kdkit.data.lm import LMBundle, LMDataset, encode_pairs
 from kdkit.lm.config import LMRunConfig, divergence_terms, dump_lm_config
 from kdkit.lm.metrics import exact_hits, lm_units, summarize_units
 from kdkit.lm.rundir import LABELS, ROLES, table_markdown, write_lm_run
 from kdkit.lm.verdict import lm_run_verdict
 from kdkit.lm.vocab import check_model_vocabularies
+from kdkit.loaders import Indexed, make_loader
 from kdkit.models import build_model
 from kdkit.models.lm import load_causal_lm
 from kdkit.trainer import fit, resolve_device, seed_everything

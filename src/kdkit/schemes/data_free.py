@@ -16,35 +16,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from kdkit.data import make_loader
 from kdkit.errors import DataError
-from kdkit.labels import UNLABELLED
+from kdkit.loaders import Indexed, make_loader
 from kdkit.losses.kd import DEFAULT_T
 from kdkit.schemes.inversion import SyntheticData, synthesize
 from kdkit.schemes.offline import OfflineDistillation
 from kdkit.settings import TrainSettings
 from kdkit.terms import build_terms
 from kdkit.trainer import FitResult, fit
-
-
-class _IndexedInputs(Dataset):
-    """Items as {"x", "y", "index"} (for the teacher cache); datasets without labels get y = -1 (unlabelled)."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, i: int) -> dict:
-        item = self.dataset[i]
-        if isinstance(item, torch.Tensor):
-            return {"x": item, "y": UNLABELLED, "index": i}
-        return {"x": item[0], "y": item[1] if len(item) > 1 else UNLABELLED, "index": i}
 
 
 def distill_data_free(
@@ -66,7 +48,7 @@ def distill_data_free(
     if len(synthetic) == 0:  # type: ignore[arg-type]
         raise DataError("the synthetic set is empty; call synthesize with num_samples >= 1")
     settings = settings or TrainSettings()
-    loader = make_loader(_IndexedInputs(synthetic), settings.batch_size, shuffle=True, seed=settings.seed)
+    loader = make_loader(Indexed(synthetic), settings.batch_size, shuffle=True, seed=settings.seed)
     # the teacher's outputs are cached unless train.augment makes a new view of every input each epoch
     cache_size = None if settings.augment else len(synthetic)  # type: ignore[arg-type]
     scheme = OfflineDistillation(student, teacher, build_terms([{"name": "kd", "T": T}]), cache_size=cache_size)

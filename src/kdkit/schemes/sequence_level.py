@@ -16,10 +16,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from kdkit.data.builtin import make_loader
 from kdkit.data.lm import LMDataset, encode_pairs
 from kdkit.errors import DataError
 from kdkit.lm.generate import generate, pad_prompts
+from kdkit.loaders import make_loader
 from kdkit.metrics import model_device
 from kdkit.schemes.supervised import Supervised
 from kdkit.settings import TrainSettings

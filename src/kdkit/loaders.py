@@ -1,0 +1,86 @@
+"""Batches for training and evaluation: :func:`make_loader` (seeded shuffling, whole-batch indexing of tensor
+data, a DistributedSampler under torchrun) and :class:`Indexed` (batches that carry each sample's index).
+
+A layer below the data sources and the schemes: both use it, and it imports neither (kdkit.data re-exports the
+names, so ``from kdkit.data import make_loader`` keeps working).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    RandomSampler,
+    SequentialSampler,
+    TensorDataset,
+)
+
+from kdkit.distributed import init_from_env
+from kdkit.errors import DataError
+from kdkit.labels import UNLABELLED
+
+
+def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0) -> DataLoader:
+    """A DataLoader whose shuffling order is fixed by `seed`; empty datasets are refused with a clear error.
+
+    Under torchrun (several processes) a training loader (shuffle=True) gets a DistributedSampler, so each process
+    sees its own shard of every epoch; loaders without shuffling (validation, test) stay whole on every process.
+    """
+    if len(dataset) == 0:  # type: ignore[arg-type]
+        raise DataError("the dataset is empty; check the data path or the split sizes")
+    if shuffle and init_from_env():
+        sampler = DistributedSampler(dataset, shuffle=True, seed=seed)
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers)
+    generator = torch.Generator().manual_seed(seed)
+    if _indexes_whole_batches(dataset):
+        # one tensor index per batch instead of one __getitem__ per sample and a stack: for small models the
+        # per-sample path costs more than the training step. The batches are exactly the default loader's: the
+        # same sampler on the same generator, grouped by the same BatchSampler, drawn in the same order.
+        order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+        return DataLoader(dataset, batch_size=None, sampler=BatchSampler(order, batch_size, drop_last=False),
+                          generator=generator, num_workers=num_workers)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=num_workers)
+
+
+def _indexes_whole_batches(dataset: Dataset) -> bool:
+    """Whether `dataset[list_of_indices]` gives a whole batch: a TensorDataset, or Indexed around one."""
+    inner = dataset.dataset if isinstance(dataset, Indexed) else dataset
+    return type(inner) is TensorDataset
+
+
+class Indexed(Dataset):
+    """Wraps a dataset of (x, y) (or of bare inputs x, labelled UNLABELLED) so batches are dicts {"x", "y",
+    "index"}: lets a scheme cache per-sample teacher outputs (see OfflineDistillation's cache_size). kdkit's one
+    indexing wrapper: the pipeline, language-model runs and data-free distillation all use it."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int | list[int]) -> dict:
+        if isinstance(i, list):  # a whole batch (make_loader): one index tensor serves every field
+            index = torch.as_tensor(i)
+            x, y = _inputs_and_labels(self.dataset[index], len(i))
+            return {"x": x, "y": y, "index": index}
+        x, y = _inputs_and_labels(self.dataset[i], None)
+        return {"x": x, "y": y, "index": i}
+
+
+def _inputs_and_labels(item: Any, batch: int | None) -> tuple[Any, Any]:
+    """(x, y) of an item, or of a whole batch of `batch` rows; an item without a label (a bare input, as synthetic
+    or transfer inputs may be) gets UNLABELLED."""
+    if isinstance(item, torch.Tensor):
+        item = (item,)
+    if len(item) > 1:
+        return item[0], item[1]
+    return item[0], UNLABELLED if batch is None else torch.full((batch,), UNLABELLED, dtype=torch.long)
+
+
+__all__ = ["Indexed", "make_loader"]
