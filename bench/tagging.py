@@ -35,7 +35,7 @@ from text import latencies_ms  # noqa: E402
 
 from kdkit import metrics  # noqa: E402
 from kdkit.data import Indexed, load_builtin, make_loader  # noqa: E402
-from kdkit.data.text import _NEGATORS  # noqa: E402
+from kdkit.data.reviews import _NEGATORS  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
 from kdkit.schemes import OfflineDistillation, Supervised  # noqa: E402
 from kdkit.settings import TrainSettings  # noqa: E402

@@ -90,7 +90,7 @@ def load(run_dir: str | Path, model: str = "student_kd", device: str = "cpu") ->
     net.eval()
     vocab = None
     if meta["kind"] == "text":
-        from kdkit.data.text import Vocabulary
+        from kdkit.data.vocabulary import Vocabulary
 
         vocab = Vocabulary.load(run_dir / VOCAB)
     return LoadedModel(net, model, list(meta["class_names"]), shape, meta["kind"], meta.get("preprocessing"), vocab,

@@ -14,7 +14,7 @@ def prediction_rows(loaded: Any, names: list[str], x: Tensor, raw: list[Any]) ->
     """Header and rows; per-token runs show each word of the text with its tag (padding left out)."""
     proba = loaded.predict_proba(x)
     if proba.ndim == 3:  # sequence labelling: (N, L, C)
-        from kdkit.data.text import tokenize
+        from kdkit.data.vocabulary import tokenize
 
         rows = [["input", "tags"]]
         for name, text, p in zip(names, raw, proba, strict=True):

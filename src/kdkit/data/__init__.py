@@ -16,7 +16,7 @@ from kdkit.errors import ConfigError
 GENERATED: dict[str, str] = {
     "mnist1d": "kdkit.data.builtin:mnist1d",
     "digits": "kdkit.data.builtin:digits",
-    "synthetic_reviews": "kdkit.data.text:synthetic_reviews",
+    "synthetic_reviews": "kdkit.data.reviews:synthetic_reviews",
     "synthetic_tagging": "kdkit.data.tagging:synthetic_tagging",
 }
 # sources read from files or packages: name -> function(data_config, seed) -> DataBundle
@@ -39,7 +39,8 @@ _EXPORTS: dict[str, str] = {
     "UNLABELLED": "kdkit.labels", "DataBundle": "kdkit.data.builtin", "Indexed": "kdkit.loaders",
     "make_loader": "kdkit.loaders", "RawTextBundle": "kdkit.data.raw_text",
     "load_text_files_raw": "kdkit.data.raw_text", "load_rotten_tomatoes": "kdkit.data.rotten_tomatoes",
-    "TextBundle": "kdkit.data.text", "Vocabulary": "kdkit.data.text", "load_text_files": "kdkit.data.text",
+    "TextBundle": "kdkit.data.text_files", "Vocabulary": "kdkit.data.vocabulary",
+    "load_text_files": "kdkit.data.text_files",
 }
 
 

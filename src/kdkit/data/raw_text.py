@@ -19,8 +19,9 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from kdkit.data.text import TextBundle, Vocabulary, read_text_splits
+from kdkit.data.text_files import TextBundle, read_text_splits
 from kdkit.data.text_transfer import tang_transfer_set
+from kdkit.data.vocabulary import Vocabulary
 from kdkit.labels import UNLABELLED
 from kdkit.models.raw_text import WordTokenized, encode_texts
 
@@ -98,7 +99,7 @@ __all__ = ["DEFAULT_MAX_BYTES", "RawTextBundle", "load_text_files_raw", "raw_dat
 def load_text_files_config(cfg: Any, seed: int) -> Any:
     """Data source ``text_files``: kdkit's word ids, or with ``raw_text`` the texts themselves (each model tokenizes
     them its own way; ``transfer_size`` adds Tang et al.'s augmented copies)."""
-    from kdkit.data.text import load_text_files
+    from kdkit.data.text_files import load_text_files
 
     args = (cfg.train_file, cfg.test_file, cfg.val_file, cfg.text_column, cfg.label_column, cfg.max_len,
             cfg.min_freq, cfg.max_vocab, cfg.val_fraction, seed)

@@ -28,8 +28,9 @@ from typing import Any
 from sklearn.model_selection import train_test_split
 
 from kdkit.data.raw_text import DEFAULT_MAX_BYTES, raw_text_bundle
-from kdkit.data.text import TextBundle, Vocabulary, _dataset, unlabelled_texts
+from kdkit.data.text_files import TextBundle, _dataset, unlabelled_texts
 from kdkit.data.text_transfer import tang_transfer_set
+from kdkit.data.vocabulary import Vocabulary
 from kdkit.errors import ConfigError, DataError
 
 CLASSES = ["fresh", "rotten"]

@@ -14,16 +14,9 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from kdkit.data.text import (
-    _INTENSIFIERS,
-    _MILD,
-    _NEGATORS,
-    _NOUNS,
-    _STRONG,
-    _VERBS,
-    TextBundle,
-    Vocabulary,
-)
+from kdkit.data.reviews import _INTENSIFIERS, _MILD, _NEGATORS, _NOUNS, _STRONG, _VERBS
+from kdkit.data.text_files import TextBundle
+from kdkit.data.vocabulary import Vocabulary
 from kdkit.errors import ConfigError
 from kdkit.labels import UNLABELLED
 

@@ -1,0 +1,35 @@
+"""data/text.py split by concept (issue 15 item 3): vocabulary, files, generator; kdkit.data.text keeps the old
+import paths (run metadata names kdkit.data.text.Vocabulary) as the very same objects."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import kdkit.data.reviews as reviews
+import kdkit.data.text as text
+import kdkit.data.text_files as text_files
+import kdkit.data.vocabulary as vocabulary
+from kdkit.data import GENERATED
+
+
+def _imports(module: object) -> set[str]:
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))  # type: ignore[attr-defined]
+    return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | {
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+
+
+def test_the_old_module_reexports_the_same_objects() -> None:
+    assert text.Vocabulary is vocabulary.Vocabulary and text.tokenize is vocabulary.tokenize
+    assert text.TextBundle is text_files.TextBundle and text.load_text_files is text_files.load_text_files
+    assert text.synthetic_reviews is reviews.synthetic_reviews and text.compose is reviews.compose
+    assert set(text.__all__) <= set(dir(text))
+    assert GENERATED["synthetic_reviews"] == "kdkit.data.reviews:synthetic_reviews"
+
+
+def test_each_part_depends_only_on_the_parts_below_it() -> None:
+    # the vocabulary needs neither files nor the generator (nor scikit-learn); files do not need the generator
+    assert not {"kdkit.data.text_files", "kdkit.data.reviews", "kdkit.data.text", "sklearn.model_selection"} \
+        & _imports(vocabulary)
+    assert not {"kdkit.data.reviews", "kdkit.data.text"} & _imports(text_files)
+    assert "kdkit.data.text" not in _imports(reviews)
