@@ -150,3 +150,21 @@ def test_mutual_runs_written_before_the_change_still_load_and_given_losses_are_r
     assert parse_config({**mutual, "distill": {**mutual["distill"], "losses": [{"name": "kd"}]}})
     with pytest.raises(ConfigError, match="mutual learning uses distill.scheme.T"):
         parse_config({**mutual, "distill": {**mutual["distill"], "losses": [{"name": "kd", "T": 2.0}]}})
+
+
+def test_mutual_learning_options_have_one_owner_too() -> None:
+    from kdkit.schemes import mutual
+
+    params = inspect.signature(mutual.MutualLearning.__init__).parameters
+    scheme = parse_config({**RAW, "distill": {"scheme": {"name": "mutual"}}}).distill.scheme
+    assert (scheme.T, scheme.alpha) == (params["T"].default, params["alpha"].default)
+    assert (params["T"].default, params["alpha"].default) == (mutual.DEFAULT_T, mutual.DEFAULT_ALPHA)
+    config_src = ast.parse((SRC / "config.py").read_text(encoding="utf-8"))
+    literal_defaults = [kw.lineno for call in ast.walk(config_src) if isinstance(call, ast.Call)
+                        and getattr(call.func, "id", "") == "Field" for kw in [*call.args[:1]]
+                        if isinstance(kw, ast.Constant) and kw.value in (mutual.DEFAULT_T, mutual.DEFAULT_ALPHA)
+                        and any(k.arg == "description" and "mutual" in str(getattr(k.value, "value", ""))
+                                for k in call.keywords)]
+    assert literal_defaults == []
+    with pytest.raises(ConfigError, match=r"distill.scheme.T: MutualLearning temperature T must be > 0 \(got 0"):
+        parse_config({**RAW, "distill": {"scheme": {"name": "mutual", "T": 0.0}}})

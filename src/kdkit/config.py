@@ -16,6 +16,7 @@ from pydantic import (
     PositiveInt,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -199,6 +200,14 @@ class ModelConfig(_Strict):
         return self
 
 
+def _mutual_default(name: str) -> float:
+    """Mutual learning's own default for T or alpha (kdkit.schemes.mutual owns them; imported when a config is
+    parsed, which loads torch for the model registry anyway)."""
+    from kdkit.schemes import mutual
+
+    return {"T": mutual.DEFAULT_T, "alpha": mutual.DEFAULT_ALPHA}[name]
+
+
 # the keys each scheme reads (besides `name`); any other key given is a mistake worth one line
 SCHEME_KEYS: dict[str, set[str]] = {
     "offline": set(),
@@ -228,8 +237,10 @@ class SchemeConfig(_Strict):
     weights: list[float] | None = Field(None, description="multi_teacher: one weight per teacher, `teacher` first")
     combine: Literal["probs", "logits"] = Field("probs", description="multi_teacher: average probabilities or logits")
     peers: list[ModelConfig] = Field(default_factory=list, description="mutual: peers; none = one like the student")
-    T: float = Field(1.0, gt=0, description="mutual: temperature")
-    alpha: float = Field(0.5, ge=0, le=1, description="mutual: weight of the hard-label loss")
+    T: float = Field(default_factory=lambda: _mutual_default("T"), description="mutual: temperature (default: "
+                     "kdkit.schemes.mutual.DEFAULT_T)")
+    alpha: float = Field(default_factory=lambda: _mutual_default("alpha"), description="mutual: weight of the "
+                         "hard-label loss (default: kdkit.schemes.mutual.DEFAULT_ALPHA)")
     decay: float = Field(0.999, gt=0, lt=1, description="self_distill: EMA decay of the teacher's weights")
     warmup_epochs: int = Field(0, ge=0, description="self_distill: epochs in which the teacher copies the student")
     num_samples: int | None = Field(None, ge=1, description="data_free: inputs to synthesise (default: as many as "
@@ -239,6 +250,17 @@ class SchemeConfig(_Strict):
     tv_weight: float = Field(1e-3, ge=0, description="data_free: weight of the total-variation prior")
     generations: int = Field(2, ge=1, description="born_again: students in the chain, the last one the distilled "
                              "student (1: plain offline distillation)")
+
+    @field_validator("T", "alpha")
+    @classmethod
+    def _mutual_range(cls, value: float, info: ValidationInfo) -> float:
+        from kdkit.schemes.mutual import check_mutual_options  # the scheme owns its ranges
+
+        try:
+            check_mutual_options(**{info.field_name: value})
+        except ConfigError as err:  # the value is shown by the config error line itself
+            raise ValueError(str(err).rsplit(", got ", 1)[0]) from None
+        return value
 
     @model_validator(mode="after")
     def _keys_of_this_scheme(self) -> SchemeConfig:

@@ -23,6 +23,22 @@ from kdkit.losses.kd import hard_label_ce, soft_target_kl
 from kdkit.schemes.base import Scheme
 from kdkit.taps import Taps
 
+# mutual learning's defaults, the only ones: MutualLearning takes them, and so does a config's distill.scheme when
+# it names mutual without T or alpha (kdkit.config reads them from here)
+DEFAULT_T = 1.0
+DEFAULT_ALPHA = 0.5
+
+
+def check_mutual_options(T: float | None = None, alpha: float | None = None,
+                         label_smoothing: float | None = None) -> None:
+    """The ranges of the options given (None: not checked); MutualLearning and config parsing both check here."""
+    if T is not None and not T > 0:
+        raise ConfigError(f"MutualLearning temperature T must be > 0, got {T}")
+    if alpha is not None and not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"MutualLearning alpha must be in [0, 1], got {alpha}")
+    if label_smoothing is not None and not 0.0 <= label_smoothing < 1.0:
+        raise ConfigError(f"MutualLearning label_smoothing must be in [0, 1), got {label_smoothing}")
+
 
 class MutualLearning(Scheme):
     """The student and its peers teach each other; all of them are trained.
@@ -34,18 +50,13 @@ class MutualLearning(Scheme):
     """
 
     def __init__(
-        self, student: nn.Module, peers: Sequence[nn.Module], T: float = 1.0, alpha: float = 0.5,
+        self, student: nn.Module, peers: Sequence[nn.Module], T: float = DEFAULT_T, alpha: float = DEFAULT_ALPHA,
         label_smoothing: float = 0.0,
     ) -> None:
         peers = list(peers)
         if not peers:
             raise ConfigError("MutualLearning needs at least one peer network besides the student; got none")
-        if not T > 0:
-            raise ConfigError(f"MutualLearning temperature T must be > 0, got {T}")
-        if not 0.0 <= alpha <= 1.0:
-            raise ConfigError(f"MutualLearning alpha must be in [0, 1], got {alpha}")
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ConfigError(f"MutualLearning label_smoothing must be in [0, 1), got {label_smoothing}")
+        check_mutual_options(T=T, alpha=alpha, label_smoothing=label_smoothing)
         if len({id(m) for m in [student, *peers]}) != 1 + len(peers):
             # the same module twice would be optimised twice per step and teach itself
             raise ConfigError("MutualLearning got the same module twice among student and peers; pass distinct models")
