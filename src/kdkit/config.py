@@ -208,6 +208,19 @@ def _mutual_default(name: str) -> float:
     return {"T": mutual.DEFAULT_T, "alpha": mutual.DEFAULT_ALPHA}[name]
 
 
+def refuse_stray_scheme_keys(scheme: BaseModel, keys_of: dict[str, set[str]]) -> None:
+    """ValueError naming the keys set on `scheme` that its `name` does not read (and the schemes that do). A key
+    counts as given when it differs from its default: a resolved config (all keys written out, as in a run
+    directory's config.yaml) then parses again."""
+    defaults = type(scheme).model_construct()
+    stray = sorted(k for k in set(type(scheme).model_fields) - {"name"}
+                   if k not in keys_of[scheme.name] and getattr(scheme, k) != getattr(defaults, k))
+    if stray:
+        owners = sorted({n for n, keys in keys_of.items() if set(stray) & keys})
+        raise ValueError(f"{', '.join(stray)} do{'es' if len(stray) == 1 else ''} not apply to scheme "
+                         f"'{scheme.name}' (only to: {', '.join(owners)}); remove it or change scheme.name")
+
+
 # the keys each scheme reads (besides `name`); any other key given is a mistake worth one line
 SCHEME_KEYS: dict[str, set[str]] = {
     "offline": set(),
@@ -264,15 +277,7 @@ class SchemeConfig(_Strict):
 
     @model_validator(mode="after")
     def _keys_of_this_scheme(self) -> SchemeConfig:
-        # a key counts as given when it differs from its default: a resolved config (all keys written out, as in a
-        # run directory's config.yaml) then parses again
-        defaults = SchemeConfig.model_construct()
-        stray = sorted(k for k in set(type(self).model_fields) - {"name"}
-                       if k not in SCHEME_KEYS[self.name] and getattr(self, k) != getattr(defaults, k))
-        if stray:
-            owners = sorted({n for n, keys in SCHEME_KEYS.items() if set(stray) & keys})
-            raise ValueError(f"{', '.join(stray)} do{'es' if len(stray) == 1 else ''} not apply to scheme "
-                             f"'{self.name}' (only to: {', '.join(owners)}); remove it or change scheme.name")
+        refuse_stray_scheme_keys(self, SCHEME_KEYS)
         if self.name == "assistants" and not self.assistants:
             raise ValueError("scheme 'assistants' needs at least one model under assistants, e.g. "
                              "[{name: cnn1d, params: {width: 24}}]")

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from kdkit.config import ModelConfig, _Strict, format_validation_error
+from kdkit.config import ModelConfig, _Strict, format_validation_error, refuse_stray_scheme_keys
 from kdkit.errors import ConfigError
 from kdkit.schema_types import LaxPath
 from kdkit.settings import TrainSettings
@@ -107,13 +107,7 @@ class LMSchemeConfig(_Strict):
 
     @model_validator(mode="after")
     def _keys_of_this_scheme(self) -> LMSchemeConfig:
-        defaults = LMSchemeConfig.model_construct()
-        stray = sorted(k for k in set(type(self).model_fields) - {"name"}
-                       if k not in SCHEME_KEYS[self.name] and getattr(self, k) != getattr(defaults, k))
-        if stray:
-            owners = sorted({n for n, keys in SCHEME_KEYS.items() if set(stray) & keys})
-            raise ValueError(f"{', '.join(stray)} do{'es' if len(stray) == 1 else ''} not apply to scheme "
-                             f"'{self.name}' (only to: {', '.join(owners)}); remove it or change scheme.name")
+        refuse_stray_scheme_keys(self, SCHEME_KEYS)
         return self
 
 

@@ -130,7 +130,9 @@ def calibration_section(run: RunData, rows: list[dict[str, Any]]) -> Section:
     ])
 
 
-def curves_section(run: RunData) -> Section:
+def curves_section(run: Any, accuracy: str = "accuracy") -> Section:
+    """Loss terms, accuracy (`accuracy` names it: an LM run's is next-token accuracy) and agreement per epoch, from
+    a run's `history` (metrics.jsonl records) and `labels` (a RunData or an LM run alike)."""
     section = Section("Training curves")
     curves = numbers.curves(run.history)
     if not curves:
@@ -139,7 +141,7 @@ def curves_section(run: RunData) -> Section:
         return section
     losses = {model: numbers.loss_terms(series) for model, series in curves.items()}
     section.blocks.append(Text("Per epoch, from metrics.jsonl: the total loss (solid) and every loss term (dotted) "
-                               "as raw, unweighted values; accuracy on training (solid) and validation (dashed) "
+                               f"as raw, unweighted values; {accuracy} on training (solid) and validation (dashed) "
                                "data; validation agreement with the teacher where the scheme has one."))
     section.blocks.append(Image("training_curves", figures.training_curves(curves, losses, run.labels),
                                 "training curves"))

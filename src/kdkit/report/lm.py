@@ -21,8 +21,8 @@ from kdkit.errors import RunDirError
 from kdkit.lm.metrics import summarize_units
 from kdkit.lm.rundir import COLUMNS, LABELS, QUALITY, ROLES, LMRun, format_value, is_lm_run, load_lm_run
 from kdkit.lm.verdict import lm_run_verdict, lm_seeds_verdict, verdict_metric
-from kdkit.report import figures, numbers
-from kdkit.report.document import Document, Image, Section, Table, Text
+from kdkit.report.build import curves_section
+from kdkit.report.document import Document, Section, Table, Text
 from kdkit.report.html import render_html
 from kdkit.report.markdown import render_markdown
 from kdkit.verdict import Verdict
@@ -86,23 +86,6 @@ def summary(rows: dict[str, dict[str, Any]]) -> str:
     return "; ".join(parts) + "."
 
 
-def curves_section(run: LMRun) -> Section:
-    section = Section("Training curves")
-    curves = numbers.curves(run.history)
-    if not curves:
-        section.blocks.append(Text("No training curves: metrics.jsonl is missing or has no per-epoch records.",
-                                   note=True))
-        return section
-    losses = {model: numbers.loss_terms(series) for model, series in curves.items()}
-    section.blocks += [
-        Text("Per epoch, from metrics.jsonl: the total loss (solid) and every loss term (dotted) as raw, unweighted "
-             "values; next-token accuracy on training (solid) and validation (dashed) data; validation agreement "
-             "with the teacher where the scheme has one."),
-        Image("training_curves", figures.training_curves(curves, losses, run.labels), "training curves"),
-    ]
-    return section
-
-
 def build_lm_document(run: LMRun) -> Document:
     rows = lm_rows(run)
     data = run.results.get("data", {})
@@ -128,7 +111,7 @@ def build_lm_document(run: LMRun) -> Document:
     verdict_section = Section(TITLE, [Text(verdict.headline), *(Text(a.text(), note=True) for a in verdict.advice),
                                       Text(EXPLAIN)])
     return Document(f"kdkit report: {data.get('name', run.path.name)} (language model)", subtitle,
-                    [overview, verdict_section, curves_section(run)])
+                    [overview, verdict_section, curves_section(run, accuracy="next-token accuracy")])
 
 
 def write_lm_report(run_dir: str | Path, figure_dir: str = "report_figures") -> tuple[Path, Path, list[Path]]:
