@@ -1,0 +1,91 @@
+"""The README cannot drift: every command of its time table runs as written and succeeds, and every `error:`
+example it shows is the line kdkit prints for that mistake. (The stated times are checked by
+bench/readme_times.py, a benchmark, not here.)"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from readme_table import ROOT, prepare_workdir, readme_rows
+
+from kdkit.cli import main
+
+ROWS = readme_rows()
+RUN_SLOW = os.environ.get("KDKIT_SLOW") == "1"
+
+
+def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exit_info:
+        code = exit_info.code or 0
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("readme")
+    prepare_workdir(path)
+    return path
+
+
+def test_the_table_lists_the_quick_demo_first_within_its_promise() -> None:
+    assert ROWS[0].command.startswith("kdkit demo --quick") and ROWS[0].seconds <= 30
+
+
+# in order: later rows read the run directory the quick demo wrote
+@pytest.mark.parametrize("row", ROWS, ids=[r.command for r in ROWS])
+def test_each_readme_command_runs_as_written(row, workdir, capsys, monkeypatch) -> None:
+    if row.slow and not RUN_SLOW:
+        pytest.skip(f"stated {row.seconds:.0f} s on 2 cores; KDKIT_SLOW=1 runs it")
+    monkeypatch.chdir(workdir)
+    code, err = _cli(row.argv, capsys)
+    assert code == 0, f"`{row.command}` exited {code}: {err}"
+
+
+def _readme_error_lines() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return [line for block in re.findall(r"```\n(.*?)```", text, re.S) for line in block.splitlines()
+            if line.startswith("error:")]
+
+
+def _bad_key(tmp_path: Path, capsys, monkeypatch) -> str:
+    cfg = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+    cfg["teacher"]["nmae"] = cfg["teacher"].pop("name")
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    monkeypatch.chdir(tmp_path)
+    return _cli(["train", "bad.yaml"], capsys)[1]
+
+
+def _disk_full(tmp_path: Path, capsys, monkeypatch) -> str:
+    import kdkit.checkpoint
+
+    real = kdkit.checkpoint.save_file
+
+    def full(tensors, path, metadata=None):
+        if "teacher.resume" in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(tensors, path, metadata=metadata)
+
+    monkeypatch.setattr(kdkit.checkpoint, "save_file", full)
+    monkeypatch.chdir(tmp_path)
+    return _cli(["demo", "--quick"], capsys)[1]  # writes runs/demo, as in the README's line
+
+
+# README error line (a distinctive part) -> how to make kdkit print it
+REPRODUCTIONS = {"teacher.nmae": _bad_key, "No space left on device": _disk_full}
+
+
+@pytest.mark.parametrize("line", _readme_error_lines())
+def test_each_readme_error_example_is_what_kdkit_prints(line, tmp_path, capsys, monkeypatch) -> None:
+    make = next((fn for key, fn in REPRODUCTIONS.items() if key in line), None)
+    assert make is not None, f"README shows an error with no reproduction in this test: {line}"
+    printed = [row for row in make(tmp_path, capsys, monkeypatch).splitlines() if row.strip()]
+    assert printed == [line]
