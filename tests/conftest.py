@@ -14,3 +14,18 @@ def _own_teacher_cache(tmp_path_factory, monkeypatch):
     """Each test keeps distill.cache_teacher's files in a folder of its own, never in the user's ~/.cache, so no
     test reads outputs another test wrote (subprocesses inherit the variable)."""
     monkeypatch.setenv("KDKIT_CACHE_DIR", str(tmp_path_factory.mktemp("teacher-cache")))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A finished tiny run (tests/hostile.py's TINY config) for the hostile-input and fuzzing tests to damage copies
+    of or to predict with."""
+    from hostile import TINY, cli
+
+    from kdkit.strict_yaml import dump_yaml
+
+    folder = tmp_path_factory.mktemp("tiny")
+    (folder / "c.yaml").write_text(dump_yaml({**TINY, "output_dir": str(folder / "run")}))
+    done = cli(["train", folder / "c.yaml"])
+    assert done.code == 0, done.err + done.crash
+    return folder / "run"

@@ -14,11 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hostile import TINY, assert_refused, cli, fingerprint, fuzz_settings, write_config
+from hostile import assert_refused, cli, fingerprint, fuzz_settings, write_config
 from hypothesis import given
 from hypothesis import strategies as st
-
-from kdkit.strict_yaml import dump_yaml
 
 CORRUPTIONS = ["ragged_long", "ragged_short", "infinite", "no_features", "latin1", "nul", "not_a_number"]
 
@@ -134,15 +132,6 @@ def test_text_files_name_the_broken_line(n, how, data):
             "teacher": {"name": "text_bow", "params": {}}, "student": {"name": "text_bow", "params": {}}})
         assert_refused(cli(["train", config]), "train.csv", f"line {line}")
         assert not (tmp / "run").exists()
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny")
-    (folder / "c.yaml").write_text(dump_yaml({**TINY, "output_dir": str(folder / "run")}))
-    done = cli(["train", folder / "c.yaml"])
-    assert done.code == 0, done.err + done.crash
-    return folder / "run"
 
 
 @pytest.mark.fuzz_long

@@ -197,15 +197,6 @@ def test_a_refused_run_leaves_the_earlier_run_as_it_was(tmp_path, tiny_run):
 # ------------------------------------------------------------------------------------------------ run directories
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny")
-    (folder / "c.yaml").write_text(dump_yaml({**TINY, "output_dir": str(folder / "run")}))
-    done = cli(["train", folder / "c.yaml"])
-    assert done.code == 0, done.err + done.crash
-    return folder / "run"
-
-
 def _truncate(path: Path, size: int = 40) -> None:
     path.write_bytes(path.read_bytes()[:size])
 

@@ -130,7 +130,7 @@ def _units(run_dir: Path) -> dict[str, dict[str, np.ndarray]]:
 
 def load_lm_run(run_dir: str | Path) -> LMRun:
     """Everything a report needs from an LM run directory; RunDirError naming what is missing or damaged."""
-    from kdkit.report.rundir import _history, _results
+    from kdkit.report.rundir import _results, history_and_config
 
     run_dir = Path(run_dir)
     if not (run_dir / "predictions.npz").is_file():
@@ -141,20 +141,7 @@ def load_lm_run(run_dir: str | Path) -> LMRun:
     if missing:
         raise RunDirError(f"{run_dir}/results.json lacks {', '.join(missing)}; {AGAIN}")
     run = LMRun(run_dir, results, _units(run_dir))
-    if (run_dir / "metrics.jsonl").is_file():
-        run.history = _history(run_dir / "metrics.jsonl")
-    else:
-        run.notes.append("metrics.jsonl is missing, so there are no training curves")
-    if (run_dir / "config.yaml").is_file():
-        import yaml
-
-        try:
-            run.config = yaml.safe_load((run_dir / "config.yaml").read_text())
-        except (yaml.YAMLError, UnicodeDecodeError):
-            run.config = None
-        if not isinstance(run.config, dict):
-            run.config = None
-            run.notes.append("config.yaml is damaged (not a YAML mapping), so the run's settings are not shown")
+    run.history, run.config = history_and_config(run_dir, run.notes)
     return run
 
 

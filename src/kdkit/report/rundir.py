@@ -187,18 +187,27 @@ def load_run(run_dir: str | Path) -> RunData:
     else:
         data.notes.append("predictions.npz has no distillation-data (train_*) predictions, so fidelity is shown "
                           f"on test data only; {REBUILD.format(run_dir=run_dir)} to add them")
+    data.history, data.config = history_and_config(run_dir, data.notes)
+    return data
+
+
+def history_and_config(run_dir: Path, notes: list[str]) -> tuple[list[dict[str, Any]], dict | None]:
+    """metrics.jsonl's epoch records and config.yaml's settings, for any run kind; a missing or damaged file costs
+    the report its curves or settings, nothing more, and adds a line to `notes` saying so."""
+    history: list[dict[str, Any]] = []
     if (run_dir / "metrics.jsonl").is_file():
-        data.history = _history(run_dir / "metrics.jsonl")
+        history = _history(run_dir / "metrics.jsonl")
     else:
-        data.notes.append("metrics.jsonl is missing, so there are no training curves")
+        notes.append("metrics.jsonl is missing, so there are no training curves")
+    config = None
     if (run_dir / "config.yaml").is_file():
         import yaml
 
         try:
-            data.config = yaml.safe_load((run_dir / "config.yaml").read_text())
+            config = yaml.safe_load((run_dir / "config.yaml").read_text())
         except (yaml.YAMLError, UnicodeDecodeError):
-            data.config = None
-        if not isinstance(data.config, dict):  # a damaged config costs the report its settings, nothing more
-            data.config = None
-            data.notes.append("config.yaml is damaged (not a YAML mapping), so the run's settings are not shown")
-    return data
+            config = None
+        if not isinstance(config, dict):
+            config = None
+            notes.append("config.yaml is damaged (not a YAML mapping), so the run's settings are not shown")
+    return history, config
