@@ -293,14 +293,10 @@ def train_configured(raw: dict[str, Any], seed: int, bundle, student: torch.nn.M
     config's settings (the student-alone row, the same batch order)."""
     from kdkit.data import make_loader
     from kdkit.pipeline import distillation_set
+    from kdkit.plans import build_plan
     from kdkit.schemes import Supervised
     from kdkit.terms import build_terms
     from kdkit.trainer import fit
-
-    try:
-        from kdkit.plans import SCHEME_PLANS
-    except ImportError:  # kdkit before the plans moved out of kdkit.schemes
-        from kdkit.schemes.from_config import SCHEME_PLANS
 
     cfg = parse_config({**raw, "seed": seed})
     s = cfg.settings("distill")
@@ -308,7 +304,7 @@ def train_configured(raw: dict[str, Any], seed: int, bundle, student: torch.nn.M
         fit(Supervised(student, s.label_smoothing), make_loader(bundle.train, s.batch_size, shuffle=True, seed=seed),
             val, s, name="student alone")
         return
-    plan = SCHEME_PLANS[cfg.distill.scheme.name](cfg, bundle, student, teacher, build_terms(cfg.distill.losses))
+    plan = build_plan(cfg, bundle, student, teacher, build_terms(cfg.distill.losses))
     distill_set = distillation_set(cfg, bundle)
     plan.distill(distill_set, make_loader(distill_set, s.batch_size, shuffle=True, seed=seed), val, s, None)
 

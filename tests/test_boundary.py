@@ -20,8 +20,8 @@ from kdkit.data import UNLABELLED, build_data, make_loader
 from kdkit.data.boundary import TOKEN_IDS, boundary_samples
 from kdkit.errors import ConfigError, DataError, ModelError
 from kdkit.pipeline import check_boundary, run
-from kdkit.plans import OfflinePlan
 from kdkit.schemes import Supervised
+from kdkit.schemes.offline import OfflinePlan
 
 D, C = 8, 3
 

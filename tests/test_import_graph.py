@@ -1,5 +1,5 @@
-"""The import graph reads one way (issue 15 item 1): config -> plans -> schemes. A scheme is a training step or an
-orchestration of steps; it never reads the config, the pipeline or the plans built from them."""
+"""The import graph reads one way (issue 15 item 1): config -> plans -> schemes -> trainer -> step. A scheme is a
+training step or an orchestration of steps; it never reads the config, the pipeline or the plans built from them."""
 
 from __future__ import annotations
 
@@ -40,3 +40,10 @@ def test_no_scheme_imports_the_config_the_pipeline_or_the_plans() -> None:
 def test_only_the_listed_schemes_still_import_the_data_package() -> None:
     offenders = {p.name for p in SCHEMES.glob("*.py") if _imports_any(p, ("kdkit.data",))}
     assert offenders == DATA_IMPORTS_LEFT
+
+
+def test_the_trainer_and_the_step_interface_import_no_scheme() -> None:
+    """Schemes (steps and orchestrators alike) call the trainer; the trainer sees only kdkit.step.Scheme."""
+    root = SCHEMES.parent
+    assert not _imports_any(root / "trainer.py", ("kdkit.schemes",))
+    assert not _imports_any(root / "step.py", ("kdkit.schemes", "kdkit.trainer"))

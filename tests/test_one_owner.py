@@ -148,7 +148,7 @@ def test_mutual_runs_written_before_the_change_still_load_and_given_losses_are_r
     mutual = {**RAW, "distill": {"scheme": {"name": "mutual"}}}
     assert parse_config({**mutual, "distill": {**mutual["distill"], "losses": OLDER_RUNS_NO_LOSSES}})
     assert parse_config({**mutual, "distill": {**mutual["distill"], "losses": [{"name": "kd"}]}})
-    with pytest.raises(ConfigError, match="mutual learning uses distill.scheme.T"):
+    with pytest.raises(ConfigError, match="scheme .mutual. does not read distill.losses .its options are peers, T"):
         parse_config({**mutual, "distill": {**mutual["distill"], "losses": [{"name": "kd", "T": 2.0}]}})
 
 

@@ -11,8 +11,8 @@ from torch import nn
 from toy import toy_data as _data
 from toy import toy_net as _net
 
-import kdkit.plans
 import kdkit.schemes.assistants
+import kdkit.schemes.plan
 from kdkit import OfflineDistillation, Supervised, TrainSettings, build_terms, fit
 from kdkit.config import parse_config
 from kdkit.data import build_data, make_loader
@@ -227,7 +227,7 @@ def test_the_pipeline_starts_only_the_distilled_student_near_the_trained_teacher
             return real(scheme, *args, **kwargs)
         return wrapped
 
-    monkeypatch.setattr(kdkit.plans, "fit", recording(kdkit.plans.fit))
+    monkeypatch.setattr(kdkit.schemes.plan, "fit", recording(kdkit.schemes.plan.fit))
     monkeypatch.setattr(kdkit.pipeline, "fit", recording(kdkit.pipeline.fit))
     run(cfg, quick_cost=True)
     random_start = build_student(cfg, build_data(cfg.data, cfg.seed)).state_dict()

@@ -14,7 +14,7 @@ from kdkit import OfflineDistillation, Supervised, TrainSettings, build_terms, f
 from kdkit.checkpoint import save_state
 from kdkit.data import Indexed, make_loader
 from kdkit.errors import DataError, ModelError, NonFiniteLossError, StorageError
-from kdkit.schemes.base import Scheme
+from kdkit.step import Scheme
 
 QUIET = {"progress": False}
 

@@ -11,24 +11,23 @@ from typing import Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     PositiveInt,
     PrivateAttr,
+    SerializeAsAny,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from kdkit.built_terms import BuiltTerms, terms_of
 from kdkit.errors import ConfigError
-from kdkit.schema_types import STRICT, LaxPath, PixelSize
+from kdkit.model_config import ModelConfig
+from kdkit.schema_types import LaxPath, PixelSize, StrictModel
+from kdkit.schemes.registry import SchemeOptions, scheme_options, schemes
 from kdkit.settings import TrainSettings
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(**STRICT, protected_namespaces=())  # see kdkit.schema_types
+_Strict = StrictModel  # every section: strict types, no unknown keys (see kdkit.schema_types)
 
 
 class Normalization(_Strict):
@@ -162,134 +161,6 @@ class DataConfig(_Strict):
         return self
 
 
-class ModelConfig(_Strict):
-    name: str
-    params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the model builder")
-    checkpoint: LaxPath | None = Field(None, description="weights to load (.safetensors or a torch state dict)")
-    train: dict[str, Any] = Field(default_factory=dict, description="overrides of the top-level train settings")
-    quantize: Literal["x86", "fbgemm", "qnnpack"] | None = Field(
-        None, description="student only: train it quantization-aware (fake int8) and measure its int8 conversion "
-        "for this CPU backend (x86; qnnpack for ARM)",
-    )
-
-    @field_validator("checkpoint")
-    @classmethod
-    def _exists(cls, path: Path | None) -> Path | None:
-        if path is not None and not path.is_file():
-            raise ValueError(f"file not found: {path} (give the path of a .safetensors or .pt weights file)")
-        return path
-
-    @field_validator("params")
-    @classmethod
-    def _pretrained_exists(cls, params: dict[str, Any]) -> dict[str, Any]:
-        # checked here so a wrong path fails before any data is loaded or model trained
-        path = params.get("pretrained")
-        if isinstance(path, str) and not Path(path).is_file():
-            raise ValueError(f"params.pretrained: file not found: {path} (give a local weights file)")
-        return params
-
-    @model_validator(mode="after")
-    def _known_model(self) -> ModelConfig:
-        # the registry checks name and argument names without building: a typo is reported before data is loaded
-        from kdkit.models import check_model_args
-
-        try:
-            check_model_args(self.name, self.params)
-        except ConfigError as err:
-            raise ValueError(str(err)) from None
-        return self
-
-
-def _mutual_default(name: str) -> float:
-    """Mutual learning's own default for T or alpha (kdkit.schemes.mutual owns them; imported when a config is
-    parsed, which loads torch for the model registry anyway)."""
-    from kdkit.schemes import mutual
-
-    return {"T": mutual.DEFAULT_T, "alpha": mutual.DEFAULT_ALPHA}[name]
-
-
-def refuse_stray_scheme_keys(scheme: BaseModel, keys_of: dict[str, set[str]]) -> None:
-    """ValueError naming the keys set on `scheme` that its `name` does not read (and the schemes that do). A key
-    counts as given when it differs from its default: a resolved config (all keys written out, as in a run
-    directory's config.yaml) then parses again."""
-    defaults = type(scheme).model_construct()
-    stray = sorted(k for k in set(type(scheme).model_fields) - {"name"}
-                   if k not in keys_of[scheme.name] and getattr(scheme, k) != getattr(defaults, k))
-    if stray:
-        owners = sorted({n for n, keys in keys_of.items() if set(stray) & keys})
-        raise ValueError(f"{', '.join(stray)} do{'es' if len(stray) == 1 else ''} not apply to scheme "
-                         f"'{scheme.name}' (only to: {', '.join(owners)}); remove it or change scheme.name")
-
-
-# the keys each scheme reads (besides `name`); any other key given is a mistake worth one line
-SCHEME_KEYS: dict[str, set[str]] = {
-    "offline": set(),
-    "assistants": {"assistants"},
-    "multi_teacher": {"teachers", "weights", "combine"},
-    "mutual": {"peers", "T", "alpha"},
-    "self_distill": {"decay", "warmup_epochs"},
-    "data_free": {"num_samples", "steps", "bn_weight", "tv_weight"},
-    "born_again": {"generations"},
-}
-
-
-class SchemeConfig(_Strict):
-    """Who teaches the distilled student; see kdkit.schemes. The teacher and student-alone rows are always trained,
-    so the table compares every scheme with the same two references."""
-
-    name: Literal[
-        "offline", "assistants", "multi_teacher", "mutual", "self_distill", "data_free", "born_again"
-    ] = Field(
-        "offline", description="offline: the teacher; assistants: through intermediate models; multi_teacher: the "
-        "ensemble of the teacher and `teachers`; mutual: peers trained together; self_distill: an EMA of itself; "
-        "data_free: the teacher, on inputs synthesised from it (DeepInversion) instead of the training data; "
-        "born_again: generations shaped like the student, each taught by the one before (Furlanello et al. 2018)",
-    )
-    assistants: list[ModelConfig] = Field(default_factory=list, description="assistants: teacher -> these -> student")
-    teachers: list[ModelConfig] = Field(default_factory=list, description="multi_teacher: teachers besides `teacher`")
-    weights: list[float] | None = Field(None, description="multi_teacher: one weight per teacher, `teacher` first")
-    combine: Literal["probs", "logits"] = Field("probs", description="multi_teacher: average probabilities or logits")
-    peers: list[ModelConfig] = Field(default_factory=list, description="mutual: peers; none = one like the student")
-    T: float = Field(default_factory=lambda: _mutual_default("T"), description="mutual: temperature (default: "
-                     "kdkit.schemes.mutual.DEFAULT_T)")
-    alpha: float = Field(default_factory=lambda: _mutual_default("alpha"), description="mutual: weight of the "
-                         "hard-label loss (default: kdkit.schemes.mutual.DEFAULT_ALPHA)")
-    decay: float = Field(0.999, gt=0, lt=1, description="self_distill: EMA decay of the teacher's weights")
-    warmup_epochs: int = Field(0, ge=0, description="self_distill: epochs in which the teacher copies the student")
-    num_samples: int | None = Field(None, ge=1, description="data_free: inputs to synthesise (default: as many as "
-                                    "the training set)")
-    steps: int = Field(200, ge=1, description="data_free: optimisation steps per synthetic batch")
-    bn_weight: float = Field(1.0, ge=0, description="data_free: weight of the BatchNorm-statistics prior")
-    tv_weight: float = Field(1e-3, ge=0, description="data_free: weight of the total-variation prior")
-    generations: int = Field(2, ge=1, description="born_again: students in the chain, the last one the distilled "
-                             "student (1: plain offline distillation)")
-
-    @field_validator("T", "alpha")
-    @classmethod
-    def _mutual_range(cls, value: float, info: ValidationInfo) -> float:
-        from kdkit.schemes.mutual import check_mutual_options  # the scheme owns its ranges
-
-        try:
-            check_mutual_options(**{info.field_name: value})
-        except ConfigError as err:  # the value is shown by the config error line itself
-            raise ValueError(str(err).rsplit(", got ", 1)[0]) from None
-        return value
-
-    @model_validator(mode="after")
-    def _keys_of_this_scheme(self) -> SchemeConfig:
-        refuse_stray_scheme_keys(self, SCHEME_KEYS)
-        if self.name == "assistants" and not self.assistants:
-            raise ValueError("scheme 'assistants' needs at least one model under assistants, e.g. "
-                             "[{name: cnn1d, params: {width: 24}}]")
-        if self.name == "multi_teacher" and not self.teachers:
-            raise ValueError("scheme 'multi_teacher' needs the other teachers under teachers (the top-level teacher "
-                             "is the first); e.g. [{name: cnn1d, checkpoint: teacher2.safetensors}]")
-        if self.weights is not None and len(self.weights) != 1 + len(self.teachers):
-            raise ValueError(f"weights has {len(self.weights)} values for {1 + len(self.teachers)} teachers "
-                             "(the top-level teacher first); give one per teacher")
-        return self
-
-
 class BoundaryConfig(_Strict):
     """distill.boundary: adversarial samples near the teacher's decision boundary, added to the distillation data
     (Heo et al., AAAI 2019; see kdkit.data.boundary for the update rule)."""
@@ -306,18 +177,16 @@ class BoundaryConfig(_Strict):
                               "falls below this (keeps it on the base side of the boundary)")
 
 
-# the schemes that distil the (top-level) teacher on the distillation set, directly or at the head of a chain
-# (assistants, generations): only there can boundary samples of that teacher be added to it
-BOUNDARY_SCHEMES = ("offline", "assistants", "multi_teacher", "born_again")
-
-
 # the losses that config.yaml files of runs made before KD's defaults moved into the loss (issue 15) hold when their
 # config gave none: not a default, only recognised, so mutual learning runs of that time still load
 OLDER_RUNS_NO_LOSSES = [{"name": "kd", "T": 4.0, "alpha": 0.1}]
 
 
 class DistillConfig(_Strict):
-    scheme: SchemeConfig = Field(default_factory=SchemeConfig, description="who teaches the student")
+    scheme: SerializeAsAny[SchemeOptions] = Field(
+        default_factory=lambda: scheme_options(None), description="who teaches the student: {name: <scheme>, ...its "
+        "keys}; each scheme's file in kdkit.schemes declares its name, keys and defaults (default: offline)",
+    )
     losses: list[dict[str, Any]] = Field(
         default_factory=lambda: [{"name": "kd"}],
         description="loss terms, e.g. [{name: kd, weight: 1.0, T: 4, alpha: 0.1}]; default [{name: kd}]: KD with the "
@@ -345,6 +214,11 @@ class DistillConfig(_Strict):
 
     _built: BuiltTerms | None = PrivateAttr(None)  # the terms parse_config built from `losses`
 
+    @field_validator("scheme", mode="before")
+    @classmethod
+    def _scheme_by_name(cls, raw: Any) -> SchemeOptions:
+        return scheme_options(raw)  # the registry's options model of the scheme `raw` names
+
     def keep_terms(self) -> list[Any]:
         """Build the loss terms (checking every loss's options) and keep them for :meth:`loss_terms`."""
         self._built = None
@@ -358,34 +232,25 @@ class DistillConfig(_Strict):
         return terms_of(self.losses, self._built)
 
     @model_validator(mode="after")
-    def _boundary_fits_the_scheme(self) -> DistillConfig:
-        scheme = self.scheme.name
-        if self.boundary is not None and scheme not in BOUNDARY_SCHEMES:
-            raise ValueError(f"scheme '{scheme}' does not distil the teacher on the distillation data, so boundary "
-                             f"samples would go unused (only {', '.join(BOUNDARY_SCHEMES)} do); remove "
-                             "distill.boundary")
-        return self
-
-    @model_validator(mode="after")
     def _fits_the_scheme(self) -> DistillConfig:
-        scheme = self.scheme.name
-        if self.cache_teacher and scheme not in ("offline", "multi_teacher"):
-            raise ValueError(f"scheme '{scheme}' has no fixed teacher outputs for cache_teacher to keep (only offline "
-                             "and multi_teacher do); set distill.cache_teacher: false")
-        if scheme == "data_free" and [t.get("name") for t in self.losses] != ["kd"]:
-            raise ValueError("scheme 'data_free' distils with one KD term on unlabelled synthetic inputs; give "
-                             "distill.losses: [{name: kd, T: 4}] (alpha is not used)")
-        if scheme == "mutual" and self.losses not in (type(self)().losses, OLDER_RUNS_NO_LOSSES):
-            raise ValueError("mutual learning uses distill.scheme.T and alpha, not distill.losses; remove "
-                             "distill.losses or choose another scheme")
-        return self
-
-    @model_validator(mode="after")
-    def _init_fits_the_scheme(self) -> DistillConfig:
-        scheme = self.scheme.name
-        if self.init_from_teacher is not None and scheme not in ("offline", "born_again"):
+        scheme, name = type(self.scheme), self.scheme.name
+        if self.boundary is not None and not scheme.distils_teacher_on_data:
+            which = ", ".join(n for n, c in schemes().items() if c.distils_teacher_on_data)
+            raise ValueError(f"scheme '{name}' does not distil the teacher on the distillation data, so boundary "
+                             f"samples would go unused (only {which} do); remove distill.boundary")
+        if self.cache_teacher and not scheme.cacheable:
+            which = " and ".join(n for n, c in schemes().items() if c.cacheable)
+            raise ValueError(f"scheme '{name}' has no fixed teacher outputs for cache_teacher to keep (only {which} "
+                             "do); set distill.cache_teacher: false")
+        if not scheme.reads_losses and self.losses not in (type(self)().losses, OLDER_RUNS_NO_LOSSES):
+            own = ", ".join(k for k in scheme.model_fields if k != "name")
+            raise ValueError(f"scheme '{name}' does not read distill.losses (its options are {own} under "
+                             "distill.scheme); remove distill.losses or choose another scheme")
+        self.scheme.check_losses(self.losses)
+        if self.init_from_teacher is not None and not scheme.starts_near_teacher:
+            which = " and ".join(n for n, c in schemes().items() if c.starts_near_teacher)
             raise ValueError(f"init_from_teacher starts the student near the teacher it learns from, which only "
-                             f"schemes offline and born_again have (not '{scheme}'); remove it or change scheme.name")
+                             f"schemes {which} have (not '{name}'); remove it or change scheme.name")
         return self
 
 
@@ -495,7 +360,8 @@ def format_validation_error(err: ValidationError, schema: type[BaseModel], prefi
     more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
     if first["type"] == "extra_forbidden":
         owner = _model_at(schema, loc)
-        known = list(owner.model_fields) if owner else []
+        # a scheme's options: any scheme's keys (the scheme a config names is picked by the registry)
+        known = owner.known_keys() if owner is SchemeOptions else list(owner.model_fields) if owner else []
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(known)}"
         return f"config error at {key}: unknown key; {hint}{more}"
@@ -529,16 +395,15 @@ def parse_config(raw: Any) -> RunConfig:
             raise ConfigError(f"config error at {over}.augment: token_kd distils per-token predictions, and "
                               "augmentation applies to float inputs (images, signals), not token ids; remove it")
     _check_cached_features(cfg, cfg.distill.keep_terms())  # built once here; the run trains with these
-    others = [("teacher", cfg.teacher)] + [(f"distill.scheme.{key}", m) for key in ("assistants", "teachers", "peers")
-                                           for m in getattr(cfg.distill.scheme, key)]
+    others = [("teacher", cfg.teacher), *cfg.distill.scheme.models()]
     _check_param_types([("student", cfg.student), *others])
     for where, model in others:
         if model.quantize is not None:
             raise ConfigError(f"config error at {where}: quantize applies to the student only (both student rows "
                               "train quantization-aware); remove it here")
-    if cfg.distill.scheme.name == "data_free" and cfg.distill.use_transfer and cfg.data.transfer_size:
-        raise ConfigError("config error at data.transfer_size: scheme 'data_free' distils on synthetic inputs only; "
-                          "set data.transfer_size: 0")
+    if not type(cfg.distill.scheme).trains_on_data and cfg.distill.use_transfer and cfg.data.transfer_size:
+        raise ConfigError(f"config error at data.transfer_size: scheme '{cfg.distill.scheme.name}' distils on "
+                          "synthetic inputs only; set data.transfer_size: 0")
     return cfg
 
 
@@ -548,7 +413,7 @@ def _check_cached_features(cfg: RunConfig, terms: list[Any]) -> None:
     batch and cannot be stored per sample; its logits can."""
     if not (cfg.distill.cache_teacher and cfg.data.raw_text):
         return
-    if not any(m.name.startswith("hf:") for m in (cfg.teacher, *cfg.distill.scheme.teachers)):
+    if not any(m.name.startswith("hf:") for m in (cfg.teacher, *(m for _, m in cfg.distill.scheme.models()))):
         return
     from kdkit.terms import tapped_paths
 

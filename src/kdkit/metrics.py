@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import save as safetensors_bytes
-from sklearn.metrics import f1_score
 from torch import nn
 
 from kdkit.labels import UNLABELLED
@@ -45,6 +44,8 @@ def macro_f1(logits: ArrayLike, labels: ArrayLike, num_classes: int | None = Non
     """Unweighted mean of per-class F1 over all classes (absent classes count as 0, like scikit-learn)."""
     labels = _np(labels)
     classes = np.arange(num_classes if num_classes is not None else _np(logits).shape[1])
+    from sklearn.metrics import f1_score  # here: scikit-learn (with scipy) takes longer to import than torch
+
     return float(f1_score(labels, _np(logits).argmax(axis=1), labels=classes, average="macro", zero_division=0))
 
 

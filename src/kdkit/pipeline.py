@@ -32,13 +32,14 @@ from kdkit.data import DataBundle, Indexed, build_data, make_loader
 from kdkit.data.boundary import TOKEN_IDS, BoundarySamples, boundary_samples
 from kdkit.errors import ConfigError, RunDirError
 from kdkit.models import build_from_config
-from kdkit.plans import SCHEME_PLANS, check_outputs, train_or_load
+from kdkit.plans import build_plan, check_outputs, train_or_load
 from kdkit.quantization import convert_quantized, prepare_qat
 from kdkit.report.table import print_table, to_markdown
 from kdkit.resume import resuming
 from kdkit.runinfo import previous_training, processes_note, show_next_steps, show_verdict, training_info
 from kdkit.runmeta import write_meta
 from kdkit.schemes import Supervised
+from kdkit.schemes.registry import CLASSIFICATION, DEFAULT_SCHEME
 from kdkit.spread import conditions_text
 from kdkit.teacher_cache import describe as describe_cache
 from kdkit.trainer import fit, predict, resolve_device, seed_everything
@@ -154,7 +155,7 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
     check_boundary(cfg, bundle)
     # builds the scheme's other models (assistants, teachers, peers, generations) and checks module paths and, for
     # distill.init_from_teacher, that the student has the teacher's architecture, before any training
-    plan = SCHEME_PLANS[cfg.distill.scheme.name](cfg, bundle, models["student_kd"], teacher, terms)
+    plan = build_plan(cfg, bundle, models["student_kd"], teacher, terms)
     run_dir = Path(cfg.output_dir)
     lock = None
     if main:
@@ -199,7 +200,7 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
     if plan.teacher_cache is not None:
         training["teacher_cache"] = plan.teacher_cache
     rows = evaluate_models(cfg, bundle, models, run_dir, quick_cost=quick_cost, training=training, console=console)
-    scheme = "" if cfg.distill.scheme.name == "offline" else f", scheme {cfg.distill.scheme.name}"
+    scheme = "" if cfg.distill.scheme.name == DEFAULT_SCHEME[CLASSIFICATION] else f", scheme {cfg.distill.scheme.name}"
     print_table(rows, title=f"kdkit: {cfg.data.name} (test split{scheme}{processes_note(training)})", console=console,
                 caption=cost_note(run_dir / run_guard.TRAINING_OUTPUTS["results"]))
     show_verdict(run_dir, console)
@@ -247,7 +248,7 @@ def evaluate_models(
         where = metrics.model_device(model) if role in int8 else device
         model.to(where)
         preds[f"test_{role}"], preds["test_labels"] = predict(model, test_loader, where)
-        if cfg.distill.scheme.name != "data_free":  # a data-free student never saw the training split
+        if type(cfg.distill.scheme).trains_on_data:  # a data-free student never saw the training split
             preds[f"train_{role}"], preds["train_labels"] = predict(model, distill_loader, where)
     rows = []
     console_note("evaluating all three: timing latency and throughput in interleaved rounds")
@@ -302,7 +303,7 @@ def evaluate_run(run_dir: str | Path, console: Console | None = None, quick_cost
     training = previous_training(Path(run_dir))  # how it was trained stays true when the models are re-measured
     rows = evaluate_models(cfg, bundle, models, Path(run_dir), quick_cost=quick_cost, training=training,
                            console=console, outputs=run_guard.EVALUATION_OUTPUTS, threads=threads)
-    scheme = "" if cfg.distill.scheme.name == "offline" else f", scheme {cfg.distill.scheme.name}"
+    scheme = "" if cfg.distill.scheme.name == DEFAULT_SCHEME[CLASSIFICATION] else f", scheme {cfg.distill.scheme.name}"
     print_table(rows, title=f"kdkit: {cfg.data.name} (test split{scheme}, re-evaluated{processes_note(training)})",
                 console=console, caption=cost_note(Path(run_dir) / run_guard.EVALUATION_OUTPUTS["results"]))
     show_verdict(Path(run_dir), console, run_guard.EVALUATION_OUTPUTS["results"])
@@ -330,8 +331,7 @@ def run_config(run_dir: str | Path) -> RunConfig:
                           "from the config you trained with (kdkit train writes it there unchanged)")
     scheme = raw.get("distill", {}).get("scheme", {}) if isinstance(raw.get("distill", {}), dict) else {}
     scheme = scheme if isinstance(scheme, dict) else {}
-    others = [m for key in ("assistants", "teachers", "peers") if isinstance(scheme.get(key), list)
-              for m in scheme[key]]
+    others = [m for value in scheme.values() if isinstance(value, list) for m in value]  # a scheme's model entries
     for spec in [raw.get("teacher", {}), raw.get("student", {}), *others]:  # the run keeps its weights in models/:
         if isinstance(spec, dict):                                         # no other file is needed
             spec["checkpoint"] = None

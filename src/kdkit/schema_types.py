@@ -10,10 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import ConfigDict, PositiveInt, Strict
+from pydantic import BaseModel, ConfigDict, PositiveInt, Strict
 
 # model_config of every config section: strict types, no NaN or infinity, no unknown keys
 STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class StrictModel(BaseModel):
+    """Base of every config section (and of each scheme's options): STRICT, and field names such as
+    `model_...` allowed."""
+
+    model_config = ConfigDict(**STRICT, protected_namespaces=())
 
 LaxPath = Annotated[Path, Strict(False)]
 PixelSize = PositiveInt | Annotated[tuple[PositiveInt, PositiveInt], Strict(False)]

@@ -31,8 +31,8 @@ from kdkit.checkpoint import save_state
 from kdkit.errors import ConfigError, DataError, NonFiniteLossError
 from kdkit.labels import UNLABELLED
 from kdkit.progress import PlainProgress, is_terminal
-from kdkit.schemes.base import Scheme
 from kdkit.settings import HIGHER_IS_BETTER, TrainSettings
+from kdkit.step import Scheme
 from kdkit.storage import storage_errors
 
 

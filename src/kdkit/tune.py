@@ -34,7 +34,8 @@ from kdkit.data import DataBundle, build_data, make_loader
 from kdkit.errors import ConfigError, KdkitError
 from kdkit.models import build_from_config
 from kdkit.pipeline import boundary_set, build_student, check_boundary, distillation_set
-from kdkit.plans import SCHEME_PLANS, check_init_from_teacher, check_outputs, train_or_load
+from kdkit.plans import build_plan, check_outputs, train_or_load
+from kdkit.schemes.plan import check_init_from_teacher
 from kdkit.settings import HIGHER_IS_BETTER
 from kdkit.studies import open_study
 from kdkit.terms import check_paths, term_labels
@@ -105,17 +106,9 @@ def _suggest(trial: Any, path: str, space: SearchRange) -> Any:
 
 
 def default_space(cfg: RunConfig) -> dict[str, SearchRange]:
-    """What `kdkit tune` searches when the config gives no space: the temperature and the hard-label weight of the
-    scheme, by name (mutual learning keeps them in distill.scheme; data-free KD has no hard-label term; otherwise
-    those of the first loss term, e.g. distill.losses.kd.T)."""
-    if cfg.distill.scheme.name == "mutual":
-        return {"distill.scheme.T": SearchRange(low=1.0, high=10.0, log=True),
-                "distill.scheme.alpha": SearchRange(low=0.0, high=1.0)}
-    first = f"distill.losses.{cfg.distill.losses[0]['name']}"  # the first term of a name is labelled by the name
-    space = {f"{first}.T": SearchRange(low=1.0, high=10.0, log=True)}
-    if cfg.distill.scheme.name != "data_free":
-        space[f"{first}.alpha"] = SearchRange(low=0.0, high=1.0)
-    return space
+    """What `kdkit tune` searches when the config gives no space: the scheme says (by default the temperature and
+    the hard-label weight of the first loss term, e.g. distill.losses.kd.T; see SchemeOptions.tune_space)."""
+    return {path: SearchRange(**r) for path, r in cfg.distill.scheme.tune_space(cfg.distill.losses).items()}
 
 
 def search_space(cfg: RunConfig) -> dict[str, SearchRange]:
@@ -147,7 +140,8 @@ def check_space(cfg: RunConfig, bundle: DataBundle | None = None, teacher: nn.Mo
             student = build_student(trial, bundle)
             check_outputs(student, bundle, "student")
             check_paths(student, teacher, trial.distill.loss_terms())
-            check_init_from_teacher(trial, student, teacher)
+            check_init_from_teacher(trial.distill.init_from_teacher, trial.student.quantize is not None, student,
+                                    teacher)
 
 
 def _end(space: SearchRange, end: int) -> Any:
@@ -235,7 +229,7 @@ def tune(cfg: RunConfig, trials: int | None = None, console: Console | None = No
         return boundaries[key]
 
     prunable = cfg.tune.prune and (cfg.tune.metric not in ("agreement", "predictive_kl")
-                                   or cfg.distill.scheme.name == "offline")
+                                   or type(cfg.distill.scheme).logs_fidelity)
 
     def objective(trial: Any) -> float:
         try:
@@ -248,8 +242,7 @@ def tune(cfg: RunConfig, trials: int | None = None, console: Console | None = No
         values = {path: _suggest(trial, path, s) for path, s in space.items()}
         trial_cfg = trial_config(raw, values)
         student = build_student(trial_cfg, bundle)  # the same initial weights as the student-alone row
-        plan = SCHEME_PLANS[trial_cfg.distill.scheme.name](
-            trial_cfg, bundle, student, teacher, trial_cfg.distill.loss_terms())  # the terms parsing built
+        plan = build_plan(trial_cfg, bundle, student, teacher, trial_cfg.distill.loss_terms())  # terms parsing built
         distill_set = distillation_set(trial_cfg, bundle, boundary_for(trial_cfg))  # the same data as `kdkit train`
         s = trial_cfg.settings("distill").model_copy(update={"progress": False})
 

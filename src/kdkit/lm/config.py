@@ -21,11 +21,12 @@ import difflib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
-from kdkit.config import ModelConfig, _Strict, format_validation_error, refuse_stray_scheme_keys
+from kdkit.config import ModelConfig, _Strict, format_validation_error
 from kdkit.errors import ConfigError
 from kdkit.schema_types import LaxPath
+from kdkit.schemes.registry import LM, SchemeOptions, scheme_options
 from kdkit.settings import TrainSettings
 
 DIVERGENCES = ("forward_kl", "reverse_kl", "jsd", "tv")
@@ -36,11 +37,6 @@ SOURCE_KEYS: dict[str, dict[str, Any]] = {
     "lm_files": {"train_file": None, "test_file": None, "val_file": None, "seq_len": 128, "mode": "packed",
                  "prompt_key": "prompt", "response_key": "response", "text_key": "text", "val_fraction": 0.1},
 }
-SCHEME_KEYS: dict[str, set[str]] = {
-    "offline": set(), "sequence_level": {"greedy", "temperature"},
-    "on_policy": {"lam", "sample_temperature", "max_new_tokens"}, "topk_cache": {"k", "shard_size"},
-}
-
 
 class LMDataConfig(_Strict):
     name: str = Field(description="synthetic_addition (generated) or lm_files (your .txt / .jsonl)")
@@ -94,25 +90,15 @@ class LMDataConfig(_Strict):
         return {key: getattr(self, key) for key in SOURCE_KEYS[self.name]}
 
 
-class LMSchemeConfig(_Strict):
-    name: Literal["offline", "sequence_level", "on_policy", "topk_cache"] = Field(
-        "sequence_level", description="who writes the student's targets; see kdkit.lm.config")
-    greedy: bool = Field(True, description="sequence_level: the teacher answers greedily (else samples)")
-    temperature: float = Field(1.0, gt=0, description="sequence_level: sampling temperature when not greedy")
-    lam: float = Field(0.5, ge=0, le=1, description="on_policy: share of steps on the student's own samples")
-    sample_temperature: float = Field(1.0, gt=0, description="on_policy: the student's sampling temperature")
-    max_new_tokens: int | None = Field(None, ge=1, description="on_policy: longest sample (default: longest answer)")
-    k: int = Field(32, ge=1, description="topk_cache: log-probabilities kept per token")
-    shard_size: int = Field(4096, ge=1, description="topk_cache: rows per safetensors shard")
-
-    @model_validator(mode="after")
-    def _keys_of_this_scheme(self) -> LMSchemeConfig:
-        refuse_stray_scheme_keys(self, SCHEME_KEYS)
-        return self
-
-
 class LMDistillConfig(_Strict):
-    scheme: LMSchemeConfig = Field(default_factory=LMSchemeConfig)
+    scheme: SerializeAsAny[SchemeOptions] = Field(
+        default_factory=lambda: scheme_options(None, LM), description="who writes the student's targets: "
+        "{name: <scheme>, ...its keys}; the language-model schemes of kdkit.schemes (default: sequence_level)")
+
+    @field_validator("scheme", mode="before")
+    @classmethod
+    def _scheme_by_name(cls, raw: Any) -> SchemeOptions:
+        return scheme_options(raw, LM)  # the registry's options model of the language-model scheme `raw` names
     losses: list[dict[str, Any]] = Field(default_factory=lambda: [{"name": "ce"}, {"name": "forward_kl", "T": 1.0}],
                                          description="loss terms, e.g. [{name: ce}, {name: jsd, beta: 0.5}]")
     train: dict[str, Any] = Field(default_factory=dict, description="overrides for the distilled student")

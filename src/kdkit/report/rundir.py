@@ -156,6 +156,14 @@ def _scheme(run_dir: Path) -> str:
         return "offline"
 
 
+def _trains_on_data(scheme: str) -> bool:
+    """Whether the scheme's student learns from the data's inputs (a scheme kdkit no longer knows: assume so)."""
+    from kdkit.schemes.registry import schemes  # the scheme files, with torch: only for a run without train_*
+
+    options = schemes().get(scheme)
+    return options is None or options.trains_on_data
+
+
 def load_run(run_dir: str | Path) -> RunData:
     """Everything a report needs from `run_dir`; RunDirError naming the missing pieces when it is incomplete."""
     run_dir = Path(run_dir)
@@ -182,8 +190,9 @@ def load_run(run_dir: str | Path) -> RunData:
         if data.train.logits["teacher"].shape[1] != data.num_classes:
             raise RunDirError(f"{run_dir}/predictions.npz: train and test logits have different numbers of classes; "
                               + REBUILD.format(run_dir=run_dir))
-    elif _scheme(run_dir) == "data_free":
-        data.notes.append("a data-free run distils on synthetic inputs only, so fidelity is shown on test data")
+    elif not _trains_on_data(_scheme(run_dir)):
+        data.notes.append(f"scheme '{_scheme(run_dir)}' distils on synthetic inputs only, so fidelity is shown on "
+                          "test data")
     else:
         data.notes.append("predictions.npz has no distillation-data (train_*) predictions, so fidelity is shown "
                           f"on test data only; {REBUILD.format(run_dir=run_dir)} to add them")

@@ -1,9 +1,12 @@
-"""Training schemes: who teaches whom in a step.
+"""Training schemes: who teaches whom. One file per scheme holds its options (a ``SchemeOptions`` subclass, found
+by kdkit.schemes.registry), its plan (kdkit.schemes.plan) and what trains:
 
-Step schemes (a ``Scheme``: offline, mutual, self, multi-teacher, ...) are called by the trainer; orchestrating
-schemes (assistants, born-again, data-free, sequence-level) call the trainer. The names below are imported on first
-use (PEP 562) so that ``kdkit.trainer`` can import ``kdkit.schemes.base`` without pulling in the orchestrators,
-which import the trainer themselves.
+- step schemes (a ``kdkit.step.Scheme``: offline, mutual, self_distill, multi_teacher, on_policy, topk_cache), whose
+  ``losses`` the trainer calls every batch;
+- orchestrating schemes (assistants, born_again, data_free, sequence_level), which call the trainer several times.
+
+Both call kdkit.trainer; the trainer sees only kdkit.step, so the import graph reads one way. The names below are
+imported on first use (PEP 562): ``import kdkit.schemes`` stays cheap.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import importlib
 from typing import Any
 
 _EXPORTS: dict[str, str] = {
-    "Scheme": "base", "Supervised": "supervised", "OfflineDistillation": "offline", "MutualLearning": "mutual",
+    "Scheme": "kdkit.step", "Supervised": "supervised", "OfflineDistillation": "offline", "MutualLearning": "mutual",
     "SelfDistillation": "self_distill", "MultiTeacherDistillation": "multi_teacher",
     "OnPolicyDistillation": "on_policy", "TopKCacheDistillation": "topk_cache",
     "distill_through_assistants": "assistants", "distill_born_again": "born_again",
@@ -26,4 +29,4 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'kdkit.schemes' has no attribute '{name}'")
-    return getattr(importlib.import_module(f"kdkit.schemes.{module}"), name)
+    return getattr(importlib.import_module(module if "." in module else f"kdkit.schemes.{module}"), name)

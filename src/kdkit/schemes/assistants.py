@@ -15,14 +15,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field, model_validator
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from kdkit.adapters import example_inputs
 from kdkit.errors import ConfigError
+from kdkit.model_config import ModelConfig
 from kdkit.schemes.offline import OfflineDistillation
+from kdkit.schemes.plan import PlanInputs, SchemePlan
+from kdkit.schemes.registry import SchemeOptions
 from kdkit.settings import TrainSettings
 from kdkit.terms import LossTerm, build_terms, check_paths
 from kdkit.trainer import FitResult, fit
@@ -90,3 +94,39 @@ def distill_through_assistants(
         for param, flag in zip(model.parameters(), grad_flags[id(model)], strict=True):
             param.requires_grad_(flag)
     return results
+
+
+class AssistantsOptions(SchemeOptions):
+    """assistants: the teacher teaches the first assistant, each assistant the next, the last the student (TAKD)."""
+
+    name: Literal["assistants"] = "assistants"
+    assistants: list[ModelConfig] = Field(default_factory=list, description="teacher -> these -> student")
+    distils_teacher_on_data = True
+
+    @model_validator(mode="after")
+    def _some_assistant(self) -> AssistantsOptions:
+        if not self.assistants:
+            raise ValueError("scheme 'assistants' needs at least one model under assistants, e.g. "
+                             "[{name: cnn1d, params: {width: 24}}]")
+        return self
+
+    def models(self) -> list[tuple[str, ModelConfig]]:
+        return [("distill.scheme.assistants", m) for m in self.assistants]
+
+    def plan(self, inputs: PlanInputs) -> SchemePlan:
+        return AssistantsPlan(self, inputs)
+
+
+class AssistantsPlan(SchemePlan):
+    options: AssistantsOptions
+
+    def __init__(self, options: AssistantsOptions, inputs: PlanInputs) -> None:
+        super().__init__(options, inputs)
+        for i, spec in enumerate(options.assistants, start=1):
+            self.extra_models[f"assistant{i}"] = inputs.build(spec, inputs.seed + 200 + i)
+        self.check_chain([self.teacher, *self.extra_models.values(), self.student])
+
+    def distill(self, distill_set: Dataset, train_loader: DataLoader, val_loader: DataLoader | None,
+                settings: TrainSettings, run_dir: Path | None, on_epoch: Callable | None = None) -> None:
+        distill_through_assistants(self.teacher, list(self.extra_models.values()), self.student,
+                                   self.inputs.term_specs, train_loader, val_loader, settings, run_dir, "student_kd")

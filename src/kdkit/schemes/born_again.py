@@ -16,15 +16,19 @@ architecture; kdkit allows any teacher (a larger one gives the chain its startin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
+from pydantic import Field
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from kdkit.errors import ConfigError
 from kdkit.models.init import check_lam, check_same_architecture, teacher_near_init
 from kdkit.schemes.assistants import TermSpecs, distill_through_assistants
+from kdkit.schemes.plan import PlanInputs, SchemePlan
+from kdkit.schemes.registry import SchemeOptions
 from kdkit.settings import TrainSettings
 from kdkit.trainer import FitResult
 
@@ -65,3 +69,35 @@ def distill_born_again(
 
     return distill_through_assistants(teacher, generations[:-1], generations[-1], terms, train_loader, val_loader,
                                       settings, run_dir, name, stage_label="gen", prepare=prepare)
+
+
+class BornAgainOptions(SchemeOptions):
+    """born_again: generations shaped like the student, each taught by the one before (Furlanello et al. 2018)."""
+
+    name: Literal["born_again"] = "born_again"
+    generations: int = Field(2, ge=1, description="students in the chain, the last one the distilled student "
+                             "(1: plain offline distillation)")
+    distils_teacher_on_data = True
+    starts_near_teacher = True
+
+    def plan(self, inputs: PlanInputs) -> SchemePlan:
+        return BornAgainPlan(self, inputs)
+
+
+class BornAgainPlan(SchemePlan):
+    """Generations 1 .. k-1 are built like the student, each from its own seed, and saved as gen1, gen2, ...; the
+    distilled student is generation k. With init_from_teacher every generation starts near its own teacher."""
+
+    options: BornAgainOptions
+
+    def __init__(self, options: BornAgainOptions, inputs: PlanInputs) -> None:
+        super().__init__(options, inputs)
+        for g in range(1, options.generations):
+            self.extra_models[f"gen{g}"] = inputs.build(inputs.student_spec, inputs.seed + 400 + g)
+        self.check_chain([self.teacher, *self.extra_models.values(), self.student])
+
+    def distill(self, distill_set: Dataset, train_loader: DataLoader, val_loader: DataLoader | None,
+                settings: TrainSettings, run_dir: Path | None, on_epoch: Callable | None = None) -> None:
+        distill_born_again(self.teacher, [*self.extra_models.values(), self.student], self.inputs.term_specs,
+                           train_loader, val_loader, settings, run_dir, "student_kd",
+                           init_from_teacher=self.inputs.init_from_teacher)

@@ -14,19 +14,24 @@ synthesis asked for, the teacher's output is what it actually answered, and only
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Literal
 
+from pydantic import Field
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from kdkit.errors import DataError
+from kdkit.errors import ConfigError, DataError, ModelError
 from kdkit.loaders import Indexed, make_loader
 from kdkit.losses.kd import DEFAULT_T
-from kdkit.schemes.inversion import SyntheticData, synthesize
+from kdkit.schemes.inversion import BATCHNORMS, SyntheticData, synthesize
 from kdkit.schemes.offline import OfflineDistillation
+from kdkit.schemes.plan import PlanInputs, SchemePlan
+from kdkit.schemes.registry import SchemeOptions
 from kdkit.settings import TrainSettings
 from kdkit.terms import build_terms
-from kdkit.trainer import FitResult, fit
+from kdkit.trainer import FitResult, fit, resolve_device
 
 
 def distill_data_free(
@@ -58,4 +63,56 @@ def distill_data_free(
         scheme.close()
 
 
-__all__ = ["SyntheticData", "distill_data_free", "synthesize"]
+class DataFreeOptions(SchemeOptions):
+    """data_free: the teacher teaches on inputs synthesised from it (DeepInversion) instead of the training data."""
+
+    name: Literal["data_free"] = "data_free"
+    num_samples: int | None = Field(None, ge=1, description="inputs to synthesise (default: as many as the training "
+                                    "set)")
+    steps: int = Field(200, ge=1, description="optimisation steps per synthetic batch")
+    bn_weight: float = Field(1.0, ge=0, description="weight of the BatchNorm-statistics prior")
+    tv_weight: float = Field(1e-3, ge=0, description="weight of the total-variation prior")
+    trains_on_data = False
+
+    def check_losses(self, losses: list[dict[str, Any]]) -> None:
+        if [t.get("name") for t in losses] != ["kd"]:
+            raise ValueError("scheme 'data_free' distils with one KD term on unlabelled synthetic inputs; give "
+                             "distill.losses: [{name: kd, T: 4}] (alpha is not used)")
+
+    def tune_space(self, losses: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {"distill.losses.kd.T": {"low": 1.0, "high": 10.0, "log": True}}  # no hard-label term to weigh
+
+    def plan(self, inputs: PlanInputs) -> SchemePlan:
+        return DataFreePlan(self, inputs)
+
+
+class DataFreePlan(SchemePlan):
+    """The trained teacher's inputs are synthesised (DeepInversion) and the student distilled on them alone; the
+    real validation split is only logged: the student ends at its last epoch, not chosen by real data."""
+
+    options: DataFreeOptions
+
+    def __init__(self, options: DataFreeOptions, inputs: PlanInputs) -> None:
+        super().__init__(options, inputs)
+        # checked now, so that a run that cannot work stops before the teacher and the student alone train
+        if not inputs.example.is_floating_point():
+            raise ConfigError("scheme 'data_free' optimises continuous inputs; it cannot synthesise token ids "
+                              "(text): choose another scheme for text data")
+        if options.bn_weight > 0 and not any(isinstance(m, BATCHNORMS) for m in self.teacher.modules()):
+            raise ModelError(f"scheme 'data_free' matches the teacher's BatchNorm statistics, but "
+                             f"{type(self.teacher).__name__} has no BatchNorm layer; use a teacher with BatchNorm or "
+                             "set distill.scheme.bn_weight: 0")
+
+    def distill(self, distill_set: Dataset, train_loader: DataLoader, val_loader: DataLoader | None,
+                settings: TrainSettings, run_dir: Path | None, on_epoch: Callable | None = None) -> None:
+        o, run = self.options, self.inputs
+        synthetic = synthesize(self.teacher, o.num_samples or run.num_train, run.input_shape, run.num_classes,
+                               steps=o.steps, bn_weight=o.bn_weight, tv_weight=o.tv_weight, seed=settings.seed,
+                               device=resolve_device(settings.device))
+        # the config holds one kd term (checked when parsed); its T, defaulted by the loss itself when not given
+        distill_data_free(self.student, self.teacher, synthetic, T=float(self.terms[0].loss.T),
+                          settings=settings.model_copy(update={"keep": "last"}), val_loader=val_loader,
+                          run_dir=run_dir, name="student_kd")
+
+
+__all__ = ["DataFreeOptions", "SyntheticData", "distill_data_free", "synthesize"]

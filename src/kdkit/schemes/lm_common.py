@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -10,6 +10,7 @@ from torch import Tensor
 from kdkit.errors import ConfigError
 from kdkit.losses import build_loss
 from kdkit.losses.token_divergence import TokenDivergence
+from kdkit.schemes.registry import LM, SchemeOptions
 
 
 def build_divergence(divergence: str | TokenDivergence, **options: Any) -> TokenDivergence:
@@ -29,4 +30,11 @@ def prompt_lengths(y: Tensor) -> Tensor:
     return first + 1
 
 
-__all__ = ["build_divergence", "prompt_lengths"]
+class LMOfflineOptions(SchemeOptions):
+    """offline (language models): token-level KD on the labelled data with distill.losses (e.g. ce + forward_kl)."""
+
+    name: Literal["offline"] = "offline"
+    family = LM
+
+
+__all__ = ["LMOfflineOptions", "build_divergence", "prompt_lengths"]

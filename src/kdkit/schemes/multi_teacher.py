@@ -24,12 +24,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
 
 import torch
+from pydantic import Field, model_validator
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 from kdkit.errors import ConfigError, ModelError
+from kdkit.model_config import ModelConfig
 from kdkit.schemes.offline import OfflineDistillation
+from kdkit.schemes.plan import PlanInputs, SchemePlan
+from kdkit.schemes.registry import SchemeOptions
 from kdkit.taps import LOGITS, Taps
 from kdkit.terms import LossTerm
 
@@ -109,3 +116,48 @@ class MultiTeacherDistillation(OfflineDistillation):
         super().close()
         for taps in self.other_taps:
             taps.remove()
+
+
+class MultiTeacherOptions(SchemeOptions):
+    """multi_teacher: the ensemble of the top-level teacher and `teachers` teaches the student."""
+
+    name: Literal["multi_teacher"] = "multi_teacher"
+    teachers: list[ModelConfig] = Field(default_factory=list, description="teachers besides the top-level one")
+    weights: list[float] | None = Field(None, description="one weight per teacher, the top-level teacher first")
+    combine: Literal["probs", "logits"] = Field("probs", description="average probabilities or logits")
+    distils_teacher_on_data = True
+    cacheable = True
+
+    @model_validator(mode="after")
+    def _teachers_and_weights(self) -> MultiTeacherOptions:
+        if not self.teachers:
+            raise ValueError("scheme 'multi_teacher' needs the other teachers under teachers (the top-level teacher "
+                             "is the first); e.g. [{name: cnn1d, checkpoint: teacher2.safetensors}]")
+        if self.weights is not None and len(self.weights) != 1 + len(self.teachers):
+            raise ValueError(f"weights has {len(self.weights)} values for {1 + len(self.teachers)} teachers "
+                             "(the top-level teacher first); give one per teacher")
+        return self
+
+    def models(self) -> list[tuple[str, ModelConfig]]:
+        return [("distill.scheme.teachers", m) for m in self.teachers]
+
+    def plan(self, inputs: PlanInputs) -> SchemePlan:
+        return MultiTeacherPlan(self, inputs)
+
+
+class MultiTeacherPlan(SchemePlan):
+    """The other teachers are built now (each from its own seed) and trained on the labels, or loaded from their
+    checkpoints, once the top-level teacher is ready."""
+
+    options: MultiTeacherOptions
+
+    def __init__(self, options: MultiTeacherOptions, inputs: PlanInputs) -> None:
+        super().__init__(options, inputs)
+        for i, spec in enumerate(options.teachers, start=2):
+            self.extra_models[f"teacher{i}"] = inputs.build(spec, inputs.seed + 100 + i)
+
+    def scheme(self, distill_set: Dataset, run_dir: Path | None) -> MultiTeacherDistillation:
+        for (role, model), spec in zip(self.extra_models.items(), self.options.teachers, strict=True):
+            self.inputs.train_or_load(model, spec, run_dir, role)
+        return MultiTeacherDistillation(self.student, [self.teacher, *self.extra_models.values()], self.terms,
+                                        self.options.weights, self.options.combine, self.cache_size(distill_set))

@@ -14,24 +14,30 @@ in :func:`kdkit.losses.kd.soft_target_kl`; rows labelled -1 are left out of CE.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
+from pydantic import Field, ValidationInfo, field_validator
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 from kdkit.errors import ConfigError, ModelError
 from kdkit.losses.kd import hard_label_ce, soft_target_kl
-from kdkit.schemes.base import Scheme
+from kdkit.model_config import ModelConfig
+from kdkit.schemes.plan import PlanInputs, SchemePlan
+from kdkit.schemes.registry import SchemeOptions
+from kdkit.step import Scheme
 from kdkit.taps import Taps
 
-# mutual learning's defaults, the only ones: MutualLearning takes them, and so does a config's distill.scheme when
-# it names mutual without T or alpha (kdkit.config reads them from here)
+# mutual learning's defaults, the only ones: MutualLearning takes them, and so do its options below
 DEFAULT_T = 1.0
 DEFAULT_ALPHA = 0.5
 
 
 def check_mutual_options(T: float | None = None, alpha: float | None = None,
                          label_smoothing: float | None = None) -> None:
-    """The ranges of the options given (None: not checked); MutualLearning and config parsing both check here."""
+    """The ranges of the options given (None: not checked); MutualLearning and MutualOptions both check here."""
     if T is not None and not T > 0:
         raise ConfigError(f"MutualLearning temperature T must be > 0, got {T}")
     if alpha is not None and not 0.0 <= alpha <= 1.0:
@@ -108,3 +114,45 @@ class MutualLearning(Scheme):
     def eval_logits(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """Student logits and the first peer's, so validation measures how far the two agree."""
         return self.student(x), self.peers[0](x)
+
+
+class MutualOptions(SchemeOptions):
+    """mutual: the student and its peers train together, each taught by the others (Zhang et al. 2018); the
+    teacher row is still trained, as the reference. T and alpha are the scheme's own: distill.losses is not read."""
+
+    name: Literal["mutual"] = "mutual"
+    peers: list[ModelConfig] = Field(default_factory=list, description="peers; none = one built like the student")
+    T: float = Field(DEFAULT_T, description="temperature of the peers' soft targets")
+    alpha: float = Field(DEFAULT_ALPHA, description="weight of the hard-label loss")
+    reads_losses = False
+
+    @field_validator("T", "alpha")
+    @classmethod
+    def _in_range(cls, value: float, info: ValidationInfo) -> float:
+        try:
+            check_mutual_options(**{info.field_name: value})
+        except ConfigError as err:  # the value is shown by the config error line itself
+            raise ValueError(str(err).rsplit(", got ", 1)[0]) from None
+        return value
+
+    def models(self) -> list[tuple[str, ModelConfig]]:
+        return [("distill.scheme.peers", m) for m in self.peers]
+
+    def tune_space(self, losses: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {"distill.scheme.T": {"low": 1.0, "high": 10.0, "log": True},
+                "distill.scheme.alpha": {"low": 0.0, "high": 1.0}}
+
+    def plan(self, inputs: PlanInputs) -> SchemePlan:
+        return MutualPlan(self, inputs)
+
+
+class MutualPlan(SchemePlan):
+    options: MutualOptions
+
+    def __init__(self, options: MutualOptions, inputs: PlanInputs) -> None:
+        super().__init__(options, inputs)
+        for i, spec in enumerate(options.peers or [inputs.student_spec], start=1):
+            self.extra_models[f"peer{i}"] = inputs.build(spec, inputs.seed + 300 + i)
+
+    def scheme(self, distill_set: Dataset, run_dir: Path | None) -> MutualLearning:
+        return MutualLearning(self.student, list(self.extra_models.values()), self.options.T, self.options.alpha)

@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
-from kdkit.adapters import attach_adapters
-from kdkit.schemes.base import Scheme
+from kdkit.adapters import attach_adapters, example_inputs
+from kdkit.schemes.plan import PlanInputs, SchemePlan
+from kdkit.schemes.registry import SchemeOptions
+from kdkit.step import Scheme
 from kdkit.taps import Taps
 from kdkit.teacher_cache import TeacherCache, ValidationOutputs
 from kdkit.terms import LossTerm, active_terms, tapped_paths
@@ -120,3 +125,23 @@ class OfflineDistillation(Scheme):
         """Remove the forward hooks from both models."""
         self.student_taps.remove()
         self.teacher_taps.remove()
+
+
+class OfflineOptions(SchemeOptions):
+    """offline: the trained teacher teaches the student (Hinton et al. 2015, and every loss term of kdkit.losses)."""
+
+    name: Literal["offline"] = "offline"
+    distils_teacher_on_data = True
+    cacheable = True
+    starts_near_teacher = True
+    logs_fidelity = True
+
+    def plan(self, inputs: PlanInputs) -> SchemePlan:
+        return OfflinePlan(self, inputs)
+
+
+class OfflinePlan(SchemePlan):
+    def scheme(self, distill_set: Dataset, run_dir: Path | None) -> OfflineDistillation:
+        self.near_teacher()  # the teacher is trained by now; distillation not begun
+        return OfflineDistillation(self.student, self.teacher, self.terms, cache_size=self.cache_size(distill_set),
+                                   example=example_inputs(distill_set))  # creates adapters where shapes differ

@@ -15,9 +15,10 @@ sampling. The same seed gives the same coin flips and the same samples (sampling
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from kdkit.errors import ConfigError
@@ -26,8 +27,9 @@ from kdkit.lm.generate import generate
 from kdkit.lm.vocab import check_model_vocabularies
 from kdkit.losses.kd import hard_label_ce
 from kdkit.losses.token_divergence import TokenDivergence
-from kdkit.schemes.base import Scheme
 from kdkit.schemes.lm_common import build_divergence, prompt_lengths
+from kdkit.schemes.registry import LM, SchemeOptions
+from kdkit.step import Scheme
 
 
 class OnPolicyDistillation(Scheme):
@@ -107,3 +109,14 @@ class OnPolicyDistillation(Scheme):
 
 
 __all__ = ["OnPolicyDistillation"]
+
+
+class OnPolicyOptions(SchemeOptions):
+    """on_policy (language models, GKD): in a share `lam` of the steps the student samples its answers and the
+    teacher scores them; distill.losses: one token divergence, optionally ce."""
+
+    name: Literal["on_policy"] = "on_policy"
+    lam: float = Field(0.5, ge=0, le=1, description="share of steps on the student's own samples")
+    sample_temperature: float = Field(1.0, gt=0, description="the student's sampling temperature")
+    max_new_tokens: int | None = Field(None, ge=1, description="longest sample (default: longest answer)")
+    family = LM

@@ -15,12 +15,18 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 from kdkit.errors import ConfigError
-from kdkit.schemes.base import Scheme
+from kdkit.schemes.plan import PlanInputs, SchemePlan
+from kdkit.schemes.registry import SchemeOptions
+from kdkit.step import Scheme
 from kdkit.taps import LOGITS, Taps
 from kdkit.terms import LossTerm, active_terms, build_terms, key_paths
 
@@ -113,3 +119,27 @@ class SelfDistillation(Scheme):
             return
         self.teacher.load_state_dict({k.removeprefix("teacher."): v for k, v in state.items() if k != "steps"})
         self.steps = int(state["steps"])
+
+
+class SelfDistillOptions(SchemeOptions):
+    """self_distill: the student is taught by an EMA of its own weights (a mean teacher); the trained teacher is
+    only the reference row."""
+
+    name: Literal["self_distill"] = "self_distill"
+    decay: float = Field(0.999, gt=0, lt=1, description="EMA decay of the teacher's weights")
+    warmup_epochs: int = Field(0, ge=0, description="epochs in which the teacher copies the student")
+
+    def plan(self, inputs: PlanInputs) -> SchemePlan:
+        return SelfDistillPlan(self, inputs)
+
+
+class SelfDistillPlan(SchemePlan):
+    options: SelfDistillOptions
+
+    def __init__(self, options: SelfDistillOptions, inputs: PlanInputs) -> None:
+        super().__init__(options, inputs)
+        self._scheme = SelfDistillation(self.student, self.terms, options.decay, options.warmup_epochs)
+        self.extra_models["ema_teacher"] = self._scheme.teacher
+
+    def scheme(self, distill_set: Dataset, run_dir: Path | None) -> SelfDistillation:
+        return self._scheme

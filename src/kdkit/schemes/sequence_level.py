@@ -11,8 +11,10 @@ the returned dataset instead of Supervised.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -21,6 +23,7 @@ from kdkit.errors import DataError
 from kdkit.lm.generate import generate, pad_prompts
 from kdkit.loaders import make_loader
 from kdkit.metrics import model_device
+from kdkit.schemes.registry import LM, SchemeOptions
 from kdkit.schemes.supervised import Supervised
 from kdkit.settings import TrainSettings
 from kdkit.trainer import FitResult, fit
@@ -64,3 +67,13 @@ def distill_sequence_level(student: nn.Module, teacher: nn.Module, data: LMDatas
 
 
 __all__ = ["distill_sequence_level", "teacher_outputs"]
+
+
+class SequenceLevelOptions(SchemeOptions):
+    """sequence_level (language models): the teacher answers the labelled prompts and the extra `n_transfer`
+    prompts, greedily or sampled at `temperature`, and the student learns those answers with distill.losses."""
+
+    name: Literal["sequence_level"] = "sequence_level"
+    greedy: bool = Field(True, description="the teacher answers greedily (else samples)")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature when not greedy")
+    family = LM

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from kdkit.losses.kd import hard_label_ce
-from kdkit.schemes.base import Scheme
+from kdkit.step import Scheme
 
 
 class Supervised(Scheme):
