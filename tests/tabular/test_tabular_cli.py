@@ -53,19 +53,28 @@ def test_tune_stores_study_in_run_dir_and_fit_reuses_best(csvs, tmp_path: Path) 
     train, test = csvs
     run = tmp_path / "tune"
     args = ["--train", str(train), "--test", str(test), "--target", "Y_LABEL", "--id", "ID", "--n-splits", "3",
+            "--n-jobs", "1",
             "--teacher-params", '{"n_estimators": 20}', "--student-params", '{"n_estimators": 20}']
     result = runner.invoke(app, ["tune", *args, "--teacher", "lightgbm", "--student", "lightgbm",
                                  "--n-trials", "3", "--run-dir", str(run)])
     assert result.exit_code == 0, result.output
     assert (run / "study.db").exists() and "best trial" in result.output
-    best = json.loads((run / "best.json").read_text())
+    best = yaml.safe_load((run / "best.yaml").read_text())  # YAML, as `kdkit tune` writes
     assert 0 <= best["alpha"] <= 0.9 and "num_leaves" in best["student_params"]
+    assert not (run / "best.json").exists()
     again = runner.invoke(app, ["tune", *args, "--teacher", "lightgbm", "--student", "lightgbm", "--n-trials", "1",
                                 "--run-dir", str(run)])
     assert "(4 trials)" in again.output  # the second call joined the stored study
-    fitted = runner.invoke(app, ["fit", *args, "--teacher", "lightgbm", "--from-tune", str(run / "best.json"),
+    fitted = runner.invoke(app, ["fit", *args, "--teacher", "lightgbm", "--from-tune", str(run / "best.yaml"),
                                  "--run-dir", str(tmp_path / "fit")])
     assert fitted.exit_code == 0, fitted.output
+    (tmp_path / "old.json").write_text(json.dumps(best))  # what kdkit tabular tune wrote before it wrote YAML
+    from_json = runner.invoke(app, ["fit", *args, "--teacher", "lightgbm", "--from-tune", str(tmp_path / "old.json"),
+                                    "--run-dir", str(tmp_path / "fit2")])
+    assert from_json.exit_code == 0, from_json.output
+    scores = [json.loads((tmp_path / d / "results.json").read_text()) for d in ("fit", "fit2")]
+    quality = [[{k: r[k] for k in ("model", "accuracy", "nll")} for r in s["rows"]] for s in scores]
+    assert quality[0] == quality[1]  # the same parameters, the same models (timings aside)
 
 
 def test_bad_input_exits_2_with_one_line(csvs, tmp_path: Path) -> None:
@@ -90,6 +99,7 @@ def test_bad_input_exits_2_with_one_line(csvs, tmp_path: Path) -> None:
         (["--target", "Y_LABEL", "--alpha", "2"], "--alpha must be in [0, 1)"),
         (["--target", "Y_LABEL", "--student", "nosuch"], "unknown student 'nosuch'"),
         (["--target", "Y_LABEL", "--teacher-params", "{bad"], "not valid JSON"),
+        (["--target", "Y_LABEL", "--n-jobs", "0"], "--n-jobs must be a non-zero number of threads"),
     ]
     for extra, message in cases:
         result = runner.invoke(app, ["fit", "--train", str(train), "--test", str(test), "--id", "ID",

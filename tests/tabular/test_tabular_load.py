@@ -98,3 +98,22 @@ def test_cli_fit_then_predict(binary_table, tmp_path: Path) -> None:
     bad = runner.invoke(app, ["predict", str(run), "--input", str(tmp_path / "short.csv"), "--id", "ID"])
     assert bad.exit_code == 2 and "missing student column(s) b, kind" in bad.output
     assert len([line for line in bad.output.splitlines() if line.strip()]) == 1
+
+
+@pytest.mark.parametrize(("teacher", "student"), [("catboost", "lightgbm"), ("lightgbm", "xgboost"),
+                                                  ("lightgbm", "catboost"), ("lightgbm", "mlp")])
+def test_a_loaded_model_pickles_like_a_fitted_one(fast, binary_table, tmp_path: Path, teacher, student) -> None:
+    """A model read back from a run directory is as portable as the one that was fitted (no local closures)."""
+    import pickle
+
+    import joblib
+
+    X, y = binary_table
+    model = fast(teacher, student).fit(X, y)
+    save_distiller(model, tmp_path)
+    loaded = load_distiller(tmp_path, trust_joblib=True, teachers=True)
+    _same(pickle.loads(pickle.dumps(loaded)), model, X[STUDENT_COLS])
+    joblib.dump(loaded, tmp_path / "loaded.joblib")
+    again = joblib.load(tmp_path / "loaded.joblib")
+    _same(again, model, X[STUDENT_COLS])
+    np.testing.assert_allclose(again.teacher_predict_proba(X), model.teacher_predict_proba(X), rtol=0, atol=1e-12)

@@ -42,6 +42,8 @@ STUDENT = typer.Option("lightgbm", "--student", help="catboost, lightgbm, xgboos
 MODE = typer.Option("auto", "--student-mode", help="auto, soft, regress, expand")
 SPLITS = typer.Option(5, "--n-splits", help="folds for the teacher's out-of-fold probabilities and the student")
 SEED = typer.Option(0, "--seed")
+N_JOBS = typer.Option(None, "--n-jobs", help="threads of each CatBoost, LightGBM, XGBoost or forest model (-1: every "
+                      "core; default: each library's own setting), as scikit-learn's n_jobs")
 RUN_DIR = typer.Option(None, "--run-dir", help="output directory (default: runs/tabular-<time>)")
 KEEP = typer.Option([], "--keep-column", help="a column that looks like a row id (named like one, or whole numbers "
                     "unique per row and in order) but is a real feature: use it as one")
@@ -76,13 +78,21 @@ def _json(text: str | None, what: str) -> dict:
 
 
 def _best(path: Path) -> dict:
+    """best.yaml of `kdkit tabular tune` (or best.json, which it wrote before it wrote YAML like `kdkit tune`)."""
+    import yaml
+
     try:
-        best = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
-        raise ConfigError(f"{path}: cannot read; give the best.json written by 'kdkit tabular tune'") from None
+        best = yaml.safe_load(Path(path).read_text(encoding="utf-8"))  # JSON is YAML too
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        raise ConfigError(f"{path}: cannot read; give the best.yaml written by 'kdkit tabular tune'") from None
     if not isinstance(best, dict) or not {"teacher_params", "student_params", "alpha"} <= set(best):
-        raise ConfigError(f"{path}: not a best.json from 'kdkit tabular tune'")
+        raise ConfigError(f"{path}: not a best.yaml from 'kdkit tabular tune'")
     return best
+
+
+def _check_n_jobs(n_jobs: int | None) -> None:
+    if n_jobs == 0:  # before the run directory is claimed: nothing is written for a command that cannot run
+        raise ConfigError("--n-jobs must be a non-zero number of threads (-1: every core), or left out")
 
 
 def _run_dir(run_dir: Path | None, kind: str) -> Path:
@@ -165,11 +175,12 @@ def fit(
     alpha: float = typer.Option(0.0, "--alpha", help="student target = (1-alpha)*teacher + alpha*label"),
     n_splits: int = SPLITS,
     seed: int = SEED,
+    n_jobs: int = N_JOBS,
     threshold: bool = typer.Option(True, "--threshold/--no-threshold",
                                    help="binary: tune the decision threshold for macro F1 on out-of-fold rows"),
     teacher_params: str = typer.Option(None, "--teacher-params", help="JSON object, e.g. '{\"depth\": 6}'"),
     student_params: str = typer.Option(None, "--student-params", help="JSON object"),
-    from_tune: Path = typer.Option(None, "--from-tune", help="best.json of 'kdkit tabular tune': its "
+    from_tune: Path = typer.Option(None, "--from-tune", help="best.yaml of 'kdkit tabular tune': its "
                                    "teacher/student parameters and alpha replace the options above"),
     keep_columns: list[str] = KEEP,
     run_dir: Path = RUN_DIR,
@@ -193,10 +204,11 @@ def fit(
         alpha = float(best["alpha"])
     if not 0.0 <= alpha < 1.0:
         raise ConfigError(f"--alpha must be in [0, 1) (alpha 1 is the 'student alone' row), got {alpha}")
+    _check_n_jobs(n_jobs)
     out, lock = _claimed_run_dir(run_dir, overwrite)
     common = dict(student=student, student_columns=task.student_columns, student_params=_json(student_params,
                   "--student-params"), student_mode=student_mode, n_splits=n_splits, random_state=seed,
-                  tune_threshold=threshold, verbose=1)  # verbose: a plain line per fold model, kept by log files
+                  n_jobs=n_jobs, tune_threshold=threshold, verbose=1)  # verbose: a plain line per fold model
     distilled = DistilledClassifier(teacher=teacher, teacher_columns=task.teacher_columns, alpha=alpha,
                                     teacher_params=_json(teacher_params, "--teacher-params"), **common)
     console.print(f"{len(task.X)} rows; teacher sees {len(task.teacher_columns)} columns, "
@@ -297,6 +309,7 @@ def tune(
     student_mode: str = MODE,
     n_splits: int = SPLITS,
     seed: int = SEED,
+    n_jobs: int = N_JOBS,
     n_trials: int = typer.Option(30, "--n-trials", help="trials run by this process"),
     metric: str = typer.Option("log_loss", "--metric", help=", ".join(METRICS)),
     storage: str = typer.Option(None, "--storage",
@@ -311,12 +324,13 @@ def tune(
     """Optuna search over teacher and student parameters and alpha, scored by the student's CV score."""
     from kdkit.tabular.tune import run_study
 
+    _check_n_jobs(n_jobs)
     task = _load(train, test, target, id_columns, student_columns, teacher_columns, n_splits)
     _refuse_ids(task, train, keep_columns)
     out = _run_dir(run_dir, "tune")
     base = dict(teacher=teacher, student=student, teacher_columns=task.teacher_columns,
                 student_columns=task.student_columns, student_mode=student_mode, n_splits=n_splits,
-                random_state=seed,
+                random_state=seed, n_jobs=n_jobs,
                 teacher_params=_json(teacher_params, "--teacher-params"),
                 student_params=_json(student_params, "--student-params"))
     study = run_study(task.X, task.y, base, n_trials=n_trials, metric=metric, run_dir=out, storage=storage,
@@ -329,4 +343,4 @@ def tune(
         table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
     console.print(table)
     console.print(f"study '{study_name}' ({len(study.trials)} trials) in {storage or out / 'study.db'}; "
-                  f"best parameters: {out / 'best.json'}")
+                  f"best parameters: {out / 'best.yaml'}")

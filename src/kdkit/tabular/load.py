@@ -58,12 +58,15 @@ class _Regressor:
         return self._predict(X)
 
 
-def _lightgbm_proba(booster: Any) -> Any:
-    def proba(X: Any) -> np.ndarray:
-        p = np.asarray(booster.predict(X), dtype=np.float64)
-        return np.column_stack([1.0 - p, p]) if p.ndim == 1 else p
+class _LightGBMProba:
+    """A loaded LightGBM booster's class probabilities (a class, not a closure: a loaded model pickles)."""
 
-    return proba
+    def __init__(self, booster: Any) -> None:
+        self.booster = booster
+
+    def __call__(self, X: Any) -> np.ndarray:
+        p = np.asarray(self.booster.predict(X), dtype=np.float64)
+        return np.column_stack([1.0 - p, p]) if p.ndim == 1 else p
 
 
 def _guess_type(entry: dict) -> str:
@@ -93,7 +96,7 @@ def _load_native_unchecked(path: Path, type_name: str, classes: np.ndarray) -> A
         import lightgbm
 
         booster = lightgbm.Booster(model_file=str(path))
-        return _Classifier(_lightgbm_proba(booster), classes) if is_clf else _Regressor(booster.predict)
+        return _Classifier(_LightGBMProba(booster), classes) if is_clf else _Regressor(booster.predict)
     if library == "catboost":
         import catboost
 

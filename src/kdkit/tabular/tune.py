@@ -92,7 +92,8 @@ def run_study(
     tune_alpha: bool = True,
     progress: bool = False,
 ) -> optuna.Study:
-    """Create or join the study, run ``n_trials`` here, write ``best.json`` to ``run_dir``; returns the study."""
+    """Create or join the study, run ``n_trials`` here, write ``best.yaml`` to ``run_dir`` (as `kdkit tune` does;
+    `kdkit tabular fit --from-tune` reads it); returns the study."""
     if metric not in METRICS:
         raise ConfigError(f"unknown metric '{metric}'; choose one of: {', '.join(METRICS)}")
     run_dir = Path(run_dir)
@@ -120,7 +121,11 @@ def run_study(
     best = study.best_trial
     summary = {"metric": metric, "value": best.value, "trial": best.number, "params": best.params,
                **{k: best.user_attrs.get(k) for k in ("teacher_params", "student_params", "alpha")}}
-    (run_dir / "best.json").write_text(json.dumps(summary, indent=2, default=list))
+    from kdkit.checkpoint import write_atomic
+    from kdkit.strict_yaml import dump_yaml
+
+    write_atomic(run_dir / "best.yaml", "# written by kdkit tabular tune: the best trial; reuse it with "
+                 "kdkit tabular fit --from-tune best.yaml\n" + dump_yaml(json.loads(json.dumps(summary, default=list))))
     return study
 
 
