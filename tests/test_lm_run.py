@@ -314,3 +314,102 @@ def test_lm_files_from_a_config_then_report(tmp_path: Path, kind: str) -> None:
     assert ("exact_match" in result.rows["student_kd"]) == (kind == "pairs")
     md = (write_report(result.run_dir).markdown).read_text()
     assert results["verdict"]["headline"] in md
+
+
+def test_evaluate_an_lm_run_measures_the_saved_models_again(two_seeds: list[Path], capsys) -> None:
+    """Rebuilt from config.yaml and models/, the three models give the training's numbers (generation speed
+    aside); results.json is left as it was."""
+    run = two_seeds[0]
+    before = (run / "results.json").read_bytes()
+    _main(["evaluate", str(run)])
+    assert (run / "results.json").read_bytes() == before
+    trained = {r["role"]: r for r in json.loads(before)["rows"]}
+    again = {r["role"]: r for r in json.loads((run / "evaluation.json").read_text())["rows"]}
+    for role, row in trained.items():
+        for key in ("exact_match", "perplexity", "token_accuracy", "agreement", "per_token_kl", "params"):
+            if row.get(key) is not None:
+                assert again[role][key] == pytest.approx(row[key], rel=1e-6, abs=1e-9), (role, key)
+    assert (run / "evaluation.md").is_file() and (run / "evaluation_predictions.npz").is_file()
+    assert "re-evaluated" in capsys.readouterr().out
+
+
+def test_predict_continues_prompts_with_an_lm_run(two_seeds: list[Path], tmp_path: Path, capsys) -> None:
+    from kdkit.lm.evaluate import load_lm_run_models, predict_lm
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("12+34=\n\n7+5=\n")
+    capsys.readouterr()
+    _main(["predict", str(two_seeds[0]), str(prompts), "--model", "teacher", "--max-new-tokens", "3"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "prompt,completion" and [line.split(",")[0] for line in lines[1:]] == ["12+34=", "7+5="]
+    assert all(len(line.split(",", 1)[1]) <= 3 for line in lines[1:])
+    # the same greedy continuation as generating with the loaded teacher directly
+    from kdkit.lm.generate import generate, pad_prompts
+
+    _cfg, data, models = load_lm_run_models(two_seeds[0])
+    ids, lengths = pad_prompts([data.tokenizer.encode("12+34=")], data.tokenizer.pad_token_id)
+    out = generate(models["teacher"], ids, lengths, 3, eos_id=data.tokenizer.eos_token_id)
+    assert lines[1] == "12+34=," + data.tokenizer.decode(out.new[0, : int(out.lengths[0])])
+    with pytest.raises(ConfigError, match="holds no prompt"):
+        empty = tmp_path / "empty.txt"
+        empty.write_text("\n")
+        predict_lm(two_seeds[0], empty)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["export"], "ONNX export of a language-model run is not supported yet"),
+    (["evaluate", "--cost-only"], "run `kdkit evaluate RUN_DIR` without --cost-only"),
+    (["predict", "PROMPTS", "--model", "nosuch"], "unknown model 'nosuch'"),
+])
+def test_commands_that_do_not_apply_to_lm_runs_say_so_in_one_line(two_seeds, tmp_path, capsys, args, message):
+    from kdkit.cli import main
+
+    (tmp_path / "p.txt").write_text("1+1=\n")
+    command = [args[0], str(two_seeds[0]), *[str(tmp_path / "p.txt") if a == "PROMPTS" else a for a in args[1:]]]
+    with pytest.raises(SystemExit) as done:
+        main(command)
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_local_hf_causal_lms_from_a_config_train_evaluate_and_predict(tmp_path: Path, capsys) -> None:
+    """The README's own-model path through YAML: hf_lm: teacher and student folders (written by save_pretrained,
+    one tokenizer), JSONL prompt/response files, `kdkit train`, then `evaluate` and `predict` on the run."""
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = ["<pad>", "<eos>", "<unk>", "one", "two", "three"]
+    raw = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>", eos_token="<eos>",
+                                               pad_token="<pad>")
+    for name, width in (("teacher", 32), ("student", 8)):
+        config = transformers.GPT2Config(vocab_size=len(words), n_positions=16, n_embd=width, n_layer=1, n_head=2)
+        transformers.set_seed(0)
+        transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path / name)
+        tok.save_pretrained(tmp_path / name)
+    rows = [{"prompt": "one two", "response": "three one"}, {"prompt": "two", "response": "one two three"}] * 8
+    (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    config = {
+        "seed": 0, "output_dir": str(tmp_path / "run"),
+        "data": {"name": "lm_files", "train_file": str(tmp_path / "train.jsonl"),
+                 "test_file": str(tmp_path / "train.jsonl"), "seq_len": 8, "mode": "padded"},
+        "teacher": {"name": f"hf_lm:{tmp_path / 'teacher'}", "train": {"epochs": 2}},
+        "student": {"name": f"hf_lm:{tmp_path / 'student'}"},
+        "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3, "progress": False},
+        "distill": {"scheme": {"name": "offline"}, "losses": [{"name": "ce"}, {"name": "forward_kl"}]},
+    }
+    (tmp_path / "lm.yaml").write_text(yaml.safe_dump(config))
+    _main(["train", str(tmp_path / "lm.yaml")])
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    rows_by_role = {r["role"]: r for r in results["rows"]}
+    assert results["kind"] == "lm" and rows_by_role["teacher"]["params"] > rows_by_role["student_kd"]["params"]
+    _main(["evaluate", str(tmp_path / "run")])
+    again = {r["role"]: r for r in json.loads((tmp_path / "run" / "evaluation.json").read_text())["rows"]}
+    assert again["student_kd"]["perplexity"] == pytest.approx(rows_by_role["student_kd"]["perplexity"], rel=1e-6)
+    (tmp_path / "prompts.txt").write_text("one two\n")
+    capsys.readouterr()
+    _main(["predict", str(tmp_path / "run"), str(tmp_path / "prompts.txt"), "--max-new-tokens", "2"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0] == "prompt,completion" and out[1].startswith("one two,")
+    assert set(out[1].split(",", 1)[1].split()) <= set(words[3:])

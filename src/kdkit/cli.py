@@ -133,6 +133,17 @@ def evaluate(
 ) -> None:
     """Re-evaluate the saved models of a run directory and print the table again; writes evaluation.json,
     evaluation.md and evaluation_predictions.npz beside the training's results, which stay as they are."""
+    from kdkit.lm.rundir import is_lm_run
+
+    if is_lm_run(run_dir):  # a language-model run: perplexity, exact match and generation speed (kdkit.lm)
+        from kdkit.errors import ConfigError
+        from kdkit.lm.evaluate import evaluate_lm_run
+
+        if cost_only:
+            raise ConfigError("--cost-only times classification models; a language-model run's generation speed is "
+                              "measured with its quality: run `kdkit evaluate RUN_DIR` without --cost-only")
+        evaluate_lm_run(run_dir, console=console)
+        return
     if cost_only:
         from kdkit.remeasure import remeasure_cost
 
@@ -153,8 +164,12 @@ def export(
     from kdkit.adapters import example_inputs
     from kdkit.errors import ConfigError
     from kdkit.export import export_onnx
+    from kdkit.lm.rundir import is_lm_run
     from kdkit.pipeline import ROLES, load_run_models
 
+    if is_lm_run(run_dir):
+        raise ConfigError("kdkit export writes classification models; ONNX export of a language-model run is not "
+                          "supported yet: load models/student_kd.safetensors in PyTorch (README \"Language models\")")
     if model not in ROLES:
         raise ConfigError(f"unknown model '{model}'; choose one of: {', '.join(ROLES)}")
     target = output or Path(run_dir) / "models" / f"{model}.onnx"
@@ -190,14 +205,24 @@ def predict(
                                   "a .txt with one text per line (text runs)"),
     model: str = typer.Option("student_kd", help="teacher, student_alone or student_kd"),
     output: Path | None = typer.Option(None, "--output", "-o", help="also write the predictions as this CSV"),
+    max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", min=1, help="language-model runs: longest "
+                                              "completion (default: up to the models' context)"),
 ) -> None:
-    """Predict classes of new inputs with a run's model, preprocessed as at training time; prints CSV lines."""
-    from kdkit.inference import load
-    from kdkit.predict_output import prediction_rows, to_csv
+    """Predict classes of new inputs with a run's model, preprocessed as at training time; prints CSV lines. For a
+    language-model run: continue each line of a .txt (greedy), printing prompt and completion."""
+    from kdkit.lm.rundir import is_lm_run
 
-    loaded = load(run_dir, model=model)
-    names, x, raw = loaded.read(inputs)
-    text = to_csv(prediction_rows(loaded, names, x, raw))
+    if is_lm_run(run_dir):
+        from kdkit.lm.evaluate import predict_lm
+
+        text = predict_lm(run_dir, inputs, model=model, max_new_tokens=max_new_tokens)
+    else:
+        from kdkit.inference import load
+        from kdkit.predict_output import prediction_rows, to_csv
+
+        loaded = load(run_dir, model=model)
+        names, x, raw = loaded.read(inputs)
+        text = to_csv(prediction_rows(loaded, names, x, raw))
     console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
     if output is not None:
         from kdkit.checkpoint import write_atomic

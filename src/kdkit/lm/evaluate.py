@@ -1,0 +1,137 @@
+"""`kdkit evaluate` and `kdkit predict` on a language-model run directory (kdkit.lm.rundir).
+
+evaluate rebuilds the run's test split from its config.yaml (the same seed gives the same split and tokenizer),
+loads models/<role>.safetensors and measures the three models again with kdkit.lm.run.measure; it writes
+evaluation.json, evaluation.md and evaluation_predictions.npz beside the training's results, which stay as they
+are (the classification runs' contract, kdkit.run_guard.EVALUATION_OUTPUTS).
+
+predict continues prompts, one per line of a text file, with one of the run's models (greedy decoding, the run's
+tokenizer) and prints one CSV row per prompt: prompt, completion.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from torch import nn
+
+from kdkit.checkpoint import load_weights, write_atomic
+from kdkit.errors import ConfigError, RunDirError
+from kdkit.lm.rundir import LABELS, ROLES, STATS, table_markdown
+from kdkit.run_guard import EVALUATION_OUTPUTS
+from kdkit.textfile import read_text
+
+
+def load_lm_run_models(run_dir: str | Path) -> tuple[Any, Any, dict[str, nn.Module]]:
+    """(config, data, models by role) of a finished LM run: the data rebuilt from config.yaml, the weights from
+    models/ (an hf_lm: teacher is read from its folder again, then given the run's weights)."""
+    import yaml
+
+    from kdkit.lm.config import parse_lm_config
+    from kdkit.lm.run import build_lm_models
+
+    run_dir = Path(run_dir)
+    missing = [p for p in ["config.yaml", *(f"models/{r}.safetensors" for r in ROLES)] if not (run_dir / p).exists()]
+    if missing:
+        raise RunDirError(f"{run_dir} is not a complete language-model run: missing {', '.join(missing)}")
+    try:
+        raw = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        raw = None
+    if not isinstance(raw, dict):
+        raise RunDirError(f"{run_dir}/config.yaml is damaged (not a YAML mapping); restore it from the config you "
+                          "trained with")
+    for role in ("teacher", "student"):  # the run's weights are in models/: no other file is needed
+        if isinstance(raw.get(role), dict):
+            raw[role]["checkpoint"] = None
+    try:
+        cfg = parse_lm_config(raw)
+    except ConfigError as err:
+        raise RunDirError(f"{run_dir}/config.yaml: {err}; restore the file from the config you trained with") \
+            from None
+    data, _transfer, teacher, student = build_lm_models(cfg)
+    models = {"teacher": teacher, "student_alone": student, "student_kd": copy.deepcopy(student)}
+    for role, model in models.items():
+        load_weights(model, run_dir / "models" / f"{role}.safetensors")
+        model.eval()
+    return cfg, data, models
+
+
+def evaluate_lm_run(run_dir: str | Path, console: Console | None = None) -> dict[str, dict[str, float]]:
+    """Measure the run's three models again on its test split; write the evaluation files; print the table."""
+    from kdkit.lm.run import measure
+    from kdkit.lm.verdict import lm_run_verdict
+    from kdkit.trainer import resolve_device
+
+    console = console or Console()
+    run_dir = Path(run_dir)
+    cfg, data, models = load_lm_run_models(run_dir)
+    rows, units = measure(models, data, resolve_device(cfg.train.device))
+    verdict = lm_run_verdict(units, rows, seed=cfg.seed)
+    arrays = {"test_tokens": units["teacher"]["tokens"]}
+    for role in ROLES:
+        arrays.update({f"test_{role}_{key}": units[role][key] for key in STATS if key in units[role]})
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    write_atomic(run_dir / EVALUATION_OUTPUTS["predictions"], buffer.getvalue())
+    table = table_markdown({LABELS[r]: rows[r] for r in ROLES})
+    write_atomic(run_dir / EVALUATION_OUTPUTS["table"], table)
+    results = {"kind": "lm", "evaluated": True, "seed": cfg.seed, "verdict": verdict.as_dict(),
+               "rows": [{"model": LABELS[r], "role": r, **rows[r]} for r in ROLES]}
+    write_atomic(run_dir / EVALUATION_OUTPUTS["results"], json.dumps(results, indent=1))
+    console.print(f"kdkit (lm): {cfg.data.name}, scheme {cfg.distill.scheme.name}, {len(data.test):,} test rows, "
+                  "re-evaluated", highlight=False)
+    console.print(table, soft_wrap=True, markup=False, highlight=False)
+    for line in verdict.lines():
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    return rows
+
+
+def predict_lm(run_dir: str | Path, prompts_file: str | Path, model: str = "student_kd",
+               max_new_tokens: int | None = None) -> str:
+    """CSV text (prompt, completion) of greedy continuations of each line of `prompts_file` by the run's `model`."""
+    from kdkit.lm.generate import generate, pad_prompts
+
+    if model not in ROLES:
+        raise ConfigError(f"unknown model '{model}'; choose one of: {', '.join(ROLES)}")
+    path = Path(prompts_file)
+    if not path.is_file():
+        raise ConfigError(f"prompts file not found: {path} (give a .txt file with one prompt per line)")
+    prompts = [line for line in read_text(path, ConfigError).splitlines() if line.strip()]
+    if not prompts:
+        raise ConfigError(f"{path} holds no prompt; write one prompt per line")
+    _cfg, data, models = load_lm_run_models(run_dir)
+    tokenizer = data.tokenizer
+    encoded = [tokenizer.encode(p) for p in prompts]
+    longest = max(len(e) for e in encoded)
+    if longest >= data.seq_len:
+        raise ConfigError(f"a prompt has {longest} tokens but the models were trained on {data.seq_len}; shorten it")
+    new = max_new_tokens or data.seq_len - longest
+    if new < 1 or longest + new > data.seq_len:
+        raise ConfigError(f"--max-new-tokens must be between 1 and {data.seq_len - longest} for these prompts "
+                          f"(context {data.seq_len} tokens)")
+    eos = tokenizer.eos_token_id
+    pad = getattr(tokenizer, "pad_token_id", None)
+    ids, lengths = pad_prompts(encoded, eos if pad is None else pad)
+    with torch.no_grad():
+        out = generate(models[model], ids, lengths, new, eos_id=eos, pad_id=eos if pad is None else pad)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["prompt", "completion"])
+    for prompt, tokens, n in zip(prompts, out.new.tolist(), out.lengths.tolist(), strict=True):
+        answer = tokens[:n]
+        if answer and answer[-1] == eos:  # the end of the answer, not part of it
+            answer = answer[:-1]
+        writer.writerow([prompt, tokenizer.decode(answer)])
+    return buffer.getvalue()
+
+
+__all__ = ["evaluate_lm_run", "load_lm_run_models", "predict_lm"]
