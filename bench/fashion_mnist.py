@@ -40,7 +40,7 @@ from _protocol import evaluate, log_range, report_command, run_rows, slug, table
 from _results import write_section  # noqa: E402
 
 from kdkit.checkpoint import load_weights, save_weights  # noqa: E402
-from kdkit.config import DataConfig, parse_config  # noqa: E402
+from kdkit.config import parse_config  # noqa: E402
 from kdkit.data import Indexed, build_data, make_loader  # noqa: E402
 from kdkit.data.boundary import boundary_samples  # noqa: E402
 from kdkit.export import median_ms  # noqa: E402
@@ -297,7 +297,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    bundle = build_data(DataConfig(**data_config(args.train_size, args.test_size)), 0)
+    bundle = build_data(data_config(args.train_size, args.test_size), 0)
     teacher, teacher_path = train_teacher(args, bundle, out)
     # tuned values are kept, so a rerun (e.g. with more seeds) reuses the search instead of repeating it
     tuned_file = out / f"tuned-{args.trials}x{args.tune_size}x{args.tune_epochs}.json"

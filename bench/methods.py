@@ -67,7 +67,6 @@ from _protocol import (  # noqa: E402
 )
 from _results import write_section  # noqa: E402
 
-from kdkit.config import DataConfig  # noqa: E402
 from kdkit.data import build_data  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
 from kdkit.settings import TrainSettings  # noqa: E402
@@ -158,7 +157,7 @@ METHODS: dict[str, Method] = {
 def prepare(data: str, args: argparse.Namespace, out: Path):
     """The data set's split, its saved teacher and the tuned values of every row (searched once, then reused)."""
     setup = SETUPS[data]
-    bundle = build_data(DataConfig(name=data, val_fraction=0.1), 0)
+    bundle = build_data({"name": data, "val_fraction": 0.1}, 0)
     settings = TrainSettings(epochs=args.teacher_epochs, batch_size=128, lr=3e-3, seed=0, keep="last",
                              progress=False)
     teacher_path = teacher_once(setup.teacher, bundle, settings, out)

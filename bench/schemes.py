@@ -68,7 +68,6 @@ from _protocol import (  # noqa: E402
 )
 from _results import write_section  # noqa: E402
 
-from kdkit.config import DataConfig  # noqa: E402
 from kdkit.data import build_data  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
 from kdkit.settings import TrainSettings  # noqa: E402
@@ -120,7 +119,7 @@ def main() -> None:
         args.out = str(Path(args.out) / "quick")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     start, out = time.perf_counter(), Path(args.out)
-    bundle = build_data(DataConfig(**DATA), 0)
+    bundle = build_data(DATA, 0)
     settings = TrainSettings(epochs=args.teacher_epochs, batch_size=128, lr=3e-3, seed=0, keep="last",
                              progress=False)
     teacher_path = teacher_once(TEACHER, bundle, settings, out)

@@ -252,7 +252,7 @@ def test_example_config_is_valid():
 
 
 @pytest.mark.parametrize(("raw", "message"), [
-    ({"data": {"name": "digits", "root": "x", "augment": True}}, "root, augment only apply to image folders"),
+    ({"data": {"name": "digits", "root": "x", "augment": True}}, "augment, root do not apply to data source 'digits'"),
     ({"data": {"name": "image_folder"}}, "image_folder needs root"),
     ({"data": {"name": "image_folder", "root": "x", "transfer_size": 10}}, "set data.transfer_size: 0"),
     ({"data": {"name": "image_folder", "root": "x", "channels": 2}}, "data.channels"),

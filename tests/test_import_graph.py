@@ -9,9 +9,8 @@ from pathlib import Path
 import kdkit.schemes
 
 SCHEMES = Path(kdkit.schemes.__file__).parent
-# sequence-level KD still builds its LM datasets with kdkit.data.lm (encode_pairs, LMDataset); it is an LM
-# orchestrator and would move to kdkit.lm. When it goes, empty this set.
-DATA_IMPORTS_LEFT = {"sequence_level.py"}
+# none left: sequence-level KD builds its rows with kdkit.lm.dataset, the encoding layer below the data sources
+DATA_IMPORTS_LEFT: set[str] = set()
 
 
 def _imported(path: Path) -> set[str]:

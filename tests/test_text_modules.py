@@ -10,7 +10,7 @@ import kdkit.data.reviews as reviews
 import kdkit.data.text as text
 import kdkit.data.text_files as text_files
 import kdkit.data.vocabulary as vocabulary
-from kdkit.data import GENERATED
+from kdkit.data import GENERATED, sources
 
 
 def _imports(module: object) -> set[str]:
@@ -24,7 +24,7 @@ def test_the_old_module_reexports_the_same_objects() -> None:
     assert text.TextBundle is text_files.TextBundle and text.load_text_files is text_files.load_text_files
     assert text.synthetic_reviews is reviews.synthetic_reviews and text.compose is reviews.compose
     assert set(text.__all__) <= set(dir(text))
-    assert GENERATED["synthetic_reviews"] == "kdkit.data.reviews:synthetic_reviews"
+    assert "synthetic_reviews" in GENERATED and sources()["synthetic_reviews"].__module__ == "kdkit.data.reviews"
 
 
 def test_each_part_depends_only_on_the_parts_below_it() -> None:

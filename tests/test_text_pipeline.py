@@ -54,7 +54,7 @@ def test_own_csv_files_through_the_config(tmp_path):
 @pytest.mark.parametrize(("change", "words"), [
     (lambda d: d.pop("test_file"), ["train_file and test_file"]),
     (lambda d: d.update(train_file="nowhere.csv"), ["train_file", "not found"]),
-    (lambda d: d.update(name="mnist1d"), ["text files", "text_files"]),
+    (lambda d: d.update(name="mnist1d"), ["do not apply to data source 'mnist1d'", "text_files"]),
     (lambda d: d.update(transfer_size=5), ["transfer_size"]),
 ])
 def test_text_config_mistakes_are_one_line(tmp_path, change, words):

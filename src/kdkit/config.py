@@ -21,144 +21,14 @@ from pydantic import (
 )
 
 from kdkit.built_terms import BuiltTerms, terms_of
+from kdkit.data.source import ClassificationSource, SourceOptions, source_options
 from kdkit.errors import ConfigError
 from kdkit.model_config import ModelConfig
-from kdkit.schema_types import LaxPath, PixelSize, StrictModel
+from kdkit.schema_types import LaxPath, StrictModel
 from kdkit.schemes.registry import SchemeOptions, scheme_options, schemes
 from kdkit.settings import TrainSettings
 
 _Strict = StrictModel  # every section: strict types, no unknown keys (see kdkit.schema_types)
-
-
-class Normalization(_Strict):
-    mean: list[float] = Field(description="per-channel mean of the pixel values scaled to [0, 1]")
-    std: list[float] = Field(description="per-channel standard deviation (> 0)")
-
-
-# image_folder keys: None under other sources, filled with these defaults under image_folder
-IMAGE_DEFAULTS: dict[str, Any] = {
-    "image_size": 224, "channels": 3, "augment": False, "random_crop": 0, "normalize": "imagenet",
-    "on_bad_image": "error",
-}
-
-
-# text_files keys: None under other sources, filled with these defaults under text_files
-TEXT_DEFAULTS: dict[str, Any] = {"text_column": "text", "label_column": "label", "max_len": 64, "min_freq": 1}
-TEXT_FILES = ("train_file", "val_file", "test_file")
-
-
-class DataConfig(_Strict):
-    name: str = Field("mnist1d", description="data source: mnist1d, digits, synthetic_reviews (built in), "
-                      "fashion_mnist (Debian's dataset-fashion-mnist), image_folder or text_files")
-    transfer_size: int = Field(0, ge=0, description="extra unlabelled samples for the teacher to label")
-    val_fraction: float = Field(0.1, gt=0, lt=1, description="share of train held out when there is no val split")
-    root: LaxPath | None = Field(None, description="image_folder: holds train/, test/ (and val/), one folder per "
-                                 "class; fashion_mnist: holds the four idx files (default: Debian's folder)")
-    train_size: PositiveInt | None = Field(None, description="fashion_mnist: labelled training images kept after "
-                                           "the validation split (stratified, by seed); default all")
-    test_size: PositiveInt | None = Field(None, description="fashion_mnist: test images kept (stratified, fixed); "
-                                          "default all 10,000")
-    image_size: PixelSize | None = Field(None, description="image_folder: resize")
-    channels: Literal[1, 3] | None = Field(None, description="image_folder: 3 (RGB, for ImageNet models) or 1")
-    augment: bool | None = Field(None, description="image_folder: random horizontal flip of training images")
-    random_crop: int | None = Field(
-        None, ge=0, description="image_folder: random shift of training images by up to this many pixels"
-    )
-    normalize: Literal["imagenet", "none"] | Normalization | None = Field(
-        None, description="image_folder: ImageNet mean/std, none, or {mean: [...], std: [...]}"
-    )
-    on_bad_image: Literal["skip", "error"] | None = Field(
-        None, description="image_folder: skip unreadable images with a warning, or stop with an error"
-    )
-    train_file: LaxPath | None = Field(None, description="text_files: training texts, .csv (header row) or .jsonl")
-    val_file: LaxPath | None = Field(None, description="text_files: validation texts (else carved from train)")
-    test_file: LaxPath | None = Field(None, description="text_files: test texts")
-    text_column: str | None = Field(None, description="text_files: the column holding the text")
-    label_column: str | None = Field(None, description="text_files: the column holding the label")
-    max_len: PositiveInt | None = Field(None, description="text_files: words kept per text (padded or cut)")
-    min_freq: PositiveInt | None = Field(None, description="text_files: a word enters the vocabulary from this count")
-    max_vocab: PositiveInt | None = Field(None, description="text_files: at most this many words in the vocabulary")
-    raw_text: bool | None = Field(None, description="text_files, rotten_tomatoes: batches keep the raw text and each "
-                                  "model tokenizes it its own way (hf: models with their tokenizer, word models with "
-                                  "the vocabulary); default false: kdkit's word ids")
-
-    @field_validator("name")
-    @classmethod
-    def _known_source(cls, name: str) -> str:
-        from kdkit.data import SOURCES  # here, not at import time: the data package is heavier than the schema
-
-        if name not in SOURCES:
-            from kdkit.data import LM_SOURCES
-
-            if name in LM_SOURCES:  # kdkit train routes these to kdkit.lm.config before this schema sees them
-                raise ValueError(f"'{name}' is a language-model source: run this config with `kdkit train` (other "
-                                 "commands do not take language-model configs yet)")
-            close = difflib.get_close_matches(name, [*SOURCES, *LM_SOURCES], n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"choose one of: {', '.join(sorted(SOURCES))}"
-            raise ValueError(f"unknown data source '{name}'; {hint}")
-        return name
-
-    @model_validator(mode="after")
-    def _text_files_keys(self) -> DataConfig:
-        given = [k for k in (*TEXT_FILES, *TEXT_DEFAULTS, "max_vocab") if getattr(self, k) is not None]
-        if self.raw_text is not None and self.name not in ("text_files", "rotten_tomatoes"):
-            raise ValueError("raw_text only applies to text_files and rotten_tomatoes; remove it")
-        if self.name == "rotten_tomatoes":  # the vocabulary keys apply; the files and columns are the package's
-            given = [k for k in given if k not in ("max_len", "min_freq", "max_vocab")]
-        if self.name != "text_files":
-            if given:
-                raise ValueError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to text files; "
-                                 f"remove {'it' if len(given) == 1 else 'them'} or set data.name: text_files")
-            return self
-        if self.train_file is None or self.test_file is None:
-            raise ValueError("text_files needs train_file and test_file (.csv with a header row, or .jsonl)")
-        for key in TEXT_FILES:
-            path = getattr(self, key)
-            if path is not None and not path.is_file():
-                raise ValueError(f"{key}: file not found: {path}")
-        if self.transfer_size and not self.raw_text:
-            raise ValueError("text_files makes a transfer set (Tang et al.'s augmented sentences) only with "
-                             "raw_text: true; set it, or data.transfer_size: 0")
-        for key, value in TEXT_DEFAULTS.items():
-            if getattr(self, key) is None:
-                setattr(self, key, value)
-        return self
-
-    @model_validator(mode="after")
-    def _fashion_mnist_keys(self) -> DataConfig:
-        given = [k for k in ("train_size", "test_size") if getattr(self, k) is not None]
-        if self.name != "fashion_mnist" and given:
-            raise ValueError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to fashion_mnist; "
-                             f"remove {'it' if len(given) == 1 else 'them'} or set data.name: fashion_mnist")
-        return self
-
-    @model_validator(mode="after")
-    def _image_folder_keys(self) -> DataConfig:
-        given = [k for k in ("root", *IMAGE_DEFAULTS) if getattr(self, k) is not None
-                 and not (k == "root" and self.name == "fashion_mnist")]  # fashion_mnist reads its idx files there
-        if self.name != "image_folder":
-            if given == ["root"]:
-                raise ValueError("root only applies to image_folder and fashion_mnist; remove it or set data.name "
-                                 "to one of them")
-            if given:
-                raise ValueError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to image folders; "
-                                 f"remove {'it' if len(given) == 1 else 'them'} or set data.name: image_folder")
-            return self
-        if self.root is None:
-            raise ValueError("image_folder needs root: the folder holding train/ and test/ with one folder per class")
-        if self.transfer_size:
-            raise ValueError("image_folder takes its transfer set from root/unlabelled/, not a generator; "
-                             "set data.transfer_size: 0")
-        for key, value in IMAGE_DEFAULTS.items():
-            if getattr(self, key) is None:
-                setattr(self, key, value)
-        norm = self.normalize
-        if isinstance(norm, Normalization) and (
-            len(norm.mean) != self.channels or len(norm.std) != self.channels or min(norm.std) <= 0
-        ):
-            raise ValueError(f"normalize needs {self.channels} mean and {self.channels} std values (std > 0), "
-                             f"one per channel; got mean {norm.mean}, std {norm.std}")
-        return self
 
 
 class BoundaryConfig(_Strict):
@@ -205,7 +75,8 @@ class DistillConfig(_Strict):
     train: dict[str, Any] = Field(default_factory=dict, description="overrides for the distilled student")
     init_from_teacher: float | None = Field(
         None, gt=0, le=1, description="start the distilled student at lam * teacher + (1 - lam) * random (Stanton et "
-        "al. 2021); needs a student with the teacher's architecture; offline and born_again only",
+        "al. 2021); needs a student with the teacher's architecture and a scheme that starts near its teacher "
+        "(SchemeOptions.starts_near_teacher)",
     )
     boundary: BoundaryConfig | None = Field(
         None, description="add adversarial boundary samples of the teacher to the distillation data, e.g. "
@@ -307,12 +178,21 @@ class RunConfig(_Strict):
     seed: int = Field(0, ge=0, lt=2**32, description="random seed of every stage (numpy and scikit-learn take "
                       "seeds below 2**32)")
     output_dir: LaxPath = Path("runs/kdkit")
-    data: DataConfig = Field(default_factory=DataConfig)
+    data: SerializeAsAny[ClassificationSource] = Field(
+        default_factory=lambda: source_options(None), description="a data source by name with its keys, e.g. "
+        "{name: fashion_mnist, train_size: 5000}; each source's options are declared beside its loader in "
+        "kdkit.data (default: mnist1d)",
+    )
     train: TrainSettings = Field(default_factory=TrainSettings)
     teacher: ModelConfig
     student: ModelConfig
     distill: DistillConfig = Field(default_factory=DistillConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig, description="search space of `kdkit tune`")
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _source_by_name(cls, raw: Any) -> ClassificationSource:
+        return source_options(raw)  # the registry's options model of the data source `raw` names
 
     def settings(self, stage: str) -> TrainSettings:
         """Train settings of 'teacher', 'student' (alone) or 'distill', with the run seed unless overridden."""
@@ -361,7 +241,8 @@ def format_validation_error(err: ValidationError, schema: type[BaseModel], prefi
     if first["type"] == "extra_forbidden":
         owner = _model_at(schema, loc)
         # a scheme's options: any scheme's keys (the scheme a config names is picked by the registry)
-        known = owner.known_keys() if owner is SchemeOptions else list(owner.model_fields) if owner else []
+        known = (owner.known_keys() if owner and issubclass(owner, (SchemeOptions, SourceOptions))
+                 else list(owner.model_fields) if owner else [])
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(known)}"
         return f"config error at {key}: unknown key; {hint}{more}"
@@ -382,7 +263,7 @@ def parse_config(raw: Any) -> RunConfig:
         raise ConfigError(format_validation_error(err, RunConfig)) from None
     for stage in ("teacher", "student", "distill"):
         cfg.settings(stage)  # validate the overrides now, not after the teacher has trained
-    if cfg.distill.cache_teacher and (cfg.data.augment or cfg.data.random_crop):
+    if cfg.distill.cache_teacher and cfg.data.random_views():
         raise ConfigError("config error at distill.cache_teacher: teacher outputs cannot be cached while data.augment "
                           "or data.random_crop change the images at random; set distill.cache_teacher: false")
     if cfg.settings("distill").augment:
@@ -411,7 +292,7 @@ def _check_cached_features(cfg: RunConfig, terms: list[Any]) -> None:
     """cache_teacher keeps one row per sample, but an hf: teacher on raw text pads each batch to its own longest
     text, so its tapped features (hidden states, attention, values: one entry per token) change length from batch to
     batch and cannot be stored per sample; its logits can."""
-    if not (cfg.distill.cache_teacher and cfg.data.raw_text):
+    if not (cfg.distill.cache_teacher and cfg.data.keeps_raw_text()):
         return
     if not any(m.name.startswith("hf:") for m in (cfg.teacher, *(m for _, m in cfg.distill.scheme.models()))):
         return

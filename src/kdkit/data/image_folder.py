@@ -27,17 +27,19 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
+from pydantic import Field, model_validator
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from kdkit.data.builtin import DataBundle
+from kdkit.data.source import ClassificationSource
 from kdkit.errors import ConfigError, DataError
 from kdkit.labels import UNLABELLED
+from kdkit.schema_types import LaxPath, PixelSize, StrictModel
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pbm", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -223,6 +225,8 @@ def _decode_all(
 
 def _hold_out(labels: Tensor, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Train/val positions: stratified when every class can give one image to each side, else plain random."""
+    from sklearn.model_selection import train_test_split
+
     index = np.arange(len(labels))
     if len(index) < 2:
         raise DataError("train/ needs at least 2 images to hold out a validation split; add images or a val/ folder")
@@ -286,11 +290,46 @@ def image_folder(
     )
 
 
-def load_image_folder(cfg: Any, seed: int) -> DataBundle:
-    """The SOURCES entry: builds the bundle from a validated DataConfig (name: image_folder)."""
-    if cfg.root is None:
-        raise ConfigError("data.root is required for image_folder: the folder holding train/ and test/")
-    return image_folder(
-        cfg.root, image_size=cfg.image_size, channels=cfg.channels, augment=cfg.augment, normalize=cfg.normalize,
-        on_bad_image=cfg.on_bad_image, val_fraction=cfg.val_fraction, seed=seed, random_crop=cfg.random_crop,
-    )
+class Normalization(StrictModel):
+    mean: list[float] = Field(description="per-channel mean of the pixel values scaled to [0, 1]")
+    std: list[float] = Field(description="per-channel standard deviation (> 0)")
+
+
+class ImageFolderSource(ClassificationSource):
+    """image_folder: root/train/, root/test/ (and root/val/, root/unlabelled/), one sub-folder per class."""
+
+    name: Literal["image_folder"] = "image_folder"
+    root: LaxPath | None = Field(None, description="holds train/, test/ (and val/), one folder per class")
+    image_size: PixelSize = Field(224, description="resize to this side (or [height, width])")
+    channels: Literal[1, 3] = Field(3, description="3 (RGB, for ImageNet models) or 1")
+    augment: bool = Field(False, description="random horizontal flip of training images")
+    random_crop: int = Field(0, ge=0, description="random shift of training images by up to this many pixels")
+    normalize: Literal["imagenet", "none"] | Normalization = Field(
+        "imagenet", description="ImageNet mean/std, none, or {mean: [...], std: [...]}")
+    on_bad_image: Literal["skip", "error"] = Field(
+        "error", description="skip unreadable images with a warning, or stop with an error")
+
+    @model_validator(mode="after")
+    def _usable(self) -> ImageFolderSource:
+        if self.root is None:
+            raise ValueError("image_folder needs root: the folder holding train/ and test/ with one folder per class")
+        if self.transfer_size:
+            raise ValueError("image_folder takes its transfer set from root/unlabelled/, not a generator; "
+                             "set data.transfer_size: 0")
+        norm = self.normalize
+        if isinstance(norm, Normalization) and (
+            len(norm.mean) != self.channels or len(norm.std) != self.channels or min(norm.std) <= 0
+        ):
+            raise ValueError(f"normalize needs {self.channels} mean and {self.channels} std values (std > 0), "
+                             f"one per channel; got mean {norm.mean}, std {norm.std}")
+        return self
+
+    def random_views(self) -> bool:
+        return self.augment or self.random_crop > 0
+
+    def load(self, seed: int) -> DataBundle:
+        return image_folder(
+            self.root, image_size=self.image_size, channels=self.channels, augment=self.augment,
+            normalize=self.normalize, on_bad_image=self.on_bad_image, val_fraction=self.val_fraction, seed=seed,
+            random_crop=self.random_crop,
+        )

@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from pydantic import Field, model_validator
 from torch import Tensor
-from torch.utils.data import Dataset
 
+from kdkit.data.source import LM, SourceOptions
 from kdkit.errors import DataError
-from kdkit.labels import UNLABELLED
+from kdkit.lm.dataset import LMDataset, encode_pairs, encode_texts
+from kdkit.schema_types import LaxPath
 
 
 class CharTokenizer:
@@ -93,79 +95,6 @@ def _eos(tokenizer: Any) -> int:
 def _pad(tokenizer: Any) -> int:
     pad = getattr(tokenizer, "pad_token_id", None)
     return int(pad) if pad is not None else _eos(tokenizer)
-
-
-class LMDataset(Dataset):
-    """Rows (x, y) of LongTensor (seq_len,), plus per row the prompt length and, for pairs, the prompt and response
-    ids (what generation starts from and what exact match compares against)."""
-
-    def __init__(self, x: Tensor, y: Tensor, prompt_len: Tensor, prompts: list[list[int]] | None = None,
-                 responses: list[list[int]] | None = None) -> None:
-        self.x, self.y, self.prompt_len = x, y, prompt_len
-        self.prompts, self.responses = prompts, responses
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        return self.x[i], self.y[i]
-
-    def subset(self, rows: Sequence[int]) -> LMDataset:
-        rows = list(rows)
-        prompts = [self.prompts[i] for i in rows] if self.prompts is not None else None
-        responses = [self.responses[i] for i in rows] if self.responses is not None else None
-        return LMDataset(self.x[rows], self.y[rows], self.prompt_len[rows], prompts, responses)
-
-    @property
-    def labelled_tokens(self) -> int:
-        return int((self.y != UNLABELLED).sum())
-
-
-def encode_pairs(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], seq_len: int, eos_id: int,
-                 pad_id: int = 0) -> LMDataset:
-    """Prompt/response id lists -> LMDataset; labels only on the response and the eos that ends it."""
-    n = len(prompts)
-    if n == 0:
-        raise DataError("no prompt/response pairs: the dataset is empty")
-    x = torch.full((n, seq_len), pad_id, dtype=torch.long)
-    y = torch.full((n, seq_len), UNLABELLED, dtype=torch.long)
-    for row, (p, r) in enumerate(zip(prompts, responses, strict=True)):
-        if len(p) == 0:
-            raise DataError(f"pair {row}: empty prompt; a response needs at least one prompt token to follow")
-        full = list(p) + list(r) + [eos_id]
-        if len(full) - 1 > seq_len:
-            raise DataError(f"pair {row} has {len(full) - 1} tokens (prompt + response + eos) but seq_len is "
-                            f"{seq_len}; raise seq_len or shorten the texts")
-        ids = torch.tensor(full, dtype=torch.long)
-        x[row, :len(full) - 1] = ids[:-1]
-        y[row, :len(full) - 1] = ids[1:]
-        y[row, :len(p) - 1] = UNLABELLED  # predicting prompt tokens is not the task
-    return LMDataset(x, y, torch.tensor([len(p) for p in prompts]), [list(p) for p in prompts],
-                     [list(r) for r in responses])
-
-
-def encode_texts(texts: Sequence[Sequence[int]], seq_len: int, eos_id: int, pad_id: int = 0,
-                 mode: Literal["packed", "padded"] = "packed") -> LMDataset:
-    """Raw token id lists -> LMDataset with every real token labelled. packed: joined with eos, cut into rows of
-    seq_len + 1 ids (the last incomplete row dropped); padded: one text (+ eos) per row, truncated."""
-    if mode == "packed":
-        stream = [i for t in texts for i in (*t, eos_id)]
-        rows = len(stream) // (seq_len + 1)
-        if rows == 0:
-            raise DataError(f"the texts hold {len(stream)} tokens, fewer than one packed row of seq_len + 1 = "
-                            f"{seq_len + 1}; add text or lower seq_len")
-        block = torch.tensor(stream[: rows * (seq_len + 1)], dtype=torch.long).view(rows, seq_len + 1)
-        return LMDataset(block[:, :-1].clone(), block[:, 1:].clone(), torch.zeros(rows, dtype=torch.long))
-    if mode != "padded":
-        raise DataError(f"unknown mode '{mode}'; choose packed or padded")
-    if not texts:
-        raise DataError("no texts: the dataset is empty")
-    x = torch.full((len(texts), seq_len), pad_id, dtype=torch.long)
-    y = torch.full((len(texts), seq_len), UNLABELLED, dtype=torch.long)
-    for row, t in enumerate(texts):
-        ids = torch.tensor((list(t) + [eos_id])[: seq_len + 1], dtype=torch.long)
-        x[row, :len(ids) - 1], y[row, :len(ids) - 1] = ids[:-1], ids[1:]
-    return LMDataset(x, y, torch.zeros(len(texts), dtype=torch.long))
 
 
 @dataclass
@@ -321,5 +250,51 @@ def files_source(cfg: Any, seed: int, tokenizer: Any = None) -> tuple[LMBundle, 
     return data, None
 
 
-__all__ = ["CharTokenizer", "LMBundle", "LMDataset", "addition_pair", "addition_source", "encode_pairs",
-           "encode_texts", "files_source", "load_lm_files", "synthetic_addition"]
+class SyntheticAdditionSource(SourceOptions):
+    """synthetic_addition (language models): generated multi-digit additions, answered after '='."""
+
+    name: Literal["synthetic_addition"] = "synthetic_addition"
+    digits: int = Field(3, ge=1, description="digits per operand")
+    n_train: int = Field(2000, ge=1, description="labelled training problems")
+    n_transfer: int = Field(0, ge=0, description="extra prompts the teacher answers (scheme sequence_level only)")
+    n_val: int = Field(500, ge=1, description="validation problems")
+    n_test: int = Field(1000, ge=1, description="test problems (exact match)")
+    reverse: bool = Field(True, description="write the sum least significant digit first")
+    family = LM
+
+    def load(self, seed: int, tokenizer: Any = None) -> tuple[LMBundle, LMDataset | None]:
+        return addition_source(self, seed, tokenizer)
+
+
+class LMFilesSource(SourceOptions):
+    """lm_files (language models): your .txt (one text per line) or .jsonl ({prompt, response} or {text} rows)."""
+
+    name: Literal["lm_files"] = "lm_files"
+    train_file: LaxPath | None = Field(None, description=".txt (one text per line) or .jsonl ({prompt, response} "
+                                       "or {text} rows)")
+    test_file: LaxPath | None = Field(None, description="test texts, same format")
+    val_file: LaxPath | None = Field(None, description="validation texts (else val_fraction of train)")
+    seq_len: int = Field(128, ge=2, description="tokens per row")
+    mode: Literal["packed", "padded"] = Field("packed", description="raw text packed or one per row")
+    prompt_key: str = Field("prompt", description="JSONL key of the prompt")
+    response_key: str = Field("response", description="JSONL key of the response")
+    text_key: str = Field("text", description="JSONL key of a raw text")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="share of train held out")
+    family = LM
+
+    @model_validator(mode="after")
+    def _files(self) -> LMFilesSource:
+        for key in ("train_file", "test_file", "val_file"):
+            path = getattr(self, key)
+            if path is None and key != "val_file":
+                raise ValueError(f"lm_files needs {key} (.txt or .jsonl)")
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{key}: file not found: {path}")
+        return self
+
+    def load(self, seed: int, tokenizer: Any = None) -> tuple[LMBundle, LMDataset | None]:
+        return files_source(self, seed, tokenizer)
+
+
+__all__ = ["CharTokenizer", "LMBundle", "LMDataset", "LMFilesSource", "SyntheticAdditionSource", "addition_pair",
+           "addition_source", "encode_pairs", "encode_texts", "files_source", "load_lm_files", "synthetic_addition"]

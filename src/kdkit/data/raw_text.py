@@ -94,15 +94,3 @@ def load_text_files_raw(
 
 __all__ = ["DEFAULT_MAX_BYTES", "RawTextBundle", "load_text_files_raw", "raw_dataset", "raw_text_bundle",
            "raw_unlabelled"]
-
-
-def load_text_files_config(cfg: Any, seed: int) -> Any:
-    """Data source ``text_files``: kdkit's word ids, or with ``raw_text`` the texts themselves (each model tokenizes
-    them its own way; ``transfer_size`` adds Tang et al.'s augmented copies)."""
-    from kdkit.data.text_files import load_text_files
-
-    args = (cfg.train_file, cfg.test_file, cfg.val_file, cfg.text_column, cfg.label_column, cfg.max_len,
-            cfg.min_freq, cfg.max_vocab, cfg.val_fraction, seed)
-    if getattr(cfg, "raw_text", None):
-        return load_text_files_raw(*args, transfer_size=cfg.transfer_size)
-    return load_text_files(*args)

@@ -4,8 +4,11 @@ label (negation, intensifiers, contrasting clauses). Nothing is downloaded; see 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
+from kdkit.data.source import GeneratedSource
 from kdkit.data.text_files import TextBundle, _dataset, _split_val, unlabelled_texts
 from kdkit.data.vocabulary import Vocabulary
 from kdkit.errors import ConfigError
@@ -104,3 +107,10 @@ def synthetic_reviews(
         test=_dataset(vocab, texts[n_train:], labels[n_train:]), num_classes=len(REVIEW_CLASSES),
         input_shape=(max_len,), transfer=transfer, class_names=list(REVIEW_CLASSES), vocab=vocab,
     )
+
+
+class SyntheticReviewsSource(GeneratedSource):
+    """synthetic_reviews: generated 4-class review sentiment where word order decides the label."""
+
+    name: Literal["synthetic_reviews"] = "synthetic_reviews"
+    generator = staticmethod(synthetic_reviews)

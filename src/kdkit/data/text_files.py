@@ -16,17 +16,19 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
+from pydantic import Field, PositiveInt, model_validator
 from torch.utils.data import TensorDataset
 
 from kdkit.data.builtin import DataBundle
+from kdkit.data.source import ClassificationSource
 from kdkit.data.vocabulary import Vocabulary, tokenize
 from kdkit.errors import ConfigError, DataError
 from kdkit.labels import UNLABELLED
+from kdkit.schema_types import LaxPath
 from kdkit.textfile import check_csv_rows, read_text
 
 
@@ -117,6 +119,8 @@ def _split_val(texts: list[str], labels: list[int], val_fraction: float, seed: i
     if len(texts) - math.ceil(len(texts) * val_fraction) < 1:  # scikit-learn rounds the held-out count up
         raise DataError(f"{len(texts)} training rows are too few to hold out val_fraction {val_fraction}; "
                         "give a validation file (val=...) or more rows")
+    from sklearn.model_selection import train_test_split
+
     counts = Counter(labels)
     stratify = labels if min(counts.values()) >= 2 and len(labels) * val_fraction >= len(counts) else None
     return train_test_split(texts, labels, test_size=val_fraction, stratify=stratify, random_state=seed)
@@ -169,3 +173,48 @@ def load_text_files(
 def unlabelled_texts(vocab: Vocabulary, texts: Sequence[str]) -> TensorDataset:
     """A transfer set of raw texts for the teacher to label: token ids with label -1."""
     return _dataset(vocab, texts, [UNLABELLED] * len(texts))
+
+
+class TextFilesSource(ClassificationSource):
+    """text_files: your texts, .csv (header row) or .jsonl, one text and one label per row."""
+
+    name: Literal["text_files"] = "text_files"
+    train_file: LaxPath | None = Field(None, description="training texts, .csv (header row) or .jsonl")
+    val_file: LaxPath | None = Field(None, description="validation texts (else carved from train)")
+    test_file: LaxPath | None = Field(None, description="test texts")
+    text_column: str = Field("text", description="the column holding the text")
+    label_column: str = Field("label", description="the column holding the label")
+    max_len: PositiveInt = Field(64, description="words kept per text (padded or cut)")
+    min_freq: PositiveInt = Field(1, description="a word enters the vocabulary from this count")
+    max_vocab: PositiveInt | None = Field(None, description="at most this many words in the vocabulary")
+    raw_text: bool | None = Field(None, description="batches keep the raw text and each model tokenizes it its own "
+                                  "way (hf: models with their tokenizer, word models with the vocabulary); default "
+                                  "false: kdkit's word ids")
+
+    @model_validator(mode="after")
+    def _files(self) -> TextFilesSource:
+        if self.train_file is None or self.test_file is None:
+            raise ValueError("text_files needs train_file and test_file (.csv with a header row, or .jsonl)")
+        for key in ("train_file", "val_file", "test_file"):
+            path = getattr(self, key)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{key}: file not found: {path}")
+        if self.transfer_size and not self.raw_text:
+            raise ValueError("text_files makes a transfer set (Tang et al.'s augmented sentences) only with "
+                             "raw_text: true; set it, or data.transfer_size: 0")
+        return self
+
+    def keeps_raw_text(self) -> bool:
+        return bool(self.raw_text)
+
+    def load(self, seed: int) -> Any:
+        """kdkit's word ids, or with ``raw_text`` the texts themselves (each model tokenizes them its own way;
+        ``transfer_size`` adds Tang et al.'s augmented copies)."""
+        args = (self.train_file, self.test_file, self.val_file, self.text_column, self.label_column, self.max_len,
+                self.min_freq, self.max_vocab, self.val_fraction, seed)
+        if self.raw_text:
+            from kdkit.data.raw_text import load_text_files_raw  # it imports this module
+
+            return load_text_files_raw(*args, transfer_size=self.transfer_size)
+        return load_text_files(*args)
+

@@ -1,6 +1,6 @@
 """YAML configs of language-model runs (`kdkit train configs/lm_addition.yaml`), validated with pydantic.
 
-A config is a language-model config when its `data.name` is a source of kdkit.data.LM_SOURCES; `kdkit train`
+A config is a language-model config when its `data.name` is a language-model source of kdkit.data; `kdkit train`
 then runs kdkit.lm.run instead of the classification pipeline. Models (`lm_transformer`, `hf_lm:<folder>`) and
 train settings are the classification config's own (kdkit.config.ModelConfig, TrainSettings); what differs is
 the data (LM sources and their options) and the schemes:
@@ -17,78 +17,19 @@ the data (LM sources and their options) and the schemes:
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from kdkit.config import ModelConfig, _Strict, format_validation_error
+from kdkit.data.source import SourceOptions, source_options
 from kdkit.errors import ConfigError
 from kdkit.schema_types import LaxPath
-from kdkit.schemes.registry import LM, SchemeOptions, scheme_options
+from kdkit.schemes.registry import LM, SchemeOptions, scheme_options, schemes
 from kdkit.settings import TrainSettings
 
 DIVERGENCES = ("forward_kl", "reverse_kl", "jsd", "tv")
-# the options of each LM data source, with their defaults (None: required)
-SOURCE_KEYS: dict[str, dict[str, Any]] = {
-    "synthetic_addition": {"digits": 3, "n_train": 2000, "n_transfer": 0, "n_val": 500, "n_test": 1000,
-                           "reverse": True},
-    "lm_files": {"train_file": None, "test_file": None, "val_file": None, "seq_len": 128, "mode": "packed",
-                 "prompt_key": "prompt", "response_key": "response", "text_key": "text", "val_fraction": 0.1},
-}
-
-class LMDataConfig(_Strict):
-    name: str = Field(description="synthetic_addition (generated) or lm_files (your .txt / .jsonl)")
-    digits: int | None = Field(None, ge=1, description="synthetic_addition: digits per operand")
-    n_train: int | None = Field(None, ge=1, description="synthetic_addition: labelled training problems")
-    n_transfer: int | None = Field(None, ge=0, description="synthetic_addition: extra prompts the teacher answers "
-                                   "(scheme sequence_level only)")
-    n_val: int | None = Field(None, ge=1, description="synthetic_addition: validation problems")
-    n_test: int | None = Field(None, ge=1, description="synthetic_addition: test problems (exact match)")
-    reverse: bool | None = Field(None, description="synthetic_addition: write the sum least significant digit first")
-    train_file: LaxPath | None = Field(None, description="lm_files: .txt (one text per line) or .jsonl "
-                                       "({prompt, response} or {text} rows)")
-    test_file: LaxPath | None = Field(None, description="lm_files: test texts, same format")
-    val_file: LaxPath | None = Field(None, description="lm_files: validation texts (else val_fraction of train)")
-    seq_len: int | None = Field(None, ge=2, description="lm_files: tokens per row")
-    mode: Literal["packed", "padded"] | None = Field(None, description="lm_files: raw text packed or one per row")
-    prompt_key: str | None = Field(None, description="lm_files: JSONL key of the prompt")
-    response_key: str | None = Field(None, description="lm_files: JSONL key of the response")
-    text_key: str | None = Field(None, description="lm_files: JSONL key of a raw text")
-    val_fraction: float | None = Field(None, gt=0, lt=1, description="lm_files: share of train held out")
-
-    @model_validator(mode="after")
-    def _keys_of_this_source(self) -> LMDataConfig:
-        from kdkit.data import LM_SOURCES
-
-        if self.name not in LM_SOURCES:
-            close = difflib.get_close_matches(self.name, list(LM_SOURCES), n=1)
-            raise ValueError(f"unknown language-model data source '{self.name}'; "
-                             + (f"did you mean '{close[0]}'?" if close else f"choose one of: {', '.join(LM_SOURCES)}"))
-        own = SOURCE_KEYS[self.name]
-        stray = sorted(k for k in type(self).model_fields if k != "name" and k not in own
-                       and getattr(self, k) is not None)
-        if stray:
-            raise ValueError(f"{', '.join(stray)} do{'es' if len(stray) == 1 else ''} not apply to data source "
-                             f"'{self.name}' (it takes: {', '.join(own)}); remove "
-                             + ("it" if len(stray) == 1 else "them"))
-        for key, default in own.items():
-            if getattr(self, key) is None:
-                setattr(self, key, default)
-        if self.name == "lm_files":
-            for key in ("train_file", "test_file", "val_file"):
-                path = getattr(self, key)
-                if path is None and key != "val_file":
-                    raise ValueError(f"lm_files needs {key} (.txt or .jsonl)")
-                if path is not None and not Path(path).is_file():
-                    raise ValueError(f"{key}: file not found: {path}")
-        return self
-
-    def options(self) -> dict[str, Any]:
-        """The source's own options (the keys SOURCE_KEYS gives it)."""
-        return {key: getattr(self, key) for key in SOURCE_KEYS[self.name]}
-
 
 class LMDistillConfig(_Strict):
     scheme: SerializeAsAny[SchemeOptions] = Field(
@@ -107,11 +48,17 @@ class LMDistillConfig(_Strict):
 class LMRunConfig(_Strict):
     seed: int = Field(0, ge=0, lt=2**32)
     output_dir: LaxPath = Path("runs/lm")
-    data: LMDataConfig
+    data: SerializeAsAny[SourceOptions] = Field(description="a language-model source of kdkit.data "
+                                                "(synthetic_addition, lm_files) with its keys")
     train: TrainSettings = Field(default_factory=lambda: TrainSettings(monitor="nll"))
     teacher: ModelConfig
     student: ModelConfig
     distill: LMDistillConfig = Field(default_factory=LMDistillConfig)
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _source_by_name(cls, raw: Any) -> SourceOptions:
+        return source_options(raw, LM)  # the registry's options model of the source `raw` names
 
     @model_validator(mode="before")
     @classmethod
@@ -136,10 +83,10 @@ class LMRunConfig(_Strict):
 
 def is_lm_config(raw: Any) -> bool:
     """True when the raw YAML mapping's data.name is a language-model source."""
-    from kdkit.data import LM_SOURCES
+    from kdkit.data.source import sources
 
     data = raw.get("data") if isinstance(raw, dict) else None
-    return isinstance(data, dict) and data.get("name") in LM_SOURCES
+    return isinstance(data, dict) and data.get("name") in sources(LM)
 
 
 def divergence_terms(losses: list[dict[str, Any]], scheme: str) -> tuple[dict[str, Any], float]:
@@ -172,10 +119,11 @@ def parse_lm_config(raw: dict[str, Any]) -> LMRunConfig:
         if scheme == "topk_cache" and float(div.get("T", 1.0)) != 1.0:
             raise ConfigError("config error at distill.losses: the top-k cache holds the teacher at temperature 1; "
                               "give T: 1 (or leave T out)")
-    if cfg.data.name == "synthetic_addition" and cfg.data.n_transfer and scheme != "sequence_level":
+    if getattr(cfg.data, "n_transfer", 0) and not type(cfg.distill.scheme).writes_answers:
+        which = [n for n, c in schemes(LM).items() if c.writes_answers]
         raise ConfigError(f"config error at data.n_transfer: transfer prompts have no answers until the teacher "
-                          f"writes them, which only scheme sequence_level does (not '{scheme}'); set "
-                          "data.n_transfer: 0 or distill.scheme.name: sequence_level")
+                          f"writes them, which only scheme {', '.join(which)} does (not '{scheme}'); set "
+                          f"data.n_transfer: 0 or distill.scheme.name: {which[0]}")
     for where, model in (("teacher", cfg.teacher), ("student", cfg.student)):
         if model.quantize is not None:
             raise ConfigError(f"config error at {where}.quantize: language-model runs do not train int8 students; "

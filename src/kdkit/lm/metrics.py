@@ -19,8 +19,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from kdkit.data.lm import LMDataset
 from kdkit.errors import DataError
+from kdkit.lm.dataset import LMDataset
 from kdkit.lm.generate import generate, pad_prompts
 from kdkit.metrics import model_device
 

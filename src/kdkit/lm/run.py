@@ -23,8 +23,9 @@ from torch import nn
 from kdkit import run_guard
 from kdkit.checkpoint import load_weights, save_state
 from kdkit.data import build_lm_data
-from kdkit.data.lm import LMBundle, LMDataset, encode_pairs
+from kdkit.data.lm import LMBundle
 from kdkit.lm.config import LMRunConfig, divergence_terms, dump_lm_config
+from kdkit.lm.dataset import LMDataset, encode_pairs
 from kdkit.lm.metrics import exact_hits, lm_units, summarize_units
 from kdkit.lm.rundir import LABELS, ROLES, table_markdown, write_lm_run
 from kdkit.lm.verdict import lm_run_verdict

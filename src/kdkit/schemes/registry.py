@@ -42,6 +42,7 @@ class SchemeOptions(StrictModel):
     distils_teacher_on_data: ClassVar[bool] = False  # the top-level teacher labels the distillation set (boundary)
     cacheable: ClassVar[bool] = False  # fixed teacher outputs per sample (distill.cache_teacher)
     starts_near_teacher: ClassVar[bool] = False  # distill.init_from_teacher applies
+    writes_answers: ClassVar[bool] = False  # LM: the teacher answers extra prompts (data.n_transfer)
     logs_fidelity: ClassVar[bool] = False  # validation agreement and predictive KL every epoch (tune prunes on them)
 
     @classmethod

@@ -18,8 +18,8 @@ from pydantic import Field
 from torch import nn
 from torch.utils.data import DataLoader
 
-from kdkit.data.lm import LMDataset, encode_pairs
 from kdkit.errors import DataError
+from kdkit.lm.dataset import LMDataset, encode_pairs
 from kdkit.lm.generate import generate, pad_prompts
 from kdkit.loaders import make_loader
 from kdkit.metrics import model_device
@@ -77,3 +77,4 @@ class SequenceLevelOptions(SchemeOptions):
     greedy: bool = Field(True, description="the teacher answers greedily (else samples)")
     temperature: float = Field(1.0, gt=0, description="sampling temperature when not greedy")
     family = LM
+    writes_answers = True
