@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from kdkit.errors import ConfigError, RunDirError
@@ -413,3 +414,56 @@ def test_local_hf_causal_lms_from_a_config_train_evaluate_and_predict(tmp_path: 
     out = capsys.readouterr().out.strip().splitlines()
     assert out[0] == "prompt,completion" and out[1].startswith("one two,")
     assert set(out[1].split(",", 1)[1].split()) <= set(words[3:])
+
+
+@pytest.mark.parametrize("scheme", ["sequence_level", "on_policy"])
+def test_a_killed_lm_run_resumes_to_the_uninterrupted_weights(tmp_path: Path, scheme: str) -> None:
+    """SIGKILL while the distilled student trains (on-policy: with its coin flips and samples under way), then
+    `kdkit train --resume`: every saved model equals, bit for bit, an uninterrupted run's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from safetensors.torch import load_file
+
+    kdkit = [sys.executable, "-c", "from kdkit.cli import main; main()"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    distill = {"scheme": {"name": scheme}, "train": {"epochs": 4, "checkpoint_every_steps": 1}}
+    if scheme == "on_policy":
+        distill["losses"] = [{"name": "jsd", "beta": 0.5}, {"name": "ce", "weight": 0.5}]
+    runs = {}
+    for name in ("whole", "cut"):
+        folder = tmp_path / name
+        folder.mkdir()
+        config = shrunk_config(folder, 0, **distill)
+        if scheme == "on_policy":  # transfer prompts only go with a scheme whose teacher answers them
+            raw = yaml.safe_load(config.read_text())
+            raw["data"]["n_transfer"] = 0
+            config.write_text(yaml.safe_dump(raw))
+        runs[name] = (config, folder / "run0")
+    whole = subprocess.run([*kdkit, "train", str(runs["whole"][0])], env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert whole.returncode == 0, whole.stderr
+    config, out = runs["cut"]
+    proc = subprocess.Popen([*kdkit, "train", str(config)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    log, deadline = out / "metrics.jsonl", time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:  # kill once the distilled student has an epoch
+        if log.exists() and '"student_kd"' in log.read_text():
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "results.json").exists()  # the kill hit a run in progress
+    resumed = subprocess.run([*kdkit, "train", str(config), "--resume"], env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    for role in ("teacher", "student_alone", "student_kd"):
+        a = load_file(runs["whole"][1] / "models" / f"{role}.safetensors")
+        b = load_file(out / "models" / f"{role}.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), role
+    kd_epochs = [json.loads(line)["epoch"] for line in log.read_text().splitlines()
+                 if json.loads(line).get("model") == "student_kd"]
+    assert kd_epochs == [1, 2, 3, 4]  # each epoch logged once, the interrupted one included

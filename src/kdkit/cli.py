@@ -88,12 +88,9 @@ def train(
 
     lm_cfg = load_lm_config(config)  # a language-model config (data.name: synthetic_addition, lm_files) or None
     if lm_cfg is not None:
-        from kdkit.errors import ConfigError
         from kdkit.lm.run import run_lm
 
-        if resume:
-            raise ConfigError("--resume does not apply to language-model configs yet; rerun with --overwrite")
-        run_lm(lm_cfg, console=console, overwrite=overwrite)
+        run_lm(lm_cfg, console=console, overwrite=overwrite, resume=resume)
         return
     cfg = load_config(config)  # before the training stack is imported: a config mistake is reported at once
     from kdkit.pipeline import run

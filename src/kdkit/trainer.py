@@ -304,6 +304,9 @@ def fit(
         if loader_rng is not None and "rng.loader" in pending:
             loader_rng.set_state(pending["rng.loader"])
         pending = (pending, info["rng"])
+    elif state_file is not None and resume_io.resume_requested(resume):
+        # no checkpoint of this stage yet, but a kill between an epoch's log line and its checkpoint leaves the line
+        resume_io.rewrite_log(log.path, name, [])
 
     def checkpoint(epochs_done: int, steps_done: int, loader_state: Tensor | None,
                    running: dict[str, Tensor], finished: bool = False) -> None:

@@ -33,6 +33,7 @@ from kdkit.lm.vocab import check_model_vocabularies
 from kdkit.loaders import Indexed, make_loader
 from kdkit.models import build_model
 from kdkit.models.lm import load_causal_lm
+from kdkit.resume import resuming
 from kdkit.trainer import fit, resolve_device, seed_everything
 
 
@@ -172,20 +173,23 @@ def run_lm(cfg: LMRunConfig, console: Console | None = None, overwrite: bool = F
         if overwrite:  # what only LM runs write (run_guard clears the files every run writes)
             shutil.rmtree(run_dir / "teacher_topk", ignore_errors=True)
             (run_dir / "tokenizer.json").unlink(missing_ok=True)
-        if not resume:
+        if resume:  # the stages of one experiment only
+            run_guard.check_same_config(run_dir, cfg.model_dump(mode="json"))
+        else:
             (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # fit appends to this log
         dump_lm_config(cfg, run_dir / "config.yaml")
         device = resolve_device(cfg.train.device)
-        if teacher_is_trained(cfg):
-            s = cfg.settings("teacher")
-            fit(Supervised(teacher), make_loader(data.train, s.batch_size, shuffle=True, seed=s.seed),
-                make_loader(data.val, 512, shuffle=False), s, run_dir=run_dir, name="teacher")
-        alone = copy.deepcopy(student_init)
-        s = cfg.settings("student")
-        fit(Supervised(alone), make_loader(data.train, s.batch_size, shuffle=True, seed=s.seed),
-            make_loader(data.val, 512, shuffle=False), s, run_dir=run_dir, name="student_alone")
-        distilled = copy.deepcopy(student_init)
-        record = distill(cfg, distilled, teacher, data, transfer, run_dir, device)
+        alone, distilled = copy.deepcopy(student_init), copy.deepcopy(student_init)
+        with resuming(resume):  # each stage's fit continues from its checkpoint, or loads its final weights
+            if teacher_is_trained(cfg):
+                s = cfg.settings("teacher")
+                fit(Supervised(teacher), make_loader(data.train, s.batch_size, shuffle=True, seed=s.seed),
+                    make_loader(data.val, 512, shuffle=False), s, run_dir=run_dir, name="teacher")
+            s = cfg.settings("student")
+            fit(Supervised(alone), make_loader(data.train, s.batch_size, shuffle=True, seed=s.seed),
+                make_loader(data.val, 512, shuffle=False), s, run_dir=run_dir, name="student_alone")
+            # the teacher's answers (sequence level) and top-k cache are made again: same teacher, same seed
+            record = distill(cfg, distilled, teacher, data, transfer, run_dir, device)
         models = {"teacher": teacher, "student_alone": alone, "student_kd": distilled}
         rows, units = measure(models, data, device)
         for role, model in models.items():

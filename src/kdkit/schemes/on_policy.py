@@ -56,6 +56,18 @@ class OnPolicyDistillation(Scheme):
         self.teacher.to(device)
         return self
 
+    def resume_state(self) -> dict[str, Tensor]:
+        """The coin-flip and sampling generator and the step counts, checkpointed by fit: a resumed run draws the
+        same on-policy steps and samples as one never interrupted."""
+        return {"generator": self.generator.get_state(), "steps": torch.tensor(self.steps),
+                "on_policy_steps": torch.tensor(self.on_policy_steps)}
+
+    def load_resume_state(self, state: dict[str, Tensor]) -> None:
+        if "generator" not in state:
+            return
+        self.generator.set_state(state["generator"].to(torch.uint8).cpu())
+        self.steps, self.on_policy_steps = int(state["steps"]), int(state["on_policy_steps"])
+
     @torch.no_grad()
     def sample(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """Student samples after each row's prompt; returns (x', y') of x's shape, labelled on the sampled tokens
