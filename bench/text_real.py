@@ -7,6 +7,9 @@ each trained alone and distilled, over seeds.
     OMP_NUM_THREADS=1 python bench/text_real.py --quick    # smoke test: a 300-snippet slice, 1 seed, 1 epoch,
                                                            # nothing written
 
+Every finished row's weights are kept in ``--cache-dir`` (keyed by seed, row and settings): an interrupted run
+started again loads the rows it finished and trains only the others.
+
 On a loaded machine use one thread: two OpenMP threads competing with other processes for 2 cores spin-wait and
 run many times slower.
 
@@ -148,15 +151,32 @@ def run_seed(seed: int, teacher: nn.Module, args: argparse.Namespace) -> dict[st
     def settings(lr: float, epochs: int) -> TrainSettings:
         return TrainSettings(epochs=epochs, batch_size=32, lr=lr, progress=False, seed=seed)
 
-    def record(name: str, model: nn.Module) -> None:
+    def record(name: str, model: nn.Module, saved: Path | None = None) -> None:
+        if saved is not None:  # a finished row: kept, so that an interrupted bench goes on from here
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(saved))
         models[name], logits[name] = model, predict(model, test)[0]
-        print(f"seed {seed} | {name}: accuracy {metrics.accuracy(logits[name], labels):.4f}", flush=True)
+        print(f"seed {seed} | {name}: accuracy {metrics.accuracy(logits[name], labels):.4f}"
+              f"{'' if saved is not None else ' (trained before, loaded)'}", flush=True)
+
+    def done_before(name: str, model: nn.Module) -> Path | None:
+        """The row's weights file when this row, with these settings, has not finished before (else loaded)."""
+        key = hashlib.sha1(f"{seed} {name} {args.epochs} {args.tf_epochs} {args.transfer_factor} {args.max_tokens} "
+                           f"{args.teacher_epochs} {args.quick}".encode()).hexdigest()[:12]
+        path = Path(args.cache_dir) / f"row-{key}.safetensors"
+        if not path.is_file():
+            return path
+        model.load_state_dict(load_file(path))
+        record(name, model)
+        return None
 
     for label, (name, params, lr) in WORD_STUDENTS.items():
         for role in ("alone", *distill_sets):
             seed_everything(seed + 1)  # every row of a student starts from the same weights
             student = WordTokenized(build_model(name, data.input_shape, 2, vocab_size=data.vocab_size, **params),
                                     data.vocab.encode)
+            saved = done_before(f"{label}, {role}", student)
+            if saved is None:
+                continue
             if role == "alone":
                 fit(Supervised(student), train, val, settings(lr, args.epochs))
             else:
@@ -164,11 +184,14 @@ def run_seed(seed: int, teacher: nn.Module, args: argparse.Namespace) -> dict[st
                 scheme.cache = cache
                 fit(scheme, make_loader(distill_sets[role], 32, True, seed), val, settings(lr, args.epochs))
                 scheme.close()
-            record(f"{label}, {role}", student)
+            record(f"{label}, {role}", student, saved)
 
     for role in ("alone", "layer-mapped KD"):
         seed_everything(seed + 1)
         student = student_from_teacher(teacher, 2)
+        saved = done_before(f"2-layer transformer, {role}", student)
+        if saved is None:
+            continue
         if role == "alone":
             fit(Supervised(student), train, val, settings(5e-5, args.tf_epochs))
         else:
@@ -177,7 +200,7 @@ def run_seed(seed: int, teacher: nn.Module, args: argparse.Namespace) -> dict[st
             scheme = OfflineDistillation(student, teacher, terms, example=data.train.tensors[0][:2])
             fit(scheme, make_loader(data.train, 32, True, seed), val, settings(5e-5, args.tf_epochs))
             scheme.close()
-        record(f"2-layer transformer, {role}", student)
+        record(f"2-layer transformer, {role}", student, saved)
 
     batch = data.test.tensors[0][:64]
     lat1 = latencies(models, batch[:1], rounds=args.latency_rounds)

@@ -335,7 +335,7 @@ def test_evaluate_an_lm_run_measures_the_saved_models_again(two_seeds: list[Path
 
 
 def test_predict_continues_prompts_with_an_lm_run(two_seeds: list[Path], tmp_path: Path, capsys) -> None:
-    from kdkit.lm.evaluate import load_lm_run_models, predict_lm
+    from kdkit.lm.commands import load_lm_run_models, predict_lm
 
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("12+34=\n\n7+5=\n")
@@ -357,8 +357,29 @@ def test_predict_continues_prompts_with_an_lm_run(two_seeds: list[Path], tmp_pat
         predict_lm(two_seeds[0], empty)
 
 
+def test_export_an_lm_run_to_onnx_with_dynamic_batch_and_length(two_seeds: list[Path], tmp_path: Path) -> None:
+    """Token ids -> next-token logits: ONNX Runtime gives PyTorch's logits on rows and lengths other than the
+    export's; the tokenizer is written beside the file."""
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from kdkit.lm.commands import export_lm, load_lm_run_models
+
+    target = tmp_path / "kd.onnx"
+    _main(["export", str(two_seeds[0]), "--output", str(target)])
+    assert target.is_file() and (tmp_path / "kd_tokenizer" / "tokenizer.json").is_file()
+    _cfg, data, models = load_lm_run_models(two_seeds[0])
+    session = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    for rows, length in ((1, 3), (5, data.seq_len)):
+        ids = data.test.x[:rows, :length]
+        got = session.run(None, {"input_ids": ids.numpy()})[0]
+        with torch.no_grad():
+            expected = models["student_kd"](ids).numpy()
+        assert got.shape == expected.shape and np.abs(got - expected).max() < 1e-4
+    with pytest.raises(ConfigError, match="unknown model"):
+        export_lm(two_seeds[0], "nosuch")
+
+
 @pytest.mark.parametrize(("args", "message"), [
-    (["export"], "ONNX export of a language-model run is not supported yet"),
+    (["export", "--model", "nosuch"], "unknown model 'nosuch'"),
     (["evaluate", "--cost-only"], "run `kdkit evaluate RUN_DIR` without --cost-only"),
     (["predict", "PROMPTS", "--model", "nosuch"], "unknown model 'nosuch'"),
 ])

@@ -134,7 +134,7 @@ def evaluate(
 
     if is_lm_run(run_dir):  # a language-model run: perplexity, exact match and generation speed (kdkit.lm)
         from kdkit.errors import ConfigError
-        from kdkit.lm.evaluate import evaluate_lm_run
+        from kdkit.lm.commands import evaluate_lm_run
 
         if cost_only:
             raise ConfigError("--cost-only times classification models; a language-model run's generation speed is "
@@ -164,9 +164,15 @@ def export(
     from kdkit.lm.rundir import is_lm_run
     from kdkit.pipeline import ROLES, load_run_models
 
-    if is_lm_run(run_dir):
-        raise ConfigError("kdkit export writes classification models; ONNX export of a language-model run is not "
-                          "supported yet: load models/student_kd.safetensors in PyTorch (README \"Language models\")")
+    if is_lm_run(run_dir):  # ids -> next-token logits, both axes dynamic; the tokenizer beside it
+        from kdkit.lm.commands import export_lm
+
+        done = export_lm(run_dir, model, output)
+        console.print(f"{done.path}: {done.size_bytes / 1024:.1f} KB ({done.exporter} exporter); ONNX Runtime vs "
+                      f"PyTorch on 64 test rows: max |diff| {done.max_abs_diff:.1e}, same next token "
+                      f"{done.agreement:.1%}; tokenizer in {done.path.with_name(done.path.stem + '_tokenizer')}",
+                      highlight=False)
+        return
     if model not in ROLES:
         raise ConfigError(f"unknown model '{model}'; choose one of: {', '.join(ROLES)}")
     target = output or Path(run_dir) / "models" / f"{model}.onnx"
@@ -210,7 +216,7 @@ def predict(
     from kdkit.lm.rundir import is_lm_run
 
     if is_lm_run(run_dir):
-        from kdkit.lm.evaluate import predict_lm
+        from kdkit.lm.commands import predict_lm
 
         text = predict_lm(run_dir, inputs, model=model, max_new_tokens=max_new_tokens)
     else:

@@ -1,4 +1,4 @@
-"""`kdkit evaluate` and `kdkit predict` on a language-model run directory (kdkit.lm.rundir).
+"""`kdkit evaluate`, `kdkit predict` and `kdkit export` on a language-model run directory (kdkit.lm.rundir).
 
 evaluate rebuilds the run's test split from its config.yaml (the same seed gives the same split and tokenizer),
 loads models/<role>.safetensors and measures the three models again with kdkit.lm.run.measure; it writes
@@ -7,6 +7,11 @@ are (the classification runs' contract, kdkit.run_guard.EVALUATION_OUTPUTS).
 
 predict continues prompts, one per line of a text file, with one of the run's models (greedy decoding, the run's
 tokenizer) and prints one CSV row per prompt: prompt, completion.
+
+export writes one model as ONNX: token ids (batch, sequence) -> next-token logits (batch, sequence, vocabulary),
+both dimensions dynamic up to the model's context, checked against PyTorch in ONNX Runtime on test rows; generation
+(the loop around it) stays with the caller. The tokenizer is written beside it (tokenizer.json of a CharTokenizer,
+or the hf_lm: folder's files).
 """
 
 from __future__ import annotations
@@ -134,4 +139,25 @@ def predict_lm(run_dir: str | Path, prompts_file: str | Path, model: str = "stud
     return buffer.getvalue()
 
 
-__all__ = ["evaluate_lm_run", "load_lm_run_models", "predict_lm"]
+def export_lm(run_dir: str | Path, model: str = "student_kd", output: str | Path | None = None) -> Any:
+    """ONNX file of the run's `model` (kdkit.export.ExportReport), its tokenizer saved beside it."""
+    from kdkit.export import export_checked
+
+    if model not in ROLES:
+        raise ConfigError(f"unknown model '{model}'; choose one of: {', '.join(ROLES)}")
+    target = Path(output) if output is not None else Path(run_dir) / "models" / f"{model}.onnx"
+    _cfg, data, models = load_lm_run_models(run_dir)
+    ids = data.test.x[:64]
+    done = export_checked(models[model], {"input_ids": ids}, target, atol=1e-4,
+                          dynamic={"input_ids": {0: "batch", 1: "sequence"}},
+                          max_sizes={"sequence": data.seq_len})
+    tokenizer_dir = target.with_name(f"{target.stem}_tokenizer")
+    tokenizer_dir.mkdir(parents=True, exist_ok=True)
+    if hasattr(data.tokenizer, "save_pretrained"):
+        data.tokenizer.save_pretrained(tokenizer_dir)
+    else:
+        data.tokenizer.save(tokenizer_dir / "tokenizer.json")
+    return done
+
+
+__all__ = ["evaluate_lm_run", "export_lm", "load_lm_run_models", "predict_lm"]

