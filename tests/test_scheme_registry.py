@@ -18,7 +18,7 @@ from kdkit.config import parse_config
 from kdkit.errors import ConfigError
 from kdkit.pipeline import run
 from kdkit.schemes.plan import PlanInputs, SchemePlan
-from kdkit.schemes.registry import _REGISTRY, CLASSIFICATION, LM, SchemeOptions, scheme_options, schemes
+from kdkit.schemes.registry import CLASSIFICATION, LM, SCHEMES, SchemeOptions, scheme_options, schemes
 from kdkit.schemes.supervised import Supervised
 from kdkit.tune import default_space
 
@@ -88,7 +88,7 @@ def labels_only():
             return LabelsOnlyPlan(self, inputs)
 
     yield LabelsOnly
-    _REGISTRY[CLASSIFICATION].pop("labels_only", None)
+    SCHEMES.remove("labels_only", CLASSIFICATION)
 
 
 def test_a_new_scheme_is_one_class_and_runs_through_config_pipeline_and_tune(labels_only, tmp_path) -> None:

@@ -19,7 +19,7 @@ from torch.utils.data import TensorDataset
 import kdkit
 from kdkit.config import parse_config
 from kdkit.data import DataBundle, build_data
-from kdkit.data.source import _REGISTRY, CLASSIFICATION, LM, ClassificationSource, source_options, sources
+from kdkit.data.source import CLASSIFICATION, LM, SOURCES, ClassificationSource, source_options, sources
 from kdkit.errors import ConfigError
 from kdkit.pipeline import run
 
@@ -86,7 +86,7 @@ def blobs():
                               input_shape=(4,), class_names=["a", "b", "c"])
 
     yield BlobsSource
-    _REGISTRY[CLASSIFICATION].pop("blobs", None)
+    SOURCES.remove("blobs", CLASSIFICATION)
 
 
 def test_a_new_source_is_one_class_and_runs_through_config_and_pipeline(blobs, tmp_path) -> None:

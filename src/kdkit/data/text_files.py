@@ -175,7 +175,21 @@ def unlabelled_texts(vocab: Vocabulary, texts: Sequence[str]) -> TensorDataset:
     return _dataset(vocab, texts, [UNLABELLED] * len(texts))
 
 
-class TextFilesSource(ClassificationSource):
+class WordTextSource(ClassificationSource):
+    """Keys of the text sources: kdkit's word vocabulary, or the raw text for models with their own tokenizer."""
+
+    max_len: PositiveInt = Field(64, description="words kept per text (padded or cut)")
+    min_freq: PositiveInt = Field(1, description="a word enters the vocabulary from this count")
+    max_vocab: PositiveInt | None = Field(None, description="at most this many words in the vocabulary")
+    raw_text: bool | None = Field(None, description="batches keep the raw text and each model tokenizes it its own "
+                                  "way (hf: models with their tokenizer, word models with the vocabulary); default "
+                                  "false: kdkit's word ids")
+
+    def keeps_raw_text(self) -> bool:
+        return bool(self.raw_text)
+
+
+class TextFilesSource(WordTextSource):
     """text_files: your texts, .csv (header row) or .jsonl, one text and one label per row."""
 
     name: Literal["text_files"] = "text_files"
@@ -184,12 +198,6 @@ class TextFilesSource(ClassificationSource):
     test_file: LaxPath | None = Field(None, description="test texts")
     text_column: str = Field("text", description="the column holding the text")
     label_column: str = Field("label", description="the column holding the label")
-    max_len: PositiveInt = Field(64, description="words kept per text (padded or cut)")
-    min_freq: PositiveInt = Field(1, description="a word enters the vocabulary from this count")
-    max_vocab: PositiveInt | None = Field(None, description="at most this many words in the vocabulary")
-    raw_text: bool | None = Field(None, description="batches keep the raw text and each model tokenizes it its own "
-                                  "way (hf: models with their tokenizer, word models with the vocabulary); default "
-                                  "false: kdkit's word ids")
 
     @model_validator(mode="after")
     def _files(self) -> TextFilesSource:
@@ -203,9 +211,6 @@ class TextFilesSource(ClassificationSource):
             raise ValueError("text_files makes a transfer set (Tang et al.'s augmented sentences) only with "
                              "raw_text: true; set it, or data.transfer_size: 0")
         return self
-
-    def keeps_raw_text(self) -> bool:
-        return bool(self.raw_text)
 
     def load(self, seed: int) -> Any:
         """kdkit's word ids, or with ``raw_text`` the texts themselves (each model tokenizes them its own way;
