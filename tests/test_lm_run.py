@@ -488,3 +488,31 @@ def test_a_killed_lm_run_resumes_to_the_uninterrupted_weights(tmp_path: Path, sc
     kd_epochs = [json.loads(line)["epoch"] for line in log.read_text().splitlines()
                  if json.loads(line).get("model") == "student_kd"]
     assert kd_epochs == [1, 2, 3, 4]  # each epoch logged once, the interrupted one included
+
+
+def test_tune_an_lm_config_then_train_its_best_config(tmp_path: Path, capsys) -> None:
+    """kdkit tune on a language-model config: the teacher trained once, trials scored by validation NLL, trials.csv
+    and best.yaml, which `kdkit train` runs with the search's teacher (not trained again)."""
+    pytest.importorskip("optuna")
+    config = shrunk_config(tmp_path, 0)
+    _main(["tune", str(config), "--trials", "2"])
+    out = tmp_path / "run0" / "tune"
+    rows = (out / "trials.csv").read_text().splitlines()
+    assert rows[0].startswith("trial,state,nll") and "distill.losses.forward_kl.weight" in rows[0] and len(rows) == 3
+    best = yaml.safe_load((out / "best.yaml").read_text())
+    assert best["teacher"]["checkpoint"] == str(out / "teacher.safetensors") and "tune" not in best
+    weight = best["distill"]["losses"][1]["weight"]
+    assert 0.1 <= weight <= 10 and any(f"{weight}" in row for row in rows[1:])
+    assert "best config:" in capsys.readouterr().out
+    best["output_dir"] = str(tmp_path / "best_run")
+    (tmp_path / "best.yaml").write_text(yaml.safe_dump(best))
+    _main(["train", str(tmp_path / "best.yaml")])
+    log = (tmp_path / "best_run" / "metrics.jsonl").read_text()
+    assert '"teacher"' not in log  # the search's teacher was loaded, not trained again
+    with pytest.raises(ConfigError, match="tune.space: 'distill.losses.kl.weight' does not exist"):
+        from kdkit.lm.config import parse_lm_config
+        from kdkit.lm.tune import tune_lm
+
+        raw = yaml.safe_load(config.read_text())
+        raw["tune"] = {"space": {"distill.losses.kl.weight": {"low": 0.1, "high": 1.0}}}
+        tune_lm(parse_lm_config(raw), trials=1)

@@ -113,6 +113,14 @@ def tune(
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # see the README's "Sharing a study between workers"
         raise ConfigError("kdkit tune does not run under torchrun: start one `kdkit tune CONFIG --storage URL` "
                           "worker per GPU or machine instead, all sharing the one study")
+    from kdkit.lm.config import load_lm_config
+
+    lm_cfg = load_lm_config(config)  # a language-model config: its own search (kdkit.lm.tune)
+    if lm_cfg is not None:
+        from kdkit.lm.tune import tune_lm
+
+        tune_lm(lm_cfg, trials=trials, console=console, storage=storage)
+        return
     cfg = load_config(config)  # before Optuna and the training stack are imported
     from kdkit.tune import tune as run_tune
 

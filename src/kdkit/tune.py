@@ -294,6 +294,7 @@ def _write(out: Path, raw: dict[str, Any], study: Any, cfg: RunConfig, space: di
     best.pop("tune", None)
     if (out / TEACHER).is_file() and best.get("teacher", {}).get("checkpoint") is None:
         best["teacher"]["checkpoint"] = str(out / TEACHER)  # the teacher this search trained and scored against
+        best["teacher"]["train"] = {}  # trained already (a language model with train settings would fine-tune again)
     write_atomic(out / "best.yaml", "# written by kdkit tune: the config with the best values found\n"
                  + yaml.safe_dump(best, sort_keys=False))
     states = [t.state.name for t in study.trials]

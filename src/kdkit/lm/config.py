@@ -18,18 +18,18 @@ the data (LM sources and their options) and the schemes:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
-from kdkit.config import ModelConfig, _Strict, format_validation_error
+from kdkit.config import ModelConfig, TuneConfig, _Strict, format_validation_error
 from kdkit.data.source import SourceOptions, source_options
 from kdkit.errors import ConfigError
 from kdkit.schema_types import LaxPath
+from kdkit.schemes.lm_common import DIVERGENCES
 from kdkit.schemes.registry import LM, SchemeOptions, scheme_options, schemes
 from kdkit.settings import TrainSettings
 
-DIVERGENCES = ("forward_kl", "reverse_kl", "jsd", "tv")
 
 class LMDistillConfig(_Strict):
     scheme: SerializeAsAny[SchemeOptions] = Field(
@@ -45,6 +45,15 @@ class LMDistillConfig(_Strict):
     train: dict[str, Any] = Field(default_factory=dict, description="overrides for the distilled student")
 
 
+class LMTuneConfig(TuneConfig):
+    """`kdkit tune` of a language-model config: trials distil the student, scored on the validation split."""
+
+    metric: Literal["nll", "accuracy", "agreement", "predictive_kl"] = Field(
+        "nll", description="validation metric of the distilled student: per-token NLL (the log of perplexity), token "
+        "accuracy, next-token agreement with the teacher or per-token KL")
+    prune: bool = Field(False, description="language-model trials are not pruned (each runs its epochs)")
+
+
 class LMRunConfig(_Strict):
     seed: int = Field(0, ge=0, lt=2**32)
     output_dir: LaxPath = Path("runs/lm")
@@ -54,6 +63,7 @@ class LMRunConfig(_Strict):
     teacher: ModelConfig
     student: ModelConfig
     distill: LMDistillConfig = Field(default_factory=LMDistillConfig)
+    tune: LMTuneConfig = Field(default_factory=lambda: LMTuneConfig(), description="search space of `kdkit tune`")
 
     @field_validator("data", mode="before")
     @classmethod

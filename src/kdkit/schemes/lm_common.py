@@ -30,11 +30,27 @@ def prompt_lengths(y: Tensor) -> Tensor:
     return first + 1
 
 
-class LMOfflineOptions(SchemeOptions):
+DIVERGENCES = ("forward_kl", "reverse_kl", "jsd", "tv")
+
+
+class LMSchemeOptions(SchemeOptions):
+    """Base of the language-model schemes: their family, and what `kdkit tune` searches by default."""
+
+    family = LM
+
+    def tune_space(self, losses: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The weight of the token divergence (against ce, when the terms have one)."""
+        names = [str(t.get("name")) for t in losses]
+        divergence = next((n for n in names if n in DIVERGENCES), None)
+        if divergence is None:
+            return {}
+        return {f"distill.losses.{divergence}.weight": {"low": 0.1, "high": 10.0, "log": True}}
+
+
+class LMOfflineOptions(LMSchemeOptions):
     """offline (language models): token-level KD on the labelled data with distill.losses (e.g. ce + forward_kl)."""
 
     name: Literal["offline"] = "offline"
-    family = LM
 
 
-__all__ = ["LMOfflineOptions", "build_divergence", "prompt_lengths"]
+__all__ = ["DIVERGENCES", "LMOfflineOptions", "LMSchemeOptions", "build_divergence", "prompt_lengths"]

@@ -27,8 +27,7 @@ from kdkit.lm.generate import generate
 from kdkit.lm.vocab import check_model_vocabularies
 from kdkit.losses.kd import hard_label_ce
 from kdkit.losses.token_divergence import TokenDivergence
-from kdkit.schemes.lm_common import build_divergence, prompt_lengths
-from kdkit.schemes.registry import LM, SchemeOptions
+from kdkit.schemes.lm_common import LMSchemeOptions, build_divergence, prompt_lengths
 from kdkit.step import Scheme
 
 
@@ -123,7 +122,7 @@ class OnPolicyDistillation(Scheme):
 __all__ = ["OnPolicyDistillation"]
 
 
-class OnPolicyOptions(SchemeOptions):
+class OnPolicyOptions(LMSchemeOptions):
     """on_policy (language models, GKD): in a share `lam` of the steps the student samples its answers and the
     teacher scores them; distill.losses: one token divergence, optionally ce."""
 
@@ -131,4 +130,6 @@ class OnPolicyOptions(SchemeOptions):
     lam: float = Field(0.5, ge=0, le=1, description="share of steps on the student's own samples")
     sample_temperature: float = Field(1.0, gt=0, description="the student's sampling temperature")
     max_new_tokens: int | None = Field(None, ge=1, description="longest sample (default: longest answer)")
-    family = LM
+
+    def tune_space(self, losses: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {**super().tune_space(losses), "distill.scheme.lam": {"low": 0.0, "high": 1.0}}

@@ -23,7 +23,7 @@ from kdkit.lm.dataset import LMDataset, encode_pairs
 from kdkit.lm.generate import generate, pad_prompts
 from kdkit.loaders import make_loader
 from kdkit.metrics import model_device
-from kdkit.schemes.registry import LM, SchemeOptions
+from kdkit.schemes.lm_common import LMSchemeOptions
 from kdkit.schemes.supervised import Supervised
 from kdkit.settings import TrainSettings
 from kdkit.trainer import FitResult, fit
@@ -69,12 +69,11 @@ def distill_sequence_level(student: nn.Module, teacher: nn.Module, data: LMDatas
 __all__ = ["distill_sequence_level", "teacher_outputs"]
 
 
-class SequenceLevelOptions(SchemeOptions):
+class SequenceLevelOptions(LMSchemeOptions):
     """sequence_level (language models): the teacher answers the labelled prompts and the extra `n_transfer`
     prompts, greedily or sampled at `temperature`, and the student learns those answers with distill.losses."""
 
     name: Literal["sequence_level"] = "sequence_level"
     greedy: bool = Field(True, description="the teacher answers greedily (else samples)")
     temperature: float = Field(1.0, gt=0, description="sampling temperature when not greedy")
-    family = LM
     writes_answers = True

@@ -18,8 +18,7 @@ from kdkit.errors import ConfigError
 from kdkit.lm.cache import TopKCache, topk_tail_divergence
 from kdkit.losses.kd import hard_label_ce
 from kdkit.losses.token_divergence import TokenDivergence
-from kdkit.schemes.lm_common import build_divergence
-from kdkit.schemes.registry import LM, SchemeOptions
+from kdkit.schemes.lm_common import LMSchemeOptions, build_divergence
 from kdkit.step import Scheme
 
 
@@ -50,11 +49,10 @@ class TopKCacheDistillation(Scheme):
 __all__ = ["TopKCacheDistillation"]
 
 
-class TopKCacheOptions(SchemeOptions):
+class TopKCacheOptions(LMSchemeOptions):
     """topk_cache (language models): the teacher's top-`k` log-probabilities per token are written once under the
     run directory and read back by index; distill.losses: one token divergence at T = 1, optionally ce."""
 
     name: Literal["topk_cache"] = "topk_cache"
     k: int = Field(32, ge=1, description="log-probabilities kept per token")
     shard_size: int = Field(4096, ge=1, description="rows per safetensors shard")
-    family = LM
