@@ -200,13 +200,20 @@ def test_lm_config_mistakes_are_one_line(tmp_path: Path, change: dict, message: 
     assert "\n" not in str(err.value)
 
 
-def test_other_commands_say_an_lm_config_is_for_train(capsys) -> None:
+def test_tune_routes_an_lm_config_to_the_lm_search(tmp_path: Path, capsys) -> None:
+    """`kdkit tune` reads a language-model config with the LM schema: a space over a term the config lacks is one
+    line, before any model trains (the classification schema would call it a language-model source)."""
     from kdkit.cli import main
 
+    raw = yaml.safe_load((ROOT / "configs" / "lm_addition.yaml").read_text())
+    raw["output_dir"] = str(tmp_path / "run")
+    raw["tune"] = {"space": {"distill.losses.jsd.beta": {"low": 0.1, "high": 0.9}}}
+    (tmp_path / "lm.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(SystemExit) as done:
-        main(["tune", str(ROOT / "configs" / "lm_addition.yaml")])
-    assert done.value.code == 2
-    assert "language-model source: run this config with `kdkit train`" in capsys.readouterr().err
+        main(["tune", str(tmp_path / "lm.yaml")])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and "tune.space: 'distill.losses.jsd.beta' does not exist" in err, err
+    assert not (tmp_path / "run").exists()
 
 
 def test_lm_verdict_is_a_paired_bootstrap_on_exact_match() -> None:
