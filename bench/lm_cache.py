@@ -170,7 +170,7 @@ def main() -> None:
     body = "\n".join(lines)
     print(body)
     if not args.quick:
-        write_section("lm_cache", body, command_line())
+        write_section("lm_cache", body, command_line("lm_cache.py", parser, args))
 
 
 if __name__ == "__main__":
