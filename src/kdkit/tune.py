@@ -259,15 +259,21 @@ def tune(cfg: RunConfig, trials: int | None = None, console: Console | None = No
         logits, labels = predict(student, val_loader)
         return metrics.classification_report(logits, labels, teacher_val)[cfg.tune.metric]
 
+    return optimize(study, objective, trials or cfg.tune.trials, cfg, space, out, raw, console)
+
+
+def optimize(study: Any, objective: Any, total: int, cfg: Any, space: dict[str, SearchRange], out: Path,
+             raw: dict[str, Any], console: Console) -> dict[str, Any]:
+    """Run `total` trials with a line each, write trials.csv and best.yaml (also after Ctrl-C: finished trials are
+    kept) and return the best values by path; a trial that diverges (NaN loss) or gets an invalid value is recorded
+    as failed and the search goes on. `cfg`: a classification or a language-model config (its tune and seed)."""
     try:
-        # a trial that diverges (NaN loss) or gets an invalid value is recorded as failed; the search goes on
-        total = trials or cfg.tune.trials
         console.print(f"kdkit tune: {total} trials, each a distillation scored by validation {cfg.tune.metric}",
                       highlight=False)
         study.optimize(objective, n_trials=total, catch=(KdkitError, ValueError),
                        callbacks=[trial_reporter(console, cfg.tune.metric, total, list(space))])
     finally:
-        if any(t.value is not None for t in study.trials):  # also after Ctrl-C: finished trials are kept
+        if any(t.value is not None for t in study.trials):
             _write(out, raw, study, cfg, space, console)
     if not any(t.value is not None for t in study.trials):
         failed = [t.user_attrs["error"] for t in study.trials if "error" in t.user_attrs]

@@ -21,7 +21,7 @@ from rich.console import Console
 from kdkit.config import SearchRange
 from kdkit.errors import ConfigError, KdkitError
 from kdkit.lm.config import LMRunConfig, parse_lm_config
-from kdkit.tune import TEACHER, _study, _suggest, _write, set_path, trial_reporter
+from kdkit.tune import TEACHER, _study, _suggest, optimize, set_path
 
 # the validation number of each metric, from kdkit.lm.metrics.summarize_units
 SCORES = {"nll": lambda row: math.log(row["perplexity"]), "accuracy": lambda row: row["token_accuracy"],
@@ -94,19 +94,7 @@ def tune_lm(cfg: LMRunConfig, trials: int | None = None, console: Console | None
             raise
         return float(SCORES[cfg.tune.metric](row))
 
-    total = trials or cfg.tune.trials
-    console.print(f"kdkit tune: {total} trials, each a distillation scored by validation {cfg.tune.metric}",
-                  highlight=False)
-    try:
-        study.optimize(objective, n_trials=total, catch=(KdkitError, ValueError),
-                       callbacks=[trial_reporter(console, cfg.tune.metric, total, list(space))])
-    finally:
-        if any(t.value is not None for t in study.trials):  # also after Ctrl-C: finished trials are kept
-            _write(out, raw, study, cfg, space, console)
-    if not any(t.value is not None for t in study.trials):
-        failed = [t.user_attrs["error"] for t in study.trials if "error" in t.user_attrs]
-        raise ConfigError(f"no trial finished; the first failure: {failed[0] if failed else 'none recorded'}")
-    return dict(study.best_params)
+    return optimize(study, objective, trials or cfg.tune.trials, cfg, space, out, raw, console)
 
 
 __all__ = ["lm_search_space", "lm_trial_config", "tune_lm"]
