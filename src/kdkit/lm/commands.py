@@ -23,14 +23,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from rich.console import Console
 from torch import nn
 
 from kdkit.checkpoint import load_weights, write_atomic
 from kdkit.errors import ConfigError, RunDirError
-from kdkit.lm.rundir import LABELS, ROLES, STATS, table_markdown
+from kdkit.lm.rundir import LABELS, ROLES, table_markdown, units_npz
 from kdkit.run_guard import EVALUATION_OUTPUTS
 from kdkit.textfile import read_text
 
@@ -81,12 +80,7 @@ def evaluate_lm_run(run_dir: str | Path, console: Console | None = None) -> dict
     cfg, data, models = load_lm_run_models(run_dir)
     rows, units = measure(models, data, resolve_device(cfg.train.device))
     verdict = lm_run_verdict(units, rows, seed=cfg.seed)
-    arrays = {"test_tokens": units["teacher"]["tokens"]}
-    for role in ROLES:
-        arrays.update({f"test_{role}_{key}": units[role][key] for key in STATS if key in units[role]})
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    write_atomic(run_dir / EVALUATION_OUTPUTS["predictions"], buffer.getvalue())
+    write_atomic(run_dir / EVALUATION_OUTPUTS["predictions"], units_npz(units))
     table = table_markdown({LABELS[r]: rows[r] for r in ROLES})
     write_atomic(run_dir / EVALUATION_OUTPUTS["table"], table)
     results = {"kind": "lm", "evaluated": True, "seed": cfg.seed, "verdict": verdict.as_dict(),

@@ -61,16 +61,21 @@ def write_lm_run(run_dir: Path, rows: dict[str, dict[str, Any]], units: dict[str
                  summary: dict[str, Any]) -> None:
     """predictions.npz, table.md, then results.json (last: its presence means the set is complete). `rows` and
     `units` by role; `summary` adds the run's own records (data, training, verdict, seed, seconds)."""
+    write_atomic(run_dir / "predictions.npz", units_npz(units))
+    write_atomic(run_dir / "table.md", table_markdown({LABELS[r]: rows[r] for r in ROLES}))
+    results = {"format": FORMAT, "kind": KIND, "task": KIND, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+               **summary, "rows": [{"model": LABELS[r], "role": r, **rows[r]} for r in ROLES]}
+    write_atomic(run_dir / "results.json", json.dumps(results, indent=1))
+
+
+def units_npz(units: dict[str, dict[str, np.ndarray]]) -> bytes:
+    """predictions.npz's bytes: per test row the token count and each role's sums (see the module docstring)."""
     arrays = {"test_tokens": units["teacher"]["tokens"]}
     for role in ROLES:
         arrays.update({f"test_{role}_{key}": units[role][key] for key in STATS if key in units[role]})
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    write_atomic(run_dir / "predictions.npz", buffer.getvalue())
-    write_atomic(run_dir / "table.md", table_markdown({LABELS[r]: rows[r] for r in ROLES}))
-    results = {"format": FORMAT, "kind": KIND, "task": KIND, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-               **summary, "rows": [{"model": LABELS[r], "role": r, **rows[r]} for r in ROLES]}
-    write_atomic(run_dir / "results.json", json.dumps(results, indent=1))
+    return buffer.getvalue()
 
 
 def is_lm_run(run_dir: str | Path) -> bool:
