@@ -104,3 +104,61 @@ def test_bad_arguments_give_config_errors(kwargs):
 def test_unknown_loss_lists_the_registry():
     with pytest.raises(ConfigError, match="unknown loss 'kdd'.*kd"):
         build_loss("kdd")
+
+
+@pytest.mark.parametrize("T", [1.0, 4.0])
+def test_one_node_gradients_pass_gradcheck_for_student_and_teacher(T):
+    """The KD term is one autograd node with closed-form gradients; both sides checked against finite
+    differences (the teacher side learns in online schemes and data-free generators)."""
+    from kdkit.losses.kd import soft_target_kl
+
+    g = torch.Generator().manual_seed(3)
+    s = (torch.randn(5, 4, generator=g, dtype=torch.float64) * 2).requires_grad_(True)
+    t = (torch.randn(5, 4, generator=g, dtype=torch.float64) * 2).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b: soft_target_kl(a, b, T), (s, t))
+
+
+@pytest.mark.parametrize("shape", [(256, 10), (8, 10), (300, 3), (256, 100)])
+def test_kd_value_and_gradients_equal_the_composed_ops(shape):
+    """The fused term (and the column-wise softmax it uses for few classes on CPU) against kl_div of log_softmax:
+    the same value and the same gradients for student and teacher, on shapes that take either softmax path."""
+    g = torch.Generator().manual_seed(4)
+    s0, t0 = torch.randn(*shape, generator=g) * 3, torch.randn(*shape, generator=g) * 3
+    y = torch.randint(0, shape[1], (shape[0],), generator=g)
+    s1, t1 = s0.clone().requires_grad_(True), t0.clone().requires_grad_(True)
+    kd_loss(s1, t1, y, temperature=2.0, alpha=0.3).backward()
+    s2, t2 = s0.clone().requires_grad_(True), t0.clone().requires_grad_(True)
+    reference = 0.7 * 4.0 * F.kl_div(F.log_softmax(s2 / 2.0, 1), F.log_softmax(t2 / 2.0, 1), reduction="batchmean",
+                                     log_target=True) + 0.3 * F.cross_entropy(s2, y)
+    reference.backward()
+    assert kd_loss(s0, t0, y, temperature=2.0, alpha=0.3).item() == pytest.approx(reference.item(), rel=1e-5)
+    torch.testing.assert_close(s1.grad, s2.grad, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(t1.grad, t2.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_bf16_logits_get_bf16_gradients_and_a_float32_value():
+    s = torch.randn(64, 10).bfloat16().requires_grad_(True)
+    loss = kd_loss(s, torch.randn(64, 10).bfloat16(), temperature=4.0)
+    loss.backward()
+    assert loss.dtype == torch.float32 and s.grad.dtype == torch.bfloat16 and torch.isfinite(s.grad).all()
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_hard_label_ce_equals_cross_entropy_with_unlabelled_rows(smoothing):
+    from kdkit.losses.kd import hard_label_ce
+
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(128, 7, generator=g)
+    y = torch.randint(0, 7, (128,), generator=g)
+    y[::3] = -1
+    expected = F.cross_entropy(logits, y, ignore_index=-1, label_smoothing=smoothing)
+    assert hard_label_ce(logits, y, smoothing).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(256, 10), (4, 10), (256, 40), (2, 3, 5)])
+def test_class_softmax_equals_torch_on_every_path(shape):
+    from kdkit.losses.softmax import log_softmax, softmax
+
+    x = torch.randn(*shape) * 5
+    torch.testing.assert_close(log_softmax(x), torch.log_softmax(x, -1))
+    torch.testing.assert_close(softmax(x), torch.softmax(x, -1))

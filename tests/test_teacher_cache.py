@@ -224,3 +224,19 @@ def test_an_output_whose_shape_changes_between_batches_is_refused_in_one_line():
     cache.put(torch.tensor([0, 1]), {"logits": torch.zeros(2, 3), "hidden": torch.zeros(2, 5, 8)})
     with pytest.raises(ConfigError, match="'hidden' output changes shape between batches.*cache_teacher: false"):
         cache.put(torch.tensor([2, 3]), {"logits": torch.zeros(2, 3), "hidden": torch.zeros(2, 7, 8)})
+
+
+def test_the_filled_check_stops_once_full_and_comes_back_after_a_partial_restore():
+    from kdkit.teacher_cache import TeacherCache
+
+    cache = TeacherCache(4)
+    cache.put(torch.tensor([0, 1]), {"logits": torch.tensor([[1.0], [2.0]])})
+    assert cache.get(torch.tensor([1, 2])) is None and not cache.complete
+    cache.put(torch.tensor([2, 3]), {"logits": torch.tensor([[3.0], [4.0]])})
+    assert cache.get(torch.tensor([3, 0]))["logits"].tolist() == [[4.0], [1.0]]
+    assert cache.complete  # from here on no step indexes `filled` or waits for it
+    scheme = OfflineDistillation(toy_net(seed=1), toy_net(seed=0), build_terms([{"name": "kd"}]), cache_size=4)
+    scheme.cache = cache
+    scheme.load_resume_state({"filled": torch.tensor([1, 0, 0, 0], dtype=torch.uint8),
+                              "cache.logits": torch.zeros(4, 1)})
+    assert scheme.cache.get(torch.tensor([1])) is None  # a restored, partly filled cache is checked again

@@ -148,13 +148,16 @@ class TeacherCache:
     def __init__(self, size: int) -> None:
         self.size = size
         self.filled = torch.zeros(size, dtype=torch.bool)
+        self.complete = False
         self.store: dict[str, Tensor] = {}
         self.build_seconds = 0.0  # time spent in teacher forwards filling it
 
     def get(self, index: Tensor) -> dict[str, Tensor] | None:
-        if not bool(self.filled[index.cpu()].all()):
-            return None
-        return {k: v[index.to(v.device)] for k, v in self.store.items()}
+        if not self.complete:  # once every sample is in, no step pays for the check (an index and a sync)
+            if not bool(self.filled[index.cpu()].all()):
+                return None
+            self.complete = bool(self.filled.all())
+        return {k: v.index_select(0, index.to(v.device)) for k, v in self.store.items()}
 
     def put(self, index: Tensor, outputs: dict[str, Tensor]) -> None:
         for key, value in outputs.items():

@@ -111,7 +111,8 @@ class LossTerm(nn.Module):
                     "give both models the same number of outputs (num_classes)"
                 )
         raw = self.loss(s, t, target)
-        return self.weight * self.factor(epoch) * raw, raw.detach()
+        scale = self.weight * self.factor(epoch)
+        return (raw if scale == 1.0 else scale * raw), raw.detach()
 
 
 TERM_KEYS = {"name", "weight", "student", "teacher", "warmup_epochs", "until_epoch"}

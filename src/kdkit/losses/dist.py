@@ -16,8 +16,9 @@ Use it together with a ``ce`` term.
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from kdkit.losses.softmax import softmax
 
 
 def pearson_rows(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor:
@@ -36,7 +37,7 @@ class DIST(nn.Module):
         self.beta, self.gamma, self.T = beta, gamma, T
 
     def forward(self, student: Tensor, teacher: Tensor, target: Tensor | None = None) -> Tensor:
-        ys, yt = F.softmax(student / self.T, dim=1), F.softmax(teacher / self.T, dim=1)
+        ys, yt = softmax(student / self.T), softmax(teacher / self.T)
         inter = 1.0 - pearson_rows(ys, yt).mean()
         intra = 1.0 - pearson_rows(ys.t(), yt.t()).mean()
         return self.T**2 * (self.beta * inter + self.gamma * intra)

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from kdkit.augment import MixedTarget
 from kdkit.labels import UNLABELLED
+from kdkit.losses.softmax import log_softmax
 
 
 def _binary_log_probs(log_p: Tensor, target_mask: Tensor) -> Tensor:
@@ -36,11 +37,11 @@ def dkd_loss(student: Tensor, teacher: Tensor, target: Tensor, alpha: float, bet
     """Functional form of :class:`DKD`; `target` holds one class per row (no -1)."""
     n, c = student.shape
     mask = F.one_hot(target, c).bool()
-    log_ps, log_pt = F.log_softmax(student / T, dim=1), F.log_softmax(teacher / T, dim=1)
+    log_ps, log_pt = log_softmax(student / T), log_softmax(teacher / T)
     tckd = F.kl_div(_binary_log_probs(log_ps, mask), _binary_log_probs(log_pt, mask), reduction="batchmean",
                     log_target=True)
-    rest_s = F.log_softmax(student[~mask].view(n, c - 1) / T, dim=1)
-    rest_t = F.log_softmax(teacher[~mask].view(n, c - 1) / T, dim=1)
+    rest_s = log_softmax(student[~mask].view(n, c - 1) / T)
+    rest_t = log_softmax(teacher[~mask].view(n, c - 1) / T)
     nckd = F.kl_div(rest_s, rest_t, reduction="batchmean", log_target=True)
     return T**2 * (alpha * tckd + beta * nckd)
 

@@ -10,12 +10,16 @@ transfer-set samples) are left out of the CE term.
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdkit.augment import MixedTarget
 from kdkit.errors import ModelError
 from kdkit.labels import UNLABELLED
+from kdkit.losses.softmax import log_softmax
 
 # KD's defaults, the only ones in kdkit: KDLoss and kd_loss take them, and a config without distill.losses means
 # [{name: kd}], which builds KDLoss with them. alpha 0: soft targets only, so unlabelled rows need no label.
@@ -23,30 +27,67 @@ DEFAULT_T = 4.0
 DEFAULT_ALPHA = 0.0
 
 
+def _at_least_float32(x: Tensor) -> Tensor:
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+class _SoftTargetKL(torch.autograd.Function):
+    """T^2 * KL(p_t || p_s) batchmean as one autograd node. Its gradients have closed forms,
+    d/ds = T/N (p_s - p_t) and d/dt = T/N p_t ((log p_t - log p_s) - KL_row), so backward is two element-wise
+    expressions instead of the dozen small nodes of the composed ops (which dominate a small model's step).
+    Computed in float32 at least (float64 stays float64); gradients come back in each input's dtype."""
+
+    @staticmethod
+    def forward(ctx: Any, student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
+        log_ps = log_softmax(_at_least_float32(student) / temperature)
+        log_pt = log_softmax(_at_least_float32(teacher) / temperature)
+        p_t = log_pt.exp()
+        gap = log_pt - log_ps
+        ctx.temperature, ctx.dtypes = temperature, (student.dtype, teacher.dtype)
+        ctx.save_for_backward(log_ps, p_t, gap)
+        return (p_t * gap).sum() * (temperature * temperature / student.shape[0])
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        log_ps, p_t, gap = ctx.saved_tensors
+        scale = grad * (ctx.temperature / log_ps.shape[0])
+        grad_s = grad_t = None
+        if ctx.needs_input_grad[0]:
+            grad_s = ((log_ps.exp() - p_t) * scale).to(ctx.dtypes[0])
+        if ctx.needs_input_grad[1]:  # online schemes, data-free generators: the teacher side learns too
+            grad_t = (p_t * (gap - (p_t * gap).sum(1, keepdim=True)) * scale).to(ctx.dtypes[1])
+        return grad_s, grad_t, None
+
+
 def soft_target_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
     """T^2 * KL(softmax(t/T) || softmax(s/T)), summed over classes and averaged over the batch."""
     if student_logits.dim() != 2:  # the softmax is over dim 1: per-token logits would be normalised over tokens
         raise ModelError(f"KD compares logits (N, C), one row per sample; got {tuple(student_logits.shape)}; for "
                          "one prediction per token use token_kd")
-    log_p_student = F.log_softmax(student_logits / temperature, dim=1)
-    log_p_teacher = F.log_softmax(teacher_logits / temperature, dim=1)
-    kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
-    return kl * temperature**2
+    return _SoftTargetKL.apply(student_logits, teacher_logits, temperature)
 
 
 def hard_label_ce(logits: Tensor, target: Tensor | MixedTarget | None, label_smoothing: float = 0.0) -> Tensor:
     """Cross-entropy over labelled rows (or tokens) only (label -1 = unlabelled); zero when there are no labels.
+    With label smoothing eps: (1 - eps) * NLL + eps * mean_c(-log p_c), as F.cross_entropy defines it.
 
     A mixed batch (MixUp, CutMix; see kdkit.augment) gives lam * CE(a) + (1 - lam) * CE(b), each over its own
     labelled rows (Zhang et al. 2018)."""
     if isinstance(target, MixedTarget):
         return (target.lam * hard_label_ce(logits, target.a, label_smoothing)
                 + (1.0 - target.lam) * hard_label_ce(logits, target.b, label_smoothing))
-    if target is None or not bool((target != UNLABELLED).any()):
+    if target is None:
         return logits.sum() * 0.0  # keeps the graph connected
+    labelled = target != UNLABELLED
+    if not bool(labelled.any()):
+        return logits.sum() * 0.0
     if logits.dim() > 2:  # one prediction per token (N, L, C) against labels (N, L): the mean over labelled tokens
-        logits, target = logits.reshape(-1, logits.shape[-1]), target.reshape(-1)
-    return F.cross_entropy(logits, target, ignore_index=UNLABELLED, label_smoothing=label_smoothing)
+        logits, target, labelled = logits.reshape(-1, logits.shape[-1]), target.reshape(-1), labelled.reshape(-1)
+    log_p = log_softmax(logits)
+    nll = F.nll_loss(log_p, target, ignore_index=UNLABELLED)
+    if label_smoothing == 0.0:
+        return nll
+    return (1.0 - label_smoothing) * nll - label_smoothing * log_p[labelled].mean()
 
 
 def check_kd_options(temperature: float, alpha: float, label_smoothing: float = 0.0) -> None:
@@ -62,9 +103,9 @@ def check_kd_options(temperature: float, alpha: float, label_smoothing: float = 
 def _kd(student_logits: Tensor, teacher_logits: Tensor, target: Tensor | MixedTarget | None, temperature: float,
         alpha: float, label_smoothing: float) -> Tensor:
     """The formula alone, for options already checked (KDLoss checks them once, in its constructor)."""
-    loss = (1.0 - alpha) * soft_target_kl(student_logits, teacher_logits, temperature)
-    if alpha > 0:
-        loss = loss + alpha * hard_label_ce(student_logits, target, label_smoothing)
+    loss = soft_target_kl(student_logits, teacher_logits, temperature)
+    if alpha > 0:  # alpha 0 (the default): no products at all, every node counts in a small model's step
+        loss = (1.0 - alpha) * loss + alpha * hard_label_ce(student_logits, target, label_smoothing)
     return loss
 
 

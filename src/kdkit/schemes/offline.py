@@ -118,7 +118,7 @@ class OfflineDistillation(Scheme):
         if self.cache is None or "filled" not in state:
             return
         device = next(self.teacher.parameters(), torch.empty(0)).device  # fit has moved the teacher by now
-        self.cache.filled = state["filled"].bool()
+        self.cache.filled, self.cache.complete = state["filled"].bool(), False
         self.cache.store = {k.removeprefix("cache."): v.to(device) for k, v in state.items() if k != "filled"}
 
     def close(self) -> None:
