@@ -35,20 +35,29 @@ class _SoftTargetKL(torch.autograd.Function):
     """T^2 * KL(p_t || p_s) batchmean as one autograd node. Its gradients have closed forms,
     d/ds = T/N (p_s - p_t) and d/dt = T/N p_t ((log p_t - log p_s) - KL_row), so backward is two element-wise
     expressions instead of the dozen small nodes of the composed ops (which dominate a small model's step).
-    Computed in float32 at least (float64 stays float64); gradients come back in each input's dtype."""
+    Computed in float32 at least (float64 stays float64); gradients come back in each input's dtype. The
+    intermediate tensors backward needs are extra, non-differentiable outputs, so that torch.func.vmap works."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx: Any, student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
+    def forward(student: Tensor, teacher: Tensor, temperature: float) -> tuple[Tensor, ...]:
         log_ps = log_softmax(_at_least_float32(student) / temperature)
         log_pt = log_softmax(_at_least_float32(teacher) / temperature)
         p_t = log_pt.exp()
         gap = log_pt - log_ps
-        ctx.temperature, ctx.dtypes = temperature, (student.dtype, teacher.dtype)
-        ctx.save_for_backward(log_ps, p_t, gap)
-        return (p_t * gap).sum() * (temperature * temperature / student.shape[0])
+        return (p_t * gap).sum() * (temperature * temperature / student.shape[0]), log_ps, p_t, gap
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+    def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
+        student, teacher, temperature = inputs
+        _, log_ps, p_t, gap = output
+        ctx.mark_non_differentiable(log_ps, p_t, gap)
+        ctx.save_for_backward(log_ps, p_t, gap)
+        ctx.temperature, ctx.dtypes = temperature, (student.dtype, teacher.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor, *_unused: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
         log_ps, p_t, gap = ctx.saved_tensors
         scale = grad * (ctx.temperature / log_ps.shape[0])
         grad_s = grad_t = None
@@ -64,7 +73,7 @@ def soft_target_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: 
     if student_logits.dim() != 2:  # the softmax is over dim 1: per-token logits would be normalised over tokens
         raise ModelError(f"KD compares logits (N, C), one row per sample; got {tuple(student_logits.shape)}; for "
                          "one prediction per token use token_kd")
-    return _SoftTargetKL.apply(student_logits, teacher_logits, temperature)
+    return _SoftTargetKL.apply(student_logits, teacher_logits, temperature)[0]
 
 
 def hard_label_ce(logits: Tensor, target: Tensor | MixedTarget | None, label_smoothing: float = 0.0) -> Tensor:
