@@ -116,6 +116,20 @@ def test_one_node_gradients_pass_gradcheck_for_student_and_teacher(T):
     s = (torch.randn(5, 4, generator=g, dtype=torch.float64) * 2).requires_grad_(True)
     t = (torch.randn(5, 4, generator=g, dtype=torch.float64) * 2).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda a, b: soft_target_kl(a, b, T), (s, t))
+    w = torch.rand(5, generator=g, dtype=torch.float64) * 2
+    assert torch.autograd.gradcheck(lambda a, b: soft_target_kl(a, b, T, row_weights=w), (s, t))
+
+
+def test_row_weights_weigh_each_rows_kl():
+    from kdkit.losses.kd import soft_target_kl
+
+    g = torch.Generator().manual_seed(6)
+    s, t = torch.randn(6, 4, generator=g, dtype=torch.float64), torch.randn(6, 4, generator=g, dtype=torch.float64)
+    w = torch.tensor([0.0, 2.0, 1.0, 0.5, 0.0, 3.0], dtype=torch.float64)
+    rows = torch.stack([soft_target_kl(s[i:i + 1], t[i:i + 1], 2.0) for i in range(6)])
+    assert soft_target_kl(s, t, 2.0, row_weights=w).item() == pytest.approx((w * rows).sum().item() / 6, rel=1e-12)
+    assert soft_target_kl(s, t, 2.0, row_weights=torch.ones(6)).item() == pytest.approx(
+        soft_target_kl(s, t, 2.0).item(), rel=1e-12)
 
 
 @pytest.mark.parametrize("shape", [(256, 10), (8, 10), (300, 3), (256, 100)])

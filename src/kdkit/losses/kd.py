@@ -32,48 +32,44 @@ def _at_least_float32(x: Tensor) -> Tensor:
 
 
 class _SoftTargetKL(torch.autograd.Function):
-    """T^2 * KL(p_t || p_s) batchmean as one autograd node. Its gradients have closed forms,
-    d/ds = T/N (p_s - p_t) and d/dt = T/N p_t ((log p_t - log p_s) - KL_row), so backward is two element-wise
-    expressions instead of the dozen small nodes of the composed ops (which dominate a small model's step).
-    Computed in float32 at least (float64 stays float64); gradients come back in each input's dtype. The
-    intermediate tensors backward needs are extra, non-differentiable outputs, so that torch.func.vmap works."""
-
-    generate_vmap_rule = True
+    """T^2 * sum_i w_i KL(p_t,i || p_s,i) / N (w = 1: batchmean) as one autograd node. Its gradients have closed
+    forms, d/ds_i = T w_i/N (p_s,i - p_t,i) and d/dt_i = T w_i/N p_t,i ((log p_t,i - log p_s,i) - KL_i), so
+    backward is two element-wise expressions instead of the dozen small nodes of the composed ops (which dominate a
+    small model's step). Computed in float32 at least (float64 stays float64); gradients come back in each input's
+    dtype."""
 
     @staticmethod
-    def forward(student: Tensor, teacher: Tensor, temperature: float) -> tuple[Tensor, ...]:
+    def forward(ctx: Any, student: Tensor, teacher: Tensor, temperature: float, row_weights: Tensor | None) -> Tensor:
         log_ps = log_softmax(_at_least_float32(student) / temperature)
         log_pt = log_softmax(_at_least_float32(teacher) / temperature)
         p_t = log_pt.exp()
         gap = log_pt - log_ps
-        return (p_t * gap).sum() * (temperature * temperature / student.shape[0]), log_ps, p_t, gap
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
-        student, teacher, temperature = inputs
-        _, log_ps, p_t, gap = output
-        ctx.mark_non_differentiable(log_ps, p_t, gap)
+        # per-row factor w_i / N: a plain number without weights, so the common case adds no tensor op
+        per_row = 1.0 / student.shape[0] if row_weights is None else row_weights.to(gap.dtype)[:, None] / len(gap)
+        ctx.temperature, ctx.dtypes, ctx.per_row = temperature, (student.dtype, teacher.dtype), per_row
         ctx.save_for_backward(log_ps, p_t, gap)
-        ctx.temperature, ctx.dtypes = temperature, (student.dtype, teacher.dtype)
+        return (p_t * gap * per_row).sum() * (temperature * temperature)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor, *_unused: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
         log_ps, p_t, gap = ctx.saved_tensors
-        scale = grad * (ctx.temperature / log_ps.shape[0])
+        scale = grad * ctx.temperature * ctx.per_row
         grad_s = grad_t = None
         if ctx.needs_input_grad[0]:
             grad_s = ((log_ps.exp() - p_t) * scale).to(ctx.dtypes[0])
         if ctx.needs_input_grad[1]:  # online schemes, data-free generators: the teacher side learns too
             grad_t = (p_t * (gap - (p_t * gap).sum(1, keepdim=True)) * scale).to(ctx.dtypes[1])
-        return grad_s, grad_t, None
+        return grad_s, grad_t, None, None
 
 
-def soft_target_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
-    """T^2 * KL(softmax(t/T) || softmax(s/T)), summed over classes and averaged over the batch."""
+def soft_target_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float,
+                   row_weights: Tensor | None = None) -> Tensor:
+    """T^2 * KL(softmax(t/T) || softmax(s/T)), summed over classes and averaged over the batch; with `row_weights`
+    w (N,), T^2 * sum_i w_i KL_i / N (weights that average 1 give a weighted mean)."""
     if student_logits.dim() != 2:  # the softmax is over dim 1: per-token logits would be normalised over tokens
         raise ModelError(f"KD compares logits (N, C), one row per sample; got {tuple(student_logits.shape)}; for "
                          "one prediction per token use token_kd")
-    return _SoftTargetKL.apply(student_logits, teacher_logits, temperature)[0]
+    return _SoftTargetKL.apply(student_logits, teacher_logits, temperature, row_weights)
 
 
 def hard_label_ce(logits: Tensor, target: Tensor | MixedTarget | None, label_smoothing: float = 0.0) -> Tensor:

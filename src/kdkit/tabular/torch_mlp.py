@@ -13,7 +13,6 @@ distiller's preprocessing imputes, scales and one-hot encodes for this family).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -134,20 +133,18 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         self, logits: torch.Tensor, y: torch.Tensor, q: torch.Tensor | None, w: torch.Tensor | None
     ) -> torch.Tensor:
         """Hinton KD against soft targets q through kdkit.losses.kd_loss, the kernel every torch run uses: q
-        enters as teacher logits log q, since softmax(log q / T) is q sharpened or softened by T. Per-row
-        sample weights need per-row KL, taken from the same kernel by vmap over rows."""
+        enters as teacher logits log q, since softmax(log q / T) is q sharpened or softened by T. Sample weights
+        weigh each row's KL and CE terms (the same kernel, given per-row weights)."""
         if q is None:
             ce = F.cross_entropy(logits, y, reduction="none")
             return ce.mean() if w is None else (ce * w).sum() / w.sum().clamp_min(1e-12)
         teacher_logits = q.log()
         if w is None:
             return kd_loss(logits, teacher_logits, y, self.temperature, self.alpha)
-        with warnings.catch_warnings():  # kl_div has no batching rule yet: correct, a little slower
-            warnings.filterwarnings("ignore", message=".*batching rule", category=UserWarning)
-            kl = torch.func.vmap(lambda s, t: soft_target_kl(s[None], t[None], self.temperature))(logits,
-                                                                                                    teacher_logits)
-        per_row = (1.0 - self.alpha) * kl + self.alpha * F.cross_entropy(logits, y, reduction="none")
-        return (per_row * w).sum() / w.sum().clamp_min(1e-12)
+        total = w.sum().clamp_min(1e-12)
+        kl = soft_target_kl(logits, teacher_logits, self.temperature, row_weights=w * (len(w) / total))
+        ce = (F.cross_entropy(logits, y, reduction="none") * w).sum() / total
+        return (1.0 - self.alpha) * kl + self.alpha * ce
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         with torch.no_grad():
