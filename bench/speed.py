@@ -14,6 +14,10 @@ mnist1d generator), in the same order, with the same batch size, AdamW settings 
 runs one untimed epoch (warm-up; it also fills the cached row's per-sample cache), then the rows take turns for
 `repeats` rounds, each round starting with a different row. Reported: samples per second, median and
 interquartile range over the rounds, and ratios of medians (marked uncertain when the IQRs overlap).
+
+One more row times the teacher's forward alone (under inference_mode, on batches sliced in advance). With the
+student-alone row it gives a ceiling no live-teacher KD can pass, whichever framework runs it: per sample, one
+training step of the student plus one forward of the teacher, and nothing else.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ T, ALPHA = 2.0, 0.5
 LR, WEIGHT_DECAY = 3e-3, 1e-4
 TEACHER = {"name": "cnn1d", "params": {"width": 64, "depth": 3, "kernel": 5}}  # the demo's
 STUDENT = {"name": "mlp", "params": {"hidden": [64]}}
+TEACHER_ONLY = "teacher forward alone (no student, no loss)"
 
 
 def labelled_mnist1d(n: int) -> TensorDataset:
@@ -112,6 +117,21 @@ def torchdistill_row(data: Dataset, teacher: nn.Module, batch: int) -> Callable[
     return epoch
 
 
+def teacher_only_row(data: TensorDataset, teacher: nn.Module, batch: int) -> Callable[[int], None]:
+    """The teacher's forward alone over one epoch of batches (already sliced: no loader), under inference_mode:
+    with the student-alone row it bounds what any framework's live-teacher KD can reach."""
+    model = copy.deepcopy(teacher).eval()
+    inputs = data.tensors[0]
+    batches = [inputs[i:i + batch] for i in range(0, len(inputs), batch)]
+
+    def epoch(seed: int) -> None:
+        with torch.inference_mode():
+            for x in batches:
+                model(x)
+
+    return epoch
+
+
 def interleaved(rows: dict[str, Callable[[int], None]], n: int, repeats: int) -> dict[str, list[float]]:
     """Samples/s of one epoch per row and round, after one untimed epoch per row; round r starts with row r."""
     names = list(rows)
@@ -155,6 +175,7 @@ def main() -> None:
         "kdkit KD, live teacher": kdkit_row(data, teacher, args.batch_size, "live"),
         "kdkit KD, cached teacher": kdkit_row(data, teacher, args.batch_size, "cached"),
     }
+    rows[TEACHER_ONLY] = teacher_only_row(data, teacher, args.batch_size)
     notes = []
     if "precision" in TrainSettings.model_fields:
         rows["kdkit KD, live teacher, bf16"] = kdkit_row(data, teacher, args.batch_size, "bf16")
@@ -195,6 +216,12 @@ def main() -> None:
     td = [n for n in names if n.startswith("torchdistill")]
     if td:
         lines.append(f"- kdkit live teacher / torchdistill: {ratio_text(live, spreads[td[0]])} (target >= 1.2)")
+    # per sample, live KD costs at least a training step of the student plus a forward of the teacher
+    ceiling = 1.0 / (1.0 / alone.median + 1.0 / spreads[TEACHER_ONLY].median)
+    shares = [f"kdkit live {live.median / ceiling:.2f}"]
+    shares += [f"torchdistill {spreads[n].median / ceiling:.2f}" for n in td]
+    lines.append(f"- ceiling for any live-teacher KD (student-alone step + teacher forward, nothing else): "
+                 f"{ceiling:,.0f} samples/s; share of it reached: {', '.join(shares)}")
     lines += [""] + [f"{note}" for note in notes]
     body = "\n".join(lines).rstrip()
     print(body)

@@ -32,18 +32,21 @@ THROUGHPUT_BATCH = 256
 
 @dataclass(frozen=True)
 class Plan:
-    """How much timing: `rounds` interleaved rounds, each timing every model `repeats` times per batch size (fewer
-    once a round's share of `budget_s` is spent, never fewer than one), after `warmup` untimed passes."""
+    """How much timing: `rounds` interleaved rounds, each timing every model `repeats` times per batch size, and
+    more until the round has lasted `min_round_s` (a fast model's ten passes take a millisecond, which one
+    preemption by another process spoils); fewer once a round's share of `budget_s` is spent, never fewer than
+    one. `warmup` untimed passes first."""
 
     rounds: int = 7
     latency_repeats: int = 10
     throughput_repeats: int = 3
     warmup: int = 10
     budget_s: float = 4.0  # per model and batch size, over all rounds: a large CPU model takes seconds, not minutes
+    min_round_s: float = 0.05
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(rounds=3, latency_repeats=2, throughput_repeats=1, warmup=2, budget_s=1.0)
+        return cls(rounds=3, latency_repeats=2, throughput_repeats=1, warmup=2, budget_s=1.0, min_round_s=0.0)
 
 
 @contextmanager
@@ -69,11 +72,13 @@ def _load() -> list[float] | None:
 
 
 @torch.no_grad()
-def _time(model: nn.Module, batch: torch.Tensor, passes: int, deadline: float) -> list[float]:
-    """Wall seconds of up to `passes` forward passes, at least one, stopping once `deadline` has passed."""
+def _time(model: nn.Module, batch: torch.Tensor, passes: int, deadline: float, min_seconds: float = 0.0) -> list[float]:
+    """Wall seconds of `passes` forward passes or more, until `min_seconds` have passed, at least one, stopping once
+    `deadline` has passed."""
     sync = torch.cuda.synchronize if batch.is_cuda else (lambda: None)
     times: list[float] = []
-    while len(times) < passes and (not times or time.perf_counter() < deadline):
+    until = time.perf_counter() + min_seconds
+    while (len(times) < passes or time.perf_counter() < until) and (not times or time.perf_counter() < deadline):
         start = time.perf_counter()
         model(batch)
         sync()
@@ -109,7 +114,8 @@ def measure(
         for r in range(plan.rounds):
             for role in roles[r % len(roles):] + roles[:r % len(roles)]:
                 for b, passes in repeats.items():
-                    times[role][b] += _time(models[role], batches[role][b], passes, time.perf_counter() + share)
+                    times[role][b] += _time(models[role], batches[role][b], passes, time.perf_counter() + share,
+                                            plan.min_round_s)
     rows = {}
     for role, model in models.items():
         latency = Spread.of([1000.0 * t for t in times[role][LATENCY_BATCH]])
@@ -122,7 +128,7 @@ def measure(
         }
     conditions = {
         "threads": count, "cpu_count": os.cpu_count(), "load_before": load_before, "load_after": _load(),
-        "interleaved": True, "rounds": plan.rounds, "warmup": plan.warmup,
+        "interleaved": True, "rounds": plan.rounds, "warmup": plan.warmup, "min_round_s": plan.min_round_s,
         "batch_sizes": {"latency": LATENCY_BATCH, "throughput": THROUGHPUT_BATCH},
         "devices": {role: str(model_device(m)) for role, m in models.items()},
         "seconds": round(time.perf_counter() - started, 2), "torch": torch.__version__,
