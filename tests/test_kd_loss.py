@@ -176,3 +176,10 @@ def test_class_softmax_equals_torch_on_every_path(shape):
     x = torch.randn(*shape) * 5
     torch.testing.assert_close(log_softmax(x), torch.log_softmax(x, -1))
     torch.testing.assert_close(softmax(x), torch.softmax(x, -1))
+
+
+def test_a_second_derivative_through_kd_is_refused_not_silently_wrong():
+    s = torch.randn(4, 3, requires_grad=True)
+    (grad,) = torch.autograd.grad(kd_loss(s, torch.randn(4, 3)), s, create_graph=True)
+    with pytest.raises(RuntimeError):
+        grad.sum().backward()

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from kdkit.augment import MixedTarget
 from kdkit.errors import ModelError
@@ -51,6 +52,7 @@ class _SoftTargetKL(torch.autograd.Function):
         return (p_t * gap * per_row).sum() * (temperature * temperature)
 
     @staticmethod
+    @once_differentiable  # a second derivative would need the forward's graph, which this node does not keep
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
         log_ps, p_t, gap = ctx.saved_tensors
         scale = grad * ctx.temperature * ctx.per_row
