@@ -28,8 +28,10 @@ DEFAULT_T = 4.0
 DEFAULT_ALPHA = 0.0
 
 
-def _at_least_float32(x: Tensor) -> Tensor:
-    return x.to(torch.promote_types(x.dtype, torch.float32))
+def _softened(logits: Tensor, temperature: float) -> Tensor:
+    """logits / T in float32 at least (float64 stays float64); no division at T = 1."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return logits if temperature == 1.0 else logits / temperature
 
 
 class _SoftTargetKL(torch.autograd.Function):
@@ -40,20 +42,24 @@ class _SoftTargetKL(torch.autograd.Function):
     dtype."""
 
     @staticmethod
-    def forward(ctx: Any, student: Tensor, teacher: Tensor, temperature: float, row_weights: Tensor | None) -> Tensor:
-        log_ps = log_softmax(_at_least_float32(student) / temperature)
-        log_pt = log_softmax(_at_least_float32(teacher) / temperature)
+    def forward(ctx: Any, student: Tensor, teacher: Tensor, temperature: float, row_weights: Tensor | None,
+                factor: float) -> Tensor:
+        log_ps = log_softmax(_softened(student, temperature))
+        log_pt = log_softmax(_softened(teacher, temperature))
         p_t = log_pt.exp()
         gap = log_pt - log_ps
-        # per-row factor w_i / N: a plain number without weights, so the common case adds no tensor op
-        per_row = 1.0 / student.shape[0] if row_weights is None else row_weights.to(gap.dtype)[:, None] / len(gap)
+        # factor * w_i / N per row: a plain number without row weights, so the common case adds no tensor op
+        per_row = factor / len(gap) if row_weights is None else row_weights.to(gap.dtype)[:, None] * (factor / len(gap))
         ctx.temperature, ctx.dtypes, ctx.per_row = temperature, (student.dtype, teacher.dtype), per_row
         ctx.save_for_backward(log_ps, p_t, gap)
-        return (p_t * gap * per_row).sum() * (temperature * temperature)
+        kl = p_t * gap
+        if row_weights is None:
+            return kl.sum() * (temperature * temperature * per_row)
+        return (kl * per_row).sum() * (temperature * temperature)
 
     @staticmethod
     @once_differentiable  # a second derivative would need the forward's graph, which this node does not keep
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None, None]:
         log_ps, p_t, gap = ctx.saved_tensors
         scale = grad * ctx.temperature * ctx.per_row
         grad_s = grad_t = None
@@ -61,17 +67,18 @@ class _SoftTargetKL(torch.autograd.Function):
             grad_s = ((log_ps.exp() - p_t) * scale).to(ctx.dtypes[0])
         if ctx.needs_input_grad[1]:  # online schemes, data-free generators: the teacher side learns too
             grad_t = (p_t * (gap - (p_t * gap).sum(1, keepdim=True)) * scale).to(ctx.dtypes[1])
-        return grad_s, grad_t, None, None
+        return grad_s, grad_t, None, None, None
 
 
 def soft_target_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float,
-                   row_weights: Tensor | None = None) -> Tensor:
+                   row_weights: Tensor | None = None, factor: float = 1.0) -> Tensor:
     """T^2 * KL(softmax(t/T) || softmax(s/T)), summed over classes and averaged over the batch; with `row_weights`
-    w (N,), T^2 * sum_i w_i KL_i / N (weights that average 1 give a weighted mean)."""
+    w (N,), T^2 * sum_i w_i KL_i / N (weights that average 1 give a weighted mean). `factor` multiplies the value
+    (and its gradients) inside the one node: a weight that costs no extra operation."""
     if student_logits.dim() != 2:  # the softmax is over dim 1: per-token logits would be normalised over tokens
         raise ModelError(f"KD compares logits (N, C), one row per sample; got {tuple(student_logits.shape)}; for "
                          "one prediction per token use token_kd")
-    return _SoftTargetKL.apply(student_logits, teacher_logits, temperature, row_weights)
+    return _SoftTargetKL.apply(student_logits, teacher_logits, temperature, row_weights, factor)
 
 
 def hard_label_ce(logits: Tensor, target: Tensor | MixedTarget | None, label_smoothing: float = 0.0) -> Tensor:
@@ -110,9 +117,10 @@ def check_kd_options(temperature: float, alpha: float, label_smoothing: float = 
 def _kd(student_logits: Tensor, teacher_logits: Tensor, target: Tensor | MixedTarget | None, temperature: float,
         alpha: float, label_smoothing: float) -> Tensor:
     """The formula alone, for options already checked (KDLoss checks them once, in its constructor)."""
-    loss = soft_target_kl(student_logits, teacher_logits, temperature)
-    if alpha > 0:  # alpha 0 (the default): no products at all, every node counts in a small model's step
-        loss = (1.0 - alpha) * loss + alpha * hard_label_ce(student_logits, target, label_smoothing)
+    # (1 - alpha) is applied inside KL's one node: every node counts in a small model's step
+    loss = soft_target_kl(student_logits, teacher_logits, temperature, factor=1.0 - alpha)
+    if alpha > 0:
+        loss = loss + alpha * hard_label_ce(student_logits, target, label_smoothing)
     return loss
 
 
