@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _results import write_section  # noqa: E402
+from _results import command_line, write_section  # noqa: E402
 
 from kdkit.losses import kd_loss  # noqa: E402
 from kdkit.losses.softmax import log_softmax  # noqa: E402
@@ -94,8 +94,7 @@ def main() -> None:
     body = "\n".join(lines)
     print(body)
     if not args.no_record:
-        write_section("step_parts", body, f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '?')} python "
-                      f"bench/step_parts.py --rounds {args.rounds} --threads {args.threads}")
+        write_section("step_parts", body, command_line("step_parts.py", parser, args))
 
 
 if __name__ == "__main__":
