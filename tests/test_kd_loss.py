@@ -183,3 +183,17 @@ def test_a_second_derivative_through_kd_is_refused_not_silently_wrong():
     (grad,) = torch.autograd.grad(kd_loss(s, torch.randn(4, 3)), s, create_graph=True)
     with pytest.raises(RuntimeError):
         grad.sum().backward()
+
+
+def test_kd_works_inside_torch_func_transforms():
+    """vmap over rows and torch.func.grad give what the one-node path gives outside them."""
+    from kdkit.losses.kd import soft_target_kl
+
+    g = torch.Generator().manual_seed(7)
+    s, t = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
+    rows = torch.func.vmap(lambda a, b: soft_target_kl(a[None], b[None], 2.0))(s, t)
+    expected = torch.stack([soft_target_kl(s[i:i + 1], t[i:i + 1], 2.0) for i in range(5)])
+    torch.testing.assert_close(rows, expected)
+    s1 = s.clone().requires_grad_(True)
+    kd_loss(s1, t, temperature=2.0).backward()
+    torch.testing.assert_close(torch.func.grad(lambda a: kd_loss(a, t, temperature=2.0))(s), s1.grad)

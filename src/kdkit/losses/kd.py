@@ -78,7 +78,19 @@ def soft_target_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: 
     if student_logits.dim() != 2:  # the softmax is over dim 1: per-token logits would be normalised over tokens
         raise ModelError(f"KD compares logits (N, C), one row per sample; got {tuple(student_logits.shape)}; for "
                          "one prediction per token use token_kd")
+    if _transformed(student_logits) or _transformed(teacher_logits):
+        # inside torch.func (vmap, grad, ...): the same value from composed ops, which the transforms understand
+        log_ps = log_softmax(_softened(student_logits, temperature))
+        log_pt = log_softmax(_softened(teacher_logits, temperature))
+        rows = (log_pt.exp() * (log_pt - log_ps)).sum(1)
+        return (rows if row_weights is None else rows * row_weights).mean() * (temperature * temperature * factor)
     return _SoftTargetKL.apply(student_logits, teacher_logits, temperature, row_weights, factor)
+
+
+def _transformed(x: Tensor) -> bool:
+    """Whether `x` is a torch.func transform's wrapper (the one node's ctx-style forward does not support them;
+    its setup_context form does, at 45% more time per call)."""
+    return torch._C._functorch.is_functorch_wrapped_tensor(x)
 
 
 def hard_label_ce(logits: Tensor, target: Tensor | MixedTarget | None, label_smoothing: float = 0.0) -> Tensor:
