@@ -28,10 +28,10 @@ DEFAULT_T = 4.0
 DEFAULT_ALPHA = 0.0
 
 
-def _softened(logits: Tensor, temperature: float) -> Tensor:
-    """logits / T in float32 at least (float64 stays float64); no division at T = 1."""
+def _log_probs(logits: Tensor, temperature: float) -> Tensor:
+    """log softmax(logits / T) in float32 at least (float64 stays float64); no division at T = 1."""
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    return logits if temperature == 1.0 else logits / temperature
+    return log_softmax(logits if temperature == 1.0 else logits / temperature)
 
 
 class _SoftTargetKL(torch.autograd.Function):
@@ -44,8 +44,7 @@ class _SoftTargetKL(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, student: Tensor, teacher: Tensor, temperature: float, row_weights: Tensor | None,
                 factor: float) -> Tensor:
-        log_ps = log_softmax(_softened(student, temperature))
-        log_pt = log_softmax(_softened(teacher, temperature))
+        log_ps, log_pt = _log_probs(student, temperature), _log_probs(teacher, temperature)
         p_t = log_pt.exp()
         gap = log_pt - log_ps
         # factor * w_i / N per row: a plain number without row weights, so the common case adds no tensor op
@@ -80,8 +79,7 @@ def soft_target_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: 
                          "one prediction per token use token_kd")
     if _transformed(student_logits) or _transformed(teacher_logits):
         # inside torch.func (vmap, grad, ...): the same value from composed ops, which the transforms understand
-        log_ps = log_softmax(_softened(student_logits, temperature))
-        log_pt = log_softmax(_softened(teacher_logits, temperature))
+        log_ps, log_pt = _log_probs(student_logits, temperature), _log_probs(teacher_logits, temperature)
         rows = (log_pt.exp() * (log_pt - log_ps)).sum(1)
         return (rows if row_weights is None else rows * row_weights).mean() * (temperature * temperature * factor)
     return _SoftTargetKL.apply(student_logits, teacher_logits, temperature, row_weights, factor)

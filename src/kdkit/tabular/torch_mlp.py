@@ -142,9 +142,10 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         if w is None:
             return kd_loss(logits, teacher_logits, y, self.temperature, self.alpha)
         total = w.sum().clamp_min(1e-12)
-        kl = soft_target_kl(logits, teacher_logits, self.temperature, row_weights=w * (len(w) / total))
+        kl = soft_target_kl(logits, teacher_logits, self.temperature, row_weights=w * (len(w) / total),
+                            factor=1.0 - self.alpha)
         ce = (F.cross_entropy(logits, y, reduction="none") * w).sum() / total
-        return (1.0 - self.alpha) * kl + self.alpha * ce
+        return kl + self.alpha * ce
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         with torch.no_grad():
