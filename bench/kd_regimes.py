@@ -26,11 +26,12 @@ Protocol (nothing reads the test split before the final evaluation):
 3. Every row trains for the same number of steps: `--epochs` epochs of about 57,000 samples (batch 256). A labelled
    set of n images without a pool is seen round(57,000 / n) times per epoch; pool rows see each of the 57,000
    images once per epoch, their labelled images with their label. The student ends at its last epoch.
-4. Every row (alone and distilled, every cell) gets the same tuning budget: `--trials` trials of Optuna's TPE
-   (seeded; with fewer than 10 trials, TPE samples at random) over its own settings, each trial a short run of
-   `--tune-epochs` epochs with tuning seed 100, scored by validation accuracy. The student alone searches its
-   learning rate and its augmentation (random crop of 0 or 2 pixels, horizontal flip or not); KD searches its
-   learning rate, T and alpha.
+4. Every row (alone and distilled, every cell) gets the same tuning budget: the 6 settings of its own grid, each a
+   short run of `--tune-epochs` epochs with tuning seed 100, scored by validation accuracy. The student alone:
+   learning rate 2e-3 or 5e-3 x no augmentation, random crops (2 pixels), or random crops and horizontal flips.
+   KD: learning rate 2e-3 or 5e-3 x (T, alpha) in (1, 0.5), (4, 0.2), (4, 0.8). (A grid, not a sampler: with 6
+   trials, random draws would leave some rows without the settings that matter most, e.g. the student alone
+   without crops and flips together.)
 5. With its best values, every row trains once per seed. Rows are paired: within a seed every row of a student
    starts from the same initial weights and sees the same batch order.
 6. Test metrics; per-seed paired difference distilled - alone (points) with its standard error; gap closed =
@@ -75,7 +76,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _protocol import (  # noqa: E402
     config_key,
     evaluate,
-    log_range,
     mean_se,
     n_params,
     once_each,
@@ -111,27 +111,38 @@ TUNE_SEED = 100  # the searches' seed: none of the final seeds, so no final row 
 KNOWING, SAME = "knowing", "same labels"
 FOUNDING = ("100k", 1_000)  # the founding story's student and label budget
 
-LR = log_range(1e-3, 1e-2)
-ALONE_SPACE = {"distill.train.lr": LR, "distill.train.augment.0.padding": {"choices": [0, 2]},
-               "distill.train.augment.1.p": {"choices": [0.0, 0.5]}}
+LRS = (2e-3, 5e-3)
+
+
+def grid(*options: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every combination of one choice from each option list (choices: values by dotted config path)."""
+    combos: list[dict[str, Any]] = [{}]
+    for choices in options:
+        combos = [{**c, **choice} for c in combos for choice in choices]
+    return combos
+
+
+LR_CHOICES = [{"distill.train.lr": lr} for lr in LRS]
+ALONE_GRID = grid(LR_CHOICES, [{"distill.train.augment": a} for a in ([], AUGMENT[:1], AUGMENT)])
 
 
 @dataclass(frozen=True)
 class Method:
-    """A distillation recipe: its loss terms and its search space (dotted paths of the row's config)."""
+    """A distillation recipe: its loss terms and the grid its search tries (values by dotted config path)."""
 
     losses: list[dict[str, Any]]
-    space: dict[str, dict[str, Any]]
+    grid: list[dict[str, Any]]
 
 
 CE = {"name": "ce"}
 METHODS: dict[str, Method] = {
     "KD": Method([{"name": "kd", "T": 4.0, "alpha": 0.5}],
-                 {"distill.train.lr": LR, "distill.losses.0.T": log_range(1.0, 8.0),
-                  "distill.losses.0.alpha": {"low": 0.0, "high": 1.0}}),
+                 grid(LR_CHOICES, [{"distill.losses.0.T": t, "distill.losses.0.alpha": a}
+                                   for t, a in ((1.0, 0.5), (4.0, 0.2), (4.0, 0.8))])),
+    # beta 8 is the paper's CIFAR-100 value, 1 near its ImageNet one (0.5)
     "DKD": Method([CE, {"name": "dkd", "alpha": 1.0, "beta": 8.0, "T": 4.0, "warmup_epochs": 1}],
-                  {"distill.train.lr": LR, "distill.losses.1.beta": log_range(0.5, 16.0),
-                   "distill.losses.1.T": log_range(1.0, 8.0)}),
+                  grid(LR_CHOICES, [{"distill.losses.1.T": t, "distill.losses.1.beta": b}
+                                    for t, b in ((1.0, 1.0), (4.0, 1.0), (4.0, 8.0))])),
 }
 MAP_METHOD = "KD"  # the distilled row of every cell
 
@@ -284,6 +295,17 @@ def teacher_of(row: Row, data: Data, args, out: Path) -> Path:
     return teacher_file(kind, row.labels, data, args, out)
 
 
+class Teachers(dict):
+    """Teachers by file, each loaded on first use: a job needs its teacher only when it runs, after the teachers'
+    jobs, so rows alone can train while the teachers do."""
+
+    def __missing__(self, path: Path) -> torch.nn.Module:
+        if not path.exists():
+            sys.exit(f"error: teacher file {path} is missing; run without --report-only first")
+        self[path] = teacher_model(path)
+        return self[path]
+
+
 # ---------------------------------------------------------------------------------------------------- the rows
 
 
@@ -332,13 +354,14 @@ def row_config(row: Row, epochs: int, data: Data, args, out: Path) -> dict[str, 
         "seed": 0, "output_dir": str(out / "configs"), "data": {"name": "fashion_mnist", "val_fraction": VAL_FRACTION},
         "train": {"epochs": row_epochs(row, data, epochs), "batch_size": BATCH, "lr": 3e-3, "keep": "last",
                   "progress": False},
-        "teacher": {**copy.deepcopy(TEACHER), "checkpoint": str(teacher_of(row, data, args, out))},
+        "teacher": copy.deepcopy(TEACHER),
         "student": copy.deepcopy(STUDENTS[row.student]),
     }
-    if row.teacher is None:
+    if row.teacher is None:  # trained on the labels only: no teacher is loaded
         raw["distill"] = {"losses": [CE], "use_transfer": False, "cache_teacher": False,
                           "train": {"augment": copy.deepcopy(AUGMENT)}}
     else:
+        raw["teacher"]["checkpoint"] = str(teacher_of(row, data, args, out))
         raw["distill"] = distill_section(METHODS[row.method], args.views, out)
     return raw
 
@@ -353,8 +376,8 @@ def distill_section(method: Method, views: int, out: Path) -> dict[str, Any]:
     return {**section, "cache_teacher": True, "train": {"augment": []}}
 
 
-def space_of(row: Row) -> dict[str, dict[str, Any]]:
-    return ALONE_SPACE if row.teacher is None else METHODS[row.method].space
+def grid_of(row: Row) -> list[dict[str, Any]]:
+    return ALONE_GRID if row.teacher is None else METHODS[row.method].grid
 
 
 def new_student(row: Row, seed: int) -> torch.nn.Module:
@@ -363,11 +386,12 @@ def new_student(row: Row, seed: int) -> torch.nn.Module:
     return build_model(spec["name"], (1, 28, 28), len(CLASS_NAMES), **spec["params"])
 
 
-def train_row(row: Row, raw: dict[str, Any], seed: int, data: Data, teachers: dict[Path, torch.nn.Module]):
+def train_row(row: Row, raw: dict[str, Any], seed: int, data: Data, teachers: Teachers):
     """The row's student after training with config `raw` and `seed`: the path of a `kdkit tune` trial, with this
     row's data. No validation during training: every row keeps its last epoch."""
+    # the teacher first: loading one the first time seeds the global generator, which must not follow the student's
+    teacher = teachers[Path(raw["teacher"]["checkpoint"])] if row.teacher is not None else None
     model = new_student(row, seed)
-    teacher = teachers[Path(raw["teacher"]["checkpoint"])]
     train_configured(raw, seed, data.bundle(row_dataset(row, data)), model, teacher, None, alone=row.teacher is None)
     return model
 
@@ -375,37 +399,23 @@ def train_row(row: Row, raw: dict[str, Any], seed: int, data: Data, teachers: di
 # ---------------------------------------------------------------------------------------------------- tuning
 
 
-def suggest(trial: Any, path: str, spec: dict[str, Any]) -> Any:
-    if "choices" in spec:
-        return trial.suggest_categorical(path, spec["choices"])
-    return trial.suggest_float(path, spec["low"], spec["high"], log=spec.get("log", False))
-
-
 def search_job(row: Row, data: Data, args, out: Path, teachers) -> tuple[Path, Callable[[], None]]:
-    """(the file of the row's best values, the job that searches them): `--trials` seeded TPE trials over the row's
-    own space, each a `--tune-epochs` run scored by validation accuracy."""
+    """(the file of the row's best values, the job that finds them): every setting of the row's grid, each a
+    `--tune-epochs` run with the tuning seed, scored by validation accuracy (the first best one kept)."""
     base = row_config(row, args.tune_epochs, data, args, out)
-    space = space_of(row)
-    path = out / "tuned" / f"{slug(row.name)}-{config_key({'raw': base, 'space': space, 'n': args.trials})}.json"
+    candidates = grid_of(row)[:2] if args.quick else grid_of(row)  # --quick: the first 2 settings only
+    path = out / "tuned" / f"{slug(row.name)}-{config_key({'raw': base, 'grid': candidates})}.json"
 
     def make() -> None:
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.ERROR)
         start, cpu = time.perf_counter(), time.process_time()
-        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
         val = make_loader(data.val, 1024, shuffle=False)
-
-        def objective(trial: Any) -> float:
-            values = {p: suggest(trial, p, s) for p, s in space.items()}
+        trials = []
+        for values in candidates:
             model = train_row(row, with_values(base, values), TUNE_SEED, data, teachers)
-            return evaluate(model, val, None)["accuracy"]
-
-        study.optimize(objective, n_trials=args.trials)
-        trials = [{"values": t.params, "val_accuracy": t.value} for t in study.trials]
-        write_json(path, {"values": study.best_params, "val_accuracy": study.best_value, "trials": trials,
-                          **timing(start, cpu)})
-        print(f"tuned {row.name}: {study.best_value:.4f} {study.best_params} "
+            trials.append({"values": values, "val_accuracy": evaluate(model, val, None)["accuracy"]})
+        best = max(trials, key=lambda t: t["val_accuracy"])
+        write_json(path, {**best, "trials": trials, **timing(start, cpu)})
+        print(f"tuned {row.name}: {best['val_accuracy']:.4f} {best['values']} "
               f"({time.perf_counter() - start:.0f} s)", flush=True)
 
     return path, make
@@ -435,23 +445,16 @@ def row_job(row: Row, seed: int, values: dict[str, Any], data: Data, args, out: 
     return path, make
 
 
-def load_teachers(paths: list[Path]) -> dict[Path, torch.nn.Module]:
-    missing = [p for p in paths if not p.exists()]
-    if missing:
-        sys.exit(f"error: teacher file {missing[0]} is missing; run without --report-only first")
-    return {p: teacher_model(p) for p in paths}
-
-
 def run(args: argparse.Namespace, data: Data, rows: list[Row], out: Path) -> tuple[dict, dict, dict]:
     """Teachers, searches and rows, each made once across the processes sharing `out`; returns the rows' results
     by (row name, seed), the teachers by file and the searches' results by row."""
     kinds = [(KNOWING, len(data.full))] + [(SAME, b) for b in sorted({r.labels for r in rows if r.teacher == SAME})]
-    if not args.report_only:
-        once_each([teacher_job(kind, labels, data, args, out) for kind, labels in kinds])
-    teachers = load_teachers(sorted({teacher_of(r, data, args, out) for r in rows}))
+    teachers = Teachers()
     searches = {r: search_job(r, data, args, out, teachers) for r in rows}
-    if not args.report_only:
-        once_each(list(searches.values()))
+    if not args.report_only:  # the students alone need no teacher: their searches run beside the teachers' training
+        once_each([teacher_job(kind, labels, data, args, out) for kind, labels in kinds]
+                  + [job for r, job in searches.items() if r.teacher is None])
+        once_each([job for r, job in searches.items() if r.teacher is not None])
     tuned = {r: json.loads(p.read_text()) for r, (p, _) in searches.items() if p.exists()}
     jobs = {(r, s): row_job(r, s, tuned[r]["values"], data, args, out, teachers)
             for s in args.seeds for r in training_order(rows) if r in tuned}
@@ -591,25 +594,27 @@ def heat_map(stats: dict[Row, CellStats], students: list[str], budgets: tuple[in
     plt.close(fig)
 
 
+def shown(path: str, value: Any) -> str:
+    """A tuned value as the tables show it: `lr 0.002`, `augment crop+flip`, `T 4`."""
+    name = path.rsplit(".", 1)[-1]
+    if name == "augment":
+        return "augment " + ("+".join(op["name"] for op in value) or "none")
+    return f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
+
+
 def tuned_table(rows: list[Row], tuned: dict[Row, dict]) -> str:
     """The values each row's search chose, with its best validation accuracy (short runs)."""
-    short = {"distill.train.lr": "lr", "distill.train.augment.0.padding": "crop", "distill.train.augment.1.p": "flip p",
-             "distill.losses.0.T": "T", "distill.losses.0.alpha": "alpha", "distill.losses.1.T": "T",
-             "distill.losses.1.beta": "beta"}
     lines = ["| row | tuned values | validation accuracy (short run) |", "|---|---|---|"]
     for row in rows:
         if row in tuned:
-            values = ", ".join(f"{short.get(k, k)} {v:.3g}" if isinstance(v, float) else f"{short.get(k, k)} {v}"
-                               for k, v in tuned[row]["values"].items())
+            values = ", ".join(shown(k, v) for k, v in tuned[row]["values"].items())
             lines.append(f"| {row.name} | {values} | {tuned[row]['val_accuracy']:.4f} |")
     return "\n".join(lines)
 
 
-def run_time(out: Path) -> tuple[float, float]:
-    """(wall seconds from the first job's start to the last job's end, CPU seconds of all jobs) over every teacher,
-    search and row file the run wrote."""
-    records = [json.loads(p.read_text()) for pattern in ("teachers/*.json", "tuned/*.json", "rows/*/*.json")
-               for p in out.glob(pattern)]
+def run_time(records: list[dict[str, Any]]) -> tuple[float, float]:
+    """(wall seconds from the first job's start to the last job's end, CPU seconds of all jobs) over the teachers,
+    searches and rows a report reads."""
     records = [r for r in records if "started" in r]
     if not records:
         return 0.0, 0.0
@@ -627,9 +632,12 @@ def report(args, data: Data, rows: list[Row], results, teachers, tuned, out: Pat
     stats = {r: st for r in rows if r.teacher is not None
              and (st := cell_stats(r, results, teacher_pred, labels, args.seeds)) is not None}
     students = list(dict.fromkeys(r.student for r in rows))
-    ms = latencies(teachers[kinds[KNOWING]], students, rounds=2 if args.quick else 7)
+    rounds = 2 if args.quick else 7
+    ms = latencies(teachers[kinds[KNOWING]], students, rounds)
     speedup = {s: ms["teacher"] / ms[s] for s in students}
-    wall, cpu = run_time(out)
+    teacher_runs = [json.loads(p.with_suffix(".json").read_text()) for p in set(kinds.values())
+                    if p.with_suffix(".json").exists()]
+    wall, cpu = run_time([*results.values(), *tuned.values(), *teacher_runs])
     sizes = {s: n_params(new_student(Row(s, 0), 0)) for s in students}
     teacher_acc = ", ".join(f"{k} {float((v == labels).mean()):.4f}" for k, v in teacher_pred.items())
     map_rows_ = [r for r in rows if r.method == MAP_METHOD]
@@ -644,12 +652,12 @@ def report(args, data: Data, rows: list[Row], results, teachers, tuned, out: Pat
         f"{teacher_acc} (the number after 'same labels' is its label budget). Students `strided_cnn`: "
         + ", ".join(f"{s} = {STUDENTS[s]['params']} ({sizes[s]:,} parameters, {ms[s]:.2f} ms, "
                     f"{speedup[s]:.0f}x faster than the teacher's {ms['teacher']:.1f} ms)" for s in students)
-        + " at batch 64 on one thread (median of 7 interleaved rounds).",
+        + f" at batch 64 on one thread (median of {rounds} interleaved rounds).",
         "",
         f"Protocol (see the script's docstring): every row {args.epochs} epochs of about {len(data.full):,} samples "
-        f"(batch {BATCH}, AdamW, cosine, the last epoch kept), the same tuning budget for every row ({args.trials} "
-        f"seeded TPE trials of {args.tune_epochs} epochs, validation accuracy; the student alone searches lr, crop "
-        f"and flip, KD lr, T and alpha), seeds {args.seeds} paired (same initial weights and batch order within a "
+        f"(batch {BATCH}, AdamW, cosine, the last epoch kept), the same tuning budget for every row (the 6 settings "
+        f"of its grid, runs of {args.tune_epochs} epochs, validation accuracy; the student alone: lr x augmentation, "
+        f"KD: lr x (T, alpha)), seeds {args.seeds} paired (same initial weights and batch order within a "
         f"student and seed); the teachers are trained once (knowing: {args.teacher_epochs} epochs on all labels; "
         f"same labels: as many steps as {args.same_teacher_epochs} such epochs) and shared by the seeds. "
         + (f"Distilled rows: the teacher's stored answers to {args.views} augmented views per image."
@@ -675,9 +683,8 @@ def report(args, data: Data, rows: list[Row], results, teachers, tuned, out: Pat
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=12, help="epochs of about 57,000 samples per row")
-    parser.add_argument("--tune-epochs", type=int, default=3, help="the same, per tuning trial")
-    parser.add_argument("--trials", type=int, default=4, help="tuning trials per row, the same for every row")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs of about 57,000 samples per row")
+    parser.add_argument("--tune-epochs", type=int, default=2, help="the same, per tuning trial")
     parser.add_argument("--teacher-epochs", type=int, default=15)
     parser.add_argument("--same-teacher-epochs", type=int, default=5)
     parser.add_argument("--views", type=int, default=0, help="cached augmented views per image for distilled rows "
@@ -687,13 +694,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--students", nargs="+", default=list(STUDENTS), choices=list(STUDENTS))
     parser.add_argument("--out", default="runs/bench_kd_regimes")
     parser.add_argument("--heat-map", type=Path, default=Path("docs/kd_regimes.png"))
-    parser.add_argument("--quick", action="store_true", help="tiny slices, 1 seed, nothing written")
+    parser.add_argument("--quick", action="store_true", help="tiny slices, 1 seed, 2 settings per grid, nothing "
+                        "written")
     parser.add_argument("--print-only", action="store_true", help="do not write bench/RESULTS.md")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: the section from what the training processes saved in --out")
     args = parser.parse_args()
     if args.quick:
-        args.seeds, args.epochs, args.tune_epochs, args.trials = [0], 1, 1, 2
+        args.seeds, args.epochs, args.tune_epochs = [0], 1, 1
         args.teacher_epochs, args.same_teacher_epochs = 1, 1
         args.out = str(Path(args.out) / "quick")  # its own folder: its files must never stand in for a full run's
         args.heat_map = Path(args.out) / "kd_regimes.png"
