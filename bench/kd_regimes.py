@@ -561,6 +561,22 @@ def targets(stats: dict[Row, CellStats], speedup: dict[str, float], labels: int)
 PANELS = [(KNOWING, True), (KNOWING, False), (SAME, True), (SAME, False)]
 
 
+def compact_table(stats: dict[Row, CellStats], students: list[str], budgets: tuple[int, ...]) -> str:
+    """The heat map as text (the README's table): paired Δ ± s.e. in points, one column per teacher and pool."""
+    head = "| student | labels | alone | " + " | ".join(
+        f"{t} teacher, {'pool' if p else 'no pool'}" for t, p in PANELS) + " |"
+    lines = [head, "|---" * (3 + len(PANELS)) + "|"]
+    for student in students:
+        for labels in budgets:
+            cells = [stats.get(Row(student, labels, t, p)) for t, p in PANELS]
+            alone = next((c.alone for c in cells if c is not None), None)
+            if alone is None:
+                continue
+            shown_cells = [f"{c.delta:+.1f} ± {c.se:.1f}" if c is not None else "-" for c in cells]
+            lines.append(f"| {student} | {labels:,} | {alone:.3f} | " + " | ".join(shown_cells) + " |")
+    return "\n".join(lines)
+
+
 def heat_map(stats: dict[Row, CellStats], students: list[str], budgets: tuple[int, ...], path: Path) -> None:
     """Paired Δ (points) per cell: one panel per teacher and pool, students down, label budgets across."""
     import matplotlib
@@ -669,6 +685,10 @@ def report(args, data: Data, rows: list[Row], results, teachers, tuned, out: Pat
         f"![paired Δ per cell](../{image.as_posix()})" if not args.quick else "",
         "",
         cell_table(map_rows_, stats, speedup),
+        "",
+        "The same as the heat map (paired Δ, points ± s.e.; the README's table):",
+        "",
+        compact_table(stats, students, tuple(sorted(data.labelled))),
         "",
         targets(stats, speedup, min(data.labelled)),
         "",

@@ -88,7 +88,8 @@ def row_config(row: str, epochs: int, temperature: float | None, teacher_path: P
                                "train": {"augment": []}}
     if row.startswith("distilled"):
         distill = {"losses": [{"name": "kd", "T": temperature, "alpha": 0.0}], "use_transfer": False,
-                   "cache_teacher": True, "cache_dir": str(out / "teacher_outputs"), "train": {"augment": []}}
+                   "cache_teacher": True, "train": {"augment": []},
+                   "cache_dir": str(out.parent / "teacher_outputs")}  # kd_regimes' store: same teacher, same inputs
     return {"seed": 0, "output_dir": str(out / "configs"),
             "data": {"name": "fashion_mnist", "val_fraction": VAL_FRACTION},
             "train": {"epochs": epochs, "batch_size": BATCH, "lr": 3e-3, "keep": "last", "progress": False},
