@@ -143,8 +143,31 @@ METHODS: dict[str, Method] = {
     "DKD": Method([CE, {"name": "dkd", "alpha": 1.0, "beta": 8.0, "T": 4.0, "warmup_epochs": 1}],
                   grid(LR_CHOICES, [{"distill.losses.1.T": t, "distill.losses.1.beta": b}
                                     for t, b in ((1.0, 1.0), (4.0, 1.0), (4.0, 8.0))])),
+    # logit standardization (Sun et al. 2024): T is the base temperature of z-scored logits; the paper's CIFAR
+    # recipe weighs CE 0.1 against KD 9, alpha about 0.01
+    "KD + logit standardization": Method(
+        [{"name": "kd", "T": 2.0, "alpha": 0.01, "standardize": True}],
+        grid(LR_CHOICES, [{"distill.losses.0.T": t, "distill.losses.0.alpha": a}
+                          for t, a in ((2.0, 0.01), (2.0, 0.2), (4.0, 0.2))])),
+    # CTKD (Li et al. 2023): T is the learnt temperature's start; the authors weigh CE 0.1 against KD 0.9
+    "CTKD": Method(
+        [{"name": "kd", "T": 4.0, "alpha": 0.1, "curriculum_T": True}],
+        grid(LR_CHOICES, [{"distill.losses.0.T": t, "distill.losses.0.alpha": a}
+                          for t, a in ((1.0, 0.5), (4.0, 0.1), (4.0, 0.5))])),
 }
 MAP_METHOD = "KD"  # the distilled row of every cell
+
+
+def unavailable(method: str) -> str | None:
+    """Why this kdkit cannot run `method` (a loss option it does not have), or None."""
+    from kdkit.errors import ConfigError
+    from kdkit.terms import build_terms
+
+    try:
+        build_terms(copy.deepcopy(METHODS[method].losses))
+    except ConfigError as err:
+        return str(err)
+    return None
 
 
 @dataclass(frozen=True)
@@ -363,6 +386,9 @@ def row_config(row: Row, epochs: int, data: Data, args, out: Path) -> dict[str, 
     else:
         raw["teacher"]["checkpoint"] = str(teacher_of(row, data, args, out))
         raw["distill"] = distill_section(METHODS[row.method], args.views, out)
+        for loss in raw["distill"]["losses"]:
+            if loss.get("curriculum_T"):  # CTKD's curriculum over the first tenth of training, as in its paper
+                loss["curriculum_epochs"] = max(1, raw["train"]["epochs"] // 10)
     return raw
 
 
@@ -709,8 +735,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--same-teacher-epochs", type=int, default=5)
     parser.add_argument("--views", type=int, default=0, help="cached augmented views per image for distilled rows "
                         "(0: the teacher's outputs on the plain images)")
-    parser.add_argument("--methods", nargs="+", default=["DKD"], choices=list(METHODS),
-                        help="methods beside KD, run in the founding story's two cells")
+    parser.add_argument("--methods", nargs="+", choices=[m for m in METHODS if m != MAP_METHOD],
+                        help="methods beside KD, run in the founding story's two cells (default: every one this "
+                        "kdkit has)")
     parser.add_argument("--students", nargs="+", default=list(STUDENTS), choices=list(STUDENTS))
     parser.add_argument("--out", default="runs/bench_kd_regimes")
     parser.add_argument("--heat-map", type=Path, default=Path("docs/kd_regimes.png"))
@@ -738,9 +765,25 @@ def check_views(views: int) -> None:
         sys.exit(2)
 
 
+def check_methods(args: argparse.Namespace) -> None:
+    """--methods: the ones asked for, each of which this kdkit must have (one line and exit 2 otherwise); by
+    default every method this kdkit has, the others named in one line."""
+    if args.methods is None:
+        args.methods = [m for m in METHODS if m != MAP_METHOD and unavailable(m) is None]
+        skipped = [m for m in METHODS if m != MAP_METHOD and m not in args.methods]
+        if skipped:
+            print(f"methods this kdkit lacks, left out: {', '.join(skipped)}", flush=True)
+        return
+    for method in args.methods:
+        if (why := unavailable(method)) is not None:
+            print(f"error: --methods {method}: {why}", file=sys.stderr)
+            sys.exit(2)
+
+
 def main() -> None:
     args = parse_args()
     check_views(args.views)
+    check_methods(args)
     scale = Scale(1_200, (100, 400, 1_200), 500) if args.quick else Scale()
     out = Path(args.out)
     for folder in ("teachers", "tuned", *(f"rows/seed{s}" for s in args.seeds)):
