@@ -622,7 +622,8 @@ def heat_map(stats: dict[Row, CellStats], students: list[str], budgets: tuple[in
                     ax.text(j, i, "n/a", ha="center", va="center", color="grey", fontsize=9)
                     continue
                 grid[i, j] = st.delta
-                ax.text(j, i, f"{st.delta:+.1f}\n± {st.se:.1f}", ha="center", va="center", fontsize=9)
+                colour = "white" if abs(st.delta) > 0.6 * bound else "black"  # readable on the darkest cells
+                ax.text(j, i, f"{st.delta:+.1f}\n± {st.se:.1f}", ha="center", va="center", fontsize=9, color=colour)
         image = ax.imshow(grid, cmap="RdBu", vmin=-bound, vmax=bound)
         ax.set_xticks(range(len(budgets)), [f"{b:,}" for b in budgets])
         ax.set_yticks(range(len(students)), students)

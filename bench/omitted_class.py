@@ -232,8 +232,8 @@ def target(results: dict, seeds: list[int]) -> str:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=12, help="epochs over the student's training images")
-    parser.add_argument("--tune-epochs", type=int, default=3, help="epochs per run choosing T")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs over the student's training images")
+    parser.add_argument("--tune-epochs", type=int, default=2, help="epochs per run choosing T")
     parser.add_argument("--teacher-epochs", type=int, default=15, help="as in bench/kd_regimes.py (its teacher)")
     parser.add_argument("--out", default="runs/bench_kd_regimes", help="shared with bench/kd_regimes.py: its teacher "
                         "and teacher outputs are reused")
