@@ -81,6 +81,9 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run from its last checkpoint "
                                 "(finished stages are loaded, not redone; the result equals an uninterrupted run)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a run already in output_dir"),
+    copy_teacher: bool = typer.Option(False, "--copy-teacher", help="copy a teacher loaded from teacher.checkpoint "
+                                      "into the run's models/ (default: the run refers to the file by path and "
+                                      "SHA-256, and refuses to load it once the file has changed)"),
 ) -> None:
     """Run the teacher / student alone / distilled student pipeline from a YAML config."""
     from kdkit.config import load_config
@@ -96,7 +99,7 @@ def train(
     from kdkit.pipeline import run
 
     with _process_group():
-        run(cfg, console=console, resume=resume, overwrite=overwrite)
+        run(cfg, console=console, resume=resume, overwrite=overwrite, copy_teacher=copy_teacher)
 
 
 @app.command()
@@ -188,7 +191,7 @@ def export(
         raise ConfigError(f"--output {target} is a directory; give a file name such as {target / (model + '.onnx')}")
     console.print(f"export: loading {run_dir} and its test data, exporting {model} to ONNX, then checking it in "
                   "ONNX Runtime", highlight=False)
-    _cfg, bundle, models = load_run_models(run_dir)
+    _cfg, bundle, models = load_run_models(run_dir, roles=(model,))
     inputs = example_inputs(bundle.test, size=64)
     from kdkit.models.raw_text import is_raw_text
     from kdkit.runmeta import onnx_metadata
@@ -213,11 +216,13 @@ def export(
 def predict(
     run_dir: Path = typer.Argument(..., help="a run directory written by `kdkit demo` or `kdkit train`"),
     inputs: Path = typer.Argument(..., help=".npy or .csv of inputs, an image or a folder of images (image runs), "
-                                  "a .txt with one text per line (text runs)"),
+                                  "a .txt with one text per line or a .csv / .jsonl (text runs)"),
     model: str = typer.Option("student_kd", help="teacher, student_alone or student_kd"),
     output: Path | None = typer.Option(None, "--output", "-o", help="also write the predictions as this CSV"),
     max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", min=1, help="language-model runs: longest "
                                               "completion (default: up to the models' context)"),
+    text_column: str | None = typer.Option(None, "--text-column", help="text runs: the .csv column or .jsonl field "
+                                           "holding the texts (default: the run's own data.text_column)"),
 ) -> None:
     """Predict classes of new inputs with a run's model, preprocessed as at training time; prints CSV lines. For a
     language-model run: continue each line of a .txt (greedy), printing prompt and completion."""
@@ -232,7 +237,7 @@ def predict(
         from kdkit.predict_output import prediction_rows, to_csv
 
         loaded = load(run_dir, model=model)
-        names, x, raw = loaded.read(inputs)
+        names, x, raw = loaded.read(inputs, text_column)
         text = to_csv(prediction_rows(loaded, names, x, raw))
     console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
     if output is not None:

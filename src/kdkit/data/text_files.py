@@ -170,6 +170,42 @@ def load_text_files(
     )
 
 
+def read_texts(path: str | Path, column: str = "text", hint: str = "set text_column") -> list[str]:
+    """The texts of a file: a .csv (header row) or .jsonl from `column`, else one text per non-blank line (.txt).
+    A missing column or field, or a file without texts, is one DataError line ending in `hint`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"text file not found: {path}; check the path")
+    content = read_text(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        check_csv_rows(content, path)
+        reader = csv.DictReader(io.StringIO(content, newline=""))
+        if column not in (reader.fieldnames or []):
+            raise DataError(f"{path} has no column '{column}' (columns: {', '.join(reader.fieldnames or []) or 'none'})"
+                            f"; {hint}")
+        texts = [row.get(column) for row in reader]
+    elif suffix in (".jsonl", ".ndjson"):
+        texts = []
+        for number, line in enumerate(content.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                raise DataError(f"{path}:{number} is not valid JSON; write one object per line") from None
+            if not isinstance(row, dict) or row.get(column) is None:
+                raise DataError(f"{path}:{number} has no '{column}' field; {hint}")
+            texts.append(str(row[column]))
+    else:
+        texts = [line for line in content.splitlines() if line.strip()]
+    if any(t is None for t in texts):
+        raise DataError(f"{path}: a row has no '{column}' value; fill it in or remove the row")
+    if not texts:
+        raise DataError(f"{path} holds no texts (one per line, or a '{column}' column / field)")
+    return [str(t) for t in texts]
+
+
 def unlabelled_texts(vocab: Vocabulary, texts: Sequence[str]) -> TensorDataset:
     """A transfer set of raw texts for the teacher to label: token ids with label -1."""
     return _dataset(vocab, texts, [UNLABELLED] * len(texts))
