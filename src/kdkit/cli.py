@@ -273,6 +273,8 @@ def compare(
 
     files = write_compare(run_dirs, output_dir)
     console.print(f"comparison: {files.html}\n            {files.markdown}")
+    for line in files.groups:
+        console.print(f"setting {line}", markup=False, highlight=False, soft_wrap=True)
     for line in files.verdicts:
         console.print(f"verdict {line}", markup=False, highlight=False, soft_wrap=True)
 
