@@ -193,11 +193,18 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
             console.print(boundary.stats.summary())
             write_atomic(run_dir / "boundary.json", json.dumps(boundary.stats.as_dict(), indent=2))
         distill_set = distillation_set(cfg, bundle, boundary)
+        shown: set[str] = set()  # distill.cache_teacher: where, how big, built or reused; training's before epoch 1
+
+        def show_cache(report: dict[str, Any], final: bool = False) -> None:
+            for split, info in report.items():
+                if main and split not in shown and (final or split == "train"):
+                    console.print(describe_cache(info, split), highlight=False, soft_wrap=True)
+                    shown.add(split)
+
         # the plan starts the distilled student near the now-trained teacher (init_from_teacher) before it distils
-        plan.distill(distill_set, *loaders("distill", distill_set), run_dir)
-        if plan.teacher_cache is not None and main:  # distill.cache_teacher: where, how big, built or reused
-            for split, info in plan.teacher_cache.items():
-                console.print(describe_cache(info, split), highlight=False, soft_wrap=True)
+        plan.distill(distill_set, *loaders("distill", distill_set), run_dir, on_cache=show_cache)
+        if plan.teacher_cache is not None:
+            show_cache(plan.teacher_cache, final=True)
 
     if not main:
         distributed.barrier()  # rank 0 is writing the run directory; every process returns once it is complete
