@@ -152,6 +152,17 @@ def evaluate(
                               "measured with its quality: run `kdkit evaluate RUN_DIR` without --cost-only")
         evaluate_lm_run(run_dir, console=console)
         return
+    from kdkit.inference import run_kind
+
+    if run_kind(run_dir) == "tabular":  # out-of-fold predictions made again from the saved fold models
+        from kdkit.errors import ConfigError
+        from kdkit.tabular.rundir import evaluate_tabular_run
+
+        if cost_only:
+            raise ConfigError("--cost-only re-times torch models; `kdkit evaluate RUN_DIR` re-times a tabular run's "
+                              "models with its quality")
+        evaluate_tabular_run(run_dir, console=console, quick_cost=quick)
+        return
     if cost_only:
         from kdkit.remeasure import remeasure_cost
 
@@ -233,12 +244,17 @@ def predict(
 
         text = predict_lm(run_dir, inputs, model=model, max_new_tokens=max_new_tokens)
     else:
-        from kdkit.inference import load
+        from kdkit.inference import load, run_kind
         from kdkit.predict_output import prediction_rows, to_csv
 
-        loaded = load(run_dir, model=model)
-        names, x, raw = loaded.read(inputs, text_column)
-        text = to_csv(prediction_rows(loaded, names, x, raw))
+        if run_kind(run_dir) == "tabular":  # a CSV of rows: the model's columns by name, probabilities per class
+            from kdkit.tabular.cli import predict_rows
+
+            text = predict_rows(run_dir, inputs, model).to_csv(index=False)
+        else:
+            loaded = load(run_dir, model=model)
+            names, x, raw = loaded.read(inputs, text_column)
+            text = to_csv(prediction_rows(loaded, names, x, raw))
     console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
     if output is not None:
         from kdkit.checkpoint import write_atomic
