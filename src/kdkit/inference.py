@@ -77,6 +77,7 @@ def load(run_dir: str | Path, model: str = "student_kd", device: str = "cpu") ->
     """The run's `model` (teacher, student_alone or student_kd), in eval mode on `device`: a LoadedModel for a
     classification run, a kdkit.lm.LoadedLM for a language-model run and a fitted scikit-learn classifier for a
     tabular run (kdkit.tabular.load.load_role)."""
+    from kdkit.checkpoint import load_weights
     from kdkit.pipeline import run_config
     from kdkit.quantization import convert_quantized
     from kdkit.runmeta import VOCAB, read_meta, weights_file
@@ -108,8 +109,6 @@ def load(run_dir: str | Path, model: str = "student_kd", device: str = "cpu") ->
         meta["preprocessing"] = {**meta["preprocessing"], "raw_text": True, "max_bytes": DEFAULT_MAX_BYTES,
                                  "tokenizer": RAW_TEXT}
     net, int8 = _build(run_dir, cfg, meta, model, vocab if raw_text else None)
-    from kdkit.checkpoint import load_weights
-
     load_weights(net, weights_file(run_dir, model))
     net = convert_quantized(net) if int8 else net.to(device)
     net.eval()
