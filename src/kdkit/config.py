@@ -285,6 +285,9 @@ def parse_config(raw: Any) -> RunConfig:
     if not type(cfg.distill.scheme).trains_on_data and cfg.distill.use_transfer and cfg.data.transfer_size:
         raise ConfigError(f"config error at data.transfer_size: scheme '{cfg.distill.scheme.name}' distils on "
                           "synthetic inputs only; set data.transfer_size: 0")
+    if not type(cfg.distill.scheme).trains_on_data and getattr(cfg.data, "unlabelled_file", None) is not None:
+        raise ConfigError(f"config error at data.unlabelled_file: scheme '{cfg.distill.scheme.name}' distils on "
+                          "synthetic inputs only; remove data.unlabelled_file")
     return cfg
 
 
