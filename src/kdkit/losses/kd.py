@@ -121,7 +121,12 @@ def hard_label_ce(logits: Tensor, target: Tensor | MixedTarget | None, label_smo
     With label smoothing eps: (1 - eps) * NLL + eps * mean_c(-log p_c), as F.cross_entropy defines it.
 
     A mixed batch (MixUp, CutMix; see kdkit.augment) gives lam * CE(a) + (1 - lam) * CE(b), each over its own
-    labelled rows (Zhang et al. 2018)."""
+    labelled rows (Zhang et al. 2018); with one lam per row (replayed views), each row's CE is weighted by its own
+    lam_i (resp. 1 - lam_i) inside those means."""
+    if isinstance(target, MixedTarget) and isinstance(target.lam, Tensor):
+        lam = target.lam.to(logits.device, torch.promote_types(logits.dtype, torch.float32))
+        return (_row_weighted_ce(logits, target.a, lam, label_smoothing)
+                + _row_weighted_ce(logits, target.b, 1.0 - lam, label_smoothing))
     if isinstance(target, MixedTarget):
         return (target.lam * hard_label_ce(logits, target.a, label_smoothing)
                 + (1.0 - target.lam) * hard_label_ce(logits, target.b, label_smoothing))
@@ -137,6 +142,18 @@ def hard_label_ce(logits: Tensor, target: Tensor | MixedTarget | None, label_smo
     if label_smoothing == 0.0:
         return nll
     return (1.0 - label_smoothing) * nll - label_smoothing * log_p[labelled].mean()
+
+
+def _row_weighted_ce(logits: Tensor, target: Tensor, weight: Tensor, label_smoothing: float) -> Tensor:
+    """mean over the labelled rows of weight_i * CE_i (label smoothing as in hard_label_ce); 0 without labels."""
+    labelled = target != UNLABELLED
+    if not bool(labelled.any()):
+        return logits.sum() * 0.0
+    log_p = log_softmax(logits[labelled])
+    rows = -log_p.gather(1, target[labelled, None]).squeeze(1)
+    if label_smoothing:
+        rows = (1.0 - label_smoothing) * rows - label_smoothing * log_p.mean(1)
+    return (rows * weight[labelled]).mean()
 
 
 def check_kd_options(temperature: float, alpha: float, label_smoothing: float = 0.0) -> None:

@@ -26,6 +26,7 @@ from kdkit.step import Scheme
 from kdkit.teacher_cache import cache_report, persist_teacher_cache
 from kdkit.terms import LossTerm, check_paths
 from kdkit.trainer import fit
+from kdkit.view_cache import ReplayedViews, replay_views
 
 if TYPE_CHECKING:
     from kdkit.model_config import ModelConfig
@@ -101,7 +102,10 @@ class SchemePlan:
         """Train the distilled student; `on_epoch` (see fit) sees the student's epochs, in the schemes that train
         it in one stage (the chains and data-free distillation ignore it)."""
         scheme = self.scheme(distill_set, run_dir)
-        if self.inputs.cache_teacher:  # teacher outputs from disk when a run with the same key made them
+        if isinstance(distill_set, ReplayedViews):  # the teacher's answers to every stored view, from disk or now
+            replay_views(scheme, distill_set, val_loader.dataset if val_loader is not None else None, settings,
+                         self.inputs.cache_dir)
+        elif self.inputs.cache_teacher:  # teacher outputs from disk when a run with the same key made them
             persist_teacher_cache(scheme, distill_set, val_loader.dataset if val_loader is not None else None,
                                   settings, self.inputs.cache_dir)
         try:
