@@ -182,6 +182,25 @@ class TuneConfig(_Strict):
         "kdkit.tune.default_space)",
     )
 
+    alone: bool = Field(True, description="give the student alone the same number of trials over its own train "
+                        "settings (tune.alone_space), print its best validation score beside the best distilled "
+                        "trial, and write each row's own best settings into best.yaml (kdkit.tune_alone)")
+    alone_space: dict[str, SearchRange] | None = Field(
+        None, description="the student alone's search: student.train.* paths only (lr, epochs, augment, ...); "
+        "default: student.train.lr from a tenth to 10x its value, and student.train.augment with or without the "
+        "configured ops when there are any",
+    )
+
+    @field_validator("alone_space")
+    @classmethod
+    def _alone_paths(cls, space: dict[str, SearchRange] | None) -> dict[str, SearchRange] | None:
+        # the same student, built the same way: the alone row may only train differently
+        other = sorted(p for p in space or {} if not p.startswith("student.train."))
+        if other:
+            raise ValueError(f"{', '.join(other)}: the student alone's search changes how it trains, not what it "
+                             "is; give student.train.* paths (lr, epochs, augment, weight_decay, ...)")
+        return space
+
     @field_validator("space")
     @classmethod
     def _student_side_paths(cls, space: dict[str, SearchRange] | None) -> dict[str, SearchRange] | None:
