@@ -275,7 +275,8 @@ def evaluate_models(
         "rows": rows,
         "cost": cost_conditions,
         "verdict": run_verdict({r: preds[f"test_{r}"] for r in ROLES}, preds["test_labels"], rows,
-                               n_val=len(bundle.val), keep=cfg.settings("distill").keep, seed=cfg.seed).as_dict(),
+                               n_val=len(bundle.val), keep=cfg.settings("distill").keep, seed=cfg.seed,
+                               data=cfg.data.name).as_dict(),
     }
     if training is not None:
         summary["training"] = training
