@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from toy import toy_data, toy_net
 
 from kdkit.config import parse_config
 from kdkit.errors import ConfigError
@@ -16,7 +17,6 @@ from kdkit.settings import TrainSettings
 from kdkit.terms import build_terms
 from kdkit.trainer import fit
 from kdkit.tune import check_space, trial_config
-from tests.toy import toy_data, toy_net
 
 
 def _zscore(row: list[float], T: float) -> list[float]:
@@ -152,6 +152,11 @@ def test_ctkd_temperature_trains_with_the_student_and_is_saved_with_its_extras()
     assert any(k.endswith("curriculum.theta") for k in scheme.extras.state_dict())
 
 
+def test_ctkd_starting_at_an_end_of_its_range_starts_just_inside_it():
+    assert KDLoss(T=1.0, curriculum_T=True).temperature() == pytest.approx(1.0 + 20 * 1e-4, rel=1e-4)
+    assert KDLoss(T=21.0, curriculum_T=True).temperature() == pytest.approx(21.0 - 20 * 1e-4, rel=1e-4)
+
+
 def test_ctkd_with_lambda_max_zero_leaves_the_temperature_alone():
     data = toy_data(n=64)
     terms = build_terms([{"name": "kd", "T": 3.0, "curriculum_T": True, "lambda_max": 0.0}])
@@ -162,7 +167,7 @@ def test_ctkd_with_lambda_max_zero_leaves_the_temperature_alone():
 
 
 @pytest.mark.parametrize("spec,words", [
-    ({"name": "kd", "curriculum_T": True, "T": 30.0}, "strictly between"),
+    ({"name": "kd", "curriculum_T": True, "T": 30.0}, "must lie between"),
     ({"name": "kd", "curriculum_T": True, "curriculum_epochs": 0}, "curriculum_epochs"),
     ({"name": "kd", "standardize": "yes"}, "distill.losses.0.standardize"),
 ])

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from test_image_folder import make_folder
 from torch import nn
 from torch.utils.data import ConcatDataset, TensorDataset
 
@@ -22,7 +23,6 @@ from kdkit.settings import TrainSettings
 from kdkit.terms import build_terms
 from kdkit.trainer import fit
 from kdkit.view_cache import ReplayedViews, expand_top_k, replay_views
-from tests.test_image_folder import make_folder
 
 AUGMENT = [{"name": "crop", "padding": 2}, {"name": "flip"}]
 

@@ -45,7 +45,7 @@ from kdkit.settings import HIGHER_IS_BETTER
 from kdkit.studies import open_study
 from kdkit.terms import check_paths, term_labels
 from kdkit.trainer import predict, seed_everything
-from kdkit.tune_alone import AloneBest, alone_space, own_settings, search_alone, summary
+from kdkit.tune_alone import AloneBest, alone_raw, alone_space, own_settings, search_alone, summary
 
 TEACHER = "teacher.safetensors"  # the teacher tune trained, in <output_dir>/tune/
 
@@ -147,12 +147,13 @@ def check_space(cfg: RunConfig, bundle: DataBundle | None = None, teacher: nn.Mo
     (or, given the data and the teacher, a student that cannot be built or run on it, or loss terms that name
     modules the models lack)."""
     raw = cfg.model_dump(mode="json")
+    searches = [(raw, search_space(cfg))] + ([(alone_raw(raw, cfg), alone_space(cfg))] if cfg.tune.alone else [])
     variants = []
-    for space in (search_space(cfg), *([alone_space(cfg)] if cfg.tune.alone else [])):
+    for base, space in searches:
         ends = [{p: _end(s, end) for p, s in space.items()} for end in (0, -1)]
-        variants += ends + [{**ends[0], p: choice} for p, s in space.items() for choice in s.choices or []]
-    for values in variants:
-        trial = trial_config(raw, values)
+        variants += [(base, v) for v in ends + [{**ends[0], p: c} for p, s in space.items() for c in s.choices or []]]
+    for base, values in variants:
+        trial = trial_config(base, values)
         if bundle is not None:
             check_boundary(trial, bundle)
         if bundle is not None and teacher is not None:

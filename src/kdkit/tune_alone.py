@@ -14,6 +14,7 @@ Off with ``tune.alone: false``.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,17 @@ def alone_space(cfg: RunConfig) -> dict[str, SearchRange]:
     return cfg.tune.alone_space if cfg.tune.alone_space is not None else default_alone_space(cfg)
 
 
+def alone_raw(raw: dict[str, Any], cfg: RunConfig) -> dict[str, Any]:
+    """The config the alone trials vary: the distilled row keeps what it trains with (distill.train pins each key the
+    alone search sets), so an alone value never reaches it, nor makes its settings invalid (e.g. cached_views
+    without augmentation)."""
+    out = copy.deepcopy(raw)
+    trained = cfg.settings("distill").model_dump(mode="json")
+    for path in alone_space(cfg):
+        out["distill"]["train"].setdefault(path.removeprefix(STUDENT_TRAIN), trained[path.removeprefix(STUDENT_TRAIN)])
+    return out
+
+
 def search_alone(optuna: Any, cfg: RunConfig, raw: dict[str, Any], bundle: Any, val_loader: Any, teacher_val: Any,
                  out: Path, storage: str | None, total: int, console: Console) -> AloneBest:
     """Run the student alone's `total` trials (a rerun continues its study) and return the best one."""
@@ -63,6 +75,7 @@ def search_alone(optuna: Any, cfg: RunConfig, raw: dict[str, Any], bundle: Any, 
 
     space = alone_space(cfg)
     study = _study(optuna, out, cfg, space, storage, name=ALONE_STUDY)
+    raw = alone_raw(raw, cfg)
 
     def objective(trial: Any) -> float:
         trial_cfg = trial_config(raw, {path: _suggest(trial, path, s) for path, s in space.items()})
@@ -106,10 +119,10 @@ def own_settings(best: dict[str, Any], cfg: RunConfig, distilled: dict[str, Any]
                 best["student"]["train"][key] = original[key]
             else:
                 best["student"]["train"].pop(key, None)
-    trained = cfg.settings("distill").model_dump(mode="json")  # what the distilled trials inherited
+    pinned = alone_raw(best, cfg)["distill"]["train"]  # what the distilled trials trained with
     for path, value in alone.params.items():
         key = path.removeprefix(STUDENT_TRAIN)
-        distill_train.setdefault(key, trained[key])
+        distill_train.setdefault(key, pinned[key])
         set_path(best, path, value)
 
 

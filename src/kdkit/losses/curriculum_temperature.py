@@ -15,8 +15,8 @@ from lambda_min at n = 0 to lambda_max at n = E (the paper's E = 10 epochs, lamb
 from 0 and takes n = epoch + 1, as the authors' training loop (whose epochs count from 1) does, so lambda reaches
 lambda_max in the E-th epoch. lambda_min is 0, as in the paper. The authors' code starts theta at 1 (tau = 1 + 20 *
 sigmoid(1), about 15.6); here theta starts where tau equals the loss's T, so T keeps its meaning (the starting
-temperature) and stays searchable. This is the paper's global temperature (one tau for all samples), the variant
-its scripts run by default.
+temperature; at an end of the range it starts 1e-4 of the range inside) and stays searchable. This is the paper's
+global temperature (one tau for all samples), the variant its scripts run by default.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 # the paper's settings: tau in (1, 21), lambda rising from 0 to 1 over 10 epochs
 DEFAULT_T_MIN, DEFAULT_T_RANGE, DEFAULT_EPOCHS, DEFAULT_LAMBDA_MAX = 1.0, 20.0, 10, 1.0
+EDGE = 1e-4  # the closest a starting sigmoid(theta) comes to 0 or 1
 
 
 class _ReverseGradient(torch.autograd.Function):
@@ -58,9 +59,9 @@ def curriculum_lambda(epoch: int, epochs: int = DEFAULT_EPOCHS, lambda_max: floa
 def check_curriculum_options(T: float, T_min: float, T_range: float, epochs: int, lambda_max: float) -> None:
     if T_min <= 0 or T_range <= 0:
         raise ValueError(f"T_min and T_range must be > 0, got T_min={T_min}, T_range={T_range}")
-    if not T_min < T < T_min + T_range:
-        raise ValueError(f"with curriculum_T, T (the starting temperature) must lie strictly between T_min={T_min} "
-                         f"and T_min + T_range={T_min + T_range}; got T={T}")
+    if not T_min <= T <= T_min + T_range:
+        raise ValueError(f"with curriculum_T, T (the starting temperature) must lie between T_min={T_min} and "
+                         f"T_min + T_range={T_min + T_range}; got T={T}")
     if epochs < 1:
         raise ValueError(f"curriculum_epochs must be >= 1, got {epochs}")
     if lambda_max < 0:
@@ -78,7 +79,9 @@ class CurriculumTemperature(nn.Module):
         super().__init__()
         check_curriculum_options(T, T_min, T_range, epochs, lambda_max)
         self.T_min, self.T_range, self.epochs, self.lambda_max = T_min, T_range, epochs, lambda_max
-        start = (T - T_min) / T_range  # sigmoid(theta) at the start
+        # sigmoid(theta) at the start; a sigmoid never reaches 0 or 1, so T at an end of the range (e.g. the default
+        # tune space's T = 1) starts a hair inside it
+        start = min(max((T - T_min) / T_range, EDGE), 1.0 - EDGE)
         self.theta = nn.Parameter(torch.tensor(math.log(start / (1.0 - start))))
         self.epoch = 0
 
