@@ -47,6 +47,7 @@ from kdkit.teacher_cache import describe as describe_cache
 from kdkit.teacher_cache import tensors_digest
 from kdkit.trainer import fit, predict, resolve_device, seed_everything
 from kdkit.verdict import run_verdict
+from kdkit.view_cache import ReplayedViews
 
 ROLES = ("teacher", "student_alone", "student_kd")
 LABELS = {"teacher": "teacher", "student_alone": "student alone", "student_kd": "distilled student"}
@@ -122,6 +123,9 @@ def distillation_set(cfg: RunConfig, bundle: DataBundle, boundary: Dataset | Non
     boundary samples, if any, wrapped in Indexed when the teacher's outputs are cached (boundary samples are fixed
     inputs, so caching the teacher's outputs on them is as valid as on the training inputs)."""
     data = distillation_data(cfg, bundle)
+    if cfg.distill.cached_views is not None:  # augmented views whose teacher outputs the plan stores (FKD)
+        s = cfg.settings("distill")
+        return ReplayedViews(data, s.augment, cfg.distill.cached_views, cfg.distill.cached_top_k, seed=s.seed)
     if boundary is not None:
         data = ConcatDataset([data, boundary])
     return Indexed(data) if cfg.distill.cache_teacher else data
@@ -309,7 +313,8 @@ def evaluate_models(
         "rows": rows,
         "cost": cost_conditions,
         "verdict": run_verdict({r: preds[f"test_{r}"] for r in ROLES}, preds["test_labels"], rows,
-                               n_val=len(bundle.val), keep=cfg.settings("distill").keep, seed=cfg.seed).as_dict(),
+                               n_val=len(bundle.val), keep=cfg.settings("distill").keep, seed=cfg.seed,
+                               data=cfg.data.name).as_dict(),
     }
     if training is not None:
         summary["training"] = training

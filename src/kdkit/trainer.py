@@ -255,7 +255,9 @@ def fit(
     params = [p for p in scheme.parameters() if p.requires_grad]
     if not params:
         raise ConfigError(f"'{name}' has no trainable parameters (all have requires_grad=False)")
-    augment = build_augment(s.augment)
+    # replayed views (kdkit.view_cache) arrive augmented: their dataset renders train.augment itself
+    renders_views = getattr(getattr(train_loader, "dataset", None), "renders_views", False)
+    augment = None if renders_views else build_augment(s.augment)
     if augment is not None and getattr(scheme, "cache", None) is not None:
         # a cached teacher output belongs to the view of its first epoch, not to the student's view now
         raise ConfigError("teacher outputs cannot be cached while train.augment changes the inputs every epoch; "
@@ -343,6 +345,8 @@ def fit(
                 break
             if isinstance(sampler, DistributedSampler):
                 sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every process
+            if renders_views:
+                train_loader.dataset.set_epoch(epoch)  # each sample's stored view for this epoch
             scheme.train()
             # running sums stay on the device: one sync per epoch instead of several per step
             sums: dict[str, Tensor] = {}

@@ -26,6 +26,7 @@ from kdkit.step import Scheme
 from kdkit.teacher_cache import cache_report, persist_teacher_cache
 from kdkit.terms import LossTerm, check_paths
 from kdkit.trainer import fit
+from kdkit.view_cache import ReplayedViews, replay_views
 
 if TYPE_CHECKING:
     from kdkit.model_config import ModelConfig
@@ -103,7 +104,10 @@ class SchemePlan:
         it in one stage (the chains and data-free distillation ignore it); `on_cache` gets the teacher cache's
         report (kdkit.teacher_cache.cache_report) once it is complete, before the first epoch."""
         scheme = self.scheme(distill_set, run_dir)
-        if self.inputs.cache_teacher:  # teacher outputs from disk when a run with the same key made them
+        if isinstance(distill_set, ReplayedViews):  # the teacher's answers to every stored view, from disk or now
+            replay_views(scheme, distill_set, val_loader.dataset if val_loader is not None else None, settings,
+                         self.inputs.cache_dir)
+        elif self.inputs.cache_teacher:  # teacher outputs from disk when a run with the same key made them
             persist_teacher_cache(scheme, distill_set, val_loader.dataset if val_loader is not None else None,
                                   settings, self.inputs.cache_dir)
         try:
