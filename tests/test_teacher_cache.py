@@ -240,3 +240,23 @@ def test_the_filled_check_stops_once_full_and_comes_back_after_a_partial_restore
     scheme.load_resume_state({"filled": torch.tensor([1, 0, 0, 0], dtype=torch.uint8),
                               "cache.logits": torch.zeros(4, 1)})
     assert scheme.cache.get(torch.tensor([1])) is None  # a restored, partly filled cache is checked again
+
+
+def test_the_cache_is_built_as_its_own_stage_before_the_first_epoch(setup, capsys, monkeypatch):
+    from kdkit import progress
+
+    teacher, train, val, cache_dir = setup
+    monkeypatch.setattr(progress, "EVERY_SECONDS", 0.0)  # a plain line per step: each one shows its ETA
+    calls = _counting(teacher)
+    s = TrainSettings(epochs=2, device="cpu")
+    scheme = _scheme(teacher, train, val, cache_dir, s)
+    seen = []
+    fit(scheme, make_loader(train, 32, shuffle=True, seed=0), make_loader(val, 64, shuffle=False), s,
+        name="student_kd", on_teacher_cache=lambda done: seen.append((bool(done.cache.filled.all()), len(calls))))
+    assert seen == [(True, 7)]  # complete before epoch 1, by 7 teacher forwards (200 samples = 6 x 32 + 8)
+    lines = capsys.readouterr().out.splitlines()
+    stage = lines.index("student_kd: teacher cache: 1 pass x 7 steps")
+    assert lines.index("student_kd: 2 epochs x 7 steps") > stage + 7
+    assert lines[stage + 1].startswith("student_kd: teacher cache: pass 1/1, step 1/7, elapsed ")
+    assert "ETA" in lines[stage + 1]
+    assert calls[:7] == [32] * 6 + [8] and calls[7:] == [50]  # training forwards read the cache; one validation

@@ -106,6 +106,42 @@ def test_too_few_rows_to_hold_out_validation(tmp_path):
         load_text_files(one, one)
 
 
+def test_unlabelled_file_is_a_transfer_set_the_teacher_labels(tmp_path):
+    from kdkit.data.raw_text import RawTextBundle
+    from kdkit.data.source import source_options
+    from kdkit.models.raw_text import decode_texts
+
+    train = write_csv(tmp_path / "train.csv", TRAIN * 3, header=("review", "verdict"))
+    test = write_csv(tmp_path / "test.csv", TRAIN[:2], header=("review", "verdict"))
+    texts = ["the zebra was good", "service bad", "really really bad food"]
+    (tmp_path / "more.csv").write_text("id,review\n" + "".join(f'{i},"{t}"\n' for i, t in enumerate(texts)))
+    (tmp_path / "more.jsonl").write_text("".join(json.dumps({"review": t}) + "\n" for t in texts))
+    (tmp_path / "more.txt").write_text("\n".join(texts) + "\n\n")
+    data = {"name": "text_files", "train_file": str(train), "test_file": str(test), "text_column": "review",
+            "label_column": "verdict", "max_len": 6}
+
+    def bundle(**keys):
+        return source_options({**data, **keys}).load(0)
+
+    words = bundle(unlabelled_file=str(tmp_path / "more.csv"))  # kdkit's word ids, the training vocabulary's
+    x, y = words.transfer.tensors
+    assert y.tolist() == [-1] * 3 and torch.equal(x, words.vocab.encode(texts))
+    assert x[0, 1] == UNK_ID  # "zebra": the vocabulary is still the training split's alone
+    for name in ("more.jsonl", "more.txt"):
+        assert torch.equal(bundle(unlabelled_file=str(tmp_path / name)).transfer.tensors[0], x)
+    raw = bundle(raw_text=True, transfer_size=4, unlabelled_file=str(tmp_path / "more.csv"))  # beside Tang et al.'s
+    assert isinstance(raw, RawTextBundle) and len(raw.transfer) == 4 + 3
+    assert decode_texts(raw.transfer.tensors[0][4:]) == texts and raw.transfer.tensors[1].tolist() == [-1] * 7
+    assert bundle().transfer is None
+    (tmp_path / "other.csv").write_text("text\nthe food\n")
+    with pytest.raises(DataError, match=r"other.csv has no column 'review' \(columns: text\); set data.text_column"):
+        bundle(unlabelled_file=str(tmp_path / "other.csv"))
+    with pytest.raises(ConfigError, match="unlabelled_file: file not found"):
+        from kdkit.config import parse_config
+
+        parse_config({"data": {**data, "unlabelled_file": str(tmp_path / "missing.csv")}})
+
+
 def test_integer_labels_are_ordered_numerically(tmp_path):
     rows = [("a", 10), ("b", 2), ("c", 1)]
     bundle = load_text_files(write_jsonl(tmp_path / "t.jsonl", rows), tmp_path / "t.jsonl",

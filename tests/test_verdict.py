@@ -148,7 +148,7 @@ def test_results_and_report_carry_the_verdict(quick_run):
     md = main_report.markdown.read_text()
     section = md[md.index("## Verdict"):]
     assert section.index(verdict.headline) < section.index("## ", 3)
-    assert "keep: best" in section  # the quick demo's 400 validation samples are too few
+    assert "keep: best" not in section  # the demo ends at its last epoch: its 400 validation samples are too few
     assert verdict.headline in main_report.html.read_text()
 
 

@@ -36,16 +36,24 @@ class MixedTarget:
     """Labels of a mixed batch: row i is `lam` parts of a sample labelled a[i] and 1 - lam of one labelled b[i].
 
     A loss on hard labels takes lam * L(a) + (1 - lam) * L(b) (Zhang et al. 2018); -1 still marks an unlabelled
-    row in a or b."""
+    row in a or b. `lam` is one number for a batch mixed live, or one per row (N,) for replayed views, each mixed
+    with its own partner (kdkit.view_cache)."""
 
     a: Tensor
     b: Tensor
-    lam: float
+    lam: float | Tensor
 
     @property
     def major(self) -> Tensor:
         """The labels with the larger share (a when lam >= 0.5), e.g. for the training accuracy."""
+        if isinstance(self.lam, Tensor):
+            return torch.where(self.lam.to(self.a.device) >= 0.5, self.a, self.b)
         return self.a if self.lam >= 0.5 else self.b
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> MixedTarget:
+        lam = self.lam.to(device, non_blocking=non_blocking) if isinstance(self.lam, Tensor) else self.lam
+        return MixedTarget(self.a.to(device, non_blocking=non_blocking), self.b.to(device, non_blocking=non_blocking),
+                           lam)
 
 
 Target = Tensor | MixedTarget | None

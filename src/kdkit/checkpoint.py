@@ -84,10 +84,26 @@ def read_state(path: str | os.PathLike) -> dict[str, Tensor]:
     return {k: v for k, v in state.items() if isinstance(v, Tensor)}
 
 
+WRAPPED = "model."  # the word model inside kdkit.models.raw_text.WordTokenized (a word model reading raw text)
+
+
+def wrapper_keys(state: dict[str, Tensor], own: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """`state` keyed as `own` is when they differ only by the raw-text wrapper: the weights of a bare word model
+    go into a wrapped one under ``model.``, and a wrapped one's into a bare one without it."""
+    if not state or any(k in own for k in state):
+        return state
+    if own and all(k.startswith(WRAPPED) for k in own) and all(WRAPPED + k in own for k in state):
+        return {WRAPPED + k: v for k, v in state.items()}
+    if all(k.startswith(WRAPPED) for k in state) and all(k.removeprefix(WRAPPED) in own for k in state):
+        return {k.removeprefix(WRAPPED): v for k, v in state.items()}
+    return state
+
+
 def load_weights(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> nn.Module:
-    """Load weights into `model`; a `module.` prefix (DDP) is stripped; mismatches give one clear line."""
-    state = {k.removeprefix("module."): v for k, v in read_state(path).items()}
+    """Load weights into `model`; a `module.` prefix (DDP) is stripped, the raw-text wrapper's ``model.`` added or
+    stripped to fit (see wrapper_keys); mismatches give one clear line."""
     own = model.state_dict()
+    state = wrapper_keys({k.removeprefix("module."): v for k, v in read_state(path).items()}, own)
     wrong = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if k in own
              and own[k].shape != v.shape]
     if wrong:

@@ -81,6 +81,9 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run from its last checkpoint "
                                 "(finished stages are loaded, not redone; the result equals an uninterrupted run)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a run already in output_dir"),
+    copy_teacher: bool = typer.Option(False, "--copy-teacher", help="copy a teacher loaded from teacher.checkpoint "
+                                      "into the run's models/ (default: the run refers to the file by path and "
+                                      "SHA-256, and refuses to load it once the file has changed)"),
 ) -> None:
     """Run the teacher / student alone / distilled student pipeline from a YAML config."""
     from kdkit.config import load_config
@@ -96,7 +99,7 @@ def train(
     from kdkit.pipeline import run
 
     with _process_group():
-        run(cfg, console=console, resume=resume, overwrite=overwrite)
+        run(cfg, console=console, resume=resume, overwrite=overwrite, copy_teacher=copy_teacher)
 
 
 @app.command()
@@ -149,6 +152,17 @@ def evaluate(
                               "measured with its quality: run `kdkit evaluate RUN_DIR` without --cost-only")
         evaluate_lm_run(run_dir, console=console)
         return
+    from kdkit.inference import run_kind
+
+    if run_kind(run_dir) == "tabular":  # out-of-fold predictions made again from the saved fold models
+        from kdkit.errors import ConfigError
+        from kdkit.tabular.rundir import evaluate_tabular_run
+
+        if cost_only:
+            raise ConfigError("--cost-only re-times torch models; `kdkit evaluate RUN_DIR` re-times a tabular run's "
+                              "models with its quality")
+        evaluate_tabular_run(run_dir, console=console, quick_cost=quick)
+        return
     if cost_only:
         from kdkit.remeasure import remeasure_cost
 
@@ -188,7 +202,7 @@ def export(
         raise ConfigError(f"--output {target} is a directory; give a file name such as {target / (model + '.onnx')}")
     console.print(f"export: loading {run_dir} and its test data, exporting {model} to ONNX, then checking it in "
                   "ONNX Runtime", highlight=False)
-    _cfg, bundle, models = load_run_models(run_dir)
+    _cfg, bundle, models = load_run_models(run_dir, roles=(model,))
     inputs = example_inputs(bundle.test, size=64)
     from kdkit.models.raw_text import is_raw_text
     from kdkit.runmeta import onnx_metadata
@@ -213,11 +227,13 @@ def export(
 def predict(
     run_dir: Path = typer.Argument(..., help="a run directory written by `kdkit demo` or `kdkit train`"),
     inputs: Path = typer.Argument(..., help=".npy or .csv of inputs, an image or a folder of images (image runs), "
-                                  "a .txt with one text per line (text runs)"),
+                                  "a .txt with one text per line or a .csv / .jsonl (text runs)"),
     model: str = typer.Option("student_kd", help="teacher, student_alone or student_kd"),
     output: Path | None = typer.Option(None, "--output", "-o", help="also write the predictions as this CSV"),
     max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", min=1, help="language-model runs: longest "
                                               "completion (default: up to the models' context)"),
+    text_column: str | None = typer.Option(None, "--text-column", help="text runs: the .csv column or .jsonl field "
+                                           "holding the texts (default: the run's own data.text_column)"),
 ) -> None:
     """Predict classes of new inputs with a run's model, preprocessed as at training time; prints CSV lines. For a
     language-model run: continue each line of a .txt (greedy), printing prompt and completion."""
@@ -228,12 +244,17 @@ def predict(
 
         text = predict_lm(run_dir, inputs, model=model, max_new_tokens=max_new_tokens)
     else:
-        from kdkit.inference import load
+        from kdkit.inference import load, run_kind
         from kdkit.predict_output import prediction_rows, to_csv
 
-        loaded = load(run_dir, model=model)
-        names, x, raw = loaded.read(inputs)
-        text = to_csv(prediction_rows(loaded, names, x, raw))
+        if run_kind(run_dir) == "tabular":  # a CSV of rows: the model's columns by name, probabilities per class
+            from kdkit.tabular.cli import predict_rows
+
+            text = predict_rows(run_dir, inputs, model).to_csv(index=False)
+        else:
+            loaded = load(run_dir, model=model)
+            names, x, raw = loaded.read(inputs, text_column)
+            text = to_csv(prediction_rows(loaded, names, x, raw))
     console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
     if output is not None:
         from kdkit.checkpoint import write_atomic
@@ -268,6 +289,8 @@ def compare(
 
     files = write_compare(run_dirs, output_dir)
     console.print(f"comparison: {files.html}\n            {files.markdown}")
+    for line in files.groups:
+        console.print(f"setting {line}", markup=False, highlight=False, soft_wrap=True)
     for line in files.verdicts:
         console.print(f"verdict {line}", markup=False, highlight=False, soft_wrap=True)
 

@@ -68,6 +68,16 @@ class DistillConfig(_Strict):
         "them on disk, keyed by the teacher's weights, the data and the input view, for later seeds, students, "
         "tune trials and reruns (kdkit.teacher_cache)",
     )
+    cached_views: PositiveInt | None = Field(
+        None, description="keep the teacher's outputs on this many augmented views of every training sample (the "
+        "image folder's flip and random_crop, train.augment's ops, their draws recorded) on disk beside the teacher "
+        "cache, and give the student one of them each epoch (Shen & Xing 2022, FKD; kdkit.view_cache): "
+        "augmentation without a teacher forward per step. Offline scheme, logit terms only",
+    )
+    cached_top_k: PositiveInt | None = Field(
+        None, description="with cached_views: keep the teacher's top k log-probabilities per view (the rest spread "
+        "evenly) instead of all classes",
+    )
     cache_dir: LaxPath | None = Field(
         None, description="where cache_teacher keeps teacher outputs; default $KDKIT_CACHE_DIR, else "
         "~/.cache/kdkit/teacher",
@@ -109,6 +119,15 @@ class DistillConfig(_Strict):
             which = ", ".join(n for n, c in schemes().items() if c.distils_teacher_on_data)
             raise ValueError(f"scheme '{name}' does not distil the teacher on the distillation data, so boundary "
                              f"samples would go unused (only {which} do); remove distill.boundary")
+        if self.cached_views is not None and not scheme.replays_views:
+            which = " and ".join(n for n, c in schemes().items() if c.replays_views)
+            raise ValueError(f"cached_views replays one teacher's stored answers, which only scheme {which} can use "
+                             f"(not '{name}'); remove distill.cached_views")
+        if self.cached_views is not None and (self.cache_teacher or self.boundary is not None):
+            raise ValueError("cached_views keeps the teacher's outputs per augmented view; it replaces cache_teacher "
+                             "and does not take boundary samples: remove distill.cache_teacher / distill.boundary")
+        if self.cached_top_k is not None and self.cached_views is None:
+            raise ValueError("cached_top_k applies to cached_views; set distill.cached_views or remove it")
         if self.cache_teacher and not scheme.cacheable:
             which = " and ".join(n for n, c in schemes().items() if c.cacheable)
             raise ValueError(f"scheme '{name}' has no fixed teacher outputs for cache_teacher to keep (only {which} "
@@ -162,6 +181,25 @@ class TuneConfig(_Strict):
         "distill.losses.0.T (by position): {low: 1, high: 10, log: true}; by default T and alpha of the scheme (see "
         "kdkit.tune.default_space)",
     )
+
+    alone: bool = Field(True, description="give the student alone the same number of trials over its own train "
+                        "settings (tune.alone_space), print its best validation score beside the best distilled "
+                        "trial, and write each row's own best settings into best.yaml (kdkit.tune_alone)")
+    alone_space: dict[str, SearchRange] | None = Field(
+        None, description="the student alone's search: student.train.* paths only (lr, epochs, augment, ...); "
+        "default: student.train.lr from a tenth to 10x its value, and student.train.augment with or without the "
+        "configured ops when there are any",
+    )
+
+    @field_validator("alone_space")
+    @classmethod
+    def _alone_paths(cls, space: dict[str, SearchRange] | None) -> dict[str, SearchRange] | None:
+        # the same student, built the same way: the alone row may only train differently
+        other = sorted(p for p in space or {} if not p.startswith("student.train."))
+        if other:
+            raise ValueError(f"{', '.join(other)}: the student alone's search changes how it trains, not what it "
+                             "is; give student.train.* paths (lr, epochs, augment, weight_decay, ...)")
+        return space
 
     @field_validator("space")
     @classmethod
@@ -265,17 +303,21 @@ def parse_config(raw: Any) -> RunConfig:
         cfg.settings(stage)  # validate the overrides now, not after the teacher has trained
     if cfg.distill.cache_teacher and cfg.data.random_views():
         raise ConfigError("config error at distill.cache_teacher: teacher outputs cannot be cached while data.augment "
-                          "or data.random_crop change the images at random; set distill.cache_teacher: false")
+                          "or data.random_crop change the images at random; set distill.cache_teacher: false, or "
+                          "keep them for a fixed set of views per image with distill.cached_views: 8")
     if cfg.settings("distill").augment:
         over = ("distill.train" if "augment" in cfg.distill.train else
                 "student.train" if "augment" in cfg.student.train else "train")  # the key the distill stage reads
         if cfg.distill.cache_teacher:  # a cached output is the teacher's answer to another view (Beyer et al. 2022)
             raise ConfigError(f"config error at distill.cache_teacher: teacher outputs cannot be cached while "
-                              f"{over}.augment changes the inputs every epoch; set distill.cache_teacher: false")
+                              f"{over}.augment changes the inputs every epoch; set distill.cache_teacher: false, or "
+                              "keep them for a fixed set of views per sample with distill.cached_views: 8")
         if any(t.get("name") == "token_kd" for t in cfg.distill.losses):
             raise ConfigError(f"config error at {over}.augment: token_kd distils per-token predictions, and "
                               "augmentation applies to float inputs (images, signals), not token ids; remove it")
-    _check_cached_features(cfg, cfg.distill.keep_terms())  # built once here; the run trains with these
+    terms = cfg.distill.keep_terms()  # built once here; the run trains with these
+    _check_cached_features(cfg, terms)
+    _check_cached_views(cfg, terms)
     others = [("teacher", cfg.teacher), *cfg.distill.scheme.models()]
     _check_param_types([("student", cfg.student), *others])
     for where, model in others:
@@ -285,6 +327,9 @@ def parse_config(raw: Any) -> RunConfig:
     if not type(cfg.distill.scheme).trains_on_data and cfg.distill.use_transfer and cfg.data.transfer_size:
         raise ConfigError(f"config error at data.transfer_size: scheme '{cfg.distill.scheme.name}' distils on "
                           "synthetic inputs only; set data.transfer_size: 0")
+    if not type(cfg.distill.scheme).trains_on_data and getattr(cfg.data, "unlabelled_file", None) is not None:
+        raise ConfigError(f"config error at data.unlabelled_file: scheme '{cfg.distill.scheme.name}' distils on "
+                          "synthetic inputs only; remove data.unlabelled_file")
     return cfg
 
 
@@ -305,6 +350,25 @@ def _check_cached_features(cfg: RunConfig, terms: list[Any]) -> None:
                               f"reads the hf: teacher's {paths[0]}, one entry per token, whose length changes with "
                               "each batch of raw text, so it cannot be cached per sample; set distill.cache_teacher: "
                               "false (logit terms such as kd can be cached)")
+
+
+def _check_cached_views(cfg: RunConfig, terms: list[Any]) -> None:
+    """cached_views stores the teacher's class probabilities per view, not its features; and it needs something that
+    makes views differ."""
+    if cfg.distill.cached_views is None:
+        return
+    from kdkit.terms import tapped_paths
+
+    for index, term in enumerate(terms):
+        paths = sorted(tapped_paths([term])[1])
+        if paths:
+            raise ConfigError(f"config error at distill.cached_views: term '{term.name}' (distill.losses.{index}) "
+                              f"reads the teacher's {paths[0]}, but the views keep only its class probabilities; "
+                              "use logit terms (kd, dkd, dist, ...) or remove distill.cached_views")
+    if not cfg.data.random_views() and not cfg.settings("distill").augment:
+        raise ConfigError("config error at distill.cached_views: nothing augments the training data, so every view "
+                          "would be the same; add train.augment (or data.augment / data.random_crop for an image "
+                          "folder), or use distill.cache_teacher for fixed inputs")
 
 
 def _check_param_types(models: list[tuple[str, ModelConfig]]) -> None:

@@ -8,8 +8,10 @@ What is natural per kind of run (models/meta.json says which):
   its values flattened in C order (a header row is skipped);
 - image runs (an image folder): an image file, or a folder of them (sub-folders included), decoded, resized and
   normalised exactly as at training time;
-- text runs: a ``.txt`` file with one text per line, or a ``.csv`` / ``.jsonl`` with a ``text`` field, turned
-  into word ids by the run's vocabulary.
+- text runs: a ``.txt`` file with one text per line, or a ``.csv`` / ``.jsonl`` whose text is in the run's own
+  text column (``data.text_column``, ``text`` by default; another with ``text_column``), turned into word ids by the
+  run's vocabulary; raw-text runs (``data.raw_text``) into the texts' UTF-8 bytes, which each model tokenizes
+  itself (an hf: model with its tokenizer, a word model with the vocabulary), so they take no ``.npy``.
 
 Each input keeps a name (file name, or row number), so predictions can be matched to what was given.
 """
@@ -17,8 +19,6 @@ Each input keeps a name (file name, or row number), so predictions can be matche
 from __future__ import annotations
 
 import csv
-import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -27,22 +27,27 @@ import torch
 from torch import Tensor
 
 from kdkit.errors import DataError
-from kdkit.textfile import check_csv_rows, read_text
+from kdkit.textfile import read_text
 
 
-def read_inputs(path: str | Path, meta: dict[str, Any], vocab: Any = None) -> tuple[list[str], Tensor, list[Any]]:
+def read_inputs(path: str | Path, meta: dict[str, Any], vocab: Any = None,
+                text_column: str = "text") -> tuple[list[str], Tensor, list[Any]]:
     """(names, model inputs, raw items) for the file or folder at `path`; raw items are the texts of a text run
-    (to show per-word tags), else the names."""
+    (to show per-word tags), else the names. A text run's .csv / .jsonl is read from `text_column`."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"inputs not found: {path}; give a .npy, .csv, a text file or a folder of images")
+    raw_text = bool((meta.get("preprocessing") or {}).get("raw_text"))
     if path.suffix == ".npy":
+        if raw_text:  # ids of one tokenizer would reach a model with another: give the texts
+            raise DataError(f"{path}: this run's models read raw text, each through its own tokenizer, so they take "
+                            "texts, not arrays; give a .txt (one text per line), .csv or .jsonl")
         return _npy(path, meta)
     kind = meta["kind"]
     if kind == "image":
         return _images(path, meta)
     if kind == "text":
-        return _texts(path, vocab)
+        return _texts(path, meta, vocab, text_column)
     if path.suffix == ".csv":
         return _csv_numbers(path, meta)
     raise DataError(f"{path}: this run's inputs are tensors of shape {tuple(meta['input_shape'])}; give a .npy "
@@ -135,25 +140,16 @@ def _images(path: Path, meta: dict[str, Any]) -> tuple[list[str], Tensor, list[A
     return names, torch.stack(batch), names
 
 
-def _texts(path: Path, vocab: Any) -> tuple[list[str], Tensor, list[Any]]:
-    content = read_text(path)
-    if path.suffix == ".csv":
-        check_csv_rows(content, path)
-        texts = [row.get("text") for row in csv.DictReader(io.StringIO(content, newline=""))]
-    elif path.suffix == ".jsonl":
-        texts = []
-        for number, line in enumerate(content.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                raise DataError(f"{path}: line {number} is not valid JSON; write one object per line") from None
-            texts.append(row.get("text") if isinstance(row, dict) else None)
+def _texts(path: Path, meta: dict[str, Any], vocab: Any, column: str) -> tuple[list[str], Tensor, list[Any]]:
+    from kdkit.data.text_files import read_texts
+
+    texts = read_texts(path, column, hint="give the texts' column with --text-column (Python: read(path, "
+                                         "text_column=...))")
+    pre = meta.get("preprocessing") or {}
+    if pre.get("raw_text"):
+        from kdkit.models.raw_text import encode_texts
+
+        x = encode_texts(texts, int(pre["max_bytes"]))
     else:
-        texts = [line for line in content.splitlines() if line.strip()]
-    if any(t is None for t in texts):
-        raise DataError(f"{path}: every row needs a 'text' field")
-    if not texts:
-        raise DataError(f"{path} has no texts (one per line, or a 'text' column)")
-    return [f"line {i + 1}" for i in range(len(texts))], vocab.encode(texts), list(texts)
+        x = vocab.encode(texts)
+    return [f"line {i + 1}" for i in range(len(texts))], x, list(texts)

@@ -15,7 +15,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, TensorDataset
 
 from kdkit.distributed import init_from_env
-from kdkit.errors import DataError
+from kdkit.errors import ConfigError, DataError
 from kdkit.labels import UNLABELLED
 
 
@@ -28,6 +28,8 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0,
     if len(dataset) == 0:  # type: ignore[arg-type]
         raise DataError("the dataset is empty; check the data path or the split sizes")
     if shuffle and init_from_env():
+        if getattr(dataset, "renders_views", False):  # its mixed labels come in whole index batches only
+            raise ConfigError("distill.cached_views trains in one process; run it without torchrun")
         sampler = DistributedSampler(dataset, shuffle=True, seed=seed)
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers)
     generator = torch.Generator().manual_seed(seed)
@@ -64,7 +66,7 @@ class IndexBatches(Sampler[Tensor]):
 def _indexes_whole_batches(dataset: Dataset) -> bool:
     """Whether `dataset[list_of_indices]` gives a whole batch: a TensorDataset, or Indexed around one."""
     inner = dataset.dataset if isinstance(dataset, Indexed) else dataset
-    return type(inner) is TensorDataset
+    return type(inner) is TensorDataset or getattr(dataset, "takes_index_batches", False)
 
 
 class Indexed(Dataset):

@@ -2,7 +2,9 @@
 then measure all three on the test split and write a run directory:
 
     run_dir/config.yaml        the resolved config (re-runnable with `kdkit train`)
-    run_dir/models/*.safetensors   teacher, student_alone, student_kd (final weights, no adapters)
+    run_dir/models/*.safetensors   teacher, student_alone, student_kd (final weights, no adapters); a teacher
+                               loaded from teacher.checkpoint and left unchanged is referenced in models/meta.json
+                               (path, size, SHA-256) instead of copied, unless copy_teacher
     run_dir/checkpoints/       best/last checkpoints of every stage (+ adapters as *.extras.safetensors)
     run_dir/metrics.jsonl      one line per epoch and stage
     run_dir/predictions.npz    logits of the three models on test and distillation data (+ labels)
@@ -37,13 +39,15 @@ from kdkit.quantization import convert_quantized, prepare_qat
 from kdkit.report.table import print_table, to_markdown
 from kdkit.resume import resuming
 from kdkit.runinfo import previous_training, processes_note, show_next_steps, show_verdict, training_info
-from kdkit.runmeta import write_meta
+from kdkit.runmeta import file_reference, file_sha256, references, weights_file, write_meta
 from kdkit.schemes import Supervised
 from kdkit.schemes.registry import CLASSIFICATION, DEFAULT_SCHEME
 from kdkit.spread import conditions_text
 from kdkit.teacher_cache import describe as describe_cache
+from kdkit.teacher_cache import tensors_digest
 from kdkit.trainer import fit, predict, resolve_device, seed_everything
 from kdkit.verdict import run_verdict
+from kdkit.view_cache import ReplayedViews
 
 ROLES = ("teacher", "student_alone", "student_kd")
 LABELS = {"teacher": "teacher", "student_alone": "student alone", "student_kd": "distilled student"}
@@ -119,15 +123,21 @@ def distillation_set(cfg: RunConfig, bundle: DataBundle, boundary: Dataset | Non
     boundary samples, if any, wrapped in Indexed when the teacher's outputs are cached (boundary samples are fixed
     inputs, so caching the teacher's outputs on them is as valid as on the training inputs)."""
     data = distillation_data(cfg, bundle)
+    if cfg.distill.cached_views is not None:  # augmented views whose teacher outputs the plan stores (FKD)
+        s = cfg.settings("distill")
+        return ReplayedViews(data, s.augment, cfg.distill.cached_views, cfg.distill.cached_top_k, seed=s.seed)
     if boundary is not None:
         data = ConcatDataset([data, boundary])
     return Indexed(data) if cfg.distill.cache_teacher else data
 
 
 def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False, resume: bool = False,
-        overwrite: bool = False) -> RunResult:
+        overwrite: bool = False, copy_teacher: bool = False) -> RunResult:
     """Under torchrun every process trains (DDP); rank 0 alone writes the run directory, evaluates and prints the
     table, while the others wait for it and return a result without rows.
+
+    A teacher loaded from `teacher.checkpoint` is not copied into the run: models/meta.json references the file
+    (path, size, SHA-256), unless `copy_teacher`, or unless the run changed the teacher's weights.
 
     The run directory is locked while the run lasts and must not hold another run (see kdkit.run_guard):
     `resume` continues an interrupted run there from its checkpoints (finished stages are loaded, not redone),
@@ -146,8 +156,10 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
     models = build_models(cfg, bundle)
     terms = cfg.distill.loss_terms()  # the ones parse_config built and checked
     teacher = models["teacher"]
+    loaded = None  # (the checkpoint's reference, the teacher's weights digest once loaded)
     if cfg.teacher.checkpoint is not None:
         load_weights(teacher, cfg.teacher.checkpoint)
+        loaded = (file_reference(cfg.teacher.checkpoint), tensors_digest(teacher.state_dict()))
         if main:
             console.print(f"teacher: loaded {cfg.teacher.checkpoint}")
     for role, model in models.items():  # one forward on a real input: wrong inputs fail before any training
@@ -185,21 +197,37 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
             console.print(boundary.stats.summary())
             write_atomic(run_dir / "boundary.json", json.dumps(boundary.stats.as_dict(), indent=2))
         distill_set = distillation_set(cfg, bundle, boundary)
+        shown: set[str] = set()  # distill.cache_teacher: where, how big, built or reused; training's before epoch 1
+
+        def show_cache(report: dict[str, Any], final: bool = False) -> None:
+            for split, info in report.items():
+                if main and split not in shown and (final or split == "train"):
+                    console.print(describe_cache(info, split), highlight=False, soft_wrap=True)
+                    shown.add(split)
+
         # the plan starts the distilled student near the now-trained teacher (init_from_teacher) before it distils
-        plan.distill(distill_set, *loaders("distill", distill_set), run_dir)
-        if plan.teacher_cache is not None and main:  # distill.cache_teacher: where, how big, built or reused
-            for split, info in plan.teacher_cache.items():
-                console.print(describe_cache(info, split), highlight=False, soft_wrap=True)
+        plan.distill(distill_set, *loaders("distill", distill_set), run_dir, on_cache=show_cache)
+        if plan.teacher_cache is not None:
+            show_cache(plan.teacher_cache, final=True)
 
     if not main:
         distributed.barrier()  # rank 0 is writing the run directory; every process returns once it is complete
         return RunResult(run_dir, [], models)
+    refs = {} if copy_teacher else teacher_reference(teacher, loaded)
     for role, model in {**models, **plan.extra_models}.items():
-        save_weights(model, run_dir / "models" / f"{role}.safetensors")
+        if role in refs:  # a copy from an earlier run of this directory would be read instead of the reference
+            (run_dir / "models" / f"{role}.safetensors").unlink(missing_ok=True)
+        else:
+            save_weights(model, run_dir / "models" / f"{role}.safetensors")
+    if refs and main:
+        console.print(f"teacher: not copied; the run refers to {refs['teacher']['path']} (SHA-256 "
+                      f"{refs['teacher']['sha256'][:12]}...), which must stay as it is (`--copy-teacher` copies it)",
+                      highlight=False, soft_wrap=True)
     training = training_info(cfg)
     if plan.teacher_cache is not None:
         training["teacher_cache"] = plan.teacher_cache
-    rows = evaluate_models(cfg, bundle, models, run_dir, quick_cost=quick_cost, training=training, console=console)
+    rows = evaluate_models(cfg, bundle, models, run_dir, quick_cost=quick_cost, training=training, console=console,
+                           references=refs)
     scheme = "" if cfg.distill.scheme.name == DEFAULT_SCHEME[CLASSIFICATION] else f", scheme {cfg.distill.scheme.name}"
     print_table(rows, title=f"kdkit: {cfg.data.name} (test split{scheme}{processes_note(training)})", console=console,
                 caption=cost_note(run_dir / run_guard.TRAINING_OUTPUTS["results"]))
@@ -212,6 +240,18 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
     return RunResult(run_dir, rows, models)
 
 
+def teacher_reference(teacher: nn.Module, loaded: tuple[dict[str, Any], str] | None) -> dict[str, dict[str, Any]]:
+    """{"teacher": reference} when the teacher is the loaded checkpoint, unchanged (same weights as loaded, and the
+    file still holds the bytes it had then); else {} and the teacher is saved in the run like the other models."""
+    if loaded is None:
+        return {}
+    reference, digest = loaded
+    path = Path(reference["path"])
+    if tensors_digest(teacher.state_dict()) != digest or not path.is_file() or file_sha256(path) != reference["sha256"]:
+        return {}
+    return {"teacher": reference}
+
+
 def checkpoint_bytes(models: list[nn.Module]) -> int:
     """About what a run's checkpoints take: per model its final, best and last weights plus the resumable state
     (weights, best weights, two optimizer moments), with room to spare for the temp file of each write."""
@@ -222,12 +262,14 @@ def evaluate_models(
     cfg: RunConfig, bundle: DataBundle, models: dict[str, nn.Module], run_dir: Path, quick_cost: bool = False,
     training: dict[str, Any] | None = None, console: Console | None = None,
     outputs: dict[str, str] = run_guard.TRAINING_OUTPUTS, threads: int | None = None,
+    references: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Test metrics and cost of the three models; writes predictions.npz, results.json (with the verdict and,
     given `training`, how many processes trained), table.md and models/meta.json. Given a console, a line per
     step says what is being measured (timing a large model takes a while). `outputs` names the three files
     (`kdkit evaluate` writes its own beside the training's); the results file is written last, so its presence
-    means the set is complete. Cost is timed with `threads` torch threads (default: the current count)."""
+    means the set is complete. Cost is timed with `threads` torch threads (default: the current count).
+    `references`: weights kept outside the run by role (see kdkit.runmeta.write_meta)."""
 
     def console_note(text: str) -> None:
         if console is not None:
@@ -271,12 +313,13 @@ def evaluate_models(
         "rows": rows,
         "cost": cost_conditions,
         "verdict": run_verdict({r: preds[f"test_{r}"] for r in ROLES}, preds["test_labels"], rows,
-                               n_val=len(bundle.val), keep=cfg.settings("distill").keep, seed=cfg.seed).as_dict(),
+                               n_val=len(bundle.val), keep=cfg.settings("distill").keep, seed=cfg.seed,
+                               data=cfg.data.name).as_dict(),
     }
     if training is not None:
         summary["training"] = training
     write_meta(run_dir, bundle, models, {"teacher": cfg.teacher, "student_alone": cfg.student,
-                                          "student_kd": cfg.student})
+                                          "student_kd": cfg.student}, references)
     write_atomic(run_dir / outputs["table"], to_markdown(rows) + "\n" + conditions_text(cost_conditions) + "\n")
     write_atomic(run_dir / outputs["results"], json.dumps(summary, indent=2))
     return rows
@@ -302,7 +345,8 @@ def evaluate_run(run_dir: str | Path, console: Console | None = None, quick_cost
     cfg, bundle, models = load_run_models(run_dir)
     training = previous_training(Path(run_dir))  # how it was trained stays true when the models are re-measured
     rows = evaluate_models(cfg, bundle, models, Path(run_dir), quick_cost=quick_cost, training=training,
-                           console=console, outputs=run_guard.EVALUATION_OUTPUTS, threads=threads)
+                           console=console, outputs=run_guard.EVALUATION_OUTPUTS, threads=threads,
+                           references=references(run_dir))
     scheme = "" if cfg.distill.scheme.name == DEFAULT_SCHEME[CLASSIFICATION] else f", scheme {cfg.distill.scheme.name}"
     print_table(rows, title=f"kdkit: {cfg.data.name} (test split{scheme}, re-evaluated{processes_note(training)})",
                 console=console, caption=cost_note(Path(run_dir) / run_guard.EVALUATION_OUTPUTS["results"]))
@@ -310,8 +354,9 @@ def evaluate_run(run_dir: str | Path, console: Console | None = None, quick_cost
     return rows
 
 
-def run_config(run_dir: str | Path) -> RunConfig:
-    """A complete run directory's config, with every model's weights to come from its models/ folder."""
+def run_config(run_dir: str | Path, roles: tuple[str, ...] = ROLES) -> RunConfig:
+    """A complete run directory's config, with the weights of `roles` to come from its models/ folder (or the files
+    it references: see kdkit.runmeta.weights_file, which refuses one that vanished or changed)."""
     import yaml
 
     from kdkit.config import parse_config
@@ -319,9 +364,13 @@ def run_config(run_dir: str | Path) -> RunConfig:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunDirError(f"run directory not found: {run_dir}")
-    missing = [p for p in ["config.yaml", *(f"models/{r}.safetensors" for r in ROLES)] if not (run_dir / p).exists()]
+    referenced = references(run_dir)
+    missing = [p for p in ["config.yaml", *(f"models/{r}.safetensors" for r in roles if r not in referenced)]
+               if not (run_dir / p).exists()]
     if missing:
         raise RunDirError(f"{run_dir} is not a complete kdkit run: missing {', '.join(missing)}")
+    for role in referenced.keys() & set(roles):
+        weights_file(run_dir, role)  # still there, with the bytes it had: checked before any data is read
     try:
         raw = yaml.safe_load((run_dir / "config.yaml").read_text())
     except (yaml.YAMLError, UnicodeDecodeError):
@@ -344,11 +393,13 @@ def run_config(run_dir: str | Path) -> RunConfig:
             from None
 
 
-def load_run_models(run_dir: str | Path) -> tuple[RunConfig, DataBundle, dict[str, nn.Module]]:
-    """The config, data and the three trained models of a run directory (weights from its models/ folder)."""
-    cfg = run_config(run_dir)
+def load_run_models(run_dir: str | Path, roles: tuple[str, ...] = ROLES
+                    ) -> tuple[RunConfig, DataBundle, dict[str, nn.Module]]:
+    """The config, data and the three models of a run directory, the trained weights (from its models/ folder or
+    the files it references) loaded into those of `roles`."""
+    cfg = run_config(run_dir, roles)
     bundle = build_data(cfg.data, cfg.seed)
     models = build_models(cfg, bundle)
-    for role, model in models.items():
-        load_weights(model, run_dir / "models" / f"{role}.safetensors")
+    for role in roles:
+        load_weights(models[role], weights_file(run_dir, role))
     return cfg, bundle, models

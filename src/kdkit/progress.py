@@ -41,8 +41,10 @@ def _number(value: Any) -> float | None:
 class PlainProgress:
     """Plain-text progress lines for one or more stages (tasks); see the module docstring."""
 
-    def __init__(self, epochs: int = 1, file: TextIO | None = None, every: float | None = None) -> None:
+    def __init__(self, epochs: int = 1, file: TextIO | None = None, every: float | None = None,
+                 unit: str = "epoch") -> None:
         self.epochs = max(1, epochs)
+        self.unit = unit  # what one pass over the data is called: an epoch of training, a pass that fills a cache
         self.file = file if file is not None else sys.stdout
         self.every = EVERY_SECONDS if every is None else every
         self.tasks: dict[int, dict[str, Any]] = {}
@@ -64,7 +66,7 @@ class PlainProgress:
         self.tasks[task_id] = {"name": description, "total": total, "done": 0, "first": 0, "start": now,
                                "printed": now, "loss": None, "closed": False}
         per_epoch = max(1, total // self.epochs)
-        self._print(f"{description}: {self.epochs} epochs x {per_epoch} steps")
+        self._print(f"{description}: {self.epochs} {self.unit}{'s' if self.epochs > 1 else ''} x {per_epoch} steps")
         return task_id
 
     def advance(self, task_id: int, advance: float = 1) -> None:
@@ -94,7 +96,7 @@ class PlainProgress:
         elapsed = now - task["start"]
         rate_steps = done - task["first"]
         eta = clock(elapsed / rate_steps * (total - done)) if rate_steps > 0 else "?"
-        self._print(f"{task['name']}: epoch {epoch}/{self.epochs}, step {step}/{per_epoch}, elapsed "
+        self._print(f"{task['name']}: {self.unit} {epoch}/{self.epochs}, step {step}/{per_epoch}, elapsed "
                     f"{clock(elapsed)}, ETA {eta}" + (f", {tail}" if tail else ""))
         task["printed"] = now
 

@@ -5,8 +5,11 @@ text vocabulary as ``run_dir/models/vocab.json``):
                     files) or "text" (texts turned into word ids by the vocabulary)
     input_shape, input_dtype, num_classes, class_names, per_token (sequence labelling: one class per word)
     preprocessing   image: image_size [H, W], channels, mean and std applied after scaling to [0, 1];
-                    text: the vocabulary file and max_len
-    models          per role: the model's name and params, and its weights file
+                    text: the vocabulary file and max_len; raw text (data.raw_text) also raw_text: true and
+                    max_bytes, the models then reading the texts' bytes and tokenizing them themselves
+    models          per role: the model's name and params, and its weights file (in models/); a teacher loaded
+                    from ``teacher.checkpoint`` and left unchanged is referenced instead of copied: its
+                    ``reference`` holds the file's absolute path, size and SHA-256, checked at every load
 
 Saved at training time because the data that knew these facts (the image folder's normalisation, the vocabulary
 counted on the training split) may be gone when the student is used; `kdkit.load` and `kdkit predict` read it
@@ -25,6 +28,9 @@ from kdkit.errors import RunDirError
 META_FORMAT = 1
 META = "models/meta.json"
 VOCAB = "models/vocab.json"
+RAW_TEXT = ("each model its own: an hf: model the tokenizer in its folder, a word model the vocabulary (lower-cased "
+            "words and punctuation marks, kdkit.data.text.tokenize); inputs are the texts' UTF-8 bytes "
+            "(kdkit.models.raw_text.encode_texts)")
 
 
 def describe_data(bundle: Any) -> dict[str, Any]:
@@ -48,6 +54,8 @@ def describe_data(bundle: Any) -> dict[str, Any]:
         meta["kind"] = "text"
         meta["preprocessing"] = {"vocabulary": Path(VOCAB).name, "max_len": vocab.max_len,
                                  "tokenizer": "lower-cased words and punctuation marks (kdkit.data.text.tokenize)"}
+        if getattr(bundle, "raw_text", False):  # the models read the texts' bytes and tokenize them themselves
+            meta["preprocessing"].update(raw_text=True, max_bytes=int(bundle.max_bytes), tokenizer=RAW_TEXT)
     elif hasattr(test, "mean") and hasattr(test, "images"):  # an image folder's ImageTensors
         channels, height, width = bundle.input_shape
         meta["kind"] = "image"
@@ -56,10 +64,14 @@ def describe_data(bundle: Any) -> dict[str, Any]:
     return meta
 
 
-def write_meta(run_dir: Path, bundle: Any, models: dict[str, Any], specs: dict[str, Any]) -> Path:
-    """meta.json (and vocab.json for text) into run_dir/models; `specs` maps role -> the config's model entry."""
+def write_meta(run_dir: Path, bundle: Any, models: dict[str, Any], specs: dict[str, Any],
+               references: dict[str, dict[str, Any]] | None = None) -> Path:
+    """meta.json (and vocab.json for text) into run_dir/models; `specs` maps role -> the config's model entry,
+    `references` role -> the file_reference of weights kept outside the run (a loaded teacher, not copied)."""
+    references = references or {}
     meta = {"format": META_FORMAT, **describe_data(bundle), "models": {
-        role: {"name": spec.name, "params": dict(spec.params), "weights": f"{role}.safetensors"}
+        role: {"name": spec.name, "params": dict(spec.params),
+               **({"reference": references[role]} if role in references else {"weights": f"{role}.safetensors"})}
         for role, spec in specs.items() if role in models}}
     vocab = getattr(bundle, "vocab", None)
     if vocab is not None:  # Vocabulary.save writes in place; go through a string for an atomic write
@@ -130,3 +142,65 @@ def onnx_metadata(run_dir: str | Path, role: str) -> dict[str, str]:
     return {"kdkit.model": role, "kdkit.class_names": json.dumps(meta["class_names"]), "kdkit.kind": meta["kind"],
             "kdkit.preprocessing": json.dumps(meta["preprocessing"]),
             **input_metadata({"input": (["batch", *meta["input_shape"]], meta["input_dtype"])})}
+
+
+_HASHED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> SHA-256: a file checked twice is read once
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks (remembered for a file whose size and mtime are unchanged)."""
+    import hashlib
+
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if key in _HASHED:
+        return _HASHED[key]
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    _HASHED[key] = digest.hexdigest()
+    return _HASHED[key]
+
+
+def file_reference(path: str | Path) -> dict[str, Any]:
+    """What meta.json keeps of weights referenced, not copied: the absolute path, size and SHA-256 of the file."""
+    path = Path(path).expanduser().resolve()
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": file_sha256(path)}
+
+
+def references(run_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """role -> reference of the weights a run keeps outside its directory (none for runs that copied them)."""
+    path = Path(run_dir) / META
+    try:
+        models = json.loads(path.read_text(encoding="utf-8")).get("models", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {role: entry["reference"] for role, entry in models.items()
+            if isinstance(entry, dict) and isinstance(entry.get("reference"), dict)}
+
+
+def weights_file(run_dir: str | Path, role: str) -> Path:
+    """The weights file of a run's `role`: models/<role>.safetensors, or the file meta.json references (a loaded
+    teacher kept where it was), which must still be there with the same bytes; RunDirError naming it otherwise."""
+    run_dir = Path(run_dir)
+    ref = references(run_dir).get(role)
+    if ref is None:
+        return run_dir / "models" / f"{role}.safetensors"
+    path = Path(str(ref.get("path")))
+    again = f"put that file back, or retrain with `kdkit train CONFIG --copy-teacher` to keep a copy in {run_dir}"
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing: {run_dir} uses it as its {role} (referenced, not copied); {again}")
+    if path.stat().st_size != ref.get("bytes") or file_sha256(path) != ref.get("sha256"):
+        raise RunDirError(f"{path} has changed since {run_dir} used it as its {role} (its SHA-256 no longer matches "
+                          f"the one in {run_dir / META}); {again}")
+    return path
+
+
+def weights_sha256(run_dir: str | Path, role: str) -> str | None:
+    """SHA-256 of the weights of a run's `role` (the referenced file's, as recorded), None when there are none."""
+    ref = references(run_dir).get(role)
+    if ref is not None:
+        return str(ref.get("sha256"))
+    path = Path(run_dir) / "models" / f"{role}.safetensors"
+    return file_sha256(path) if path.is_file() else None

@@ -256,7 +256,8 @@ class ValidationOutputs:
 def describe(info: Mapping[str, Any], split: str) -> str:
     """One console line about a split's cache."""
     how = "reused" if info["reused"] else "built" if info["complete"] else "not complete (not written)"
-    return (f"teacher cache ({split}): {how}, {info['samples']:,} samples, {info['bytes'] / 2**20:.2f} MiB, "
+    views = f" x {info['views']} views" if "views" in info else ""
+    return (f"teacher cache ({split}): {how}, {info['samples']:,} samples{views}, {info['bytes'] / 2**20:.2f} MiB, "
             f"built in {info['build_seconds']:.2f} s: {info['path']}")
 
 
@@ -294,7 +295,7 @@ def persist_teacher_cache(scheme: Any, train_set: Any, val_set: Any = None, sett
 def cache_report(scheme: Any) -> dict[str, Any] | None:
     """results.json's `teacher_cache`: each split's info, when the scheme's caches are kept on disk."""
     cache, val = getattr(scheme, "cache", None), getattr(scheme, "val_teacher", None)
-    if not isinstance(cache, PersistentTeacherCache):
+    if not isinstance(cache, PersistentTeacherCache) and not hasattr(cache, "views"):  # views: kdkit.view_cache
         return None
     out = {"train": cache.info()}
     if isinstance(val, ValidationOutputs) and val.info() is not None:

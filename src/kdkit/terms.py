@@ -10,7 +10,9 @@ student) maps student features to the teacher's shape.
 until_epoch gives early-stopped KD (ESKD; Cho & Hariharan, ICCV 2019, "On the Efficacy of Knowledge
 Distillation"): ``[{name: kd, T: 4, until_epoch: 10}, {name: ce}]`` distils for 10 epochs, then trains on the
 labels alone. A switched-off term is not computed at all (see :func:`active_terms`). A key may be a
-list of paths (e.g. FSP's two layers): the loss then receives a tuple of tensors, in the listed order.
+list of paths (e.g. FSP's two layers): the loss then receives a tuple of tensors, in the listed order. A loss whose
+``reads_epoch`` is true (kd with ``curriculum_T``) is told the epoch, ``loss.set_epoch(epoch)``, before each call;
+its parameters, like an adapter's, train with the student.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class LossTerm(nn.Module):
         self.until_epoch = until_epoch
         self.adapter = adapter
         self.uses_teacher = getattr(loss, "uses_teacher", True)
+        self.reads_epoch = getattr(loss, "reads_epoch", False)  # e.g. kd's curriculum_T: its schedule follows epochs
 
     def ramp(self, epoch: int) -> float:
         return 1.0 if self.warmup_epochs <= 0 else min(1.0, (epoch + 1) / self.warmup_epochs)
@@ -110,6 +113,8 @@ class LossTerm(nn.Module):
                     f"teacher predicts {t.shape[-1]} classes but the student {s.shape[-1]}; "
                     "give both models the same number of outputs (num_classes)"
                 )
+        if self.reads_epoch:
+            self.loss.set_epoch(epoch)
         raw = self.loss(s, t, target)
         scale = self.weight * self.factor(epoch)
         return (raw if scale == 1.0 else scale * raw), raw.detach()

@@ -34,6 +34,7 @@ from kdkit.progress import PlainProgress, is_terminal
 from kdkit.settings import HIGHER_IS_BETTER, TrainSettings
 from kdkit.step import Scheme
 from kdkit.storage import storage_errors
+from kdkit.teacher_cache import TeacherCache
 
 
 def seed_everything(seed: int) -> None:
@@ -170,10 +171,10 @@ def _schedule(optimizer: torch.optim.Optimizer, s: TrainSettings, total_steps: i
     )
 
 
-def _progress(enabled: bool, epochs: int = 1) -> Progress | PlainProgress:
+def _progress(enabled: bool, epochs: int = 1, unit: str = "epoch") -> Progress | PlainProgress:
     """rich bars in a terminal; plain periodic lines without one (a log file keeps those, not the bars)."""
     if enabled and not is_terminal():
-        return PlainProgress(epochs)
+        return PlainProgress(epochs, unit=unit)
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("{task.fields[status]}"), disable=not enabled, transient=False,
@@ -222,6 +223,7 @@ def fit(
     name: str = "model",
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     resume: bool | None = None,
+    on_teacher_cache: Callable[[Scheme], None] | None = None,
 ) -> FitResult:
     """Train `scheme.student`; at the end the student holds its best weights (by `settings.monitor` on
     validation data, or the last epoch when there is no validation data or `settings.keep` is 'last').
@@ -234,7 +236,11 @@ def fit(
 
     With a run directory, the full training state is checkpointed (kdkit.resume) at the end of every epoch and
     every `settings.checkpoint_every_steps` steps; `resume=True` (or a surrounding `kdkit.resume.resuming()`)
-    continues from it and ends with the weights an uninterrupted fit gives, and a finished stage is not redone."""
+    continues from it and ends with the weights an uninterrupted fit gives, and a finished stage is not redone.
+
+    A scheme that caches its teacher's outputs per sample (`scheme.cache`, kdkit.teacher_cache) has them computed
+    before the first epoch, as a stage of its own with its own progress, so the epochs' times and ETAs are the
+    student's; `on_teacher_cache(scheme)` is called once the cache is complete (built or read from disk)."""
     s = settings or TrainSettings()
     if len(train_loader) == 0:
         raise DataError(f"no training batches for '{name}': the training set is empty")
@@ -249,7 +255,9 @@ def fit(
     params = [p for p in scheme.parameters() if p.requires_grad]
     if not params:
         raise ConfigError(f"'{name}' has no trainable parameters (all have requires_grad=False)")
-    augment = build_augment(s.augment)
+    # replayed views (kdkit.view_cache) arrive augmented: their dataset renders train.augment itself
+    renders_views = getattr(getattr(train_loader, "dataset", None), "renders_views", False)
+    augment = None if renders_views else build_augment(s.augment)
     if augment is not None and getattr(scheme, "cache", None) is not None:
         # a cached teacher output belongs to the view of its first epoch, not to the student's view now
         raise ConfigError("teacher outputs cannot be cached while train.augment changes the inputs every epoch; "
@@ -324,6 +332,10 @@ def fit(
         if gathered is not None:
             resume_io.save(state_file, *gathered)
 
+    if first_epoch < s.epochs and not is_ddp:  # under torchrun each process fills its shard's samples as it trains
+        fill_teacher_cache(scheme, train_loader, s, device, f"{name}: teacher cache", s.progress and main)
+    if on_teacher_cache is not None and isinstance(getattr(scheme, "cache", None), TeacherCache):
+        on_teacher_cache(scheme)
     with _progress(s.progress and main, s.epochs) as bar, _compiled(scheme.student, s.compile):
         task = bar.add_task(f"{name}", total=s.epochs * len(train_loader), status="")
         bar.update(task, completed=first_epoch * len(train_loader) + first_step)
@@ -333,6 +345,8 @@ def fit(
                 break
             if isinstance(sampler, DistributedSampler):
                 sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every process
+            if renders_views:
+                train_loader.dataset.set_epoch(epoch)  # each sample's stored view for this epoch
             scheme.train()
             # running sums stay on the device: one sync per epoch instead of several per step
             sums: dict[str, Tensor] = {}
@@ -463,6 +477,30 @@ def fit(
         scheme.student.load_state_dict(best_state)
     checkpoint(s.epochs, 0, loader_rng.get_state() if loader_rng is not None else None, {}, finished=True)
     return result
+
+
+@torch.no_grad()
+def fill_teacher_cache(scheme: Scheme, train_loader: DataLoader, s: TrainSettings, device: torch.device,
+                       name: str, progress: bool) -> None:
+    """The teacher's outputs on every training sample not yet in `scheme.cache`, in order and in the training's
+    batch size, computed as a training step computes them (same device, precision and memory format)."""
+    cache = getattr(scheme, "cache", None)
+    if not isinstance(cache, TeacherCache) or bool(cache.filled.all()) or not hasattr(scheme, "teacher_outputs"):
+        return
+    from kdkit.loaders import make_loader
+
+    batch_size = getattr(train_loader.sampler, "batch_size", None) or train_loader.batch_size or 1
+    ordered = make_loader(train_loader.dataset, batch_size, shuffle=False)
+    with _progress(progress, 1, unit="pass") as bar:
+        task = bar.add_task(name, total=len(ordered), status="")
+        for batch in ordered:
+            x, _, index = _split(batch, device)
+            if index is not None and not bool(cache.filled[index.cpu()].all()):
+                if s.channels_last:
+                    x = acceleration.channels_last_input(x)
+                with acceleration.autocast(s.precision, device):
+                    scheme.teacher_outputs(x, index)
+            bar.update(task, advance=1)
 
 
 @contextmanager

@@ -7,6 +7,10 @@ the config whose dotted paths (``tune.space``, e.g. ``distill.losses.kd.T``: a l
 ``<output_dir>/tune/``: ``study.db`` (Optuna's SQLite storage: a rerun continues the study), ``trials.csv`` and
 ``best.yaml``, the config with the best values, which ``kdkit train best.yaml`` runs as usual.
 
+The student alone gets the same number of trials over its own train settings (``tune.alone``, default on; see
+kdkit.tune_alone): its best validation score is printed beside the best distilled trial, its trials go to
+``alone_trials.csv``, and best.yaml trains each row with its own best settings.
+
 With ``tune.prune`` (default) a trial reports its validation metric after every epoch and Optuna's MedianPruner
 stops it when it is worse than the median of earlier trials at that epoch (single-stage schemes; the assistants
 and born-again chains and data-free runs always finish).
@@ -17,6 +21,7 @@ from __future__ import annotations
 import copy
 import csv
 import io
+import json
 import math
 import os
 from pathlib import Path
@@ -40,6 +45,7 @@ from kdkit.settings import HIGHER_IS_BETTER
 from kdkit.studies import open_study
 from kdkit.terms import check_paths, term_labels
 from kdkit.trainer import predict, seed_everything
+from kdkit.tune_alone import AloneBest, alone_raw, alone_space, own_settings, search_alone, summary
 
 TEACHER = "teacher.safetensors"  # the teacher tune trained, in <output_dir>/tune/
 
@@ -97,12 +103,24 @@ def _child(node: Any, key: str, where: str, path: str) -> Any:
                       "e.g. distill.losses.kd.T (a term by name; kd2 for a second kd term) or distill.losses.0.T")
 
 
+def _compound(space: SearchRange) -> bool:
+    """Whether a choice is a list or mapping (e.g. an augmentation), which Optuna records as its JSON text."""
+    return space.choices is not None and any(isinstance(c, (list, dict)) for c in space.choices)
+
+
 def _suggest(trial: Any, path: str, space: SearchRange) -> Any:
+    if _compound(space):
+        return json.loads(trial.suggest_categorical(path, [json.dumps(c) for c in space.choices]))
     if space.choices is not None:
         return trial.suggest_categorical(path, space.choices)
     if space.integer:
         return trial.suggest_int(path, math.ceil(space.low), math.floor(space.high), log=space.log)
     return trial.suggest_float(path, space.low, space.high, log=space.log)
+
+
+def decode_params(space: dict[str, SearchRange], params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's values by path, compound choices back from their JSON text."""
+    return {p: json.loads(v) if p in space and _compound(space[p]) else v for p, v in params.items()}
 
 
 def default_space(cfg: RunConfig) -> dict[str, SearchRange]:
@@ -129,11 +147,13 @@ def check_space(cfg: RunConfig, bundle: DataBundle | None = None, teacher: nn.Mo
     (or, given the data and the teacher, a student that cannot be built or run on it, or loss terms that name
     modules the models lack)."""
     raw = cfg.model_dump(mode="json")
-    space = search_space(cfg)
-    variants = [{p: _end(s, end) for p, s in space.items()} for end in (0, -1)]
-    variants += [{**variants[0], p: choice} for p, s in space.items() for choice in s.choices or []]
-    for values in variants:
-        trial = trial_config(raw, values)
+    searches = [(raw, search_space(cfg))] + ([(alone_raw(raw, cfg), alone_space(cfg))] if cfg.tune.alone else [])
+    variants = []
+    for base, space in searches:
+        ends = [{p: _end(s, end) for p, s in space.items()} for end in (0, -1)]
+        variants += [(base, v) for v in ends + [{**ends[0], p: c} for p, s in space.items() for c in s.choices or []]]
+    for base, values in variants:
+        trial = trial_config(base, values)
         if bundle is not None:
             check_boundary(trial, bundle)
         if bundle is not None and teacher is not None:
@@ -152,14 +172,15 @@ def _end(space: SearchRange, end: int) -> Any:
     return space.low if end == 0 else space.high
 
 
-def _study(optuna: Any, out: Path, cfg: RunConfig, space: dict[str, SearchRange], shared: str | None = None) -> Any:
-    """The study in out/study.db: new, or the one an earlier run of the same search left there. A study made for
-    another metric or search space is refused: mixing them would rank incomparable numbers."""
+def _study(optuna: Any, out: Path, cfg: RunConfig, space: dict[str, SearchRange], shared: str | None = None,
+           name: str = "kdkit") -> Any:
+    """The study `name` in out/study.db: new, or the one an earlier run of the same search left there. A study made
+    for another metric or search space is refused: mixing them would rank incomparable numbers."""
     signature = {"metric": cfg.tune.metric, "space": {p: s.model_dump() for p, s in space.items()}}
     storage = shared or f"sqlite:///{out / 'study.db'}"
     direction = "maximize" if HIGHER_IS_BETTER[cfg.tune.metric] else "minimize"
     try:  # workers of a shared study may start together: open_study survives their race to create the tables
-        study = open_study(optuna, study_name="kdkit", storage=storage, direction=direction)
+        study = open_study(optuna, study_name=name, storage=storage, direction=direction)
     except (ImportError, ValueError) as err:  # a bad URL, a missing driver
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"cannot open the Optuna storage {storage!r}: {first}") from None
@@ -259,14 +280,19 @@ def tune(cfg: RunConfig, trials: int | None = None, console: Console | None = No
         logits, labels = predict(student, val_loader)
         return metrics.classification_report(logits, labels, teacher_val)[cfg.tune.metric]
 
-    return optimize(study, objective, trials or cfg.tune.trials, cfg, space, out, raw, console)
+    total = trials or cfg.tune.trials
+    # the same budget for the student alone over its own settings: its best is the baseline best.yaml keeps
+    alone = (search_alone(optuna, cfg, raw, bundle, val_loader, teacher_val, out, storage, total, console)
+             if cfg.tune.alone else None)
+    return optimize(study, objective, total, cfg, space, out, raw, console, alone)
 
 
 def optimize(study: Any, objective: Any, total: int, cfg: Any, space: dict[str, SearchRange], out: Path,
-             raw: dict[str, Any], console: Console) -> dict[str, Any]:
+             raw: dict[str, Any], console: Console, alone: AloneBest | None = None) -> dict[str, Any]:
     """Run `total` trials with a line each, write trials.csv and best.yaml (also after Ctrl-C: finished trials are
     kept) and return the best values by path; a trial that diverges (NaN loss) or gets an invalid value is recorded
-    as failed and the search goes on. `cfg`: a classification or a language-model config (its tune and seed)."""
+    as failed and the search goes on. `cfg`: a classification or a language-model config (its tune and seed).
+    `alone`: the student alone's best trial, whose settings best.yaml gives its row (kdkit.tune_alone)."""
     try:
         console.print(f"kdkit tune: {total} trials, each a distillation scored by validation {cfg.tune.metric}",
                       highlight=False)
@@ -274,29 +300,37 @@ def optimize(study: Any, objective: Any, total: int, cfg: Any, space: dict[str, 
                        callbacks=[trial_reporter(console, cfg.tune.metric, total, list(space))])
     finally:
         if any(t.value is not None for t in study.trials):
-            _write(out, raw, study, cfg, space, console)
+            _write(out, raw, study, cfg, space, console, alone)
     if not any(t.value is not None for t in study.trials):
         failed = [t.user_attrs["error"] for t in study.trials if "error" in t.user_attrs]
         raise ConfigError(f"no trial finished; the first failure: {failed[0] if failed else 'none recorded'}")
-    return dict(study.best_params)
+    return decode_params(space, dict(study.best_params))
 
 
-def _write(out: Path, raw: dict[str, Any], study: Any, cfg: RunConfig, space: dict[str, SearchRange],
-           console: Console) -> None:
-    done = [t for t in study.trials if t.value is not None]
-    paths = list(space)
+def write_trials(path: Path, study: Any, metric: str, paths: list[str]) -> None:
+    """Every trial of `study` as one CSV row: complete, pruned (with its last reported epoch value) or failed."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["trial", "state", cfg.tune.metric, "last_reported", "epochs_reported", *paths, "error"])
-    for t in study.trials:  # every trial: complete, pruned (with its last reported epoch value) or failed
+    writer.writerow(["trial", "state", metric, "last_reported", "epochs_reported", *paths, "error"])
+    for t in study.trials:
         last = t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else ""
         writer.writerow([t.number, t.state.name.lower(), "" if t.value is None else t.value, last,
                          max(t.intermediate_values, default=""), *(t.params.get(p) for p in paths),
                          t.user_attrs.get("error", "")])
-    write_atomic(out / "trials.csv", buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
+
+
+def _write(out: Path, raw: dict[str, Any], study: Any, cfg: RunConfig, space: dict[str, SearchRange],
+           console: Console, alone: AloneBest | None = None) -> None:
+    done = [t for t in study.trials if t.value is not None]
+    paths = list(space)
+    write_trials(out / "trials.csv", study, cfg.tune.metric, paths)
     best = copy.deepcopy(raw)
-    for path, value in study.best_params.items():
+    distilled = decode_params(space, dict(study.best_params))
+    for path, value in distilled.items():
         set_path(best, path, value)
+    if alone is not None:
+        own_settings(best, cfg, distilled, alone)
     best.pop("tune", None)
     if (out / TEACHER).is_file() and best.get("teacher", {}).get("checkpoint") is None:
         best["teacher"]["checkpoint"] = str(out / TEACHER)  # the teacher this search trained and scored against
@@ -312,6 +346,9 @@ def _write(out: Path, raw: dict[str, Any], study: Any, cfg: RunConfig, space: di
     for t in ordered[:10]:
         table.add_row(str(t.number), f"{t.value:.4f}", *(_fmt(t.params.get(p)) for p in paths))
     console.print(table)
+    if alone is not None:
+        console.print(summary(alone, study.best_value, cfg.tune.metric, HIGHER_IS_BETTER[cfg.tune.metric]),
+                      highlight=False, markup=False, soft_wrap=True)
     console.print(f"best config: {out / 'best.yaml'}  (run it with: kdkit train {out / 'best.yaml'})")
 
 

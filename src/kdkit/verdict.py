@@ -36,6 +36,17 @@ TRY_NEXT = ("tune T and alpha on the validation split (`kdkit tune CONFIG`, READ
             "give the teacher more inputs to label (a transfer set: `data.transfer_size`, or an `unlabelled/` folder "
             "of images, README \"Your own folder of images\"); show teacher and student the same augmented views "
             "(`train.augment`, README \"Consistent augmentation (function matching)\")")
+# an image folder refuses data.transfer_size: its extra inputs are the images of its unlabelled/ folder
+TRY_NEXT_IMAGES = ("tune T and alpha on the validation split (`kdkit tune CONFIG`, README \"Tuning the "
+                   "distillation\"); give the teacher more images to label: put unlabelled ones in an `unlabelled/` "
+                   "folder beside `train/` (README \"Your own folder of images\"); show teacher and student the same "
+                   "augmented views (`data.augment`, `data.random_crop`, `train.augment`; `distill.cached_views` "
+                   "stores the teacher's answers to them)")
+
+
+def try_next(data: str | None = None) -> str:
+    """What to try after a loss or no difference, for the run's data source (`data.name`)."""
+    return TRY_NEXT_IMAGES if data == "image_folder" else TRY_NEXT
 
 
 @dataclass
@@ -144,18 +155,18 @@ def seeds_interval(differences: Sequence[float], level: float = LEVEL) -> tuple[
 
 def advise(
     kind: str, rows: Mapping[str, Mapping[str, Any]], teacher_low: float | None = None, n_val: int | None = None,
-    keep: str | None = None,
+    keep: str | None = None, data: str | None = None,
 ) -> list[Advice]:
     """The warnings that apply: distillation did not pay, the teacher is not better than the student alone (so it
     has little to teach), the student is not faster than the teacher (so there is nothing to buy), or the
     validation split is too small for `keep: best` to pick a good epoch."""
     out = []
     if kind == LOSS:
-        out.append(Advice("loss", "The distilled student is worse than the same student trained alone.", TRY_NEXT,
-                          "Reading the verdict"))
+        out.append(Advice("loss", "The distilled student is worse than the same student trained alone.",
+                          try_next(data), "Reading the verdict"))
     elif kind == NONE:
         out.append(Advice("no_difference", "Distillation made no measurable difference.",
-                          TRY_NEXT, "Reading the verdict"))
+                          try_next(data), "Reading the verdict"))
     teacher, alone = rows.get("teacher", {}), rows.get("student_alone", {})
     not_better = (teacher_low <= 0 if teacher_low is not None
                   else teacher.get("accuracy", 1.0) <= alone.get("accuracy", 0.0))
@@ -190,8 +201,10 @@ def advise(
 def run_verdict(
     test_logits: Mapping[str, np.ndarray], labels: np.ndarray, rows: Sequence[Mapping[str, Any]],
     n_val: int | None = None, keep: str | None = None, resamples: int = RESAMPLES, seed: int = 0,
+    data: str | None = None,
 ) -> Verdict:
-    """The verdict of one run from its test logits by role (teacher, student_alone, student_kd) and labels."""
+    """The verdict of one run from its test logits by role (teacher, student_alone, student_kd) and labels; `data`
+    (the data source's name) picks the next steps."""
     kd, total = correct_per_unit(test_logits["student_kd"], labels)
     alone, _ = correct_per_unit(test_logits["student_alone"], labels)
     teacher, _ = correct_per_unit(test_logits["teacher"], labels)
@@ -202,7 +215,7 @@ def run_verdict(
     by_role = {str(r["role"]): r for r in rows}
     method = f"paired bootstrap over {len(total):,} {unit}, {resamples:,} resamples, seed {seed}"
     return Verdict(kind, diff, low, high, method, len(total),
-                   advice=advise(kind, by_role, teacher_low, n_val, keep))
+                   advice=advise(kind, by_role, teacher_low, n_val, keep, data))
 
 
 def seeds_verdict(differences: Sequence[float], rows: Mapping[str, Mapping[str, Any]] | None = None,

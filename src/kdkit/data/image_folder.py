@@ -82,6 +82,12 @@ class ImageTensors(Dataset):
         return ImageTensors(self.images, self.labels, self.mean.flatten().tolist(), self.std.flatten().tolist(),
                             files=self.files, skipped=self.skipped)
 
+    def rows(self, index: Tensor) -> tuple[Tensor, Tensor]:
+        """Inputs and labels of the samples at `index` as one batch, without the random flip and shift: value for
+        value what __getitem__ gives before them (kdkit.view_cache renders its views from these)."""
+        x = self.images[index].float().div_(255.0)
+        return (x - self.mean) / self.std, self.labels[index]
+
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         x = self.images[i].float().div_(255.0)
         if self.flip and bool(torch.rand(()) < 0.5):  # global torch RNG: fixed by the trainer's seed

@@ -47,9 +47,15 @@ class RawTextBundle(TextBundle):
 
     def wrap_model(self, name: str, model: nn.Module) -> nn.Module:
         """A word-id model (one with ``vocab_size``) wrapped to read raw text with this bundle's vocabulary."""
-        if name.startswith("hf:") or not hasattr(model, "vocab_size") or self.vocab is None:
-            return model
-        return WordTokenized(model, self.vocab.encode)
+        return reading_raw_text(name, model, self.vocab)
+
+
+def reading_raw_text(name: str, model: nn.Module, vocab: Vocabulary | None) -> nn.Module:
+    """`model` as it reads raw text: a word-id model (one with ``vocab_size``) wrapped in WordTokenized with `vocab`;
+    an ``hf:`` model (its own tokenizer) as it is. Training and `kdkit.load` build the same module this way."""
+    if name.startswith("hf:") or not hasattr(model, "vocab_size") or vocab is None:
+        return model
+    return WordTokenized(model, vocab.encode)
 
 
 def raw_dataset(texts: Sequence[str], labels: Sequence[int], max_bytes: int = DEFAULT_MAX_BYTES) -> TensorDataset:
@@ -93,4 +99,4 @@ def load_text_files_raw(
 
 
 __all__ = ["DEFAULT_MAX_BYTES", "RawTextBundle", "load_text_files_raw", "raw_dataset", "raw_text_bundle",
-           "raw_unlabelled"]
+           "raw_unlabelled", "reading_raw_text"]

@@ -113,5 +113,6 @@ class RottenTomatoesSource(WordTextSource):
     name: Literal["rotten_tomatoes"] = "rotten_tomatoes"
 
     def load(self, seed: int) -> TextBundle:
-        return load_rotten_tomatoes(seed, max_len=self.max_len, min_freq=self.min_freq, max_vocab=self.max_vocab,
-                                    raw_text=self.keeps_raw_text(), transfer_size=self.transfer_size)
+        return self.with_unlabelled(load_rotten_tomatoes(
+            seed, max_len=self.max_len, min_freq=self.min_freq, max_vocab=self.max_vocab,
+            raw_text=self.keeps_raw_text(), transfer_size=self.transfer_size))

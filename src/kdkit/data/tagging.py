@@ -14,6 +14,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import Field, PositiveInt
 from torch.utils.data import TensorDataset
 
 from kdkit.data.reviews import _INTENSIFIERS, _MILD, _NEGATORS, _NOUNS, _STRONG, _VERBS
@@ -90,3 +91,9 @@ class SyntheticTaggingSource(GeneratedSource):
 
     name: Literal["synthetic_tagging"] = "synthetic_tagging"
     generator = staticmethod(synthetic_tagging)
+    n_train: PositiveInt = Field(4000, description="generated training sentences (validation included)")
+    n_test: PositiveInt = Field(1000, description="generated test sentences")
+
+    def load(self, seed: int) -> TextBundle:
+        return synthetic_tagging(seed=seed, val_fraction=self.val_fraction, transfer_size=self.transfer_size,
+                                 n_train=self.n_train, n_test=self.n_test)

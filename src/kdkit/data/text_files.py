@@ -170,6 +170,42 @@ def load_text_files(
     )
 
 
+def read_texts(path: str | Path, column: str = "text", hint: str = "set text_column") -> list[str]:
+    """The texts of a file: a .csv (header row) or .jsonl from `column`, else one text per non-blank line (.txt).
+    A missing column or field, or a file without texts, is one DataError line ending in `hint`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"text file not found: {path}; check the path")
+    content = read_text(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        check_csv_rows(content, path)
+        reader = csv.DictReader(io.StringIO(content, newline=""))
+        if column not in (reader.fieldnames or []):
+            raise DataError(f"{path} has no column '{column}' (columns: {', '.join(reader.fieldnames or []) or 'none'})"
+                            f"; {hint}")
+        texts = [row.get(column) for row in reader]
+    elif suffix in (".jsonl", ".ndjson"):
+        texts = []
+        for number, line in enumerate(content.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                raise DataError(f"{path}:{number} is not valid JSON; write one object per line") from None
+            if not isinstance(row, dict) or row.get(column) is None:
+                raise DataError(f"{path}:{number} has no '{column}' field; {hint}")
+            texts.append(str(row[column]))
+    else:
+        texts = [line for line in content.splitlines() if line.strip()]
+    if any(t is None for t in texts):
+        raise DataError(f"{path}: a row has no '{column}' value; fill it in or remove the row")
+    if not texts:
+        raise DataError(f"{path} holds no texts (one per line, or a '{column}' column / field)")
+    return [str(t) for t in texts]
+
+
 def unlabelled_texts(vocab: Vocabulary, texts: Sequence[str]) -> TensorDataset:
     """A transfer set of raw texts for the teacher to label: token ids with label -1."""
     return _dataset(vocab, texts, [UNLABELLED] * len(texts))
@@ -184,9 +220,36 @@ class WordTextSource(ClassificationSource):
     raw_text: bool | None = Field(None, description="batches keep the raw text and each model tokenizes it its own "
                                   "way (hf: models with their tokenizer, word models with the vocabulary); default "
                                   "false: kdkit's word ids")
+    unlabelled_file: LaxPath | None = Field(
+        None, description="texts nobody labelled, for the teacher to label (a transfer set, beside or instead of "
+        "transfer_size's): .csv / .jsonl with the text column, or a text file with one text per line")
+
+    @model_validator(mode="after")
+    def _unlabelled(self) -> WordTextSource:
+        if self.unlabelled_file is not None and not self.unlabelled_file.is_file():
+            raise ValueError(f"unlabelled_file: file not found: {self.unlabelled_file}")
+        return self
 
     def keeps_raw_text(self) -> bool:
         return bool(self.raw_text)
+
+    def with_unlabelled(self, bundle: TextBundle) -> TextBundle:
+        """`bundle` with the texts of unlabelled_file added to its transfer set (label -1), encoded as its other
+        texts are: raw bytes with raw_text, else ids of its vocabulary (counted on the training split only)."""
+        if self.unlabelled_file is None:
+            return bundle
+        texts = read_texts(self.unlabelled_file, getattr(self, "text_column", "text"), hint="set data.text_column")
+        if self.keeps_raw_text():
+            from kdkit.data.raw_text import raw_unlabelled  # it imports this module
+
+            extra = raw_unlabelled(texts, bundle.max_bytes)  # type: ignore[attr-defined]
+        else:
+            extra = unlabelled_texts(bundle.vocab, texts)  # type: ignore[arg-type]
+        if bundle.transfer is not None:  # one TensorDataset, so batches stay whole-tensor slices
+            extra = TensorDataset(*(torch.cat([a, b]) for a, b in zip(bundle.transfer.tensors, extra.tensors,
+                                                                       strict=True)))
+        bundle.transfer = extra
+        return bundle
 
 
 class TextFilesSource(WordTextSource):
@@ -214,12 +277,12 @@ class TextFilesSource(WordTextSource):
 
     def load(self, seed: int) -> Any:
         """kdkit's word ids, or with ``raw_text`` the texts themselves (each model tokenizes them its own way;
-        ``transfer_size`` adds Tang et al.'s augmented copies)."""
+        ``transfer_size`` adds Tang et al.'s augmented copies, ``unlabelled_file`` real texts nobody labelled)."""
         args = (self.train_file, self.test_file, self.val_file, self.text_column, self.label_column, self.max_len,
                 self.min_freq, self.max_vocab, self.val_fraction, seed)
         if self.raw_text:
             from kdkit.data.raw_text import load_text_files_raw  # it imports this module
 
-            return load_text_files_raw(*args, transfer_size=self.transfer_size)
-        return load_text_files(*args)
+            return self.with_unlabelled(load_text_files_raw(*args, transfer_size=self.transfer_size))
+        return self.with_unlabelled(load_text_files(*args))
 

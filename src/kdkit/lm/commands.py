@@ -20,6 +20,7 @@ import copy
 import csv
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,11 +95,56 @@ def evaluate_lm_run(run_dir: str | Path, console: Console | None = None) -> dict
     return rows
 
 
+@dataclass
+class LoadedLM:
+    """One model of a language-model run, in eval mode, with the run's tokenizer and context length: what
+    `kdkit.load` gives back for an LM run."""
+
+    model: nn.Module
+    role: str
+    tokenizer: Any
+    seq_len: int
+
+    def generate(self, prompts: list[str], max_new_tokens: int | None = None) -> list[str]:
+        """The greedy continuation of each prompt, up to <eos> (left out) or `max_new_tokens` (default: up to the
+        context); the run's exact match compares this with the reference answer."""
+        from kdkit.lm.generate import generate, pad_prompts
+
+        tokenizer = self.tokenizer
+        encoded = [tokenizer.encode(p) for p in prompts]
+        longest = max(len(e) for e in encoded)
+        if longest >= self.seq_len:
+            raise ConfigError(f"a prompt has {longest} tokens but the models were trained on {self.seq_len}; "
+                              "shorten it")
+        new = max_new_tokens or self.seq_len - longest
+        if new < 1 or longest + new > self.seq_len:
+            raise ConfigError(f"--max-new-tokens must be between 1 and {self.seq_len - longest} for these prompts "
+                              f"(context {self.seq_len} tokens)")
+        eos = tokenizer.eos_token_id
+        pad = getattr(tokenizer, "pad_token_id", None)
+        ids, lengths = pad_prompts(encoded, eos if pad is None else pad)
+        with torch.no_grad():
+            out = generate(self.model, ids, lengths, new, eos_id=eos, pad_id=eos if pad is None else pad)
+        answers = []
+        for tokens, n in zip(out.new.tolist(), out.lengths.tolist(), strict=True):
+            answer = tokens[:n]
+            if answer and answer[-1] == eos:  # the end of the answer, not part of it
+                answer = answer[:-1]
+            answers.append(tokenizer.decode(answer))
+        return answers
+
+
+def load_lm(run_dir: str | Path, model: str = "student_kd", device: str = "cpu") -> LoadedLM:
+    """The run's `model` with its tokenizer (the data rebuilt from config.yaml give the tokenizer and context)."""
+    if model not in ROLES:
+        raise ConfigError(f"unknown model '{model}'; choose one of: {', '.join(ROLES)}")
+    _cfg, data, models = load_lm_run_models(run_dir)
+    return LoadedLM(models[model].to(device).eval(), model, data.tokenizer, data.seq_len)
+
+
 def predict_lm(run_dir: str | Path, prompts_file: str | Path, model: str = "student_kd",
                max_new_tokens: int | None = None) -> str:
     """CSV text (prompt, completion) of greedy continuations of each line of `prompts_file` by the run's `model`."""
-    from kdkit.lm.generate import generate, pad_prompts
-
     if model not in ROLES:
         raise ConfigError(f"unknown model '{model}'; choose one of: {', '.join(ROLES)}")
     path = Path(prompts_file)
@@ -107,29 +153,11 @@ def predict_lm(run_dir: str | Path, prompts_file: str | Path, model: str = "stud
     prompts = [line for line in read_text(path, ConfigError).splitlines() if line.strip()]
     if not prompts:
         raise ConfigError(f"{path} holds no prompt; write one prompt per line")
-    _cfg, data, models = load_lm_run_models(run_dir)
-    tokenizer = data.tokenizer
-    encoded = [tokenizer.encode(p) for p in prompts]
-    longest = max(len(e) for e in encoded)
-    if longest >= data.seq_len:
-        raise ConfigError(f"a prompt has {longest} tokens but the models were trained on {data.seq_len}; shorten it")
-    new = max_new_tokens or data.seq_len - longest
-    if new < 1 or longest + new > data.seq_len:
-        raise ConfigError(f"--max-new-tokens must be between 1 and {data.seq_len - longest} for these prompts "
-                          f"(context {data.seq_len} tokens)")
-    eos = tokenizer.eos_token_id
-    pad = getattr(tokenizer, "pad_token_id", None)
-    ids, lengths = pad_prompts(encoded, eos if pad is None else pad)
-    with torch.no_grad():
-        out = generate(models[model], ids, lengths, new, eos_id=eos, pad_id=eos if pad is None else pad)
+    answers = load_lm(run_dir, model).generate(prompts, max_new_tokens)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["prompt", "completion"])
-    for prompt, tokens, n in zip(prompts, out.new.tolist(), out.lengths.tolist(), strict=True):
-        answer = tokens[:n]
-        if answer and answer[-1] == eos:  # the end of the answer, not part of it
-            answer = answer[:-1]
-        writer.writerow([prompt, tokenizer.decode(answer)])
+    writer.writerows(zip(prompts, answers, strict=True))
     return buffer.getvalue()
 
 
@@ -154,4 +182,4 @@ def export_lm(run_dir: str | Path, model: str = "student_kd", output: str | Path
     return done
 
 
-__all__ = ["evaluate_lm_run", "export_lm", "load_lm_run_models", "predict_lm"]
+__all__ = ["LoadedLM", "evaluate_lm_run", "export_lm", "load_lm", "load_lm_run_models", "predict_lm"]

@@ -1,11 +1,15 @@
 """Image models from torchvision (``torchvision:resnet18``) and timm (``timm:resnet18``, optional extra).
 
-Every model is built with random weights and a classification head sized for the data's classes. Nothing is ever
-downloaded: pretrained weights come from a local file given as ``params: {pretrained: path}`` (.safetensors, or a
-torch checkpoint read with ``weights_only=True``). The file may hold ImageNet weights (its 1000-class head is
-left out and the new head starts from random) or a model already fine-tuned on the same classes (then the head
-is loaded too). When the images have 1 channel instead of 3, the first convolution is rebuilt for 1 channel and
-its pretrained kernel summed over the colour channels, which gives the same response to a grey image.
+Every model is built with random weights and a classification head sized for the data's classes. Pretrained
+weights come from a local file given as ``params: {pretrained: path}`` (.safetensors, or a torch checkpoint read with
+``weights_only=True``), or, for torchvision models, from torchvision's own weights by name, ``params: {weights:
+DEFAULT}`` (or a member of the model's weights enum, ``IMAGENET1K_V1``, ``ResNet18_Weights.IMAGENET1K_V1``): read
+the way torchvision reads them, from torch hub's cache ($TORCH_HOME/hub/checkpoints, default ~/.cache/torch), and
+downloaded into it once when missing; offline without the file, one line names the file and the folder to put it
+in. The weights (file or named) may be ImageNet's (their 1000-class head is left out and the new head starts from
+random) or a model already fine-tuned on the same classes (then the head is loaded too). When the images have 1
+channel instead of 3, the first convolution is rebuilt for 1 channel and its pretrained kernel summed over the colour
+channels, which gives the same response to a grey image.
 
 ``freeze_backbone: true`` trains the head only (linear probing): every other parameter gets
 ``requires_grad=False``, and the frozen BatchNorm layers keep using their stored running statistics even in
@@ -25,7 +29,8 @@ from torch import Tensor, nn
 from kdkit.checkpoint import read_state
 from kdkit.errors import ConfigError, ModelError
 
-# builder arguments that would make torchvision or timm fetch weights from the internet
+# builder arguments that would make torchvision or timm fetch weights behind kdkit's back (torchvision's `weights`
+# is kdkit's own param, resolved by torchvision_weights)
 _DOWNLOADING = ("weights", "weights_backbone", "pretrained_cfg", "pretrained_cfg_overlay")
 
 
@@ -38,8 +43,9 @@ def _unknown_name(source: str, name: str, known: Sequence[str]) -> ConfigError:
 def _check_params(source: str, pretrained: Any, kwargs: dict[str, Any]) -> None:
     blocked = [k for k in _DOWNLOADING if k in kwargs]
     if blocked:
-        raise ConfigError(f"{source} model param '{blocked[0]}' would download weights; kdkit never downloads: "
-                          "give a local weights file as params.pretrained instead")
+        named = " (named weights are for torchvision: models)" if blocked[0] == "weights" else ""
+        raise ConfigError(f"{source} model param '{blocked[0]}' would download weights outside kdkit{named}: give a "
+                          "local weights file as params.pretrained instead")
     if pretrained is not None and not isinstance(pretrained, (str, os.PathLike)):
         raise ConfigError(f"{source} model param 'pretrained' must be the path of a local weights file "
                           f"(.safetensors or .pt), got {pretrained!r}; nothing is downloaded at run time")
@@ -97,10 +103,56 @@ def adapt_input_conv(weight: Tensor, channels: int) -> Tensor:
     return weight.repeat(1, reps, 1, 1)[:, :channels] * (weight.shape[1] / channels)
 
 
+def torchvision_weights(name: str, weights: Any) -> Any:
+    """The member of torchvision's weights enum of model `name` that `weights` names: DEFAULT, a member such as
+    IMAGENET1K_V1, or Enum.member (ResNet18_Weights.IMAGENET1K_V1)."""
+    from torchvision import models as tvm
+
+    if not isinstance(weights, str):
+        raise ConfigError(f"torchvision model param 'weights' is a name such as DEFAULT or IMAGENET1K_V1, got "
+                          f"{weights!r}")
+    try:
+        enum = tvm.get_model_weights(name)
+    except (ValueError, KeyError):
+        raise ConfigError(f"torchvision model '{name}' has no named weights; give a local file as params.pretrained "
+                          "or remove params.weights") from None
+    owner, _, member = weights.rpartition(".")
+    names = list(enum.__members__)
+    if (owner and owner != enum.__name__) or member not in names:
+        raise ConfigError(f"torchvision model '{name}' has no weights '{weights}'; choose one of: {', '.join(names)}")
+    return enum[member]
+
+
+def fetch_weights(weights: Any) -> dict[str, Tensor]:
+    """The state dict of torchvision `weights`, as torchvision gets it: from torch hub's cache, downloaded into it
+    (with torchvision's hash check) when missing; read with weights_only=True."""
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    from torch.hub import get_dir
+
+    file = Path(urlparse(weights.url).path).name
+    folder = Path(get_dir()) / "checkpoints"
+    try:
+        return weights.get_state_dict(progress=False, check_hash=True, weights_only=True)
+    except (OSError, RuntimeError) as err:  # no network (URLError is an OSError), a bad hash, a damaged file
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if (folder / file).is_file():
+            raise ModelError(f"cannot read torchvision weights {folder / file} ({reason}); delete the file to "
+                             "fetch it again") from None
+        raise ModelError(f"torchvision weights {weights} are not in torch hub's cache and could not be downloaded "
+                         f"({reason}); put {file} (from {weights.url}) in {folder}/") from None
+
+
 def load_pretrained(model: nn.Module, path: str | os.PathLike, head: str) -> list[str]:
     """Load a local weights file into everything but (when its shape differs) the head. Returns the checkpoint
     keys left out. A file for another architecture raises ModelError naming the first mismatch."""
-    state = {k.removeprefix("module."): v for k, v in read_state(path).items()}
+    return load_state(model, read_state(path), str(path), head)
+
+
+def load_state(model: nn.Module, state: dict[str, Tensor], source: str, head: str) -> list[str]:
+    """load_pretrained for a state dict already read (`source` names it in errors)."""
+    state = {k.removeprefix("module."): v for k, v in state.items()}
     own = model.state_dict()
     stem = first_conv(model)
     stem_key = f"{stem[0]}.weight" if stem else None
@@ -123,7 +175,7 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, head: str) -> lis
                else f"missing key {missing[0]}" if missing else "")
     if problem:
         count = len(wrong) + len(unexpected) + len(missing)
-        raise ModelError(f"pretrained weights {path} do not fit {type(model).__name__}: {problem}"
+        raise ModelError(f"pretrained weights {source} do not fit {type(model).__name__}: {problem}"
                          f"{f' (+{count - 1} more)' if count > 1 else ''}; check the model name and the file")
     model.load_state_dict(load, strict=False)
     return skipped
@@ -143,12 +195,16 @@ def freeze_except_head(model: nn.Module, head: str) -> None:
             module.register_forward_pre_hook(_keep_running_stats)
 
 
-def _finish(model: nn.Module, num_classes: int, pretrained: Any, freeze: bool) -> nn.Module:
-    if pretrained is None and not freeze:
+def _finish(model: nn.Module, num_classes: int, pretrained: Any, freeze: bool, named: Any = None) -> nn.Module:
+    """Load `pretrained` (a file) or `named` (torchvision weights) around the head, then freeze what is asked."""
+    if pretrained is None and named is None and not freeze:
         return model  # the head only needs finding to load around it or to freeze the rest
     head = head_name(model, num_classes)
     if pretrained is not None:
         load_pretrained(model, pretrained, head)
+    if named is not None:
+        load_state(model, fetch_weights(named), f"{named}", head)
+    pretrained = pretrained if named is None else named
     if freeze:
         if pretrained is None:
             warnings.warn("freeze_backbone without pretrained weights trains a head on random features; "
@@ -165,24 +221,29 @@ def _channels(input_shape: Sequence[int], source: str) -> int:
 
 def resolve_torchvision(
     name: str, input_shape: Sequence[int], num_classes: int, pretrained: str | os.PathLike | None = None,
-    freeze_backbone: bool = False, **kwargs: Any,
+    freeze_backbone: bool = False, weights: str | None = None, **kwargs: Any,
 ) -> nn.Module:
-    """`torchvision:<name>` with a `num_classes` head, random init, then optional local weights and freezing."""
+    """`torchvision:<name>` with a `num_classes` head, random init, then optional weights (a local file, or
+    torchvision's by name) and freezing."""
     try:
         from torchvision import models as tvm
     except ImportError:
         raise ConfigError("torchvision is not installed; pip install 'kdkit[vision]'") from None
+    if weights is not None and pretrained is not None:
+        raise ConfigError("give the model's weights once: params.weights (torchvision's, by name) or "
+                          "params.pretrained (a local file), not both")
     _check_params("torchvision", pretrained, kwargs)
     channels = _channels(input_shape, "torchvision")
     known = tvm.list_models(module=tvm)  # image classification models only
     if name not in known:
         raise _unknown_name("torchvision", name, known)
+    named = torchvision_weights(name, weights) if weights is not None else None  # checked before any download
     try:
         model = tvm.get_model(name, weights=None, num_classes=num_classes, **kwargs)
     except TypeError as err:
         raise ConfigError(f"torchvision model '{name}': {err}") from None
     set_in_channels(model, channels)
-    return _finish(model, num_classes, pretrained, freeze_backbone)
+    return _finish(model, num_classes, pretrained, freeze_backbone, named)
 
 
 def resolve_timm(
@@ -211,5 +272,6 @@ def trainable_fraction(model: nn.Module) -> float:
     return sum(p.numel() for p in model.parameters() if p.requires_grad) / max(total, 1)
 
 
-__all__ = ["resolve_torchvision", "resolve_timm", "load_pretrained", "freeze_except_head", "head_name",
+__all__ = ["resolve_torchvision", "resolve_timm", "load_pretrained", "load_state", "torchvision_weights",
+           "fetch_weights", "freeze_except_head", "head_name",
            "adapt_input_conv", "set_in_channels", "trainable_fraction"]

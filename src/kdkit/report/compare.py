@@ -1,8 +1,11 @@
 """`kdkit compare RUN_DIR...`: several runs (methods, schemes, seeds) in one table, mean +- std over the runs
 that differ only by seed, and one accuracy-vs-latency chart; written as compare.html and compare.md.
 
-Runs are grouped by their config.yaml without seed and output_dir, so seeds of one setting pool together;
-a group is named by the config keys in which it differs from the other groups."""
+Runs are grouped by their config.yaml without seed and output_dir, so seeds of one setting pool together. The
+teacher counts as the same when its weights are: runs that load one teacher through ``teacher.checkpoint`` (from
+any path) pool with each other and with the run that trained it, keyed on the SHA-256 of the teacher's weights file
+(kdkit.runmeta.weights_sha256), as long as the rest of their configs is the same. A group is named by the config
+keys in which it differs from the other groups, and says which runs it pooled and why."""
 
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ class Group:
     label: str
     runs: list[RunData]
     rows: list[list[dict[str, Any]]]  # per run, numbers.model_rows
+    why: str = ""  # which runs were pooled, and on what grounds
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
@@ -53,20 +57,71 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
 
 
 def group_runs(runs: list[RunData]) -> list[Group]:
-    """Runs with the same config apart from the seed form one group, in the order first seen."""
-    settings: dict[str, tuple[dict[str, str], list[RunData]]] = {}
-    for run in runs:
-        flat = flatten(run.config) if run.config is not None else {"run": json.dumps(str(run.path))}
-        key = json.dumps(flat, sort_keys=True)
-        settings.setdefault(key, (flat, []))[1].append(run)
-    flats = [flat for flat, _ in settings.values()]
-    differing = sorted({k for f in flats for k in f if len({g.get(k) for g in flats}) > 1})
-    groups = []
-    for index, (flat, members) in enumerate(settings.values()):
-        parts = [f"{k}={flat.get(k, 'unset')}" for k in differing]
-        label = ", ".join(parts) if parts else _default_label(members[0])
-        groups.append(Group(_short_id(index), label, members, [numbers.model_rows(r) for r in members]))
-    return groups
+    """Runs of one setting (see the module docstring) form one group, in the order first seen."""
+    pools = pool_runs([r.config for r in runs], [r.path for r in runs])
+    return [Group(_short_id(i), label or _default_label(runs[members[0]]), [runs[m] for m in members],
+                  [numbers.model_rows(runs[m]) for m in members], why)
+            for i, (members, label, why) in enumerate(pools)]
+
+
+def _teacher_part(flat: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(the teacher's keys, the others) of a flattened config."""
+    teacher = {k: v for k, v in flat.items() if k.split(".", 1)[0] == "teacher"}
+    return teacher, {k: v for k, v in flat.items() if k not in teacher}
+
+
+def pool_runs(configs: list[dict[str, Any] | None], paths: list[Path]) -> list[tuple[list[int], str, str]]:
+    """(member indices, label, why) per setting: runs join one when their configs are the same apart from seed and
+    output_dir, or apart from the teacher's entry too when their teachers' weights files have the same SHA-256.
+    The label names the config keys in which the settings differ ('' when none does)."""
+    from kdkit.runmeta import weights_sha256
+
+    flats = [flatten(c) if c is not None else {"run": json.dumps(str(p))} for c, p in zip(configs, paths, strict=True)]
+    shas = [weights_sha256(p, "teacher") if c is not None else None for c, p in zip(configs, paths, strict=True)]
+    root = list(range(len(flats)))
+
+    def find(i: int) -> int:
+        while root[i] != i:
+            i = root[i]
+        return i
+
+    by_weights: set[int] = set()
+    for j in range(len(flats)):
+        for i in range(j):
+            same_config = flats[i] == flats[j]
+            same_teacher = shas[i] is not None and shas[i] == shas[j] and \
+                _teacher_part(flats[i])[1] == _teacher_part(flats[j])[1]
+            if (same_config or same_teacher) and find(i) != find(j):
+                root[max(find(i), find(j))] = min(find(i), find(j))
+                if not same_config:
+                    by_weights.update((i, j))
+    members: dict[int, list[int]] = {}
+    for index in range(len(flats)):
+        members.setdefault(find(index), []).append(index)
+    groups = list(members.values())
+    shared = [{k: v for k, v in flats[g[0]].items() if all(flats[m].get(k) == v for m in g)} for g in groups]
+    stable = [k for k in dict.fromkeys(k for f in flats for k in f)
+              if all(all(flats[m].get(k) == flats[g[0]].get(k) for m in g) for g in groups)]
+    differing = sorted(k for k in stable if len({c.get(k) for c in shared}) > 1)
+    out = []
+    for group, common in zip(groups, shared, strict=True):
+        label = ", ".join(f"{k}={common.get(k, 'unset')}" for k in differing)
+        out.append((group, label, _why(group, by_weights, shas, paths)))
+    return out
+
+
+def _why(group: list[int], by_weights: set[int], shas: list[str | None], paths: list[Path]) -> str:
+    names = [Path(paths[m]).name for m in group]
+    if len(group) == 1:
+        return f"{names[0]} alone"
+    pooled = [m for m in group if m in by_weights]
+    if not pooled:
+        return f"{', '.join(names)}: the same config.yaml apart from seed and output_dir"
+    sha = shas[pooled[0]] or ""
+    same = [Path(paths[m]).name for m in group if shas[m] == sha]
+    return (f"{', '.join(names)}: the same config.yaml apart from seed, output_dir and the teacher's entry "
+            f"(teacher.checkpoint: where its weights were loaded from); {', '.join(same)} have the same teacher "
+            f"weights (SHA-256 {sha[:12]})")
 
 
 def _short_id(index: int) -> str:
@@ -132,10 +187,10 @@ def build_compare_document(groups: list[Group]) -> Document:
              "directory) are pooled; quality and fidelity come from each run's predictions.npz, latency and "
              "parameters from its results.json."),
         table,
-        Table(["id", "setting", "processes x batch", "run directories"],
-              [[g.id, g.label, _processes(g), ", ".join(str(r.path) for r in g.runs)] for g in groups],
+        Table(["id", "setting", "processes x batch", "pooled", "run directories"],
+              [[g.id, g.label, _processes(g), g.why, ", ".join(str(r.path) for r in g.runs)] for g in groups],
               caption="settings: the config keys in which they differ; processes x batch: the distillation's "
-                      "effective batch (torchrun splits each batch over the processes)"),
+                      "effective batch (torchrun splits each batch over the processes); pooled: which runs and why"),
     ]), seeds_section(groups)]
     notes = [f"{r.path}: {note}" for g in groups for r in g.runs for note in r.notes]
     notes += [f"{r.path} has no config.yaml, so it is not pooled with other seeds" for g in groups for r in g.runs
@@ -170,6 +225,7 @@ class CompareFiles:
     html: Path
     markdown: Path
     verdicts: list[str] = field(default_factory=list)  # one line per setting, for the terminal
+    groups: list[str] = field(default_factory=list)  # one line per setting: which runs were pooled, and why
 
 
 def write_compare(run_dirs: list[str | Path], output_dir: str | Path) -> CompareFiles:
@@ -181,7 +237,8 @@ def write_compare(run_dirs: list[str | Path], output_dir: str | Path) -> Compare
 
     lm_runs = split_kinds(unique)  # language-model runs have their own table and verdict (kdkit.report.lm)
     if lm_runs is not None:
-        return CompareFiles(*write_lm_compare(lm_runs, output_dir, FIGURE_DIR))
+        html, md, verdicts, pooled = write_lm_compare(lm_runs, output_dir, FIGURE_DIR)
+        return CompareFiles(html, md, verdicts, pooled)
     runs = [load_run(d) for d in unique]
     groups = group_runs(runs)
     doc = build_compare_document(groups)
@@ -190,7 +247,8 @@ def write_compare(run_dirs: list[str | Path], output_dir: str | Path) -> Compare
     for img in doc.images():
         (out / FIGURE_DIR / f"{img.name}.png").write_bytes(img.png)
     files = CompareFiles(out / "compare.html", out / "compare.md",
-                         [f"{g.id} ({g.label}): {group_verdict(g)[0].headline}" for g in groups])
+                         [f"{g.id} ({g.label}): {group_verdict(g)[0].headline}" for g in groups],
+                         [f"{g.id}: {g.why}" for g in groups])
     write_atomic(files.html, render_html(doc))
     write_atomic(files.markdown, render_markdown(doc, FIGURE_DIR))
     return files

@@ -141,26 +141,20 @@ class LMGroup:
     label: str
     runs: list[LMRun]
     rows: list[dict[str, dict[str, Any]]]  # per run, lm_rows
+    why: str = ""  # which runs were pooled, and on what grounds
 
 
 def group_lm_runs(runs: list[LMRun]) -> list[LMGroup]:
-    """Runs whose config.yaml differs only by seed and output_dir form one setting, named by the keys in which the
-    settings differ (kdkit.report.compare's rule)."""
-    import json
+    """Runs of one setting form one group, named by the keys in which the settings differ (kdkit.report.compare's
+    rule: the config apart from seed and output_dir, the teacher keyed on its weights' SHA-256)."""
+    from kdkit.report.compare import _short_id, pool_runs
 
-    from kdkit.report.compare import _short_id, flatten
-
-    settings: dict[str, tuple[dict[str, str], list[LMRun]]] = {}
-    for run in runs:
-        flat = flatten(run.config) if run.config is not None else {"run": json.dumps(str(run.path))}
-        settings.setdefault(json.dumps(flat, sort_keys=True), (flat, []))[1].append(run)
-    flats = [flat for flat, _ in settings.values()]
-    differing = sorted({k for f in flats for k in f if len({g.get(k) for g in flats}) > 1})
     groups = []
-    for index, (flat, members) in enumerate(settings.values()):
-        label = ", ".join(f"{k}={flat.get(k, 'unset')}" for k in differing) or \
-            str(((members[0].config or {}).get("data") or {}).get("name", members[0].path.name))
-        groups.append(LMGroup(_short_id(index), label, members, [lm_rows(r) for r in members]))
+    for index, (members, label, why) in enumerate(pool_runs([r.config for r in runs], [r.path for r in runs])):
+        first = runs[members[0]]
+        label = label or str(((first.config or {}).get("data") or {}).get("name", first.path.name))
+        groups.append(LMGroup(_short_id(index), label, [runs[m] for m in members],
+                              [lm_rows(runs[m]) for m in members], why))
     return groups
 
 
@@ -232,8 +226,9 @@ def build_lm_compare_document(groups: list[LMGroup]) -> Document:
 
 
 def write_lm_compare(run_dirs: list[Path], output_dir: str | Path, figure_dir: str = "compare_figures") -> \
-        tuple[Path, Path, list[str]]:
-    """compare.html and compare.md of LM runs, and one verdict line per setting for the terminal."""
+        tuple[Path, Path, list[str], list[str]]:
+    """compare.html and compare.md of LM runs, one verdict line and one line of the runs it pooled (and why) per
+    setting, for the terminal."""
     runs = [load_lm_run(d) for d in run_dirs]
     groups = group_lm_runs(runs)
     doc = build_lm_compare_document(groups)
@@ -242,7 +237,8 @@ def write_lm_compare(run_dirs: list[Path], output_dir: str | Path, figure_dir: s
     html, md = out / "compare.html", out / "compare.md"
     write_atomic(html, render_html(doc))
     write_atomic(md, render_markdown(doc, figure_dir))
-    return html, md, [f"{g.id} ({g.label}): {group_verdict(g)[0].headline}" for g in groups]
+    return html, md, [f"{g.id} ({g.label}): {group_verdict(g)[0].headline}" for g in groups], \
+        [f"{g.id}: {g.why}" for g in groups]
 
 
 def split_kinds(run_dirs: list[Path]) -> list[Path] | None:

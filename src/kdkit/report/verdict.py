@@ -27,8 +27,9 @@ def run_verdict_of(run: RunData, rows: list[dict[str, Any]]) -> Verdict:
         return Verdict.from_dict(saved)
     cfg = run.config or {}
     keep = ((cfg.get("distill") or {}).get("train") or {}).get("keep") or (cfg.get("train") or {}).get("keep", "best")
-    return run_verdict(run.test.logits, run.test.labels, rows, n_val=run.results.get("data", {}).get("n_val"),
-                       keep=keep, seed=int(cfg.get("seed", 0)))
+    data = run.results.get("data", {})
+    return run_verdict(run.test.logits, run.test.labels, rows, n_val=data.get("n_val"), keep=keep,
+                       seed=int(cfg.get("seed", 0)), data=data.get("name"))
 
 
 def verdict_blocks(verdict: Verdict) -> list[Text]:

@@ -127,6 +127,7 @@ class AssistantsPlan(SchemePlan):
         self.check_chain([self.teacher, *self.extra_models.values(), self.student])
 
     def distill(self, distill_set: Dataset, train_loader: DataLoader, val_loader: DataLoader | None,
-                settings: TrainSettings, run_dir: Path | None, on_epoch: Callable | None = None) -> None:
+                settings: TrainSettings, run_dir: Path | None, on_epoch: Callable | None = None,
+                on_cache: Callable | None = None) -> None:
         distill_through_assistants(self.teacher, list(self.extra_models.values()), self.student,
                                    self.inputs.term_specs, train_loader, val_loader, settings, run_dir, "student_kd")

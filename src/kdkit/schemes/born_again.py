@@ -97,7 +97,8 @@ class BornAgainPlan(SchemePlan):
         self.check_chain([self.teacher, *self.extra_models.values(), self.student])
 
     def distill(self, distill_set: Dataset, train_loader: DataLoader, val_loader: DataLoader | None,
-                settings: TrainSettings, run_dir: Path | None, on_epoch: Callable | None = None) -> None:
+                settings: TrainSettings, run_dir: Path | None, on_epoch: Callable | None = None,
+                on_cache: Callable | None = None) -> None:
         distill_born_again(self.teacher, [*self.extra_models.values(), self.student], self.inputs.term_specs,
                            train_loader, val_loader, settings, run_dir, "student_kd",
                            init_from_teacher=self.inputs.init_from_teacher)

@@ -104,7 +104,8 @@ class DataFreePlan(SchemePlan):
                              "set distill.scheme.bn_weight: 0")
 
     def distill(self, distill_set: Dataset, train_loader: DataLoader, val_loader: DataLoader | None,
-                settings: TrainSettings, run_dir: Path | None, on_epoch: Callable | None = None) -> None:
+                settings: TrainSettings, run_dir: Path | None, on_epoch: Callable | None = None,
+                on_cache: Callable | None = None) -> None:
         o, run = self.options, self.inputs
         synthetic = synthesize(self.teacher, o.num_samples or run.num_train, run.input_shape, run.num_classes,
                                steps=o.steps, bn_weight=o.bn_weight, tv_weight=o.tv_weight, seed=settings.seed,

@@ -133,6 +133,7 @@ class OfflineOptions(SchemeOptions):
     name: Literal["offline"] = "offline"
     distils_teacher_on_data = True
     cacheable = True
+    replays_views = True
     starts_near_teacher = True
     logs_fidelity = True
 

@@ -26,6 +26,7 @@ from kdkit.step import Scheme
 from kdkit.teacher_cache import cache_report, persist_teacher_cache
 from kdkit.terms import LossTerm, check_paths
 from kdkit.trainer import fit
+from kdkit.view_cache import ReplayedViews, replay_views
 
 if TYPE_CHECKING:
     from kdkit.model_config import ModelConfig
@@ -97,15 +98,21 @@ class SchemePlan:
     def distill(
         self, distill_set: Dataset, train_loader: DataLoader, val_loader: DataLoader | None, settings: TrainSettings,
         run_dir: Path | None, on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        on_cache: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         """Train the distilled student; `on_epoch` (see fit) sees the student's epochs, in the schemes that train
-        it in one stage (the chains and data-free distillation ignore it)."""
+        it in one stage (the chains and data-free distillation ignore it); `on_cache` gets the teacher cache's
+        report (kdkit.teacher_cache.cache_report) once it is complete, before the first epoch."""
         scheme = self.scheme(distill_set, run_dir)
-        if self.inputs.cache_teacher:  # teacher outputs from disk when a run with the same key made them
+        if isinstance(distill_set, ReplayedViews):  # the teacher's answers to every stored view, from disk or now
+            replay_views(scheme, distill_set, val_loader.dataset if val_loader is not None else None, settings,
+                         self.inputs.cache_dir)
+        elif self.inputs.cache_teacher:  # teacher outputs from disk when a run with the same key made them
             persist_teacher_cache(scheme, distill_set, val_loader.dataset if val_loader is not None else None,
                                   settings, self.inputs.cache_dir)
         try:
-            fit(scheme, train_loader, val_loader, settings, run_dir, "student_kd", on_epoch=on_epoch)
+            fit(scheme, train_loader, val_loader, settings, run_dir, "student_kd", on_epoch=on_epoch,
+                on_teacher_cache=None if on_cache is None else lambda done: on_cache(cache_report(done) or {}))
         finally:  # also when a tuning trial is pruned or fails: the shared teacher must not keep this run's hooks
             if hasattr(scheme, "close"):
                 scheme.close()

@@ -41,6 +41,7 @@ class SchemeOptions(NamedOptions):
     trains_on_data: ClassVar[bool] = True  # the student learns from the data's inputs (data_free: synthetic ones)
     distils_teacher_on_data: ClassVar[bool] = False  # the top-level teacher labels the distillation set (boundary)
     cacheable: ClassVar[bool] = False  # fixed teacher outputs per sample (distill.cache_teacher)
+    replays_views: ClassVar[bool] = False  # the teacher's stored answers per augmented view (distill.cached_views)
     starts_near_teacher: ClassVar[bool] = False  # distill.init_from_teacher applies
     writes_answers: ClassVar[bool] = False  # LM: the teacher answers extra prompts (data.n_transfer)
     logs_fidelity: ClassVar[bool] = False  # validation agreement and predictive KL every epoch (tune prunes on them)

@@ -193,6 +193,7 @@ def fit(
     from kdkit.runinfo import show_verdict
     from kdkit.tabular.estimator import DistilledClassifier
     from kdkit.tabular.evaluate import best_threshold, scores
+    from kdkit.tabular.load import ALONE
     from kdkit.tabular.rundir import write_run
     from kdkit.tabular.save import save_distiller
 
@@ -243,6 +244,7 @@ def fit(
         "output_dir": str(out),
     }
     save_distiller(distilled, out / "models")
+    save_distiller(alone, out / "models" / ALONE)  # every row of the table can be loaded again
     if task.test is not None:
         _predictions(distilled, task).to_csv(out / "predictions.csv", index=False)
         console.print(f"predictions for {len(task.test)} test rows: {out / 'predictions.csv'}")
@@ -269,30 +271,43 @@ def predict(
                                 "in the run directory)"),
     trust: bool = typer.Option(False, "--trust", help="allow joblib pickles (scikit-learn models, dense "
                                "encoders): only for run directories you made yourself"),
+    model: str = typer.Option("student_kd", "--model", help="student_kd, student_alone or teacher (the teacher "
+                              "needs its columns)"),
 ) -> None:
-    """Predict new rows with the saved student fold models of a 'kdkit tabular fit' run."""
+    """Predict new rows with the saved fold models of a 'kdkit tabular fit' run (the distilled student's by
+    default)."""
+    run_dir = run.parent if (run / "manifest.json").is_file() else run  # its models/ folder given directly
+    preds = predict_rows(run_dir, input_csv, model, id_columns, trust)
+    console.print(f"predicted {len(preds):,} rows of {input_csv} with the {model.replace('_', ' ')}'s fold models "
+                  "(their mean)", highlight=False)
+    target = output or (run / f"predictions-{input_csv.stem}.csv")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    preds.to_csv(target, index=False)
+    console.print(f"predictions for {len(preds)} rows: {target}")
+
+
+def predict_rows(run: Path, input_csv: Path, role: str = "student_kd", id_columns: list[str] | None = None,
+                 trust: bool = False) -> pd.DataFrame:
+    """id column(s) (or the row number), the probabilities and the label of each row of `input_csv` by the run's
+    `role` (kdkit.tabular.load.load_role); a missing column or id is one DataError line."""
     import pandas as pd
 
     from kdkit.tabular.io import read_table
-    from kdkit.tabular.load import load_distiller
+    from kdkit.tabular.load import load_role
 
-    model = load_distiller(run, trust_joblib=trust)
+    id_columns = list(id_columns or [])
+    model = load_role(run, role, trust_joblib=trust)
     frame = read_table(input_csv, set(model.categorical_columns_) | set(id_columns))
     missing = [c for c in model.student_columns_ if c not in frame.columns]
     if missing:
-        raise DataError(f"{input_csv}: missing student column(s) {', '.join(map(str, missing))}; "
+        raise DataError(f"{input_csv}: missing {'teacher' if role == 'teacher' else 'student'} column(s) "
+                        f"{', '.join(map(str, missing))}; "
                         f"the model needs {', '.join(map(str, model.student_columns_))}")
     missing_ids = [c for c in id_columns if c not in frame.columns]
     if missing_ids:
         raise DataError(f"{input_csv}: id column(s) {', '.join(missing_ids)} not found; check --id")
     ids = frame[id_columns] if id_columns else pd.DataFrame({"row": range(len(frame))})
-    console.print(f"predicting {len(frame):,} rows of {input_csv} with the student's {len(model.student_models_)} "
-                  "fold models (their mean)", highlight=False)
-    preds = _prediction_frame(model, frame[model.student_columns_], ids)
-    target = output or (run / f"predictions-{input_csv.stem}.csv")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    preds.to_csv(target, index=False)
-    console.print(f"predictions for {len(preds)} rows: {target}")
+    return _prediction_frame(model, frame[model.student_columns_], ids)
 
 
 @app.command()

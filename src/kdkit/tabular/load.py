@@ -5,6 +5,10 @@ Boosted models come back from their native files (CatBoost ``.cbm``, LightGBM ``
 torch MLP from ``.safetensors`` plus its JSON parameters, and ``ordinal`` encoders from the JSON categories in
 the manifest. Scikit-learn models and ``dense`` preprocessors exist only as joblib pickles; unpickling can run
 arbitrary code, so they are read only with ``trust_joblib=True``.
+
+:func:`load_role` reads one model of a ``kdkit tabular fit`` run: the distilled student (``models/``), the student
+alone (``models/student_alone/``) or the teacher (the teacher folds of ``models/``), each the mean of its fold models
+as a classifier with the scikit-learn API; ``kdkit.load(run_dir, role)`` gives the same.
 """
 
 from __future__ import annotations
@@ -255,4 +259,30 @@ def load_distiller(directory: Path | str, *, trust_joblib: bool = False,
     model.student_models_ = folds
     model.teacher_models_ = ([_load_learner(directory, e, k, trust_joblib, f"teacher fold {i}")
                               for i, e in enumerate(teacher_folds)] if teachers else [])
+    return model
+
+
+ROLES = ("teacher", "student_alone", "student_kd")
+ALONE = "student_alone"  # the folder, under the run's models/, of the student trained on the labels alone
+
+
+def load_role(run_dir: Path | str, role: str = "student_kd", *, trust_joblib: bool = False) -> DistilledClassifier:
+    """One model of a ``kdkit tabular fit`` run, as a classifier whose predict_proba is the mean of its fold models
+    (the teacher's on the teacher columns, a student's on the student columns)."""
+    if role not in ROLES:
+        raise ConfigError(f"unknown model '{role}'; choose one of: {', '.join(ROLES)}")
+    models = Path(run_dir) / "models"
+    if role == "student_alone":
+        if not (models / ALONE / "manifest.json").is_file():
+            raise RunDirError(f"{models / ALONE} not found: this run was written before kdkit saved the student "
+                              "alone's models; fit it again ('kdkit tabular fit ... --overwrite') to load that row")
+        return load_distiller(models / ALONE, trust_joblib=trust_joblib)
+    model = load_distiller(models, trust_joblib=trust_joblib, teachers=role == "teacher")
+    if role == "teacher":
+        if not model.teacher_models_:
+            raise RunDirError(f"{models / 'manifest.json'} lists no teacher folds; fit the run again to load its "
+                              "teacher")
+        # predict_proba averages student_models_ on student_columns_: the teacher's folds and columns here
+        model.student_models_, model.student_columns_, model.threshold_ = (model.teacher_models_,
+                                                                           model.teacher_columns_, None)
     return model
