@@ -39,10 +39,12 @@ Protocol (nothing reads the test split before the final evaluation):
    student predicts the teacher's class; speed-up = the teacher's latency / the student's at batch 64 on one
    thread (median of 7 interleaved rounds).
 
-Teacher outputs are computed once per teacher and input set and kept on disk (distill.cache_teacher); the pool
-rows and the 57,000-label rows share one input set (the 57,000 images in file order, with labels hidden where a
-budget has none). With `--views V`, distilled rows get the students' augmentation too, through the teacher's
-stored answers to V augmented views of every image (distill.cached_views), and tune the same knobs as without.
+Distilled rows see random crops and flips as the student alone may, without a teacher forward per step: the
+teacher's answers to `--views` (8) augmented views of every image are computed once per teacher and input set, kept
+on disk, and each epoch every image shows one of its views (distill.cached_views; Shen & Xing 2022, FKD). The pool
+rows and the 57,000-label rows share one input set (the 57,000 images in file order, labels hidden where a budget
+has none), so one store serves them all. `--views 0`: the teacher's outputs on the plain images (distill.
+cache_teacher), and no augmentation for distilled rows.
 
 Targets, fixed before the full run:
 - the founding story's cell (the 100k student, 1,000 labels, knowing teacher, pool): distilled >= alone + 10
@@ -703,7 +705,8 @@ def report(args, data: Data, rows: list[Row], results, teachers, tuned, out: Pat
         f"KD: lr x (T, alpha)), seeds {args.seeds} paired (same initial weights and batch order within a "
         f"student and seed); the teachers are trained once (knowing: {args.teacher_epochs} epochs on all labels; "
         f"same labels: as many steps as {args.same_teacher_epochs} such epochs) and shared by the seeds. "
-        + (f"Distilled rows: the teacher's stored answers to {args.views} augmented views per image."
+        + (f"Distilled rows: the teacher's stored answers to {args.views} views per image augmented with crops "
+           "and flips, one view per image and epoch."
            if args.views else "Distilled rows: the teacher's outputs on the un-augmented images (cached), no "
            "augmentation; the student alone may choose crops and flips.")
         + f" The run took {wall / 3600:.2f} h of wall time and {cpu / 3600:.2f} h of CPU time in all (teachers, "
@@ -734,8 +737,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tune-epochs", type=int, default=2, help="the same, per tuning trial")
     parser.add_argument("--teacher-epochs", type=int, default=15)
     parser.add_argument("--same-teacher-epochs", type=int, default=5)
-    parser.add_argument("--views", type=int, default=0, help="cached augmented views per image for distilled rows "
-                        "(0: the teacher's outputs on the plain images)")
+    parser.add_argument("--views", type=int, default=8, help="cached augmented views per image for distilled rows "
+                        "(0: the teacher's outputs on the plain images, no augmentation)")
     parser.add_argument("--methods", nargs="+", choices=[m for m in METHODS if m != MAP_METHOD],
                         help="methods beside KD, run in the founding story's two cells (default: every one this "
                         "kdkit has)")
