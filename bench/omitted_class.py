@@ -140,7 +140,8 @@ def scores(model: torch.nn.Module, data: Data, teacher: torch.nn.Module) -> dict
 def choose_temperature(row: str, data: Data, teacher, teacher_path: Path, args, out: Path) -> dict[str, Any]:
     """T from TEMPERATURES by validation accuracy (after the row's own bias adjustment, for the student without the
     class), each a short run with the tuning seed."""
-    path = out / "tuned" / f"{row.replace(', ', '-').replace(' ', '_')}-{args.tune_epochs}.json"
+    key = config_key({"raw": row_config(row, args.tune_epochs, None, teacher_path, out), "T": TEMPERATURES})
+    path = out / "tuned" / f"{row.replace(', ', '-').replace(' ', '_')}-{key}.json"  # new settings: a new search
 
     def make() -> None:
         start, cpu = time.perf_counter(), time.process_time()
