@@ -478,7 +478,7 @@ def run(args: argparse.Namespace, data: Data, rows: list[Row], out: Path) -> tup
     by (row name, seed), the teachers by file and the searches' results by row."""
     kinds = [(KNOWING, len(data.full))] + [(SAME, b) for b in sorted({r.labels for r in rows if r.teacher == SAME})]
     teachers = Teachers()
-    searches = {r: search_job(r, data, args, out, teachers) for r in rows}
+    searches = {r: search_job(r, data, args, out, teachers) for r in training_order(rows)}
     if not args.report_only:  # the students alone need no teacher: their searches run beside the teachers' training
         once_each([teacher_job(kind, labels, data, args, out) for kind, labels in kinds]
                   + [job for r, job in searches.items() if r.teacher is None])
@@ -689,7 +689,8 @@ def report(args, data: Data, rows: list[Row], results, teachers, tuned, out: Pat
     method_rows_ = [r for r in rows if r.method != MAP_METHOD or (r.student, r.labels) == (FOUNDING[0], min(
         data.labelled)) and r.teacher == KNOWING]
     image = args.heat_map
-    heat_map(stats, students, tuple(sorted(data.labelled)), image)
+    if args.quick or not args.print_only:  # the training processes leave docs/ to the run that writes the section
+        heat_map(stats, students, tuple(sorted(data.labelled)), image)
     return "\n".join([
         f"Fashion-MNIST: {len(data.full):,} training images (labelled or pool), {len(data.val):,} validation, "
         f"{len(data.test):,} test. Teacher `{TEACHER['name']}` {TEACHER['params']} "
@@ -745,6 +746,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--students", nargs="+", default=list(STUDENTS), choices=list(STUDENTS))
     parser.add_argument("--out", default="runs/bench_kd_regimes")
     parser.add_argument("--heat-map", type=Path, default=Path("docs/kd_regimes.png"))
+    parser.add_argument("--workers", type=int, default=2, help="with --report-only: how many training processes "
+                        "ran side by side (for the command the section records)")
     parser.add_argument("--quick", action="store_true", help="tiny slices, 1 seed, 2 settings per grid, nothing "
                         "written")
     parser.add_argument("--print-only", action="store_true", help="do not write bench/RESULTS.md")
@@ -801,8 +804,11 @@ def main() -> None:
     print(body)
     if not (args.quick or args.print_only):
         options = " ".join(a for a in sys.argv[1:] if a != "--report-only")
-        command = (f"for w in 1 2; do OMP_NUM_THREADS=1 python bench/kd_regimes.py {options} --print-only & done; "
-                   f"wait; OMP_NUM_THREADS=1 python bench/kd_regimes.py {options} --report-only").replace("  ", " ")
+        options = options.replace(f"--workers {args.workers}", "").strip()
+        command = f"OMP_NUM_THREADS=1 python bench/kd_regimes.py {options}".strip()
+        if args.report_only:  # the training ran in --workers processes side by side
+            command = (f"for w in {' '.join(map(str, range(1, args.workers + 1)))}; do {command} --print-only & done; "
+                       f"wait; {command} --report-only")
         write_section("kd_regimes", body, command)
 
 
