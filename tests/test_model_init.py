@@ -14,6 +14,7 @@ SHAPES = {  # an input shape each built-in builder accepts, and the extra argume
     "cnn2d": ((1, 28, 28), {"width": 4, "depth": 2}),
     "tiny_cnn": ((3, 16, 16), {}),
     "small_cnn": ((1, 28, 28), {"width": 4, "depth": 2}),
+    "strided_cnn": ((1, 28, 28), {"width": 4, "hidden": 8}),
     "text_transformer": ((16,), {"vocab_size": 50, "dim": 16, "heads": 2, "layers": 1}),
     "text_bow": ((16,), {"vocab_size": 50}),
     "text_cnn": ((16,), {"vocab_size": 50}),

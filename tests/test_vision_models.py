@@ -179,7 +179,29 @@ def test_small_cnn_knobs_and_size_independent_head():
     assert tiny_image(torch.randn(2, 3, 4, 4)).shape == (2, 2)
 
 
-@pytest.mark.parametrize("name", ["tiny_cnn", "small_cnn"])
+def test_strided_cnn_downsamples_twice_and_counts_its_params():
+    model = build_model("strided_cnn", (1, 28, 28), 10, width=16, hidden=64)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.stride) for c in convs] == [(1, 16, (2, 2)), (16, 32, (2, 2))]
+    assert model.features(torch.randn(2, 1, 28, 28)).shape == (2, 32, 7, 7)
+    convs_bn = 1 * 16 * 9 + 2 * 16 + 16 * 32 * 9 + 2 * 32
+    assert count_params(model) == convs_bn + (32 * 49 * 64 + 64) + (64 * 10 + 10)
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    linear = build_model("strided_cnn", (1, 28, 28), 10, width=4, hidden=0)
+    assert [type(m) for m in linear.head] == [nn.Flatten, nn.Linear] and linear.head[1].in_features == 8 * 49
+
+
+def test_strided_cnn_head_does_not_grow_with_the_image():
+    small = build_model("strided_cnn", (3, 28, 28), 2, width=8, hidden=32)
+    large = build_model("strided_cnn", (3, 224, 224), 2, width=8, hidden=32)
+    assert count_params(small) == count_params(large)
+    assert large(torch.randn(2, 3, 224, 224)).shape == (2, 2)
+    assert build_model("strided_cnn", (1, 5, 9), 3, grid=2)(torch.randn(2, 1, 5, 9)).shape == (2, 3)
+    with pytest.raises(ConfigError, match="strided_cnn needs width >= 1"):
+        build_model("strided_cnn", (1, 28, 28), 10, width=0)
+
+
+@pytest.mark.parametrize("name", ["tiny_cnn", "small_cnn", "strided_cnn"])
 def test_image_students_refuse_flat_inputs(name):
     with pytest.raises(ConfigError, match="needs \\(channels, height, width\\)"):
         build_model(name, (40,), 10)

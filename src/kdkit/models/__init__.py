@@ -30,7 +30,7 @@ from kdkit.models.text import (
     build_text_transformer,
     resolve_hf,
 )
-from kdkit.models.tiny import SmallCNN, TinyCNN, build_small_cnn, build_tiny_cnn
+from kdkit.models.tiny import SmallCNN, StridedCNN, TinyCNN, build_small_cnn, build_strided_cnn, build_tiny_cnn
 from kdkit.models.vision import resolve_timm, resolve_torchvision
 
 Builder = Callable[..., nn.Module]
@@ -41,6 +41,7 @@ MODELS: dict[str, Builder] = {
     "cnn2d": build_cnn2d,
     "tiny_cnn": build_tiny_cnn,
     "small_cnn": build_small_cnn,
+    "strided_cnn": build_strided_cnn,  # downsamples at once: fast at 100k parameters
     "text_transformer": build_text_transformer,
     "text_bow": build_text_bow,
     "text_cnn": build_text_cnn,
@@ -113,5 +114,5 @@ def _accepts(name: str, key: str) -> bool:
 
 
 __all__ = ["MODELS", "RESOLVERS", "build_from_config", "build_model", "check_model_args", "MLP", "CNN1d", "CNN2d",
-           "TinyCNN", "SmallCNN", "TextTransformer", "BagOfWords", "TextCNN", "TextGRU", "TextBiLSTM", "LMTransformer",
-           "check_same_architecture", "teacher_near_init"]
+           "TinyCNN", "SmallCNN", "StridedCNN", "TextTransformer", "BagOfWords", "TextCNN", "TextGRU", "TextBiLSTM",
+           "LMTransformer", "check_same_architecture", "teacher_near_init"]

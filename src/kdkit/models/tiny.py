@@ -11,6 +11,14 @@ the image-folder pipeline: how much of a big teacher's accuracy survives this si
 ``small_cnn``: a family of slightly larger students (conv-BN-ReLU-pool blocks whose width doubles, then global
 average pooling and a linear head). The head does not grow with the image size, so the same knobs work at
 32x32 and at 224x224.
+
+``strided_cnn``: students that downsample at once, so their compute stays small while their parameters grow. Two
+stride-2 conv blocks (C -> width -> 2 * width channels) leave a map of a quarter of the image's side, which an
+adaptive average pool brings to ``grid`` x ``grid`` (7 x 7 by default: at 28x28 the pool changes nothing); a
+small MLP head (``hidden`` units, 0 for a linear head) holds most of the weights: a weight in the head costs one
+multiply-add per image, a weight in a full-resolution convolution one per pixel. At 28x28 the 106k-parameter
+setting (width 16, hidden 64) needs about 0.36M multiply-adds and has no full-resolution layer (bench/kd_regimes.py
+times it against its teacher). The head's size does not depend on the image size.
 """
 
 from __future__ import annotations
@@ -80,6 +88,30 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x))
 
 
+class StridedCNN(nn.Module):
+    """conv3x3/2(C -> width) - BN - ReLU - conv3x3/2(width -> 2 width) - BN - ReLU - adaptive average pool to grid x
+    grid - flatten - [linear(-> hidden) - ReLU] - linear(-> classes)."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 16, hidden: int = 64, grid: int = 7) -> None:
+        super().__init__()
+        if width < 1 or hidden < 0 or grid < 1:
+            raise ConfigError(f"strided_cnn needs width >= 1, hidden >= 0 and grid >= 1, got width={width}, "
+                              f"hidden={hidden}, grid={grid}")
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(grid),
+        )
+        flat = 2 * width * grid * grid
+        layers: list[nn.Module] = [nn.Flatten()]
+        layers += [nn.Linear(flat, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)] if hidden else [
+            nn.Linear(flat, num_classes)]
+        self.head = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
 def tiny_cnn_params(input_shape: Sequence[int], num_classes: int, width: int = 4) -> int:
     """tiny_cnn's parameter count for (C, H, W) images: conv (no bias) + BatchNorm + linear."""
     c, h, w = _check_image_shape("tiny_cnn", input_shape)
@@ -96,3 +128,10 @@ def build_small_cnn(
 ) -> SmallCNN:
     c, h, w = _check_image_shape("small_cnn", input_shape)
     return SmallCNN(c, (h, w), num_classes, width=width, depth=depth, dropout=dropout)
+
+
+def build_strided_cnn(
+    input_shape: Sequence[int], num_classes: int, width: int = 16, hidden: int = 64, grid: int = 7
+) -> StridedCNN:
+    c, _, _ = _check_image_shape("strided_cnn", input_shape)
+    return StridedCNN(c, num_classes, width=width, hidden=hidden, grid=grid)
