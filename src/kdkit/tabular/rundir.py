@@ -1,15 +1,20 @@
 """A ``kdkit tabular fit`` run written in the run-directory contract of the torch pipeline, so that
 ``kdkit report RUN_DIR`` and ``kdkit compare RUN_DIRS`` read it like any other run:
 
-    config.yaml       what was run (data, teacher, student, alpha, folds, seed, output_dir), as YAML
-    predictions.npz   test_labels and test_<role>: out-of-fold predictions on the training rows (each row predicted
-                      by fold models that never saw it); train_<role>: what the students were taught against what
-                      they learned: the teacher's out-of-fold probabilities, and each student's fold-mean
-                      prediction on the rows it trained on. Logits are log probabilities (clipped at 1e-12).
+    config.yaml       what was run (data, teacher, student, alpha, folds, held-out rows, seed, output_dir), as YAML
+    predictions.npz   test_labels and test_<role>: predictions on the held-out rows (kdkit.tabular.holdout), which no
+                      model saw while it was fitted or chosen; train_<role>: what the students were taught against
+                      what they learned on the fitting rows: the teacher's out-of-fold probabilities, and each
+                      student's fold-mean prediction on the rows it trained on; oof_labels and oof_<role>: the
+                      out-of-fold predictions on the fitting rows. Logits are log probabilities (clipped at 1e-12).
     results.json      the same schema as a torch run: format, data, rows (teacher / student_alone / student_kd, with
-                      kdkit.metrics' accuracy, macro F1, NLL, ECE, agreement and predictive KL, and cost), verdict;
-                      plus ``scores`` (ROC AUC, log loss, threshold-tuned macro F1) and ``notes`` for the report
-    table.md          the comparison table, then the threshold-tuned scores
+                      kdkit.metrics' accuracy, macro F1, NLL, ECE, agreement and predictive KL on the held-out rows,
+                      and cost), verdict (held-out rows, paired), diagnosis (kdkit.diagnosis); plus ``scores`` (ROC
+                      AUC, log loss, macro F1 at the threshold tuned out-of-fold, on the held-out rows),
+                      ``oof_scores`` (the same out of fold: optimistic for the distilled student, never the verdict)
+                      and ``notes`` for the report
+    table.md          the comparison table, then the held-out and the out-of-fold scores
+    holdout.csv       when the held-out rows come from the training file: their line numbers in it
 
 Every file goes through kdkit.checkpoint.write_atomic, results.json last (its presence means the set is complete).
 Cost: ``size_bytes`` is the pickled size of a row's fold models with their preprocessing, latency and throughput
@@ -31,14 +36,23 @@ import pandas as pd
 
 from kdkit import metrics
 from kdkit.checkpoint import write_atomic
+from kdkit.diagnosis import Diagnosis, Split, diagnose, prediction_signals
 from kdkit.report.rundir import FORMAT, LABELS, ROLES
 from kdkit.run_guard import CONFIG, TRAINING_OUTPUTS
 from kdkit.tabular.estimator import DistilledClassifier
+from kdkit.tabular.holdout import HeldOut
 from kdkit.verdict import run_verdict
 
-EVALUATION = ("out-of-fold predictions on the training rows: every row is predicted by fold models that never saw "
-              "it (the distilled student's targets came from teacher folds that had seen its held-out rows, which "
-              "leans its scores slightly optimistic; bench/tabular.py scores on an outer held-out split)")
+HOLDOUT_FILE = "holdout.csv"
+
+OUT_OF_FOLD = ("out-of-fold scores on the fitting rows lean optimistic for the distilled student (the teacher fold "
+               "models that wrote its targets saw the rows it is scored on): they are shown, never used for the "
+               "verdict")
+
+
+def evaluation(held: HeldOut) -> str:
+    """What "test data" means in a tabular run."""
+    return f"held-out rows: {held.source}, which no model saw while it was fitted or chosen"
 
 
 def logits(proba: np.ndarray) -> np.ndarray:
@@ -64,16 +78,36 @@ def cost(predict: Any, models: list, X: pd.DataFrame, quick: bool = False) -> di
     return {"size_bytes": len(pickle.dumps(models)), "latency_ms": 1000.0 * latency, "throughput": 256 / per_batch}
 
 
-def predictions(distilled: DistilledClassifier, alone: DistilledClassifier, X: pd.DataFrame,
-                codes: np.ndarray) -> dict[str, np.ndarray]:
+def class_codes(model: DistilledClassifier, y: pd.Series) -> np.ndarray:
+    """Labels as the model's class codes 0..K-1."""
+    return np.searchsorted(model.classes_, np.asarray(y))
+
+
+def predictions(distilled: DistilledClassifier, alone: DistilledClassifier, held: HeldOut) -> dict[str, np.ndarray]:
     """predictions.npz's arrays (see the module docstring)."""
     taught = logits(distilled.teacher_oof_)
+    fit_codes = class_codes(distilled, held.y)
     return {
-        "test_labels": codes, "test_teacher": taught, "test_student_alone": logits(alone.student_oof_),
-        "test_student_kd": logits(distilled.student_oof_),
-        "train_labels": codes, "train_teacher": taught, "train_student_alone": logits(alone.predict_proba(X)),
-        "train_student_kd": logits(distilled.predict_proba(X)),
+        "test_labels": class_codes(distilled, held.y_held),
+        "test_teacher": logits(distilled.teacher_predict_proba(held.X_held)),
+        "test_student_alone": logits(alone.predict_proba(held.X_held)),
+        "test_student_kd": logits(distilled.predict_proba(held.X_held)),
+        "train_labels": fit_codes, "train_teacher": taught, "train_student_alone": logits(alone.predict_proba(held.X)),
+        "train_student_kd": logits(distilled.predict_proba(held.X)),
+        "oof_labels": fit_codes, "oof_teacher": taught, "oof_student_alone": logits(alone.student_oof_),
+        "oof_student_kd": logits(distilled.student_oof_),
     }
+
+
+def tabular_diagnosis(distilled: DistilledClassifier, preds: dict[str, np.ndarray], held: HeldOut) -> Diagnosis:
+    """The diagnosis of a tabular run: the teacher's out-of-fold probabilities are what the student learns from on
+    its training rows, the students' fold-mean predictions there what it learned; held-out rows as the verdict's."""
+    split = {where: Split({r: preds[f"{where}_{r}"] for r in ROLES}, preds[f"{where}_labels"])
+             for where in ("train", "test")}
+    only = set(distilled.teacher_columns_) - set(distilled.student_columns_)
+    signals = prediction_signals("tabular", "held-out rows", split["train"], split["test"], unit="rows",
+                                 n_train=len(held.y), teacher_only_inputs=len(only))
+    return diagnose(signals)
 
 
 def rows(preds: dict[str, np.ndarray], costs: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
@@ -89,19 +123,21 @@ def rows(preds: dict[str, np.ndarray], costs: dict[str, dict[str, float]]) -> li
 
 
 def write_run(run_dir: Path, config: dict[str, Any], distilled: DistilledClassifier, alone: DistilledClassifier,
-              X: pd.DataFrame, codes: np.ndarray, scores: dict[str, dict[str, Any]], data_name: str,
-              quick_cost: bool = False, notes: list[str] | None = None) -> list[dict[str, Any]]:
-    """Write config.yaml, predictions.npz, table.md and results.json of a pair fitted on the same rows X (labels as
-    class codes `codes`); returns the rows.
+              held: HeldOut, scores: dict[str, dict[str, Any]], oof_scores: dict[str, dict[str, Any]],
+              data_name: str, quick_cost: bool = False, notes: list[str] | None = None) -> list[dict[str, Any]]:
+    """Write config.yaml, predictions.npz, table.md, holdout.csv and results.json of a pair fitted on held.X and
+    measured on the held-out rows; returns the rows.
 
-    `scores` maps role -> the tabular scores (macro F1 at the tuned threshold, ROC AUC, ...), kept beside the
-    contract's numbers in results.json and table.md."""
+    `scores` and `oof_scores` map role -> the tabular scores (macro F1 at the tuned threshold, ROC AUC, ...) on the
+    held-out rows and out of fold, kept beside the contract's numbers in results.json and table.md."""
     import yaml
 
     from kdkit.report.table import to_markdown
+    from kdkit.tabular.holdout import lines_csv
 
     write_atomic(run_dir / CONFIG, yaml.safe_dump(config, sort_keys=False))
-    preds = predictions(distilled, alone, X, codes)
+    preds = predictions(distilled, alone, held)
+    X = held.X
     students = X[distilled.student_columns_]
     costs = {
         "teacher": cost(distilled.teacher_predict_proba, distilled.teacher_models_, X, quick_cost),
@@ -113,21 +149,32 @@ def write_run(run_dir: Path, config: dict[str, Any], distilled: DistilledClassif
     np.savez_compressed(buffer, **preds)
     write_atomic(run_dir / TRAINING_OUTPUTS["predictions"], buffer.getvalue())
     class_names = [str(c) for c in distilled.classes_]
+    diagnosis = tabular_diagnosis(distilled, preds, held)
     summary = {
         "format": FORMAT,
         "kind": "tabular",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "device": "cpu",
         "data": {"name": data_name, "num_classes": len(class_names), "input_shape": [len(students.columns)],
-                 "n_test": len(codes), "n_val": None, "class_names": class_names, "evaluation": EVALUATION},
+                 "n_test": len(held.y_held), "n_val": None, "n_train": len(held.y), "class_names": class_names,
+                 "evaluation": evaluation(held), "held_out": held.as_dict()},
         "rows": table,
-        "verdict": run_verdict({r: preds[f"test_{r}"] for r in ROLES}, codes, table,
-                               seed=int(config.get("seed") or 0)).as_dict(),
+        "verdict": run_verdict({r: preds[f"test_{r}"] for r in ROLES}, preds["test_labels"], table,
+                               seed=int(config.get("seed") or 0), why=diagnosis.findings[0]).as_dict(),
+        "diagnosis": diagnosis.as_dict(),
         "scores": scores,
-        "notes": [f"test data here means {EVALUATION}", *(notes or [])],
+        "oof_scores": oof_scores,
+        "notes": [f"test data here means {evaluation(held)}",
+                  f"results.json's oof_scores are out-of-fold scores on the fitting rows: {OUT_OF_FOLD}",
+                  *(notes or [])],
     }
-    markdown = to_markdown(table) + "\n" + _scores_markdown(scores) + "\n" + EVALUATION + "\n"
+    markdown = (to_markdown(table) + "\n" + evaluation(held) + "\n\n" + _scores_markdown(scores)
+                + "\nOut of fold on the fitting rows (" + OUT_OF_FOLD + "):\n\n" + _scores_markdown(oof_scores))
     write_atomic(run_dir / TRAINING_OUTPUTS["table"], markdown)
+    if held.lines is not None:
+        write_atomic(run_dir / HOLDOUT_FILE, lines_csv(held.lines))
+    else:  # held-out rows from the test file: an earlier run's list would name rows this run fitted on
+        (run_dir / HOLDOUT_FILE).unlink(missing_ok=True)
     write_atomic(run_dir / TRAINING_OUTPUTS["results"], json.dumps(summary, indent=2, default=_plain))
     return table
 
