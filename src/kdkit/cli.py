@@ -266,7 +266,7 @@ def diagnose(
 ) -> None:
     """Why distillation paid or not: the run's signals (teacher confidence, student fit, agreement, sizes) and the
     advice of the rules that read them, next to the measured verdict."""
-    from kdkit.report.diagnosis import diagnosis_text, load_diagnosis
+    from kdkit.diagnosis import diagnosis_text, load_diagnosis
 
     found = load_diagnosis(run_dir)
     if as_json:

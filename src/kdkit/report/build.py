@@ -11,8 +11,9 @@ from typing import Any
 
 from kdkit import metrics
 from kdkit.checkpoint import write_atomic
+from kdkit.diagnosis import from_results
 from kdkit.report import figures, numbers
-from kdkit.report.diagnosis import diagnosis_section, from_results
+from kdkit.report.diagnosis import diagnosis_section
 from kdkit.report.document import Document, Image, Section, Table, Text
 from kdkit.report.html import render_html
 from kdkit.report.markdown import render_markdown

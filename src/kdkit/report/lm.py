@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 
 from kdkit.checkpoint import write_atomic
+from kdkit.diagnosis import from_results
 from kdkit.errors import RunDirError
 from kdkit.lm.metrics import summarize_units
 from kdkit.lm.rundir import COLUMNS, LABELS, QUALITY, ROLES, LMRun, format_value, is_lm_run, load_lm_run
 from kdkit.lm.verdict import lm_run_verdict, lm_seeds_verdict, verdict_metric
 from kdkit.report.build import curves_section
-from kdkit.report.diagnosis import diagnosis_section, from_results
+from kdkit.report.diagnosis import diagnosis_section
 from kdkit.report.document import Document, Section, Table, Text
 from kdkit.report.html import render_html
 from kdkit.report.markdown import render_markdown
