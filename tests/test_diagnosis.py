@@ -237,3 +237,23 @@ def test_diagnose_refuses_what_is_no_run_in_one_line(tmp_path: Path, capsys) -> 
     with pytest.raises(SystemExit) as done:
         main(["diagnose", str(tmp_path / "nowhere")])
     assert done.value.code == 2 and "run directory not found" in capsys.readouterr().err
+
+
+def test_a_damaged_diagnosis_is_read_as_none(tiny_run: Path, tmp_path: Path, capsys) -> None:
+    """A classification run falls back to its predictions; a tabular or LM run, which cannot, gets one line."""
+    import shutil
+
+    run = tmp_path / "damaged"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("checkpoints", "models", "report*"))
+    results = json.loads((run / "results.json").read_text())
+    results["diagnosis"] = {"signals": {"family": "classification", "held_out": "x", "alone_gap": "oops",
+                                        "teacher_accuracy_held_out": "high"}}
+    (run / "results.json").write_text(json.dumps(results))
+    with pytest.raises(SystemExit) as done:
+        main(["diagnose", str(run)])
+    assert done.value.code == 0 and "saved no diagnosis" in capsys.readouterr().out
+    (run / "results.json").write_text(json.dumps({**results, "kind": "tabular"}))
+    with pytest.raises(SystemExit) as done:
+        main(["diagnose", str(run)])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and "has no diagnosis" in err and len(err.strip().splitlines()) == 1

@@ -12,8 +12,10 @@ says *why*, from numbers the run measures anyway, none of them on the test split
 - the unlabelled pool the teacher labels for the distilled student, relative to the labelled set;
 - the teacher's held-out accuracy against the student alone's (a teacher no better has nothing to teach).
 
-"Held-out" is the validation split for classification and language models, and the held-out rows for tabular runs.
-A language model's signals are per labelled token (token accuracy, per-token probability and entropy).
+"Held-out" is the validation split for classification and language models; for tabular runs, whose held-out rows
+give the verdict, it is the fitting rows' out-of-fold predictions (each row predicted by fold models that never saw
+it), and the training side's teacher probabilities are the out-of-fold ones the student is taught. A language
+model's signals are per labelled token (token accuracy, per-token probability and entropy).
 
 The rules are a decision list: each is a small function of the signals alone, with the evidence behind it in its
 docstring; every rule that applies gives its advice, and the first one that applies gives the predicted verdict.
@@ -50,7 +52,8 @@ CALIBRATION_GAP = 0.05  # a teacher whose held-out mean top probability is this 
 class Signals:
     """What one run measured for the diagnosis; None where the run cannot measure it (e.g. no parameter count for
     tree ensembles, no training-input predictions for data-free schemes). Accuracies, probabilities and agreements
-    are fractions; entropies are in nats; for a language model all are per labelled token."""
+    are fractions, probabilities at temperature 1; entropies are in nats; for a language model all are per
+    labelled token."""
 
     family: str  # classification, lm or tabular
     held_out: str  # what "held-out" is in this run, in words
@@ -94,8 +97,14 @@ class Signals:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Signals:
-        """The signals of a saved row (results.json's diagnosis, a benchmark's row); derived keys are ignored."""
+        """The signals of a saved row (results.json's diagnosis, a benchmark's row); derived keys are ignored.
+        ValueError when a number is not one (a hand-edited or damaged file)."""
+        words = {"family", "held_out", "unit", "notes"}
         names = {f.name for f in fields(cls)}
+        bad = [k for k, v in data.items() if k in names - words and v is not None
+               and (isinstance(v, bool) or not isinstance(v, (int, float)))]
+        if bad:
+            raise ValueError(f"signal {bad[0]} is not a number: {data[bad[0]]!r}")
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
@@ -516,9 +525,12 @@ def from_results(results: Mapping[str, Any], run: Any = None) -> RunDiagnosis | 
     run read by kdkit.report.rundir (`run`), one computed from its predictions; else None."""
     kind = str(results.get("kind") or "classification")
     saved, verdict = results.get("diagnosis"), results.get("verdict")
-    verdict = Verdict.from_dict(verdict) if isinstance(verdict, dict) else None
-    if isinstance(saved, dict) and isinstance(saved.get("signals"), dict):
-        return RunDiagnosis(Diagnosis.from_dict(saved), verdict, kind)
+    try:
+        verdict = Verdict.from_dict(verdict) if isinstance(verdict, dict) else None
+        if isinstance(saved, dict) and isinstance(saved.get("signals"), dict):
+            return RunDiagnosis(Diagnosis.from_dict(saved), verdict, kind)
+    except (TypeError, ValueError, KeyError):  # a hand-edited or damaged entry: as if there were none
+        verdict = None
     if kind == "classification" and run is not None:
         return RunDiagnosis(from_predictions(run), verdict, kind)
     return None

@@ -110,21 +110,24 @@ def test_kdkit_report_reads_a_tabular_run(runs) -> None:
 
 
 def test_kdkit_diagnose_reads_a_tabular_run(runs, capsys) -> None:
-    """A tabular run's signals: the teacher's out-of-fold probabilities are what the student is taught on its
-    training rows, the held-out rows the verdict's; the four lab columns only the teacher sees make the first rule."""
+    """A tabular run's signals come from its fitting rows (the held-out rows give the verdict): the teacher's
+    out-of-fold probabilities are what the student is taught, out-of-fold predictions the held-out side; the four
+    lab columns only the teacher sees make the first rule."""
     from kdkit.diagnosis import Signals, diagnose
 
     run = runs[0]
     results = json.loads((run / TRAINING_OUTPUTS["results"]).read_text())
     s = results["diagnosis"]["signals"]
-    assert s["family"] == "tabular" and s["held_out"] == "held-out rows" and s["teacher_only_inputs"] == 4
-    assert s["n_train"] == 144 and s["n_held_out"] == 36 and s["capacity_ratio"] is None
+    assert s["family"] == "tabular" and s["held_out"] == "out-of-fold rows" and s["teacher_only_inputs"] == 4
+    assert s["n_train"] == s["n_held_out"] == 144 and s["capacity_ratio"] is None
     with np.load(run / TRAINING_OUTPUTS["predictions"]) as npz:
         preds = dict(npz)
     taught = metrics.softmax(preds["oof_teacher"]).max(1).mean()
-    assert s["teacher_confidence_train"] == pytest.approx(taught)
-    assert s["alone_accuracy_held_out"] == pytest.approx(metrics.accuracy(preds["test_student_alone"],
-                                                                           preds["test_labels"]))
+    assert s["teacher_confidence_train"] == pytest.approx(taught) == s["teacher_confidence_held_out"]
+    assert s["alone_accuracy_held_out"] == pytest.approx(metrics.accuracy(preds["oof_student_alone"],
+                                                                           preds["oof_labels"]))
+    assert s["alone_accuracy_train"] == pytest.approx(metrics.accuracy(preds["train_student_alone"],
+                                                                        preds["train_labels"]))
     assert diagnose(Signals.from_dict(s)).findings[0].rule == "privileged_columns"
     with pytest.raises(SystemExit) as done:
         main(["diagnose", str(run)])

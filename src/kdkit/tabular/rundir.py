@@ -100,12 +100,14 @@ def predictions(distilled: DistilledClassifier, alone: DistilledClassifier, held
 
 
 def tabular_diagnosis(distilled: DistilledClassifier, preds: dict[str, np.ndarray], held: HeldOut) -> Diagnosis:
-    """The diagnosis of a tabular run: the teacher's out-of-fold probabilities are what the student learns from on
-    its training rows, the students' fold-mean predictions there what it learned; held-out rows as the verdict's."""
+    """The diagnosis of a tabular run, from the fitting rows alone (the held-out rows give the verdict): on the
+    training side, the teacher's out-of-fold probabilities (what the student learns from) and the students'
+    fold-mean predictions (what they learned); held out, every model's out-of-fold predictions (each row by fold
+    models that never saw it; the rules read the teacher's and the student alone's, which are not optimistic)."""
     split = {where: Split({r: preds[f"{where}_{r}"] for r in ROLES}, preds[f"{where}_labels"])
-             for where in ("train", "test")}
+             for where in ("train", "oof")}
     only = set(distilled.teacher_columns_) - set(distilled.student_columns_)
-    signals = prediction_signals("tabular", "held-out rows", split["train"], split["test"], unit="rows",
+    signals = prediction_signals("tabular", "out-of-fold rows", split["train"], split["oof"], unit="rows",
                                  n_train=len(held.y), teacher_only_inputs=len(only))
     return diagnose(signals)
 
