@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from kdkit.errors import RunDirError
+from kdkit.labels import UNLABELLED
 from kdkit.verdict import GAIN, NONE, Verdict
 
 # --- thresholds (fractions of accuracy or of probability) ---------------------------------------------------
@@ -414,24 +415,24 @@ def confidence(logits: np.ndarray) -> tuple[float, float]:
 
 
 def flat_labelled(logits: np.ndarray, labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """(N, C) logits and their labels; per-token logits (N, L, C) become their labelled tokens (label != -1)."""
+    """(N, C) logits and their labels; per-token logits (N, L, C) become their labelled tokens."""
     logits = np.asarray(logits)
     if logits.ndim == 2:
         return logits, None if labels is None else np.asarray(labels)
-    keep = np.asarray(labels).reshape(-1) != -1
+    keep = np.asarray(labels).reshape(-1) != UNLABELLED
     return logits.reshape(-1, logits.shape[-1])[keep], np.asarray(labels).reshape(-1)[keep]
 
 
 @dataclass
 class Split:
-    """Logits of the three models by role on one set of inputs, with its labels (-1: unlabelled)."""
+    """Logits of the three models by role on one set of inputs, with its labels (UNLABELLED: none)."""
 
     logits: Mapping[str, np.ndarray]
     labels: np.ndarray
 
 
 def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float | None:
-    labelled = labels != -1
+    labelled = labels != UNLABELLED
     return float((logits[labelled].argmax(-1) == labels[labelled]).mean()) if labelled.any() else None
 
 
