@@ -120,6 +120,19 @@ def test_every_rule_names_its_evidence_and_every_threshold_is_named_once() -> No
         assert source.count(f"\n{name} = ") == 1
 
 
+def test_the_verdict_warning_quotes_the_first_finding() -> None:
+    from kdkit.verdict import LOSS, WHY_SECTION, not_paid
+
+    cause = diagnose(signals(teacher_confidence_train=0.99)).findings[0]
+    (warning,) = not_paid(NONE, cause)
+    assert warning.message == f"Distillation made no measurable difference. Diagnosis: {cause.message}"
+    assert warning.next_step == cause.next_step and warning.section == WHY_SECTION
+    expected = diagnose(signals(n_pool=5000)).findings[0]  # predicted a gain, measured a loss
+    (warning,) = not_paid(LOSS, expected)
+    assert "The diagnosis expected a gain: The teacher labels 5.0x" in warning.message
+    assert not_paid(GAIN, cause) == [] and "kdkit tune" in not_paid(NONE)[0].next_step
+
+
 def test_signals_round_trip_and_the_saved_advice_is_recomputed() -> None:
     d = diagnose(signals(n_pool=3000))
     data = json.loads(json.dumps(d.as_dict()))

@@ -156,7 +156,8 @@ def not_paid(kind: str, why: Finding | None = None, try_next: str = TRY_NEXT,
                      else ("no_difference", "Distillation made no measurable difference."))
     if why is None:
         return [Advice(code, message, try_next, section)]
-    return [Advice(code, f"{message} Diagnosis: {why.message}", why.next_step, WHY_SECTION)]
+    said = "The diagnosis expected a gain:" if why.predicts == GAIN else "Diagnosis:"
+    return [Advice(code, f"{message} {said} {why.message}", why.next_step, WHY_SECTION)]
 
 
 def advise(
