@@ -341,6 +341,31 @@ def test_evaluate_an_lm_run_measures_the_saved_models_again(two_seeds: list[Path
     assert "re-evaluated" in capsys.readouterr().out
 
 
+def test_an_lm_run_saves_per_token_signals_and_diagnose_reads_them(two_seeds: list[Path], capsys) -> None:
+    """The diagnosis of an LM run is per labelled token: its validation numbers equal kdkit.lm.metrics' on the
+    saved models; the evaluation recomputes the same; `kdkit diagnose` and the report show them."""
+    from kdkit.lm.commands import load_lm_run_models
+    from kdkit.lm.metrics import lm_report
+
+    run = two_seeds[0]
+    results = json.loads((run / "results.json").read_text())
+    s = results["diagnosis"]["signals"]
+    assert s["family"] == "lm" and s["unit"] == "tokens" and s["held_out"] == "validation split"
+    assert s["n_train"] == SHRUNK["n_train"] and s["n_pool"] == SHRUNK["n_transfer"]  # sequence_level answers them
+    _cfg, data, models = load_lm_run_models(run)
+    alone = lm_report(models["student_alone"], data.val, models["teacher"])
+    assert s["alone_accuracy_held_out"] == pytest.approx(alone["token_accuracy"], rel=1e-9)
+    assert s["agreement_alone_held_out"] == pytest.approx(alone["agreement"], rel=1e-9)
+    assert s["teacher_accuracy_held_out"] == pytest.approx(lm_report(models["teacher"], data.val)["token_accuracy"])
+    assert s["n_held_out"] == int(data.val.y.ge(0).sum())
+    assert 0 < s["teacher_confidence_train"] <= 1 and s["teacher_entropy_held_out"] >= 0
+    _main(["diagnose", str(run)])
+    out = capsys.readouterr().out
+    assert "per labelled token" in out and f"predicted by the rules: {results['diagnosis']['predicted']}" in out
+    _main(["report", str(run)])
+    assert "## Diagnosis" in (run / "report.md").read_text()
+
+
 def test_predict_continues_prompts_with_an_lm_run(two_seeds: list[Path], tmp_path: Path, capsys) -> None:
     from kdkit.lm.commands import load_lm_run_models, predict_lm
 

@@ -60,7 +60,7 @@ def test_tables_and_every_image_render(report, tmp_path):
     assert result["images"] == report.read_text().count("<img") == 6
     assert result["broken"] == []
     assert result["shown"] == 6
-    assert result["tables"] == 3  # models, fidelity, per class
+    assert result["tables"] == 4  # models, diagnosis signals, fidelity, per class
     rows = result["firstTable"]
     assert [r[0] for r in rows[2:]] == ["teacher", "student alone", "distilled student"]
     results = json.loads((report.parent / "results.json").read_text())["rows"]
@@ -153,7 +153,7 @@ def test_tabular_run_renders_like_a_torch_run(tabular_report, tmp_path):
     result = json.loads(html.unescape(found.group(1)))
     assert result["images"] == tabular_report.read_text().count("<img") == 5
     assert result["broken"] == [] and result["shown"] == 5
-    assert result["tables"] == 3  # models, fidelity, per class
+    assert result["tables"] == 6  # models, diagnosis signals, held-out and out-of-fold scores, fidelity, per class
     rows = result["firstTable"]
     assert [r[0] for r in rows[2:]] == ["teacher", "student alone", "distilled student"]
     results = json.loads((tabular_report.parent / "results.json").read_text())["rows"]

@@ -173,7 +173,10 @@ def table(tmp_path_factory) -> tuple[Path, Path]:
                                       "--student-params", '{"n_estimators": 8, "min_child_samples": 5}',
                                       "--run-dir", str(tmp / "run")])
     assert fitted.exit_code == 0, fitted.output
-    return tmp / "run", tmp / "train.csv"  # its test predictions are out-of-fold on these rows
+    run, lines = tmp / "run", (tmp / "train.csv").read_text().splitlines(keepends=True)
+    held = [int(line) for line in (run / "holdout.csv").read_text().split()[1:]]  # file lines, the header is 1
+    (tmp / "held_out.csv").write_text(lines[0] + "".join(lines[n - 1] for n in held))
+    return run, tmp / "held_out.csv"  # the rows its test predictions are made on, as written in train.csv
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +230,7 @@ def test_load_gives_the_runs_test_predictions(kind, role, request):
         import pandas as pd
 
         proba = loaded.predict_proba(pd.read_csv(inputs))
-        np.testing.assert_allclose(np.log(np.clip(proba, 1e-12, 1.0)), saved[f"fitted_{role}"], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(np.log(np.clip(proba, 1e-12, 1.0)), saved[f"test_{role}"], rtol=0, atol=1e-9)
     else:
         units = _lm_units(loaded, kdkit.load(run, model="teacher"), run)
         for key, value in units.items():
@@ -265,8 +268,8 @@ def test_predict_gives_the_runs_test_predictions(kind, role, request, capsys):
             classes = ["other", "positive", "negative"]
             assert [t for _, t in shown] == [classes[k] for k in predicted[: len(shown)]]
     elif kind == "table":
-        fitted = np.exp(saved[f"fitted_{role}"])
-        np.testing.assert_allclose([float(r["probability"]) for r in rows], fitted[:, 1], rtol=0, atol=1e-9)
+        proba = np.exp(saved[f"test_{role}"])
+        np.testing.assert_allclose([float(r["probability"]) for r in rows], proba[:, 1], rtol=0, atol=1e-9)
     else:
         right = [float(r["completion"] == r["reference"]) for r in _with_references(rows, run)]
         assert right == saved[f"test_{role}_exact"].tolist()
@@ -292,7 +295,8 @@ def test_evaluate_gives_the_runs_test_predictions(kind, role, request, capsys):
         _cli(capsys, "evaluate", str(run), *([] if kind == "lm" else ["--quick"]))
         _EVALUATED[kind] = _saved(run, "evaluation_predictions.npz")
     saved, again = _saved(run), _EVALUATED[kind]
-    keys = [k for k in saved if k.startswith(f"test_{role}")]
+    arrays = ("test", "train", "oof") if kind == "table" else ("test",)  # a table's fitting rows are remade too
+    keys = [k for k in saved if k.startswith(tuple(f"{a}_{role}" for a in arrays))]
     assert keys
     for key in keys:
         tolerance = {"table": (0, 1e-9), "lm": (1e-5, 1e-9)}.get(kind, (1e-5, 1e-5))
@@ -321,6 +325,22 @@ def test_a_model_whose_tokenizer_folder_is_gone_is_refused_in_one_line(raw_text,
         assert kdkit.load(run, model="student_kd").raw_text  # the students need only the run's vocabulary
     finally:
         moved.rename(folder)
+
+
+def test_a_table_whose_training_file_changed_or_went_is_refused_in_one_line(table, capsys):
+    """Its held-out rows are chosen again from the training file: other rows there would be other held-out rows."""
+    run, _ = table
+    import yaml
+
+    train = Path(yaml.safe_load((run / "config.yaml").read_text())["data"]["train"])
+    text = train.read_text()
+    try:
+        train.write_text(text + text.splitlines(keepends=True)[1] * 10)
+        assert "no longer gives the held-out rows" in _refused(capsys, "evaluate", str(run), "--quick")
+        train.unlink()
+        assert f"{train} is missing" in _refused(capsys, "evaluate", str(run), "--quick")
+    finally:
+        train.write_text(text)
 
 
 def test_predict_reads_the_runs_text_column_or_the_one_given(words, tmp_path, capsys):

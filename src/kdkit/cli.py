@@ -154,7 +154,7 @@ def evaluate(
         return
     from kdkit.inference import run_kind
 
-    if run_kind(run_dir) == "tabular":  # out-of-fold predictions made again from the saved fold models
+    if run_kind(run_dir) == "tabular":  # the held-out rows predicted again by the saved fold models
         from kdkit.errors import ConfigError
         from kdkit.tabular.rundir import evaluate_tabular_run
 
@@ -277,6 +277,29 @@ def report(
         from kdkit.report.browser import screenshot as take_screenshot
 
         console.print(f"screenshot: {take_screenshot(files.html, screenshot)}")
+
+
+@app.command()
+def diagnose(
+    run_dir: Path = typer.Argument(..., help="a run directory of `kdkit demo`, `train` (classification or language "
+                                   "model) or `tabular fit`"),
+    as_json: bool = typer.Option(False, "--json", help="print the signals, the prediction and the advice as JSON"),
+) -> None:
+    """Why distillation paid or not: the run's signals (teacher confidence, student fit, agreement, sizes) and the
+    advice of the rules that read them, next to the measured verdict."""
+    from kdkit.diagnosis import diagnosis_text, load_diagnosis
+
+    found = load_diagnosis(run_dir)
+    if as_json:
+        import json
+
+        data = {**found.diagnosis.as_dict(), "kind": found.kind,
+                "measured": None if found.verdict is None else found.verdict.kind}
+        console.print(json.dumps(data, indent=1), markup=False, highlight=False, soft_wrap=True)
+        return
+    console.print(f"kdkit diagnose: {run_dir} ({found.kind})", markup=False, highlight=False)
+    for line in diagnosis_text(found):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

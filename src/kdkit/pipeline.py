@@ -32,6 +32,7 @@ from kdkit.checkpoint import load_weights, save_weights, write_atomic
 from kdkit.config import RunConfig, dump_config
 from kdkit.data import DataBundle, Indexed, build_data, make_loader
 from kdkit.data.boundary import TOKEN_IDS, BoundarySamples, boundary_samples
+from kdkit.diagnosis import Diagnosis, Split, capacity_ratio, diagnose, prediction_signals
 from kdkit.errors import ConfigError, RunDirError
 from kdkit.models import build_from_config
 from kdkit.plans import build_plan, check_outputs, train_or_load
@@ -285,6 +286,7 @@ def evaluate_models(
     int8 = int8_roles(cfg)
     # a quantization-aware student is measured as what it deploys to: its int8 conversion, on the CPU
     models = {role: convert_quantized(m) if role in int8 else m for role, m in models.items()}
+    val_loader = make_loader(bundle.val, 512, shuffle=False)  # held-out inputs of the diagnosis (not the verdict's)
     for role, model in models.items():
         console_note(f"evaluating {LABELS[role]}: predictions on {len(bundle.test):,} test samples")
         where = metrics.model_device(model) if role in int8 else device
@@ -292,6 +294,8 @@ def evaluate_models(
         preds[f"test_{role}"], preds["test_labels"] = predict(model, test_loader, where)
         if type(cfg.distill.scheme).trains_on_data:  # a data-free student never saw the training split
             preds[f"train_{role}"], preds["train_labels"] = predict(model, distill_loader, where)
+        if len(bundle.val):
+            preds[f"val_{role}"], preds["val_labels"] = predict(model, val_loader, where)
     rows = []
     console_note("evaluating all three: timing latency and throughput in interleaved rounds")
     costs, cost_conditions = measure_cost(bundle, models, quick_cost, threads)
@@ -304,17 +308,20 @@ def evaluate_models(
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **preds)
     write_atomic(run_dir / outputs["predictions"], buffer.getvalue())
+    diagnosis = run_diagnosis(cfg, bundle, preds, rows)
     summary = {
         "format": FORMAT_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "device": str(device),
         "data": {"name": cfg.data.name, "num_classes": bundle.num_classes, "input_shape": list(bundle.input_shape),
-                 "n_test": len(bundle.test), "n_val": len(bundle.val), "class_names": list(bundle.class_names)},
+                 "n_test": len(bundle.test), "n_val": len(bundle.val), "class_names": list(bundle.class_names),
+                 "n_train": len(bundle.train), "n_pool": diagnosis.signals.n_pool},
         "rows": rows,
         "cost": cost_conditions,
         "verdict": run_verdict({r: preds[f"test_{r}"] for r in ROLES}, preds["test_labels"], rows,
                                n_val=len(bundle.val), keep=cfg.settings("distill").keep, seed=cfg.seed,
-                               data=cfg.data.name).as_dict(),
+                               data=cfg.data.name, why=diagnosis.findings[0]).as_dict(),
+        "diagnosis": diagnosis.as_dict(),
     }
     if training is not None:
         summary["training"] = training
@@ -323,6 +330,25 @@ def evaluate_models(
     write_atomic(run_dir / outputs["table"], to_markdown(rows) + "\n" + conditions_text(cost_conditions) + "\n")
     write_atomic(run_dir / outputs["results"], json.dumps(summary, indent=2))
     return rows
+
+
+def run_diagnosis(cfg: RunConfig, bundle: DataBundle, preds: dict[str, np.ndarray],
+                  rows: list[dict[str, Any]]) -> Diagnosis:
+    """The diagnosis (kdkit.diagnosis) from the predictions evaluate_models made: the labelled training inputs are
+    the first len(bundle.train) rows of the distillation data, the held-out inputs the validation split (the test
+    split, which gives the verdict, only when there is no validation split)."""
+    n_train = len(bundle.train)
+    pool = len(bundle.transfer) if cfg.distill.use_transfer and bundle.transfer is not None else 0
+    split = "val" if "val_labels" in preds else "test"
+    held = Split({r: preds[f"{split}_{r}"] for r in ROLES}, preds[f"{split}_labels"])
+    train = (Split({r: preds[f"train_{r}"][:n_train] for r in ROLES}, preds["train_labels"][:n_train])
+             if "train_labels" in preds else None)
+    notes = [] if train is not None else ["the scheme never shows the student the training inputs: no train signals"]
+    signals = prediction_signals("classification", "validation split" if split == "val" else "test split",
+                                 train, held, unit="tokens" if preds["test_labels"].ndim == 2 else "samples",
+                                 n_train=n_train, n_pool=pool, notes=notes,
+                                 capacity_ratio=capacity_ratio({r["role"]: r for r in rows}))
+    return diagnose(signals)
 
 
 def cost_note(results: Path) -> str | None:

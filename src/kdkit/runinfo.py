@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from kdkit import distributed
 from kdkit.verdict import Verdict
+
+if TYPE_CHECKING:
+    from kdkit.diagnosis import Diagnosis
 
 STAGES = ("teacher", "student", "distill")
 
@@ -49,13 +52,33 @@ def read_verdict(run_dir: Path, results: str = "results.json") -> Verdict | None
     return Verdict.from_dict(data) if isinstance(data, dict) else None
 
 
+def read_diagnosis(run_dir: Path, results: str = "results.json") -> Diagnosis | None:
+    """The diagnosis saved in run_dir/`results` (its rules applied again to its signals), if any."""
+    from kdkit.diagnosis import Diagnosis
+
+    try:
+        data = json.loads((run_dir / results).read_text()).get("diagnosis")
+        return Diagnosis.from_dict(data) if isinstance(data, dict) else None
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return None
+
+
+def diagnosis_lines(diagnosis: Diagnosis, verdict: Verdict | None = None) -> list[str]:
+    """The diagnosis's lines, leaving out a finding the verdict's warnings already quote."""
+    said = " ".join(a.message for a in verdict.advice) if verdict is not None else ""
+    head, *findings = diagnosis.lines()
+    return [head] + [line for line, f in zip(findings, diagnosis.findings, strict=True) if f.message not in said]
+
+
 def show_verdict(run_dir: Path, console: Console | None = None, results: str = "results.json") -> None:
-    """The verdict and its warnings, one line each, as plain text (a log file keeps them whole)."""
+    """The verdict and its warnings, then the diagnosis (signals and advice), one line each, as plain text (a log
+    file keeps them whole)."""
     verdict = read_verdict(run_dir, results)
-    if verdict is None:
-        return
+    diagnosis = read_diagnosis(run_dir, results)
+    lines = [] if verdict is None else verdict.lines()
+    lines += [] if diagnosis is None else diagnosis_lines(diagnosis, verdict)
     console = console or Console()
-    for line in verdict.lines():
+    for line in lines:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 

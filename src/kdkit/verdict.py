@@ -19,11 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from kdkit.labels import UNLABELLED
+
+if TYPE_CHECKING:
+    from kdkit.diagnosis import Finding
 
 GAIN, NONE, LOSS = "gain", "no measurable difference", "loss"
 LEVEL = 0.95
@@ -31,6 +34,7 @@ RESAMPLES = 2000
 SMALL_VAL = 500  # below this many validation samples, picking the best epoch mostly picks noise
 NOT_FASTER = 1.1  # latency speed-ups under this are within timing noise: the student is not clearly faster
 README = "README.md"
+WHY_SECTION = "Why it paid, or not: the diagnosis"  # README section of kdkit.diagnosis's signals and rules
 
 TRY_NEXT = ("tune T and alpha on the validation split (`kdkit tune CONFIG`, README \"Tuning the distillation\"); "
             "give the teacher more inputs to label (a transfer set: `data.transfer_size`, or an `unlabelled/` folder "
@@ -153,24 +157,33 @@ def seeds_interval(differences: Sequence[float], level: float = LEVEL) -> tuple[
     return mean, mean - half, mean + half, sem
 
 
+def not_paid(kind: str, why: Finding | None = None, try_next: str = TRY_NEXT,
+             section: str = "Reading the verdict") -> list[Advice]:
+    """The warning of a loss or of no measurable difference: with the diagnosis's first finding (`why`), its reason
+    and next step; without one, the general next step `try_next`."""
+    if kind not in (LOSS, NONE):
+        return []
+    code, message = (("loss", "The distilled student is worse than the same student trained alone.") if kind == LOSS
+                     else ("no_difference", "Distillation made no measurable difference."))
+    if why is None:
+        return [Advice(code, message, try_next, section)]
+    said = "The diagnosis expected a gain:" if why.predicts == GAIN else "Diagnosis:"
+    return [Advice(code, f"{message} {said} {why.message}", why.next_step, WHY_SECTION)]
+
+
 def advise(
     kind: str, rows: Mapping[str, Mapping[str, Any]], teacher_low: float | None = None, n_val: int | None = None,
-    keep: str | None = None, data: str | None = None,
+    keep: str | None = None, data: str | None = None, why: Finding | None = None,
 ) -> list[Advice]:
-    """The warnings that apply: distillation did not pay, the teacher is not better than the student alone (so it
+    """The warnings that apply: distillation did not pay (with the diagnosis's first finding `why`, when there is
+    one; else the next step for the data source `data`), the teacher is not better than the student alone (so it
     has little to teach), the student is not faster than the teacher (so there is nothing to buy), or the
     validation split is too small for `keep: best` to pick a good epoch."""
-    out = []
-    if kind == LOSS:
-        out.append(Advice("loss", "The distilled student is worse than the same student trained alone.",
-                          try_next(data), "Reading the verdict"))
-    elif kind == NONE:
-        out.append(Advice("no_difference", "Distillation made no measurable difference.",
-                          try_next(data), "Reading the verdict"))
+    out = not_paid(kind, why, try_next(data))
     teacher, alone = rows.get("teacher", {}), rows.get("student_alone", {})
     not_better = (teacher_low <= 0 if teacher_low is not None
                   else teacher.get("accuracy", 1.0) <= alone.get("accuracy", 0.0))
-    if not_better:
+    if not_better and (why is None or why.rule != "teacher_not_better"):  # else the diagnosis said it already
         out.append(Advice(
             "teacher_not_better",
             f"The teacher ({teacher.get('accuracy', float('nan')):.4f}) is not measurably better than the student "
@@ -201,10 +214,11 @@ def advise(
 def run_verdict(
     test_logits: Mapping[str, np.ndarray], labels: np.ndarray, rows: Sequence[Mapping[str, Any]],
     n_val: int | None = None, keep: str | None = None, resamples: int = RESAMPLES, seed: int = 0,
-    data: str | None = None,
+    data: str | None = None, why: Finding | None = None,
 ) -> Verdict:
     """The verdict of one run from its test logits by role (teacher, student_alone, student_kd) and labels; `data`
-    (the data source's name) picks the next steps."""
+    (the data source's name) picks the next steps, `why` (the diagnosis's first finding) words the warning when
+    distillation did not pay."""
     kd, total = correct_per_unit(test_logits["student_kd"], labels)
     alone, _ = correct_per_unit(test_logits["student_alone"], labels)
     teacher, _ = correct_per_unit(test_logits["teacher"], labels)
@@ -215,7 +229,7 @@ def run_verdict(
     by_role = {str(r["role"]): r for r in rows}
     method = f"paired bootstrap over {len(total):,} {unit}, {resamples:,} resamples, seed {seed}"
     return Verdict(kind, diff, low, high, method, len(total),
-                   advice=advise(kind, by_role, teacher_low, n_val, keep, data))
+                   advice=advise(kind, by_role, teacher_low, n_val, keep, data, why))
 
 
 def seeds_verdict(differences: Sequence[float], rows: Mapping[str, Mapping[str, Any]] | None = None,

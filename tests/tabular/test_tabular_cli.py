@@ -59,7 +59,11 @@ def test_tune_stores_study_in_run_dir_and_fit_reuses_best(csvs, tmp_path: Path) 
                                  "--n-trials", "3", "--run-dir", str(run)])
     assert result.exit_code == 0, result.output
     assert (run / "study.db").exists() and "best trial" in result.output
+    assert "held-out verdict: " in result.output  # the best trial, fitted again, on rows the search never saw
     best = yaml.safe_load((run / "best.yaml").read_text())  # YAML, as `kdkit tune` writes
+    assert best["held_out"]["rows"] == 36 and best["holdout"] == {"fraction": 0.2, "seed": 0, "test_file": False,
+                                                                  "source": best["held_out"]["source"]}
+    assert set(best["held_out"]["log_loss"]) == {"student_kd", "student_alone"}
     assert 0 <= best["alpha"] <= 0.9 and "num_leaves" in best["student_params"]
     assert not (run / "best.json").exists()
     again = runner.invoke(app, ["tune", *args, "--teacher", "lightgbm", "--student", "lightgbm", "--n-trials", "1",

@@ -72,25 +72,30 @@ def load_lm_run_models(run_dir: str | Path) -> tuple[Any, Any, dict[str, nn.Modu
 
 def evaluate_lm_run(run_dir: str | Path, console: Console | None = None) -> dict[str, dict[str, float]]:
     """Measure the run's three models again on its test split; write the evaluation files; print the table."""
+    from kdkit.diagnosis import diagnose
     from kdkit.lm.run import measure
+    from kdkit.lm.signals import lm_signals
     from kdkit.lm.verdict import lm_run_verdict
+    from kdkit.runinfo import diagnosis_lines
     from kdkit.trainer import resolve_device
 
     console = console or Console()
     run_dir = Path(run_dir)
     cfg, data, models = load_lm_run_models(run_dir)
-    rows, units = measure(models, data, resolve_device(cfg.train.device))
-    verdict = lm_run_verdict(units, rows, seed=cfg.seed)
+    device = resolve_device(cfg.train.device)
+    rows, units = measure(models, data, device)
+    diagnosis = diagnose(lm_signals(models, data.train, data.val, device, rows, _pool(run_dir, cfg)))
+    verdict = lm_run_verdict(units, rows, seed=cfg.seed, why=diagnosis.findings[0])
     write_atomic(run_dir / EVALUATION_OUTPUTS["predictions"], units_npz(units))
     table = table_markdown({LABELS[r]: rows[r] for r in ROLES})
     write_atomic(run_dir / EVALUATION_OUTPUTS["table"], table)
     results = {"kind": "lm", "evaluated": True, "seed": cfg.seed, "verdict": verdict.as_dict(),
-               "rows": [{"model": LABELS[r], "role": r, **rows[r]} for r in ROLES]}
+               "diagnosis": diagnosis.as_dict(), "rows": [{"model": LABELS[r], "role": r, **rows[r]} for r in ROLES]}
     write_atomic(run_dir / EVALUATION_OUTPUTS["results"], json.dumps(results, indent=1))
     console.print(f"kdkit (lm): {cfg.data.name}, scheme {cfg.distill.scheme.name}, {len(data.test):,} test rows, "
                   "re-evaluated", highlight=False)
     console.print(table, soft_wrap=True, markup=False, highlight=False)
-    for line in verdict.lines():
+    for line in verdict.lines() + diagnosis_lines(diagnosis, verdict):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     return rows
 
@@ -140,6 +145,15 @@ def load_lm(run_dir: str | Path, model: str = "student_kd", device: str = "cpu")
         raise ConfigError(f"unknown model '{model}'; choose one of: {', '.join(ROLES)}")
     _cfg, data, models = load_lm_run_models(run_dir)
     return LoadedLM(models[model].to(device).eval(), model, data.tokenizer, data.seq_len)
+
+
+def _pool(run_dir: Path, cfg: Any) -> int:
+    """The prompts the teacher answered for the distilled student, as the training run recorded them."""
+    try:
+        data = json.loads((run_dir / "results.json").read_text()).get("data", {})
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return int(data.get("n_transfer") or 0) if cfg.distill.scheme.name == "sequence_level" else 0
 
 
 def predict_lm(run_dir: str | Path, prompts_file: str | Path, model: str = "student_kd",

@@ -24,16 +24,19 @@ from kdkit import run_guard
 from kdkit.checkpoint import load_weights, save_state
 from kdkit.data import build_lm_data
 from kdkit.data.lm import LMBundle
+from kdkit.diagnosis import diagnose
 from kdkit.lm.config import LMRunConfig, divergence_terms, dump_lm_config
 from kdkit.lm.dataset import LMDataset, encode_pairs
 from kdkit.lm.metrics import exact_hits, lm_units, summarize_units
 from kdkit.lm.rundir import LABELS, ROLES, table_markdown, write_lm_run
+from kdkit.lm.signals import lm_signals
 from kdkit.lm.verdict import lm_run_verdict
 from kdkit.lm.vocab import check_model_vocabularies
 from kdkit.loaders import Indexed, make_loader
 from kdkit.models import build_model
 from kdkit.models.lm import load_causal_lm
 from kdkit.resume import resuming
+from kdkit.runinfo import diagnosis_lines
 from kdkit.trainer import fit, resolve_device, seed_everything
 
 
@@ -197,14 +200,16 @@ def run_lm(cfg: LMRunConfig, console: Console | None = None, overwrite: bool = F
                        run_dir / "models" / f"{role}.safetensors")
         if hasattr(data.tokenizer, "save") and not _hf_path(cfg.teacher.name):
             data.tokenizer.save(run_dir / "tokenizer.json")
-        verdict = lm_run_verdict(units, rows, seed=cfg.seed)
+        pool = len(transfer) if transfer is not None and cfg.distill.scheme.name == "sequence_level" else 0
+        diagnosis = diagnose(lm_signals(models, data.train, data.val, device, rows, pool))
+        verdict = lm_run_verdict(units, rows, seed=cfg.seed, why=diagnosis.findings[0])
         seconds = time.perf_counter() - start
         summary = {"seed": cfg.seed, "device": str(device), "seconds": seconds,
                    "data": {"name": cfg.data.name, "n_train": len(data.train), "n_val": len(data.val),
                             "n_test": len(data.test), "n_transfer": len(transfer) if transfer is not None else 0,
                             "seq_len": data.seq_len, "vocab_size": data.vocab_size,
                             "test_tokens": int(units["teacher"]["tokens"].sum()), **data.info},
-                   "training": record, "verdict": verdict.as_dict()}
+                   "training": record, "verdict": verdict.as_dict(), "diagnosis": diagnosis.as_dict()}
         write_lm_run(run_dir, rows, units, summary)
     finally:
         lock.release()
@@ -212,7 +217,7 @@ def run_lm(cfg: LMRunConfig, console: Console | None = None, overwrite: bool = F
     console.print(f"kdkit (lm): {cfg.data.name}, scheme {cfg.distill.scheme.name}, {test}", highlight=False)
     console.print(table_markdown({LABELS[r]: rows[r] for r in ROLES}), soft_wrap=True, markup=False,
                   highlight=False)
-    for line in verdict.lines():
+    for line in verdict.lines() + diagnosis_lines(diagnosis, verdict):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     if "teacher_cache" in record:
         c = record["teacher_cache"]

@@ -15,21 +15,23 @@ the LM schemes rather than the classification recipes.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from kdkit.verdict import (
-    LOSS,
-    NONE,
     NOT_FASTER,
     RESAMPLES,
     Advice,
     Verdict,
     kind_of,
+    not_paid,
     paired_bootstrap,
     seeds_interval,
 )
+
+if TYPE_CHECKING:
+    from kdkit.diagnosis import Finding
 
 SECTION = "Language models: distil your own local causal LM"
 TRY_NEXT = ("give the teacher more prompts to answer (`data.n_transfer` with `distill.scheme.name: sequence_level`), "
@@ -51,17 +53,13 @@ def unit_scores(units: Mapping[str, np.ndarray], key: str) -> tuple[np.ndarray, 
     return np.asarray(units["correct"], float), np.asarray(units["tokens"], float)
 
 
-def lm_advice(kind: str, rows: Mapping[str, Mapping[str, Any]], key: str, teacher_low: float | None) -> list[Advice]:
-    """The warnings that apply to an LM run: no gain, a teacher no better than the student alone, a student that
-    does not generate faster than the teacher."""
-    out = []
-    if kind == LOSS:
-        out.append(Advice("loss", "The distilled student is worse than the same student trained alone.", TRY_NEXT,
-                          SECTION))
-    elif kind == NONE:
-        out.append(Advice("no_difference", "Distillation made no measurable difference.", TRY_NEXT, SECTION))
+def lm_advice(kind: str, rows: Mapping[str, Mapping[str, Any]], key: str, teacher_low: float | None,
+              why: Finding | None = None) -> list[Advice]:
+    """The warnings that apply to an LM run: no gain (with the diagnosis's first finding `why`, when there is one),
+    a teacher no better than the student alone, a student that does not generate faster than the teacher."""
+    out = not_paid(kind, why, TRY_NEXT, SECTION)
     teacher, alone = rows.get("teacher", {}), rows.get("student_alone", {})
-    if teacher_low is not None and teacher_low <= 0:
+    if teacher_low is not None and teacher_low <= 0 and (why is None or why.rule != "teacher_not_better"):
         out.append(Advice(
             "teacher_not_better", f"The teacher ({key} {teacher.get(key, float('nan')):.4f}) is not measurably better "
             f"than the student alone ({alone.get(key, float('nan')):.4f}), so it has little to teach.",
@@ -76,8 +74,9 @@ def lm_advice(kind: str, rows: Mapping[str, Mapping[str, Any]], key: str, teache
 
 
 def lm_run_verdict(units: Mapping[str, Mapping[str, np.ndarray]], rows: Mapping[str, Mapping[str, Any]],
-                   resamples: int = RESAMPLES, seed: int = 0) -> Verdict:
-    """One run's verdict from its per-unit sums by role (lm_units, plus `exact` hits when there are prompts)."""
+                   resamples: int = RESAMPLES, seed: int = 0, why: Finding | None = None) -> Verdict:
+    """One run's verdict from its per-unit sums by role (lm_units, plus `exact` hits when there are prompts); `why`
+    (the diagnosis's first finding) words the warning when distillation did not pay."""
     key, words = verdict_metric(units)
     kd, total = unit_scores(units["student_kd"], key)
     alone, _ = unit_scores(units["student_alone"], key)
@@ -87,7 +86,7 @@ def lm_run_verdict(units: Mapping[str, Mapping[str, np.ndarray]], rows: Mapping[
     kind = kind_of(low, high)
     unit = "test problems" if key == "exact_match" else "test texts"
     method = f"paired bootstrap over {len(total):,} {unit}, {resamples:,} resamples, seed {seed}"
-    return Verdict(kind, diff, low, high, method, len(total), advice=lm_advice(kind, rows, key, teacher_low),
+    return Verdict(kind, diff, low, high, method, len(total), advice=lm_advice(kind, rows, key, teacher_low, why),
                    metric=words)
 
 

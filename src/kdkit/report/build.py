@@ -11,7 +11,9 @@ from typing import Any
 
 from kdkit import metrics
 from kdkit.checkpoint import write_atomic
+from kdkit.diagnosis import from_results
 from kdkit.report import figures, numbers
+from kdkit.report.diagnosis import diagnosis_section
 from kdkit.report.document import Document, Image, Section, Table, Text
 from kdkit.report.html import render_html
 from kdkit.report.markdown import render_markdown
@@ -180,9 +182,32 @@ def build_document(run: RunData) -> Document:
     overview.blocks += [Text("results.json disagrees with predictions.npz (the report uses the predictions): " + m,
                              note=True) for m in numbers.mismatches(run, rows)]
     return Document(f"kdkit report: {data.get('name', run.path.name)}", subtitle, [
-        overview, run_section(run, rows), *remeasured_section(run), fidelity_section(run),
-        calibration_section(run, rows), per_class_section(run), curves_section(run), tradeoff_section(rows),
+        overview, run_section(run, rows), diagnosis_section(from_results(run.results, run)), *scores_section(run),
+        *remeasured_section(run), fidelity_section(run), calibration_section(run, rows), per_class_section(run),
+        curves_section(run), tradeoff_section(rows),
     ])
+
+
+def scores_section(run: RunData) -> list[Section]:
+    """A tabular run's scores (ROC AUC, log loss, macro F1 at its threshold) on the held-out rows, then out of fold
+    on the fitting rows, labelled as what they are: optimistic for the distilled student, never the verdict."""
+    found = [(title, run.results.get(key)) for key, title in (("scores", "held-out rows (the verdict's)"),
+                                                              ("oof_scores", "out of fold on the fitting rows: "
+                                                                             "optimistic, not the verdict"))]
+    tables = [score_table(scores, title) for title, scores in found if isinstance(scores, dict) and scores]
+    return [Section("Scores: held-out and out of fold", list(tables))] if len(tables) == 2 else []
+
+
+def score_table(scores: dict[str, Any], caption: str) -> Table:
+    """One row per model of a tabular run's scores (every numeric key but the threshold)."""
+    first = next((v for v in scores.values() if isinstance(v, dict)), {})
+    keys = [k for k, v in first.items() if isinstance(v, (int, float)) and k != "threshold"]
+    return Table(["model", *keys], [[str(v.get("name", role)), *(fmt_score(v.get(k)) for k in keys)]
+                                    for role, v in scores.items() if isinstance(v, dict)], caption=caption)
+
+
+def fmt_score(value: Any) -> str:
+    return "-" if not isinstance(value, (int, float)) else f"{value:.4f}"
 
 
 def remeasured_section(run: RunData) -> list[Section]:

@@ -17,11 +17,13 @@ from typing import Any
 import numpy as np
 
 from kdkit.checkpoint import write_atomic
+from kdkit.diagnosis import from_results
 from kdkit.errors import RunDirError
 from kdkit.lm.metrics import summarize_units
 from kdkit.lm.rundir import COLUMNS, LABELS, QUALITY, ROLES, LMRun, format_value, is_lm_run, load_lm_run
 from kdkit.lm.verdict import lm_run_verdict, lm_seeds_verdict, verdict_metric
 from kdkit.report.build import curves_section
+from kdkit.report.diagnosis import diagnosis_section
 from kdkit.report.document import Document, Section, Table, Text
 from kdkit.report.html import render_html
 from kdkit.report.markdown import render_markdown
@@ -111,7 +113,8 @@ def build_lm_document(run: LMRun) -> Document:
     verdict_section = Section(TITLE, [Text(verdict.headline), *(Text(a.text(), note=True) for a in verdict.advice),
                                       Text(EXPLAIN)])
     return Document(f"kdkit report: {data.get('name', run.path.name)} (language model)", subtitle,
-                    [overview, verdict_section, curves_section(run, accuracy="next-token accuracy")])
+                    [overview, verdict_section, diagnosis_section(from_results(run.results)),
+                     curves_section(run, accuracy="next-token accuracy")])
 
 
 def write_lm_report(run_dir: str | Path, figure_dir: str = "report_figures") -> tuple[Path, Path, list[Path]]:

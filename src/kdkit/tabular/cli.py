@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # the libraries themselves are imported inside the commands: 
     import pandas as pd
 
     from kdkit.tabular.estimator import DistilledClassifier
+    from kdkit.tabular.holdout import HeldOut
     from kdkit.tabular.io import TabularTask
 
 app = typer.Typer(help="Tabular distillation: a teacher on every training column, a student on the columns "
@@ -47,6 +48,10 @@ N_JOBS = typer.Option(None, "--n-jobs", help="threads of each CatBoost, LightGBM
 RUN_DIR = typer.Option(None, "--run-dir", help="output directory (default: runs/tabular-<time>)")
 KEEP = typer.Option([], "--keep-column", help="a column that looks like a row id (named like one, or whole numbers "
                     "unique per row and in order) but is a real feature: use it as one")
+HOLDOUT = typer.Option(0.2, "--holdout", help="share of the training rows held out for the verdict, stratified (unless "
+                       "--test holds the target and every teacher column: then its rows are held out)")
+HOLDOUT_SEED = typer.Option(0, "--holdout-seed", help="seed of the held-out split; fit and tune with the same one "
+                            "hold out the same rows")
 
 
 def _user_errors(fn: Callable) -> Callable:
@@ -183,24 +188,26 @@ def fit(
     from_tune: Path = typer.Option(None, "--from-tune", help="best.yaml of 'kdkit tabular tune': its "
                                    "teacher/student parameters and alpha replace the options above"),
     keep_columns: list[str] = KEEP,
+    holdout: float = HOLDOUT,
+    holdout_seed: int = HOLDOUT_SEED,
     run_dir: Path = RUN_DIR,
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a run already in --run-dir"),
 ) -> None:
-    """Teacher out-of-fold -> distilled student; compare with the student alone; predict the test file."""
-    import numpy as np
-
+    """Teacher out-of-fold -> distilled student; compare with the student alone on held-out rows; predict the test
+    file."""
     from kdkit.report.table import print_table
     from kdkit.runinfo import show_verdict
     from kdkit.tabular.estimator import DistilledClassifier
-    from kdkit.tabular.evaluate import best_threshold, scores
     from kdkit.tabular.load import ALONE
     from kdkit.tabular.rundir import write_run
     from kdkit.tabular.save import save_distiller
 
     task = _load(train, test, target, id_columns, student_columns, teacher_columns, n_splits)
     _refuse_ids(task, train, keep_columns)
+    held = _held_out(task, holdout, holdout_seed, n_splits, train, test)
     if from_tune is not None:
         best = _best(from_tune)
+        _check_tuned_on_same_rows(best, held, holdout, holdout_seed, from_tune)
         teacher_params, student_params = json.dumps(best["teacher_params"]), json.dumps(best["student_params"])
         alpha = float(best["alpha"])
     if not 0.0 <= alpha < 1.0:
@@ -212,30 +219,25 @@ def fit(
                   n_jobs=n_jobs, tune_threshold=threshold, verbose=1)  # verbose: a plain line per fold model
     distilled = DistilledClassifier(teacher=teacher, teacher_columns=task.teacher_columns, alpha=alpha,
                                     teacher_params=_json(teacher_params, "--teacher-params"), **common)
-    console.print(f"{len(task.X)} rows; teacher sees {len(task.teacher_columns)} columns, "
-                  f"student {len(task.student_columns)}; run directory {out}")
+    console.print(f"{len(held.y)} rows to fit on; teacher sees {len(task.teacher_columns)} columns, "
+                  f"student {len(task.student_columns)}; run directory {out}", highlight=False)
+    console.print(f"held out for the verdict: {held.source}; no model sees them while it is fitted",
+                  highlight=False)
     console.print(f"distilled student: the teacher's {n_splits} out-of-fold models, then {n_splits} student folds",
                   highlight=False)
-    distilled.fit(task.X, task.y)
+    distilled.fit(held.X, held.y)
     console.print(f"student alone: {n_splits} folds on hard labels", highlight=False)
-    alone = DistilledClassifier(**{**common, "student_mode": "auto"}, alpha=1.0).fit(task.X, task.y)
-    codes = np.searchsorted(distilled.classes_, np.asarray(task.y))
-    binary = len(distilled.classes_) == 2
-
-    def row(name: str, proba: np.ndarray) -> dict[str, Any]:
-        cut = best_threshold(codes, proba[:, 1]) if (threshold and binary) else None
-        return {"name": name, **scores(codes, proba, cut), "threshold": cut}
-
-    tabular_scores = {
-        "teacher": row(f"teacher {teacher} ({len(task.teacher_columns)} cols)", distilled.teacher_oof_),
-        "student_alone": row(f"student alone {student} ({len(task.student_columns)} cols)", alone.student_oof_),
-        "student_kd": row(f"distilled {student} (alpha={alpha:g})", distilled.student_oof_),
-    }
+    alone = DistilledClassifier(**{**common, "student_mode": "auto"}, alpha=1.0).fit(held.X, held.y)
+    names = {"teacher": f"teacher {teacher} ({len(task.teacher_columns)} cols)",
+             "student_alone": f"student alone {student} ({len(task.student_columns)} cols)",
+             "student_kd": f"distilled {student} (alpha={alpha:g})"}
+    held_scores, oof_scores = _scores(distilled, alone, held, names, threshold)
     name = Path(train).stem
     config = {  # the run-directory contract's config.yaml: compare pools runs that differ only by seed
         "kind": "tabular",
         "data": {"name": name, "train": str(train), "test": None if test is None else str(test), "target": target,
-                 "id_columns": list(id_columns), "keep_columns": list(keep_columns)},
+                 "id_columns": list(id_columns), "keep_columns": list(keep_columns),
+                 "holdout": {"fraction": holdout, "seed": holdout_seed, "test_file": held.lines is None}},
         "teacher": {"name": teacher, "params": distilled.teacher_params, "columns": list(task.teacher_columns)},
         "student": {"name": student, "params": common["student_params"], "columns": list(task.student_columns),
                     "mode": student_mode},
@@ -249,16 +251,63 @@ def fit(
         _predictions(distilled, task).to_csv(out / "predictions.csv", index=False)
         console.print(f"predictions for {len(task.test)} test rows: {out / 'predictions.csv'}")
     with console.status("measuring size and latency of the three models..."):
-        table = write_run(out, config, distilled, alone, task.X, codes, tabular_scores, name)
-    print_table(table, title=f"kdkit tabular: {name} (out-of-fold on the {len(task.X)} training rows)",
-                console=console)
-    title = "out-of-fold scores on the training rows" + (", threshold tuned for macro F1"
-                                                         if threshold and binary else "")
-    _print_table(title, {values["name"]: values for values in tabular_scores.values()})
+        table = write_run(out, config, distilled, alone, held, held_scores, oof_scores, name)
+    print_table(table, title=f"kdkit tabular: {name} (the {len(held.y_held)} held-out rows)", console=console)
+    cut = " (threshold tuned for macro F1 out of fold)" if threshold and len(distilled.classes_) == 2 else ""
+    _print_table(f"held-out rows{cut}", {values["name"]: values for values in held_scores.values()})
+    _print_table(f"out of fold on the {len(held.y)} fitting rows: optimistic for the distilled student, not the "
+                 "verdict", {values["name"]: values for values in oof_scores.values()})
     show_verdict(out, console)
     console.print(f"run directory: {out} (config.yaml, results.json, predictions.npz, table.md, models/); "
                   f"next: kdkit report {out}", highlight=False, soft_wrap=True)
     lock.release()
+
+
+def _held_out(task: TabularTask, holdout: float, seed: int, n_splits: int, train: Path, test: Path | None) -> HeldOut:
+    """The verdict's held-out rows (kdkit.tabular.holdout), chosen before anything is fitted or written."""
+    from kdkit.tabular.holdout import choose_held_out
+
+    held = choose_held_out(task, holdout, seed, n_splits, str(train), None if test is None else str(test))
+    if task.test_y is not None and held.lines is not None:
+        missing = [c for c in task.X.columns if task.test is not None and c not in task.test.columns]
+        console.print(f"{test} holds the target but not every teacher column ({', '.join(map(str, missing[:3]))}"
+                      f"...): the verdict is measured on {held.source} instead", highlight=False, soft_wrap=True)
+    return held
+
+
+def _check_tuned_on_same_rows(best: dict, held: HeldOut, fraction: float, seed: int, path: Path) -> None:
+    """Parameters tuned with other held-out rows were chosen on rows this fit holds out: refused."""
+    tuned = best.get("holdout")
+    if not isinstance(tuned, dict):
+        return  # a best.yaml written before tuning held rows out
+    from_file = held.lines is None
+    same_split = from_file or (tuned.get("fraction"), tuned.get("seed")) == (fraction, seed)
+    if bool(tuned.get("test_file")) != from_file or not same_split:
+        raise ConfigError(f"{path} was tuned holding out {tuned.get('source')}; this fit would hold out "
+                          f"{held.source}, rows the search chose on. Give the same --holdout "
+                          f"{tuned.get('fraction')} and --holdout-seed {tuned.get('seed')} (and --test file)")
+
+
+def _scores(distilled: DistilledClassifier, alone: DistilledClassifier, held: HeldOut, names: dict[str, str],
+            threshold: bool) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Per role, the tabular scores on the held-out rows and out of fold on the fitting rows; a binary decision
+    threshold (tuned for macro F1) is chosen out of fold and applied to the held-out rows as it is."""
+    import numpy as np
+
+    from kdkit.tabular.evaluate import best_threshold, scores
+    from kdkit.tabular.rundir import class_codes
+
+    fit_codes, held_codes = class_codes(distilled, held.y), class_codes(distilled, held.y_held)
+    binary = len(distilled.classes_) == 2
+    proba = {"teacher": (distilled.teacher_oof_, distilled.teacher_predict_proba(held.X_held)),
+             "student_alone": (alone.student_oof_, alone.predict_proba(held.X_held)),
+             "student_kd": (distilled.student_oof_, distilled.predict_proba(held.X_held))}
+    held_scores, oof_scores = {}, {}
+    for role, (oof, on_held) in proba.items():
+        cut = best_threshold(fit_codes, oof[:, 1]) if (threshold and binary) else None
+        oof_scores[role] = {"name": names[role], **scores(fit_codes, oof, cut), "threshold": cut}
+        held_scores[role] = {"name": names[role], **scores(held_codes, np.asarray(on_held), cut), "threshold": cut}
+    return held_scores, oof_scores
 
 
 @app.command()
@@ -334,28 +383,57 @@ def tune(
     teacher_params: str = typer.Option(None, "--teacher-params", help="fixed teacher parameters (JSON)"),
     student_params: str = typer.Option(None, "--student-params", help="fixed student parameters (JSON)"),
     keep_columns: list[str] = KEEP,
+    holdout: float = HOLDOUT,
+    holdout_seed: int = HOLDOUT_SEED,
     run_dir: Path = RUN_DIR,
 ) -> None:
-    """Optuna search over teacher and student parameters and alpha, scored by the student's CV score."""
+    """Optuna search over teacher and student parameters and alpha, scored by the student's CV score on the fitting
+    rows; the best is then scored on the held-out rows."""
     from kdkit.tabular.tune import run_study
 
     _check_n_jobs(n_jobs)
     task = _load(train, test, target, id_columns, student_columns, teacher_columns, n_splits)
     _refuse_ids(task, train, keep_columns)
+    held = _held_out(task, holdout, holdout_seed, n_splits, train, test)
     out = _run_dir(run_dir, "tune")
     base = dict(teacher=teacher, student=student, teacher_columns=task.teacher_columns,
                 student_columns=task.student_columns, student_mode=student_mode, n_splits=n_splits,
                 random_state=seed, n_jobs=n_jobs,
                 teacher_params=_json(teacher_params, "--teacher-params"),
                 student_params=_json(student_params, "--student-params"))
-    study = run_study(task.X, task.y, base, n_trials=n_trials, metric=metric, run_dir=out, storage=storage,
+    console.print(f"held out for the final score: {held.source}; the search never sees them", highlight=False)
+    study = run_study(held.X, held.y, base, n_trials=n_trials, metric=metric, run_dir=out, storage=storage,
                       study_name=study_name, timeout=timeout, progress=True)
     best = study.best_trial
-    table = Table(title=f"best trial #{best.number}: {metric} = {best.value:.4f}")
+    table = Table(title=f"best trial #{best.number}: {metric} = {best.value:.4f} (out of fold on the fitting rows)")
     table.add_column("parameter")
     table.add_column("value", justify="right")
     for key, value in best.params.items():
         table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
     console.print(table)
+    _held_out_score(best, base, held, metric, out / "best.yaml", {"fraction": holdout, "seed": holdout_seed,
+                                                                  "test_file": held.lines is None,
+                                                                  "source": held.source})
     console.print(f"study '{study_name}' ({len(study.trials)} trials) in {storage or out / 'study.db'}; "
                   f"best parameters: {out / 'best.yaml'}")
+
+
+def _held_out_score(best: Any, base: dict, held: HeldOut, metric: str, best_yaml: Path, holdout: dict) -> None:
+    """Fit the best trial again, score it and the student alone on the held-out rows, print both and the paired
+    verdict, and add them (and which rows were held out) to best.yaml."""
+    import yaml
+
+    from kdkit.checkpoint import write_atomic
+    from kdkit.strict_yaml import dump_yaml
+    from kdkit.tabular.tune import score_on_held_out
+
+    console.print(f"scoring the best trial on the {len(held.y_held)} held-out rows (teacher, distilled student and "
+                  "student alone fitted again on the fitting rows)", highlight=False)
+    result = score_on_held_out(best, base, held, metric, seed=int(base.get("random_state") or 0))
+    for role, label in (("student_kd", "distilled (best trial)"), ("student_alone", "student alone")):
+        console.print(f"  {label}: {metric} {result[metric][role]:.4f}, accuracy {result['accuracy'][role]:.4f}",
+                      highlight=False)
+    console.print(f"held-out verdict: {result['verdict']}", highlight=False, soft_wrap=True)
+    text = best_yaml.read_text(encoding="utf-8")
+    saved = {**yaml.safe_load(text), "holdout": holdout, "held_out": result}
+    write_atomic(best_yaml, text.splitlines()[0] + "\n" + dump_yaml(json.loads(json.dumps(saved, default=str))))

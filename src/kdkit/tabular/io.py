@@ -155,6 +155,8 @@ class TabularTask:
     test: pd.DataFrame | None = None
     test_ids: pd.DataFrame | None = None
     id_columns: list[str] = field(default_factory=list)
+    test_y: pd.Series | None = None  # the test file's target, when it has one
+    test_features: pd.DataFrame | None = None  # the test file's teacher and student columns, when it has them all
 
 
 def load_task(
@@ -184,9 +186,12 @@ def load_task(
                         "needs rows of at least two classes")
     if n_splits is not None:
         _check_folds(y, n_splits, Path(train), target)
-    test_ids = None
+    test_ids, test_y = None, None
     if test_df is not None:
-        test_df = test_df.drop(columns=[target], errors="ignore")
+        test_y = test_df.pop(target) if target in test_df.columns else None
+        if test_y is not None and test_y.isna().any():
+            raise DataError(f"{test}: target '{target}' has {int(test_y.isna().sum())} missing values; drop those rows "
+                            "(or the column, for a test file without labels)")
         extra = [c for c in test_df.columns if c not in train_df.columns and c not in ids]
         if extra:
             raise DataError(f"{test}: columns not in the train file: {_shown(extra)}; drop them or add them to train")
@@ -216,7 +221,9 @@ def load_task(
     _check_has_features(train_df, features, Path(train))
     if test_df is not None:
         _check_has_features(test_df, list(student_columns), Path(test))
+    complete = test_df is not None and all(c in test_df.columns for c in features)
     return TabularTask(
         X=train_df[features], y=y, teacher_columns=teacher_columns, student_columns=list(student_columns),
         test=None if test_df is None else test_df[list(student_columns)], test_ids=test_ids, id_columns=ids,
+        test_y=test_y, test_features=test_df[features] if complete else None,
     )

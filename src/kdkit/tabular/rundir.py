@@ -1,24 +1,29 @@
 """A ``kdkit tabular fit`` run written in the run-directory contract of the torch pipeline, so that
 ``kdkit report RUN_DIR`` and ``kdkit compare RUN_DIRS`` read it like any other run:
 
-    config.yaml       what was run (data, teacher, student, alpha, folds, seed, output_dir), as YAML
-    predictions.npz   test_labels and test_<role>: out-of-fold predictions on the training rows (each row predicted
-                      by fold models that never saw it); train_<role>: what the students were taught against what
-                      they learned: the teacher's out-of-fold probabilities, and each student's fold-mean
-                      prediction on the rows it trained on; fitted_<role>: each saved model (the mean of its fold
-                      models: what kdkit.load and kdkit predict answer) on the training rows. Logits are log
-                      probabilities (clipped at 1e-12).
+    config.yaml       what was run (data, teacher, student, alpha, folds, held-out rows, seed, output_dir), as YAML
+    predictions.npz   test_labels and test_<role>: the saved models' predictions (each the mean of its fold models,
+                      as kdkit.load and kdkit predict give it) on the held-out rows (kdkit.tabular.holdout), which no
+                      model saw while it was fitted or chosen; train_<role>: what the students were taught against
+                      what they learned on the fitting rows: the teacher's out-of-fold probabilities, and each
+                      student's fold-mean prediction on the rows it trained on; oof_labels and oof_<role>: the
+                      out-of-fold predictions on the fitting rows. Logits are log probabilities (clipped at 1e-12).
     results.json      the same schema as a torch run: format, data, rows (teacher / student_alone / student_kd, with
-                      kdkit.metrics' accuracy, macro F1, NLL, ECE, agreement and predictive KL, and cost), verdict;
-                      plus ``scores`` (ROC AUC, log loss, threshold-tuned macro F1) and ``notes`` for the report
-    table.md          the comparison table, then the threshold-tuned scores
+                      kdkit.metrics' accuracy, macro F1, NLL, ECE, agreement and predictive KL on the held-out rows,
+                      and cost), verdict (held-out rows, paired), diagnosis (kdkit.diagnosis); plus ``scores`` (ROC
+                      AUC, log loss, macro F1 at the threshold tuned out-of-fold, on the held-out rows),
+                      ``oof_scores`` (the same out of fold: optimistic for the distilled student, never the verdict)
+                      and ``notes`` for the report
+    table.md          the comparison table, then the held-out and the out-of-fold scores
+    holdout.csv       when the held-out rows come from the training file: their line numbers in it
 
 Every file goes through kdkit.checkpoint.write_atomic, results.json last (its presence means the set is complete).
 
-``kdkit evaluate RUN_DIR`` (:func:`evaluate_tabular_run`) reads the training rows again (config.yaml's data.train),
-makes the same folds (the seed and n_splits decide them) and predicts each fold's held-out rows with the saved fold
-models: the out-of-fold predictions come back, written as evaluation_predictions.npz, evaluation.json and
-evaluation.md beside the training's files, which stay as they are.
+``kdkit evaluate RUN_DIR`` (:func:`evaluate_tabular_run`) reads the files config.yaml names again, holds out the
+same rows (the same files, share and seed choose them; holdout.csv checks it) and predicts them with the saved
+models, which gives test_<role> again; the same folds of the fitting rows (the seed and n_splits decide them) give
+the out-of-fold predictions and with them the diagnosis. It writes evaluation_predictions.npz (the arrays of
+predictions.npz), evaluation.json and evaluation.md beside the training's files, which stay as they are.
 Cost: ``size_bytes`` is the pickled size of a row's fold models with their preprocessing, latency and throughput
 the median wall time of its predict_proba (every fold model averaged, as deployed) on 1 and 256 training rows;
 tree ensembles have no parameter count, so ``params`` is left out.
@@ -38,15 +43,24 @@ import pandas as pd
 
 from kdkit import metrics
 from kdkit.checkpoint import write_atomic
+from kdkit.diagnosis import Diagnosis, Split, diagnose, prediction_signals
 from kdkit.errors import RunDirError
 from kdkit.report.rundir import FORMAT, LABELS, ROLES
 from kdkit.run_guard import CONFIG, TRAINING_OUTPUTS
 from kdkit.tabular.estimator import DistilledClassifier
+from kdkit.tabular.holdout import HeldOut
 from kdkit.verdict import run_verdict
 
-EVALUATION = ("out-of-fold predictions on the training rows: every row is predicted by fold models that never saw "
-              "it (the distilled student's targets came from teacher folds that had seen its held-out rows, which "
-              "leans its scores slightly optimistic; bench/tabular.py scores on an outer held-out split)")
+HOLDOUT_FILE = "holdout.csv"
+
+OUT_OF_FOLD = ("out-of-fold scores on the fitting rows lean optimistic for the distilled student (the teacher fold "
+               "models that wrote its targets saw the rows it is scored on): they are shown, never used for the "
+               "verdict")
+
+
+def evaluation(held: HeldOut) -> str:
+    """What "test data" means in a tabular run."""
+    return f"held-out rows: {held.source}, which no model saw while it was fitted or chosen"
 
 
 def logits(proba: np.ndarray) -> np.ndarray:
@@ -72,18 +86,45 @@ def cost(predict: Any, models: list, X: pd.DataFrame, quick: bool = False) -> di
     return {"size_bytes": len(pickle.dumps(models)), "latency_ms": 1000.0 * latency, "throughput": 256 / per_batch}
 
 
-def predictions(distilled: DistilledClassifier, alone: DistilledClassifier, X: pd.DataFrame,
-                codes: np.ndarray) -> dict[str, np.ndarray]:
-    """predictions.npz's arrays (see the module docstring)."""
-    taught = logits(distilled.teacher_oof_)
-    fitted = {"teacher": logits(distilled.teacher_predict_proba(X)), "student_alone": logits(alone.predict_proba(X)),
-              "student_kd": logits(distilled.predict_proba(X))}
+def class_codes(model: DistilledClassifier, y: pd.Series) -> np.ndarray:
+    """Labels as the model's class codes 0..K-1."""
+    return np.searchsorted(model.classes_, np.asarray(y))
+
+
+def predictions(distilled: DistilledClassifier, alone: DistilledClassifier, held: HeldOut) -> dict[str, np.ndarray]:
+    """predictions.npz's arrays (see the module docstring) of a pair just fitted on held.X."""
+    predict = {"teacher": distilled.teacher_predict_proba, "student_alone": alone.predict_proba,
+               "student_kd": distilled.predict_proba}
+    oof = {"teacher": distilled.teacher_oof_, "student_alone": alone.student_oof_,
+           "student_kd": distilled.student_oof_}
+    return arrays(predict, oof, distilled, held)
+
+
+def arrays(predict: dict[str, Any], oof: dict[str, np.ndarray], model: DistilledClassifier,
+           held: HeldOut) -> dict[str, np.ndarray]:
+    """predictions.npz's arrays from each role's predict_proba and out-of-fold probabilities; `model` gives the
+    class codes."""
+    fit_codes = class_codes(model, held.y)
     return {
-        "test_labels": codes, "test_teacher": taught, "test_student_alone": logits(alone.student_oof_),
-        "test_student_kd": logits(distilled.student_oof_),
-        "train_labels": codes, "train_teacher": taught, "train_student_alone": fitted["student_alone"],
-        "train_student_kd": fitted["student_kd"], **{f"fitted_{role}": v for role, v in fitted.items()},
+        "test_labels": class_codes(model, held.y_held),
+        **{f"test_{role}": logits(predict[role](held.X_held)) for role in ROLES},
+        "train_labels": fit_codes, "train_teacher": logits(oof["teacher"]),
+        **{f"train_{role}": logits(predict[role](held.X)) for role in ("student_alone", "student_kd")},
+        "oof_labels": fit_codes, **{f"oof_{role}": logits(oof[role]) for role in ROLES},
     }
+
+
+def tabular_diagnosis(distilled: DistilledClassifier, preds: dict[str, np.ndarray], held: HeldOut) -> Diagnosis:
+    """The diagnosis of a tabular run, from the fitting rows alone (the held-out rows give the verdict): on the
+    training side, the teacher's out-of-fold probabilities (what the student learns from) and the students'
+    fold-mean predictions (what they learned); held out, every model's out-of-fold predictions (each row by fold
+    models that never saw it; the rules read the teacher's and the student alone's, which are not optimistic)."""
+    split = {where: Split({r: preds[f"{where}_{r}"] for r in ROLES}, preds[f"{where}_labels"])
+             for where in ("train", "oof")}
+    only = set(distilled.teacher_columns_) - set(distilled.student_columns_)
+    signals = prediction_signals("tabular", "out-of-fold rows", split["train"], split["oof"], unit="rows",
+                                 n_train=len(held.y), teacher_only_inputs=len(only))
+    return diagnose(signals)
 
 
 def rows(preds: dict[str, np.ndarray], costs: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
@@ -99,19 +140,21 @@ def rows(preds: dict[str, np.ndarray], costs: dict[str, dict[str, float]]) -> li
 
 
 def write_run(run_dir: Path, config: dict[str, Any], distilled: DistilledClassifier, alone: DistilledClassifier,
-              X: pd.DataFrame, codes: np.ndarray, scores: dict[str, dict[str, Any]], data_name: str,
-              quick_cost: bool = False, notes: list[str] | None = None) -> list[dict[str, Any]]:
-    """Write config.yaml, predictions.npz, table.md and results.json of a pair fitted on the same rows X (labels as
-    class codes `codes`); returns the rows.
+              held: HeldOut, scores: dict[str, dict[str, Any]], oof_scores: dict[str, dict[str, Any]],
+              data_name: str, quick_cost: bool = False, notes: list[str] | None = None) -> list[dict[str, Any]]:
+    """Write config.yaml, predictions.npz, table.md, holdout.csv and results.json of a pair fitted on held.X and
+    measured on the held-out rows; returns the rows.
 
-    `scores` maps role -> the tabular scores (macro F1 at the tuned threshold, ROC AUC, ...), kept beside the
-    contract's numbers in results.json and table.md."""
+    `scores` and `oof_scores` map role -> the tabular scores (macro F1 at the tuned threshold, ROC AUC, ...) on the
+    held-out rows and out of fold, kept beside the contract's numbers in results.json and table.md."""
     import yaml
 
     from kdkit.report.table import to_markdown
+    from kdkit.tabular.holdout import lines_csv
 
     write_atomic(run_dir / CONFIG, yaml.safe_dump(config, sort_keys=False))
-    preds = predictions(distilled, alone, X, codes)
+    preds = predictions(distilled, alone, held)
+    X = held.X
     students = X[distilled.student_columns_]
     costs = {
         "teacher": cost(distilled.teacher_predict_proba, distilled.teacher_models_, X, quick_cost),
@@ -123,21 +166,32 @@ def write_run(run_dir: Path, config: dict[str, Any], distilled: DistilledClassif
     np.savez_compressed(buffer, **preds)
     write_atomic(run_dir / TRAINING_OUTPUTS["predictions"], buffer.getvalue())
     class_names = [str(c) for c in distilled.classes_]
+    diagnosis = tabular_diagnosis(distilled, preds, held)
     summary = {
         "format": FORMAT,
         "kind": "tabular",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "device": "cpu",
         "data": {"name": data_name, "num_classes": len(class_names), "input_shape": [len(students.columns)],
-                 "n_test": len(codes), "n_val": None, "class_names": class_names, "evaluation": EVALUATION},
+                 "n_test": len(held.y_held), "n_val": None, "n_train": len(held.y), "class_names": class_names,
+                 "evaluation": evaluation(held), "held_out": held.as_dict()},
         "rows": table,
-        "verdict": run_verdict({r: preds[f"test_{r}"] for r in ROLES}, codes, table,
-                               seed=int(config.get("seed") or 0)).as_dict(),
+        "verdict": run_verdict({r: preds[f"test_{r}"] for r in ROLES}, preds["test_labels"], table,
+                               seed=int(config.get("seed") or 0), why=diagnosis.findings[0]).as_dict(),
+        "diagnosis": diagnosis.as_dict(),
         "scores": scores,
-        "notes": [f"test data here means {EVALUATION}", *(notes or [])],
+        "oof_scores": oof_scores,
+        "notes": [f"test data here means {evaluation(held)}",
+                  f"results.json's oof_scores are out-of-fold scores on the fitting rows: {OUT_OF_FOLD}",
+                  *(notes or [])],
     }
-    markdown = to_markdown(table) + "\n" + _scores_markdown(scores) + "\n" + EVALUATION + "\n"
+    markdown = (to_markdown(table) + "\n" + evaluation(held) + "\n\n" + _scores_markdown(scores)
+                + "\nOut of fold on the fitting rows (" + OUT_OF_FOLD + "):\n\n" + _scores_markdown(oof_scores))
     write_atomic(run_dir / TRAINING_OUTPUTS["table"], markdown)
+    if held.lines is not None:
+        write_atomic(run_dir / HOLDOUT_FILE, lines_csv(held.lines))
+    else:  # held-out rows from the test file: an earlier run's list would name rows this run fitted on
+        (run_dir / HOLDOUT_FILE).unlink(missing_ok=True)
     write_atomic(run_dir / TRAINING_OUTPUTS["results"], json.dumps(summary, indent=2, default=_plain))
     return table
 
@@ -157,59 +211,87 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def saved_predictions(run_dir: Path, trust_joblib: bool = False) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """predictions.npz's arrays made again from the saved models (see the module docstring) and the loaded models
-    by role; the training file must still be where config.yaml says."""
-    import yaml
+def held_out_again(run_dir: Path, config: dict[str, Any]) -> HeldOut:
+    """The run's fitting and held-out rows, chosen again as `kdkit tabular fit` chose them from config.yaml's files,
+    share and seed; a file that is gone, or a training file that no longer gives holdout.csv's rows, is refused."""
+    from kdkit.tabular.holdout import choose_held_out, lines_csv
+    from kdkit.tabular.io import load_task
+
+    data, n_splits = config["data"], int(config["distill"]["n_splits"])
+    holdout = data.get("holdout")
+    if not isinstance(holdout, dict):
+        raise RunDirError(f"{run_dir / CONFIG} names no held-out rows (data.holdout): the run was written before "
+                          "kdkit held rows out for the verdict; fit it again ('kdkit tabular fit ... --overwrite')")
+    test = data.get("test") if holdout.get("test_file") else None
+    for path in (data["train"], test):
+        if path is not None and not Path(path).is_file():
+            raise RunDirError(f"{path} is missing: {run_dir}'s models are measured again on the rows it held out "
+                              "from it; put the file back there")
+    task = load_task(data["train"], data["target"], test, data.get("id_columns"), config["student"]["columns"],
+                     config["teacher"]["columns"], n_splits=n_splits)
+    held = choose_held_out(task, float(holdout["fraction"]), int(holdout["seed"]), n_splits, data["train"], test)
+    listed = run_dir / HOLDOUT_FILE
+    if held.lines is not None and listed.is_file() and listed.read_text(encoding="utf-8") != lines_csv(held.lines):
+        raise RunDirError(f"{data['train']} no longer gives the held-out rows {listed} lists: the file changed "
+                          "since the run; put the run's training file back")
+    return held
+
+
+def _out_of_fold(model: DistilledClassifier, X: pd.DataFrame, folds: list) -> np.ndarray:
+    """Each fold's rows predicted by the saved fold model that did not train on them."""
+    oof = np.full((len(X), len(model.classes_)), np.nan)
+    for fold_model, (_, rows_out) in zip(model.student_models_, folds, strict=True):
+        oof[rows_out] = fold_model.predict_proba(X.iloc[rows_out])
+    return oof
+
+
+def saved_predictions(models: dict[str, DistilledClassifier], held: HeldOut, seed: int,
+                      n_splits: int) -> dict[str, np.ndarray]:
+    """predictions.npz's arrays made again from the loaded models (kdkit.tabular.load.load_role) on the run's rows:
+    the teacher's folds are stratified by class, the students' are not, as DistilledClassifier makes them."""
     from sklearn.model_selection import KFold, StratifiedKFold
 
-    from kdkit.tabular.io import load_task
-    from kdkit.tabular.load import ROLES as LOAD_ROLES
-    from kdkit.tabular.load import load_role
-
-    config = yaml.safe_load((run_dir / CONFIG).read_text(encoding="utf-8"))
-    data, seed, n_splits = config["data"], int(config["seed"]), int(config["distill"]["n_splits"])
-    if not Path(data["train"]).is_file():
-        raise RunDirError(f"{data['train']} is missing: the out-of-fold predictions of {run_dir} are made from its "
-                          "training rows; put the file back there")
-    task = load_task(data["train"], data["target"], None, data.get("id_columns"), config["student"]["columns"],
-                     config["teacher"]["columns"])
-    models = {role: load_role(run_dir, role, trust_joblib=trust_joblib) for role in LOAD_ROLES}
-    codes = np.searchsorted(models["student_kd"].classes_, np.asarray(task.y))
-    splits = {"teacher": StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(task.X, codes),
-              "student": list(KFold(n_splits, shuffle=True, random_state=seed).split(task.X))}
-    preds: dict[str, np.ndarray] = {"test_labels": codes, "train_labels": codes}
-    for role, model in models.items():
-        oof = np.full((len(task.X), len(model.classes_)), np.nan)
-        for fold, (_, held_out) in zip(model.student_models_, splits["teacher" if role == "teacher" else "student"],
-                                       strict=True):
-            oof[held_out] = fold.predict_proba(task.X.iloc[held_out])
-        preds[f"test_{role}"] = logits(oof)
-        preds[f"fitted_{role}"] = logits(model.predict_proba(task.X))
-        preds[f"train_{role}"] = preds["test_teacher" if role == "teacher" else f"fitted_{role}"]
-    return preds, {"models": models, "X": task.X, "config": config}
+    codes = class_codes(models["student_kd"], held.y)
+    folds = {"teacher": list(StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(held.X, codes)),
+             "student": list(KFold(n_splits, shuffle=True, random_state=seed).split(held.X))}
+    oof = {role: _out_of_fold(model, held.X, folds["teacher" if role == "teacher" else "student"])
+           for role, model in models.items()}
+    return arrays({role: model.predict_proba for role, model in models.items()}, oof, models["student_kd"], held)
 
 
 def evaluate_tabular_run(run_dir: str | Path, console: Any = None, trust_joblib: bool = False,
                          quick_cost: bool = True) -> list[dict[str, Any]]:
-    """The run's three models measured again from their saved files (see the module docstring); returns the rows."""
+    """The run's three models measured again from their saved files on its held-out rows (see the module
+    docstring); returns the rows."""
+    import yaml
+
     from kdkit.report.table import print_table, to_markdown
     from kdkit.run_guard import EVALUATION_OUTPUTS
+    from kdkit.runinfo import show_verdict
+    from kdkit.tabular.load import load_role
 
     run_dir = Path(run_dir)
-    preds, loaded = saved_predictions(run_dir, trust_joblib)
-    models, X = loaded["models"], loaded["X"]
-    costs = {role: cost(model.predict_proba, model.student_models_, X[model.student_columns_], quick_cost)
+    config = yaml.safe_load((run_dir / CONFIG).read_text(encoding="utf-8"))
+    held = held_out_again(run_dir, config)
+    models = {role: load_role(run_dir, role, trust_joblib=trust_joblib) for role in ROLES}
+    seed = int(config.get("seed") or 0)
+    preds = saved_predictions(models, held, seed, int(config["distill"]["n_splits"]))
+    costs = {role: cost(model.predict_proba, model.student_models_, held.X[model.student_columns_], quick_cost)
              for role, model in models.items()}
     table = rows(preds, costs)
+    diagnosis = tabular_diagnosis(models["student_kd"], preds, held)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **preds)
     write_atomic(run_dir / EVALUATION_OUTPUTS["predictions"], buffer.getvalue())
-    write_atomic(run_dir / EVALUATION_OUTPUTS["table"], to_markdown(table) + "\n" + EVALUATION + "\n")
+    write_atomic(run_dir / EVALUATION_OUTPUTS["table"], to_markdown(table) + "\n" + evaluation(held) + "\n")
     summary = {"format": FORMAT, "kind": "tabular", "evaluated": True, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+               "data": {"n_test": len(held.y_held), "n_train": len(held.y), "evaluation": evaluation(held),
+                        "held_out": held.as_dict()},
                "rows": table, "verdict": run_verdict({r: preds[f"test_{r}"] for r in ROLES}, preds["test_labels"],
-                                                     table, seed=int(loaded["config"].get("seed") or 0)).as_dict()}
+                                                     table, seed=seed, why=diagnosis.findings[0]).as_dict(),
+               "diagnosis": diagnosis.as_dict()}
     write_atomic(run_dir / EVALUATION_OUTPUTS["results"], json.dumps(summary, indent=2, default=_plain))
-    print_table(table, title=f"kdkit tabular: {run_dir.name} (out-of-fold on the training rows, re-evaluated)",
+    print_table(table, title=f"kdkit tabular: {run_dir.name} (the {len(held.y_held)} held-out rows, re-evaluated)",
                 console=console)
+    show_verdict(run_dir, console, EVALUATION_OUTPUTS["results"])
     return table

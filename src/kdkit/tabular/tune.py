@@ -1,5 +1,6 @@
 """Optuna search over teacher parameters, student parameters and alpha, scored by the distilled student's
-cross-validated (out-of-fold) score against the true labels.
+cross-validated (out-of-fold) score against the true labels on the fitting rows; the best trial is then fitted
+again and scored on held-out rows the search never saw (`score_on_held_out`, kdkit.tabular.holdout).
 
 The study lives in ``sqlite:///<run_dir>/study.db`` unless ``storage`` names another database: several
 machines that run the same command with the same ``storage`` URL and ``study_name`` share one study (give
@@ -24,6 +25,7 @@ from kdkit.progress import clock
 from kdkit.studies import open_study
 from kdkit.tabular.estimator import DistilledClassifier
 from kdkit.tabular.evaluate import LOWER_IS_BETTER, METRICS, best_threshold, scores
+from kdkit.tabular.holdout import HeldOut
 from kdkit.tabular.models import resolve
 
 
@@ -127,6 +129,35 @@ def run_study(
     write_atomic(run_dir / "best.yaml", "# written by kdkit tabular tune: the best trial; reuse it with "
                  "kdkit tabular fit --from-tune best.yaml\n" + dump_yaml(json.loads(json.dumps(summary, default=list))))
     return study
+
+
+def score_on_held_out(best: optuna.trial.FrozenTrial, base: dict, held: HeldOut, metric: str,
+                      seed: int = 0) -> dict[str, Any]:
+    """The best trial's teacher, student and alpha fitted again on the fitting rows, with the student alone (same
+    student parameters, hard labels), and both scored on the held-out rows that the search never saw; the paired
+    verdict on accuracy says whether the tuned distillation beats the student alone there."""
+    from kdkit.verdict import Verdict, correct_per_unit, kind_of, paired_bootstrap
+
+    student_params = best.user_attrs["student_params"]
+    distilled = DistilledClassifier(**{**base, "teacher_params": best.user_attrs["teacher_params"],
+                                       "student_params": student_params, "alpha": best.user_attrs["alpha"]})
+    distilled.fit(held.X, held.y)
+    alone = DistilledClassifier(**{**base, "student_params": student_params, "student_mode": "auto", "alpha": 1.0})
+    alone.fit(held.X, held.y)
+    fit_codes = np.searchsorted(distilled.classes_, np.asarray(held.y))
+    codes = np.searchsorted(distilled.classes_, np.asarray(held.y_held))
+    proba = {"student_kd": (distilled.student_oof_, distilled.predict_proba(held.X_held)),
+             "student_alone": (alone.student_oof_, alone.predict_proba(held.X_held))}
+    values, correct = {}, {}
+    for role, (oof, on_held) in proba.items():
+        cut = best_threshold(fit_codes, oof[:, 1]) if metric == "macro_f1" and oof.shape[1] == 2 else None
+        values[role] = scores(codes, on_held, cut)
+        correct[role], total = correct_per_unit(np.log(np.clip(on_held, 1e-12, 1.0)), codes)
+    diff, low, high = paired_bootstrap(correct["student_kd"], correct["student_alone"], total, seed=seed)
+    verdict = Verdict(kind_of(low, high), diff, low, high, f"paired bootstrap over {len(codes):,} held-out rows, "
+                      f"seed {seed}", len(codes))
+    return {"rows": len(codes), "source": held.source, metric: {r: v[metric] for r, v in values.items()},
+            "accuracy": {r: v["accuracy"] for r, v in values.items()}, "verdict": verdict.headline}
 
 
 def _optimize_with_bar(study: optuna.Study, objective: Any, n_trials: int, timeout: float | None) -> None:
