@@ -176,10 +176,35 @@ def test_other_lm_schemes_from_a_config(tmp_path: Path, scheme: dict, losses: li
     assert set(result.rows) == {"teacher", "student_alone", "student_kd"}
 
 
+def test_the_default_lm_scheme_is_offline(tmp_path: Path) -> None:
+    """A config that names no scheme distils offline (on the labelled data), whatever its data source."""
+    from kdkit.lm.config import load_lm_config
+
+    raw = yaml.safe_load((ROOT / "configs" / "lm_addition.yaml").read_text())
+    raw["data"]["n_transfer"] = 0
+    del raw["distill"]["scheme"]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    assert load_lm_config(tmp_path / "c.yaml").distill.scheme.name == "offline"
+
+
+def test_sequence_level_on_files_without_transfer_prompts_is_refused(tmp_path: Path) -> None:
+    from kdkit.lm.config import load_lm_config
+
+    (tmp_path / "a.txt").write_text("one two\n")
+    raw = yaml.safe_load((ROOT / "configs" / "lm_addition.yaml").read_text())
+    raw["data"] = {"name": "lm_files", "train_file": str(tmp_path / "a.txt"), "test_file": str(tmp_path / "a.txt")}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"at distill.scheme: scheme 'sequence_level' .* \(lm_files, n_transfer 0\)"):
+        load_lm_config(tmp_path / "c.yaml")
+
+
 @pytest.mark.parametrize("change, message", [
     ({"data": {"name": "synthetic_addition", "seq_len": 8}}, r"at data: seq_len does not apply to data source"),
     ({"data": {"name": "synthetic_additon"}}, r"did you mean 'synthetic_addition'"),
     ({"distill": {"scheme": {"name": "offline"}}}, r"at data.n_transfer: transfer prompts"),
+    ({"data": {"name": "synthetic_addition", "n_transfer": 0}},
+     r"at distill.scheme: scheme 'sequence_level' has the teacher answer data.n_transfer extra prompts and this "
+     r"config has none .*so it would be offline distillation"),
     ({"distill": {"scheme": {"name": "on_policy", "k": 3}}}, r"k does not apply to scheme 'on_policy'"),
     ({"data": {"name": "synthetic_addition"}, "distill": {"scheme": {"name": "topk_cache"},
                                                           "losses": [{"name": "jsd"}, {"name": "tv"}]}},
