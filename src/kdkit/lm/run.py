@@ -127,13 +127,13 @@ def distill(cfg: LMRunConfig, student: nn.Module, teacher: nn.Module, data: LMBu
 
     div.pop("T", None)  # checked to be 1 by the config: the cache holds the teacher at temperature 1
     info = build_topk_cache(teacher.to(device), train_set, run_dir / "teacher_topk", k=scheme_cfg.k,
-                            shard_size=scheme_cfg.shard_size)
+                            shard_size=scheme_cfg.shard_size, tail_samples=scheme_cfg.tail_samples, seed=cfg.seed)
     scheme = TopKCacheDistillation(student, TopKCache(info.directory), name, weight=weight, ce_weight=ce_weight,
-                                   **div)
+                                   tail=scheme_cfg.tail, **div)
     fit(scheme, make_loader(Indexed(train_set), s.batch_size, shuffle=True, seed=s.seed), val_loader, s,
         run_dir=run_dir, name="student_kd")
-    record["teacher_cache"] = {"k": info.k, "bytes": info.bytes, "build_seconds": info.seconds,
-                               "folder": str(info.directory)}
+    record["teacher_cache"] = {"k": info.k, "tail": scheme_cfg.tail, "tail_samples": info.tail_samples,
+                               "bytes": info.bytes, "build_seconds": info.seconds, "folder": str(info.directory)}
     return record
 
 
