@@ -78,6 +78,8 @@ def corpus(args: argparse.Namespace) -> tuple[dict[str, list[list[int]]], int]:
         words = words[:1500]
     n_test, n_val = (1000, 500) if not args.quick else (200, 100)
     splits = {"test": words[:n_test], "val": words[n_test:n_test + n_val], "train": words[n_test + n_val:]}
+    if args.train_snippets:
+        splits["train"] = splits["train"][:args.train_snippets]
     counts = Counter(w for snippet in splits["train"] for w in snippet)
     vocab = {w: i + 3 for i, (w, _) in enumerate(counts.most_common(args.vocab - 3))}
     ids = {name: [[vocab.get(w, UNK) for w in snippet] for snippet in rows] for name, rows in splits.items()}
@@ -174,6 +176,7 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=32)
     parser.add_argument("--k", type=int, default=32)
     parser.add_argument("--tail-samples", type=int, default=8)
+    parser.add_argument("--train-snippets", type=int, default=None, help="the first N training snippets only")
     parser.add_argument("--estimator-ks", type=int, nargs="+", default=[8, 32, 128])
     parser.add_argument("--teacher-epochs", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=4)
