@@ -10,8 +10,10 @@ default) or its gradients computed in the forward pass (`recompute=False`).
 One step = the student's head on its final hidden states, the frozen teacher's head on its own (no gradient),
 forward KL at T = 1 over every token, and the backward pass into the student's hidden states and head weight.
 Each (vocabulary, path) runs in its own process: peak memory is the rise of the process's peak resident set
-(getrusage ru_maxrss) over the step, from its resident set just before (inputs and weights already allocated);
-step time is the median of `--repeats` steps after the first, on one thread.
+(getrusage ru_maxrss) over the steps, from its resident set just before (inputs and weights already allocated),
+with glibc told to map every allocation over 64 KiB on its own (MALLOC_MMAP_THRESHOLD_), so that freed tensors
+leave the resident set at once and its peak is the peak of live memory; step time is the median of `--repeats`
+steps after the first, on one thread.
 
 Targets (stated before measuring): the fused path's peak at most 25% of the plain path's, its step time at most
 1.3x the plain path's.
@@ -89,7 +91,7 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=256)
     parser.add_argument("--student-width", type=int, default=256)
     parser.add_argument("--teacher-width", type=int, default=512)
-    parser.add_argument("--token-chunk", type=int, default=256)
+    parser.add_argument("--token-chunk", type=int, default=128)
     parser.add_argument("--vocab-chunk", type=int, default=8192)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
@@ -110,7 +112,8 @@ def main() -> None:
             for key in ("batch", "length", "student_width", "teacher_width", "token_chunk", "vocab_chunk",
                         "repeats"):
                 cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ})
+            env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
             results[(vocab, path)] = json.loads(out.stdout.strip().splitlines()[-1])
             print(vocab, path, results[(vocab, path)], flush=True)
     tokens = args.batch * args.length
