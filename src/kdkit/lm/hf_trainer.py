@@ -35,7 +35,6 @@ from torch.utils.checkpoint import checkpoint
 from kdkit.errors import ConfigError, ModelError
 from kdkit.losses.fused_head import fused_head_divergence
 from kdkit.losses.token_divergence import TokenDivergence
-from kdkit.schemes.lm_common import build_divergence
 
 try:
     from transformers import Trainer
@@ -43,6 +42,17 @@ except ImportError as err:  # pragma: no cover - transformers is the text extra
     raise ConfigError("kdkit.lm.hf_trainer needs transformers and accelerate; pip install 'kdkit[text]'") from err
 
 IGNORE = -100
+
+
+def build_divergence(divergence: str | TokenDivergence, **options: Any) -> TokenDivergence:
+    """forward_kl, reverse_kl, jsd or tv by name (options such as T, beta, chunk_size), or an instance."""
+    from kdkit.losses import build_loss
+
+    loss = divergence if isinstance(divergence, TokenDivergence) else build_loss(divergence, **options)
+    if not isinstance(loss, TokenDivergence):
+        raise ConfigError(f"DistillationTrainer needs a token divergence (forward_kl, reverse_kl, jsd, tv), not "
+                          f"'{divergence}'")
+    return loss
 
 
 def output_size(model: nn.Module) -> int:
