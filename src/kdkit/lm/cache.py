@@ -78,12 +78,7 @@ def _id_dtype(vocab: int) -> torch.dtype:
     return torch.int16 if vocab <= torch.iinfo(torch.int16).max else torch.int32
 
 
-@torch.no_grad()
-def build_topk_cache(teacher: nn.Module, dataset: Dataset, directory: str | Path, k: int = 32,
-                     batch_size: int = 64, shard_size: int = 4096, dtype: torch.dtype = torch.float16,
-                     device: torch.device | None = None, tail_samples: int = 0, seed: int = 0) -> CacheInfo:
-    """Run the frozen teacher over `dataset` (rows (x, y), in order) and write its top-k cache to `directory`;
-    with `tail_samples`, that many ids per position drawn from the teacher's tail (seeded by `seed`)."""
+def _check_options(k: int, batch_size: int, shard_size: int, dtype: torch.dtype, tail_samples: int) -> None:
     if k < 1:
         raise ConfigError(f"top-k cache needs k >= 1, got {k}")
     if tail_samples < 0:
@@ -92,6 +87,15 @@ def build_topk_cache(teacher: nn.Module, dataset: Dataset, directory: str | Path
         raise ConfigError("shard_size and batch_size must be >= 1")
     if dtype not in (torch.float16, torch.bfloat16, torch.float32):
         raise ConfigError(f"cache dtype must be float16, bfloat16 or float32, got {dtype}")
+
+
+@torch.no_grad()
+def build_topk_cache(teacher: nn.Module, dataset: Dataset, directory: str | Path, k: int = 32,
+                     batch_size: int = 64, shard_size: int = 4096, dtype: torch.dtype = torch.float16,
+                     device: torch.device | None = None, tail_samples: int = 0, seed: int = 0) -> CacheInfo:
+    """Run the frozen teacher over `dataset` (rows (x, y), in order) and write its top-k cache to `directory`;
+    with `tail_samples`, that many ids per position drawn from the teacher's tail (seeded by `seed`)."""
+    _check_options(k, batch_size, shard_size, dtype, tail_samples)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for old in directory.glob("shard_*.safetensors"):
