@@ -1,8 +1,8 @@
 """Peak memory and step time of a token divergence computed from the two models' LM heads, on CPU, at real
 vocabulary sizes: the plain path (both heads' full logits, then the divergence), the plain path with the
 divergence's vocabulary chunks (`chunk_size`, which still holds both logits), and the fused head + divergence
-(kdkit.losses.fused_head: chunks of tokens), its logits recomputed in the backward pass (`recompute=True`, the
-default) or its gradients computed in the forward pass (`recompute=False`).
+(kdkit.losses.fused_head: chunks of tokens), its logits recomputed in the backward pass (`recompute=True`) or its
+gradients computed in the forward pass (`recompute=False`, the default).
 
     OMP_NUM_THREADS=1 nice -n 10 python bench/lm_fused_head.py           # writes the "lm_fused_head" section
     OMP_NUM_THREADS=1 python bench/lm_fused_head.py --quick              # small sizes, nothing written

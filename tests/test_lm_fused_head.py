@@ -98,3 +98,11 @@ def test_no_valid_position_gives_zero_with_a_graph() -> None:
     value = fused_head_divergence(ForwardKL(), h_s, student, h_t, teacher, target=torch.full((2, 7), -100))
     value.backward()
     assert value.item() == 0.0 and float(h_s.grad.abs().sum()) == 0.0
+
+
+def test_outside_autograd_only_the_value_is_computed() -> None:
+    student, teacher, h_s, h_t, y = _setup(True)
+    with torch.no_grad():
+        value = fused_head_divergence(ForwardKL(), h_s, student, h_t, teacher, target=y, chunk_size=3)
+        plain = ForwardKL()(student(h_s), teacher(h_t), y)
+    assert value.grad_fn is None and value.item() == pytest.approx(plain.item(), rel=1e-10)
