@@ -102,7 +102,7 @@ def test_cache_round_trips_its_tail_draws(tmp_path) -> None:
     data = [(torch.randint(0, 30, (6,)), torch.randint(0, 30, (6,))) for _ in range(10)]
     info = build_topk_cache(teacher, data, tmp_path / "a", k=4, shard_size=4, tail_samples=5, seed=3)
     build_topk_cache(teacher, data, tmp_path / "b", k=4, shard_size=4, tail_samples=5, seed=3)
-    plain = build_topk_cache(teacher, data, tmp_path / "c", k=4, shard_size=4)
+    plain = build_topk_cache(teacher, data, tmp_path / "c", k=4, shard_size=4, tail_samples=0)
     assert info.tail_samples == 5 and info.bytes > plain.bytes
     cache, index = TopKCache(tmp_path / "a"), torch.tensor([7, 0, 3])
     drawn, drawn_logprobs = cache.samples(index)
@@ -118,6 +118,10 @@ def test_sampled_tail_needs_draws(tmp_path) -> None:
     from kdkit.schemes.topk_cache import TopKCacheDistillation
 
     teacher = torch.nn.Sequential(torch.nn.Embedding(30, 8), torch.nn.Linear(8, 30))
-    build_topk_cache(teacher, [(torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.long))], tmp_path, k=3)
+    rows = [(torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.long))]
+    build_topk_cache(teacher, rows, tmp_path / "plain", k=3, tail_samples=0)
     with pytest.raises(ConfigError, match="tail: sampled needs a cache built with tail_samples > 0"):
-        TopKCacheDistillation(teacher, TopKCache(tmp_path), "forward_kl", tail="sampled")
+        TopKCacheDistillation(teacher, TopKCache(tmp_path / "plain"), "forward_kl", tail="sampled")
+    assert TopKCacheDistillation(teacher, TopKCache(tmp_path / "plain"), "forward_kl").tail == "bucket"
+    build_topk_cache(teacher, rows, tmp_path / "drawn", k=3)  # 8 draws by default
+    assert TopKCacheDistillation(teacher, TopKCache(tmp_path / "drawn"), "forward_kl").tail == "sampled"

@@ -92,9 +92,10 @@ def _check_options(k: int, batch_size: int, shard_size: int, dtype: torch.dtype,
 @torch.no_grad()
 def build_topk_cache(teacher: nn.Module, dataset: Dataset, directory: str | Path, k: int = 32,
                      batch_size: int = 64, shard_size: int = 4096, dtype: torch.dtype = torch.float16,
-                     device: torch.device | None = None, tail_samples: int = 0, seed: int = 0) -> CacheInfo:
-    """Run the frozen teacher over `dataset` (rows (x, y), in order) and write its top-k cache to `directory`;
-    with `tail_samples`, that many ids per position drawn from the teacher's tail (seeded by `seed`)."""
+                     device: torch.device | None = None, tail_samples: int = 8, seed: int = 0) -> CacheInfo:
+    """Run the frozen teacher over `dataset` (rows (x, y), in order) and write its top-k cache to `directory`,
+    with `tail_samples` ids per position drawn from the teacher's tail (seeded by `seed`; 0: none, for the
+    bucket and uniform tails only)."""
     _check_options(k, batch_size, shard_size, dtype, tail_samples)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -13,9 +13,9 @@ the data (LM sources and their options) and the schemes:
     on_policy        GKD (Agarwal et al. 2024): in a share `lam` of the steps the student samples its answers and
                      the teacher scores them; distill.losses: one token divergence, optionally ce
     topk_cache       the teacher's top-`k` log-probabilities per token are written once under the run directory
-                     and read back by index, the rest of its mass compared as one bucket (`tail: bucket`, a lower
-                     bound), spread evenly (`uniform`) or by `tail_samples` draws from the teacher's tail
-                     (`sampled`, unbiased); distill.losses: one token divergence at T = 1, optionally ce
+                     and read back by index, the rest of its mass compared by `tail_samples` (8) draws from the
+                     teacher's tail (`tail: sampled`, unbiased, the default), as one bucket (`bucket`, a lower
+                     bound) or spread evenly (`uniform`); distill.losses: one token divergence at T = 1, optionally ce
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def parse_lm_config(raw: dict[str, Any]) -> LMRunConfig:
                               "give T: 1 (or leave T out)")
         if scheme == "topk_cache" and cfg.distill.scheme.tail == "sampled" and not cfg.distill.scheme.tail_samples:
             raise ConfigError("config error at distill.scheme.tail_samples: tail: sampled draws ids from the "
-                              "teacher's tail when the cache is built; give tail_samples >= 1 (e.g. 8)")
+                              "teacher's tail when the cache is built; give tail_samples >= 1 (e.g. 8) or tail: bucket")
     if getattr(cfg.data, "n_transfer", 0) and not type(cfg.distill.scheme).writes_answers:
         which = [n for n, c in schemes(LM).items() if c.writes_answers]
         raise ConfigError(f"config error at data.n_transfer: transfer prompts have no answers until the teacher "

@@ -24,8 +24,10 @@ from kdkit.step import Scheme
 
 class TopKCacheDistillation(Scheme):
     def __init__(self, student: nn.Module, cache: TopKCache, divergence: str | TokenDivergence = "forward_kl",
-                 weight: float = 1.0, ce_weight: float = 1.0, tail: Tail = "bucket", **options: Any) -> None:
+                 weight: float = 1.0, ce_weight: float = 1.0, tail: Tail | None = None, **options: Any) -> None:
+        """`tail`: bucket, uniform or sampled; None: sampled when the cache holds tail draws, else bucket."""
         super().__init__(student)
+        tail = tail or ("sampled" if cache.tail_samples else "bucket")
         if tail not in TAILS:
             raise ConfigError(f"tail estimator must be one of {', '.join(TAILS)}, got {tail!r}")
         if tail == "sampled" and not cache.tail_samples:
@@ -62,7 +64,7 @@ class TopKCacheOptions(LMSchemeOptions):
     name: Literal["topk_cache"] = "topk_cache"
     k: int = Field(32, ge=1, description="log-probabilities kept per token")
     tail: Literal["bucket", "uniform", "sampled"] = Field(
-        "bucket", description="how the teacher's mass outside its top k is compared: one bucket (a lower bound), "
-        "spread evenly, or sampled from the teacher's tail (unbiased; needs tail_samples)")
-    tail_samples: int = Field(0, ge=0, description="ids drawn per token from the teacher's tail (tail: sampled)")
+        "sampled", description="how the teacher's mass outside its top k is compared: sampled from the teacher's "
+        "tail (unbiased; needs tail_samples), one bucket (a lower bound) or spread evenly")
+    tail_samples: int = Field(8, ge=0, description="ids drawn per token from the teacher's tail (tail: sampled)")
     shard_size: int = Field(4096, ge=1, description="rows per safetensors shard")
