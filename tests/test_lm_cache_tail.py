@@ -96,6 +96,21 @@ def test_every_estimator_is_the_full_loss_at_k_equal_v_with_masked_ids(name: str
         assert bool(torch.isfinite(s.grad).all())
 
 
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_a_tail_of_masked_ids_only_adds_nothing(name: str) -> None:
+    """k covers every id the teacher does not mask: the tail is masked ids, whose mass is 0 up to float rounding."""
+    s, t = _pair(6, vocab=12)
+    t[..., [2, 9]] = float("-inf")
+    s[..., [2, 9]] = float("-inf")
+    s = s.requires_grad_(True)
+    full = LOSSES[name](s, t).item()
+    for tail in ("bucket", "uniform", "sampled"):
+        estimate = _estimate(name, s, _teacher(t, 10, samples=4), tail)
+        assert estimate.item() == pytest.approx(full, rel=1e-4, abs=1e-6), tail
+        (grad,) = torch.autograd.grad(estimate, s)
+        assert bool(torch.isfinite(grad).all()), tail
+
+
 def test_cache_round_trips_its_tail_draws(tmp_path) -> None:
     torch.manual_seed(0)
     teacher = torch.nn.Sequential(torch.nn.Embedding(30, 8), torch.nn.Linear(8, 30))

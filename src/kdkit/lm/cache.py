@@ -226,7 +226,9 @@ def _bucket(elementwise, log_s: Tensor, t_top: Tensor, t_ids: Tensor, t_tail: Te
 
 def _uniform(elementwise, log_s: Tensor, t_top: Tensor, t_ids: Tensor, t_tail: Tensor) -> Tensor:
     spread = max(log_s.shape[-1] - t_ids.shape[-1], 1)
-    flat = torch.log(t_tail.clamp_min(TAIL_FLOOR)) - math.log(spread)
+    # a tail mass within the rounding of 1 - sum(top k) in float32 is 0 (e.g. every other id masked)
+    mass = torch.where(t_tail > t_ids.shape[-1] * torch.finfo(torch.float32).eps, t_tail, 0.0)
+    flat = torch.log(mass) - math.log(spread)
     log_p = flat[:, None].expand_as(log_s).scatter(-1, t_ids, t_top)
     return elementwise(log_p, log_s).sum(-1)
 
@@ -235,10 +237,13 @@ def _sampled(elementwise, log_s: Tensor, t_top: Tensor, t_ids: Tensor, t_tail: T
              drawn_logprobs: Tensor) -> Tensor:
     top = elementwise(t_top, log_s.gather(-1, t_ids)).sum(-1)
     weight = torch.exp(torch.log(t_tail)[:, None] - drawn_logprobs)  # m_t / p_t(v_j)
-    counts = t_tail[:, None] > 0  # a tail that underflowed to 0 weighs nothing (its draws were uniform stand-ins)
+    # a draw of probability 0 weighs nothing: its tail underflowed (or is masked) and the draws were stand-ins, while
+    # t_tail may still hold float rounding
+    counts = (t_tail[:, None] > 0) & torch.isfinite(drawn_logprobs)
     weight = torch.where(counts, weight, 0.0)
-    safe = torch.where(counts, drawn_logprobs, 0.0)
-    return top + (elementwise(safe, log_s.gather(-1, drawn)) * weight).mean(-1)
+    t_drawn = torch.where(counts, drawn_logprobs, 0.0)  # finite stand-ins where the weight is 0
+    s_drawn = torch.where(counts, log_s.gather(-1, drawn), 0.0)
+    return top + (elementwise(t_drawn, s_drawn) * weight).mean(-1)
 
 
 def topk_tail_divergence(divergence: TokenDivergence, student: Tensor, t_logprobs: Tensor, t_ids: Tensor,
