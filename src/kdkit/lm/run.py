@@ -216,8 +216,9 @@ def run_lm(cfg: LMRunConfig, console: Console | None = None, overwrite: bool = F
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     if "teacher_cache" in record:
         c = record["teacher_cache"]
-        console.print(f"teacher top-{c['k']} cache: {c['bytes'] / 1e6:.2f} MB in {c['build_seconds']:.1f} s",
-                      highlight=False)
+        draws = f", {c['tail_samples']} tail draws per token" if c["tail_samples"] else ""
+        console.print(f"teacher top-{c['k']} cache{draws} ({c['tail']} tail): {c['bytes'] / 1e6:.2f} MB in "
+                      f"{c['build_seconds']:.1f} s", highlight=False)
     console.print(f"{seconds:.0f} s; run directory: {run_dir} (`kdkit report {run_dir}`)", highlight=False)
     return LMRunResult(run_dir, rows, models)
 
