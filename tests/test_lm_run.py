@@ -153,6 +153,7 @@ def test_compare_refuses_to_mix_lm_and_classification_runs(two_seeds: list[Path]
     ({"name": "on_policy", "lam": 1.0}, [{"name": "jsd", "beta": 0.5}, {"name": "ce", "weight": 0.5}],
      "on_policy_steps"),
     ({"name": "topk_cache", "k": 4}, [{"name": "forward_kl"}, {"name": "ce"}], "teacher_cache"),
+    ({"name": "topk_cache", "k": 4, "tail": "bucket", "tail_samples": 0}, [{"name": "jsd"}], "teacher_cache"),
     ({"name": "offline"}, [{"name": "ce"}, {"name": "reverse_kl"}], None),
 ])
 def test_other_lm_schemes_from_a_config(tmp_path: Path, scheme: dict, losses: list, record: str | None) -> None:
@@ -172,18 +173,47 @@ def test_other_lm_schemes_from_a_config(tmp_path: Path, scheme: dict, losses: li
         assert training["on_policy_steps"] == training["steps"] > 0
     elif record == "teacher_cache":
         assert training["teacher_cache"]["k"] == 4 and training["teacher_cache"]["bytes"] > 0
+        assert training["teacher_cache"]["tail_samples"] == scheme.get("tail_samples", 8)
         assert any((result.run_dir / "teacher_topk").glob("shard_*.safetensors"))
     assert set(result.rows) == {"teacher", "student_alone", "student_kd"}
+
+
+def test_the_default_lm_scheme_is_offline(tmp_path: Path) -> None:
+    """A config that names no scheme distils offline (on the labelled data), whatever its data source."""
+    from kdkit.lm.config import load_lm_config
+
+    raw = yaml.safe_load((ROOT / "configs" / "lm_addition.yaml").read_text())
+    raw["data"]["n_transfer"] = 0
+    del raw["distill"]["scheme"]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    assert load_lm_config(tmp_path / "c.yaml").distill.scheme.name == "offline"
+
+
+def test_sequence_level_on_files_without_transfer_prompts_is_refused(tmp_path: Path) -> None:
+    from kdkit.lm.config import load_lm_config
+
+    (tmp_path / "a.txt").write_text("one two\n")
+    raw = yaml.safe_load((ROOT / "configs" / "lm_addition.yaml").read_text())
+    raw["data"] = {"name": "lm_files", "train_file": str(tmp_path / "a.txt"), "test_file": str(tmp_path / "a.txt")}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"at distill.scheme: scheme 'sequence_level' .* \(lm_files, n_transfer 0\)"):
+        load_lm_config(tmp_path / "c.yaml")
 
 
 @pytest.mark.parametrize("change, message", [
     ({"data": {"name": "synthetic_addition", "seq_len": 8}}, r"at data: seq_len does not apply to data source"),
     ({"data": {"name": "synthetic_additon"}}, r"did you mean 'synthetic_addition'"),
     ({"distill": {"scheme": {"name": "offline"}}}, r"at data.n_transfer: transfer prompts"),
+    ({"data": {"name": "synthetic_addition", "n_transfer": 0}},
+     r"at distill.scheme: scheme 'sequence_level' has the teacher answer data.n_transfer extra prompts and this "
+     r"config has none .*so it would be offline distillation"),
     ({"distill": {"scheme": {"name": "on_policy", "k": 3}}}, r"k does not apply to scheme 'on_policy'"),
     ({"data": {"name": "synthetic_addition"}, "distill": {"scheme": {"name": "topk_cache"},
                                                           "losses": [{"name": "jsd"}, {"name": "tv"}]}},
      r"takes one token divergence"),
+    ({"data": {"name": "synthetic_addition"}, "distill": {"scheme": {"name": "topk_cache", "tail_samples": 0},
+                                                          "losses": [{"name": "jsd"}]}},
+     r"at distill.scheme.tail_samples: tail: sampled draws ids"),
     ({"data": {"name": "synthetic_addition"}, "distill": {"scheme": {"name": "topk_cache"},
                                                           "losses": [{"name": "forward_kl", "T": 2.0}]}},
      r"temperature 1"),

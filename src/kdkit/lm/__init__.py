@@ -1,5 +1,6 @@
-"""Language-model distillation: generation, metrics, the teacher's top-k logit cache, the vocabulary check, LM
-configs (`kdkit train`), the run directory and the `kdkit demo --task lm` pipeline. Models live in
+"""Language-model distillation: generation, metrics, the teacher's top-k logit cache, the vocabulary check, the
+alignment of two tokenizations (cross_tokenizer), Hugging Face's Trainer (hf_trainer), LM configs (`kdkit train`),
+the run directory and the `kdkit demo --task lm` pipeline. Models live in
 kdkit.models.lm, data in kdkit.data.lm, losses in kdkit.losses (forward_kl, reverse_kl, jsd, tv), schemes in
 kdkit.schemes (on_policy, sequence_level, topk_cache).
 
@@ -18,10 +19,12 @@ from kdkit.lm.generate import Generated, generate, pad_prompts
 _EXPORTS: dict[str, str] = {
     "CacheInfo": "cache", "TopKCache": "cache", "build_topk_cache": "cache", "topk_tail_divergence": "cache",
     "exact_match": "metrics", "lm_report": "metrics", "lm_row": "metrics",
-    "check_same_vocabulary": "vocab",
+    "check_same_vocabulary": "vocab", "aligned_positions": "cross_tokenizer", "encode_cross": "cross_tokenizer",
+    "DistillationTrainer": "hf_trainer", "distillation_loss": "hf_trainer",  # transformers loaded on first use
 }
-__all__ = ["CacheInfo", "Generated", "TopKCache", "build_topk_cache", "check_same_vocabulary", "exact_match",
-           "generate", "lm_report", "lm_row", "pad_prompts", "topk_tail_divergence"]
+__all__ = ["CacheInfo", "DistillationTrainer", "Generated", "TopKCache", "aligned_positions", "build_topk_cache",
+           "check_same_vocabulary", "distillation_loss", "encode_cross", "exact_match", "generate", "lm_report",
+           "lm_row", "pad_prompts", "topk_tail_divergence"]
 
 
 def __getattr__(name: str) -> Any:

@@ -5,14 +5,17 @@ then runs kdkit.lm.run instead of the classification pipeline. Models (`lm_trans
 train settings are the classification config's own (kdkit.config.ModelConfig, TrainSettings); what differs is
 the data (LM sources and their options) and the schemes:
 
-    offline          token-level KD on the labelled data with distill.losses (e.g. ce + forward_kl)
-    sequence_level   the teacher answers the labelled prompts' extra `n_transfer` prompts (greedy, or sampled at
-                     `temperature`), and the student learns the labelled pairs plus those answers with
-                     distill.losses (Kim & Rush 2016; with a token divergence too, their word-level variant)
+    offline          (the default) token-level KD on the labelled data with distill.losses (e.g. ce + forward_kl)
+    sequence_level   the teacher answers `data.n_transfer` extra prompts (greedy, or sampled at `temperature`),
+                     and the student learns the labelled pairs (their own answers) plus the teacher's answers with
+                     distill.losses (Kim & Rush 2016; with a token divergence too, their word-level variant); a
+                     config with no transfer prompts is refused, since it would be offline under another name
     on_policy        GKD (Agarwal et al. 2024): in a share `lam` of the steps the student samples its answers and
                      the teacher scores them; distill.losses: one token divergence, optionally ce
     topk_cache       the teacher's top-`k` log-probabilities per token are written once under the run directory
-                     and read back by index; distill.losses: one token divergence at T = 1, optionally ce
+                     and read back by index, the rest of its mass compared by `tail_samples` (8) draws from the
+                     teacher's tail (`tail: sampled`, unbiased, the default), as one bucket (`bucket`, a lower
+                     bound) or spread evenly (`uniform`); distill.losses: one token divergence at T = 1, optionally ce
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from kdkit.settings import TrainSettings
 class LMDistillConfig(_Strict):
     scheme: SerializeAsAny[SchemeOptions] = Field(
         default_factory=lambda: scheme_options(None, LM), description="who writes the student's targets: "
-        "{name: <scheme>, ...its keys}; the language-model schemes of kdkit.schemes (default: sequence_level)")
+        "{name: <scheme>, ...its keys}; the language-model schemes of kdkit.schemes (default: offline)")
 
     @field_validator("scheme", mode="before")
     @classmethod
@@ -129,11 +132,19 @@ def parse_lm_config(raw: dict[str, Any]) -> LMRunConfig:
         if scheme == "topk_cache" and float(div.get("T", 1.0)) != 1.0:
             raise ConfigError("config error at distill.losses: the top-k cache holds the teacher at temperature 1; "
                               "give T: 1 (or leave T out)")
+        if scheme == "topk_cache" and cfg.distill.scheme.tail == "sampled" and not cfg.distill.scheme.tail_samples:
+            raise ConfigError("config error at distill.scheme.tail_samples: tail: sampled draws ids from the "
+                              "teacher's tail when the cache is built; give tail_samples >= 1 (e.g. 8) or tail: bucket")
     if getattr(cfg.data, "n_transfer", 0) and not type(cfg.distill.scheme).writes_answers:
         which = [n for n, c in schemes(LM).items() if c.writes_answers]
         raise ConfigError(f"config error at data.n_transfer: transfer prompts have no answers until the teacher "
                           f"writes them, which only scheme {', '.join(which)} does (not '{scheme}'); set "
                           f"data.n_transfer: 0 or distill.scheme.name: {which[0]}")
+    if type(cfg.distill.scheme).writes_answers and not getattr(cfg.data, "n_transfer", 0):
+        raise ConfigError(f"config error at distill.scheme: scheme '{scheme}' has the teacher answer data.n_transfer "
+                          f"extra prompts and this config has none ({cfg.data.name}, n_transfer 0), so it would be "
+                          "offline distillation; set data.n_transfer > 0 (synthetic_addition) or "
+                          "distill.scheme.name: offline")
     for where, model in (("teacher", cfg.teacher), ("student", cfg.student)):
         if model.quantize is not None:
             raise ConfigError(f"config error at {where}.quantize: language-model runs do not train int8 students; "

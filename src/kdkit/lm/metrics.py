@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from kdkit.errors import DataError
 from kdkit.lm.dataset import LMDataset
 from kdkit.lm.generate import generate, pad_prompts
+from kdkit.losses.forward_kl import forward_kl_terms
 from kdkit.metrics import model_device
 
 
@@ -49,7 +50,7 @@ def lm_units(model: nn.Module, data: LMDataset, teacher: nn.Module | None = None
         if teacher is not None:
             log_t = torch.log_softmax(teacher(x).float(), -1)
             per_token["agree"] = (pred == log_t.argmax(-1)).double()
-            per_token["kl"] = (log_t.exp() * (log_t - log_s)).sum(-1).double()
+            per_token["kl"] = forward_kl_terms(log_t, log_s).sum(-1).double()  # 0 log 0 = 0 at masked ids
         for key, value in per_token.items():
             parts[key].append(torch.where(valid, value, 0.0).sum(1).cpu().numpy())
     for m, mode in states:

@@ -130,13 +130,13 @@ def distill(cfg: LMRunConfig, student: nn.Module, teacher: nn.Module, data: LMBu
 
     div.pop("T", None)  # checked to be 1 by the config: the cache holds the teacher at temperature 1
     info = build_topk_cache(teacher.to(device), train_set, run_dir / "teacher_topk", k=scheme_cfg.k,
-                            shard_size=scheme_cfg.shard_size)
+                            shard_size=scheme_cfg.shard_size, tail_samples=scheme_cfg.tail_samples, seed=cfg.seed)
     scheme = TopKCacheDistillation(student, TopKCache(info.directory), name, weight=weight, ce_weight=ce_weight,
-                                   **div)
+                                   tail=scheme_cfg.tail, **div)
     fit(scheme, make_loader(Indexed(train_set), s.batch_size, shuffle=True, seed=s.seed), val_loader, s,
         run_dir=run_dir, name="student_kd")
-    record["teacher_cache"] = {"k": info.k, "bytes": info.bytes, "build_seconds": info.seconds,
-                               "folder": str(info.directory)}
+    record["teacher_cache"] = {"k": info.k, "tail": scheme_cfg.tail, "tail_samples": info.tail_samples,
+                               "bytes": info.bytes, "build_seconds": info.seconds, "folder": str(info.directory)}
     return record
 
 
@@ -221,8 +221,9 @@ def run_lm(cfg: LMRunConfig, console: Console | None = None, overwrite: bool = F
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     if "teacher_cache" in record:
         c = record["teacher_cache"]
-        console.print(f"teacher top-{c['k']} cache: {c['bytes'] / 1e6:.2f} MB in {c['build_seconds']:.1f} s",
-                      highlight=False)
+        draws = f", {c['tail_samples']} tail draws per token" if c["tail_samples"] else ""
+        console.print(f"teacher top-{c['k']} cache{draws} ({c['tail']} tail): {c['bytes'] / 1e6:.2f} MB in "
+                      f"{c['build_seconds']:.1f} s", highlight=False)
     console.print(f"{seconds:.0f} s; run directory: {run_dir} (`kdkit report {run_dir}`)", highlight=False)
     return LMRunResult(run_dir, rows, models)
 

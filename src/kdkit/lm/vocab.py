@@ -36,12 +36,16 @@ def check_same_vocabulary(teacher_tokenizer: Any, student_tokenizer: Any, teache
 
 
 def check_model_vocabularies(teacher: Any, student: Any) -> None:
-    """check_same_vocabulary on two models that carry their tokenizers (hf_lm: models, `.tokenizer`); models
-    without one (lm_transformer on kdkit data share the data's tokenizer) are only checked for equal output size
-    by the losses."""
+    """check_same_vocabulary on two models that carry their tokenizers (hf_lm: models, `.tokenizer`); then, for
+    any two models that state their output size (`vocab_size`: lm_transformer, hf_lm:), that the sizes agree.
+    Models without a tokenizer (lm_transformer on kdkit data) share the data's."""
     t_tok, s_tok = getattr(teacher, "tokenizer", None), getattr(student, "tokenizer", None)
+    t_size, s_size = getattr(teacher, "vocab_size", None), getattr(student, "vocab_size", None)
     if t_tok is not None and s_tok is not None:
-        check_same_vocabulary(t_tok, s_tok, getattr(teacher, "vocab_size", None), getattr(student, "vocab_size", None))
+        check_same_vocabulary(t_tok, s_tok, t_size, s_size)
+    elif isinstance(t_size, int) and isinstance(s_size, int) and t_size != s_size:
+        raise ModelError(f"teacher predicts {t_size} tokens but the student {s_size}; token-level distillation "
+                         "compares the two id by id and needs one vocabulary (the same tokenizer)")
 
 
 __all__ = ["check_model_vocabularies", "check_same_vocabulary", "id_to_token"]

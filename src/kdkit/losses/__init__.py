@@ -29,6 +29,7 @@ from kdkit.losses.rkd import RKDAngle, RKDDistance
 from kdkit.losses.sp import SimilarityPreserving
 from kdkit.losses.token_kd import TokenKD, token_kd_loss
 from kdkit.losses.tv import TotalVariation
+from kdkit.losses.uld import ULD
 from kdkit.losses.value_relation import ValueRelation
 
 LOSSES: dict[str, type[nn.Module]] = {
@@ -52,6 +53,7 @@ LOSSES: dict[str, type[nn.Module]] = {
     "reverse_kl": ReverseKL,
     "jsd": JSD,
     "tv": TotalVariation,
+    "uld": ULD,  # teacher and student of different tokenizers (positions aligned by kdkit.lm.cross_tokenizer)
 }
 
 
@@ -76,5 +78,5 @@ __all__ = [
     "LOSSES", "build_loss", "KDLoss", "kd_loss", "CrossEntropy", "DKD", "DIST", "FitNet", "AttentionTransfer",
     "RKDDistance", "RKDAngle", "SimilarityPreserving", "PKT", "FSP",
     "TokenKD", "token_kd_loss", "HiddenStateMSE", "EmbeddingMSE", "AttentionKD", "ValueRelation",
-    "ForwardKL", "ReverseKL", "JSD", "TotalVariation",
+    "ForwardKL", "ReverseKL", "JSD", "TotalVariation", "ULD",
 ]

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from kdkit.losses.token_divergence import TokenDivergence
+from kdkit.losses.token_divergence import TokenDivergence, plogratio
 
 
 def forward_kl_terms(log_t: Tensor, log_s: Tensor) -> Tensor:
-    """p_t * (log p_t - log p_s), elementwise (0 where p_t = 0)."""
-    return log_t.exp() * (log_t - log_s)
+    """p_t * (log p_t - log p_s), elementwise (0 where p_t = 0; +inf where p_t > 0 = p_s)."""
+    return plogratio(log_t, log_s)
 
 
 class ForwardKL(TokenDivergence):

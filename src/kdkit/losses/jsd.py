@@ -17,13 +17,16 @@ import math
 import torch
 from torch import Tensor
 
-from kdkit.losses.token_divergence import TokenDivergence
+from kdkit.losses.token_divergence import TokenDivergence, plogratio
 
 
 def jsd_terms(log_t: Tensor, log_s: Tensor, beta: float) -> Tensor:
-    """beta p_t (log p_t - log m) + (1 - beta) p_s (log p_s - log m), m = beta p_t + (1 - beta) p_s."""
-    log_m = torch.logaddexp(log_t + math.log(beta), log_s + math.log1p(-beta))
-    return beta * log_t.exp() * (log_t - log_m) + (1.0 - beta) * log_s.exp() * (log_s - log_m)
+    """beta p_t (log p_t - log m) + (1 - beta) p_s (log p_s - log m), m = beta p_t + (1 - beta) p_s; 0 where
+    p_t = p_s = 0 (the ids masked in both are replaced by 0 before logaddexp, whose gradient is NaN at (-inf, -inf))."""
+    either = (log_t.exp() > 0) | (log_s.exp() > 0)
+    log_m = torch.logaddexp(torch.where(either, log_t, 0.0) + math.log(beta),
+                            torch.where(either, log_s, 0.0) + math.log1p(-beta))
+    return beta * plogratio(log_t, log_m) + (1.0 - beta) * plogratio(log_s, log_m)
 
 
 class JSD(TokenDivergence):

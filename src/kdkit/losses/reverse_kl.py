@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from kdkit.losses.token_divergence import TokenDivergence
+from kdkit.losses.token_divergence import TokenDivergence, plogratio
 
 
 def reverse_kl_terms(log_t: Tensor, log_s: Tensor) -> Tensor:
-    """p_s * (log p_s - log p_t), elementwise."""
-    return log_s.exp() * (log_s - log_t)
+    """p_s * (log p_s - log p_t), elementwise (0 where p_s = 0; +inf where p_s > 0 = p_t)."""
+    return plogratio(log_s, log_t)
 
 
 class ReverseKL(TokenDivergence):

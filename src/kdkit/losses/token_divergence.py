@@ -11,6 +11,11 @@ Valid positions: ``mask`` (True = counts) when given, else ``target >= 0`` (so b
 chunk (a running logsumexp) and each chunk's term is recomputed in the backward pass (activation checkpointing),
 so no (positions, V) float intermediate beyond the logits themselves is kept; the value is the same as without
 chunks up to float rounding.
+
+Masked vocabulary entries (logits of -inf, or of finfo.min, which overflow to -inf at T < 1) have probability 0 and
+contribute 0 (0 * log 0 = 0, the limit), with finite gradients: :func:`plogratio` keeps the 0 * inf products out
+of both the forward and the backward pass. Where the teacher puts mass on an id the student masks, forward KL is
++inf, its true value.
 """
 
 from __future__ import annotations
@@ -43,14 +48,40 @@ def token_mask(logits: Tensor, target: Tensor | None = None, mask: Tensor | None
     return valid
 
 
+def plogratio(log_p: Tensor, log_q: Tensor) -> Tensor:
+    """p * (log p - log q), elementwise, with p = exp(log_p): 0 wherever p = 0 (masked or underflowed ids), and
+    a zero gradient there instead of 0 * inf = NaN (the inputs are made finite before the product)."""
+    present = log_p.exp() > 0
+    safe_p = torch.where(present, log_p, 0.0)
+    safe_q = torch.where(present, log_q, 0.0)
+    return torch.where(present, safe_p.exp() * (safe_p - safe_q), 0.0)
+
+
+def upcast(x: Tensor) -> Tensor:
+    """At least float32 (half and bfloat16 logits are compared in float32; float64 stays float64)."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
+def _sum_exp(x: Tensor, shift: Tensor, temperature: float) -> Tensor:
+    return torch.exp(upcast(x) / temperature - shift.unsqueeze(-1)).sum(-1)
+
+
 def _chunk_lse(x: Tensor, temperature: float, chunk_size: int) -> Tensor:
-    """logsumexp(x / T) over the last dim, one vocabulary chunk at a time."""
-    lse = None
+    """logsumexp(x / T) over the last dim, one vocabulary chunk at a time: shift + log sum exp(x / T - shift) with
+    the row maximum as the (constant) shift, so that a chunk of masked ids adds exp(-inf) = 0 to the sum and 0 to
+    the gradient; each chunk's exp is recomputed in the backward pass rather than kept."""
+    with torch.no_grad():
+        shift = torch.stack([(upcast(x[..., s:s + chunk_size]) / temperature).amax(-1)
+                             for s in range(0, x.shape[-1], chunk_size)], -1).amax(-1)
+        shift = torch.where(torch.isfinite(shift), shift, 0.0)
+    total = None
     for start in range(0, x.shape[-1], chunk_size):
-        part = torch.logsumexp(x[..., start:start + chunk_size].float() / temperature, dim=-1)
-        lse = part if lse is None else torch.logaddexp(lse, part)
-    assert lse is not None
-    return lse
+        args = (x[..., start:start + chunk_size], shift, temperature)
+        part = (checkpoint(_sum_exp, *args, use_reentrant=False) if torch.is_grad_enabled() and x.requires_grad
+                else _sum_exp(*args))
+        total = part if total is None else total + part
+    assert total is not None
+    return shift + total.log()
 
 
 def divergence_per_position(
@@ -60,15 +91,15 @@ def divergence_per_position(
     """sum_v f(log p_t[v], log p_s[v]) for each row of (P, V) logits at temperature T; shape (P,)."""
     vocab = student.shape[-1]
     if chunk_size is None or chunk_size >= vocab:
-        log_t = torch.log_softmax(teacher.float() / temperature, dim=-1)
-        log_s = torch.log_softmax(student.float() / temperature, dim=-1)
+        log_t = torch.log_softmax(upcast(teacher) / temperature, dim=-1)
+        log_s = torch.log_softmax(upcast(student) / temperature, dim=-1)
         return elementwise(log_t, log_s).sum(-1)
     lse_t = _chunk_lse(teacher, temperature, chunk_size)
     lse_s = _chunk_lse(student, temperature, chunk_size)
 
     def chunk_term(s: Tensor, t: Tensor, ls: Tensor, lt: Tensor) -> Tensor:
-        log_t = t.float() / temperature - lt.unsqueeze(-1)
-        log_s = s.float() / temperature - ls.unsqueeze(-1)
+        log_t = upcast(t) / temperature - lt.unsqueeze(-1)
+        log_s = upcast(s) / temperature - ls.unsqueeze(-1)
         return elementwise(log_t, log_s).sum(-1)
 
     total = None
@@ -120,4 +151,4 @@ class TokenDivergence(nn.Module):
         return self.per_position(student[valid], teacher[valid]).mean()
 
 
-__all__ = ["Elementwise", "TokenDivergence", "divergence_per_position", "token_mask"]
+__all__ = ["Elementwise", "TokenDivergence", "divergence_per_position", "plogratio", "token_mask", "upcast"]

@@ -10,6 +10,7 @@ it can never be seen by a real position, so no padding mask is needed.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -70,15 +71,26 @@ def build_lm_transformer(input_shape: Sequence[int], num_classes: int, vocab_siz
 
 class HFCausalLM(nn.Module):
     """Wraps a Hugging Face causal LM so that forward(ids) returns logits (N, L, V), like lm_transformer.
-    Right padding needs no attention mask with causal attention; the tokenizer is kept as `.tokenizer`."""
+    Right padding needs no attention mask with causal attention; the tokenizer is kept as `.tokenizer`.
+
+    Checkpoints often pad their embedding table past the tokenizer (to a multiple of 64, say): the logits are then
+    sliced to the tokenizer's ``len`` (the rows beyond it are ids no text encodes to), with a warning, so that
+    `vocab_size` is the tokenizer's and two models of one tokenizer compare id by id whatever their padding."""
 
     def __init__(self, model: nn.Module, tokenizer: Any = None) -> None:
         super().__init__()
         self.model, self.tokenizer = model, tokenizer
-        self.vocab_size = int(model.get_input_embeddings().weight.shape[0])
+        self.embedding_rows = int(model.get_input_embeddings().weight.shape[0])
+        self.vocab_size = self.embedding_rows
+        if tokenizer is not None and 0 < len(tokenizer) < self.embedding_rows:
+            warnings.warn(f"note: the model has {self.embedding_rows} token embeddings but its tokenizer "
+                          f"{len(tokenizer)} tokens; its logits are sliced to the tokenizer's {len(tokenizer)}",
+                          stacklevel=2)
+            self.vocab_size = len(tokenizer)
 
     def forward(self, ids: Tensor) -> Tensor:
-        return self.model(input_ids=ids, use_cache=False).logits
+        logits = self.model(input_ids=ids, use_cache=False).logits
+        return logits[..., :self.vocab_size] if self.vocab_size < logits.shape[-1] else logits
 
 
 def load_causal_lm(path: str | Path, **kwargs: Any) -> HFCausalLM:

@@ -22,6 +22,8 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from kdkit.adapters import attach_adapters, example_inputs
+from kdkit.lm.vocab import check_model_vocabularies
+from kdkit.losses.token_divergence import TokenDivergence
 from kdkit.schemes.plan import PlanInputs, SchemePlan
 from kdkit.schemes.registry import SchemeOptions
 from kdkit.step import Scheme
@@ -37,8 +39,11 @@ class OfflineDistillation(Scheme):
     ) -> None:
         """`example`: a few training inputs; when given, adapters are attached at once (see attach_adapters)."""
         super().__init__(student)
-        self.teacher = teacher.eval().requires_grad_(False)
         self.terms = list(terms)
+        # a token divergence compares the two models id by id: one vocabulary, checked before anything trains
+        if any(isinstance(getattr(t, "loss", None), TokenDivergence) for t in self.terms):
+            check_model_vocabularies(teacher, student)
+        self.teacher = teacher.eval().requires_grad_(False)
         self.extras.extend(self.terms)  # adapters inside terms train with the student
         student_paths, teacher_paths = tapped_paths(self.terms)
         self.student_taps = Taps(student, student_paths)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from kdkit.schemes.plan import PlanInputs, SchemePlan
 
 CLASSIFICATION, LM = "classification", "lm"
-DEFAULT_SCHEME = {CLASSIFICATION: "offline", LM: "sequence_level"}
+DEFAULT_SCHEME = {CLASSIFICATION: "offline", LM: "offline"}
 
 
 def _elsewhere(name: str, family: str) -> str:

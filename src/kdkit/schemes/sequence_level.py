@@ -70,8 +70,9 @@ __all__ = ["distill_sequence_level", "teacher_outputs"]
 
 
 class SequenceLevelOptions(LMSchemeOptions):
-    """sequence_level (language models): the teacher answers the labelled prompts and the extra `n_transfer`
-    prompts, greedily or sampled at `temperature`, and the student learns those answers with distill.losses."""
+    """sequence_level (language models): the teacher answers the `data.n_transfer` extra prompts, greedily or
+    sampled at `temperature`; the student learns the labelled pairs (with their own answers) and the teacher's
+    answers with distill.losses. A config without transfer prompts is refused (it would be offline)."""
 
     name: Literal["sequence_level"] = "sequence_level"
     greedy: bool = Field(True, description="the teacher answers greedily (else samples)")

@@ -2,9 +2,9 @@
 
     L = ce_weight * CE(s, y) + weight * D_topk+tail(p_t || p_s)
 
-over the labelled tokens, where D is forward_kl, reverse_kl, jsd or tv on the k + 1 buckets described in
-kdkit.lm.cache. The loader must yield sample indices (wrap the dataset in kdkit.data.Indexed) in the order the
-cache was built from.
+over the labelled tokens, where D is forward_kl, reverse_kl, jsd or tv on the teacher's top k with its tail
+estimated by `tail` (bucket, uniform or sampled; kdkit.lm.cache describes the three). The loader must yield
+sample indices (wrap the dataset in kdkit.data.Indexed) in the order the cache was built from.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from kdkit.errors import ConfigError
-from kdkit.lm.cache import TopKCache, topk_tail_divergence
+from kdkit.lm.cache import TAILS, Tail, TopKCache, topk_tail_divergence
 from kdkit.losses.kd import hard_label_ce
 from kdkit.losses.token_divergence import TokenDivergence
 from kdkit.schemes.lm_common import LMSchemeOptions, build_divergence
@@ -24,9 +24,15 @@ from kdkit.step import Scheme
 
 class TopKCacheDistillation(Scheme):
     def __init__(self, student: nn.Module, cache: TopKCache, divergence: str | TokenDivergence = "forward_kl",
-                 weight: float = 1.0, ce_weight: float = 1.0, **options: Any) -> None:
+                 weight: float = 1.0, ce_weight: float = 1.0, tail: Tail | None = None, **options: Any) -> None:
+        """`tail`: bucket, uniform or sampled; None: sampled when the cache holds tail draws, else bucket."""
         super().__init__(student)
-        self.cache, self.weight, self.ce_weight = cache, float(weight), float(ce_weight)
+        tail = tail or ("sampled" if cache.tail_samples else "bucket")
+        if tail not in TAILS:
+            raise ConfigError(f"tail estimator must be one of {', '.join(TAILS)}, got {tail!r}")
+        if tail == "sampled" and not cache.tail_samples:
+            raise ConfigError(f"tail: sampled needs a cache built with tail_samples > 0; {cache.directory} has none")
+        self.cache, self.weight, self.ce_weight, self.tail = cache, float(weight), float(ce_weight), tail
         self.divergence = build_divergence(divergence, **options)
         self.name = self.divergence.name
 
@@ -38,7 +44,9 @@ class TopKCacheDistillation(Scheme):
             raise ConfigError(f"the cache was built for {self.cache.vocab_size} tokens but the student predicts "
                               f"{logits.shape[-1]}")
         logprobs, ids, tail = (c.to(logits.device) for c in self.cache.get(index))
-        div = topk_tail_divergence(self.divergence, logits, logprobs, ids, tail, y)
+        drawn = self.cache.samples(index) if self.tail == "sampled" else None
+        samples = (drawn[0].to(logits.device), drawn[1].to(logits.device)) if drawn is not None else None
+        div = topk_tail_divergence(self.divergence, logits, logprobs, ids, tail, y, tail=self.tail, samples=samples)
         weighted, raw = {self.name: self.weight * div}, {self.name: div.detach()}
         if self.ce_weight:
             ce = hard_label_ce(logits, y)
@@ -55,4 +63,8 @@ class TopKCacheOptions(LMSchemeOptions):
 
     name: Literal["topk_cache"] = "topk_cache"
     k: int = Field(32, ge=1, description="log-probabilities kept per token")
+    tail: Literal["bucket", "uniform", "sampled"] = Field(
+        "sampled", description="how the teacher's mass outside its top k is compared: sampled from the teacher's "
+        "tail (unbiased; needs tail_samples), one bucket (a lower bound) or spread evenly")
+    tail_samples: int = Field(8, ge=0, description="ids drawn per token from the teacher's tail (tail: sampled)")
     shard_size: int = Field(4096, ge=1, description="rows per safetensors shard")
