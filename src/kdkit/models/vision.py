@@ -23,7 +23,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from kdkit.checkpoint import read_state
-from kdkit.errors import ConfigError, ModelError
+from kdkit.errors import ConfigError, KdkitWarning, ModelError
 
 # builder arguments that would make torchvision or timm fetch weights from the internet
 _DOWNLOADING = ("weights", "weights_backbone", "pretrained_cfg", "pretrained_cfg_overlay")
@@ -152,7 +152,7 @@ def _finish(model: nn.Module, num_classes: int, pretrained: Any, freeze: bool) -
     if freeze:
         if pretrained is None:
             warnings.warn("freeze_backbone without pretrained weights trains a head on random features; "
-                          "set params.pretrained to a weights file", stacklevel=3)
+                          "set params.pretrained to a weights file", KdkitWarning, stacklevel=3)
         freeze_except_head(model, head)
     return model
 
@@ -161,6 +161,28 @@ def _channels(input_shape: Sequence[int], source: str) -> int:
     if len(input_shape) != 3:
         raise ConfigError(f"{source} models need (channels, height, width) images, got shape {tuple(input_shape)}")
     return int(input_shape[0])
+
+
+def check_torchvision_name(name: str) -> None:
+    """Refuse a name that is not one of torchvision's image classifiers, without building anything (a config's
+    validation calls it, so that the mistake is reported before any image is read)."""
+    try:
+        from torchvision import models as tvm
+    except ImportError:
+        raise ConfigError("torchvision is not installed; pip install 'kdkit[vision]'") from None
+    known = tvm.list_models(module=tvm)  # image classification models only
+    if name not in known:
+        raise _unknown_name("torchvision", name, known)
+
+
+def check_timm_name(name: str) -> None:
+    """Refuse a name timm does not know, without building anything."""
+    try:
+        import timm
+    except ImportError:
+        raise ConfigError("timm is not installed; pip install 'kdkit[timm]'") from None
+    if not timm.is_model(name):
+        raise _unknown_name("timm", name, timm.list_models())
 
 
 def resolve_torchvision(
@@ -174,9 +196,7 @@ def resolve_torchvision(
         raise ConfigError("torchvision is not installed; pip install 'kdkit[vision]'") from None
     _check_params("torchvision", pretrained, kwargs)
     channels = _channels(input_shape, "torchvision")
-    known = tvm.list_models(module=tvm)  # image classification models only
-    if name not in known:
-        raise _unknown_name("torchvision", name, known)
+    check_torchvision_name(name)
     try:
         model = tvm.get_model(name, weights=None, num_classes=num_classes, **kwargs)
     except TypeError as err:
@@ -196,8 +216,7 @@ def resolve_timm(
         raise ConfigError("timm is not installed; pip install 'kdkit[timm]'") from None
     _check_params("timm", pretrained, kwargs)
     channels = _channels(input_shape, "timm")
-    if not timm.is_model(name):
-        raise _unknown_name("timm", name, timm.list_models())
+    check_timm_name(name)
     try:
         model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=channels, **kwargs)
     except TypeError as err:
@@ -211,5 +230,5 @@ def trainable_fraction(model: nn.Module) -> float:
     return sum(p.numel() for p in model.parameters() if p.requires_grad) / max(total, 1)
 
 
-__all__ = ["resolve_torchvision", "resolve_timm", "load_pretrained", "freeze_except_head", "head_name",
-           "adapt_input_conv", "set_in_channels", "trainable_fraction"]
+__all__ = ["check_timm_name", "check_torchvision_name", "resolve_torchvision", "resolve_timm", "load_pretrained",
+           "freeze_except_head", "head_name", "adapt_input_conv", "set_in_channels", "trainable_fraction"]
