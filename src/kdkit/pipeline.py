@@ -135,7 +135,11 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
     console = console or Console()
     distributed.init_from_env()
     main = distributed.is_main()
-    # everything that can fail on bad input runs before the run directory is touched
+    # everything that can fail on bad input runs before the run directory is touched; what needs no data first
+    run_dir = Path(cfg.output_dir)
+    run_guard.precheck(run_dir, resume=resume, overwrite=overwrite)  # a finished or locked run: refused at once
+    if resume:
+        run_guard.check_same_config(run_dir, cfg.model_dump(mode="json"))
     bundle = build_data(cfg.data, cfg.seed)
     from kdkit.data_checks import batch_warnings, check_classes
 
@@ -156,7 +160,6 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
     # builds the scheme's other models (assistants, teachers, peers, generations) and checks module paths and, for
     # distill.init_from_teacher, that the student has the teacher's architecture, before any training
     plan = build_plan(cfg, bundle, models["student_kd"], teacher, terms)
-    run_dir = Path(cfg.output_dir)
     lock = None
     if main:
         everything = [*models.values(), *plan.extra_models.values()]

@@ -9,11 +9,12 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from kdkit.errors import ConfigError, KdkitError
+from kdkit.errors import ConfigError, KdkitError, ModelError
 from kdkit.models.cnn import CNN1d, CNN2d, build_cnn1d, build_cnn2d
 from kdkit.models.init import check_same_architecture, teacher_near_init
 from kdkit.models.lm import LMTransformer, build_lm_transformer, resolve_hf_lm
@@ -31,7 +32,7 @@ from kdkit.models.text import (
     resolve_hf,
 )
 from kdkit.models.tiny import SmallCNN, TinyCNN, build_small_cnn, build_tiny_cnn
-from kdkit.models.vision import resolve_timm, resolve_torchvision
+from kdkit.models.vision import check_timm_name, check_torchvision_name, resolve_timm, resolve_torchvision
 
 Builder = Callable[..., nn.Module]
 
@@ -49,6 +50,21 @@ MODELS: dict[str, Builder] = {
     "lm_transformer": build_lm_transformer,  # causal LM: logits (N, L, V), num_classes = vocabulary
 }
 
+def _local_folder(prefix: str) -> Callable[[str], None]:
+    def check(path: str) -> None:
+        if not Path(path).is_dir():
+            raise ModelError(f"{prefix}:{path} is not a local directory; give a folder written by save_pretrained "
+                             "(config.json + weights), nothing is downloaded")
+
+    return check
+
+
+# prefix -> function(name_after_prefix): refuses a name the resolver cannot build, without building anything
+NAME_CHECKS: dict[str, Callable[[str], None]] = {
+    "torchvision": check_torchvision_name, "timm": check_timm_name, "hf": _local_folder("hf"),
+    "hf_lm": _local_folder("hf_lm"),
+}
+
 # prefix -> function(name_after_prefix, input_shape, num_classes, **kwargs)
 RESOLVERS: dict[str, Callable[..., nn.Module]] = {
     "torchvision": resolve_torchvision, "timm": resolve_timm, "hf": resolve_hf,
@@ -57,12 +73,15 @@ RESOLVERS: dict[str, Callable[..., nn.Module]] = {
 
 
 def check_model_args(name: str, kwargs: dict[str, Any]) -> None:
-    """Refuse an unknown model name, source prefix or builder argument (one ConfigError line), without building:
-    config validation calls this so such a mistake is reported before any data is loaded."""
+    """Refuse an unknown model name, source prefix, name within a source (torchvision, timm) or local model folder
+    (hf, hf_lm), or builder argument (one ConfigError or ModelError line), without building: config validation
+    calls this so such a mistake is reported before any data is loaded."""
     if ":" in name:
         prefix = name.partition(":")[0]
         if prefix not in RESOLVERS:
             raise ConfigError(f"unknown model source '{prefix}:'; known: {', '.join(sorted(RESOLVERS)) or 'none'}")
+        if prefix in NAME_CHECKS:
+            NAME_CHECKS[prefix](name.partition(":")[2])
         return
     if name not in MODELS:
         close = difflib.get_close_matches(name, list(MODELS), n=1)
