@@ -82,7 +82,7 @@ class LGBMSoftLabelClassifier:
 def _fold_start(booster: Any, start: np.ndarray) -> None:
     """Add each class's starting score to every leaf of its first tree (trees 0..K-1 are the first round), as
     LightGBM does with its own objectives' start, so that predicting needs nothing beyond the booster."""
-    trees = booster.dump_model()["tree_info"]
+    trees = booster.dump_model(num_iteration=1)["tree_info"]  # the first round only: dumping all trees is slow
     for k, value in enumerate(start):
         for leaf in range(trees[k]["num_leaves"]):
             booster.set_leaf_output(k, leaf, booster.get_leaf_output(k, leaf) + float(value))
