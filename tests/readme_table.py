@@ -104,7 +104,8 @@ def readme_verdict_example(readme: Path = ROOT / "README.md") -> list[str]:
     """The lines the README shows `kdkit demo --quick` printing after its table (verdict and warnings), each cut
     where the README shortens it with '...'."""
     text = readme.read_text(encoding="utf-8")
-    block = re.search(r"`kdkit demo --quick` \(2 epochs\) prints:\n\n```\n(.*?)```", text, re.S)
+    block = re.search(r"`kdkit demo --quick` \(2 epochs\) prints \(with `OMP_NUM_THREADS=1`\):\n\n```\n(.*?)```", text,
+                      re.S)
     if block is None:
         raise AssertionError("README.md: the verdict example of `kdkit demo --quick` is no longer there")
     return [line.split("...")[0].rstrip(" (") for line in block.group(1).splitlines() if line.strip()]
