@@ -77,3 +77,12 @@ def test_lightgbm_students_learn_soft_targets_natively_beyond_two_classes(table_
                                    n_splits=3, student_mode="expand", student_params={"n_estimators": 30}).fit(
         X, y, teacher_proba=model.teacher_oof_)
     assert expanded.student_mode_ == "expand"  # still there for whoever asks for it
+
+
+def test_a_table_too_small_to_split_gives_the_mean_target() -> None:
+    """Fewer rows than min_child_samples: no split is possible, and the model is the mean target (as LightGBM's own
+    objectives give constant trees then), not an error."""
+    rng = np.random.default_rng(0)
+    X, q = rng.normal(size=(12, 3)), rng.dirichlet(np.ones(3), size=12)
+    model = LGBMSoftLabelClassifier(**{**PARAMS, "min_child_samples": 10}).fit(X, q)
+    np.testing.assert_allclose(model.predict_proba(X), np.tile(q.mean(0), (12, 1)), atol=1e-12)

@@ -66,6 +66,9 @@ class LGBMSoftLabelClassifier:
         rounds = next((int(params.pop(key)) for key in ROUNDS if key in params), 100)
         for key in ROUNDS:
             params.pop(key, None)
+        # LightGBM drops the columns no split could use (too few rows for min_child_samples); with none left its own
+        # objectives grow constant trees but a custom one stops with an error: keep them, they never split anyway
+        params.setdefault("feature_pre_filter", False)
         start = np.log(np.maximum(q.mean(axis=0), EPSILON))
         data = lightgbm.Dataset(X, label=q.argmax(axis=1), init_score=np.tile(start, (n, 1)))
         booster = lightgbm.train({**params, "objective": SoftmaxCrossEntropy(q), "num_class": k, "metric": "None"},
