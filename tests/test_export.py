@@ -1,6 +1,8 @@
 """ONNX export: the file runs in ONNX Runtime with any batch size and matches PyTorch; failures are one line and
 never leave a half-written or replaced file."""
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -65,8 +67,13 @@ def test_cli_exports_a_runs_student(tmp_path, capsys):
     with pytest.raises(SystemExit) as done:
         main(["export", str(tmp_path / "run")])
     assert done.value.code in (0, None)
-    assert (tmp_path / "run" / "models" / "student_kd.onnx").is_file()
+    onnx_file = tmp_path / "run" / "models" / "student_kd.onnx"
+    assert onnx_file.is_file()
     assert "same class 100.0%" in capsys.readouterr().out
+    umask = os.umask(0)
+    os.umask(umask)
+    weights = tmp_path / "run" / "models" / "student_kd.safetensors"
+    assert stat.S_IMODE(onnx_file.stat().st_mode) == 0o666 & ~umask == stat.S_IMODE(weights.stat().st_mode)
     with pytest.raises(SystemExit) as bad:
         main(["export", str(tmp_path / "run"), "--model", "assistant"])
     assert bad.value.code == 2 and "choose one of" in capsys.readouterr().err

@@ -304,6 +304,9 @@ def test_damaged_tabular_run_directories(tmp_path, tabular_run, damage):
     (b"a,b\n,\n1,2\n", ["new.csv", "line 2", "no value"]),
     (b"a,b\n1,2\n1e999,3\n", ["new.csv", "line 3", "'a'", "infinite"]),
     (b"a,b\n1,2,3\n", ["new.csv", "line 2", "field"]),
+    (b"a,b\n1,2\nabc,4\n", ["new.csv", "line 3", "'a'", "non-numeric value 'abc'"]),
+    (b"a;b\n1,5;2\n", ["new.csv", "';'-separated", "decimal=','"]),
+    (b"a;b\n1.5;2\n", ["new.csv", "';'-separated"]),
 ])
 def test_tabular_inputs_to_predict(tmp_path, tabular_run, raw, needles):
     (tmp_path / "new.csv").write_bytes(raw)
@@ -320,7 +323,7 @@ def test_tabular_errors_through_a_real_process(tmp_path):
                            "--test", str(tmp_path / "test.csv"), "--target", "y", "--run-dir", str(tmp_path / "run")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and "test.csv" in lines[0], done.stderr
+    lines = done.stderr.strip().splitlines()  # paths are checked before any CSV is read: the run directory first
+    assert len(lines) == 1 and lines[0].startswith("error:") and "run is a file" in lines[0], done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     assert (tmp_path / "run").read_text() == "not a directory"

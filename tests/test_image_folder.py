@@ -329,3 +329,46 @@ def test_command_line_reports_bad_image_config_in_one_line(tmp_path, capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip()
     assert "missing split folder" in err and "test" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"teacher": {"name": "torchvision:resnet1"}}, "unknown torchvision model 'resnet1'; did you mean "
+                                                   "torchvision:resnet18"),
+    ({"student": {"name": "hf:no/such/folder"}}, "hf:no/such/folder is not a local directory"),
+    ({"output_dir": "finished"}, "finished holds a finished run; pass --overwrite"),
+])
+def test_names_and_the_run_directory_are_checked_before_any_image_is_decoded(tmp_path, capsys, monkeypatch, change,
+                                                                              message):
+    import kdkit.data.image_folder
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("images were decoded before the names and the run directory were checked")
+
+    monkeypatch.setattr(kdkit.data.image_folder, "_decode_all", no_decoding)
+    monkeypatch.chdir(tmp_path)
+    make_folder(tmp_path / "data", {"train": 2, "test": 2})
+    (tmp_path / "finished").mkdir()
+    (tmp_path / "finished" / "results.json").write_text("{}")
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump({**_raw_config(tmp_path, image_size=8), **change}))
+    with pytest.raises(SystemExit) as stop:
+        main(["train", str(tmp_path / "cfg.yaml")])
+    out, err = capsys.readouterr()
+    assert stop.value.code == 2 and out == ""  # refused before any progress line
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
+
+
+def test_skipped_images_are_one_plain_warning_line(tmp_path, capsys):
+    """The warning a user reads names the files, not the line of kdkit's source that raised it."""
+    root = make_folder(tmp_path / "data", {"train": 3, "test": 2})
+    _corrupt(root)
+    raw = _raw_config(tmp_path, image_size=8, on_bad_image="skip")
+    raw["distill"] = {"boundary": {"num_samples": 1000}}  # refused once the data is read: no training follows
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(SystemExit) as stop:
+        main(["train", str(tmp_path / "cfg.yaml")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(lines) == 2, lines
+    assert lines[0].startswith("warning: skipped 2 unreadable image(s) in ") and "garbage.jpg" in lines[0]
+    assert "image_folder.py" not in lines[0] and "Warning" not in lines[0]
+    assert lines[1].startswith("error: config error at distill.boundary.num_samples")

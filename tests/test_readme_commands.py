@@ -1,17 +1,27 @@
-"""The README cannot drift: every command of its time table runs as written and succeeds, and every `error:`
-example it shows is the line kdkit prints for that mistake. (The stated times are checked by
-bench/readme_times.py, a benchmark, not here.)"""
+"""The README cannot drift: every command of its time table runs as written and succeeds, every `error:` example
+it shows is the line kdkit prints for that mistake, and every quality figure of a demo's table (and the verdict the
+quick demo prints) is what that demo prints today, run with the thread count the README states. (The stated times
+are checked by bench/readme_times.py, a benchmark, not here; timings are not compared.)"""
 
 from __future__ import annotations
 
 import errno
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from readme_table import ROOT, prepare_workdir, readme_rows
+from readme_table import (
+    ROOT,
+    prepare_workdir,
+    readme_demo_figures,
+    readme_rows,
+    readme_verdict_example,
+    table_figures,
+)
 
 from kdkit.cli import main
 
@@ -89,3 +99,38 @@ def test_each_readme_error_example_is_what_kdkit_prints(line, tmp_path, capsys, 
     assert make is not None, f"README shows an error with no reproduction in this test: {line}"
     printed = [row for row in make(tmp_path, capsys, monkeypatch).splitlines() if row.strip()]
     assert printed == [line]
+
+
+def _printed(argv: list[str], threads: int, workdir: Path) -> str:
+    """What `kdkit ARGV` prints, run as a user runs it (its own process, OMP_NUM_THREADS as the README states)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run([sys.executable, "-m", "kdkit.cli", *argv], cwd=workdir, env=env, capture_output=True,
+                          text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+DEMOS = readme_demo_figures()
+
+
+def test_the_readme_gives_every_figure_of_each_demo_table():
+    for demo in DEMOS:
+        assert set(demo.figures) == {"teacher", "student alone", "distilled student"}, demo.command
+    assert len(DEMOS[0].figures["distilled student"]) == 6 and len(DEMOS[2].figures["teacher"]) == 5
+
+
+@pytest.mark.parametrize("demo", DEMOS, ids=[d.command for d in DEMOS])
+def test_each_demo_prints_the_figures_the_readme_gives(demo, tmp_path):
+    if not RUN_SLOW:
+        pytest.skip(f"`{demo.command}` takes a minute or more on 2 cores; KDKIT_SLOW=1 runs it")
+    printed = table_figures(_printed(demo.argv, demo.threads, tmp_path).splitlines())
+    for model, figures in demo.figures.items():
+        for column, value in figures.items():
+            assert printed[model][column] == value, f"`{demo.command}`, {model}, {column}: README {value}, " \
+                                                    f"printed {printed[model][column]}"
+
+
+def test_the_quick_demo_prints_the_verdict_the_readme_shows(tmp_path):
+    lines = _printed(["demo", "--quick"], 1, tmp_path).splitlines()
+    for expected in readme_verdict_example():
+        assert any(line.startswith(expected) for line in lines), f"README: {expected}\nprinted: {lines[-6:]}"

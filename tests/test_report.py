@@ -248,3 +248,24 @@ def test_minimal_run_with_many_classes(tmp_path):
     assert "No training curves" in md and {p.stem for p in files.figures} == FIGURES - {"training_curves"}
     for path in files.figures:
         assert Image.open(path).width <= 2400
+
+
+def test_the_results_table_never_wraps_in_a_log_file():
+    """Without a terminal (a log file, a pipe) each model is one line with its figures whole; on a narrow terminal
+    the table still fits the screen."""
+    from kdkit.report.table import print_table
+
+    spread = {"latency_ms": 6.8, "latency_ms_q1": 6.638, "latency_ms_q3": 7.012, "throughput": 3_755_813,
+              "throughput_q1": 3_785_741, "throughput_q3": 4_221_162}
+    rows = [{"model": name, "params": 48_074, "size_bytes": 195_000, **spread, "speedup": 1.0, "accuracy": 0.979,
+             "macro_f1": 0.97, "nll": 0.06, "ece": 0.01, "agreement": 0.713, "predictive_kl": 0.71}
+            for name in ("teacher", "distilled student")]
+    log = io.StringIO()
+    print_table(rows, title="kdkit: demo", console=Console(file=log, width=80), caption="cost: median (q1-q3)")
+    lines = log.getvalue().splitlines()
+    for name in ("teacher", "distilled student"):
+        row = [line for line in lines if f" {name} " in line]
+        assert len(row) == 1 and "6.800 (6.638-7.012)" in row[0] and "3,755,813 (3,785,741-4,221,162)" in row[0]
+    screen = io.StringIO()
+    print_table(rows, console=Console(file=screen, width=80, force_terminal=True, color_system=None))
+    assert max(len(line) for line in screen.getvalue().splitlines()) <= 80

@@ -429,6 +429,7 @@ def test_readme_own_csv_config_and_the_shipped_config_validate(tmp_path, monkeyp
     raw = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data").mkdir()
+    (tmp_path / "models" / "all-MiniLM-L6-v2").mkdir(parents=True)  # the teacher's folder, exported first
     for name in ("train.csv", "test.csv"):
         _csv(tmp_path / "data" / name, 8)
     cfg = parse_config(raw)

@@ -2,6 +2,7 @@
 best.yaml, and one-line errors for a bad search space."""
 
 import csv
+import re
 
 import pytest
 import yaml
@@ -80,7 +81,7 @@ def test_bad_search_space_is_one_line_before_training(tmp_path, capsys, space, w
     assert not (tmp_path / "never").exists()
 
 
-def test_hopeless_trials_are_pruned_early(tmp_path):
+def test_hopeless_trials_are_pruned_early(tmp_path, capsys):
     raw = _raw(tmp_path, space={"distill.train.lr": {"low": 1e-7, "high": 3e-2, "log": True}})
     raw["distill"]["train"] = {"epochs": 4}
     raw["tune"]["trials"] = 10
@@ -90,6 +91,16 @@ def test_hopeless_trials_are_pruned_early(tmp_path):
     assert pruned, rows  # a learning rate of 1e-6 cannot keep up with the median
     assert all(1 < int(r["epochs_reported"]) < 4 for r in pruned)  # never at the first or the last epoch
     assert all(int(r["epochs_reported"]) == 4 for r in rows if r["state"] == "complete")
+    # the printed counts are the rows: pruned trials are neither counted complete nor listed (Optuna gives them a
+    # value, their last reported one)
+    complete = {r["trial"] for r in rows if r["state"] == "complete"}
+    printed = capsys.readouterr().out
+    assert f"10 trials: {len(complete)} complete (all {len(complete)} below, best first), {len(pruned)} pruned" \
+        in printed
+    listed = {line.split("│")[1].strip() for line in printed.splitlines() if re.match(r"│ +\d+ │", line)}
+    assert listed == complete
+    assert all(f"trial {r['trial']} " not in line or "pruned after epoch" in line
+               for r in pruned for line in printed.splitlines() if line.startswith(f"trial {r['trial']} "))
 
 
 def _csv(tmp_path, name="run"):

@@ -95,6 +95,20 @@ def test_warnings_and_their_next_steps():
     assert all(word in loss.next_step for word in ("kdkit tune", "transfer", "train.augment"))
 
 
+def test_a_teacher_worse_than_the_student_alone_is_called_worse():
+    """A teacher 4.4 points below the student alone is not 'not measurably better': it is worse, by 4.4 points."""
+    rows = {"teacher": {"accuracy": 0.8690}, "student_alone": {"accuracy": 0.9130}, "student_kd": {"accuracy": 0.9}}
+    texts = {interval: next(a.message for a in advise(NONE, rows, *interval) if a.code == "teacher_not_better")
+             for interval in [(-0.06, None, None, -0.03), (-0.06, None, None, 0.01), (None, None, None, None)]}
+    worse = "The teacher (0.8690) is 4.4 points worse than the student alone (0.9130), so it has nothing to teach."
+    assert texts[(-0.06, None, None, -0.03)] == worse  # the whole interval of teacher minus alone below 0
+    assert texts[(-0.06, None, None, 0.01)] == ("The teacher (0.8690) is not measurably better than the student "
+                                                "alone (0.9130), so it has little to teach.")
+    assert texts[(None, None, None, None)] == worse  # no interval: the two scores as they are
+    rows["teacher"]["accuracy"] = 0.95
+    assert "teacher_not_better" not in {a.code for a in advise(NONE, rows, 0.01, None, None, 0.06)}
+
+
 def test_a_speedup_whose_timing_spreads_overlap_is_not_taken_as_faster():
     rows = {"teacher": {"accuracy": 0.90}, "student_alone": {"accuracy": 0.80},
             "student_kd": {"accuracy": 0.85, "speedup": 3.0, "speedup_certain": False}}

@@ -19,6 +19,11 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def default_mode(path: str | os.PathLike) -> None:
+    """Give a temp file the permissions a plain open() would (mkstemp makes 0600 files): 0666 less the umask."""
+    os.chmod(path, 0o666 & ~_UMASK)
+
+
 def _atomic(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Run `write(temp_path)` beside `path`, then rename over it: readers see the old file or the new one,
     never a torn one, and a failed write leaves the old file and no temp file behind."""
@@ -29,7 +34,7 @@ def _atomic(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
         os.close(fd)
         try:
             write(tmp)
-            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the permissions a plain open() would
+            default_mode(tmp)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):

@@ -15,13 +15,16 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from kdkit.errors import KdkitError
+from kdkit.errors import KdkitError, plain_warnings
 
 app = typer.Typer(
     name="kdkit", add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
     help="Knowledge distillation: teacher -> small student, measured (accuracy, fidelity, cost).",
 )
 console = Console()
+SET = typer.Option([], "--set", metavar="PATH=VALUE", help="change a config value without editing the file, e.g. "
+                   "--set train.epochs=30 --set distill.losses.0.T=2 (the value is read as YAML; repeat for more); "
+                   "checked like the file")
 
 
 @contextmanager
@@ -49,6 +52,7 @@ def demo(
                                                 "(language model, generated addition)"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run in the output directory"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a run already in the output directory"),
+    overrides: list[str] = SET,
 ) -> None:
     """Distil a teacher into a small student on data generated offline and print the comparison."""
     from kdkit import distributed
@@ -63,9 +67,10 @@ def demo(
         if resume:
             raise ConfigError("--resume does not apply to `demo --task lm` yet; rerun it (it takes a few minutes) "
                               "with --overwrite")
-        run_lm_demo(seed=seed, output_dir=output_dir or default_dir, quick=quick, console=console, overwrite=overwrite)
+        run_lm_demo(seed=seed, output_dir=output_dir or default_dir, quick=quick, console=console, overwrite=overwrite,
+                    overrides=overrides)
         return
-    cfg = demo_config(seed=seed, output_dir=output_dir or default_dir, quick=quick, task=task)
+    cfg = demo_config(seed=seed, output_dir=output_dir or default_dir, quick=quick, task=task, overrides=overrides)
     with _process_group():
         if distributed.is_main():
             console.print(
@@ -84,18 +89,22 @@ def train(
     copy_teacher: bool = typer.Option(False, "--copy-teacher", help="copy a teacher loaded from teacher.checkpoint "
                                       "into the run's models/ (default: the run refers to the file by path and "
                                       "SHA-256, and refuses to load it once the file has changed)"),
+    overrides: list[str] = SET,
+    output_dir: Path | None = typer.Option(None, "--output-dir", "-o", help="where the run is written (replaces "
+                                           "the config's output_dir)"),
 ) -> None:
     """Run the teacher / student alone / distilled student pipeline from a YAML config."""
     from kdkit.config import load_config
     from kdkit.lm.config import load_lm_config
 
-    lm_cfg = load_lm_config(config)  # a language-model config (data.name: synthetic_addition, lm_files) or None
+    # a language-model config (data.name: synthetic_addition, lm_files), or None
+    lm_cfg = load_lm_config(config, overrides, output_dir)
     if lm_cfg is not None:
         from kdkit.lm.run import run_lm
 
         run_lm(lm_cfg, console=console, overwrite=overwrite, resume=resume)
         return
-    cfg = load_config(config)  # before the training stack is imported: a config mistake is reported at once
+    cfg = load_config(config, overrides, output_dir)  # before the training stack is imported: mistakes at once
     from kdkit.pipeline import run
 
     with _process_group():
@@ -108,6 +117,9 @@ def tune(
     trials: int | None = typer.Option(None, min=1, help="number of trials (default: tune.trials of the config)"),
     storage: str | None = typer.Option(None, "--storage", help="database URL shared by several workers, e.g. "
                                        "postgresql+psycopg://user@host/db (default: SQLite in OUTPUT_DIR/tune)"),
+    overrides: list[str] = SET,
+    output_dir: Path | None = typer.Option(None, "--output-dir", "-o", help="replaces the config's output_dir (the "
+                                           "search writes OUTPUT_DIR/tune/)"),
 ) -> None:
     """Search distillation hyperparameters (Optuna) on the validation split; writes best.yaml for `kdkit train`."""
     from kdkit.config import load_config
@@ -118,13 +130,13 @@ def tune(
                           "worker per GPU or machine instead, all sharing the one study")
     from kdkit.lm.config import load_lm_config
 
-    lm_cfg = load_lm_config(config)  # a language-model config: its own search (kdkit.lm.tune)
+    lm_cfg = load_lm_config(config, overrides, output_dir)  # a language-model config: its own search (kdkit.lm.tune)
     if lm_cfg is not None:
         from kdkit.lm.tune import tune_lm
 
         tune_lm(lm_cfg, trials=trials, console=console, storage=storage)
         return
-    cfg = load_config(config)  # before Optuna and the training stack are imported
+    cfg = load_config(config, overrides, output_dir)  # before Optuna and the training stack are imported
     from kdkit.tune import tune as run_tune
 
     run_tune(cfg, trials=trials, console=console, storage=storage)
@@ -335,7 +347,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # standalone mode: Typer itself reports usage errors (exit 2) and exits 0 on success; only our own
         # errors come through, because pretty exceptions are off
-        app(args=argv, prog_name="kdkit")
+        with plain_warnings():  # a warning for the user is one line, not a path into kdkit's source
+            app(args=argv, prog_name="kdkit")
     except KdkitError as err:
         # escaped: a message may hold brackets, e.g. pip install 'kdkit[onnx]', that rich would take for markup
         Console(stderr=True).print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -381,10 +382,19 @@ def _check_param_types(models: list[tuple[str, ModelConfig]]) -> None:
             check_arguments(MODELS[model.name], model.params, f"{where}.params")
 
 
-def load_config(path: str | Path) -> RunConfig:
-    cfg = parse_config(read_config(path))
+def load_config(path: str | Path, overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> RunConfig:
+    """The config in `path`, with command-line `overrides` ("train.epochs=30", see kdkit.overrides) and
+    `output_dir` applied before it is validated."""
+    from kdkit.overrides import apply_overrides
+
+    raw = apply_overrides(read_config(path), overrides, output_dir, _defaults)
+    cfg = parse_config(raw)
     _check_devices(cfg)
     return cfg
+
+
+def _defaults(raw: dict[str, Any]) -> dict[str, Any]:
+    return parse_config(raw).model_dump(mode="json")
 
 
 def read_config(path: str | Path) -> Any:

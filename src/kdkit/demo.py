@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +60,13 @@ DEMOS: dict[str, Callable[[bool], dict[str, Any]]] = {"signals": _signals, "text
 
 
 def demo_config(
-    seed: int = 0, output_dir: str | Path = "runs/demo", quick: bool = False, task: str = "signals"
+    seed: int = 0, output_dir: str | Path = "runs/demo", quick: bool = False, task: str = "signals",
+    overrides: Sequence[str] = (),
 ) -> RunConfig:
+    """The demo's config; `overrides` ("train.epochs=5", see kdkit.overrides) change it as in `kdkit train`."""
+    from kdkit.overrides import apply_overrides
+
     if task not in DEMOS:
         raise ConfigError(f"unknown demo '{task}'; choose one of: {', '.join([*DEMOS, 'lm'])}")  # lm: kdkit.lm.demo
-    return parse_config({"seed": seed, "output_dir": str(output_dir), **DEMOS[task](quick)})
+    raw = {"seed": seed, "output_dir": str(output_dir), **DEMOS[task](quick)}
+    return parse_config(apply_overrides(raw, overrides, defaults=lambda r: parse_config(r).model_dump(mode="json")))

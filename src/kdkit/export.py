@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from kdkit.checkpoint import default_mode
 from kdkit.errors import ConfigError, ModelError
 
 
@@ -222,6 +223,7 @@ def export_checked(
         with torch.no_grad():
             torch_ms = median_ms(lambda: model(*args))
         onnx_ms = median_ms(lambda: session.run(None, feed))
+        default_mode(tmp)  # shipped like every other file of the run: 0644 under the usual umask, not 0600
         os.replace(tmp, path)  # only a checked model reaches the final name
     finally:
         tmp.unlink(missing_ok=True)

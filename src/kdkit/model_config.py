@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from kdkit.errors import ConfigError
+from kdkit.errors import KdkitError
 from kdkit.schema_types import LaxPath, StrictModel
 
 
@@ -45,6 +45,6 @@ class ModelConfig(StrictModel):
 
         try:
             check_model_args(self.name, self.params)
-        except ConfigError as err:
+        except KdkitError as err:
             raise ValueError(str(err)) from None
         return self

@@ -34,7 +34,7 @@ from kdkit.data import DataBundle, Indexed, build_data, make_loader
 from kdkit.data.boundary import TOKEN_IDS, BoundarySamples, boundary_samples
 from kdkit.diagnosis import Diagnosis, Split, capacity_ratio, diagnose, prediction_signals
 from kdkit.errors import ConfigError, RunDirError
-from kdkit.models import build_from_config
+from kdkit.models import build_from_config, saved_run_sources
 from kdkit.plans import build_plan, check_outputs, train_or_load
 from kdkit.quantization import convert_quantized, prepare_qat
 from kdkit.report.table import print_table, to_markdown
@@ -146,7 +146,11 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
     console = console or Console()
     distributed.init_from_env()
     main = distributed.is_main()
-    # everything that can fail on bad input runs before the run directory is touched
+    # everything that can fail on bad input runs before the run directory is touched; what needs no data first
+    run_dir = Path(cfg.output_dir)
+    run_guard.precheck(run_dir, resume=resume, overwrite=overwrite)  # a finished or locked run: refused at once
+    if resume:
+        run_guard.check_same_config(run_dir, cfg.model_dump(mode="json"))
     bundle = build_data(cfg.data, cfg.seed)
     from kdkit.data_checks import batch_warnings, check_classes
 
@@ -169,7 +173,6 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
     # builds the scheme's other models (assistants, teachers, peers, generations) and checks module paths and, for
     # distill.init_from_teacher, that the student has the teacher's architecture, before any training
     plan = build_plan(cfg, bundle, models["student_kd"], teacher, terms)
-    run_dir = Path(cfg.output_dir)
     lock = None
     if main:
         everything = [*models.values(), *plan.extra_models.values()]
@@ -413,7 +416,8 @@ def run_config(run_dir: str | Path, roles: tuple[str, ...] = ROLES) -> RunConfig
             if isinstance(spec.get("params"), dict):
                 spec["params"].pop("pretrained", None)
     try:
-        return parse_config(raw)
+        with saved_run_sources():  # a vanished model folder is refused when its role is built, not here
+            return parse_config(raw)
     except ConfigError as err:  # a hand-edited or damaged config.yaml: say which file, not just which key
         raise RunDirError(f"{run_dir}/config.yaml: {err}; restore the file from the config you trained with") \
             from None

@@ -62,6 +62,23 @@ class RunLock:
             self.path.unlink(missing_ok=True)
 
 
+def _live_owner(path: Path, me: dict) -> RunDirError | None:
+    """The refusal for a lock file held by a live run (None when it is stale: its owner died, or is this process)."""
+    try:
+        owner = json.loads(path.read_text())
+        pid, host = int(owner["pid"]), str(owner["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # an empty or torn lock (killed while writing it): stale
+    run_dir = path.parent
+    if host != me["host"]:
+        return RunDirError(f"{run_dir} is locked by a run on host {host} (pid {pid}); wait for it, or if that run "
+                           f"is gone, delete {path}")
+    if pid != os.getpid() and pid > 0 and _alive(pid):
+        return RunDirError(f"{run_dir} is in use by another kdkit run (pid {pid}); wait for it to finish or "
+                           "choose another output_dir")
+    return None
+
+
 def acquire(run_dir: Path) -> RunLock:
     """Create the lock atomically (O_EXCL), taking over a stale one; refuse a live owner with one line."""
     path = run_dir / LOCK
@@ -79,17 +96,9 @@ def acquire(run_dir: Path) -> RunLock:
             lock = RunLock(path)
             atexit.register(lock.release)
             return lock
-        try:
-            owner = json.loads(path.read_text())
-            pid, host = int(owner["pid"]), str(owner["host"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pid, host = -1, me["host"]  # an empty or torn lock (killed while writing it): stale
-        if host != me["host"]:
-            raise RunDirError(f"{run_dir} is locked by a run on host {host} (pid {pid}); wait for it, or if that run "
-                              f"is gone, delete {path}")
-        if pid != os.getpid() and pid > 0 and _alive(pid):
-            raise RunDirError(f"{run_dir} is in use by another kdkit run (pid {pid}); wait for it to finish or "
-                              "choose another output_dir")
+        refusal = _live_owner(path, me)
+        if refusal is not None:
+            raise refusal
         path.unlink(missing_ok=True)  # stale: its owner is dead (or is this process, after a failed run)
     raise RunDirError(f"cannot take the lock {path}: other runs keep racing for it; choose another output_dir")
 
@@ -129,15 +138,50 @@ def elastic_restart() -> bool:
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) > 0
 
 
+def _refuse_state(run_dir: Path, state: str, resumable: bool) -> None:
+    """A new run (neither --resume nor --overwrite) into a directory holding a finished or unfinished run."""
+    if state == "finished":
+        raise RunDirError(f"{run_dir} holds a finished run; pass --overwrite to replace it, or choose another "
+                          "output_dir")
+    if state == "unfinished" and elastic_restart():
+        raise RunDirError(f"torchrun restarted this job, but its command has no --resume, so the restart cannot "
+                          f"continue from the checkpoints in {run_dir}; launch elastic jobs (--max-restarts) "
+                          "with --resume")
+    if state == "unfinished" and not resumable:
+        raise RunDirError(f"{run_dir} holds an unfinished run (interrupted?); pass --overwrite to replace it, or "
+                          "choose another directory")
+    if state == "unfinished":
+        raise RunDirError(f"{run_dir} holds an unfinished run (interrupted?); pass --resume to continue it or "
+                          "--overwrite to start over")
+
+
+def _check_flags(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    if resume and overwrite:
+        raise RunDirError("give --resume or --overwrite, not both: one continues the run, the other replaces it")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"output_dir {run_dir} is a file; choose a directory")
+
+
+def precheck(run_dir: Path, resume: bool = False, overwrite: bool = False, resumable: bool = True) -> None:
+    """The refusals of :func:`claim`, made before any data is read so that a run that cannot start says so at once;
+    reads only, writes nothing. `claim` checks again under the lock, which settles a race between two runs."""
+    run_dir = Path(run_dir)
+    _check_flags(run_dir, resume, overwrite)
+    if not run_dir.is_dir():
+        return
+    refusal = _live_owner(run_dir / LOCK, {"pid": os.getpid(), "host": socket.gethostname()})
+    if refusal is not None:
+        raise refusal
+    if not (resume or overwrite):
+        _refuse_state(run_dir, state_of(run_dir), resumable)
+
+
 def claim(run_dir: Path, resume: bool = False, overwrite: bool = False, needed_bytes: int = 0,
           resumable: bool = True) -> RunLock:
     """Lock `run_dir` for a new run, a resumed one (`resume`) or a replacing one (`overwrite`), after checking it
     is writable and has room for about `needed_bytes`; refuses with one line what would mix two runs. A command
     that cannot resume (`resumable=False`: kdkit tabular fit) offers only --overwrite."""
-    if resume and overwrite:
-        raise RunDirError("give --resume or --overwrite, not both: one continues the run, the other replaces it")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirError(f"output_dir {run_dir} is a file; choose a directory")
+    _check_flags(run_dir, resume, overwrite)
     check_writable(run_dir, needed_bytes)
     lock = acquire(run_dir)
     try:
@@ -147,19 +191,8 @@ def claim(run_dir: Path, resume: bool = False, overwrite: bool = False, needed_b
             clear(run_dir, RUN_FILES + RUN_FOLDERS)
         elif resume:
             clear(run_dir, FINAL_FILES)  # rewritten at the end: never old results beside new weights
-        elif state == "finished":
-            raise RunDirError(f"{run_dir} holds a finished run; pass --overwrite to replace it, or choose another "
-                              "output_dir")
-        elif state == "unfinished" and elastic_restart():
-            raise RunDirError(f"torchrun restarted this job, but its command has no --resume, so the restart cannot "
-                              f"continue from the checkpoints in {run_dir}; launch elastic jobs (--max-restarts) "
-                              "with --resume")
-        elif state == "unfinished" and not resumable:
-            raise RunDirError(f"{run_dir} holds an unfinished run (interrupted?); pass --overwrite to replace it, or "
-                              "choose another directory")
-        elif state == "unfinished":
-            raise RunDirError(f"{run_dir} holds an unfinished run (interrupted?); pass --resume to continue it or "
-                              "--overwrite to start over")
+        else:
+            _refuse_state(run_dir, state, resumable)
     except BaseException:
         lock.release()
         raise

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from kdkit.errors import ConfigError
+from kdkit.errors import ConfigError, KdkitWarning
 
 FORMAT = "kdkit-teacher-outputs/1"
 CACHE_ENV = "KDKIT_CACHE_DIR"
@@ -87,7 +87,7 @@ def cache_key(parts: Mapping[str, Any]) -> str:
 
 
 def _warn(path: Path, why: str) -> None:
-    warnings.warn(f"teacher cache {path} is damaged ({why}); rebuilding it", stacklevel=3)
+    warnings.warn(f"teacher cache {path} is damaged ({why}); rebuilding it", KdkitWarning, stacklevel=3)
 
 
 class StoredOutputs:

@@ -40,6 +40,7 @@ from kdkit.errors import ConfigError, KdkitError
 from kdkit.models import build_from_config
 from kdkit.pipeline import boundary_set, build_student, check_boundary, distillation_set
 from kdkit.plans import build_plan, check_outputs, train_or_load
+from kdkit.report.table import print_unwrapped
 from kdkit.schemes.plan import check_init_from_teacher
 from kdkit.settings import HIGHER_IS_BETTER
 from kdkit.studies import open_study
@@ -48,6 +49,7 @@ from kdkit.trainer import predict, seed_everything
 from kdkit.tune_alone import AloneBest, alone_raw, alone_space, own_settings, search_alone, summary
 
 TEACHER = "teacher.safetensors"  # the teacher tune trained, in <output_dir>/tune/
+TABLE_ROWS = 10  # complete trials in the printed table (trials.csv has every trial)
 
 
 def trial_reporter(console: Console, metric: str, total: int, paths: list[str]) -> Any:
@@ -56,16 +58,28 @@ def trial_reporter(console: Console, metric: str, total: int, paths: list[str]) 
     higher = HIGHER_IS_BETTER[metric]
 
     def report(study: Any, trial: Any) -> None:
-        done = [t for t in study.trials if t.value is not None]
+        done = complete_trials(study)
         best = (max if higher else min)(done, key=lambda t: t.value) if done else None
         took = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else 0
-        value = f"{metric} {trial.value:.4f}" if trial.value is not None else trial.state.name.lower()
+        if trial.state.name == "COMPLETE":
+            value = f"{metric} {trial.value:.4f}"
+        elif trial.state.name == "PRUNED" and trial.intermediate_values:
+            epoch = max(trial.intermediate_values)
+            value = f"pruned after epoch {epoch} ({metric} {trial.intermediate_values[epoch]:.4f} then)"
+        else:
+            value = trial.state.name.lower()
         best_text = f"best so far {best.value:.4f} (trial {best.number})" if best else "no complete trial yet"
         values = ", ".join(f"{p}={_fmt(trial.params.get(p))}" for p in paths)
         console.print(f"trial {trial.number} ({len(study.trials)}/{total}): {value}; {best_text}; {values}; "
                       f"{took:.0f} s", highlight=False, markup=False, soft_wrap=True)
 
     return report
+
+
+def complete_trials(study: Any) -> list[Any]:
+    """The trials that ran to the end. Optuna gives a pruned trial a value too (its last reported one), which must
+    neither count as complete nor compete for the best."""
+    return [t for t in study.trials if t.state.name == "COMPLETE"]
 
 
 def set_path(raw: dict[str, Any], path: str, value: Any) -> None:
@@ -299,22 +313,23 @@ def optimize(study: Any, objective: Any, total: int, cfg: Any, space: dict[str, 
         study.optimize(objective, n_trials=total, catch=(KdkitError, ValueError),
                        callbacks=[trial_reporter(console, cfg.tune.metric, total, list(space))])
     finally:
-        if any(t.value is not None for t in study.trials):
+        if complete_trials(study):
             _write(out, raw, study, cfg, space, console, alone)
-    if not any(t.value is not None for t in study.trials):
+    if not complete_trials(study):
         failed = [t.user_attrs["error"] for t in study.trials if "error" in t.user_attrs]
         raise ConfigError(f"no trial finished; the first failure: {failed[0] if failed else 'none recorded'}")
     return decode_params(space, dict(study.best_params))
 
 
 def write_trials(path: Path, study: Any, metric: str, paths: list[str]) -> None:
-    """Every trial of `study` as one CSV row: complete, pruned (with its last reported epoch value) or failed."""
+    """Every trial of `study` as one CSV row: complete, pruned (with its last reported epoch value) or failed; only
+    a complete trial's value fills the metric column."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["trial", "state", metric, "last_reported", "epochs_reported", *paths, "error"])
     for t in study.trials:
         last = t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else ""
-        writer.writerow([t.number, t.state.name.lower(), "" if t.value is None else t.value, last,
+        writer.writerow([t.number, t.state.name.lower(), t.value if t.state.name == "COMPLETE" else "", last,
                          max(t.intermediate_values, default=""), *(t.params.get(p) for p in paths),
                          t.user_attrs.get("error", "")])
     write_atomic(path, buffer.getvalue())
@@ -322,7 +337,7 @@ def write_trials(path: Path, study: Any, metric: str, paths: list[str]) -> None:
 
 def _write(out: Path, raw: dict[str, Any], study: Any, cfg: RunConfig, space: dict[str, SearchRange],
            console: Console, alone: AloneBest | None = None) -> None:
-    done = [t for t in study.trials if t.value is not None]
+    done = complete_trials(study)
     paths = list(space)
     write_trials(out / "trials.csv", study, cfg.tune.metric, paths)
     best = copy.deepcopy(raw)
@@ -338,14 +353,16 @@ def _write(out: Path, raw: dict[str, Any], study: Any, cfg: RunConfig, space: di
     write_atomic(out / "best.yaml", "# written by kdkit tune: the config with the best values found\n"
                  + yaml.safe_dump(best, sort_keys=False))
     states = [t.state.name for t in study.trials]
-    table = Table(title=f"kdkit tune: validation {cfg.tune.metric}, {len(done)} complete trials (best first), "
-                        f"{states.count('PRUNED')} pruned, {states.count('FAIL')} failed")
+    shown = f"the best {TABLE_ROWS} of {len(done)}" if len(done) > TABLE_ROWS else f"all {len(done)}"
+    table = Table(title=f"kdkit tune: validation {cfg.tune.metric}, {len(study.trials)} trials: {len(done)} complete "
+                        f"({shown} below, best first), {states.count('PRUNED')} pruned, {states.count('FAIL')} failed "
+                        "(every trial: trials.csv)")
     for column in ("trial", cfg.tune.metric, *paths):
         table.add_column(column, justify="right")
     ordered = sorted(done, key=lambda t: t.value, reverse=HIGHER_IS_BETTER[cfg.tune.metric])
-    for t in ordered[:10]:
+    for t in ordered[:TABLE_ROWS]:
         table.add_row(str(t.number), f"{t.value:.4f}", *(_fmt(t.params.get(p)) for p in paths))
-    console.print(table)
+    print_unwrapped(table, console)
     if alone is not None:
         console.print(summary(alone, study.best_value, cfg.tune.metric, HIGHER_IS_BETTER[cfg.tune.metric]),
                       highlight=False, markup=False, soft_wrap=True)

@@ -71,7 +71,7 @@ def search_alone(optuna: Any, cfg: RunConfig, raw: dict[str, Any], bundle: Any, 
     from kdkit.pipeline import build_student
     from kdkit.schemes import Supervised
     from kdkit.trainer import fit, predict
-    from kdkit.tune import _study, _suggest, decode_params, trial_config, trial_reporter, write_trials
+    from kdkit.tune import _study, _suggest, complete_trials, decode_params, trial_config, trial_reporter, write_trials
 
     space = alone_space(cfg)
     study = _study(optuna, out, cfg, space, storage, name=ALONE_STUDY)
@@ -99,7 +99,7 @@ def search_alone(optuna: Any, cfg: RunConfig, raw: dict[str, Any], bundle: Any, 
     study.optimize(objective, n_trials=total, catch=(ConfigError, ValueError),
                    callbacks=[trial_reporter(console, cfg.tune.metric, total, list(space))])
     write_trials(out / "alone_trials.csv", study, cfg.tune.metric, list(space))
-    if not any(t.value is not None for t in study.trials):
+    if not complete_trials(study):  # a pruned trial has a value too, but did not finish
         raise ConfigError("no trial of the student alone finished; see alone_trials.csv")
     best = study.best_trial
     return AloneBest(best.value, best.number, decode_params(space, best.params), len(study.trials))

@@ -171,23 +171,41 @@ def not_paid(kind: str, why: Finding | None = None, try_next: str = TRY_NEXT,
     return [Advice(code, f"{message} {said} {why.message}", why.next_step, WHY_SECTION)]
 
 
+def teacher_not_better(teacher: float, alone: float, low: float | None, high: float | None,
+                       label: str = "") -> str | None:
+    """The words for a teacher that has little to teach, or None when it is measurably better than the student
+    alone. `low`, `high`: the interval of teacher minus alone (None: no interval, the two scores are compared as
+    they are). A teacher measurably worse is said to be worse, by how many points; `label` names the metric."""
+    if low is None:
+        if teacher > alone:
+            return None
+        worse = teacher < alone
+    else:
+        if low > 0:
+            return None
+        worse = high is not None and high < 0
+    scores = f"the student alone ({alone:.4f})"
+    if worse:
+        return (f"The teacher ({label}{teacher:.4f}) is {100 * (alone - teacher):.1f} points worse than {scores}, "
+                "so it has nothing to teach.")
+    return f"The teacher ({label}{teacher:.4f}) is not measurably better than {scores}, so it has little to teach."
+
+
 def advise(
     kind: str, rows: Mapping[str, Mapping[str, Any]], teacher_low: float | None = None, n_val: int | None = None,
-    keep: str | None = None, data: str | None = None, why: Finding | None = None,
+    keep: str | None = None, teacher_high: float | None = None, data: str | None = None, why: Finding | None = None,
 ) -> list[Advice]:
     """The warnings that apply: distillation did not pay (with the diagnosis's first finding `why`, when there is
     one; else the next step for the data source `data`), the teacher is not better than the student alone (so it
-    has little to teach), the student is not faster than the teacher (so there is nothing to buy), or the
-    validation split is too small for `keep: best` to pick a good epoch."""
+    has little to teach; `teacher_low`, `teacher_high`: the interval of teacher minus alone, when there is one),
+    the student is not faster than the teacher (so there is nothing to buy), or the validation split is too small
+    for `keep: best` to pick a good epoch."""
     out = not_paid(kind, why, try_next(data))
     teacher, alone = rows.get("teacher", {}), rows.get("student_alone", {})
-    not_better = (teacher_low <= 0 if teacher_low is not None
-                  else teacher.get("accuracy", 1.0) <= alone.get("accuracy", 0.0))
-    if not_better and (why is None or why.rule != "teacher_not_better"):  # else the diagnosis said it already
+    words = teacher_not_better(teacher.get("accuracy", 1.0), alone.get("accuracy", 0.0), teacher_low, teacher_high)
+    if words and (why is None or why.rule != "teacher_not_better"):  # else the diagnosis said it already
         out.append(Advice(
-            "teacher_not_better",
-            f"The teacher ({teacher.get('accuracy', float('nan')):.4f}) is not measurably better than the student "
-            f"alone ({alone.get('accuracy', float('nan')):.4f}), so it has little to teach.",
+            "teacher_not_better", words,
             "train the teacher longer or pick a larger one (or load a pretrained one with `teacher.checkpoint`), "
             "and check its row before distilling", "Reading the verdict"))
     speedup = rows.get("student_kd", {}).get("speedup")
@@ -223,13 +241,13 @@ def run_verdict(
     alone, _ = correct_per_unit(test_logits["student_alone"], labels)
     teacher, _ = correct_per_unit(test_logits["teacher"], labels)
     diff, low, high = paired_bootstrap(kd, alone, total, resamples, seed)
-    teacher_low = paired_bootstrap(teacher, alone, total, resamples, seed)[1]
+    _, teacher_low, teacher_high = paired_bootstrap(teacher, alone, total, resamples, seed)
     unit = "sentences" if np.asarray(labels).ndim == 2 else "test samples"
     kind = kind_of(low, high)
     by_role = {str(r["role"]): r for r in rows}
     method = f"paired bootstrap over {len(total):,} {unit}, {resamples:,} resamples, seed {seed}"
     return Verdict(kind, diff, low, high, method, len(total),
-                   advice=advise(kind, by_role, teacher_low, n_val, keep, data, why))
+                   advice=advise(kind, by_role, teacher_low, n_val, keep, teacher_high, data, why))
 
 
 def seeds_verdict(differences: Sequence[float], rows: Mapping[str, Mapping[str, Any]] | None = None,
@@ -240,6 +258,6 @@ def seeds_verdict(differences: Sequence[float], rows: Mapping[str, Mapping[str, 
     n = len(differences)
     method = (f"mean over {n} seeds ± standard error {100 * sem:.1f}, t-interval" if sem is not None
               else "one seed: no interval; run more seeds")
-    teacher_low = seeds_interval(teacher_minus_alone)[1] if teacher_minus_alone else None
+    _, teacher_low, teacher_high, _ = seeds_interval(teacher_minus_alone) if teacher_minus_alone else (0, None, None, 0)
     return Verdict(kind, mean, low, high, method, n, per_seed=[float(d) for d in differences],
-                   advice=advise(kind, rows or {}, teacher_low))
+                   advice=advise(kind, rows or {}, teacher_low, teacher_high=teacher_high))

@@ -147,3 +147,33 @@ def test_keep_column_must_name_a_feature(csvs, tmp_path: Path) -> None:
     result = runner.invoke(app, ["fit", "--train", str(train), "--test", str(test), "--target", "Y_LABEL", "--id",
                                  "ID", "--keep-column", "nope", "--run-dir", str(tmp_path / "r"), *FAST_ARGS])
     assert result.exit_code == 2 and "--keep-column nope: not a feature column" in result.output
+
+
+@pytest.mark.parametrize(("command", "extra", "message"), [
+    ("fit", ["--teacher", "catbooost"], "unknown teacher 'catbooost'; did you mean 'catboost'?"),
+    ("fit", ["--student-mode", "sofft"], "unknown --student-mode 'sofft'; did you mean 'soft'?"),
+    ("fit", ["--from-tune", "nope.yaml"], "nope.yaml: file not found"),
+    ("fit", ["--test", "absent.csv"], "absent.csv: file not found"),
+    ("fit", ["--run-dir", "finished"], "holds a finished run; pass --overwrite"),
+    ("tune", ["--student", "lightgmb"], "unknown student 'lightgmb'; did you mean 'lightgbm'?"),
+])
+def test_names_and_paths_are_checked_before_any_data_is_read(csvs, tmp_path: Path, monkeypatch, command, extra,
+                                                             message) -> None:
+    """A typo in a name or a path, or a run directory that is taken, stops the command before a CSV is read and
+    before any progress line."""
+    import kdkit.tabular.io
+
+    def no_reading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a CSV was read before the names and paths were checked")
+
+    monkeypatch.setattr(kdkit.tabular.io, "read_table", no_reading)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "finished").mkdir()
+    (tmp_path / "finished" / "results.json").write_text("{}")
+    train, test = csvs
+    args = ["--train", str(train), "--test", str(test), "--target", "Y_LABEL", "--id", "ID", "--run-dir", "r", *extra]
+    result = runner.invoke(app, [command, *args])
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""  # no progress line came first
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines

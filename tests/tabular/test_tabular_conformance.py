@@ -2,9 +2,11 @@
 random_state and n_jobs, NotFittedError, numpy input with integer columns for every student kind, and an
 n_features_in_ that says what predict takes.
 
-No check is skipped: ``expected_failed_checks`` stays empty for the configurations below. CatBoost as a *student*
-is left out of check_estimator: on the checks' 12-row tables the teacher's out-of-fold probabilities can be equal
-on every row of a fold, and CatBoost refuses constant targets (README, "Tabular data", scikit-learn conformance).
+No check is skipped: ``expected_failed_checks`` stays empty for the configurations below, and the checks that run
+are exactly scikit-learn's full list for the pinned version (CHECKS), so a check that stops running is noticed.
+CatBoost as a *student* is left out of check_estimator: on the checks' 12-row tables the teacher's out-of-fold
+probabilities can be equal on every row of a fold, and CatBoost refuses constant targets (README, "Tabular data",
+scikit-learn conformance).
 """
 
 from __future__ import annotations
@@ -15,15 +17,18 @@ import warnings
 import joblib
 import numpy as np
 import pytest
+import sklearn
 from conftest import FAST
 from sklearn.exceptions import NotFittedError
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import estimator_checks_generator, parametrize_with_checks
 
 from kdkit.errors import DataError
 from kdkit.tabular import DistilledClassifier
+from kdkit.tabular.estimator import SmallClassWarning
 
 EXPECTED_FAILED_CHECKS: dict[str, str] = {}  # none; a check that cannot pass is listed here with its reason
 CONFIGS = [
+    DistilledClassifier(teacher="logreg", student="logreg"),  # 5 folds, the default, on the checks' small tables
     DistilledClassifier(teacher="logreg", student="logreg", n_splits=2),
     DistilledClassifier(n_splits=2, teacher_params=FAST["catboost"], student_params=FAST["lightgbm"]),  # defaults
     DistilledClassifier(teacher="lightgbm", student="mlp", n_splits=2, teacher_params=FAST["lightgbm"],
@@ -36,6 +41,54 @@ def test_check_estimator(estimator, check) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the libraries' own warnings on the checks' tiny tables
         check(estimator)
+
+
+SKLEARN = "1.9.1"  # the version whose every check CHECKS names
+CHECKS = sorted([
+    "check_array_api_input", "check_classifier_data_not_an_array", "check_classifiers_classes",
+    "check_classifiers_one_label", "check_classifiers_one_label_sample_weights", "check_classifiers_regression_target",
+    "check_classifiers_train", "check_classifiers_train", "check_classifiers_train", "check_complex_data",
+    "check_decision_proba_consistency", "check_dict_unchanged", "check_do_not_raise_errors_in_init_or_set_params",
+    "check_dont_overwrite_parameters", "check_dtype_object", "check_estimator_cloneable", "check_estimator_repr",
+    "check_estimator_sparse_array", "check_estimator_sparse_matrix", "check_estimator_sparse_tag",
+    "check_estimator_tags_renamed", "check_estimators_dtypes", "check_estimators_empty_data_messages",
+    "check_estimators_fit_returns_self", "check_estimators_overwrite_params", "check_estimators_partial_fit_n_features",
+    "check_estimators_pickle", "check_estimators_pickle", "check_estimators_unfitted",
+    "check_f_contiguous_array_estimator", "check_fit1d", "check_fit2d_1feature", "check_fit2d_1sample",
+    "check_fit2d_predict1d", "check_fit_check_is_fitted",
+    "check_fit_idempotent", "check_fit_score_takes_y", "check_get_params_invariance",
+    "check_methods_sample_order_invariance", "check_methods_subset_invariance", "check_mixin_order",
+    "check_n_features_in", "check_n_features_in_after_fitting", "check_no_attributes_set_in_init",
+    "check_non_transformer_estimators_n_iter", "check_parameters_default_constructible", "check_pipeline_consistency",
+    "check_positive_only_tag_during_fit", "check_readonly_memmap_input", "check_requires_y_none", "check_set_params",
+    "check_supervised_y_2d", "check_supervised_y_no_nan", "check_valid_tag_types",
+])
+
+
+@pytest.mark.parametrize("estimator", CONFIGS, ids=lambda est: f"n_splits={est.n_splits},student={est.student}")
+def test_the_checks_are_the_full_list_of_the_pinned_scikit_learn(estimator) -> None:
+    """check_estimator's whole list runs (none dropped by a tag or an expected failure): the list of the version
+    pinned here; another version's list must be read again and pinned, or a check could stop running unnoticed."""
+    assert sklearn.__version__ == SKLEARN, (f"scikit-learn {sklearn.__version__} is installed, CHECKS lists the checks "
+                                            f"of {SKLEARN}: pin the installed version's list")
+    names = [getattr(check, "func", check).__name__ for _, check in
+             estimator_checks_generator(estimator, legacy=True, expected_failed_checks=EXPECTED_FAILED_CHECKS)]
+    assert sorted(names) == CHECKS
+
+
+def test_a_class_smaller_than_the_folds_fits_with_fewer_folds_and_says_so() -> None:
+    """scikit-learn's check_fit2d_1feature table (10 rows, a class of 3) at the default 5 folds: 3 folds, a warning
+    naming the class; a class of one row cannot be split and is refused."""
+    X = 3 * np.random.RandomState(0).uniform(size=(10, 1))
+    y = X[:, 0].astype(int)
+    assert np.bincount(y).tolist() == [0, 7, 3]
+    with pytest.warns(SmallClassWarning, match=r"class 2 has only 3 rows, fewer than n_splits=5: fitting "
+                      r"with 3 folds"):
+        model = DistilledClassifier(teacher="logreg", student="logreg").fit(X, y)
+    assert model.n_splits_ == 3 and len(model.student_models_) == 3 and len(model.teacher_models_) == 3
+    y[0] = 5
+    with pytest.raises(DataError, match="class 5 has only 1 row"):
+        DistilledClassifier(teacher="logreg", student="logreg").fit(X, y)
 
 
 def _numpy_table(binary_table) -> tuple[np.ndarray, np.ndarray]:

@@ -51,8 +51,9 @@ def test_locked_or_unfinished_directory_is_refused_before_fitting(binary_table, 
     X.assign(Y_LABEL=y).to_csv(train, index=False)
     run.mkdir()
     sleeper = subprocess.Popen(["sleep", "30"])
+    lock = json.dumps({"pid": sleeper.pid, "host": os.uname().nodename})
     try:
-        (run / ".kdkit.lock").write_text(json.dumps({"pid": sleeper.pid, "host": os.uname().nodename}))
+        (run / ".kdkit.lock").write_text(lock)
         assert f"in use by another kdkit run (pid {sleeper.pid})" in _one_line(_fit(train, run))
     finally:
         sleeper.kill()
@@ -60,4 +61,5 @@ def test_locked_or_unfinished_directory_is_refused_before_fitting(binary_table, 
     (run / "models").mkdir()  # an interrupted fit's first files; the lock's owner is dead now: stale
     line = _one_line(_fit(train, run))
     assert "holds an unfinished run" in line and "--overwrite" in line and "--resume" not in line
-    assert not (run / "results.json").exists() and not (run / ".kdkit.lock").exists()
+    # refused before it touched the directory: no results, and the dead run's stale lock neither taken nor removed
+    assert not (run / "results.json").exists() and (run / ".kdkit.lock").read_text() == lock

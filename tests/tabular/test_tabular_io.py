@@ -39,6 +39,11 @@ BAD = {
     "duplicated columns": (GOOD_TRAIN.replace("id,a,b,lab,Y", "id,a,a,lab,Y"), GOOD_TEST, "duplicated column names a"),
     "duplicated in test": (GOOD_TRAIN, "id,a,a\n1,2,3\n", "duplicated column names a"),
     "missing target values": (GOOD_TRAIN.replace(",1\n", ",\n", 1), GOOD_TEST, "missing values"),
+    "semicolons, decimal points": (GOOD_TRAIN.replace(",", ";"), GOOD_TEST,
+                                   "looks ';'-separated (its header splits into 5 columns at ';', one at ',')"),
+    "semicolons, decimal commas": (GOOD_TRAIN.replace(",", ";").replace(";3;", ";3,5;"), GOOD_TEST,
+                                   "sep=';', decimal=','"),
+    "tabs": (GOOD_TRAIN, GOOD_TEST.replace(",", "\t"), "test.csv: looks tab-separated"),
 }
 
 

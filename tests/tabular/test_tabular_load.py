@@ -92,7 +92,17 @@ def test_cli_fit_then_predict(binary_table, tmp_path: Path) -> None:
     pred = runner.invoke(app, ["predict", str(run), "--input", str(tmp_path / "test.csv"), "--id", "ID",
                                "--output", str(out)])
     assert pred.exit_code == 0, pred.output
+    assert "warning" not in pred.stderr  # every category of the test file was seen in training
     pd.testing.assert_frame_equal(pd.read_csv(out), pd.read_csv(run / "predictions.csv"))
+
+    odd = frame.iloc[180:][["ID", *STUDENT_COLS]].copy()
+    odd.iloc[:3, odd.columns.get_loc("kind")] = ["castle", "astronaut", "castle"]
+    odd.to_csv(tmp_path / "odd.csv", index=False)
+    warned = runner.invoke(app, ["predict", str(run), "--input", str(tmp_path / "odd.csv"), "--id", "ID"])
+    assert warned.exit_code == 0, warned.output
+    lines = [line for line in warned.stderr.splitlines() if line.strip()]
+    assert lines == ["warning: column 'kind': 3 row(s) hold 2 categories never seen in training: 'astronaut', "
+                     "'castle'; the model learnt nothing about them and reads them as an unknown value"], lines
 
     frame.iloc[180:][["ID", "a", "c"]].to_csv(tmp_path / "short.csv", index=False)
     bad = runner.invoke(app, ["predict", str(run), "--input", str(tmp_path / "short.csv"), "--id", "ID"])

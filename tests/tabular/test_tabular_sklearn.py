@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.base import clone
@@ -11,6 +13,7 @@ from sklearn.preprocessing import FunctionTransformer
 
 from kdkit.errors import ConfigError, DataError
 from kdkit.tabular import DistilledClassifier, TorchMLPClassifier
+from kdkit.tabular.inputs import UnseenCategoriesWarning
 
 STUDENT_COLS = ["a", "b", "c", "kind"]  # as in conftest.py
 
@@ -89,3 +92,27 @@ def test_invalid_arguments_are_one_line_errors(binary_table) -> None:
         assert "\n" not in str(info.value)
     with pytest.raises(DataError, match="single class"):
         DistilledClassifier(teacher="logreg", student="logreg").fit(X, np.zeros(len(X)))
+
+
+def test_predicting_text_in_a_numeric_column_or_unseen_categories(fast, binary_table) -> None:
+    """Text where fit had numbers is refused in one line naming the column and the row; categories absent from fit
+    give one warning naming the column and the values (here: predicted as if unknown), none when all were seen."""
+    X, y = binary_table
+    model = fast("lightgbm", "lightgbm").fit(X, y)
+    rows = X[STUDENT_COLS].iloc[:6].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.predict_proba(rows)  # every category was seen in fit: no warning
+    typo = rows.astype({"b": object})
+    typo.iloc[4, typo.columns.get_loc("b")] = "abc"
+    with pytest.raises(DataError, match=r"column 'b' is numeric but row 4 holds the non-numeric value 'abc'") as info:
+        model.predict_proba(typo)
+    assert "\n" not in str(info.value)
+    odd = rows.copy()
+    odd.iloc[:3, odd.columns.get_loc("kind")] = ["castle", "astronaut", "castle"]
+    with pytest.warns(UnseenCategoriesWarning, match=r"column 'kind': 3 row\(s\) hold 2 categories never seen in "
+                      r"training: 'astronaut', 'castle'"):
+        proba = model.predict_proba(odd)
+    missing = odd.assign(kind=[np.nan] * 3 + list(odd["kind"].iloc[3:]))
+    np.testing.assert_allclose(proba, model.predict_proba(missing))  # LightGBM's codes: unknown = missing
+    assert model.categories_ == {"kind": ["p", "q", "r"]}

@@ -37,7 +37,7 @@ from torch.utils.data import Dataset
 
 from kdkit.data.builtin import DataBundle
 from kdkit.data.source import ClassificationSource
-from kdkit.errors import ConfigError, DataError
+from kdkit.errors import ConfigError, DataError, KdkitWarning
 from kdkit.labels import UNLABELLED
 from kdkit.schema_types import LaxPath, PixelSize, StrictModel
 
@@ -47,7 +47,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _HIGH_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # 16/32-bit grey: PIL's convert("L") clips them
 
 
-class SkippedImagesWarning(UserWarning):
+class SkippedImagesWarning(KdkitWarning):
     """Some image files could not be read and were left out (data.on_bad_image: skip)."""
 
 

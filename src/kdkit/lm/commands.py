@@ -42,6 +42,7 @@ def load_lm_run_models(run_dir: str | Path) -> tuple[Any, Any, dict[str, nn.Modu
 
     from kdkit.lm.config import parse_lm_config
     from kdkit.lm.run import build_lm_models
+    from kdkit.models import saved_run_sources
 
     run_dir = Path(run_dir)
     missing = [p for p in ["config.yaml", *(f"models/{r}.safetensors" for r in ROLES)] if not (run_dir / p).exists()]
@@ -58,7 +59,8 @@ def load_lm_run_models(run_dir: str | Path) -> tuple[Any, Any, dict[str, nn.Modu
         if isinstance(raw.get(role), dict):
             raw[role]["checkpoint"] = None
     try:
-        cfg = parse_lm_config(raw)
+        with saved_run_sources():  # a vanished hf_lm: folder is refused when its model is built, not here
+            cfg = parse_lm_config(raw)
     except ConfigError as err:
         raise RunDirError(f"{run_dir}/config.yaml: {err}; restore the file from the config you trained with") \
             from None

@@ -20,6 +20,7 @@ the data (LM sources and their options) and the schemes:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -152,13 +153,17 @@ def parse_lm_config(raw: dict[str, Any]) -> LMRunConfig:
     return cfg
 
 
-def load_lm_config(path: str | Path) -> LMRunConfig | None:
-    """The language-model config in `path`, or None when the file is not one (then kdkit.config reads it)."""
+def load_lm_config(path: str | Path, overrides: Sequence[str] = (),
+                   output_dir: str | Path | None = None) -> LMRunConfig | None:
+    """The language-model config in `path`, or None when the file is not one (then kdkit.config reads it), with
+    command-line `overrides` and `output_dir` applied before it is validated (see kdkit.overrides)."""
     from kdkit.config import _check_devices, read_config
+    from kdkit.overrides import apply_overrides
 
     raw = read_config(path)
     if not is_lm_config(raw):
         return None
+    raw = apply_overrides(raw, overrides, output_dir, lambda raw: parse_lm_config(raw).model_dump(mode="json"))
     cfg = parse_lm_config(raw)
     _check_devices(cfg)  # the devices it trains on exist here (the same check as a classification config's)
     return cfg

@@ -14,6 +14,7 @@ built here so that it needs no file; `quick` shrinks it to seconds for smoke tes
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,13 @@ def lm_demo_plan(quick: bool = False) -> dict[str, Any]:
 
 
 def lm_demo_config(seed: int = 0, output_dir: str | Path = "runs/demo_lm", quick: bool = False,
-                   plan: dict[str, Any] | None = None) -> LMRunConfig:
-    """The demo as an LM config (`plan` overrides lm_demo_plan's entries)."""
+                   plan: dict[str, Any] | None = None, overrides: Sequence[str] = ()) -> LMRunConfig:
+    """The demo as an LM config (`plan` overrides lm_demo_plan's entries; `overrides`, "train.epochs=5", its config
+    keys as in `kdkit train`, see kdkit.overrides)."""
+    from kdkit.overrides import apply_overrides
+
     p = {**lm_demo_plan(quick), **(plan or {})}
-    return parse_lm_config({
+    raw = {
         "seed": seed, "output_dir": str(output_dir),
         "data": {"name": "synthetic_addition", **{k: p[k] for k in ("digits", "n_train", "n_transfer", "n_val",
                                                                     "n_test")}},
@@ -48,17 +52,19 @@ def lm_demo_config(seed: int = 0, output_dir: str | Path = "runs/demo_lm", quick
         "teacher": {"name": "lm_transformer", "params": p["teacher"], "train": {"epochs": p["teacher_epochs"]}},
         "student": {"name": "lm_transformer", "params": p["student"]},
         "distill": {"scheme": {"name": "sequence_level"}, "losses": p["losses"]},
-    })
+    }
+    return parse_lm_config(apply_overrides(raw, overrides,
+                                           defaults=lambda r: parse_lm_config(r).model_dump(mode="json")))
 
 
 def run_lm_demo(seed: int = 0, output_dir: str | Path = "runs/demo_lm", quick: bool = False,
                 console: Console | None = None, plan: dict[str, Any] | None = None,
-                overwrite: bool = False) -> dict[str, dict[str, float]]:
+                overwrite: bool = False, overrides: Sequence[str] = ()) -> dict[str, dict[str, float]]:
     """Train the teacher, the student alone and the distilled student; print and write the three-row table.
     Returns the rows by display name."""
     from kdkit.lm.run import run_lm
 
-    result = run_lm(lm_demo_config(seed, output_dir, quick, plan), console=console, overwrite=overwrite)
+    result = run_lm(lm_demo_config(seed, output_dir, quick, plan, overrides), console=console, overwrite=overwrite)
     return {LABELS[role]: result.rows[role] for role in ROLES}
 
 

@@ -167,8 +167,11 @@ def run_lm(cfg: LMRunConfig, console: Console | None = None, overwrite: bool = F
 
     console = console or Console()
     start = time.perf_counter()
-    data, transfer, teacher, student_init = build_lm_models(cfg)
     run_dir = Path(cfg.output_dir)
+    run_guard.precheck(run_dir, resume=resume, overwrite=overwrite)  # before the data: a run that cannot start
+    if resume:
+        run_guard.check_same_config(run_dir, cfg.model_dump(mode="json"))
+    data, transfer, teacher, student_init = build_lm_models(cfg)
     lock = run_guard.claim(run_dir, resume=resume, overwrite=overwrite,
                            needed_bytes=10 * sum(p.numel() * 4 for m in (teacher, student_init) for p in
                                                  m.parameters()))

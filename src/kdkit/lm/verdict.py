@@ -28,6 +28,7 @@ from kdkit.verdict import (
     not_paid,
     paired_bootstrap,
     seeds_interval,
+    teacher_not_better,
 )
 
 if TYPE_CHECKING:
@@ -54,15 +55,17 @@ def unit_scores(units: Mapping[str, np.ndarray], key: str) -> tuple[np.ndarray, 
 
 
 def lm_advice(kind: str, rows: Mapping[str, Mapping[str, Any]], key: str, teacher_low: float | None,
-              why: Finding | None = None) -> list[Advice]:
+              teacher_high: float | None = None, why: Finding | None = None) -> list[Advice]:
     """The warnings that apply to an LM run: no gain (with the diagnosis's first finding `why`, when there is one),
-    a teacher no better than the student alone, a student that does not generate faster than the teacher."""
+    a teacher no better than the student alone (`teacher_low`, `teacher_high`: the interval of teacher minus
+    alone), a student that does not generate faster than the teacher."""
     out = not_paid(kind, why, TRY_NEXT, SECTION)
     teacher, alone = rows.get("teacher", {}), rows.get("student_alone", {})
-    if teacher_low is not None and teacher_low <= 0 and (why is None or why.rule != "teacher_not_better"):
+    words = None if teacher_low is None else teacher_not_better(
+        teacher.get(key, float("nan")), alone.get(key, float("nan")), teacher_low, teacher_high, f"{key} ")
+    if words and (why is None or why.rule != "teacher_not_better"):  # else the diagnosis said it already
         out.append(Advice(
-            "teacher_not_better", f"The teacher ({key} {teacher.get(key, float('nan')):.4f}) is not measurably better "
-            f"than the student alone ({alone.get(key, float('nan')):.4f}), so it has little to teach.",
+            "teacher_not_better", words,
             "train the teacher longer (`teacher.train.epochs`) or make it larger, and check its row before distilling",
             SECTION))
     fast_t, fast_s = teacher.get("tokens_per_s"), rows.get("student_kd", {}).get("tokens_per_s")
@@ -82,12 +85,12 @@ def lm_run_verdict(units: Mapping[str, Mapping[str, np.ndarray]], rows: Mapping[
     alone, _ = unit_scores(units["student_alone"], key)
     teacher, _ = unit_scores(units["teacher"], key)
     diff, low, high = paired_bootstrap(kd, alone, total, resamples, seed)
-    teacher_low = paired_bootstrap(teacher, alone, total, resamples, seed)[1]
+    _, teacher_low, teacher_high = paired_bootstrap(teacher, alone, total, resamples, seed)
     kind = kind_of(low, high)
     unit = "test problems" if key == "exact_match" else "test texts"
     method = f"paired bootstrap over {len(total):,} {unit}, {resamples:,} resamples, seed {seed}"
-    return Verdict(kind, diff, low, high, method, len(total), advice=lm_advice(kind, rows, key, teacher_low, why),
-                   metric=words)
+    return Verdict(kind, diff, low, high, method, len(total),
+                   advice=lm_advice(kind, rows, key, teacher_low, teacher_high, why), metric=words)
 
 
 def lm_seeds_verdict(differences: Sequence[float], rows: Mapping[str, Mapping[str, Any]], key: str, words: str,
@@ -98,9 +101,10 @@ def lm_seeds_verdict(differences: Sequence[float], rows: Mapping[str, Mapping[st
     n = len(differences)
     method = (f"mean over {n} seeds ± standard error {100 * sem:.1f}, t-interval" if sem is not None
               else "one seed: no interval; run more seeds")
-    teacher_low = seeds_interval(teacher_minus_alone)[1] if len(teacher_minus_alone) > 1 else None
+    _, teacher_low, teacher_high, _ = (seeds_interval(teacher_minus_alone) if len(teacher_minus_alone) > 1
+                                       else (0, None, None, 0))
     return Verdict(kind, mean, low, high, method, n, per_seed=[float(d) for d in differences],
-                   advice=lm_advice(kind, rows, key, teacher_low), metric=words)
+                   advice=lm_advice(kind, rows, key, teacher_low, teacher_high), metric=words)
 
 
 __all__ = ["lm_run_verdict", "lm_seeds_verdict", "unit_scores", "verdict_metric"]

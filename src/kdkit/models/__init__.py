@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from kdkit.errors import ConfigError, KdkitError
+from kdkit.errors import ConfigError, KdkitError, ModelError
 from kdkit.models.cnn import CNN1d, CNN2d, build_cnn1d, build_cnn2d
 from kdkit.models.init import check_same_architecture, teacher_near_init
 from kdkit.models.lm import LMTransformer, build_lm_transformer, resolve_hf_lm
@@ -31,7 +34,7 @@ from kdkit.models.text import (
     resolve_hf,
 )
 from kdkit.models.tiny import SmallCNN, StridedCNN, TinyCNN, build_small_cnn, build_strided_cnn, build_tiny_cnn
-from kdkit.models.vision import resolve_timm, resolve_torchvision
+from kdkit.models.vision import check_timm_name, check_torchvision_name, resolve_timm, resolve_torchvision
 
 Builder = Callable[..., nn.Module]
 
@@ -50,6 +53,36 @@ MODELS: dict[str, Builder] = {
     "lm_transformer": build_lm_transformer,  # causal LM: logits (N, L, V), num_classes = vocabulary
 }
 
+def _local_folder(prefix: str) -> Callable[[str], None]:
+    def check(path: str) -> None:
+        if not Path(path).is_dir():
+            raise ModelError(f"{prefix}:{path} is not a local directory; give a folder written by save_pretrained "
+                             "(config.json + weights), nothing is downloaded")
+
+    return check
+
+
+# prefix -> function(name_after_prefix): refuses a name the resolver cannot build, without building anything
+NAME_CHECKS: dict[str, Callable[[str], None]] = {
+    "torchvision": check_torchvision_name, "timm": check_timm_name, "hf": _local_folder("hf"),
+    "hf_lm": _local_folder("hf_lm"),
+}
+
+_SOURCE_NAMES_CHECKED: ContextVar[bool] = ContextVar("kdkit_source_names_checked", default=True)
+
+
+@contextmanager
+def saved_run_sources() -> Iterator[None]:
+    """Within it, check_model_args leaves names within a source and model folders (NAME_CHECKS) unchecked: reading a
+    saved run's config.yaml, whose names were checked when it trained, must not fail because one role's folder is
+    gone; that role's build refuses it, saying which folder to put back, and the other roles still load."""
+    token = _SOURCE_NAMES_CHECKED.set(False)
+    try:
+        yield
+    finally:
+        _SOURCE_NAMES_CHECKED.reset(token)
+
+
 # prefix -> function(name_after_prefix, input_shape, num_classes, **kwargs)
 RESOLVERS: dict[str, Callable[..., nn.Module]] = {
     "torchvision": resolve_torchvision, "timm": resolve_timm, "hf": resolve_hf,
@@ -58,12 +91,15 @@ RESOLVERS: dict[str, Callable[..., nn.Module]] = {
 
 
 def check_model_args(name: str, kwargs: dict[str, Any]) -> None:
-    """Refuse an unknown model name, source prefix or builder argument (one ConfigError line), without building:
-    config validation calls this so such a mistake is reported before any data is loaded."""
+    """Refuse an unknown model name, source prefix, name within a source (torchvision, timm) or local model folder
+    (hf, hf_lm), or builder argument (one ConfigError or ModelError line), without building: config validation
+    calls this so such a mistake is reported before any data is loaded."""
     if ":" in name:
         prefix = name.partition(":")[0]
         if prefix not in RESOLVERS:
             raise ConfigError(f"unknown model source '{prefix}:'; known: {', '.join(sorted(RESOLVERS)) or 'none'}")
+        if prefix in NAME_CHECKS and _SOURCE_NAMES_CHECKED.get():
+            NAME_CHECKS[prefix](name.partition(":")[2])
         return
     if name not in MODELS:
         close = difflib.get_close_matches(name, list(MODELS), n=1)
@@ -113,6 +149,7 @@ def _accepts(name: str, key: str) -> bool:
     return builder is not None and key in inspect.signature(builder).parameters
 
 
-__all__ = ["MODELS", "RESOLVERS", "build_from_config", "build_model", "check_model_args", "MLP", "CNN1d", "CNN2d",
+__all__ = ["MODELS", "RESOLVERS", "build_from_config", "build_model", "check_model_args",
+           "saved_run_sources", "MLP", "CNN1d", "CNN2d",
            "TinyCNN", "SmallCNN", "StridedCNN", "TextTransformer", "BagOfWords", "TextCNN", "TextGRU", "TextBiLSTM",
            "LMTransformer", "check_same_architecture", "teacher_near_init"]

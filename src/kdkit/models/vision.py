@@ -27,7 +27,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from kdkit.checkpoint import read_state
-from kdkit.errors import ConfigError, ModelError
+from kdkit.errors import ConfigError, KdkitWarning, ModelError
 
 # builder arguments that would make torchvision or timm fetch weights behind kdkit's back (torchvision's `weights`
 # is kdkit's own param, resolved by torchvision_weights)
@@ -208,7 +208,7 @@ def _finish(model: nn.Module, num_classes: int, pretrained: Any, freeze: bool, n
     if freeze:
         if pretrained is None:
             warnings.warn("freeze_backbone without pretrained weights trains a head on random features; "
-                          "set params.pretrained to a weights file", stacklevel=3)
+                          "set params.pretrained to a weights file", KdkitWarning, stacklevel=3)
         freeze_except_head(model, head)
     return model
 
@@ -217,6 +217,28 @@ def _channels(input_shape: Sequence[int], source: str) -> int:
     if len(input_shape) != 3:
         raise ConfigError(f"{source} models need (channels, height, width) images, got shape {tuple(input_shape)}")
     return int(input_shape[0])
+
+
+def check_torchvision_name(name: str) -> None:
+    """Refuse a name that is not one of torchvision's image classifiers, without building anything (a config's
+    validation calls it, so that the mistake is reported before any image is read)."""
+    try:
+        from torchvision import models as tvm
+    except ImportError:
+        raise ConfigError("torchvision is not installed; pip install 'kdkit[vision]'") from None
+    known = tvm.list_models(module=tvm)  # image classification models only
+    if name not in known:
+        raise _unknown_name("torchvision", name, known)
+
+
+def check_timm_name(name: str) -> None:
+    """Refuse a name timm does not know, without building anything."""
+    try:
+        import timm
+    except ImportError:
+        raise ConfigError("timm is not installed; pip install 'kdkit[timm]'") from None
+    if not timm.is_model(name):
+        raise _unknown_name("timm", name, timm.list_models())
 
 
 def resolve_torchvision(
@@ -234,9 +256,7 @@ def resolve_torchvision(
                           "params.pretrained (a local file), not both")
     _check_params("torchvision", pretrained, kwargs)
     channels = _channels(input_shape, "torchvision")
-    known = tvm.list_models(module=tvm)  # image classification models only
-    if name not in known:
-        raise _unknown_name("torchvision", name, known)
+    check_torchvision_name(name)
     named = torchvision_weights(name, weights) if weights is not None else None  # checked before any download
     try:
         model = tvm.get_model(name, weights=None, num_classes=num_classes, **kwargs)
@@ -257,8 +277,7 @@ def resolve_timm(
         raise ConfigError("timm is not installed; pip install 'kdkit[timm]'") from None
     _check_params("timm", pretrained, kwargs)
     channels = _channels(input_shape, "timm")
-    if not timm.is_model(name):
-        raise _unknown_name("timm", name, timm.list_models())
+    check_timm_name(name)
     try:
         model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=channels, **kwargs)
     except TypeError as err:
@@ -272,6 +291,6 @@ def trainable_fraction(model: nn.Module) -> float:
     return sum(p.numel() for p in model.parameters() if p.requires_grad) / max(total, 1)
 
 
-__all__ = ["resolve_torchvision", "resolve_timm", "load_pretrained", "load_state", "torchvision_weights",
-           "fetch_weights", "freeze_except_head", "head_name",
+__all__ = ["check_timm_name", "check_torchvision_name", "resolve_torchvision", "resolve_timm", "load_pretrained",
+           "load_state", "torchvision_weights", "fetch_weights", "freeze_except_head", "head_name",
            "adapt_input_conv", "set_in_channels", "trainable_fraction"]

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from kdkit.spread import speedup_text, spread_text
@@ -58,8 +59,9 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
 
 def print_table(rows: Sequence[dict[str, Any]], title: str = "", console: Console | None = None,
                 caption: str | None = None) -> None:
-    """The rows as a terminal table; `caption` (e.g. how cost was measured) is printed under it. Cells wrap
-    instead of being cut, so a spread such as '3,812,360 (3,785,741-4,221,162)' is never shown half."""
+    """The rows as a table; `caption` (e.g. how cost was measured) is printed under it. On a terminal, cells wrap
+    instead of being cut, so a spread such as '3,812,360 (3,785,741-4,221,162)' is never shown half; in a log
+    file or a pipe, no cell wraps at all (see print_unwrapped)."""
     keys = _keys(rows)
     table = Table(title=title or None, caption=caption, caption_justify="left")
     for k in keys:
@@ -67,7 +69,22 @@ def print_table(rows: Sequence[dict[str, Any]], title: str = "", console: Consol
                          overflow="fold")
     for r in rows:
         table.add_row(*_cells(r, keys))
-    console = console or Console()
-    if not console.is_terminal and console.width < 150:  # piped or CI output: do not squeeze the columns
-        console = Console(width=150, file=console.file, quiet=console.quiet)
-    console.print(table)
+    print_unwrapped(table, console or Console())
+
+
+def print_unwrapped(table: Table, console: Console) -> None:
+    """Print `table` on a terminal as it fits; elsewhere (a log file, a pipe, CI) every row on one line, however
+    wide: a log has no width to fit, and a figure split over lines ('(6.638-7.012 /', ') ms') reads as two."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    for column in table.columns:
+        column.no_wrap = True
+    title, caption = table.title, table.caption  # rich wraps both to the table's width: lines of their own instead
+    table.title = table.caption = None
+    natural = Measurement.get(console, console.options.update_width(10**6), table).maximum
+    wide = Console(width=max(natural, console.width), file=console.file, quiet=console.quiet,
+                   color_system=console.color_system, highlight=False)
+    for part in (title, table, caption):
+        if part is not None:
+            wide.print(part, soft_wrap=part is not table)

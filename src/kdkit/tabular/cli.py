@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from kdkit.errors import ConfigError, DataError, KdkitError
+from kdkit.errors import ConfigError, DataError, KdkitError, plain_warnings
 from kdkit.tabular.evaluate import METRICS
 
 if TYPE_CHECKING:  # the libraries themselves are imported inside the commands: `--help` stays fast
@@ -58,7 +58,8 @@ def _user_errors(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with plain_warnings():
+                return fn(*args, **kwargs)
         except KdkitError as err:
             print(f"error: {err}", file=sys.stderr)
             raise typer.Exit(2) from None
@@ -98,6 +99,41 @@ def _best(path: Path) -> dict:
 def _check_n_jobs(n_jobs: int | None) -> None:
     if n_jobs == 0:  # before the run directory is claimed: nothing is written for a command that cannot run
         raise ConfigError("--n-jobs must be a non-zero number of threads (-1: every core), or left out")
+
+
+def _check_names(teacher: str, student: str, student_mode: str) -> None:
+    """Model names and the student mode, before any file is read: a typo costs no waiting."""
+    import difflib
+
+    from kdkit.tabular.learners import MODES
+    from kdkit.tabular.models import resolve
+
+    resolve(teacher, "teacher")
+    resolve(student, "student")
+    modes = ["auto", *MODES]
+    if student_mode not in modes:
+        close = difflib.get_close_matches(student_mode, modes, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ConfigError(f"unknown --student-mode '{student_mode}'; {hint}choose one of: {', '.join(modes)}")
+
+
+def _check_files(*paths: Path | None) -> None:
+    for path in paths:
+        if path is not None and path.is_dir():
+            raise DataError(f"{path} is a directory; give a CSV file")
+        if path is not None and not path.is_file():
+            raise DataError(f"{path}: file not found")
+
+
+def _precheck_run_dir(run_dir: Path | None, overwrite: bool) -> None:
+    """The run directory's refusals (a file, a finished, unfinished or locked run) before any data is read."""
+    from kdkit import run_guard
+
+    if run_dir is None:
+        return  # a new directory named by the time
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--run-dir {run_dir} is a file; give a directory (new or from an earlier run)")
+    run_guard.precheck(run_dir, overwrite=overwrite, resumable=False)
 
 
 def _run_dir(run_dir: Path | None, kind: str) -> Path:
@@ -144,7 +180,9 @@ def _print_table(title: str, rows: dict[str, dict[str, float]]) -> None:
         table.add_column(m, justify="right")
     for name, vals in rows.items():
         table.add_row(name, *(f"{vals[m]:.4f}" for m in METRICS))
-    console.print(table)
+    from kdkit.report.table import print_unwrapped
+
+    print_unwrapped(table, console)
 
 
 def _predictions(model: DistilledClassifier, task: TabularTask) -> pd.DataFrame:
@@ -161,7 +199,9 @@ def _prediction_frame(model: DistilledClassifier, rows: pd.DataFrame, ids: pd.Da
     else:
         for k, c in enumerate(classes):
             out[f"prob_{c}"] = proba[:, k]
-    out["label"] = model.predict(rows)
+    from kdkit.tabular.evaluate import labels_from
+
+    out["label"] = model.classes_[labels_from(proba, model.threshold_)]  # model.predict, from the same proba
     return out
 
 
@@ -198,27 +238,36 @@ def fit(
     from kdkit.report.table import print_table
     from kdkit.runinfo import show_verdict
     from kdkit.tabular.estimator import DistilledClassifier
+    from kdkit.tabular.holdout import check_fraction
     from kdkit.tabular.load import ALONE
     from kdkit.tabular.rundir import write_run
     from kdkit.tabular.save import save_distiller
 
-    task = _load(train, test, target, id_columns, student_columns, teacher_columns, n_splits)
-    _refuse_ids(task, train, keep_columns)
-    held = _held_out(task, holdout, holdout_seed, n_splits, train, test)
-    if from_tune is not None:
-        best = _best(from_tune)
-        _check_tuned_on_same_rows(best, held, holdout, holdout_seed, from_tune)
+    # every name, number and path first: nothing is read before they are known to be usable
+    _check_names(teacher, student, student_mode)
+    check_fraction(holdout)
+    _check_files(from_tune)
+    best = None if from_tune is None else _best(from_tune)
+    if best is not None:
         teacher_params, student_params = json.dumps(best["teacher_params"]), json.dumps(best["student_params"])
         alpha = float(best["alpha"])
     if not 0.0 <= alpha < 1.0:
         raise ConfigError(f"--alpha must be in [0, 1) (alpha 1 is the 'student alone' row), got {alpha}")
     _check_n_jobs(n_jobs)
+    fixed_teacher, fixed_student = _json(teacher_params, "--teacher-params"), _json(student_params, "--student-params")
+    _check_files(train, test)
+    _precheck_run_dir(run_dir, overwrite)
+    task = _load(train, test, target, id_columns, student_columns, teacher_columns, n_splits)
+    _refuse_ids(task, train, keep_columns)
+    held = _held_out(task, holdout, holdout_seed, n_splits, train, test)
+    if best is not None:
+        _check_tuned_on_same_rows(best, held, holdout, holdout_seed, from_tune)
     out, lock = _claimed_run_dir(run_dir, overwrite)
-    common = dict(student=student, student_columns=task.student_columns, student_params=_json(student_params,
-                  "--student-params"), student_mode=student_mode, n_splits=n_splits, random_state=seed,
-                  n_jobs=n_jobs, tune_threshold=threshold, verbose=1)  # verbose: a plain line per fold model
+    common = dict(student=student, student_columns=task.student_columns, student_params=fixed_student,
+                  student_mode=student_mode, n_splits=n_splits, random_state=seed, n_jobs=n_jobs,
+                  tune_threshold=threshold, verbose=1)  # verbose: a plain line per fold model
     distilled = DistilledClassifier(teacher=teacher, teacher_columns=task.teacher_columns, alpha=alpha,
-                                    teacher_params=_json(teacher_params, "--teacher-params"), **common)
+                                    teacher_params=fixed_teacher, **common)
     console.print(f"{len(held.y)} rows to fit on; teacher sees {len(task.teacher_columns)} columns, "
                   f"student {len(task.student_columns)}; run directory {out}", highlight=False)
     console.print(f"held out for the verdict: {held.source}; no model sees them while it is fitted",
@@ -341,10 +390,11 @@ def predict_rows(run: Path, input_csv: Path, role: str = "student_kd", id_column
     `role` (kdkit.tabular.load.load_role); a missing column or id is one DataError line."""
     import pandas as pd
 
-    from kdkit.tabular.io import read_table
+    from kdkit.tabular.io import check_numeric, read_table
     from kdkit.tabular.load import load_role
 
     id_columns = list(id_columns or [])
+    _check_files(input_csv)
     model = load_role(run, role, trust_joblib=trust)
     frame = read_table(input_csv, set(model.categorical_columns_) | set(id_columns))
     missing = [c for c in model.student_columns_ if c not in frame.columns]
@@ -352,6 +402,8 @@ def predict_rows(run: Path, input_csv: Path, role: str = "student_kd", id_column
         raise DataError(f"{input_csv}: missing {'teacher' if role == 'teacher' else 'student'} column(s) "
                         f"{', '.join(map(str, missing))}; "
                         f"the model needs {', '.join(map(str, model.student_columns_))}")
+    numeric = [c for c in model.student_columns_ if c not in set(model.categorical_columns_)]
+    check_numeric(frame, input_csv, set(numeric), numeric)  # numeric in training: text there is a mistake
     missing_ids = [c for c in id_columns if c not in frame.columns]
     if missing_ids:
         raise DataError(f"{input_csv}: id column(s) {', '.join(missing_ids)} not found; check --id")
@@ -389,18 +441,23 @@ def tune(
 ) -> None:
     """Optuna search over teacher and student parameters and alpha, scored by the student's CV score on the fitting
     rows; the best is then scored on the held-out rows."""
+    from kdkit.tabular.holdout import check_fraction
     from kdkit.tabular.tune import run_study
 
+    _check_names(teacher, student, student_mode)
+    check_fraction(holdout)
     _check_n_jobs(n_jobs)
+    fixed_teacher, fixed_student = _json(teacher_params, "--teacher-params"), _json(student_params, "--student-params")
+    _check_files(train, test)
+    if run_dir is not None and run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--run-dir {run_dir} is a file; give a directory (new or from an earlier run)")
     task = _load(train, test, target, id_columns, student_columns, teacher_columns, n_splits)
     _refuse_ids(task, train, keep_columns)
     held = _held_out(task, holdout, holdout_seed, n_splits, train, test)
     out = _run_dir(run_dir, "tune")
     base = dict(teacher=teacher, student=student, teacher_columns=task.teacher_columns,
                 student_columns=task.student_columns, student_mode=student_mode, n_splits=n_splits,
-                random_state=seed, n_jobs=n_jobs,
-                teacher_params=_json(teacher_params, "--teacher-params"),
-                student_params=_json(student_params, "--student-params"))
+                random_state=seed, n_jobs=n_jobs, teacher_params=fixed_teacher, student_params=fixed_student)
     console.print(f"held out for the final score: {held.source}; the search never sees them", highlight=False)
     study = run_study(held.X, held.y, base, n_trials=n_trials, metric=metric, run_dir=out, storage=storage,
                       study_name=study_name, timeout=timeout, progress=True)

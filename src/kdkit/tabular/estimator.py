@@ -30,12 +30,26 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from kdkit.errors import ConfigError, DataError
+from kdkit.errors import ConfigError, DataError, KdkitWarning
 from kdkit.progress import FoldProgress
 from kdkit.tabular.evaluate import best_threshold, labels_from
-from kdkit.tabular.inputs import as_frame, check_columns, check_finite, select, target
+from kdkit.tabular.inputs import (
+    as_frame,
+    check_columns,
+    check_finite,
+    check_numeric,
+    seen_categories,
+    select,
+    target,
+    warn_unseen,
+)
 from kdkit.tabular.learners import MODES, Learner, choose_mode
 from kdkit.tabular.models import resolve
+
+
+class SmallClassWarning(KdkitWarning):
+    """A class has fewer rows than n_splits: the fit uses as many folds as that class has rows."""
+
 
 FoldCallback = Callable[[int, np.ndarray, np.ndarray], None]  # (fold, rows predicted so far, oof) -> None
 
@@ -58,7 +72,10 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
     elapsed, ETA) to stdout, as plain lines that a log file keeps.
 
     Fitted attributes: ``classes_``; ``n_features_in_``, the number of columns of fit's X, and
-    ``feature_names_in_`` when they all have string names. ``predict`` takes a DataFrame holding the student
+    ``feature_names_in_`` when they all have string names; ``n_splits_``, the folds used: ``n_splits``, or as many
+    as the rarest class has rows when that is fewer (with a ``SmallClassWarning``; a class of one row is refused);
+    ``categories_``, each categorical column's values in fit (a prediction row with another value warns, naming
+    it: ``UnseenCategoriesWarning``). ``predict`` takes a DataFrame holding the student
     columns by name (other columns are ignored) or an array that is either ``n_features_in_`` wide (fit's
     layout) or exactly ``len(student_columns_)`` wide (the student columns alone, in ``student_columns_``
     order); ``teacher_predict_proba`` the same with the teacher columns.
@@ -140,12 +157,17 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
             raise DataError(f"the target has a single class ({self.classes_[0]!r}); need at least two classes")
         codes = enc.transform(y)
         counts = np.bincount(codes)
-        if counts.min() < self.n_splits:
-            rare = self.classes_[counts.argmin()]
-            raise DataError(
-                f"class {rare!r} has only {counts.min()} rows, fewer than n_splits={self.n_splits}; "
-                "lower n_splits or merge rare classes"
-            )
+        rare, fewest = self.classes_[counts.argmin()], int(counts.min())
+        rare = rare.item() if hasattr(rare, "item") else rare  # 2, not np.int64(2), in the messages
+        self.n_splits_ = int(self.n_splits)
+        if fewest < 2:  # no split leaves a row of that class on both sides: nothing to learn or score it with
+            raise DataError(f"class {rare!r} has only {fewest} row, fewer than the 2 folds out-of-fold "
+                            "probabilities need; add rows or merge rare classes")
+        if fewest < self.n_splits_:  # stratified folds need a row of every class in each fold
+            warnings.warn(f"class {rare!r} has only {fewest} rows, fewer than n_splits={self.n_splits}: fitting with "
+                          f"{fewest} folds instead; add rows or merge rare classes to keep {self.n_splits}",
+                          SmallClassWarning, stacklevel=3)
+            self.n_splits_ = fewest
         return codes
 
     def _learner(self, spec: Any, params: dict | None, seed: int, columns: list, mode: str) -> Learner:
@@ -191,6 +213,7 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
             self.categorical_columns_ = []
         else:
             self.categorical_columns_ = check_columns(frame, self.categorical_columns, "categorical columns")
+        self.categories_ = seen_categories(frame, self.categorical_columns_)
         k = len(self.classes_)
         family = resolve(self.student, "student")
         self.student_mode_ = choose_mode(family, self.student_mode, k, float(self.alpha))
@@ -217,11 +240,11 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
 
     def _fit_teacher(self, frame: pd.DataFrame, codes: np.ndarray) -> None:
         rs = self._seed if self.shuffle else None
-        cv = StratifiedKFold(n_splits=self.n_splits, shuffle=self.shuffle, random_state=rs)
+        cv = StratifiedKFold(n_splits=self.n_splits_, shuffle=self.shuffle, random_state=rs)
         self.teacher_folds_ = list(cv.split(frame, codes))
         self.teacher_oof_ = np.full((len(frame), len(self.classes_)), np.nan)
         self.teacher_models_ = []
-        report = FoldProgress("teacher", self.n_splits, self.verbose)
+        report = FoldProgress("teacher", self.n_splits_, self.verbose)
         for fold, (train, val) in enumerate(self.teacher_folds_):
             model = self._learner(self.teacher, self.teacher_params, self._seed + fold, self.teacher_columns_,
                                   "teacher")
@@ -232,12 +255,12 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
 
     def _fit_student(self, frame: pd.DataFrame, codes: np.ndarray, on_fold: FoldCallback | None) -> None:
         rs = self._seed if self.shuffle else None
-        cv = KFold(n_splits=self.n_splits, shuffle=self.shuffle, random_state=rs)
+        cv = KFold(n_splits=self.n_splits_, shuffle=self.shuffle, random_state=rs)
         self.student_folds_ = list(cv.split(frame))
         self.student_oof_ = np.full((len(frame), len(self.classes_)), np.nan)
         self.student_models_ = []
         done = np.zeros(len(frame), dtype=bool)
-        report = FoldProgress("student", self.n_splits, self.verbose)
+        report = FoldProgress("student", self.n_splits_, self.verbose)
         for fold, (train, val) in enumerate(self.student_folds_):
             model = self._learner(self.student, self.student_params, self._seed + fold, self.student_columns_,
                                   self.student_mode_)
@@ -253,6 +276,9 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
     def _average(self, models: list[Learner], X: Any, columns: list, what: str) -> np.ndarray:
         frame = select(X, columns, getattr(self, "n_features_in_", None), getattr(self, "columns_in_", None),
                        type(self).__name__, what)
+        categorical = set(self.categorical_columns_)
+        check_numeric(frame, [c for c in columns if c not in categorical], "data to predict")
+        warn_unseen(frame, getattr(self, "categories_", None), [c for c in columns if c in categorical])
         return np.mean([m.predict_proba(frame) for m in models], axis=0)
 
     def predict_proba(self, X: Any) -> np.ndarray:

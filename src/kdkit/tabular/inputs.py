@@ -23,7 +23,7 @@ from sklearn.exceptions import DataConversionWarning
 from sklearn.utils import check_array
 from sklearn.utils.multiclass import check_classification_targets
 
-from kdkit.errors import ConfigError, DataError
+from kdkit.errors import ConfigError, DataError, KdkitWarning
 
 
 def _one_line(err: Exception) -> str:
@@ -102,6 +102,53 @@ def check_finite(frame: pd.DataFrame, columns: Sequence, what: str) -> None:
                 row = int(np.flatnonzero(infinite)[0])
                 raise DataError(f"{what}: column {column!r} has {int(infinite.sum())} infinite value(s) (first at "
                                 f"row {row}); replace them, e.g. by a large finite value or by NaN (missing)")
+
+
+def check_numeric(frame: pd.DataFrame, columns: Sequence, what: str) -> None:
+    """Columns that held numbers in fit must hold numbers: a text value ('abc') has no meaning to the model, and
+    the libraries would fail on it with a traceback. Numbers written as text are converted; None and NaN are
+    missing values."""
+    for column in columns:
+        values = frame[column]
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            continue
+        parsed = pd.to_numeric(values.where(values.notna()), errors="coerce")
+        bad = (values.notna() & parsed.isna()).to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{what}: column {column!r} is numeric but row {row} holds the non-numeric value "
+                            f"{values.iloc[row]!r} ({int(bad.sum())} such row(s)); give numbers, or NaN for a "
+                            "missing value")
+        frame[column] = parsed
+
+
+class UnseenCategoriesWarning(KdkitWarning):
+    """Rows to predict hold categories that no training row had: the model learnt nothing about them."""
+
+
+def seen_categories(frame: pd.DataFrame, columns: Sequence) -> dict:
+    """The values of each categorical column in fit, as the preprocessing reads them (text; missing left out)."""
+    return {column: sorted(set(frame[column].dropna().astype(str))) for column in columns}
+
+
+def warn_unseen(frame: pd.DataFrame, categories: dict | None, columns: Sequence) -> None:
+    """One warning per column whose rows hold categories absent from fit (e.g. 'castle' in a column that held
+    'house' and 'flat'), naming the column and the values: their rows are predicted as if the value were unknown,
+    which can move a probability a long way without a word otherwise."""
+    for column in columns:
+        known = (categories or {}).get(column)
+        if known is None:
+            continue
+        values = frame[column].dropna().astype(str)
+        unseen = values[~values.isin(set(known))]
+        if unseen.empty:
+            continue
+        names = sorted(set(unseen))
+        shown = ", ".join(map(repr, names[:5])) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
+        kinds = "category" if len(names) == 1 else "categories"
+        warnings.warn(f"column {column!r}: {len(unseen)} row(s) hold {len(names)} {kinds} never seen in training: "
+                      f"{shown}; the model learnt nothing about them and reads them as an unknown value",
+                      UnseenCategoriesWarning, stacklevel=4)
 
 
 def target(y: Any, n_rows: int, name: str) -> np.ndarray:

@@ -97,8 +97,10 @@ def line_of(frame: pd.DataFrame, row: int) -> int:
     return lines[row] if lines and row < len(lines) else row + 2
 
 
-def _check_numeric(frame: pd.DataFrame, path: Path, numeric_elsewhere: set[str]) -> None:
-    for col in frame.columns:
+def check_numeric(frame: pd.DataFrame, path: Path, numeric_elsewhere: set[str], columns: list | None = None) -> None:
+    """Numbers stored as text become numbers; a column that is numeric (in `numeric_elsewhere`, or mostly numbers)
+    but holds text is refused naming its first such line. Only `columns` are looked at, when given."""
+    for col in frame.columns if columns is None else columns:
         if pd.api.types.is_numeric_dtype(frame[col]) or pd.api.types.is_bool_dtype(frame[col]):
             continue
         values = frame[col]
@@ -174,7 +176,7 @@ def load_task(
     train_df = read_table(train)
     if target not in train_df.columns:
         raise DataError(f"{train}: target column '{target}' not found; columns are: {_shown(list(train_df))}")
-    _check_numeric(train_df, Path(train), set())
+    check_numeric(train_df, Path(train), set())
     check_finite_cells(train_df, Path(train))  # again: text cells such as 'inf' have just become numbers
     numeric_train = {c for c in train_df if pd.api.types.is_numeric_dtype(train_df[c])}
     test_df = None if test is None else read_table(test, set(train_df.columns) - numeric_train)
@@ -198,7 +200,7 @@ def load_task(
         missing_ids = [c for c in ids if c not in test_df.columns]
         if missing_ids:
             raise DataError(f"{test}: id column(s) {_shown(missing_ids)} not found; check --id")
-        _check_numeric(test_df, Path(test), numeric_train)
+        check_numeric(test_df, Path(test), numeric_train)
         check_finite_cells(test_df, Path(test))
         test_ids = test_df[ids] if ids else pd.DataFrame({"row": range(len(test_df))})
     feature_cols = [c for c in train_df.columns if c not in ids]

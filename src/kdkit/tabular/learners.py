@@ -4,11 +4,13 @@ How a student learns from a probability matrix P (n, K) is its *mode* (registry 
 
 - ``hard``: a classifier on the labels only (the "student alone" baseline, and every teacher);
 - ``soft``: a loss that accepts probabilistic labels: CatBoost ``CrossEntropy``, LightGBM ``cross_entropy``,
-  XGBoost ``binary:logistic`` (binary), or the torch MLP's KD loss (any K);
+  XGBoost ``binary:logistic`` (binary), LightGBM's softmax cross-entropy (any K, kdkit.tabular.lgbm_soft), or the
+  torch MLP's KD loss (any K);
 - ``regress``: a regressor per class on the probabilities (one for binary, as in the original recipe),
   clipped to [0, 1] and renormalised;
 - ``expand``: each row repeated once per class k with sample weight P[:, k]; the weighted log loss of the
-  expanded set equals the soft-target cross-entropy, so any classifier with ``sample_weight`` learns P exactly.
+  expanded set equals the soft-target cross-entropy, so any classifier with ``sample_weight`` learns P exactly
+  (at K times the rows: for a family with a soft loss over K classes, ``soft`` is the default).
 
 Every learner predicts an (n, K) matrix whose column k is class code k, whatever the estimator's own order.
 """
@@ -86,6 +88,9 @@ class SoftLearner(Learner):
         if self.family.soft == "kd":
             model = self._build(self.family.classifier)
             model.fit(Xp, codes, soft_targets=targets)
+        elif self.n_classes > 2:
+            model = self._build(self.family.soft_multi)
+            model.fit(Xp, targets)
         else:
             model = self._build(self.family.soft_binary)
             model.fit(Xp, targets[:, 1])
@@ -93,7 +98,7 @@ class SoftLearner(Learner):
 
     def _predict(self, Xp: Any) -> np.ndarray:
         model = self.models[0]
-        if self.family.soft == "kd":
+        if self.family.soft == "kd" or self.n_classes > 2:  # one probability column per class
             return _align(model.predict_proba(Xp), model.classes_, self.n_classes)
         p = _positive(model, Xp)
         return np.column_stack([1.0 - p, p])
@@ -136,6 +141,11 @@ MODES: dict[str, type[Learner]] = {
 }
 
 
+def _has_soft_loss(family: Family, n_classes: int) -> bool:
+    return (family.soft == "kd" or (family.soft == "binary_prob" and n_classes == 2)
+            or (n_classes > 2 and family.soft_multi is not None))
+
+
 def choose_mode(family: Family, mode: str, n_classes: int, alpha: float) -> str:
     """Resolve ``auto`` and check that the family can learn the way it was asked to."""
     if mode == "auto":
@@ -143,13 +153,13 @@ def choose_mode(family: Family, mode: str, n_classes: int, alpha: float) -> str:
             return "hard"
         if not family.is_classifier:
             return "regress"
-        if family.soft == "kd" or (family.soft == "binary_prob" and n_classes == 2):
+        if _has_soft_loss(family, n_classes):
             return "soft"
         return "expand" if family.weights else "regress"
     if mode not in MODES:
         raise ConfigError(f"unknown student_mode '{mode}'; choose one of: auto, {', '.join(MODES)}")
     name = family.name
-    soft_ok = family.soft == "kd" or (family.soft == "binary_prob" and n_classes == 2)
+    soft_ok = _has_soft_loss(family, n_classes)
     problems = {
         "hard": (alpha < 1.0 and "'hard' ignores the teacher; use alpha=1 or another student_mode")
         or (not family.is_classifier and f"'hard' needs a classifier, '{name}' is a regressor"),

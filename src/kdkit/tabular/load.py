@@ -23,6 +23,7 @@ import pandas as pd
 from kdkit.errors import ConfigError, RunDirError
 from kdkit.tabular.estimator import DistilledClassifier
 from kdkit.tabular.learners import MODES, Learner
+from kdkit.tabular.lgbm_soft import softmax
 from kdkit.tabular.models import Family
 from kdkit.tabular.torch_mlp import TorchMLPClassifier, _mlp
 
@@ -73,6 +74,16 @@ class _LightGBMProba:
         return np.column_stack([1.0 - p, p]) if p.ndim == 1 else p
 
 
+class _LightGBMSoftmax:
+    """A loaded booster of LGBMSoftLabelClassifier (a custom objective): softmax of its raw scores."""
+
+    def __init__(self, booster: Any) -> None:
+        self.booster = booster
+
+    def __call__(self, X: Any) -> np.ndarray:
+        return softmax(np.asarray(self.booster.predict(X, raw_score=True), dtype=np.float64))
+
+
 def _guess_type(entry: dict) -> str:
     """Older manifests lack ``model_types``: infer classifier/regressor from the student mode and family."""
     lib = {"catboost": "catboost", "lightgbm": "lightgbm", "xgboost": "xgboost"}.get(entry["family"], "")
@@ -96,6 +107,10 @@ def _load_native(path: Path, type_name: str, classes: np.ndarray) -> Any:
 def _load_native_unchecked(path: Path, type_name: str, classes: np.ndarray) -> Any:
     library, _, cls_name = type_name.partition(".")
     is_clf = "Classifier" in cls_name
+    if cls_name == "LGBMSoftLabelClassifier":
+        import lightgbm
+
+        return _Classifier(_LightGBMSoftmax(lightgbm.Booster(model_file=str(path))), classes)
     if library == "lightgbm":
         import lightgbm
 
@@ -250,6 +265,7 @@ def load_distiller(directory: Path | str, *, trust_joblib: bool = False,
     model.teacher_columns_ = list(manifest.get("teacher_columns") or [])
     model.categorical_columns_ = list(manifest.get("categorical_columns")
                                       or sorted({c for e in manifest["student_folds"] for c in e["categorical"]}))
+    model.categories_ = manifest.get("categories")  # absent from older manifests: no check of unseen categories
     model.student_mode_ = manifest["student_mode"]
     if manifest.get("columns_in"):  # absent from older manifests: arrays must then hold the student columns alone
         model.columns_in_ = list(manifest["columns_in"])

@@ -7,6 +7,7 @@ instance, or a dotted name such as ``sklearn.ensemble.ExtraTreesClassifier``.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,8 +28,10 @@ class Family:
     """How one model library takes part in distillation.
 
     ``soft`` says how it learns from probabilities: ``"binary_prob"`` (a loss accepting labels in [0, 1],
-    binary only), ``"kd"`` (the torch MLP's KD loss, any number of classes) or ``None``. ``threads`` names the
-    constructor argument that sets the library's thread count (``DistilledClassifier(n_jobs=...)`` fills it).
+    binary only), ``"kd"`` (the torch MLP's KD loss, any number of classes) or ``None``; ``soft_multi`` builds a
+    model that learns a probability matrix over more than two classes (``fit(X, targets)``), when it has one.
+    ``threads`` names the constructor argument that sets the library's thread count (``DistilledClassifier(n_jobs=
+    ...)`` fills it).
     """
 
     name: str
@@ -41,6 +44,7 @@ class Family:
     is_classifier: bool = True  # False for a user's regressor: it can only be a "regress" student
     space: Space | None = None
     threads: str | None = None
+    soft_multi: Builder | None = None
 
 
 @dataclass(frozen=True)
@@ -157,7 +161,8 @@ FAMILIES: dict[str, Family] = {
     "lightgbm": Family(
         "lightgbm", _lgb("LGBMClassifier"), _lgb("LGBMRegressor"),
         _lgb("LGBMRegressor", {"objective": "cross_entropy"}), "binary_prob", "ordinal", space=_lgb_space,
-        threads="n_jobs",
+        threads="n_jobs", soft_multi=LibraryBuilder("kdkit.tabular.lgbm_soft", "LGBMSoftLabelClassifier",
+                                                    tuple(_LGB.items())),
     ),
     "xgboost": Family(
         "xgboost", _xgb("XGBClassifier"), _xgb("XGBRegressor"),
@@ -218,8 +223,10 @@ def _from_instance(est: Any, name: str) -> Family:
 
 def _from_dotted(path: str, role: str) -> Family:
     if not path.startswith("sklearn."):
+        close = difflib.get_close_matches(path.lower(), list(FAMILIES), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
         raise ConfigError(
-            f"unknown {role} '{path}'; use one of: {', '.join(FAMILIES)} or a dotted sklearn class name"
+            f"unknown {role} '{path}'; {hint}use one of: {', '.join(FAMILIES)} or a dotted sklearn class name"
         )
     module, _, cls_name = path.rpartition(".")
     try:

@@ -20,6 +20,7 @@ import joblib
 import numpy as np
 from safetensors.torch import save_file
 
+from kdkit.tabular.lgbm_soft import LGBMSoftLabelClassifier
 from kdkit.tabular.torch_mlp import TorchMLPClassifier
 
 
@@ -58,7 +59,7 @@ def _save_joblib(est: Any, stem: str) -> str:
 
 SAVERS: list[tuple[Callable[[Any], bool], Callable[[Any, str], str]]] = [
     (lambda e: _module(e) == "catboost", _save_catboost),
-    (lambda e: _module(e) == "lightgbm", _save_lightgbm),
+    (lambda e: _module(e) == "lightgbm" or isinstance(e, LGBMSoftLabelClassifier), _save_lightgbm),
     (lambda e: _module(e) == "xgboost", _save_xgboost),
     (lambda e: isinstance(e, TorchMLPClassifier), _save_mlp),
     (lambda e: True, _save_joblib),
@@ -105,6 +106,7 @@ def save_distiller(model: Any, directory: Path | str) -> Path:
         "teacher_columns": list(map(str, model.teacher_columns_)),
         "student_columns": list(map(str, model.student_columns_)),
         "categorical_columns": list(map(str, model.categorical_columns_)),
+        "categories": {str(c): values for c, values in (getattr(model, "categories_", None) or {}).items()},
         # fit's columns, in order: predict reads an array of this width as fit's layout (see kdkit.tabular.inputs)
         "columns_in": [str(c) for c in getattr(model, "columns_in_", [])] or None,
         "student_mode": model.student_mode_,

@@ -170,7 +170,8 @@ def _optimize_with_bar(study: optuna.Study, objective: Any, n_trials: int, timeo
         elapsed = time.monotonic() - start
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         best = f"best so far {study.best_value:.4f} (trial {study.best_trial.number})" if complete else "no best yet"
-        value = f"{trial.value:.4f}" if trial.value is not None else trial.state.name.lower()
+        # Optuna gives a pruned trial its last reported value: only a complete trial's value is its score
+        value = f"{trial.value:.4f}" if trial.state == optuna.trial.TrialState.COMPLETE else trial.state.name.lower()
         print(f"trial {trial.number} ({done}/{n_trials}): {value}; {best}; elapsed {clock(elapsed)}, ETA "
               f"{clock(elapsed / done * max(0, n_trials - done))}", flush=True)
 
