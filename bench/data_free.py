@@ -30,8 +30,8 @@ from kdkit.data import load_builtin, make_loader  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
 from kdkit.schemes import Supervised  # noqa: E402
 from kdkit.schemes.data_free import distill_data_free, synthesize  # noqa: E402
-from kdkit.settings import TrainSettings  # noqa: E402
-from kdkit.trainer import fit, predict, seed_everything  # noqa: E402
+from kdkit.trainer.loop import fit, predict, seed_everything  # noqa: E402
+from kdkit.trainer.settings import TrainSettings  # noqa: E402
 
 TEACHER = ("cnn2d", {"width": 32, "depth": 2})
 STUDENT = ("cnn2d", {"width": 8, "depth": 2})

@@ -23,14 +23,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import mean_std, write_section  # noqa: E402
 
-from kdkit import metrics  # noqa: E402
-from kdkit.config import parse_config  # noqa: E402
 from kdkit.data import Indexed, build_data, make_loader  # noqa: E402
-from kdkit.demo import DEMOS  # noqa: E402
-from kdkit.pipeline import build_models, build_student, distillation_data  # noqa: E402
+from kdkit.families.classification.config import parse_config  # noqa: E402
+from kdkit.families.classification.demo import DEMOS  # noqa: E402
+from kdkit.families.classification.pipeline import build_models, build_student, distillation_data  # noqa: E402
+from kdkit.measure import metrics  # noqa: E402
 from kdkit.schemes import OfflineDistillation, Supervised  # noqa: E402
 from kdkit.terms import build_terms  # noqa: E402
-from kdkit.trainer import fit, predict  # noqa: E402
+from kdkit.trainer.loop import fit, predict  # noqa: E402
 
 MIXUP = {"name": "mixup", "alpha": 0.4}
 SHIFT = {"name": "crop", "padding": 4}

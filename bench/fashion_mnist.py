@@ -39,17 +39,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _protocol import evaluate, log_range, report_command, run_rows, slug, table, tune_quietly  # noqa: E402
 from _results import write_section  # noqa: E402
 
-from kdkit.checkpoint import load_weights, save_weights  # noqa: E402
-from kdkit.config import parse_config  # noqa: E402
 from kdkit.data import Indexed, build_data, make_loader  # noqa: E402
 from kdkit.data.boundary import boundary_samples  # noqa: E402
-from kdkit.export import median_ms  # noqa: E402
+from kdkit.deploy.export import median_ms  # noqa: E402
+from kdkit.families.classification.config import parse_config  # noqa: E402
+from kdkit.families.classification.tune import set_path  # noqa: E402
+from kdkit.io.checkpoint import load_weights, save_weights  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
 from kdkit.schemes import OfflineDistillation, Supervised  # noqa: E402
-from kdkit.settings import TrainSettings  # noqa: E402
 from kdkit.terms import build_terms  # noqa: E402
-from kdkit.trainer import fit, predict, seed_everything  # noqa: E402
-from kdkit.tune import set_path  # noqa: E402
+from kdkit.trainer.loop import fit, predict, seed_everything  # noqa: E402
+from kdkit.trainer.settings import TrainSettings  # noqa: E402
 
 TEACHER = {"name": "cnn2d", "params": {"width": 32, "depth": 3}}
 STUDENT = {"name": "cnn2d", "params": {"width": 3, "depth": 2}}

@@ -37,9 +37,9 @@ from sklearn.model_selection import train_test_split
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import mean_std, write_section  # noqa: E402
 
-from kdkit.config import parse_config  # noqa: E402
-from kdkit.metrics import latency_ms  # noqa: E402
-from kdkit.pipeline import run  # noqa: E402
+from kdkit.families.classification.config import parse_config  # noqa: E402
+from kdkit.families.classification.pipeline import run  # noqa: E402
+from kdkit.measure.metrics import latency_ms  # noqa: E402
 
 ROLES = {"teacher": "teacher (ResNet-18)", "student_alone": "student alone (tiny_cnn)",
          "student_kd": "distilled student (tiny_cnn)"}

@@ -50,9 +50,9 @@ from kdkit.schemes import OfflineDistillation, Supervised  # noqa: E402
 from kdkit.schemes.on_policy import OnPolicyDistillation  # noqa: E402
 from kdkit.schemes.sequence_level import teacher_outputs  # noqa: E402
 from kdkit.schemes.topk_cache import TopKCacheDistillation  # noqa: E402
-from kdkit.settings import TrainSettings  # noqa: E402
 from kdkit.terms import build_terms  # noqa: E402
-from kdkit.trainer import fit, seed_everything  # noqa: E402
+from kdkit.trainer.loop import fit, seed_everything  # noqa: E402
+from kdkit.trainer.settings import TrainSettings  # noqa: E402
 
 TEACHER = {"layers": 2, "width": 64, "heads": 4}
 STUDENT = {"layers": 1, "width": 32, "heads": 4}

@@ -25,13 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import command_line, mean_std, write_section  # noqa: E402
 
 from kdkit.data import load_builtin, make_loader  # noqa: E402
-from kdkit.metrics import count_params  # noqa: E402
+from kdkit.measure.metrics import count_params  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
-from kdkit.quantization import convert_quantized, prepare_qat, state_dict_bytes  # noqa: E402
+from kdkit.models.quantization import convert_quantized, prepare_qat, state_dict_bytes  # noqa: E402
 from kdkit.schemes import OfflineDistillation, Supervised  # noqa: E402
-from kdkit.settings import TrainSettings  # noqa: E402
 from kdkit.terms import build_terms  # noqa: E402
-from kdkit.trainer import fit, predict, seed_everything  # noqa: E402
+from kdkit.trainer.loop import fit, predict, seed_everything  # noqa: E402
+from kdkit.trainer.settings import TrainSettings  # noqa: E402
 
 TEACHER = ("cnn1d", {"width": 64, "depth": 3, "kernel": 5})
 STUDENT = ("cnn1d", {"width": 32, "depth": 3, "kernel": 3})
@@ -149,8 +149,9 @@ def main() -> None:
     body = "\n".join([
         f"MNIST-1D (kdkit's built-in split), teacher `cnn1d` width 64 (float), students `cnn1d` width 32 kernel 3; "
         f"{epochs} epochs each, AdamW lr 3e-3, batch 128, the model at its best validation epoch; KD T=4, "
-        f"alpha=0.1. QAT: `kdkit.quantization.prepare_qat` (FX graph mode, backend `{args.backend}`, conv-bn-relu "
-        "fused, trained from the same initial weights as the float students), then `convert_quantized` to int8. "
+        f"alpha=0.1. QAT: `kdkit.models.quantization.prepare_qat` (FX graph mode, backend `{args.backend}`, "
+        "conv-bn-relu fused, trained from the same initial weights as the float students), then `convert_quantized` "
+        "to int8. "
         "State dict: bytes of `torch.save(model.state_dict())`. Latency: CPU, 1 thread, batch 64, median of "
         f"interleaved rounds after training. Seeds {', '.join(map(str, seeds))}; mean ± sample std. Total wall time: "
         f"{(time.perf_counter() - start) / 60:.1f} min.",

@@ -33,14 +33,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import command_line, mean_std, write_section  # noqa: E402
 from text import latencies_ms  # noqa: E402
 
-from kdkit import metrics  # noqa: E402
 from kdkit.data import Indexed, load_builtin, make_loader  # noqa: E402
 from kdkit.data.reviews import _NEGATORS  # noqa: E402
+from kdkit.measure import metrics  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
 from kdkit.schemes import OfflineDistillation, Supervised  # noqa: E402
-from kdkit.settings import TrainSettings  # noqa: E402
 from kdkit.terms import build_terms  # noqa: E402
-from kdkit.trainer import fit, predict, seed_everything  # noqa: E402
+from kdkit.trainer.loop import fit, predict, seed_everything  # noqa: E402
+from kdkit.trainer.settings import TrainSettings  # noqa: E402
 
 TEACHER = ("text_transformer", {"dim": 64, "heads": 4, "layers": 2, "pooling": "none"}, 3e-3)
 STUDENTS = {

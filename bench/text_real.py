@@ -58,17 +58,17 @@ from torch.utils.data import ConcatDataset  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import command_line, mean_std, write_section  # noqa: E402
 
-from kdkit import metrics  # noqa: E402
 from kdkit.data import Indexed, make_loader  # noqa: E402
 from kdkit.data.rotten_tomatoes import load_rotten_tomatoes  # noqa: E402
+from kdkit.measure import metrics  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
 from kdkit.models.hf_text import load_hf_text, student_from_teacher  # noqa: E402
 from kdkit.models.raw_text import WordTokenized  # noqa: E402
 from kdkit.schemes import OfflineDistillation, Supervised  # noqa: E402
 from kdkit.schemes.offline import TeacherCache  # noqa: E402
-from kdkit.settings import TrainSettings  # noqa: E402
 from kdkit.terms import build_terms, check_paths  # noqa: E402
-from kdkit.trainer import fit, predict, seed_everything  # noqa: E402
+from kdkit.trainer.loop import fit, predict, seed_everything  # noqa: E402
+from kdkit.trainer.settings import TrainSettings  # noqa: E402
 
 WORD_STUDENTS = {
     "BiLSTM": ("text_bilstm", {"dim": 128, "hidden": 128, "fc": 128, "dropout": 0.2}, 2e-3),

@@ -6,7 +6,7 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score, log_loss
 from torch import nn
 
-from kdkit import metrics
+from kdkit.measure import metrics
 
 
 @pytest.fixture

@@ -13,11 +13,11 @@ import torch
 
 import kdkit.losses.kd as kd_module
 import kdkit.terms
-from kdkit.config import parse_config
 from kdkit.errors import ConfigError
+from kdkit.families.classification.config import parse_config
+from kdkit.families.classification.tune import default_space, set_path
 from kdkit.losses.kd import KDLoss, kd_loss
 from kdkit.terms import build_terms
-from kdkit.tune import default_space, set_path
 
 SRC = Path(kdkit.terms.__file__).parent
 RAW = {"teacher": {"name": "mlp"}, "student": {"name": "mlp"}}
@@ -79,10 +79,13 @@ def test_kd_defaults_are_written_once_in_the_source() -> None:
     assert assigned.count("DEFAULT_T") == 1 and assigned.count("DEFAULT_ALPHA") == 1
     assert _kd_defaults() == (kd_module.DEFAULT_T, kd_module.DEFAULT_ALPHA)
     # the config, tune, the pipeline and the KD-based schemes restate neither
-    plumbing = [SRC / f for f in ("config.py", "tune.py", "pipeline.py", "terms.py", "built_terms.py", "plans.py")]
+    classification = SRC / "families" / "classification"
+    plumbing = [SRC / "terms.py"]
+    plumbing += [classification / f for f in ("config.py", "tune.py", "pipeline.py", "built_terms.py", "plans.py")]
     plumbing += [SRC / "schemes" / f for f in ("data_free.py", "self_distill.py", "offline.py",
                                                 "assistants.py", "born_again.py", "multi_teacher.py")]
-    found = [hit for path in plumbing if path.is_file() for hit in _restated_kd_defaults(path)]
+    assert all(path.is_file() for path in plumbing)
+    found = [hit for path in plumbing for hit in _restated_kd_defaults(path)]
     assert found == []
 
 
@@ -143,7 +146,7 @@ def test_the_default_search_space_names_the_first_term() -> None:
 
 
 def test_mutual_runs_written_before_the_change_still_load_and_given_losses_are_refused() -> None:
-    from kdkit.config import OLDER_RUNS_NO_LOSSES
+    from kdkit.families.classification.config import OLDER_RUNS_NO_LOSSES
 
     mutual = {**RAW, "distill": {"scheme": {"name": "mutual"}}}
     assert parse_config({**mutual, "distill": {**mutual["distill"], "losses": OLDER_RUNS_NO_LOSSES}})
@@ -159,7 +162,7 @@ def test_mutual_learning_options_have_one_owner_too() -> None:
     scheme = parse_config({**RAW, "distill": {"scheme": {"name": "mutual"}}}).distill.scheme
     assert (scheme.T, scheme.alpha) == (params["T"].default, params["alpha"].default)
     assert (params["T"].default, params["alpha"].default) == (mutual.DEFAULT_T, mutual.DEFAULT_ALPHA)
-    config_src = ast.parse((SRC / "config.py").read_text(encoding="utf-8"))
+    config_src = ast.parse((SRC / "families" / "classification" / "config.py").read_text(encoding="utf-8"))
     literal_defaults = [kw.lineno for call in ast.walk(config_src) if isinstance(call, ast.Call)
                         and getattr(call.func, "id", "") == "Field" for kw in [*call.args[:1]]
                         if isinstance(kw, ast.Constant) and kw.value in (mutual.DEFAULT_T, mutual.DEFAULT_ALPHA)

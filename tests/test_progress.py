@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from kdkit import Supervised, TrainSettings, fit, trainer
-from kdkit.progress import PlainProgress, clock
+from kdkit.trainer.progress import PlainProgress, clock
 
 LINE = re.compile(r"^net: epoch (\d+)/3, step (\d+)/5, elapsed \d+:\d\d:\d\d, ETA (\d+:\d\d:\d\d|\?), loss \d")
 
@@ -69,7 +69,7 @@ def test_tabular_fit_and_tune_print_plain_lines_per_fold_and_trial(tmp_path, cap
     import pandas as pd
     from typer.testing import CliRunner
 
-    from kdkit.tabular.cli import app
+    from kdkit.families.tabular.cli import app
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(120, 3))

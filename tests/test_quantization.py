@@ -11,12 +11,13 @@ from torch.ao.nn.quantized import Linear as QuantizedLinear
 from torch.ao.quantization.fake_quantize import FakeQuantizeBase
 from toy import toy_data, toy_net
 
-from kdkit import OfflineDistillation, Supervised, Taps, TrainSettings, build_terms, fit, load_weights, metrics, predict
+from kdkit import OfflineDistillation, Supervised, Taps, TrainSettings, build_terms, fit, load_weights, predict
 from kdkit.data import make_loader
 from kdkit.errors import ConfigError, DataError, ModelError
-from kdkit.metrics import predictive_kl
+from kdkit.measure import metrics
+from kdkit.measure.metrics import predictive_kl
 from kdkit.models import build_model
-from kdkit.quantization import convert_quantized, freeze_qat, prepare_qat, state_dict_bytes
+from kdkit.models.quantization import convert_quantized, freeze_qat, prepare_qat, state_dict_bytes
 
 QUIET = {"progress": False, "device": "cpu"}  # int8 kernels are CPU-only; keep every model there
 
@@ -172,8 +173,8 @@ def test_untraceable_model_is_one_line():
     (lambda: prepare_qat(toy_net(), [[0.0] * 8]), DataError,
      "prepare_qat needs `example` as a non-empty batch tensor of inputs, e.g. next(iter(loader))[0]"),
     (lambda: convert_quantized(toy_net()), ModelError,
-     "Sequential was not prepared for quantization; make it with kdkit.quantization.prepare_qat(student, example) "
-     "and train it before converting"),
+     "Sequential was not prepared for quantization; make it with kdkit.models.quantization.prepare_qat(student, "
+     "example) and train it before converting"),
 ])
 def test_bad_input_is_one_line(call, error, message):
     with pytest.raises(error) as err:
@@ -182,7 +183,7 @@ def test_bad_input_is_one_line(call, error, message):
 
 
 def _qat_config(tmp_path, **student):
-    from kdkit.config import parse_config
+    from kdkit.families.classification.config import parse_config
 
     return parse_config({
         "seed": 0, "output_dir": str(tmp_path / "run"), "data": {"name": "mnist1d"},
@@ -196,7 +197,7 @@ def _qat_config(tmp_path, **student):
 
 
 def test_config_quantize_trains_both_students_qat_and_measures_int8(tmp_path):
-    from kdkit.pipeline import evaluate_run, run
+    from kdkit.families.classification.pipeline import evaluate_run, run
 
     result = run(_qat_config(tmp_path, quantize="x86"), quick_cost=True)
     rows = {r["role"]: r for r in result.rows}
@@ -225,7 +226,7 @@ def test_config_quantize_trains_both_students_qat_and_measures_int8(tmp_path):
 
 
 def test_quantize_on_the_teacher_is_one_line(tmp_path):
-    from kdkit.config import parse_config
+    from kdkit.families.classification.config import parse_config
 
     raw = _qat_config(tmp_path).model_dump(mode="json")
     raw["teacher"]["quantize"] = "x86"

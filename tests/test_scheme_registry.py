@@ -14,13 +14,13 @@ from pydantic import Field
 from torch.utils.data import Dataset
 
 import kdkit
-from kdkit.config import parse_config
 from kdkit.errors import ConfigError
-from kdkit.pipeline import run
+from kdkit.families.classification.config import parse_config
+from kdkit.families.classification.pipeline import run
+from kdkit.families.classification.tune import default_space
 from kdkit.schemes.plan import PlanInputs, SchemePlan
 from kdkit.schemes.registry import CLASSIFICATION, LM, SCHEMES, SchemeOptions, scheme_options, schemes
 from kdkit.schemes.supervised import Supervised
-from kdkit.tune import default_space
 
 SRC = Path(kdkit.__file__).parent
 BASE = {

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from kdkit.config import load_config, parse_config
 from kdkit.data import build_data, make_loader
 from kdkit.errors import ConfigError
-from kdkit.metrics import classification_report
-from kdkit.pipeline import build_student
+from kdkit.families.classification.config import load_config, parse_config
+from kdkit.families.classification.pipeline import build_student
+from kdkit.families.classification.tune import tune
+from kdkit.measure.metrics import classification_report
 from kdkit.schemes import Supervised
-from kdkit.trainer import fit, predict
-from kdkit.tune import tune
+from kdkit.trainer.loop import fit, predict
 
 AUGMENT = [{"name": "flip"}]
 

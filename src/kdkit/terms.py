@@ -148,8 +148,10 @@ class TermOptions(BaseModel):
 
 def _check_term(index: int, name: Any, spec: Mapping[str, Any], where: str) -> None:
     """One term's keys against TermOptions and its loss's keyword arguments against the loss's signature."""
-    from kdkit.arguments import check_arguments
-    from kdkit.config import format_validation_error  # here: config imports this module lazily, too
+    from kdkit.config.arguments import check_arguments
+    from kdkit.families.classification.config import (
+        format_validation_error,  # here: config imports this module lazily, too
+    )
 
     at = f"{where}.{index}"
     try:

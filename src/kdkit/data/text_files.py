@@ -23,13 +23,13 @@ import torch
 from pydantic import Field, PositiveInt, model_validator
 from torch.utils.data import TensorDataset
 
+from kdkit.config.types import LaxPath
 from kdkit.data.builtin import DataBundle
 from kdkit.data.source import ClassificationSource
 from kdkit.data.vocabulary import Vocabulary, tokenize
 from kdkit.errors import ConfigError, DataError
+from kdkit.io.textfile import check_csv_rows, read_text
 from kdkit.labels import UNLABELLED
-from kdkit.schema_types import LaxPath
-from kdkit.textfile import check_csv_rows, read_text
 
 
 @dataclass

@@ -4,7 +4,7 @@ the run directory and the `kdkit demo --task lm` pipeline. Models live in
 kdkit.models.lm, data in kdkit.data.lm, losses in kdkit.losses (forward_kl, reverse_kl, jsd, tv), schemes in
 kdkit.schemes (on_policy, sequence_level, topk_cache).
 
-Names are imported on first use (PEP 562), so that reading an LM config (kdkit.lm.config) does not load the
+Names are imported on first use (PEP 562), so that reading an LM config (kdkit.families.lm.config) does not load the
 generation and cache code."""
 
 from __future__ import annotations

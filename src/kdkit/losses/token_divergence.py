@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from kdkit.augment import MixedTarget
+from kdkit.data.augment import MixedTarget
 from kdkit.errors import ConfigError
 
 Elementwise = Callable[[Tensor, Tensor], Tensor]  # (log p_teacher, log p_student) -> per-class term, same shape

@@ -26,8 +26,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from kdkit.checkpoint import read_state
 from kdkit.errors import ConfigError, KdkitWarning, ModelError
+from kdkit.io.checkpoint import read_state
 
 # builder arguments that would make torchvision or timm fetch weights behind kdkit's back (torchvision's `weights`
 # is kdkit's own param, resolved by torchvision_weights)

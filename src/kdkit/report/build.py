@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kdkit import metrics
-from kdkit.checkpoint import write_atomic
 from kdkit.diagnosis import from_results
+from kdkit.io.checkpoint import write_atomic
+from kdkit.io.storage import storage_errors
+from kdkit.measure import metrics
+from kdkit.measure.spread import conditions_text, speedup_text
 from kdkit.report import figures, numbers
 from kdkit.report.diagnosis import diagnosis_section
 from kdkit.report.document import Document, Image, Section, Table, Text
@@ -20,9 +22,7 @@ from kdkit.report.markdown import render_markdown
 from kdkit.report.rundir import ROLES, STUDENTS, RunData, load_run
 from kdkit.report.table import COLUMNS, cell
 from kdkit.report.verdict import run_section
-from kdkit.run_guard import COST_OUTPUTS
-from kdkit.spread import conditions_text, speedup_text
-from kdkit.storage import storage_errors
+from kdkit.run.guard import COST_OUTPUTS
 
 FIGURE_DIR = "report_figures"
 GROUPS = (
@@ -173,8 +173,8 @@ def build_document(run: RunData) -> Document:
     overview = Section("Teacher, student alone, distilled student", [
         Text(summary({row["role"]: row for row in rows})),
         main_table(rows),
-        Text("Quality and fidelity numbers are recomputed from predictions.npz with kdkit.metrics; cost numbers "
-             "come from results.json."),
+        Text("Quality and fidelity numbers are recomputed from predictions.npz with kdkit.measure.metrics; cost "
+             "numbers come from results.json."),
     ])
     if run.results.get("cost"):
         overview.blocks.append(Text(conditions_text(run.results["cost"]), note=True))
@@ -229,10 +229,10 @@ def remeasured_section(run: RunData) -> list[Section]:
 
 def write_report(run_dir: str | Path) -> ReportFiles:
     """Build the report of `run_dir` from its saved files and write report.html, report.md and the PNGs."""
-    from kdkit.lm.rundir import is_lm_run
+    from kdkit.families.lm.rundir import is_lm_run
 
-    if is_lm_run(run_dir):  # a language-model run: its own table and verdict (kdkit.report.lm)
-        from kdkit.report.lm import write_lm_report
+    if is_lm_run(run_dir):  # a language-model run: its own table and verdict (kdkit.families.lm.report)
+        from kdkit.families.lm.report import write_lm_report
 
         return ReportFiles(*write_lm_report(run_dir, FIGURE_DIR))
     run = load_run(run_dir)

@@ -4,7 +4,7 @@ that differ only by seed, and one accuracy-vs-latency chart; written as compare.
 Runs are grouped by their config.yaml without seed and output_dir, so seeds of one setting pool together. The
 teacher counts as the same when its weights are: runs that load one teacher through ``teacher.checkpoint`` (from
 any path) pool with each other and with the run that trained it, keyed on the SHA-256 of the teacher's weights file
-(kdkit.runmeta.weights_sha256), as long as the rest of their configs is the same. A group is named by the config
+(kdkit.run.meta.weights_sha256), as long as the rest of their configs is the same. A group is named by the config
 keys in which it differs from the other groups, and says which runs it pooled and why."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from kdkit.checkpoint import write_atomic
 from kdkit.errors import RunDirError
+from kdkit.io.checkpoint import write_atomic
 from kdkit.report import figures, numbers
 from kdkit.report.document import Document, Image, Section, Table, Text
 from kdkit.report.html import render_html
@@ -74,7 +74,7 @@ def pool_runs(configs: list[dict[str, Any] | None], paths: list[Path]) -> list[t
     """(member indices, label, why) per setting: runs join one when their configs are the same apart from seed and
     output_dir, or apart from the teacher's entry too when their teachers' weights files have the same SHA-256.
     The label names the config keys in which the settings differ ('' when none does)."""
-    from kdkit.runmeta import weights_sha256
+    from kdkit.run.meta import weights_sha256
 
     flats = [flatten(c) if c is not None else {"run": json.dumps(str(p))} for c, p in zip(configs, paths, strict=True)]
     shas = [weights_sha256(p, "teacher") if c is not None else None for c, p in zip(configs, paths, strict=True)]
@@ -233,9 +233,9 @@ def write_compare(run_dirs: list[str | Path], output_dir: str | Path) -> Compare
     if not run_dirs:
         raise RunDirError("no run directories given; pass one or more directories written by `kdkit demo`/`train`")
     unique = list(dict.fromkeys(Path(d).resolve() for d in run_dirs))  # a run given twice must not count twice
-    from kdkit.report.lm import split_kinds, write_lm_compare
+    from kdkit.families.lm.report import split_kinds, write_lm_compare
 
-    lm_runs = split_kinds(unique)  # language-model runs have their own table and verdict (kdkit.report.lm)
+    lm_runs = split_kinds(unique)  # language-model runs have their own table and verdict (kdkit.families.lm.report)
     if lm_runs is not None:
         html, md, verdicts, pooled = write_lm_compare(lm_runs, output_dir, FIGURE_DIR)
         return CompareFiles(html, md, verdicts, pooled)

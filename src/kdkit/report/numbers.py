@@ -1,4 +1,4 @@
-"""The report's numbers, all computed from saved predictions through kdkit.metrics (so they match
+"""The report's numbers, all computed from saved predictions through kdkit.measure.metrics (so they match
 results.json); only cost (params, size, latency, throughput, speed-up) is read from results.json."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from kdkit import metrics
+from kdkit.measure import metrics
 from kdkit.report.rundir import LABELS, ROLES, STUDENTS, RunData, Split
 
 COST_KEYS = ("params", "size_bytes", "latency_ms", "latency_ms_q1", "latency_ms_q3", "throughput", "throughput_q1",

@@ -127,7 +127,7 @@ def _split(preds: dict[str, np.ndarray], prefix: str, run_dir: Path) -> Split:
 
 
 def _history(path: Path) -> list[dict[str, Any]]:
-    from kdkit.textfile import read_text
+    from kdkit.io.textfile import read_text
 
     records = []
     for number, line in enumerate(read_text(path, RunDirError).splitlines(), 1):

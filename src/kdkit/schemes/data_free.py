@@ -22,16 +22,16 @@ from pydantic import Field
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from kdkit.data.loaders import Indexed, make_loader
 from kdkit.errors import ConfigError, DataError, ModelError
-from kdkit.loaders import Indexed, make_loader
 from kdkit.losses.kd import DEFAULT_T
 from kdkit.schemes.inversion import BATCHNORMS, SyntheticData, synthesize
 from kdkit.schemes.offline import OfflineDistillation
 from kdkit.schemes.plan import PlanInputs, SchemePlan
 from kdkit.schemes.registry import SchemeOptions
-from kdkit.settings import TrainSettings
 from kdkit.terms import build_terms
-from kdkit.trainer import FitResult, fit, resolve_device
+from kdkit.trainer.loop import FitResult, fit, resolve_device
+from kdkit.trainer.settings import TrainSettings
 
 
 def distill_data_free(

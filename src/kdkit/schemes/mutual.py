@@ -24,11 +24,11 @@ from torch.utils.data import Dataset
 
 from kdkit.errors import ConfigError, ModelError
 from kdkit.losses.kd import hard_label_ce, soft_target_kl
-from kdkit.model_config import ModelConfig
+from kdkit.models.spec import ModelConfig
 from kdkit.schemes.plan import PlanInputs, SchemePlan
 from kdkit.schemes.registry import SchemeOptions
-from kdkit.step import Scheme
 from kdkit.taps import Taps
+from kdkit.trainer.step import Scheme
 
 # mutual learning's defaults, the only ones: MutualLearning takes them, and so do its options below
 DEFAULT_T = 1.0

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from kdkit.named import NamedOptions, Registry
+from kdkit.config.named import NamedOptions, Registry
 
 if TYPE_CHECKING:
-    from kdkit.model_config import ModelConfig
+    from kdkit.models.spec import ModelConfig
     from kdkit.schemes.plan import PlanInputs, SchemePlan
 
 CLASSIFICATION, LM = "classification", "lm"
@@ -35,7 +35,7 @@ class SchemeOptions(NamedOptions):
     class flags below where they differ, and :meth:`plan`."""
 
     registry = SCHEMES
-    family: ClassVar[str] = CLASSIFICATION  # LM: a language-model scheme (kdkit.lm.config)
+    family: ClassVar[str] = CLASSIFICATION  # LM: a language-model scheme (kdkit.families.lm.config)
     # what the rest of a run asks of a scheme; the defaults describe plain one-teacher distillation
     reads_losses: ClassVar[bool] = True  # trains with distill.losses (mutual learning has its own T and alpha)
     trains_on_data: ClassVar[bool] = True  # the student learns from the data's inputs (data_free: synthetic ones)
@@ -69,5 +69,5 @@ def schemes(family: str = CLASSIFICATION) -> dict[str, type[SchemeOptions]]:
 
 
 def scheme_options(raw: Any, family: str = CLASSIFICATION) -> SchemeOptions:
-    """The options of the scheme `raw` names (see kdkit.named.Registry.options)."""
+    """The options of the scheme `raw` names (see kdkit.config.named.Registry.options)."""
     return SCHEMES.options(raw, family)  # type: ignore[return-value]
