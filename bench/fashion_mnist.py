@@ -43,13 +43,13 @@ from kdkit.data import Indexed, build_data, make_loader  # noqa: E402
 from kdkit.data.boundary import boundary_samples  # noqa: E402
 from kdkit.deploy.export import median_ms  # noqa: E402
 from kdkit.families.classification.config import parse_config  # noqa: E402
-from kdkit.families.classification.tune import set_path  # noqa: E402
 from kdkit.io.checkpoint import load_weights, save_weights  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
 from kdkit.schemes import OfflineDistillation, Supervised  # noqa: E402
 from kdkit.terms import build_terms  # noqa: E402
 from kdkit.trainer.loop import fit, predict, seed_everything  # noqa: E402
 from kdkit.trainer.settings import TrainSettings  # noqa: E402
+from kdkit.tune.space import set_path  # noqa: E402
 
 TEACHER = {"name": "cnn2d", "params": {"width": 32, "depth": 3}}
 STUDENT = {"name": "cnn2d", "params": {"width": 3, "depth": 2}}

@@ -39,7 +39,7 @@ from _results import mean_std, write_section  # noqa: E402
 
 from kdkit.families.classification.config import parse_config  # noqa: E402
 from kdkit.families.classification.pipeline import run  # noqa: E402
-from kdkit.measure.metrics import latency_ms  # noqa: E402
+from kdkit.measure.cost import latency_ms  # noqa: E402
 
 ROLES = {"teacher": "teacher (ResNet-18)", "student_alone": "student alone (tiny_cnn)",
          "student_kd": "distilled student (tiny_cnn)"}

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import command_line, mean_std, write_section  # noqa: E402
 
 from kdkit.data import load_builtin, make_loader  # noqa: E402
-from kdkit.measure.metrics import count_params  # noqa: E402
+from kdkit.measure.cost import count_params  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
 from kdkit.models.quantization import convert_quantized, prepare_qat, state_dict_bytes  # noqa: E402
 from kdkit.schemes import OfflineDistillation, Supervised  # noqa: E402
@@ -55,7 +55,7 @@ def build(spec: tuple[str, dict], shape: tuple[int, ...], classes: int, init_see
 def interleaved_latency_ms(models: dict[str, nn.Module], example: torch.Tensor, rounds: int, repeats: int
                            ) -> dict[str, float]:
     """Median over rounds of each model's median forward time; models take turns within every round.
-    (metrics.latency_ms needs parameters to find the device, and an int8 model has none.)"""
+    (kdkit.measure.cost.latency_ms needs parameters to find the device, and an int8 model has none.)"""
     for model in models.values():
         model.eval()
         for _ in range(3):  # warm-up: first calls allocate and, for int8, pick kernels

@@ -36,6 +36,7 @@ from text import latencies_ms  # noqa: E402
 from kdkit.data import Indexed, load_builtin, make_loader  # noqa: E402
 from kdkit.data.reviews import _NEGATORS  # noqa: E402
 from kdkit.measure import metrics  # noqa: E402
+from kdkit.measure.cost import count_params  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
 from kdkit.schemes import OfflineDistillation, Supervised  # noqa: E402
 from kdkit.terms import build_terms  # noqa: E402
@@ -108,7 +109,7 @@ def run_seed(seed: int, epochs: int, quick: bool) -> dict[str, dict[str, float]]
     for name, model in models.items():
         out[name] = scores(logits[name], labels, teacher_logits, hard)
         out[name].update(latency_ms=latency[name], speedup=latency["teacher"] / latency[name],
-                         params=metrics.count_params(model))
+                         params=count_params(model))
     out["_counts"] = {"tokens": int((labels != -1).sum()), "polar": int((labels > 0).sum()),
                       "far_negated": int(hard.sum()), "other": float((labels == 0).sum() / (labels != -1).sum())}
     return out

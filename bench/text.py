@@ -32,6 +32,7 @@ from _results import command_line, mean_std, write_section  # noqa: E402
 
 from kdkit.data import Indexed, load_builtin, make_loader  # noqa: E402
 from kdkit.measure import metrics  # noqa: E402
+from kdkit.measure.cost import count_params  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
 from kdkit.schemes import OfflineDistillation, Supervised  # noqa: E402
 from kdkit.terms import build_terms  # noqa: E402
@@ -104,7 +105,7 @@ def run_seed(seed: int, epochs: int, quick: bool) -> dict[str, dict[str, float]]
     return {name: {
         "accuracy": metrics.accuracy(logits[name], labels), "macro_f1": metrics.macro_f1(logits[name], labels),
         "agreement": metrics.agreement(logits[name], teacher_logits), "latency_ms": latency[name],
-        "speedup": latency["teacher"] / latency[name], "params": metrics.count_params(model),
+        "speedup": latency["teacher"] / latency[name], "params": count_params(model),
     } for name, model in models.items()}
 
 

@@ -61,6 +61,7 @@ from _results import command_line, mean_std, write_section  # noqa: E402
 from kdkit.data import Indexed, make_loader  # noqa: E402
 from kdkit.data.rotten_tomatoes import load_rotten_tomatoes  # noqa: E402
 from kdkit.measure import metrics  # noqa: E402
+from kdkit.measure.cost import count_params  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
 from kdkit.models.hf_text import load_hf_text, student_from_teacher  # noqa: E402
 from kdkit.models.raw_text import WordTokenized  # noqa: E402
@@ -210,7 +211,7 @@ def run_seed(seed: int, teacher: nn.Module, args: argparse.Namespace) -> dict[st
         "ece": metrics.ece(logits[name], labels), "agreement": metrics.agreement(logits[name], teacher_logits),
         "lat1": lat1[name][0], "lat1_q1": lat1[name][1], "lat1_q3": lat1[name][2],
         "lat64": lat64[name][0], "lat64_q1": lat64[name][1], "lat64_q3": lat64[name][2],
-        "params": metrics.count_params(model),
+        "params": count_params(model),
     } for name, model in models.items()}
 
 

@@ -105,7 +105,7 @@ def main() -> None:
 def _apply(raw: dict, values: dict) -> dict:
     from copy import deepcopy
 
-    from kdkit.families.classification.tune import set_path
+    from kdkit.tune.space import set_path
 
     changed = deepcopy(raw)
     for path, value in values.items():

@@ -132,7 +132,7 @@ def _pytorch_logits(run_dir: Path, role: str, texts: list[str]) -> np.ndarray:
 
 def _declared_inputs(session: onnxruntime.InferenceSession, meta: dict) -> dict:
     """The metadata's inputs, checked against the graph's own: names in order, dtypes, shapes."""
-    declared = json.loads(meta["kdkit.deploy.inputs"])
+    declared = json.loads(meta["kdkit.inputs"])
     graph = session.get_inputs()
     assert list(declared) == [i.name for i in graph]
     for spec in graph:

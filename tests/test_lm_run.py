@@ -111,7 +111,7 @@ def test_report_of_an_lm_run(two_seeds: list[Path]) -> None:
 def test_report_names_a_tampered_results_file(two_seeds: list[Path], tmp_path: Path) -> None:
     import shutil
 
-    from kdkit.report.build import write_report
+    from kdkit.families.runs import write_report
 
     run = tmp_path / "copy"
     shutil.copytree(two_seeds[0], run)
@@ -140,7 +140,7 @@ def test_compare_pools_seeds_of_lm_runs(two_seeds: list[Path], tmp_path: Path, c
 
 
 def test_compare_refuses_to_mix_lm_and_classification_runs(two_seeds: list[Path], tmp_path: Path) -> None:
-    from kdkit.report.compare import write_compare
+    from kdkit.families.runs import write_compare
 
     other = tmp_path / "cls"
     other.mkdir()
@@ -276,8 +276,8 @@ def test_lm_verdict_is_a_paired_bootstrap_on_exact_match() -> None:
 def test_lm_report_renders_in_a_browser(two_seeds: list[Path], tmp_path: Path) -> None:
     import html
 
+    from kdkit.families.runs import write_report
     from kdkit.report.browser import dump_dom, find_chromium
-    from kdkit.report.build import write_report
 
     if find_chromium() is None:
         pytest.skip("Chromium is not installed (Debian: apt-get install -y chromium)")
@@ -329,7 +329,7 @@ def test_lm_seeds_verdict_uses_the_per_seed_differences() -> None:
 def test_lm_files_from_a_config_then_report(tmp_path: Path, kind: str) -> None:
     from kdkit.families.lm.config import load_lm_config
     from kdkit.families.lm.run import run_lm
-    from kdkit.report.build import write_report
+    from kdkit.families.runs import write_report
 
     rng = np.random.default_rng(0)
     words = ["ab", "ba", "abc", "cab", "bca"]

@@ -15,9 +15,10 @@ import kdkit.losses.kd as kd_module
 import kdkit.terms
 from kdkit.errors import ConfigError
 from kdkit.families.classification.config import parse_config
-from kdkit.families.classification.tune import default_space, set_path
+from kdkit.families.classification.tune import default_space
 from kdkit.losses.kd import KDLoss, kd_loss
 from kdkit.terms import build_terms
+from kdkit.tune.space import set_path
 
 SRC = Path(kdkit.terms.__file__).parent
 RAW = {"teacher": {"name": "mlp"}, "student": {"name": "mlp"}}

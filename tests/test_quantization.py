@@ -14,7 +14,7 @@ from toy import toy_data, toy_net
 from kdkit import OfflineDistillation, Supervised, Taps, TrainSettings, build_terms, fit, load_weights, predict
 from kdkit.data import make_loader
 from kdkit.errors import ConfigError, DataError, ModelError
-from kdkit.measure import metrics
+from kdkit.measure.cost import cost_report, count_params, weights_size_bytes
 from kdkit.measure.metrics import predictive_kl
 from kdkit.models import build_model
 from kdkit.models.quantization import convert_quantized, freeze_qat, prepare_qat, state_dict_bytes
@@ -117,9 +117,9 @@ def test_cost_and_predict_measure_an_int8_model(distilled):
     int8 = convert_quantized(distilled)  # no nn.Parameters left: the packed weights are not parameters
     float_net = _wide_net()
     # BatchNorm is folded into the first Linear: its 512 parameters are gone, every weight and bias is counted
-    assert metrics.count_params(int8) == metrics.count_params(float_net) - 2 * 256
-    cost = metrics.cost_report(int8, (8,), quick=True)
-    assert cost["size_bytes"] < 0.35 * metrics.weights_size_bytes(float_net)
+    assert count_params(int8) == count_params(float_net) - 2 * 256
+    cost = cost_report(int8, (8,), quick=True)
+    assert cost["size_bytes"] < 0.35 * weights_size_bytes(float_net)
     assert cost["latency_ms"] > 0 and cost["throughput"] > 0
     logits, labels = predict(int8, make_loader(toy_data(64), 32, False))  # device found without parameters
     assert logits.shape == (64, 3) and labels.shape == (64,)
@@ -205,7 +205,7 @@ def test_config_quantize_trains_both_students_qat_and_measures_int8(tmp_path):
     assert rows["student_alone"]["model"] == "student alone (int8)" and rows["teacher"]["model"] == "teacher"
     float_student = build_model("cnn1d", (40,), 10, width=32, depth=2)
     # int8 weights: the size on disk is well under the float student's (measured about 0.3x)
-    assert rows["student_kd"]["size_bytes"] < 0.5 * metrics.weights_size_bytes(float_student)
+    assert rows["student_kd"]["size_bytes"] < 0.5 * weights_size_bytes(float_student)
     assert rows["student_kd"]["accuracy"] > 0.2  # one epoch of QAT from scratch: above chance (0.1), not more
     again = {r["role"]: r for r in evaluate_run(tmp_path / "run", quick_cost=True)}  # QAT weights reload, reconvert
     assert again["student_kd"]["accuracy"] == rows["student_kd"]["accuracy"]

@@ -10,7 +10,8 @@ import yaml
 from kdkit.cli import main
 from kdkit.errors import ConfigError
 from kdkit.families.classification.config import load_config, parse_config
-from kdkit.families.classification.tune import set_path, tune
+from kdkit.families.classification.tune import tune
+from kdkit.tune.space import set_path
 
 
 def _raw(tmp_path, name="run", space=None):

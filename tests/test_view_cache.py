@@ -11,13 +11,13 @@ from test_image_folder import make_folder
 from torch import nn
 from torch.utils.data import ConcatDataset, TensorDataset
 
-from kdkit.data.augment import Compose, CutMix, HorizontalFlip, MixedTarget, MixUp, RandomCrop
+from kdkit.data.augment import Compose, CutMix, HorizontalFlip, MixUp, RandomCrop
 from kdkit.data.image_folder import ImageTensors
 from kdkit.data.loaders import make_loader
 from kdkit.errors import ConfigError
 from kdkit.families.classification.config import parse_config
 from kdkit.families.classification.pipeline import run as run_pipeline
-from kdkit.labels import UNLABELLED
+from kdkit.labels import UNLABELLED, MixedTarget
 from kdkit.schemes import OfflineDistillation
 from kdkit.terms import build_terms
 from kdkit.trainer.loop import fit

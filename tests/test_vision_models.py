@@ -10,7 +10,7 @@ from torchvision.models import resnet18, resnet34
 
 from kdkit.errors import ConfigError, ModelError
 from kdkit.io.checkpoint import save_weights
-from kdkit.measure.metrics import count_params
+from kdkit.measure.cost import count_params
 from kdkit.models import build_model
 from kdkit.models.vision import trainable_fraction
 from kdkit.schemes import Supervised

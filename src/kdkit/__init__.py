@@ -22,7 +22,7 @@ _EXPORTS: dict[str, str] = {
     "load_weights": "kdkit.io.checkpoint", "save_weights": "kdkit.io.checkpoint",
     "ConfigError": "kdkit.errors", "DataError": "kdkit.errors", "KdkitError": "kdkit.errors",
     "ModelError": "kdkit.errors", "NonFiniteLossError": "kdkit.errors",
-    "LoadedModel": "kdkit.deploy.inference", "load": "kdkit.deploy.inference",
+    "LoadedModel": "kdkit.deploy.inference", "load": "kdkit.families.runs",
     "LOSSES": "kdkit.losses", "KDLoss": "kdkit.losses", "TokenKD": "kdkit.losses", "build_loss": "kdkit.losses",
     "kd_loss": "kdkit.losses", "token_kd_loss": "kdkit.losses",
     "build_model": "kdkit.models",

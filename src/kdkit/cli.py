@@ -165,7 +165,7 @@ def evaluate(
                               "measured with its quality: run `kdkit evaluate RUN_DIR` without --cost-only")
         evaluate_lm_run(run_dir, console=console)
         return
-    from kdkit.deploy.inference import run_kind
+    from kdkit.run.rundir import run_kind
 
     if run_kind(run_dir) == "tabular":  # the held-out rows predicted again by the saved fold models
         from kdkit.errors import ConfigError
@@ -196,8 +196,9 @@ def export(
     from kdkit.adapters import example_inputs
     from kdkit.deploy.export import export_onnx
     from kdkit.errors import ConfigError
-    from kdkit.families.classification.pipeline import ROLES, load_run_models
+    from kdkit.families.classification.pipeline import load_run_models
     from kdkit.families.lm.rundir import is_lm_run
+    from kdkit.run.rundir import ROLES
 
     if is_lm_run(run_dir):  # ids -> next-token logits, both axes dynamic; the tokenizer beside it
         from kdkit.families.lm.commands import export_lm
@@ -257,8 +258,9 @@ def predict(
 
         text = predict_lm(run_dir, inputs, model=model, max_new_tokens=max_new_tokens)
     else:
-        from kdkit.deploy.inference import load, run_kind
         from kdkit.deploy.predict_output import prediction_rows, to_csv
+        from kdkit.families.runs import load
+        from kdkit.run.rundir import run_kind
 
         if run_kind(run_dir) == "tabular":  # a CSV of rows: the model's columns by name, probabilities per class
             from kdkit.families.tabular.cli import predict_rows
@@ -282,7 +284,7 @@ def report(
     screenshot: Path | None = typer.Option(None, help="also save a PNG of the report's top (needs chromium)"),
 ) -> None:
     """Write report.html (self-contained) and report.md: generalization, fidelity, cost and plots of a run."""
-    from kdkit.report.build import write_report
+    from kdkit.families.runs import write_report
 
     files = write_report(run_dir)
     console.print(f"report: {files.html}\n        {files.markdown} (+ {len(files.figures)} figures)")
@@ -300,7 +302,7 @@ def diagnose(
 ) -> None:
     """Why distillation paid or not: the run's signals (teacher confidence, student fit, agreement, sizes) and the
     advice of the rules that read them, next to the measured verdict."""
-    from kdkit.diagnosis import diagnosis_text, load_diagnosis
+    from kdkit.report.diagnosis import diagnosis_text, load_diagnosis
 
     found = load_diagnosis(run_dir)
     if as_json:
@@ -321,7 +323,7 @@ def compare(
     output_dir: Path = typer.Option(Path("runs/compare"), "--output-dir", "-o", help="where to write"),
 ) -> None:
     """Several runs in one table (mean +- std over seeds) and one accuracy-vs-latency chart, HTML and Markdown."""
-    from kdkit.report.compare import write_compare
+    from kdkit.families.runs import write_compare
 
     files = write_compare(run_dirs, output_dir)
     console.print(f"comparison: {files.html}\n            {files.markdown}")

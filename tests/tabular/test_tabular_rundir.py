@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 from kdkit.cli import main
 from kdkit.families.tabular.cli import app
 from kdkit.measure import metrics
-from kdkit.report.rundir import FORMAT, ROLES, load_run
+from kdkit.report.rundir import load_run
 from kdkit.run.guard import CONFIG, TRAINING_OUTPUTS
+from kdkit.run.rundir import RESULTS_FORMAT, ROLES
 
 runner = CliRunner()
 FAST_ARGS = ["--n-splits", "3", "--teacher-params", '{"iterations": 30}', "--student-params", '{"n_estimators": 30}']
@@ -49,7 +50,7 @@ def test_the_contract_files_with_the_torch_schema(runs) -> None:
         assert (run / name).is_file(), name
     assert not list(run.glob(".*.tmp")) and not (run / "metrics.json").exists() and not (run / "config.json").exists()
     results = json.loads((run / TRAINING_OUTPUTS["results"]).read_text())
-    assert results["format"] == FORMAT and results["data"]["num_classes"] == 3
+    assert results["format"] == RESULTS_FORMAT and results["data"]["num_classes"] == 3
     assert [r["role"] for r in results["rows"]] == list(ROLES)
     quality = {"accuracy", "macro_f1", "nll", "ece"}
     fidelity = {"agreement", "predictive_kl"}

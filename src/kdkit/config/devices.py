@@ -9,6 +9,9 @@ accelerator) by the commands that train.
 from __future__ import annotations
 
 import re
+from typing import Any
+
+from kdkit.errors import ConfigError
 
 _FORM = re.compile(r"(cpu|cuda|mps|xpu)(:\d+)?")
 
@@ -43,3 +46,13 @@ def missing_device(name: str) -> str | None:
         return None
     have = available_devices()
     return None if name in have else f"device '{name}' is not available on this machine; available: {', '.join(have)}"
+
+
+def check_devices(cfg: Any) -> None:
+    """The devices a config trains on (its train, teacher.train, student.train and distill.train) exist on this
+    machine (checked for train/tune, not when a run is re-read)."""
+    for where, given in (("train", cfg.train.model_dump()), ("teacher.train", cfg.teacher.train),
+                         ("student.train", cfg.student.train), ("distill.train", cfg.distill.train)):
+        why = missing_device(given["device"]) if "device" in given else None
+        if why:
+            raise ConfigError(f"config error at {where}.device: {why}")

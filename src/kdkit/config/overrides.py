@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from kdkit.config.paths import list_index, named_items, term_labels
 from kdkit.errors import ConfigError
 
 EXAMPLE = "e.g. --set train.epochs=30 or --set distill.losses.0.T=2"
@@ -42,23 +43,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
                           "colons, e.g. --set 'output_dir=\"runs/a b\"'") from None
 
 
-def _index(items: list[Any], key: str) -> int | None:
-    """The position `key` names in a list: a number, or a term's label (loss terms are dicts with a name)."""
-    if key.isdigit():
-        return int(key) if int(key) < len(items) else None
-    if not all(isinstance(item, dict) and "name" in item for item in items):
-        return None
-    from kdkit.terms import term_labels
-
-    labels = term_labels([item["name"] for item in items])
-    return labels.index(key) if key in labels else None
-
-
 def _list_error(text: str, where: str, items: list[Any], key: str) -> ConfigError:
     labels = ""
-    if items and all(isinstance(item, dict) and "name" in item for item in items):
-        from kdkit.terms import term_labels
-
+    if items and named_items(items):
         labels = f" or by label ({', '.join(term_labels([item['name'] for item in items]))})"
     return ConfigError(f"--set {text}: {where} has {len(items)} item(s); no item '{key}' (by position 0 to "
                        f"{len(items) - 1}{labels})")
@@ -70,7 +57,7 @@ def _default_at(defaults: Callable[[], Any], keys: list[str]) -> Any:
     for key in keys:
         if isinstance(node, dict) and key in node:
             node = node[key]
-        elif isinstance(node, list) and (position := _index(node, key)) is not None:
+        elif isinstance(node, list) and (position := list_index(node, key)) is not None:
             node = node[position]
         else:
             return None
@@ -85,7 +72,7 @@ def _child(node: Any, keys: list[str], depth: int, text: str, defaults: Callable
             node[key] = _default_at(defaults, keys[: depth + 1])
             node[key] = {} if node[key] is None else node[key]
         return node[key]
-    position = _index(node, key)
+    position = list_index(node, key)
     if position is None:
         raise _list_error(text, ".".join(keys[:depth]), node, key)
     return node[position]
@@ -102,7 +89,7 @@ def _set(raw: dict[str, Any], keys: list[str], value: Any, text: str, defaults: 
     if isinstance(node, dict):
         node[leaf] = value
     elif isinstance(node, list):
-        position = _index(node, leaf)
+        position = list_index(node, leaf)
         if position is None:
             raise _list_error(text, ".".join(keys[:-1]), node, leaf)
         node[position] = value

@@ -1,4 +1,5 @@
-"""A YAML loader for configs that refuses what PyYAML lets slip by.
+"""Config files: :func:`read_config` reads one (or says in one line why not), with a YAML loader that refuses what
+PyYAML lets slip by:
 
 - A key given twice in one mapping: PyYAML keeps the last value silently, so a second `train:` block would drop
   the first one without a word. Refused, naming both lines.
@@ -9,11 +10,13 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from kdkit.errors import ConfigError
+from kdkit.io.textfile import read_text
 
 # YAML 1.2's float forms (the dot is optional before an exponent), besides YAML 1.1's sexagesimal and .inf/.nan
 _FLOAT = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
@@ -68,3 +71,24 @@ StrictDumper.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+01
 def dump_yaml(data: Any) -> str:
     """YAML text of `data` that :func:`load_yaml` reads back as the same values, keys in the given order."""
     return yaml.dump(data, Dumper=StrictDumper, sort_keys=False)
+
+
+def read_config(path: str | Path) -> Any:
+    """The YAML of a config file, unvalidated (any family's config is read here)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config error: {path} is a directory; give the YAML file, e.g. configs/demo.yaml")
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = read_text(path, ConfigError)  # not UTF-8 or binary: one line naming the line and the fix
+    try:
+        raw = load_yaml(text)
+    except DuplicateKeyError as err:
+        raise ConfigError(f"config error: {path}: {err}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None)
+        raise ConfigError(f"config error: {path} is not valid YAML{where}{f' ({problem})' if problem else ''}") \
+            from None
+    return raw

@@ -45,7 +45,7 @@ def build_data(cfg: Any, seed: int) -> Any:
     try:
         options = source_options(cfg)
     except ValidationError as err:  # a mapping from Python with a mistake: one line, as from a config file
-        from kdkit.families.classification.config import format_validation_error
+        from kdkit.config.validation import format_validation_error
 
         raise ConfigError(format_validation_error(err, SourceOptions, prefix="data")) from None
     except ValueError as err:

@@ -11,8 +11,9 @@ Each op is a callable ``(x, y, generator) -> (x, y)`` on a batch on any device, 
 device), so the same seed gives the same views on any device, and a student trained alone and a distilled student
 with the same seed and data order see identical inputs.
 
-Mixing ops (MixUp, CutMix) return the labels as a :class:`MixedTarget`: row i is ``lam`` parts of sample i (label
-``a[i]``) and ``1 - lam`` parts of sample ``perm[i]`` (label ``b[i]``); see :func:`kdkit.losses.kd.hard_label_ce`.
+Mixing ops (MixUp, CutMix) return the labels as a :class:`kdkit.labels.MixedTarget`: row i is ``lam`` parts of sample i
+(label ``a[i]``) and ``1 - lam`` parts of sample ``perm[i]`` (label ``b[i]``); see
+:func:`kdkit.losses.kd.hard_label_ce`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -29,32 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kdkit.errors import ConfigError
-
-
-@dataclass(frozen=True, eq=False)  # tensors: no elementwise ==
-class MixedTarget:
-    """Labels of a mixed batch: row i is `lam` parts of a sample labelled a[i] and 1 - lam of one labelled b[i].
-
-    A loss on hard labels takes lam * L(a) + (1 - lam) * L(b) (Zhang et al. 2018); -1 still marks an unlabelled
-    row in a or b. `lam` is one number for a batch mixed live, or one per row (N,) for replayed views, each mixed
-    with its own partner (kdkit.trainer.view_cache)."""
-
-    a: Tensor
-    b: Tensor
-    lam: float | Tensor
-
-    @property
-    def major(self) -> Tensor:
-        """The labels with the larger share (a when lam >= 0.5), e.g. for the training accuracy."""
-        if isinstance(self.lam, Tensor):
-            return torch.where(self.lam.to(self.a.device) >= 0.5, self.a, self.b)
-        return self.a if self.lam >= 0.5 else self.b
-
-    def to(self, device: torch.device, non_blocking: bool = False) -> MixedTarget:
-        lam = self.lam.to(device, non_blocking=non_blocking) if isinstance(self.lam, Tensor) else self.lam
-        return MixedTarget(self.a.to(device, non_blocking=non_blocking), self.b.to(device, non_blocking=non_blocking),
-                           lam)
-
+from kdkit.labels import MixedTarget
 
 Target = Tensor | MixedTarget | None
 

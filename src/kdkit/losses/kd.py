@@ -34,9 +34,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from kdkit.data.augment import MixedTarget
 from kdkit.errors import ModelError
-from kdkit.labels import UNLABELLED
+from kdkit.labels import UNLABELLED, MixedTarget
 from kdkit.losses.curriculum_temperature import (
     DEFAULT_EPOCHS,
     DEFAULT_LAMBDA_MAX,

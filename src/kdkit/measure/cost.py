@@ -13,7 +13,10 @@ not overlap; otherwise it is shown as ``~3.0x?``: the models are not distinguish
 
 from __future__ import annotations
 
+import io
+import itertools
 import os
+import statistics
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -21,13 +24,107 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from kdkit.measure.metrics import _batch, count_params, model_device, weights_size_bytes
 from kdkit.measure.spread import Spread, speedup
 
 LATENCY_BATCH = 1
 THROUGHPUT_BATCH = 256
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's parameters (or buffers) live; CPU for a model with neither, e.g. a converted int8 model."""
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
+
+
+def _is_quantized(model: nn.Module) -> bool:
+    return any(isinstance(v, tuple) or (isinstance(v, torch.Tensor) and v.is_quantized)
+               for v in model.state_dict().values())
+
+
+def count_params(model: nn.Module) -> int:
+    """Parameters; for an int8 model (whose packed weights are no longer nn.Parameters) the elements of its
+    weight and bias tensors, packed or not."""
+    if not _is_quantized(model):
+        return sum(p.numel() for p in model.parameters())
+    total = 0
+    for key, value in model.state_dict().items():
+        if key.rsplit(".", 1)[-1] in ("weight", "bias", "_packed_params"):
+            total += sum(t.numel() for t in (value if isinstance(value, tuple) else (value,))
+                         if isinstance(t, torch.Tensor))
+    return total
+
+
+def weights_size_bytes(model: nn.Module) -> int:
+    """Size of the model's state dict serialized as safetensors (what kdkit writes to disk); safetensors cannot
+    hold quantized tensors, so an int8 model is measured as ``torch.save(state_dict)`` bytes instead."""
+    if _is_quantized(model):
+        buffer = io.BytesIO()
+        torch.save(model.state_dict(), buffer)
+        return buffer.getbuffer().nbytes
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    return len(safetensors_bytes(state))
+
+
+@torch.no_grad()
+def _timings(
+    model: nn.Module, example: torch.Tensor, repeats: int, warmup: int, budget_s: float = 3.0
+) -> list[float]:
+    """Wall times of `repeats` forward passes after `warmup`; stops early (after at least 3) once `budget_s`
+    is spent, so a big model on a CPU is timed in seconds, not minutes."""
+    model.eval()
+    sync = torch.cuda.synchronize if example.is_cuda else (lambda: None)
+    start = time.perf_counter()
+    for _ in range(warmup):
+        model(example)
+        sync()
+        if time.perf_counter() - start > budget_s:  # one slow pass is warm-up enough
+            break
+    times: list[float] = []
+    while len(times) < repeats and (len(times) < 3 or sum(times) < budget_s):
+        start = time.perf_counter()
+        model(example)
+        sync()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _batch(model: nn.Module, input_shape: Sequence[int], batch_size: int, example: torch.Tensor | None):
+    """`batch_size` inputs: Gaussian noise of `input_shape`, or copies of the first row of `example` (needed where
+    noise is not a valid input, e.g. token ids)."""
+    device = model_device(model)
+    if example is None:
+        return torch.randn(batch_size, *input_shape, device=device)
+    return example[:1].to(device).expand(batch_size, *example.shape[1:]).contiguous()
+
+
+def latency_ms(
+    model: nn.Module, input_shape: Sequence[int], batch_size: int = 1, repeats: int = 50, warmup: int = 10,
+    example: torch.Tensor | None = None,
+) -> float:
+    """Median wall time in milliseconds of one forward pass at `batch_size`, after warm-up."""
+    batch = _batch(model, input_shape, batch_size, example)
+    return 1000.0 * statistics.median(_timings(model, batch, repeats, warmup))
+
+
+def throughput(
+    model: nn.Module, input_shape: Sequence[int], batch_size: int = 256, repeats: int = 20, warmup: int = 3,
+    example: torch.Tensor | None = None,
+) -> float:
+    """Samples per second at `batch_size`, from the median of repeated timed forward passes."""
+    batch = _batch(model, input_shape, batch_size, example)
+    return batch_size / statistics.median(_timings(model, batch, repeats, warmup))
+
+
+def cost_report(
+    model: nn.Module, input_shape: Sequence[int], quick: bool = False, example: torch.Tensor | None = None
+) -> dict[str, Any]:
+    """Parameters, size on disk, latency at batch 1 (ms) and throughput at batch 256 (samples/s), each timing a
+    median with its quartiles (``latency_ms_q1`` ...); `example`: a real input batch to time with instead of
+    Gaussian noise. To compare models, time them together with :func:`measure` (interleaved rounds)."""
+    rows, _ = measure({"model": model}, input_shape, example, Plan.quick() if quick else None)
+    return rows["model"]
 
 
 @dataclass(frozen=True)

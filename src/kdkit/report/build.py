@@ -9,20 +9,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kdkit.diagnosis import from_results
 from kdkit.io.checkpoint import write_atomic
 from kdkit.io.storage import storage_errors
 from kdkit.measure import metrics
 from kdkit.measure.spread import conditions_text, speedup_text
 from kdkit.report import figures, numbers
-from kdkit.report.diagnosis import diagnosis_section
+from kdkit.report.diagnosis import diagnosis_section, from_results
 from kdkit.report.document import Document, Image, Section, Table, Text
 from kdkit.report.html import render_html
 from kdkit.report.markdown import render_markdown
-from kdkit.report.rundir import ROLES, STUDENTS, RunData, load_run
+from kdkit.report.rundir import RunData, load_run
 from kdkit.report.table import COLUMNS, cell
 from kdkit.report.verdict import run_section
 from kdkit.run.guard import COST_OUTPUTS
+from kdkit.run.rundir import ROLES, STUDENTS
 
 FIGURE_DIR = "report_figures"
 GROUPS = (
@@ -228,13 +228,8 @@ def remeasured_section(run: RunData) -> list[Section]:
 
 
 def write_report(run_dir: str | Path) -> ReportFiles:
-    """Build the report of `run_dir` from its saved files and write report.html, report.md and the PNGs."""
-    from kdkit.families.lm.rundir import is_lm_run
-
-    if is_lm_run(run_dir):  # a language-model run: its own table and verdict (kdkit.families.lm.report)
-        from kdkit.families.lm.report import write_lm_report
-
-        return ReportFiles(*write_lm_report(run_dir, FIGURE_DIR))
+    """Build the report of a classification (or tabular) run from its saved files and write report.html, report.md
+    and the PNGs; kdkit.families.runs.write_report hands a language-model run to its own report."""
     run = load_run(run_dir)
     doc = build_document(run)
     fig_dir = run.path / FIGURE_DIR

@@ -22,9 +22,10 @@ from kdkit.report import figures, numbers
 from kdkit.report.document import Document, Image, Section, Table, Text
 from kdkit.report.html import render_html
 from kdkit.report.markdown import render_markdown
-from kdkit.report.rundir import LABELS, ROLES, RunData, load_run
+from kdkit.report.rundir import RunData, load_run
 from kdkit.report.table import COLUMNS
 from kdkit.report.verdict import group_verdict, seeds_section
+from kdkit.run.rundir import LABELS, ROLES
 
 IGNORED = ("seed", "output_dir")  # config keys (at any depth) that do not define a setting
 KEYS = ("accuracy", "macro_f1", "nll", "ece", "agreement", "predictive_kl", "latency_ms", "params")
@@ -228,18 +229,17 @@ class CompareFiles:
     groups: list[str] = field(default_factory=list)  # one line per setting: which runs were pooled, and why
 
 
-def write_compare(run_dirs: list[str | Path], output_dir: str | Path) -> CompareFiles:
-    """Load every run (RunDirError names the first incomplete one), group them and write the comparison."""
+def unique_runs(run_dirs: list[str | Path]) -> list[Path]:
+    """The run directories, each once (a run given twice must not count twice); RunDirError when there are none."""
     if not run_dirs:
         raise RunDirError("no run directories given; pass one or more directories written by `kdkit demo`/`train`")
-    unique = list(dict.fromkeys(Path(d).resolve() for d in run_dirs))  # a run given twice must not count twice
-    from kdkit.families.lm.report import split_kinds, write_lm_compare
+    return list(dict.fromkeys(Path(d).resolve() for d in run_dirs))
 
-    lm_runs = split_kinds(unique)  # language-model runs have their own table and verdict (kdkit.families.lm.report)
-    if lm_runs is not None:
-        html, md, verdicts, pooled = write_lm_compare(lm_runs, output_dir, FIGURE_DIR)
-        return CompareFiles(html, md, verdicts, pooled)
-    runs = [load_run(d) for d in unique]
+
+def write_compare(run_dirs: list[str | Path], output_dir: str | Path) -> CompareFiles:
+    """Load every classification (or tabular) run (RunDirError names the first incomplete one), group them and write
+    the comparison; kdkit.families.runs.write_compare hands language-model runs to their own comparison."""
+    runs = [load_run(d) for d in unique_runs(run_dirs)]
     groups = group_runs(runs)
     doc = build_compare_document(groups)
     out = Path(output_dir)

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from kdkit.measure import metrics
-from kdkit.report.rundir import LABELS, ROLES, STUDENTS, RunData, Split
+from kdkit.report.rundir import RunData, Split
+from kdkit.run.rundir import LABELS, ROLES, STUDENTS
 
 COST_KEYS = ("params", "size_bytes", "latency_ms", "latency_ms_q1", "latency_ms_q3", "throughput", "throughput_q1",
              "throughput_q3", "speedup", "speedup_low", "speedup_high", "speedup_certain")

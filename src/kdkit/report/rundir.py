@@ -17,11 +17,8 @@ import numpy as np
 
 from kdkit.errors import RunDirError
 from kdkit.labels import UNLABELLED
+from kdkit.run.rundir import LABELS, RESULTS_FORMAT, ROLES
 
-ROLES = ("teacher", "student_alone", "student_kd")
-STUDENTS = ("student_alone", "student_kd")
-LABELS = {"teacher": "teacher", "student_alone": "student alone", "student_kd": "distilled student"}
-FORMAT = 1  # the results.json format this reader understands
 REBUILD = "rebuild it with `kdkit evaluate {run_dir}` (re-measures the saved models and rewrites both files)"
 
 
@@ -79,14 +76,15 @@ def _results(run_dir: Path) -> dict[str, Any]:
             f"{REBUILD.format(run_dir=run_dir)}"
         ) from None
     version = results.get("format") if isinstance(results, dict) else None
-    if version is None or (isinstance(version, int) and version < FORMAT):
+    if version is None or (isinstance(version, int) and version < RESULTS_FORMAT):
         raise RunDirError(
-            f"{run_dir}/results.json is from an older kdkit (format {version}, this kdkit reads format {FORMAT}); "
+            f"{run_dir}/results.json is from an older kdkit (format {version}, this kdkit reads format "
+            f"{RESULTS_FORMAT}); "
             + REBUILD.format(run_dir=run_dir)
         )
-    if version != FORMAT:
-        raise RunDirError(f"{run_dir}/results.json has format {version!r}, newer than this kdkit reads ({FORMAT}); "
-                          "upgrade kdkit to report on it")
+    if version != RESULTS_FORMAT:
+        raise RunDirError(f"{run_dir}/results.json has format {version!r}, newer than this kdkit reads "
+                          f"({RESULTS_FORMAT}); upgrade kdkit to report on it")
     if not isinstance(results.get("rows"), list) or not all(isinstance(r, dict) for r in results["rows"]):
         raise RunDirError(f"{run_dir}/results.json has no list of rows; " + REBUILD.format(run_dir=run_dir))
     roles = [row.get("role") for row in results["rows"]]

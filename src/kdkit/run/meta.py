@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from kdkit.errors import RunDirError
-from kdkit.io.checkpoint import write_atomic
 
 META_FORMAT = 1
 META = "models/meta.json"
@@ -31,55 +30,6 @@ VOCAB = "models/vocab.json"
 RAW_TEXT = ("each model its own: an hf: model the tokenizer in its folder, a word model the vocabulary (lower-cased "
             "words and punctuation marks, kdkit.data.text.tokenize); inputs are the texts' UTF-8 bytes "
             "(kdkit.models.raw_text.encode_texts)")
-
-
-def describe_data(bundle: Any) -> dict[str, Any]:
-    """kind, shapes, class names and preprocessing of a DataBundle, as saved in meta.json."""
-    import torch
-
-    from kdkit.adapters import example_inputs
-
-    example = example_inputs(bundle.test, size=1)
-    vocab = getattr(bundle, "vocab", None)
-    test = bundle.test.without_augmentation() if hasattr(bundle.test, "without_augmentation") else bundle.test
-    labels = test[0][1] if len(test) else torch.zeros(())
-    meta: dict[str, Any] = {
-        "kind": "tensor", "input_shape": list(bundle.input_shape), "num_classes": int(bundle.num_classes),
-        "input_dtype": str(example.dtype).removeprefix("torch."),
-        "class_names": [str(c) for c in bundle.class_names] or [str(i) for i in range(bundle.num_classes)],
-        "per_token": bool(getattr(labels, "ndim", 0) >= 1), "preprocessing": None,
-        "model_kwargs": dict(getattr(bundle, "model_kwargs", {})),
-    }
-    if vocab is not None:
-        meta["kind"] = "text"
-        meta["preprocessing"] = {"vocabulary": Path(VOCAB).name, "max_len": vocab.max_len,
-                                 "tokenizer": "lower-cased words and punctuation marks (kdkit.data.text.tokenize)"}
-        if getattr(bundle, "raw_text", False):  # the models read the texts' bytes and tokenize them themselves
-            meta["preprocessing"].update(raw_text=True, max_bytes=int(bundle.max_bytes), tokenizer=RAW_TEXT)
-    elif hasattr(test, "mean") and hasattr(test, "images"):  # an image folder's ImageTensors
-        channels, height, width = bundle.input_shape
-        meta["kind"] = "image"
-        meta["preprocessing"] = {"image_size": [height, width], "channels": channels, "scale": 1 / 255,
-                                 "mean": test.mean.flatten().tolist(), "std": test.std.flatten().tolist()}
-    return meta
-
-
-def write_meta(run_dir: Path, bundle: Any, models: dict[str, Any], specs: dict[str, Any],
-               references: dict[str, dict[str, Any]] | None = None) -> Path:
-    """meta.json (and vocab.json for text) into run_dir/models; `specs` maps role -> the config's model entry,
-    `references` role -> the file_reference of weights kept outside the run (a loaded teacher, not copied)."""
-    references = references or {}
-    meta = {"format": META_FORMAT, **describe_data(bundle), "models": {
-        role: {"name": spec.name, "params": dict(spec.params),
-               **({"reference": references[role]} if role in references else {"weights": f"{role}.safetensors"})}
-        for role, spec in specs.items() if role in models}}
-    vocab = getattr(bundle, "vocab", None)
-    if vocab is not None:  # Vocabulary.save writes in place; go through a string for an atomic write
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            write_atomic(run_dir / VOCAB, vocab.save(Path(tmp) / "vocab.json").read_text())
-    return write_atomic(run_dir / META, json.dumps(meta, indent=2))
 
 
 def read_meta(run_dir: str | Path) -> dict[str, Any]:
@@ -117,11 +67,11 @@ def read_meta(run_dir: str | Path) -> dict[str, Any]:
 
 def input_metadata(inputs: dict[str, tuple[list[Any], str]], tokenizer: dict[str, Any] | None = None) -> dict[str, str]:
     """The ONNX metadata keys that describe a graph's inputs, from name -> (shape, dtype) with dynamic axes named
-    ("batch", "sequence"): kdkit.deploy.inputs (all of them, JSON, in graph order), and kdkit.input_name, input_shape
+    ("batch", "sequence"): kdkit.inputs (all of them, JSON, in graph order), and kdkit.input_name, input_shape
     and input_dtype of the first. With `tokenizer` (a raw-text model's, see kdkit.deploy.export_text), kdkit.tokenizer
     and kdkit.preprocessing describe it: the texts are tokenized outside the graph."""
     first = next(iter(inputs))
-    out = {"kdkit.deploy.inputs": json.dumps({name: {"shape": shape, "dtype": dtype}
+    out = {"kdkit.inputs": json.dumps({name: {"shape": shape, "dtype": dtype}
                                        for name, (shape, dtype) in inputs.items()}),
            "kdkit.input_name": first, "kdkit.input_shape": json.dumps(inputs[first][0]),
            "kdkit.input_dtype": inputs[first][1]}

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from kdkit.errors import ConfigError
 from kdkit.models.init import check_same_architecture, teacher_near_init
+from kdkit.schemes.registry import SchemeOptions
 from kdkit.terms import LossTerm, check_paths
 from kdkit.trainer.loop import fit
 from kdkit.trainer.settings import TrainSettings
@@ -31,7 +32,6 @@ from kdkit.trainer.view_cache import ReplayedViews, replay_views
 
 if TYPE_CHECKING:
     from kdkit.models.spec import ModelConfig
-    from kdkit.schemes.registry import SchemeOptions
 
 
 @dataclass

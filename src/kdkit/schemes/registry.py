@@ -16,10 +16,12 @@ from kdkit.config.named import NamedOptions, Registry
 
 if TYPE_CHECKING:
     from kdkit.models.spec import ModelConfig
-    from kdkit.schemes.plan import PlanInputs, SchemePlan
 
 CLASSIFICATION, LM = "classification", "lm"
 DEFAULT_SCHEME = {CLASSIFICATION: "offline", LM: "offline"}
+# the ranges `kdkit tune` searches by default: KD's temperature on a log scale, and the weight of the hard labels
+DEFAULT_T_RANGE = {"low": 1.0, "high": 10.0, "log": True}
+DEFAULT_ALPHA_RANGE = {"low": 0.0, "high": 1.0}
 
 
 def _elsewhere(name: str, family: str) -> str:
@@ -57,9 +59,11 @@ class SchemeOptions(NamedOptions):
         """What `kdkit tune` searches when the config gives no space: T and alpha of the first loss term, by name
         (the first term of a name is labelled by the name)."""
         first = f"distill.losses.{losses[0]['name']}"
-        return {f"{first}.T": {"low": 1.0, "high": 10.0, "log": True}, f"{first}.alpha": {"low": 0.0, "high": 1.0}}
+        return {f"{first}.T": dict(DEFAULT_T_RANGE), f"{first}.alpha": dict(DEFAULT_ALPHA_RANGE)}
 
-    def plan(self, inputs: PlanInputs) -> SchemePlan:
+    def plan(self, inputs: Any) -> Any:
+        """What trains the student: a kdkit.schemes.plan.SchemePlan built from the run's PlanInputs (the plan module
+        builds on this one, so the types are named here, not imported)."""
         raise NotImplementedError(f"scheme '{self.name}' has no plan")
 
 

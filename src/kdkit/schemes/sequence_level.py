@@ -22,7 +22,7 @@ from kdkit.data.loaders import make_loader
 from kdkit.errors import DataError
 from kdkit.lm.dataset import LMDataset, encode_pairs
 from kdkit.lm.generate import generate, pad_prompts
-from kdkit.measure.metrics import model_device
+from kdkit.measure.cost import model_device
 from kdkit.schemes.lm_common import LMSchemeOptions
 from kdkit.schemes.supervised import Supervised
 from kdkit.trainer.loop import FitResult, fit

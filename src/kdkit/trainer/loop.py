@@ -25,14 +25,15 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from kdkit import distributed
-from kdkit.data.augment import MixedTarget, augment_generator, build_augment
+from kdkit.data.augment import augment_generator, build_augment
 from kdkit.errors import ConfigError, DataError, NonFiniteLossError
 from kdkit.io.checkpoint import save_state
 from kdkit.io.storage import storage_errors
-from kdkit.labels import UNLABELLED
-from kdkit.measure import metrics
+from kdkit.labels import UNLABELLED, MixedTarget
+from kdkit.measure import cost, metrics
 from kdkit.trainer import acceleration
 from kdkit.trainer import resume as resume_io
+from kdkit.trainer.batches import _split, resolve_device, split_batch
 from kdkit.trainer.progress import PlainProgress, is_terminal
 from kdkit.trainer.settings import HIGHER_IS_BETTER, TrainSettings
 from kdkit.trainer.step import Scheme
@@ -43,32 +44,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def split_batch(batch: Any, device: torch.device) -> tuple[Tensor, Tensor | None]:
-    """(x, y) from a batch given as a tensor, (x,), (x, y, ...) or a dict with 'x'/'input' and 'y'/'label(s)'."""
-    return _split(batch, device)[:2]
-
-
-def _split(batch: Any, device: torch.device) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    index = None
-    if isinstance(batch, dict):
-        index = batch.get("index")
-        x = next((batch[k] for k in ("x", "input", "inputs", "image", "pixel_values") if k in batch), None)
-        y = next((batch[k] for k in ("y", "label", "labels", "target") if k in batch), None)
-        if x is None:
-            raise DataError(f"batch dict has no input key ('x', 'input', 'image'...); keys: {sorted(batch)}")
-    elif isinstance(batch, Tensor):
-        x, y = batch, None
-    else:
-        x, y = batch[0], (batch[1] if len(batch) > 1 else None)
-    return x.to(device, non_blocking=True), (y.to(device, non_blocking=True) if y is not None else None), index
 
 
 def check_labels(y: Tensor | MixedTarget | None, num_classes: int) -> None:
@@ -90,7 +65,7 @@ def check_labels(y: Tensor | MixedTarget | None, num_classes: int) -> None:
 @torch.no_grad()
 def predict(model: nn.Module, loader: DataLoader, device: torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Logits and labels of a whole loader, in loader order, with the model in eval mode."""
-    device = device or metrics.model_device(model)
+    device = device or cost.model_device(model)
     was_training = model.training
     model.eval()
     logits, labels = [], []

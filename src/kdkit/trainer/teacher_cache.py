@@ -70,7 +70,7 @@ def inputs_digest(dataset: Any, batch_size: int = 512) -> str:
     """The split's input tensors in sample order, read through a plain loader as training reads them."""
     from torch.utils.data import DataLoader
 
-    from kdkit.trainer.loop import split_batch  # here: the trainer imports the schemes, which import this module
+    from kdkit.trainer.batches import split_batch
 
     h = hashlib.blake2b(digest_size=20)
     count = 0
@@ -269,7 +269,7 @@ def persist_teacher_cache(scheme: Any, train_set: Any, val_set: Any = None, sett
     `settings` (TrainSettings) gives precision, channels-last, augmentation and device, which are part of the key."""
     from kdkit import distributed
     from kdkit.terms import tapped_paths
-    from kdkit.trainer.loop import resolve_device
+    from kdkit.trainer.batches import resolve_device
     from kdkit.trainer.settings import TrainSettings
 
     if getattr(scheme, "cache", None) is None:

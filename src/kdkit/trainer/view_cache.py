@@ -34,9 +34,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import ConcatDataset, Dataset, TensorDataset
 
-from kdkit.data.augment import CutMix, HorizontalFlip, MixedTarget, MixUp, RandomCrop, build_augment
+from kdkit.data.augment import CutMix, HorizontalFlip, MixUp, RandomCrop, build_augment
 from kdkit.errors import ConfigError
-from kdkit.labels import UNLABELLED
+from kdkit.labels import UNLABELLED, MixedTarget
 
 VIEW_FORMAT = "kdkit-teacher-views/1"
 DRAW_SEED = 0x5EE7  # fixed: the same views for every run seed, so one store serves them all
@@ -291,7 +291,7 @@ def replay_views(scheme: Any, views: ReplayedViews, val_set: Any, settings: Any,
     the scheme read them; its validation logits are kept as distill.cache_teacher keeps them."""
     from kdkit import distributed
     from kdkit.trainer import acceleration
-    from kdkit.trainer.loop import resolve_device
+    from kdkit.trainer.batches import resolve_device
     from kdkit.trainer.teacher_cache import StoredOutputs, ValidationOutputs, default_cache_dir, split_parts
 
     device = distributed.local_device() if distributed.is_distributed() else resolve_device(settings.device)

@@ -17,14 +17,10 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
-from kdkit.errors import ConfigError
-from kdkit.families.classification.config import RunConfig, SearchRange
-from kdkit.measure import metrics
+from kdkit.tune.config import SearchRange
+from kdkit.tune.space import set_path
 
 ALONE_STUDY = "kdkit-alone"
 STUDENT_TRAIN = "student.train."
@@ -40,7 +36,7 @@ class AloneBest:
     trials: int
 
 
-def default_alone_space(cfg: RunConfig) -> dict[str, SearchRange]:
+def default_alone_space(cfg: Any) -> dict[str, SearchRange]:
     """The student's learning rate (log scale, a tenth to 10x), and its augmentation on or off when it has one."""
     s = cfg.settings("student")
     space = {f"{STUDENT_TRAIN}lr": SearchRange(low=s.lr / 10, high=s.lr * 10, log=True)}
@@ -49,11 +45,11 @@ def default_alone_space(cfg: RunConfig) -> dict[str, SearchRange]:
     return space
 
 
-def alone_space(cfg: RunConfig) -> dict[str, SearchRange]:
+def alone_space(cfg: Any) -> dict[str, SearchRange]:
     return cfg.tune.alone_space if cfg.tune.alone_space is not None else default_alone_space(cfg)
 
 
-def alone_raw(raw: dict[str, Any], cfg: RunConfig) -> dict[str, Any]:
+def alone_raw(raw: dict[str, Any], cfg: Any) -> dict[str, Any]:
     """The config the alone trials vary: the distilled row keeps what it trains with (distill.train pins each key the
     alone search sets), so an alone value never reaches it, nor makes its settings invalid (e.g. cached_views
     without augmentation)."""
@@ -64,59 +60,8 @@ def alone_raw(raw: dict[str, Any], cfg: RunConfig) -> dict[str, Any]:
     return out
 
 
-def search_alone(optuna: Any, cfg: RunConfig, raw: dict[str, Any], bundle: Any, val_loader: Any, teacher_val: Any,
-                 out: Path, storage: str | None, total: int, console: Console) -> AloneBest:
-    """Run the student alone's `total` trials (a rerun continues its study) and return the best one."""
-    from kdkit.data import make_loader
-    from kdkit.families.classification.pipeline import build_student
-    from kdkit.families.classification.tune import (
-        _study,
-        _suggest,
-        complete_trials,
-        decode_params,
-        trial_config,
-        trial_reporter,
-        write_trials,
-    )
-    from kdkit.schemes import Supervised
-    from kdkit.trainer.loop import fit, predict
-
-    space = alone_space(cfg)
-    study = _study(optuna, out, cfg, space, storage, name=ALONE_STUDY)
-    raw = alone_raw(raw, cfg)
-
-    def objective(trial: Any) -> float:
-        trial_cfg = trial_config(raw, {path: _suggest(trial, path, s) for path, s in space.items()})
-        student = build_student(trial_cfg, bundle)  # the same initial weights as every distilled trial's student
-        s = trial_cfg.settings("student").model_copy(update={"progress": False})
-
-        def report(record: dict[str, Any]) -> None:
-            value = record.get(f"val_{cfg.tune.metric}")
-            if value is not None and cfg.tune.prune:
-                trial.report(value, record["epoch"])
-                if 1 < record["epoch"] < s.epochs and trial.should_prune():
-                    raise optuna.TrialPruned()
-
-        fit(Supervised(student, s.label_smoothing), make_loader(bundle.train, s.batch_size, shuffle=True,
-                                                                seed=s.seed), val_loader, s, None, on_epoch=report)
-        logits, labels = predict(student, val_loader)
-        return metrics.classification_report(logits, labels, teacher_val)[cfg.tune.metric]
-
-    console.print(f"kdkit tune: the student alone gets the same {total} trials over its own settings "
-                  f"({', '.join(space)})", highlight=False)
-    study.optimize(objective, n_trials=total, catch=(ConfigError, ValueError),
-                   callbacks=[trial_reporter(console, cfg.tune.metric, total, list(space))])
-    write_trials(out / "alone_trials.csv", study, cfg.tune.metric, list(space))
-    if not complete_trials(study):  # a pruned trial has a value too, but did not finish
-        raise ConfigError("no trial of the student alone finished; see alone_trials.csv")
-    best = study.best_trial
-    return AloneBest(best.value, best.number, decode_params(space, best.params), len(study.trials))
-
-
-def own_settings(best: dict[str, Any], cfg: RunConfig, distilled: dict[str, Any], alone: AloneBest) -> None:
+def own_settings(best: dict[str, Any], cfg: Any, distilled: dict[str, Any], alone: AloneBest) -> None:
     """Give each row of `best` (the config, with the distilled trial's values set) its own best settings."""
-    from kdkit.families.classification.tune import set_path
-
     distill_train = best["distill"]["train"]
     original = cfg.model_dump(mode="json")["student"]["train"]
     for path, value in distilled.items():  # the distilled row's student.train values move to distill.train

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
-import math
-import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
-    BaseModel,
     Field,
     PositiveInt,
     PrivateAttr,
@@ -21,13 +16,17 @@ from pydantic import (
     model_validator,
 )
 
+from kdkit.config.devices import check_devices
 from kdkit.config.types import LaxPath, StrictModel
-from kdkit.data.source import ClassificationSource, SourceOptions, source_options
+from kdkit.config.validation import format_validation_error
+from kdkit.config.yaml import read_config
+from kdkit.data.source import ClassificationSource, source_options
 from kdkit.errors import ConfigError
 from kdkit.families.classification.built_terms import BuiltTerms, terms_of
 from kdkit.models.spec import ModelConfig
 from kdkit.schemes.registry import SchemeOptions, scheme_options, schemes
 from kdkit.trainer.settings import TrainSettings
+from kdkit.tune.config import TuneConfig
 
 _Strict = StrictModel  # every section: strict types, no unknown keys (see kdkit.config.types)
 
@@ -145,74 +144,6 @@ class DistillConfig(_Strict):
         return self
 
 
-class SearchRange(_Strict):
-    """One hyperparameter's range for `kdkit tune`: low/high (log: sample on a log scale) or a list of choices."""
-
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    integer: bool = Field(False, description="draw whole numbers (epochs, widths, batch sizes)")
-    choices: list[Any] | None = None
-
-    @model_validator(mode="after")
-    def _range_or_choices(self) -> SearchRange:
-        if self.choices is not None:
-            if self.low is not None or self.high is not None or not self.choices:
-                raise ValueError("give either choices: [...] (not empty) or low and high, not both")
-        elif self.low is None or self.high is None or not self.low < self.high:
-            raise ValueError(f"give low < high (or choices: [...]); got low {self.low}, high {self.high}")
-        elif self.log and self.low <= 0:
-            raise ValueError(f"a log range needs low > 0; got {self.low}")
-        elif self.integer and math.ceil(self.low) > math.floor(self.high):
-            raise ValueError(f"no whole number lies in [{self.low}, {self.high}]")
-        return self
-
-
-class TuneConfig(_Strict):
-    """`kdkit tune`: an Optuna search over config values, each trial scored on the validation split."""
-
-    trials: PositiveInt = Field(20, description="number of trials (each distils the student once)")
-    metric: Literal["accuracy", "macro_f1", "nll", "ece", "agreement", "predictive_kl"] = Field(
-        "macro_f1", description="validation metric of the distilled student that the search optimises"
-    )
-    prune: bool = Field(True, description="stop a trial early when its validation metric, epoch by epoch, is worse "
-                        "than the median of earlier trials at the same epoch (Optuna's MedianPruner)")
-    space: dict[str, SearchRange] | None = Field(
-        None, description="dotted config paths and their ranges, e.g. distill.losses.kd.T (a term by name) or "
-        "distill.losses.0.T (by position): {low: 1, high: 10, log: true}; by default T and alpha of the scheme (see "
-        "kdkit.families.classification.tune.default_space)",
-    )
-
-    alone: bool = Field(True, description="give the student alone the same number of trials over its own train "
-                        "settings (tune.alone_space), print its best validation score beside the best distilled "
-                        "trial, and write each row's own best settings into best.yaml (kdkit.tune.alone)")
-    alone_space: dict[str, SearchRange] | None = Field(
-        None, description="the student alone's search: student.train.* paths only (lr, epochs, augment, ...); "
-        "default: student.train.lr from a tenth to 10x its value, and student.train.augment with or without the "
-        "configured ops when there are any",
-    )
-
-    @field_validator("alone_space")
-    @classmethod
-    def _alone_paths(cls, space: dict[str, SearchRange] | None) -> dict[str, SearchRange] | None:
-        # the same student, built the same way: the alone row may only train differently
-        other = sorted(p for p in space or {} if not p.startswith("student.train."))
-        if other:
-            raise ValueError(f"{', '.join(other)}: the student alone's search changes how it trains, not what it "
-                             "is; give student.train.* paths (lr, epochs, augment, weight_decay, ...)")
-        return space
-
-    @field_validator("space")
-    @classmethod
-    def _student_side_paths(cls, space: dict[str, SearchRange] | None) -> dict[str, SearchRange] | None:
-        # the data and the teacher are built once for the whole search: a trial cannot change them
-        fixed = sorted(p for p in space or {} if p.split(".")[0] in ("seed", "output_dir", "data", "teacher", "tune"))
-        if fixed:
-            raise ValueError(f"{', '.join(fixed)}: the data and the teacher are fixed during a search (built once, "
-                             "shared by every trial); search student.* and distill.* paths, or run one search each")
-        return space
-
-
 class RunConfig(_Strict):
     seed: int = Field(0, ge=0, lt=2**32, description="random seed of every stage (numpy and scikit-learn take "
                       "seeds below 2**32)")
@@ -245,52 +176,6 @@ class RunConfig(_Strict):
             return TrainSettings(**merged)
         except ValidationError as err:
             raise ConfigError(format_validation_error(err, TrainSettings, prefix=where)) from None
-
-
-def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
-    """The pydantic model class that owns the key at `loc` (for 'did you mean' hints)."""
-    for part in loc[:-1]:
-        field = model.model_fields.get(str(part))
-        ann = getattr(field, "annotation", None)
-        # an optional section (e.g. `BoundaryConfig | None`) owns its keys like a plain one
-        models = [a for a in (typing.get_args(ann) or (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
-        if len(models) != 1:
-            return None
-        model = models[0]
-    return model
-
-
-_UNION_MEMBER = (r"(str|int|float|bool|none|constrained-\w+|(list|tuple|dict|set|literal|function-\w+|is-instance|"
-                 r"lax-or-strict|nullable|constrained-\w+)\[.*\])")
-
-
-def _is_union_member(part: Any) -> bool:
-    import re
-
-    return isinstance(part, str) and re.fullmatch(_UNION_MEMBER, part) is not None
-
-
-def format_validation_error(err: ValidationError, schema: type[BaseModel], prefix: str = "") -> str:
-    """First pydantic error as one line: 'config error at teacher.modle: unknown key; did you mean 'model'?'."""
-    first = err.errors()[0]
-    # pydantic names the member of a union that failed (`student.str`, `image_size.tuple[...]`): not a config key
-    loc = tuple(p for p in first["loc"] if not _is_union_member(p))
-    key = ".".join(str(p) for p in ((prefix,) if prefix else ()) + loc)
-    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    if first["type"] == "extra_forbidden":
-        owner = _model_at(schema, loc)
-        # a scheme's options: any scheme's keys (the scheme a config names is picked by the registry)
-        known = (owner.known_keys() if owner and issubclass(owner, (SchemeOptions, SourceOptions))
-                 else list(owner.model_fields) if owner else [])
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(known)}"
-        return f"config error at {key}: unknown key; {hint}{more}"
-    if first["type"] == "missing":
-        return f"config error at {key}: required key is missing; add it to the config{more}"
-    msg = first["msg"].removeprefix("Value error, ")
-    value = first.get("input")
-    shown = f" (got {value!r})" if not isinstance(value, (dict, list)) and value is not None else ""
-    return f"config error at {key}: {msg}{shown}{more}"
 
 
 def parse_config(raw: Any) -> RunConfig:
@@ -389,47 +274,12 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), output_dir: str
 
     raw = apply_overrides(read_config(path), overrides, output_dir, _defaults)
     cfg = parse_config(raw)
-    _check_devices(cfg)
+    check_devices(cfg)
     return cfg
 
 
 def _defaults(raw: dict[str, Any]) -> dict[str, Any]:
     return parse_config(raw).model_dump(mode="json")
-
-
-def read_config(path: str | Path) -> Any:
-    """The YAML of a config file, unvalidated (a language-model config, kdkit.families.lm.config, is read here too)."""
-    from kdkit.config.yaml import DuplicateKeyError, load_yaml
-    from kdkit.io.textfile import read_text
-
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"config error: {path} is a directory; give the YAML file, e.g. configs/demo.yaml")
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    text = read_text(path, ConfigError)  # not UTF-8 or binary: one line naming the line and the fix
-    try:
-        raw = load_yaml(text)
-    except DuplicateKeyError as err:
-        raise ConfigError(f"config error: {path}: {err}") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None)
-        raise ConfigError(f"config error: {path} is not valid YAML{where}{f' ({problem})' if problem else ''}") \
-            from None
-    return raw
-
-
-def _check_devices(cfg: RunConfig) -> None:
-    """The devices a config trains on exist on this machine (checked for train/tune, not when a run is re-read)."""
-    from kdkit.config.devices import missing_device
-
-    for where, given in (("train", cfg.train.model_dump()), ("teacher.train", cfg.teacher.train),
-                         ("student.train", cfg.student.train), ("distill.train", cfg.distill.train)):
-        why = missing_device(given["device"]) if "device" in given else None
-        if why:
-            raise ConfigError(f"config error at {where}.device: {why}")
 
 
 def dump_config(cfg: RunConfig, path: str | Path) -> None:

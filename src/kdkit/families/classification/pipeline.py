@@ -33,6 +33,7 @@ from kdkit.data.boundary import TOKEN_IDS, BoundarySamples, boundary_samples
 from kdkit.diagnosis import Diagnosis, Split, capacity_ratio, diagnose, prediction_signals
 from kdkit.errors import ConfigError, RunDirError
 from kdkit.families.classification.config import RunConfig, dump_config
+from kdkit.families.classification.meta import write_meta
 from kdkit.families.classification.plans import build_plan, check_outputs, train_or_load
 from kdkit.io.checkpoint import load_weights, save_weights, write_atomic
 from kdkit.measure import cost, metrics
@@ -42,19 +43,17 @@ from kdkit.models.quantization import convert_quantized, prepare_qat
 from kdkit.report.runinfo import previous_training, processes_note, show_next_steps, show_verdict, training_info
 from kdkit.report.table import print_table, to_markdown
 from kdkit.run import guard as run_guard
-from kdkit.run.meta import file_reference, file_sha256, references, weights_file, write_meta
+from kdkit.run.meta import file_reference, file_sha256, references, weights_file
+from kdkit.run.rundir import LABELS, RESULTS_FORMAT, ROLES
 from kdkit.schemes import Supervised
 from kdkit.schemes.registry import CLASSIFICATION, DEFAULT_SCHEME
-from kdkit.trainer.loop import fit, predict, resolve_device, seed_everything
+from kdkit.trainer.batches import resolve_device
+from kdkit.trainer.loop import fit, predict, seed_everything
 from kdkit.trainer.resume import resuming
 from kdkit.trainer.teacher_cache import describe as describe_cache
 from kdkit.trainer.teacher_cache import tensors_digest
 from kdkit.trainer.view_cache import ReplayedViews
 from kdkit.verdict import run_verdict
-
-ROLES = ("teacher", "student_alone", "student_kd")
-LABELS = {"teacher": "teacher", "student_alone": "student alone", "student_kd": "distilled student"}
-FORMAT_VERSION = 1
 
 
 @dataclass
@@ -275,7 +274,7 @@ def evaluate_models(
     step says what is being measured (timing a large model takes a while). `outputs` names the three files
     (`kdkit evaluate` writes its own beside the training's); the results file is written last, so its presence
     means the set is complete. Cost is timed with `threads` torch threads (default: the current count).
-    `references`: weights kept outside the run by role (see kdkit.run.meta.write_meta)."""
+    `references`: weights kept outside the run by role (see kdkit.families.classification.meta.write_meta)."""
 
     def console_note(text: str) -> None:
         if console is not None:
@@ -294,7 +293,7 @@ def evaluate_models(
     val_loader = make_loader(bundle.val, 512, shuffle=False)  # held-out inputs of the diagnosis (not the verdict's)
     for role, model in models.items():
         console_note(f"evaluating {LABELS[role]}: predictions on {len(bundle.test):,} test samples")
-        where = metrics.model_device(model) if role in int8 else device
+        where = cost.model_device(model) if role in int8 else device
         model.to(where)
         preds[f"test_{role}"], preds["test_labels"] = predict(model, test_loader, where)
         if type(cfg.distill.scheme).trains_on_data:  # a data-free student never saw the training split
@@ -315,7 +314,7 @@ def evaluate_models(
     write_atomic(run_dir / outputs["predictions"], buffer.getvalue())
     diagnosis = run_diagnosis(cfg, bundle, preds, rows)
     summary = {
-        "format": FORMAT_VERSION,
+        "format": RESULTS_FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "device": str(device),
         "data": {"name": cfg.data.name, "num_classes": bundle.num_classes, "input_shape": list(bundle.input_shape),

@@ -18,9 +18,10 @@ from torch import Tensor, nn
 from kdkit.adapters import example_inputs, probe
 from kdkit.data import DataBundle, make_loader
 from kdkit.errors import ModelError
-from kdkit.families.classification.config import ModelConfig, RunConfig
+from kdkit.families.classification.config import RunConfig
 from kdkit.io.checkpoint import load_weights
 from kdkit.models import build_from_config
+from kdkit.models.spec import ModelConfig
 from kdkit.schemes.plan import PlanInputs, SchemePlan
 from kdkit.schemes.supervised import Supervised
 from kdkit.terms import LossTerm

@@ -15,12 +15,13 @@ from typing import Any
 
 from rich.console import Console
 
-from kdkit.families.classification.pipeline import FORMAT_VERSION, LABELS, int8_roles, load_run_models, measure_cost
+from kdkit.families.classification.pipeline import int8_roles, load_run_models, measure_cost
 from kdkit.io.checkpoint import write_atomic
 from kdkit.measure.spread import conditions_text
 from kdkit.models.quantization import convert_quantized
 from kdkit.report.table import print_table, to_markdown
 from kdkit.run.guard import COST_OUTPUTS
+from kdkit.run.rundir import LABELS, RESULTS_FORMAT
 
 
 def remeasure_cost(run_dir: str | Path, console: Console | None = None, quick: bool = False,
@@ -38,7 +39,7 @@ def remeasure_cost(run_dir: str | Path, console: Console | None = None, quick: b
     costs, conditions = measure_cost(bundle, models, quick=quick, threads=threads)
     rows = [{"model": LABELS[role] + (" (int8)" if role in int8 else ""), "role": role, **costs[role]}
             for role in models]
-    summary = {"format": FORMAT_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "rows": rows,
+    summary = {"format": RESULTS_FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "rows": rows,
                "cost": conditions}
     note = conditions_text(conditions)
     write_atomic(run_dir / COST_OUTPUTS["table"], to_markdown(rows) + "\n" + note + "\n")

@@ -29,10 +29,11 @@ from rich.console import Console
 from torch import nn
 
 from kdkit.errors import ConfigError, RunDirError
-from kdkit.families.lm.rundir import LABELS, ROLES, table_markdown, units_npz
+from kdkit.families.lm.rundir import table_markdown, units_npz
 from kdkit.io.checkpoint import load_weights, write_atomic
 from kdkit.io.textfile import read_text
 from kdkit.run.guard import EVALUATION_OUTPUTS
+from kdkit.run.rundir import LABELS, ROLES
 
 
 def load_lm_run_models(run_dir: str | Path) -> tuple[Any, Any, dict[str, nn.Module]]:
@@ -79,7 +80,7 @@ def evaluate_lm_run(run_dir: str | Path, console: Console | None = None) -> dict
     from kdkit.families.lm.signals import lm_signals
     from kdkit.families.lm.verdict import lm_run_verdict
     from kdkit.report.runinfo import diagnosis_lines
-    from kdkit.trainer.loop import resolve_device
+    from kdkit.trainer.batches import resolve_device
 
     console = console or Console()
     run_dir = Path(run_dir)

@@ -1,9 +1,10 @@
 """YAML configs of language-model runs (`kdkit train configs/lm_addition.yaml`), validated with pydantic.
 
 A config is a language-model config when its `data.name` is a language-model source of kdkit.data; `kdkit train` then
-runs kdkit.families.lm.run instead of the classification pipeline. Models (`lm_transformer`, `hf_lm:<folder>`) and train
-settings are the classification config's own (kdkit.families.classification.config.ModelConfig, TrainSettings); what
-differs is the data (LM sources and their options) and the schemes:
+runs kdkit.families.lm.run instead of the classification pipeline. Models (`lm_transformer`, `hf_lm:<folder>`), train
+settings and the tune section are the ones every family shares (kdkit.models.spec.ModelConfig,
+kdkit.trainer.settings.TrainSettings, kdkit.tune.config.TuneConfig); what differs is the data (LM sources and their
+options) and the schemes:
 
     offline          (the default) token-level KD on the labelled data with distill.losses (e.g. ce + forward_kl)
     sequence_level   the teacher answers `data.n_transfer` extra prompts (greedy, or sampled at `temperature`),
@@ -26,16 +27,18 @@ from typing import Any, Literal
 
 from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
-from kdkit.config.types import LaxPath
+from kdkit.config.types import LaxPath, StrictModel
+from kdkit.config.validation import format_validation_error
 from kdkit.data.source import SourceOptions, source_options
 from kdkit.errors import ConfigError
-from kdkit.families.classification.config import ModelConfig, TuneConfig, _Strict, format_validation_error
+from kdkit.models.spec import ModelConfig
 from kdkit.schemes.lm_common import DIVERGENCES
 from kdkit.schemes.registry import LM, SchemeOptions, scheme_options, schemes
 from kdkit.trainer.settings import TrainSettings
+from kdkit.tune.config import TuneConfig
 
 
-class LMDistillConfig(_Strict):
+class LMDistillConfig(StrictModel):
     scheme: SerializeAsAny[SchemeOptions] = Field(
         default_factory=lambda: scheme_options(None, LM), description="who writes the student's targets: "
         "{name: <scheme>, ...its keys}; the language-model schemes of kdkit.schemes (default: offline)")
@@ -58,7 +61,7 @@ class LMTuneConfig(TuneConfig):
     prune: bool = Field(False, description="language-model trials are not pruned (each runs its epochs)")
 
 
-class LMRunConfig(_Strict):
+class LMRunConfig(StrictModel):
     seed: int = Field(0, ge=0, lt=2**32)
     output_dir: LaxPath = Path("runs/lm")
     data: SerializeAsAny[SourceOptions] = Field(description="a language-model source of kdkit.data "
@@ -158,15 +161,16 @@ def load_lm_config(path: str | Path, overrides: Sequence[str] = (),
     """The language-model config in `path`, or None when the file is not one (then
     kdkit.families.classification.config reads it), with command-line `overrides` and `output_dir` applied before it
     is validated (see kdkit.config.overrides)."""
+    from kdkit.config.devices import check_devices
     from kdkit.config.overrides import apply_overrides
-    from kdkit.families.classification.config import _check_devices, read_config
+    from kdkit.config.yaml import read_config
 
     raw = read_config(path)
     if not is_lm_config(raw):
         return None
     raw = apply_overrides(raw, overrides, output_dir, lambda raw: parse_lm_config(raw).model_dump(mode="json"))
     cfg = parse_lm_config(raw)
-    _check_devices(cfg)  # the devices it trains on exist here (the same check as a classification config's)
+    check_devices(cfg)  # the devices it trains on exist here (the same check as a classification config's)
     return cfg
 
 

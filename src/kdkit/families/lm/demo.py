@@ -21,7 +21,8 @@ from typing import Any
 from rich.console import Console
 
 from kdkit.families.lm.config import LMRunConfig, parse_lm_config
-from kdkit.families.lm.rundir import LABELS, ROLES, table_markdown
+from kdkit.families.lm.rundir import table_markdown
+from kdkit.run.rundir import LABELS, ROLES
 
 
 def lm_demo_plan(quick: bool = False) -> dict[str, Any]:

@@ -16,17 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from kdkit.diagnosis import from_results
 from kdkit.errors import RunDirError
-from kdkit.families.lm.rundir import COLUMNS, LABELS, QUALITY, ROLES, LMRun, format_value, is_lm_run, load_lm_run
+from kdkit.families.lm.rundir import COLUMNS, QUALITY, LMRun, format_value, is_lm_run, load_lm_run
 from kdkit.families.lm.verdict import lm_run_verdict, lm_seeds_verdict, verdict_metric
 from kdkit.io.checkpoint import write_atomic
 from kdkit.lm.metrics import summarize_units
 from kdkit.report.build import curves_section
-from kdkit.report.diagnosis import diagnosis_section
+from kdkit.report.diagnosis import diagnosis_section, from_results
 from kdkit.report.document import Document, Section, Table, Text
 from kdkit.report.html import render_html
 from kdkit.report.markdown import render_markdown
+from kdkit.run.rundir import LABELS, ROLES
 from kdkit.verdict import Verdict
 
 TITLE = "Verdict: did distillation work?"

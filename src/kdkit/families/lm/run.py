@@ -25,7 +25,7 @@ from kdkit.data.lm import LMBundle
 from kdkit.data.loaders import Indexed, make_loader
 from kdkit.diagnosis import diagnose
 from kdkit.families.lm.config import LMRunConfig, divergence_terms, dump_lm_config
-from kdkit.families.lm.rundir import LABELS, ROLES, table_markdown, write_lm_run
+from kdkit.families.lm.rundir import table_markdown, write_lm_run
 from kdkit.families.lm.signals import lm_signals
 from kdkit.families.lm.verdict import lm_run_verdict
 from kdkit.io.checkpoint import load_weights, save_state
@@ -36,7 +36,9 @@ from kdkit.models import build_model
 from kdkit.models.lm import load_causal_lm
 from kdkit.report.runinfo import diagnosis_lines
 from kdkit.run import guard as run_guard
-from kdkit.trainer.loop import fit, resolve_device, seed_everything
+from kdkit.run.rundir import LABELS, ROLES
+from kdkit.trainer.batches import resolve_device
+from kdkit.trainer.loop import fit, seed_everything
 from kdkit.trainer.resume import resuming
 
 

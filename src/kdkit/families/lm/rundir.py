@@ -28,11 +28,9 @@ import numpy as np
 
 from kdkit.errors import RunDirError
 from kdkit.io.checkpoint import write_atomic
+from kdkit.run.rundir import LABELS, RESULTS_FORMAT, ROLES
 
 KIND = "lm"
-FORMAT = 1
-ROLES = ("teacher", "student_alone", "student_kd")
-LABELS = {"teacher": "teacher", "student_alone": "student alone", "student_kd": "distilled student"}
 STATS = ("nll", "correct", "agree", "kl", "exact")
 # (results key, column title, format); the same columns in table.md, the terminal, the report and the comparison
 COLUMNS = [("params", "params", "{:,.0f}"), ("exact_match", "exact match", "{:.3f}"),
@@ -63,7 +61,7 @@ def write_lm_run(run_dir: Path, rows: dict[str, dict[str, Any]], units: dict[str
     `units` by role; `summary` adds the run's own records (data, training, verdict, seed, seconds)."""
     write_atomic(run_dir / "predictions.npz", units_npz(units))
     write_atomic(run_dir / "table.md", table_markdown({LABELS[r]: rows[r] for r in ROLES}))
-    results = {"format": FORMAT, "kind": KIND, "task": KIND, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    results = {"format": RESULTS_FORMAT, "kind": KIND, "task": KIND, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                **summary, "rows": [{"model": LABELS[r], "role": r, **rows[r]} for r in ROLES]}
     write_atomic(run_dir / "results.json", json.dumps(results, indent=1))
 
@@ -150,5 +148,5 @@ def load_lm_run(run_dir: str | Path) -> LMRun:
     return run
 
 
-__all__ = ["COLUMNS", "KIND", "LABELS", "LMRun", "ROLES", "is_lm_run", "load_lm_run", "table_markdown",
+__all__ = ["COLUMNS", "KIND", "LMRun", "is_lm_run", "load_lm_run", "table_markdown",
            "write_lm_run"]

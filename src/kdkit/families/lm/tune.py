@@ -2,10 +2,10 @@
 distilling the student (from the same initial weights, with the same batches) from a teacher trained once, scored
 on the validation split (per-token NLL by default; see kdkit.families.lm.config.LMTuneConfig).
 
-Like the classification search (kdkit.families.classification.tune, whose study, trial lines and output files it
-shares): the study is kept in OUTPUT_DIR/tune/study.db (a rerun goes on), every trial is listed in trials.csv, and
-best.yaml is the config with the best values and the search's teacher as its checkpoint, so `kdkit train
-OUTPUT_DIR/tune/best.yaml` gives the three-row table without training the teacher again.
+Like the classification search (it shares kdkit.tune.study: the study, the trial lines and the output files): the study
+is kept in OUTPUT_DIR/tune/study.db (a rerun goes on), every trial is listed in trials.csv, and best.yaml is the config
+with the best values and the search's teacher as its checkpoint, so `kdkit train OUTPUT_DIR/tune/best.yaml` gives the
+three-row table without training the teacher again.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from typing import Any
 from rich.console import Console
 
 from kdkit.errors import ConfigError, KdkitError
-from kdkit.families.classification.config import SearchRange
-from kdkit.families.classification.tune import TEACHER, _study, _suggest, optimize, set_path
 from kdkit.families.lm.config import LMRunConfig, parse_lm_config
+from kdkit.tune.config import SearchRange
+from kdkit.tune.space import set_path, suggest
+from kdkit.tune.study import TEACHER, optimize, search_study
 
 # the validation number of each metric, from kdkit.lm.metrics.summarize_units
 SCORES = {"nll": lambda row: math.log(row["perplexity"]), "accuracy": lambda row: row["token_accuracy"],
@@ -58,7 +59,8 @@ def tune_lm(cfg: LMRunConfig, trials: int | None = None, console: Console | None
     from kdkit.io.checkpoint import save_weights
     from kdkit.lm.metrics import lm_units, summarize_units
     from kdkit.schemes.supervised import Supervised
-    from kdkit.trainer.loop import fit, resolve_device
+    from kdkit.trainer.batches import resolve_device
+    from kdkit.trainer.loop import fit
 
     console = console or Console()
     space = lm_search_space(cfg)
@@ -71,7 +73,7 @@ def tune_lm(cfg: LMRunConfig, trials: int | None = None, console: Console | None
     device = resolve_device(cfg.train.device)
     out.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = _study(optuna, out, cfg, space, storage)
+    study = search_study(optuna, out, cfg, space, storage)
     if teacher_is_trained(cfg):
         console.print(f"kdkit tune: training the teacher once, for every trial (saved as {out / TEACHER})",
                       highlight=False)
@@ -81,7 +83,7 @@ def tune_lm(cfg: LMRunConfig, trials: int | None = None, console: Console | None
         save_weights(teacher, out / TEACHER)  # best.yaml points at it
 
     def objective(trial: Any) -> float:
-        values = {path: _suggest(trial, path, s) for path, s in space.items()}
+        values = {path: suggest(trial, path, s) for path, s in space.items()}
         try:
             trial_cfg = lm_trial_config(raw, values)
             student = copy.deepcopy(student_init)  # every trial from the student-alone row's initial weights

@@ -26,6 +26,7 @@ from kdkit.families.tabular.learners import MODES, Learner
 from kdkit.families.tabular.lgbm_soft import softmax
 from kdkit.families.tabular.models import Family
 from kdkit.families.tabular.torch_mlp import TorchMLPClassifier, _mlp
+from kdkit.run.rundir import ROLES
 
 MANIFEST_KEYS = ("classes", "student_columns", "student_mode", "student_folds")
 FOLD_KEYS = ("family", "mode", "preprocessing", "columns", "categorical", "models")
@@ -278,7 +279,6 @@ def load_distiller(directory: Path | str, *, trust_joblib: bool = False,
     return model
 
 
-ROLES = ("teacher", "student_alone", "student_kd")
 ALONE = "student_alone"  # the folder, under the run's models/, of the student trained on the labels alone
 
 

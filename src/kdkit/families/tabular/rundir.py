@@ -47,8 +47,8 @@ from kdkit.families.tabular.estimator import DistilledClassifier
 from kdkit.families.tabular.holdout import HeldOut
 from kdkit.io.checkpoint import write_atomic
 from kdkit.measure import metrics
-from kdkit.report.rundir import FORMAT, LABELS, ROLES
 from kdkit.run.guard import CONFIG, TRAINING_OUTPUTS
+from kdkit.run.rundir import LABELS, RESULTS_FORMAT, ROLES
 from kdkit.verdict import run_verdict
 
 HOLDOUT_FILE = "holdout.csv"
@@ -168,7 +168,7 @@ def write_run(run_dir: Path, config: dict[str, Any], distilled: DistilledClassif
     class_names = [str(c) for c in distilled.classes_]
     diagnosis = tabular_diagnosis(distilled, preds, held)
     summary = {
-        "format": FORMAT,
+        "format": RESULTS_FORMAT,
         "kind": "tabular",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "device": "cpu",
@@ -284,7 +284,8 @@ def evaluate_tabular_run(run_dir: str | Path, console: Any = None, trust_joblib:
     np.savez_compressed(buffer, **preds)
     write_atomic(run_dir / EVALUATION_OUTPUTS["predictions"], buffer.getvalue())
     write_atomic(run_dir / EVALUATION_OUTPUTS["table"], to_markdown(table) + "\n" + evaluation(held) + "\n")
-    summary = {"format": FORMAT, "kind": "tabular", "evaluated": True, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    summary = {"format": RESULTS_FORMAT, "kind": "tabular", "evaluated": True,
+               "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                "data": {"n_test": len(held.y_held), "n_train": len(held.y), "evaluation": evaluation(held),
                         "held_out": held.as_dict()},
                "rows": table, "verdict": run_verdict({r: preds[f"test_{r}"] for r in ROLES}, preds["test_labels"],
