@@ -32,6 +32,7 @@ from rich.console import Console
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import mean_std  # noqa: E402
 
+from kdkit.data.loaders import EVAL_BATCH_SIZE  # noqa: E402
 from kdkit.families.classification.config import parse_config  # noqa: E402
 from kdkit.families.classification.tune import tune  # noqa: E402
 from kdkit.measure import metrics  # noqa: E402
@@ -326,7 +327,7 @@ def teacher_once(spec: dict[str, Any], bundle, settings, out: Path, init_seed: i
         model = build_model(spec["name"], bundle.input_shape, bundle.num_classes, **spec["params"])
         start = time.perf_counter()
         fit(Supervised(model), make_loader(bundle.train, settings.batch_size, shuffle=True, seed=settings.seed),
-            make_loader(bundle.val, 512, shuffle=False), settings, name="teacher")
+            make_loader(bundle.val, EVAL_BATCH_SIZE, shuffle=False), settings, name="teacher")
         print(f"teacher {spec['params']} (init seed {init_seed}) trained in {time.perf_counter() - start:.0f} s",
               flush=True)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.safetensors")
@@ -361,8 +362,8 @@ def run_paired_seed(seed: int, saved: Path, configs: dict[str, dict[str, Any]], 
     from kdkit.models import build_model
     from kdkit.trainer.loop import seed_everything
 
-    test = make_loader(bundle.test, 512, shuffle=False)
-    val = make_loader(bundle.val, 512, shuffle=False)
+    test = make_loader(bundle.test, EVAL_BATCH_SIZE, shuffle=False)
+    val = make_loader(bundle.val, EVAL_BATCH_SIZE, shuffle=False)
     teacher_logits, _ = predict(teacher, test, torch.device("cpu"))
 
     def train(row: str) -> dict[str, Any]:

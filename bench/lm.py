@@ -44,6 +44,7 @@ from _results import command_line, mean_std, write_section  # noqa: E402
 
 from kdkit.data import Indexed, make_loader  # noqa: E402
 from kdkit.data.lm import LMDataset, encode_pairs, synthetic_addition  # noqa: E402
+from kdkit.data.loaders import EVAL_BATCH_SIZE  # noqa: E402
 from kdkit.lm import TopKCache, build_topk_cache, lm_row  # noqa: E402
 from kdkit.models.lm import LMTransformer  # noqa: E402
 from kdkit.schemes import OfflineDistillation, Supervised  # noqa: E402
@@ -74,7 +75,7 @@ def run_seed(seed: int, args: argparse.Namespace, workdir: Path) -> tuple[dict[s
     eos, pad = data.tokenizer.eos_token_id, data.tokenizer.pad_token_id
     labelled = data.train.subset(range(args.n_train))
     prompts = data.train.subset(range(args.n_train, args.n_train + args.n_transfer))
-    val = make_loader(data.val, 512, shuffle=False)
+    val = make_loader(data.val, EVAL_BATCH_SIZE, shuffle=False)
 
     def settings(epochs: int) -> TrainSettings:
         return TrainSettings(epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=seed, monitor="nll",

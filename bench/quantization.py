@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import command_line, mean_std, write_section  # noqa: E402
 
 from kdkit.data import load_builtin, make_loader  # noqa: E402
+from kdkit.data.loaders import EVAL_BATCH_SIZE  # noqa: E402
 from kdkit.measure.cost import count_params  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
 from kdkit.models.quantization import convert_quantized, prepare_qat, state_dict_bytes  # noqa: E402
@@ -78,8 +79,8 @@ def run_seed(seed: int, epochs: int, backend: str, quick: bool) -> dict[str, dic
     data = load_builtin("mnist1d", seed=seed, val_fraction=0.1)
     shape, classes = data.input_shape, data.num_classes
     settings = TrainSettings(epochs=epochs, batch_size=128, lr=3e-3, progress=False, seed=seed, device="cpu")
-    train, val, test = (make_loader(data.train, 128, True, seed), make_loader(data.val, 512, False),
-                        make_loader(data.test, 512, False))
+    train, val, test = (make_loader(data.train, 128, True, seed), make_loader(data.val, EVAL_BATCH_SIZE, False),
+                        make_loader(data.test, EVAL_BATCH_SIZE, False))
     teacher = build(TEACHER, shape, classes, 1000 * seed)
     fit(Supervised(teacher), train, val, settings)
     teacher_logits, labels = predict(teacher, test, CPU)

@@ -34,6 +34,7 @@ from _results import command_line, mean_std, write_section  # noqa: E402
 from text import latencies_ms  # noqa: E402
 
 from kdkit.data import Indexed, load_builtin, make_loader  # noqa: E402
+from kdkit.data.loaders import EVAL_BATCH_SIZE  # noqa: E402
 from kdkit.data.reviews import _NEGATORS  # noqa: E402
 from kdkit.measure import metrics  # noqa: E402
 from kdkit.measure.cost import count_params  # noqa: E402
@@ -79,8 +80,8 @@ def scores(logits: np.ndarray, labels: np.ndarray, teacher_logits: np.ndarray, h
 
 def run_seed(seed: int, epochs: int, quick: bool) -> dict[str, dict[str, float]]:
     data = load_builtin("synthetic_tagging", seed=seed, **(QUICK if quick else {}))
-    train, val = make_loader(data.train, 64, True, seed), make_loader(data.val, 512, False)
-    test = make_loader(data.test, 512, False)
+    train, val = make_loader(data.train, 64, True, seed), make_loader(data.val, EVAL_BATCH_SIZE, False)
+    test = make_loader(data.test, EVAL_BATCH_SIZE, False)
 
     def settings(lr: float) -> TrainSettings:
         return TrainSettings(epochs=epochs, batch_size=64, lr=lr, progress=False, seed=seed)

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import command_line, mean_std, write_section  # noqa: E402
 
 from kdkit.data import Indexed, load_builtin, make_loader  # noqa: E402
+from kdkit.data.loaders import EVAL_BATCH_SIZE  # noqa: E402
 from kdkit.measure import metrics  # noqa: E402
 from kdkit.measure.cost import count_params  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
@@ -74,8 +75,8 @@ def latencies_ms(models: dict[str, nn.Module], batch: torch.Tensor, rounds: int,
 
 def run_seed(seed: int, epochs: int, quick: bool) -> dict[str, dict[str, float]]:
     data = load_builtin("synthetic_reviews", seed=seed, val_fraction=0.1, **(QUICK if quick else FULL))
-    train, val = make_loader(data.train, 64, True, seed), make_loader(data.val, 512, False)
-    test = make_loader(data.test, 512, False)
+    train, val = make_loader(data.train, 64, True, seed), make_loader(data.val, EVAL_BATCH_SIZE, False)
+    test = make_loader(data.test, EVAL_BATCH_SIZE, False)
     # KD on the labelled reviews only, and on them plus the transfer set: separates the teacher's soft targets
     # from the extra (teacher-labelled) data
     distill_sets = {"KD, labelled data only": Indexed(data.train),

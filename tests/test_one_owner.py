@@ -172,3 +172,64 @@ def test_mutual_learning_options_have_one_owner_too() -> None:
     assert literal_defaults == []
     with pytest.raises(ConfigError, match=r"distill.scheme.T: MutualLearning temperature T must be > 0 \(got 0"):
         parse_config({**RAW, "distill": {"scheme": {"name": "mutual", "T": 0.0}}})
+
+
+def _assignments(name: str) -> list[str]:
+    """Module-level assignments of `name` anywhere in src/kdkit."""
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+                node, ast.AnnAssign) else []
+            found += [f"{path.relative_to(SRC)}" for t in targets if getattr(t, "id", None) == name]
+    return found
+
+
+def test_roles_labels_and_the_results_format_have_one_owner() -> None:
+    from kdkit.run import rundir
+
+    for name in ("ROLES", "STUDENTS", "LABELS", "RESULTS_FORMAT"):
+        assert _assignments(name) == ["run/rundir.py"], name
+    restated = []  # the roles tuple, or a printed label as a string of its own
+    for path in sorted(SRC.rglob("*.py")):
+        if path.name == "rundir.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        restated += [f"{path.relative_to(SRC)}:{n.lineno}" for n in ast.walk(tree)
+                     if (isinstance(n, ast.Tuple) and [getattr(e, "value", None) for e in n.elts] == list(rundir.ROLES))
+                     or (isinstance(n, ast.Constant) and n.value in ("student alone", "distilled student"))]
+    assert restated == []
+
+
+def test_evaluation_loaders_take_the_one_evaluation_batch_size() -> None:
+    from kdkit.data.loaders import EVAL_BATCH_SIZE
+
+    literal = []
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "make_loader" and len(node.args) > 1
+                    and isinstance(node.args[1], ast.Constant)):
+                literal.append(f"{path.relative_to(SRC)}:{node.lineno}")
+    assert literal == [] and EVAL_BATCH_SIZE == 512
+
+
+def test_the_default_tune_ranges_of_t_and_alpha_are_written_once() -> None:
+    from kdkit.schemes.registry import DEFAULT_ALPHA_RANGE, DEFAULT_T_RANGE
+
+    def key_text(key: ast.AST | None) -> str:
+        parts = key.values if isinstance(key, ast.JoinedStr) else [key]
+        return str(getattr(parts[-1], "value", "")) if parts else ""
+
+    written = []  # a range literal given as the value of a T or alpha path (a scheme's tune_space)
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Dict):
+                pairs = zip(node.keys, node.values, strict=True)
+                written += [f"{path.relative_to(SRC)}:{node.lineno}" for k, v in pairs
+                            if isinstance(v, ast.Dict) and key_text(k).endswith((".T", ".alpha"))]
+    assert written == []
+    assert DEFAULT_T_RANGE == {"low": 1.0, "high": 10.0, "log": True} and DEFAULT_ALPHA_RANGE == {"low": 0.0,
+                                                                                                  "high": 1.0}
+    cfg = parse_config(dict(RAW))
+    assert {p: (r.low, r.high, r.log) for p, r in default_space(cfg).items()} == {
+        "distill.losses.kd.T": (1.0, 10.0, True), "distill.losses.kd.alpha": (0.0, 1.0, False)}

@@ -9,6 +9,7 @@ import pytest
 from rich.console import Console
 
 from kdkit.data import build_data, make_loader
+from kdkit.data.loaders import EVAL_BATCH_SIZE
 from kdkit.errors import ConfigError
 from kdkit.families.classification.config import load_config, parse_config
 from kdkit.families.classification.pipeline import build_student
@@ -56,7 +57,7 @@ def test_each_row_gets_its_own_best_settings_and_the_alone_baseline_is_the_best_
     # the alone row of `kdkit train best.yaml` is the best alone trial again: same settings, seed, data, score
     bundle = build_data(best.data, best.seed)
     student = build_student(best, bundle)
-    val = make_loader(bundle.val, 512, shuffle=False)
+    val = make_loader(bundle.val, EVAL_BATCH_SIZE, shuffle=False)
     fit(Supervised(student), make_loader(bundle.train, s_alone.batch_size, shuffle=True, seed=s_alone.seed), val,
         s_alone.model_copy(update={"progress": False}))
     logits, labels = predict(student, val)

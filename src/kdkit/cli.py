@@ -198,7 +198,7 @@ def export(
     from kdkit.errors import ConfigError
     from kdkit.families.classification.pipeline import load_run_models
     from kdkit.families.lm.rundir import is_lm_run
-    from kdkit.run.rundir import ROLES
+    from kdkit.run.rundir import ROLES, RunDir
 
     if is_lm_run(run_dir):  # ids -> next-token logits, both axes dynamic; the tokenizer beside it
         from kdkit.families.lm.commands import export_lm
@@ -211,7 +211,7 @@ def export(
         return
     if model not in ROLES:
         raise ConfigError(f"unknown model '{model}'; choose one of: {', '.join(ROLES)}")
-    target = output or Path(run_dir) / "models" / f"{model}.onnx"
+    target = output or RunDir(run_dir).onnx(model)
     if target.is_dir():
         raise ConfigError(f"--output {target} is a directory; give a file name such as {target / (model + '.onnx')}")
     console.print(f"export: loading {run_dir} and its test data, exporting {model} to ONNX, then checking it in "

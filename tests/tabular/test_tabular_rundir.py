@@ -16,8 +16,7 @@ from kdkit.cli import main
 from kdkit.families.tabular.cli import app
 from kdkit.measure import metrics
 from kdkit.report.rundir import load_run
-from kdkit.run.guard import CONFIG, TRAINING_OUTPUTS
-from kdkit.run.rundir import RESULTS_FORMAT, ROLES
+from kdkit.run.rundir import CONFIG, RESULTS_FORMAT, ROLES, TRAINING_OUTPUTS
 
 runner = CliRunner()
 FAST_ARGS = ["--n-splits", "3", "--teacher-params", '{"iterations": 30}', "--student-params", '{"n_estimators": 30}']

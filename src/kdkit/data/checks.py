@@ -12,8 +12,10 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from kdkit.errors import DataError
+from kdkit.run.rundir import LABELS
 
-STAGES = {"teacher": "teacher", "student": "student alone", "distill": "distilled student"}
+# a config's training stages, printed as the row each one trains
+STAGES = {"teacher": LABELS["teacher"], "student": LABELS["student_alone"], "distill": LABELS["student_kd"]}
 
 
 def _labels(dataset: Dataset) -> Any:

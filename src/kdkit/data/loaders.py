@@ -1,8 +1,8 @@
 """Batches for training and evaluation: :func:`make_loader` (seeded shuffling, whole-batch indexing of tensor
 data, a DistributedSampler under torchrun) and :class:`Indexed` (batches that carry each sample's index).
 
-A layer below the data sources and the schemes: both use it, and it imports neither (kdkit.data re-exports the
-names, so ``from kdkit.data import make_loader`` keeps working).
+The data sources and the schemes both use it, and it imports neither (kdkit.data re-exports the names, so
+``from kdkit.data import make_loader`` works too).
 """
 
 from __future__ import annotations
@@ -17,6 +17,10 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, T
 from kdkit.distributed import init_from_env
 from kdkit.errors import ConfigError, DataError
 from kdkit.labels import UNLABELLED
+
+# the batch size of every evaluation loader (validation, test, predictions): no gradients are kept, so it can be
+# larger than a training batch; batching does not change the numbers, only the speed
+EVAL_BATCH_SIZE = 512
 
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0) -> DataLoader:

@@ -36,6 +36,9 @@ from kdkit.deploy.export import ExportReport, export_checked
 from kdkit.errors import ConfigError, ModelError
 from kdkit.models.hf_text import HFTextModel
 from kdkit.models.raw_text import WordTokenized, decode_texts, is_raw_text
+from kdkit.run.rundir import VOCAB
+
+EXPORTED_VOCAB = Path(VOCAB).name  # the exported tokenizer folder keeps the run's vocabulary file by its own name
 
 _HF_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # _TokenIdsClassifier.forward's order
 
@@ -99,14 +102,14 @@ def token_ids_export(model: nn.Module, raw: Tensor, vocab: Any = None) -> TokenI
     if isinstance(model, WordTokenized):
         if vocab is None:
             raise ConfigError("a word model reading raw text needs its run's vocabulary to be exported; pass vocab= "
-                              "(kdkit.data.text.Vocabulary.load('RUN_DIR/models/vocab.json'))")
+                              f"(kdkit.data.text.Vocabulary.load('RUN_DIR/{VOCAB}'))")
         return TokenIdsExport(
             model.model, {"input_ids": model.token_ids(texts)}, {"input_ids": {0: "batch"}}, {},
-            {"kind": "kdkit_words", "vocabulary": "vocab.json", "max_len": int(vocab.max_len),
+            {"kind": "kdkit_words", "vocabulary": EXPORTED_VOCAB, "max_len": int(vocab.max_len),
              "rule": "lower-cased words and punctuation marks (kdkit.data.text.tokenize); unknown words -> 1, "
                      "padding 0 on the right",
-             "use": "kdkit.data.text.Vocabulary.load(folder / 'vocab.json').encode(texts)"},
-            lambda folder: vocab.save(folder / "vocab.json"))
+             "use": f"kdkit.data.text.Vocabulary.load(folder / '{EXPORTED_VOCAB}').encode(texts)"},
+            lambda folder: vocab.save(folder / EXPORTED_VOCAB))
     raise ModelError(f"{type(model).__name__} does not read raw text; export it with kdkit.deploy.export.export_onnx")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from kdkit.errors import ConfigError
-from kdkit.report.build import FIGURE_DIR, ReportFiles
+from kdkit.report.build import ReportFiles
 from kdkit.report.compare import CompareFiles, unique_runs
 from kdkit.run.rundir import ROLES, run_kind
 
@@ -42,7 +42,7 @@ def write_report(run_dir: str | Path) -> ReportFiles:
     if is_lm_run(run_dir):  # a language-model run: its own table and verdict (kdkit.families.lm.report)
         from kdkit.families.lm.report import write_lm_report
 
-        return ReportFiles(*write_lm_report(run_dir, FIGURE_DIR))
+        return ReportFiles(*write_lm_report(run_dir))
     from kdkit.report.build import write_report as write_classification_report
 
     return write_classification_report(run_dir)
@@ -52,12 +52,11 @@ def write_compare(run_dirs: list[str | Path], output_dir: str | Path) -> Compare
     """compare.html and compare.md of several runs: language-model runs with each other, the others with each other
     (a mix is one RunDirError line)."""
     from kdkit.families.lm.report import split_kinds, write_lm_compare
-    from kdkit.report.compare import FIGURE_DIR as COMPARE_FIGURES
     from kdkit.report.compare import write_compare as write_classification_compare
 
     unique = unique_runs(run_dirs)
     lm_runs = split_kinds(unique)  # language-model runs have their own table and verdict (kdkit.families.lm.report)
     if lm_runs is not None:
-        html, md, verdicts, pooled = write_lm_compare(lm_runs, output_dir, COMPARE_FIGURES)
+        html, md, verdicts, pooled = write_lm_compare(lm_runs, output_dir)
         return CompareFiles(html, md, verdicts, pooled)
     return write_classification_compare(unique, output_dir)

@@ -25,13 +25,14 @@ from kdkit.report.markdown import render_markdown
 from kdkit.report.rundir import RunData, load_run
 from kdkit.report.table import COLUMNS
 from kdkit.report.verdict import group_verdict, seeds_section
-from kdkit.run.rundir import LABELS, ROLES
+from kdkit.run.rundir import CONFIG, LABELS, PREDICTIONS, RESULTS, ROLES
 
 IGNORED = ("seed", "output_dir")  # config keys (at any depth) that do not define a setting
 KEYS = ("accuracy", "macro_f1", "nll", "ece", "agreement", "predictive_kl", "latency_ms", "params")
 INTEGER_KEYS = ("params",)
 MARKERS = {"teacher": "s", "student_alone": "^", "student_kd": "o"}
-FIGURE_DIR = "compare_figures"
+FIGURE_DIR = "compare_figures"  # the figures of compare.md, beside it in the output directory
+COMPARE_HTML, COMPARE_MARKDOWN = "compare.html", "compare.md"
 
 
 @dataclass
@@ -117,10 +118,10 @@ def _why(group: list[int], by_weights: set[int], shas: list[str | None], paths: 
         return f"{names[0]} alone"
     pooled = [m for m in group if m in by_weights]
     if not pooled:
-        return f"{', '.join(names)}: the same config.yaml apart from seed and output_dir"
+        return f"{', '.join(names)}: the same {CONFIG} apart from seed and output_dir"
     sha = shas[pooled[0]] or ""
     same = [Path(paths[m]).name for m in group if shas[m] == sha]
-    return (f"{', '.join(names)}: the same config.yaml apart from seed, output_dir and the teacher's entry "
+    return (f"{', '.join(names)}: the same {CONFIG} apart from seed, output_dir and the teacher's entry "
             f"(teacher.checkpoint: where its weights were loaded from); {', '.join(same)} have the same teacher "
             f"weights (SHA-256 {sha[:12]})")
 
@@ -184,9 +185,9 @@ def build_compare_document(groups: list[Group]) -> Document:
     n_runs = sum(len(g.runs) for g in groups)
     table = Table(headers, rows, caption="test data; mean ± sample standard deviation over the runs of a setting")
     sections = [Section("Runs side by side", [
-        Text(f"{n_runs} runs in {len(groups)} settings. Runs whose config.yaml differs only by seed (and output "
-             "directory) are pooled; quality and fidelity come from each run's predictions.npz, latency and "
-             "parameters from its results.json."),
+        Text(f"{n_runs} runs in {len(groups)} settings. Runs whose {CONFIG} differs only by seed (and output "
+             f"directory) are pooled; quality and fidelity come from each run's {PREDICTIONS}, latency and "
+             f"parameters from its {RESULTS}."),
         table,
         Table(["id", "setting", "processes x batch", "pooled", "run directories"],
               [[g.id, g.label, _processes(g), g.why, ", ".join(str(r.path) for r in g.runs)] for g in groups],
@@ -194,7 +195,7 @@ def build_compare_document(groups: list[Group]) -> Document:
                       "effective batch (torchrun splits each batch over the processes); pooled: which runs and why"),
     ]), seeds_section(groups)]
     notes = [f"{r.path}: {note}" for g in groups for r in g.runs for note in r.notes]
-    notes += [f"{r.path} has no config.yaml, so it is not pooled with other seeds" for g in groups for r in g.runs
+    notes += [f"{r.path} has no {CONFIG}, so it is not pooled with other seeds" for g in groups for r in g.runs
               if r.config is None]
     sections[0].blocks += [Text(n, note=True) for n in notes]
     if points:
@@ -246,7 +247,7 @@ def write_compare(run_dirs: list[str | Path], output_dir: str | Path) -> Compare
     (out / FIGURE_DIR).mkdir(parents=True, exist_ok=True)
     for img in doc.images():
         (out / FIGURE_DIR / f"{img.name}.png").write_bytes(img.png)
-    files = CompareFiles(out / "compare.html", out / "compare.md",
+    files = CompareFiles(out / COMPARE_HTML, out / COMPARE_MARKDOWN,
                          [f"{g.id} ({g.label}): {group_verdict(g)[0].headline}" for g in groups],
                          [f"{g.id}: {g.why}" for g in groups])
     write_atomic(files.html, render_html(doc))

@@ -15,6 +15,7 @@ from kdkit.diagnosis import Diagnosis, Signals, Split, capacity_ratio, diagnose,
 from kdkit.errors import RunDirError
 from kdkit.report.document import Section, Table, Text
 from kdkit.report.rundir import load_run
+from kdkit.run.rundir import PREDICTIONS, RunDir
 from kdkit.verdict import Verdict
 
 
@@ -54,7 +55,7 @@ def from_predictions(run: Any) -> Diagnosis:
         n_train, n_pool = int(keep.sum()), int((~keep).sum())
     signals = prediction_signals("classification", "test split", train, Split(run.test.logits, run.test.labels),
                                  n_train=n_train, n_pool=n_pool, capacity_ratio=capacity_ratio(run.rows),
-                                 notes=["this run saved no diagnosis: the signals come from predictions.npz, with "
+                                 notes=[f"this run saved no diagnosis: the signals come from {PREDICTIONS}, with "
                                         "the test split (the verdict's) standing in for held-out data"])
     return diagnose(signals)
 
@@ -66,17 +67,17 @@ def load_diagnosis(run_dir: str | Path) -> RunDiagnosis:
     if not run_dir.is_dir():
         raise RunDirError(f"run directory not found: {run_dir}")
     try:
-        results = json.loads((run_dir / "results.json").read_text())
+        results = json.loads(RunDir(run_dir).results.read_text())
     except (OSError, ValueError) as err:
-        raise RunDirError(f"{run_dir}/results.json cannot be read ({err}); give a run directory written by kdkit "
+        raise RunDirError(f"{RunDir(run_dir).results} cannot be read ({err}); give a run directory written by kdkit "
                           "(`kdkit demo`, `kdkit train`, `kdkit tabular fit`)") from None
     if not isinstance(results, dict):
-        raise RunDirError(f"{run_dir}/results.json is not a kdkit results file")
+        raise RunDirError(f"{RunDir(run_dir).results} is not a kdkit results file")
     found = from_results(results)
     if found is None and results.get("kind") in (None, "classification"):
         found = from_results(results, load_run(run_dir))
     if found is None:
-        raise RunDirError(f"{run_dir}/results.json has no diagnosis (written by an older kdkit); run it again to "
+        raise RunDirError(f"{RunDir(run_dir).results} has no diagnosis (written by an older kdkit); run it again to "
                           "add one")
     return found
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from kdkit import distributed
+from kdkit.run.rundir import REPORT_HTML, REPORT_MARKDOWN, RESULTS, RunDir
 from kdkit.verdict import Verdict
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ def training_info(cfg: Any) -> dict[str, Any]:
 def previous_training(run_dir: Path) -> dict[str, Any] | None:
     """results.json's `training` from an earlier evaluation of the run, if any."""
     try:
-        return json.loads((run_dir / "results.json").read_text()).get("training")
+        return json.loads(RunDir(run_dir).results.read_text()).get("training")
     except (OSError, ValueError, AttributeError):
         return None
 
@@ -43,7 +44,7 @@ def processes_note(training: dict[str, Any] | None) -> str:
     return f", {n} processes, effective batch {n} x {per} = {n * per}"
 
 
-def read_verdict(run_dir: Path, results: str = "results.json") -> Verdict | None:
+def read_verdict(run_dir: Path, results: str = RESULTS) -> Verdict | None:
     """The verdict saved in run_dir/`results` (`kdkit evaluate` writes evaluation.json), if any."""
     try:
         data = json.loads((run_dir / results).read_text()).get("verdict")
@@ -52,7 +53,7 @@ def read_verdict(run_dir: Path, results: str = "results.json") -> Verdict | None
     return Verdict.from_dict(data) if isinstance(data, dict) else None
 
 
-def read_diagnosis(run_dir: Path, results: str = "results.json") -> Diagnosis | None:
+def read_diagnosis(run_dir: Path, results: str = RESULTS) -> Diagnosis | None:
     """The diagnosis saved in run_dir/`results` (its rules applied again to its signals), if any."""
     from kdkit.diagnosis import Diagnosis
 
@@ -70,7 +71,7 @@ def diagnosis_lines(diagnosis: Diagnosis, verdict: Verdict | None = None) -> lis
     return [head] + [line for line, f in zip(findings, diagnosis.findings, strict=True) if f.message not in said]
 
 
-def show_verdict(run_dir: Path, console: Console | None = None, results: str = "results.json") -> None:
+def show_verdict(run_dir: Path, console: Console | None = None, results: str = RESULTS) -> None:
     """The verdict and its warnings, then the diagnosis (signals and advice), one line each, as plain text (a log
     file keeps them whole)."""
     verdict = read_verdict(run_dir, results)
@@ -94,14 +95,14 @@ def show_next_steps(run_dir: Path, rows: list[dict[str, Any]], console: Console)
     role = best["role"]
     model = "" if role == "student_kd" else f" --model {role}"
     commands = [
-        (f"kdkit report {run_dir}", "report.html / report.md, with the verdict"),
+        (f"kdkit report {run_dir}", f"{REPORT_HTML} / {REPORT_MARKDOWN}, with the verdict"),
         (f"kdkit export {run_dir}{model}", "ONNX, checked in ONNX Runtime"),
         (f"kdkit predict {run_dir} INPUTS{model}", ".npy, .csv, a folder of images or a text file"),
         (f"kdkit.load(\"{run_dir}\", model=\"{role}\")", "in Python: the model, class names, preprocessing"),
     ]
     width = max(len(c) for c, _ in commands)
-    lines = [f"best student: {run_dir / 'models' / f'{role}.safetensors'} ({role}, test accuracy "
-             f"{best['accuracy']:.4f}; class names and preprocessing in {run_dir / 'models' / 'meta.json'})",
+    lines = [f"best student: {RunDir(run_dir).weights(role)} ({role}, test accuracy "
+             f"{best['accuracy']:.4f}; class names and preprocessing in {RunDir(run_dir).meta})",
              "next:"] + [f"  {c.ljust(width)}  # {why}" for c, why in commands]
     for line in lines:
         console.print(line, markup=False, highlight=False, soft_wrap=True)

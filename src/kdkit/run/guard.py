@@ -22,20 +22,7 @@ from pathlib import Path
 
 from kdkit.errors import RunDirError, StorageError
 from kdkit.io.storage import check_writable, describe, storage_errors
-
-LOCK = ".kdkit.lock"
-# the run's config: kdkit.families.classification.config.dump_config, or kdkit.families.tabular.rundir for a tabular run
-CONFIG = "config.yaml"
-# everything a kdkit run writes into its directory; --overwrite removes these and nothing else
-RUN_FILES = ("config.yaml", "metrics.jsonl", "boundary.json", "predictions.npz", "results.json", "table.md",
-             "evaluation.json", "evaluation.md", "evaluation_predictions.npz", "report.html", "report.md",
-             "cost.json", "cost.md", "predictions.csv")  # the last: kdkit tabular fit's test-file predictions
-RUN_FOLDERS = ("checkpoints", "models", "report_figures")
-FINAL_FILES = ("results.json", "table.md", "predictions.npz")  # written at the end, results.json last
-TRAINING_OUTPUTS = {"predictions": "predictions.npz", "results": "results.json", "table": "table.md"}
-EVALUATION_OUTPUTS = {"predictions": "evaluation_predictions.npz", "results": "evaluation.json",
-                      "table": "evaluation.md"}
-COST_OUTPUTS = {"results": "cost.json", "table": "cost.md"}  # `kdkit evaluate --cost-only`
+from kdkit.run.rundir import FINAL_FILES, RUN_FILES, RUN_FOLDERS, RunDir
 
 
 def _alive(pid: int) -> bool:
@@ -82,7 +69,7 @@ def _live_owner(path: Path, me: dict) -> RunDirError | None:
 
 def acquire(run_dir: Path) -> RunLock:
     """Create the lock atomically (O_EXCL), taking over a stale one; refuse a live owner with one line."""
-    path = run_dir / LOCK
+    path = RunDir(run_dir).lock
     me = {"pid": os.getpid(), "host": socket.gethostname()}
     for _ in range(3):
         try:
@@ -106,7 +93,7 @@ def acquire(run_dir: Path) -> RunLock:
 
 def state_of(run_dir: Path) -> str:
     """'empty', 'finished' (results.json exists) or 'unfinished' (kdkit files but no results)."""
-    if (run_dir / "results.json").is_file():
+    if RunDir(run_dir).results.is_file():
         return "finished"
     if any((run_dir / name).exists() for name in RUN_FILES + RUN_FOLDERS):
         return "unfinished"
@@ -170,7 +157,7 @@ def precheck(run_dir: Path, resume: bool = False, overwrite: bool = False, resum
     _check_flags(run_dir, resume, overwrite)
     if not run_dir.is_dir():
         return
-    refusal = _live_owner(run_dir / LOCK, {"pid": os.getpid(), "host": socket.gethostname()})
+    refusal = _live_owner(RunDir(run_dir).lock, {"pid": os.getpid(), "host": socket.gethostname()})
     if refusal is not None:
         raise refusal
     if not (resume or overwrite):
@@ -204,7 +191,7 @@ def check_same_config(run_dir: Path, new: dict) -> None:
     """A resumed run must have the interrupted run's config: otherwise its stages would mix two experiments."""
     import yaml
 
-    path = run_dir / "config.yaml"
+    path = RunDir(run_dir).config
     if not path.is_file():
         return
     try:

@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from kdkit.errors import RunDirError
+from kdkit.run.rundir import RunDir
 
 META_FORMAT = 1
-META = "models/meta.json"
-VOCAB = "models/vocab.json"
 RAW_TEXT = ("each model its own: an hf: model the tokenizer in its folder, a word model the vocabulary (lower-cased "
             "words and punctuation marks, kdkit.data.text.tokenize); inputs are the texts' UTF-8 bytes "
             "(kdkit.models.raw_text.encode_texts)")
@@ -34,7 +33,7 @@ RAW_TEXT = ("each model its own: an hf: model the tokenizer in its folder, a wor
 
 def read_meta(run_dir: str | Path) -> dict[str, Any]:
     """meta.json of a run directory; RunDirError saying how to get one when it is missing or unreadable."""
-    path = Path(run_dir) / META
+    path = RunDir(run_dir).meta
     if not path.is_file():
         raise RunDirError(f"{path} is missing (runs trained before kdkit saved it); rebuild it with "
                           f"`kdkit evaluate {run_dir}`")
@@ -85,7 +84,7 @@ def onnx_metadata(run_dir: str | Path, role: str) -> dict[str, str]:
     here; raw-text exports overlay their token-id inputs with input_metadata), shape and dtype, the class names, the
     data kind and its preprocessing; empty for runs without a meta.json. A text run's vocabulary stays in
     models/vocab.json, named here."""
-    path = Path(run_dir) / META
+    path = RunDir(run_dir).meta
     if not path.is_file():
         return {}
     meta = read_meta(run_dir)
@@ -121,7 +120,7 @@ def file_reference(path: str | Path) -> dict[str, Any]:
 
 def references(run_dir: str | Path) -> dict[str, dict[str, Any]]:
     """role -> reference of the weights a run keeps outside its directory (none for runs that copied them)."""
-    path = Path(run_dir) / META
+    path = RunDir(run_dir).meta
     try:
         models = json.loads(path.read_text(encoding="utf-8")).get("models", {})
     except (OSError, ValueError, AttributeError):
@@ -136,14 +135,14 @@ def weights_file(run_dir: str | Path, role: str) -> Path:
     run_dir = Path(run_dir)
     ref = references(run_dir).get(role)
     if ref is None:
-        return run_dir / "models" / f"{role}.safetensors"
+        return RunDir(run_dir).weights(role)
     path = Path(str(ref.get("path")))
     again = f"put that file back, or retrain with `kdkit train CONFIG --copy-teacher` to keep a copy in {run_dir}"
     if not path.is_file():
         raise RunDirError(f"{path} is missing: {run_dir} uses it as its {role} (referenced, not copied); {again}")
     if path.stat().st_size != ref.get("bytes") or file_sha256(path) != ref.get("sha256"):
         raise RunDirError(f"{path} has changed since {run_dir} used it as its {role} (its SHA-256 no longer matches "
-                          f"the one in {run_dir / META}); {again}")
+                          f"the one in {RunDir(run_dir).meta}); {again}")
     return path
 
 
@@ -152,5 +151,5 @@ def weights_sha256(run_dir: str | Path, role: str) -> str | None:
     ref = references(run_dir).get(role)
     if ref is not None:
         return str(ref.get("sha256"))
-    path = Path(run_dir) / "models" / f"{role}.safetensors"
+    path = RunDir(run_dir).weights(role)
     return file_sha256(path) if path.is_file() else None

@@ -31,6 +31,7 @@ from kdkit.io.checkpoint import save_state
 from kdkit.io.storage import storage_errors
 from kdkit.labels import UNLABELLED, MixedTarget
 from kdkit.measure import cost, metrics
+from kdkit.run.rundir import RunDir
 from kdkit.trainer import acceleration
 from kdkit.trainer import resume as resume_io
 from kdkit.trainer.batches import _split, resolve_device, split_batch
@@ -254,9 +255,9 @@ def fit(
         losses = DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None,
                                          find_unused_parameters=stops)
     sampler = getattr(train_loader, "sampler", None)
-    writes = run_dir is not None and main
-    ckpt_dir = Path(run_dir) / "checkpoints" if writes else None
-    log = JsonlLog(Path(run_dir) / "metrics.jsonl" if writes else None)
+    run = RunDir(run_dir) if run_dir is not None else None
+    writes = run is not None and main
+    log = JsonlLog(run.metrics if writes else None)
     higher = HIGHER_IS_BETTER[s.monitor]
     result, best_value, best_state, since_best = FitResult(), None, None, 0
     last_good = "none yet (failed in the first epoch)"
@@ -265,7 +266,7 @@ def fit(
     every = s.checkpoint_every_steps
     first_epoch, first_step, pending = 0, 0, None
     marks = resume_io.fingerprint(s, len(train_loader), params)
-    state_file = resume_io.state_path(Path(run_dir) / "checkpoints", name) if run_dir is not None else None
+    state_file = run.checkpoint(name, "resume") if run is not None else None
     if state_file is not None and resume_io.resume_requested(resume) and state_file.is_file():
         pending, info = resume_io.for_rank(state_file, *resume_io.load(state_file))  # each process its own part
         resume_io.check_matches(state_file, info, marks)
@@ -427,15 +428,15 @@ def fit(
                 best_value, since_best, result.best_epoch = value, 0, epoch + 1
                 best_state = {k: v.detach().cpu().clone() for k, v in scheme.student.state_dict().items()}
                 result.best_metrics = {k[4:]: v for k, v in record.items() if k.startswith("val_")}
-                if ckpt_dir is not None:
-                    result.best_checkpoint = save_state(best_state, ckpt_dir / f"{name}.best.safetensors")
+                if writes:
+                    result.best_checkpoint = save_state(best_state, run.checkpoint(name, "best"))
             else:
                 since_best += 1
-            if ckpt_dir is not None:
-                save_state(scheme.student.state_dict(), ckpt_dir / f"{name}.last.safetensors")
+            if writes:
+                save_state(scheme.student.state_dict(), run.checkpoint(name, "last"))
                 if len(scheme.extras.state_dict()):
-                    save_state(scheme.extras.state_dict(), ckpt_dir / f"{name}.extras.safetensors")
-                last_good = str(ckpt_dir / f"{name}.last.safetensors") + f" (epoch {epoch + 1})"
+                    save_state(scheme.extras.state_dict(), run.checkpoint(name, "extras"))
+                last_good = str(run.checkpoint(name, "last")) + f" (epoch {epoch + 1})"
             else:
                 last_good = f"in memory (epoch {epoch + 1})"
             record["best_epoch"] = result.best_epoch

@@ -56,10 +56,6 @@ def resume_requested(flag: bool | None) -> bool:
     return _RESUME.get() if flag is None else flag
 
 
-def state_path(ckpt_dir: Path, name: str) -> Path:
-    return ckpt_dir / f"{name}.resume.safetensors"
-
-
 def rng_state(augment: torch.Generator, loader: torch.Generator | None) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """(tensors, JSON) of every random stream a training step draws from."""
     tensors = {"rng.torch": torch.get_rng_state(), "rng.augment": augment.get_state()}

@@ -19,6 +19,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from kdkit.run.rundir import BEST
 from kdkit.tune.config import SearchRange
 from kdkit.tune.space import set_path
 
@@ -85,5 +86,5 @@ def summary(alone: AloneBest, distilled_value: float, metric: str, higher: bool)
     ahead = (alone.value > distilled_value) if higher else (alone.value < distilled_value)
     verdict = "the student alone is ahead" if ahead else "the distilled student is ahead"
     return (f"best validation {metric}: distilled {distilled_value:.4f}, student alone {alone.value:.4f} (trial "
-            f"{alone.trial} of {alone.trials}: {values}); {verdict}. best.yaml trains each row with its own best "
+            f"{alone.trial} of {alone.trials}: {values}); {verdict}. {BEST} trains each row with its own best "
             "settings")

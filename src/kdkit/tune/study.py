@@ -27,12 +27,12 @@ from rich.table import Table
 from kdkit.errors import ConfigError, KdkitError
 from kdkit.io.checkpoint import write_atomic
 from kdkit.report.table import print_unwrapped
+from kdkit.run.rundir import BEST, STUDY, TRIALS, TUNE_TEACHER
 from kdkit.trainer.settings import HIGHER_IS_BETTER
 from kdkit.tune.alone import AloneBest, own_settings, summary
 from kdkit.tune.config import SearchRange
 from kdkit.tune.space import decode_params, set_path
 
-TEACHER = "teacher.safetensors"  # the teacher tune trained, in <output_dir>/tune/
 TABLE_ROWS = 10  # complete trials in the printed table (trials.csv has every trial)
 
 
@@ -56,7 +56,7 @@ def search_study(optuna: Any, out: Path, cfg: Any, space: dict[str, SearchRange]
     """The study `name` in out/study.db: new, or the one an earlier run of the same search left there. A study made
     for another metric or search space is refused: mixing them would rank incomparable numbers."""
     signature = {"metric": cfg.tune.metric, "space": {p: s.model_dump() for p, s in space.items()}}
-    storage = shared or f"sqlite:///{out / 'study.db'}"
+    storage = shared or f"sqlite:///{out / STUDY}"
     direction = "maximize" if HIGHER_IS_BETTER[cfg.tune.metric] else "minimize"
     try:  # workers of a shared study may start together: open_study survives their race to create the tables
         study = open_study(optuna, study_name=name, storage=storage, direction=direction)
@@ -66,7 +66,7 @@ def search_study(optuna: Any, out: Path, cfg: Any, space: dict[str, SearchRange]
     if "search" not in study.user_attrs:
         study.set_user_attr("search", signature)
     if study.user_attrs.get("search") != signature:
-        raise ConfigError(f"{shared or out / 'study.db'} holds a search with another metric or space; delete it to "
+        raise ConfigError(f"{shared or out / STUDY} holds a search with another metric or space; delete it to "
                           "start over, or set another output_dir (or study storage)")
     # a rerun goes on where the last one stopped: the sampler's seed moves on, or it would propose the same values;
     # workers sharing a study also differ by process, or two starting together would propose the same values
@@ -145,7 +145,7 @@ def write_best(out: Path, raw: dict[str, Any], study: Any, cfg: Any, space: dict
            console: Console, alone: AloneBest | None = None) -> None:
     done = complete_trials(study)
     paths = list(space)
-    write_trials(out / "trials.csv", study, cfg.tune.metric, paths)
+    write_trials(out / TRIALS, study, cfg.tune.metric, paths)
     best = copy.deepcopy(raw)
     distilled = decode_params(space, dict(study.best_params))
     for path, value in distilled.items():
@@ -153,16 +153,16 @@ def write_best(out: Path, raw: dict[str, Any], study: Any, cfg: Any, space: dict
     if alone is not None:
         own_settings(best, cfg, distilled, alone)
     best.pop("tune", None)
-    if (out / TEACHER).is_file() and best.get("teacher", {}).get("checkpoint") is None:
-        best["teacher"]["checkpoint"] = str(out / TEACHER)  # the teacher this search trained and scored against
+    if (out / TUNE_TEACHER).is_file() and best.get("teacher", {}).get("checkpoint") is None:
+        best["teacher"]["checkpoint"] = str(out / TUNE_TEACHER)  # the teacher this search trained and scored against
         best["teacher"]["train"] = {}  # trained already (a language model with train settings would fine-tune again)
-    write_atomic(out / "best.yaml", "# written by kdkit tune: the config with the best values found\n"
+    write_atomic(out / BEST, "# written by kdkit tune: the config with the best values found\n"
                  + yaml.safe_dump(best, sort_keys=False))
     states = [t.state.name for t in study.trials]
     shown = f"the best {TABLE_ROWS} of {len(done)}" if len(done) > TABLE_ROWS else f"all {len(done)}"
     table = Table(title=f"kdkit tune: validation {cfg.tune.metric}, {len(study.trials)} trials: {len(done)} complete "
                         f"({shown} below, best first), {states.count('PRUNED')} pruned, {states.count('FAIL')} failed "
-                        "(every trial: trials.csv)")
+                        f"(every trial: {TRIALS})")
     for column in ("trial", cfg.tune.metric, *paths):
         table.add_column(column, justify="right")
     ordered = sorted(done, key=lambda t: t.value, reverse=HIGHER_IS_BETTER[cfg.tune.metric])
@@ -172,7 +172,7 @@ def write_best(out: Path, raw: dict[str, Any], study: Any, cfg: Any, space: dict
     if alone is not None:
         console.print(summary(alone, study.best_value, cfg.tune.metric, HIGHER_IS_BETTER[cfg.tune.metric]),
                       highlight=False, markup=False, soft_wrap=True)
-    console.print(f"best config: {out / 'best.yaml'}  (run it with: kdkit train {out / 'best.yaml'})")
+    console.print(f"best config: {out / BEST}  (run it with: kdkit train {out / BEST})")
 
 
 def fmt_value(value: Any) -> str:

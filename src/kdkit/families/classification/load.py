@@ -26,7 +26,8 @@ from kdkit.families.classification.pipeline import run_config
 from kdkit.io.checkpoint import load_weights
 from kdkit.models import build_from_config
 from kdkit.models.quantization import convert_quantized, prepare_qat
-from kdkit.run.meta import VOCAB, read_meta, weights_file
+from kdkit.run.meta import read_meta, weights_file
+from kdkit.run.rundir import RunDir
 from kdkit.trainer.loop import seed_everything
 
 
@@ -39,7 +40,7 @@ def load_classification(run_dir: str | Path, model: str = "student_kd", device: 
     if meta["kind"] == "text":
         from kdkit.data.vocabulary import Vocabulary
 
-        vocab = Vocabulary.load(run_dir / VOCAB)
+        vocab = Vocabulary.load(RunDir(run_dir).vocab)
     raw_text = cfg.data.keeps_raw_text()  # the config says it for runs whose meta.json predates the flag
     if raw_text and not (meta.get("preprocessing") or {}).get("raw_text"):
         from kdkit.data.raw_text import DEFAULT_MAX_BYTES

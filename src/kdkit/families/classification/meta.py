@@ -10,7 +10,8 @@ from typing import Any
 
 from kdkit.adapters import example_inputs
 from kdkit.io.checkpoint import write_atomic
-from kdkit.run.meta import META, META_FORMAT, RAW_TEXT, VOCAB
+from kdkit.run.meta import META_FORMAT, RAW_TEXT
+from kdkit.run.rundir import VOCAB, RunDir
 
 
 def describe_data(bundle: Any) -> dict[str, Any]:
@@ -56,5 +57,5 @@ def write_meta(run_dir: Path, bundle: Any, models: dict[str, Any], specs: dict[s
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
-            write_atomic(run_dir / VOCAB, vocab.save(Path(tmp) / "vocab.json").read_text())
-    return write_atomic(run_dir / META, json.dumps(meta, indent=2))
+            write_atomic(RunDir(run_dir).vocab, vocab.save(Path(tmp) / Path(VOCAB).name).read_text())
+    return write_atomic(RunDir(run_dir).meta, json.dumps(meta, indent=2))

@@ -30,6 +30,7 @@ from kdkit import distributed
 from kdkit.adapters import example_inputs
 from kdkit.data import DataBundle, Indexed, build_data, make_loader
 from kdkit.data.boundary import TOKEN_IDS, BoundarySamples, boundary_samples
+from kdkit.data.loaders import EVAL_BATCH_SIZE
 from kdkit.diagnosis import Diagnosis, Split, capacity_ratio, diagnose, prediction_signals
 from kdkit.errors import ConfigError, RunDirError
 from kdkit.families.classification.config import RunConfig, dump_config
@@ -44,7 +45,7 @@ from kdkit.report.runinfo import previous_training, processes_note, show_next_st
 from kdkit.report.table import print_table, to_markdown
 from kdkit.run import guard as run_guard
 from kdkit.run.meta import file_reference, file_sha256, references, weights_file
-from kdkit.run.rundir import LABELS, RESULTS_FORMAT, ROLES
+from kdkit.run.rundir import CONFIG, EVALUATION_OUTPUTS, LABELS, MODELS, RESULTS_FORMAT, ROLES, TRAINING_OUTPUTS, RunDir
 from kdkit.schemes import Supervised
 from kdkit.schemes.registry import CLASSIFICATION, DEFAULT_SCHEME
 from kdkit.trainer.batches import resolve_device
@@ -181,15 +182,15 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
         if resume:
             run_guard.check_same_config(run_dir, cfg.model_dump(mode="json"))
         else:
-            (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a fresh run starts a fresh log
-            (run_dir / "boundary.json").unlink(missing_ok=True)  # nor keeps an earlier run's boundary statistics
-        dump_config(cfg, run_dir / "config.yaml")
+            RunDir(run_dir).metrics.unlink(missing_ok=True)  # a fresh run starts a fresh log
+            RunDir(run_dir).boundary.unlink(missing_ok=True)  # nor keeps an earlier run's boundary statistics
+        dump_config(cfg, RunDir(run_dir).config)
     distributed.barrier()  # no process logs into the directory before rank 0 has cleared it
 
     def loaders(stage: str, train_set):
         s = cfg.settings(stage)
         return (make_loader(train_set, s.batch_size, shuffle=True, seed=s.seed),
-                make_loader(bundle.val, 512, shuffle=False), s)
+                make_loader(bundle.val, EVAL_BATCH_SIZE, shuffle=False), s)
 
     with resuming(resume):  # every stage's fit continues from its checkpoint, or loads its final weights
         train_or_load(teacher, cfg.teacher, cfg, bundle, run_dir, "teacher")
@@ -200,7 +201,7 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
         boundary = boundary_set(cfg, bundle, teacher)  # from the trained teacher; only the distilled student sees them
         if boundary is not None and main:
             console.print(boundary.stats.summary())
-            write_atomic(run_dir / "boundary.json", json.dumps(boundary.stats.as_dict(), indent=2))
+            write_atomic(RunDir(run_dir).boundary, json.dumps(boundary.stats.as_dict(), indent=2))
         distill_set = distillation_set(cfg, bundle, boundary)
         shown: set[str] = set()  # distill.cache_teacher: where, how big, built or reused; training's before epoch 1
 
@@ -221,9 +222,9 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
     refs = {} if copy_teacher else teacher_reference(teacher, loaded)
     for role, model in {**models, **plan.extra_models}.items():
         if role in refs:  # a copy from an earlier run of this directory would be read instead of the reference
-            (run_dir / "models" / f"{role}.safetensors").unlink(missing_ok=True)
+            RunDir(run_dir).weights(role).unlink(missing_ok=True)
         else:
-            save_weights(model, run_dir / "models" / f"{role}.safetensors")
+            save_weights(model, RunDir(run_dir).weights(role))
     if refs and main:
         console.print(f"teacher: not copied; the run refers to {refs['teacher']['path']} (SHA-256 "
                       f"{refs['teacher']['sha256'][:12]}...), which must stay as it is (`--copy-teacher` copies it)",
@@ -235,7 +236,7 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
                            references=refs)
     scheme = "" if cfg.distill.scheme.name == DEFAULT_SCHEME[CLASSIFICATION] else f", scheme {cfg.distill.scheme.name}"
     print_table(rows, title=f"kdkit: {cfg.data.name} (test split{scheme}{processes_note(training)})", console=console,
-                caption=cost_note(run_dir / run_guard.TRAINING_OUTPUTS["results"]))
+                caption=cost_note(run_dir / TRAINING_OUTPUTS["results"]))
     show_verdict(run_dir, console)
     console.print(f"run directory: {run_dir}")
     show_next_steps(run_dir, rows, console)
@@ -266,7 +267,7 @@ def checkpoint_bytes(models: list[nn.Module]) -> int:
 def evaluate_models(
     cfg: RunConfig, bundle: DataBundle, models: dict[str, nn.Module], run_dir: Path, quick_cost: bool = False,
     training: dict[str, Any] | None = None, console: Console | None = None,
-    outputs: dict[str, str] = run_guard.TRAINING_OUTPUTS, threads: int | None = None,
+    outputs: dict[str, str] = TRAINING_OUTPUTS, threads: int | None = None,
     references: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Test metrics and cost of the three models; writes predictions.npz, results.json (with the verdict and,
@@ -281,16 +282,17 @@ def evaluate_models(
             console.print(text, highlight=False)
 
     device = resolve_device(cfg.train.device)
-    test_loader = make_loader(bundle.test, 512, shuffle=False)
+    test_loader = make_loader(bundle.test, EVAL_BATCH_SIZE, shuffle=False)
     # 'train_' fidelity is measured on the training (+ transfer) inputs only, never on boundary samples: those are
     # made from the teacher at distillation time (evaluate_run would have to remake them), and agreement right at
     # the teacher's boundary is low by design, so mixing them in would blur the comparison of the two students
-    distill_loader = make_loader(distillation_data(cfg, bundle, augmented=False), 512, shuffle=False)
+    distill_loader = make_loader(distillation_data(cfg, bundle, augmented=False), EVAL_BATCH_SIZE, shuffle=False)
     preds: dict[str, np.ndarray] = {}
     int8 = int8_roles(cfg)
     # a quantization-aware student is measured as what it deploys to: its int8 conversion, on the CPU
     models = {role: convert_quantized(m) if role in int8 else m for role, m in models.items()}
-    val_loader = make_loader(bundle.val, 512, shuffle=False)  # held-out inputs of the diagnosis (not the verdict's)
+    # held-out inputs of the diagnosis (not the verdict's)
+    val_loader = make_loader(bundle.val, EVAL_BATCH_SIZE, shuffle=False)
     for role, model in models.items():
         console_note(f"evaluating {LABELS[role]}: predictions on {len(bundle.test):,} test samples")
         where = cost.model_device(model) if role in int8 else device
@@ -375,12 +377,12 @@ def evaluate_run(run_dir: str | Path, console: Console | None = None, quick_cost
     cfg, bundle, models = load_run_models(run_dir)
     training = previous_training(Path(run_dir))  # how it was trained stays true when the models are re-measured
     rows = evaluate_models(cfg, bundle, models, Path(run_dir), quick_cost=quick_cost, training=training,
-                           console=console, outputs=run_guard.EVALUATION_OUTPUTS, threads=threads,
+                           console=console, outputs=EVALUATION_OUTPUTS, threads=threads,
                            references=references(run_dir))
     scheme = "" if cfg.distill.scheme.name == DEFAULT_SCHEME[CLASSIFICATION] else f", scheme {cfg.distill.scheme.name}"
     print_table(rows, title=f"kdkit: {cfg.data.name} (test split{scheme}, re-evaluated{processes_note(training)})",
-                console=console, caption=cost_note(Path(run_dir) / run_guard.EVALUATION_OUTPUTS["results"]))
-    show_verdict(Path(run_dir), console, run_guard.EVALUATION_OUTPUTS["results"])
+                console=console, caption=cost_note(Path(run_dir) / EVALUATION_OUTPUTS["results"]))
+    show_verdict(Path(run_dir), console, EVALUATION_OUTPUTS["results"])
     return rows
 
 
@@ -395,18 +397,18 @@ def run_config(run_dir: str | Path, roles: tuple[str, ...] = ROLES) -> RunConfig
     if not run_dir.is_dir():
         raise RunDirError(f"run directory not found: {run_dir}")
     referenced = references(run_dir)
-    missing = [p for p in ["config.yaml", *(f"models/{r}.safetensors" for r in roles if r not in referenced)]
+    missing = [p for p in [CONFIG, *(f"{MODELS}/{r}.safetensors" for r in roles if r not in referenced)]
                if not (run_dir / p).exists()]
     if missing:
         raise RunDirError(f"{run_dir} is not a complete kdkit run: missing {', '.join(missing)}")
     for role in referenced.keys() & set(roles):
         weights_file(run_dir, role)  # still there, with the bytes it had: checked before any data is read
     try:
-        raw = yaml.safe_load((run_dir / "config.yaml").read_text())
+        raw = yaml.safe_load(RunDir(run_dir).config.read_text())
     except (yaml.YAMLError, UnicodeDecodeError):
         raw = None
     if not isinstance(raw, dict) or not all(isinstance(raw.get(k, {}), dict) for k in ("teacher", "student")):
-        raise RunDirError(f"{run_dir}/config.yaml is damaged (not a YAML mapping of a kdkit config); restore it "
+        raise RunDirError(f"{RunDir(run_dir).config} is damaged (not a YAML mapping of a kdkit config); restore it "
                           "from the config you trained with (kdkit train writes it there unchanged)")
     scheme = raw.get("distill", {}).get("scheme", {}) if isinstance(raw.get("distill", {}), dict) else {}
     scheme = scheme if isinstance(scheme, dict) else {}
@@ -420,7 +422,7 @@ def run_config(run_dir: str | Path, roles: tuple[str, ...] = ROLES) -> RunConfig
         with saved_run_sources():  # a vanished model folder is refused when its role is built, not here
             return parse_config(raw)
     except ConfigError as err:  # a hand-edited or damaged config.yaml: say which file, not just which key
-        raise RunDirError(f"{run_dir}/config.yaml: {err}; restore the file from the config you trained with") \
+        raise RunDirError(f"{RunDir(run_dir).config}: {err}; restore the file from the config you trained with") \
             from None
 
 

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from kdkit.adapters import example_inputs, probe
 from kdkit.data import DataBundle, make_loader
+from kdkit.data.loaders import EVAL_BATCH_SIZE
 from kdkit.errors import ModelError
 from kdkit.families.classification.config import RunConfig
 from kdkit.io.checkpoint import load_weights
@@ -67,7 +68,7 @@ def train_or_load(
         return
     s = TrainSettings(**{**cfg.settings("teacher").model_dump(), **spec.train})
     fit(Supervised(model, s.label_smoothing), make_loader(bundle.train, s.batch_size, shuffle=True, seed=s.seed),
-        make_loader(bundle.val, 512, shuffle=False), s, run_dir, name)
+        make_loader(bundle.val, EVAL_BATCH_SIZE, shuffle=False), s, run_dir, name)
 
 
 def build_plan(

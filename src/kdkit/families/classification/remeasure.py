@@ -20,8 +20,7 @@ from kdkit.io.checkpoint import write_atomic
 from kdkit.measure.spread import conditions_text
 from kdkit.models.quantization import convert_quantized
 from kdkit.report.table import print_table, to_markdown
-from kdkit.run.guard import COST_OUTPUTS
-from kdkit.run.rundir import LABELS, RESULTS_FORMAT
+from kdkit.run.rundir import COST_OUTPUTS, LABELS, RESULTS, RESULTS_FORMAT
 
 
 def remeasure_cost(run_dir: str | Path, console: Console | None = None, quick: bool = False,
@@ -44,7 +43,7 @@ def remeasure_cost(run_dir: str | Path, console: Console | None = None, quick: b
     note = conditions_text(conditions)
     write_atomic(run_dir / COST_OUTPUTS["table"], to_markdown(rows) + "\n" + note + "\n")
     write_atomic(run_dir / COST_OUTPUTS["results"], json.dumps(summary, indent=2))
-    print_table(rows, title=f"kdkit: {cfg.data.name} (cost re-measured; results.json unchanged)", console=console,
+    print_table(rows, title=f"kdkit: {cfg.data.name} (cost re-measured; {RESULTS} unchanged)", console=console,
                 caption=note)
     (console or Console()).print(f"cost: {run_dir / COST_OUTPUTS['results']}", highlight=False, soft_wrap=True)
     return rows

@@ -26,6 +26,7 @@ from rich.console import Console
 from torch import nn
 
 from kdkit.data import DataBundle, build_data, make_loader
+from kdkit.data.loaders import EVAL_BATCH_SIZE
 from kdkit.errors import ConfigError, KdkitError
 from kdkit.families.classification.config import RunConfig, parse_config
 from kdkit.families.classification.pipeline import boundary_set, build_student, check_boundary, distillation_set
@@ -33,6 +34,7 @@ from kdkit.families.classification.plans import build_plan, check_outputs, train
 from kdkit.io.checkpoint import load_weights, save_weights
 from kdkit.measure import metrics
 from kdkit.models import build_from_config
+from kdkit.run.rundir import ALONE_TRIALS, TUNE_TEACHER, RunDir
 from kdkit.schemes.plan import check_init_from_teacher
 from kdkit.terms import check_paths
 from kdkit.trainer.loop import fit, predict, seed_everything
@@ -40,7 +42,6 @@ from kdkit.tune.alone import ALONE_STUDY, AloneBest, alone_raw, alone_space
 from kdkit.tune.config import SearchRange
 from kdkit.tune.space import decode_params, range_end, set_path, suggest
 from kdkit.tune.study import (
-    TEACHER,
     optimize,
     search_study,
 )
@@ -100,7 +101,7 @@ def tune(cfg: RunConfig, trials: int | None = None, console: Console | None = No
     space = search_space(cfg)
     check_space(cfg)
     raw = cfg.model_dump(mode="json")
-    out = Path(cfg.output_dir) / "tune"
+    out = RunDir(cfg.output_dir).tune
     bundle = build_data(cfg.data, cfg.seed)
     from kdkit.data.checks import check_classes
 
@@ -115,12 +116,12 @@ def tune(cfg: RunConfig, trials: int | None = None, console: Console | None = No
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = search_study(optuna, out, cfg, space, storage)
     if cfg.teacher.checkpoint is None:
-        console.print(f"kdkit tune: training the teacher once, for every trial (saved as {out / TEACHER})",
+        console.print(f"kdkit tune: training the teacher once, for every trial (saved as {out / TUNE_TEACHER})",
                       highlight=False)
     train_or_load(teacher, cfg.teacher, cfg, bundle, out, "teacher")
     if cfg.teacher.checkpoint is None:  # best.yaml points at it, so `kdkit train best.yaml` does not train it again
-        save_weights(teacher, out / TEACHER)
-    val_loader = make_loader(bundle.val, 512, shuffle=False)
+        save_weights(teacher, out / TUNE_TEACHER)
+    val_loader = make_loader(bundle.val, EVAL_BATCH_SIZE, shuffle=False)
     teacher_val = predict(teacher, val_loader)[0]
     # epoch records score fidelity against the scheme's own reference (an EMA, a peer, an ensemble): only the
     # offline scheme's is the teacher that the final score uses, so only there can fidelity metrics prune
@@ -215,8 +216,8 @@ def search_alone(optuna: Any, cfg: RunConfig, raw: dict[str, Any], bundle: Any, 
                   f"({', '.join(space)})", highlight=False)
     study.optimize(objective, n_trials=total, catch=(ConfigError, ValueError),
                    callbacks=[trial_reporter(console, cfg.tune.metric, total, list(space))])
-    write_trials(out / "alone_trials.csv", study, cfg.tune.metric, list(space))
+    write_trials(out / ALONE_TRIALS, study, cfg.tune.metric, list(space))
     if not complete_trials(study):  # a pruned trial has a value too, but did not finish
-        raise ConfigError("no trial of the student alone finished; see alone_trials.csv")
+        raise ConfigError(f"no trial of the student alone finished; see {ALONE_TRIALS}")
     best = study.best_trial
     return AloneBest(best.value, best.number, decode_params(space, best.params), len(study.trials))

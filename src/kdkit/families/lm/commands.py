@@ -3,7 +3,7 @@
 evaluate rebuilds the run's test split from its config.yaml (the same seed gives the same split and tokenizer),
 loads models/<role>.safetensors and measures the three models again with kdkit.families.lm.run.measure; it writes
 evaluation.json, evaluation.md and evaluation_predictions.npz beside the training's results, which stay as they
-are (the classification runs' contract, kdkit.run.guard.EVALUATION_OUTPUTS).
+are (the classification runs' contract, kdkit.run.rundir.EVALUATION_OUTPUTS).
 
 predict continues prompts, one per line of a text file, with one of the run's models (greedy decoding, the run's
 tokenizer) and prints one CSV row per prompt: prompt, completion.
@@ -32,8 +32,7 @@ from kdkit.errors import ConfigError, RunDirError
 from kdkit.families.lm.rundir import table_markdown, units_npz
 from kdkit.io.checkpoint import load_weights, write_atomic
 from kdkit.io.textfile import read_text
-from kdkit.run.guard import EVALUATION_OUTPUTS
-from kdkit.run.rundir import LABELS, ROLES
+from kdkit.run.rundir import CONFIG, EVALUATION_OUTPUTS, LABELS, MODELS, ROLES, TOKENIZER, RunDir
 
 
 def load_lm_run_models(run_dir: str | Path) -> tuple[Any, Any, dict[str, nn.Module]]:
@@ -46,15 +45,15 @@ def load_lm_run_models(run_dir: str | Path) -> tuple[Any, Any, dict[str, nn.Modu
     from kdkit.models import saved_run_sources
 
     run_dir = Path(run_dir)
-    missing = [p for p in ["config.yaml", *(f"models/{r}.safetensors" for r in ROLES)] if not (run_dir / p).exists()]
+    missing = [p for p in [CONFIG, *(f"{MODELS}/{r}.safetensors" for r in ROLES)] if not (run_dir / p).exists()]
     if missing:
         raise RunDirError(f"{run_dir} is not a complete language-model run: missing {', '.join(missing)}")
     try:
-        raw = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+        raw = yaml.safe_load(RunDir(run_dir).config.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         raw = None
     if not isinstance(raw, dict):
-        raise RunDirError(f"{run_dir}/config.yaml is damaged (not a YAML mapping); restore it from the config you "
+        raise RunDirError(f"{RunDir(run_dir).config} is damaged (not a YAML mapping); restore it from the config you "
                           "trained with")
     for role in ("teacher", "student"):  # the run's weights are in models/: no other file is needed
         if isinstance(raw.get(role), dict):
@@ -63,12 +62,12 @@ def load_lm_run_models(run_dir: str | Path) -> tuple[Any, Any, dict[str, nn.Modu
         with saved_run_sources():  # a vanished hf_lm: folder is refused when its model is built, not here
             cfg = parse_lm_config(raw)
     except ConfigError as err:
-        raise RunDirError(f"{run_dir}/config.yaml: {err}; restore the file from the config you trained with") \
+        raise RunDirError(f"{RunDir(run_dir).config}: {err}; restore the file from the config you trained with") \
             from None
     data, _transfer, teacher, student = build_lm_models(cfg)
     models = {"teacher": teacher, "student_alone": student, "student_kd": copy.deepcopy(student)}
     for role, model in models.items():
-        load_weights(model, run_dir / "models" / f"{role}.safetensors")
+        load_weights(model, RunDir(run_dir).weights(role))
         model.eval()
     return cfg, data, models
 
@@ -153,7 +152,7 @@ def load_lm(run_dir: str | Path, model: str = "student_kd", device: str = "cpu")
 def _pool(run_dir: Path, cfg: Any) -> int:
     """The prompts the teacher answered for the distilled student, as the training run recorded them."""
     try:
-        data = json.loads((run_dir / "results.json").read_text()).get("data", {})
+        data = json.loads(RunDir(run_dir).results.read_text()).get("data", {})
     except (OSError, ValueError, AttributeError):
         return 0
     return int(data.get("n_transfer") or 0) if cfg.distill.scheme.name == "sequence_level" else 0
@@ -184,7 +183,7 @@ def export_lm(run_dir: str | Path, model: str = "student_kd", output: str | Path
 
     if model not in ROLES:
         raise ConfigError(f"unknown model '{model}'; choose one of: {', '.join(ROLES)}")
-    target = Path(output) if output is not None else Path(run_dir) / "models" / f"{model}.onnx"
+    target = Path(output) if output is not None else RunDir(run_dir).onnx(model)
     _cfg, data, models = load_lm_run_models(run_dir)
     ids = data.test.x[:64]
     done = export_checked(models[model], {"input_ids": ids}, target, atol=1e-4,
@@ -195,7 +194,7 @@ def export_lm(run_dir: str | Path, model: str = "student_kd", output: str | Path
     if hasattr(data.tokenizer, "save_pretrained"):
         data.tokenizer.save_pretrained(tokenizer_dir)
     else:
-        data.tokenizer.save(tokenizer_dir / "tokenizer.json")
+        data.tokenizer.save(tokenizer_dir / TOKENIZER)  # the file the run directory keeps
     return done
 
 

@@ -22,11 +22,12 @@ from kdkit.families.lm.verdict import lm_run_verdict, lm_seeds_verdict, verdict_
 from kdkit.io.checkpoint import write_atomic
 from kdkit.lm.metrics import summarize_units
 from kdkit.report.build import curves_section
+from kdkit.report.compare import COMPARE_HTML, COMPARE_MARKDOWN, FIGURE_DIR
 from kdkit.report.diagnosis import diagnosis_section, from_results
 from kdkit.report.document import Document, Section, Table, Text
 from kdkit.report.html import render_html
 from kdkit.report.markdown import render_markdown
-from kdkit.run.rundir import LABELS, ROLES
+from kdkit.run.rundir import CONFIG, LABELS, PREDICTIONS, REPORT_FIGURES, RESULTS, ROLES, RunDir
 from kdkit.verdict import Verdict
 
 TITLE = "Verdict: did distillation work?"
@@ -54,7 +55,7 @@ def mismatches(run: LMRun, rows: dict[str, dict[str, Any]], tol: float = 1e-6) -
         for key in QUALITY:
             old, new = run.rows[role].get(key), rows[role].get(key)
             if old is not None and new is not None and abs(old - new) > tol * max(1.0, abs(new)):
-                out.append(f"{LABELS[role]} {key}: results.json {old:.4f}, predictions {new:.4f}")
+                out.append(f"{LABELS[role]} {key}: {RESULTS} {old:.4f}, predictions {new:.4f}")
     return out
 
 
@@ -98,16 +99,16 @@ def build_lm_document(run: LMRun) -> Document:
                 f"scheme {scheme} | created {run.results.get('created', '?')} on {run.results.get('device', '?')}")
     overview = Section("Teacher, student alone, distilled student", [
         Text(summary(rows)), _table(rows),
-        Text("Quality and fidelity numbers are recomputed from predictions.npz (per test row: labelled tokens, summed "
+        Text(f"Quality and fidelity numbers are recomputed from {PREDICTIONS} (per test row: labelled tokens, summed "
              "negative log-likelihood, correct and agreeing tokens, summed KL, exact-match hit); parameters and "
-             "generation speed (batched greedy decoding, no key/value cache) come from results.json."),
+             f"generation speed (batched greedy decoding, no key/value cache) come from {RESULTS}."),
     ])
     if "teacher_cache" in training:
         c = training["teacher_cache"]
         overview.blocks.append(Text(f"Teacher top-{c['k']} cache: {c['bytes'] / 1e6:.2f} MB on disk, built in "
                                     f"{c['build_seconds']:.1f} s."))
     overview.blocks += [Text(n, note=True) for n in run.notes]
-    overview.blocks += [Text("results.json disagrees with predictions.npz (the report uses the predictions): " + m,
+    overview.blocks += [Text(f"{RESULTS} disagrees with {PREDICTIONS} (the report uses the predictions): " + m,
                              note=True) for m in mismatches(run, rows)]
     verdict = run_verdict_of(run, rows)
     verdict_section = Section(TITLE, [Text(verdict.headline), *(Text(a.text(), note=True) for a in verdict.advice),
@@ -117,7 +118,7 @@ def build_lm_document(run: LMRun) -> Document:
                      curves_section(run, accuracy="next-token accuracy")])
 
 
-def write_lm_report(run_dir: str | Path, figure_dir: str = "report_figures") -> tuple[Path, Path, list[Path]]:
+def write_lm_report(run_dir: str | Path, figure_dir: str = REPORT_FIGURES) -> tuple[Path, Path, list[Path]]:
     """report.html, report.md and the figures of an LM run directory."""
     run = load_lm_run(run_dir)
     doc = build_lm_document(run)
@@ -130,7 +131,7 @@ def write_lm_report(run_dir: str | Path, figure_dir: str = "report_figures") -> 
         written.append(path)
     for stale in set(folder.glob("*.png")) - set(written):  # from an earlier report of this run
         stale.unlink()
-    html, md = run.path / "report.html", run.path / "report.md"
+    html, md = RunDir(run.path).report_html, RunDir(run.path).report_markdown
     write_atomic(html, render_html(doc))
     write_atomic(md, render_markdown(doc, figure_dir))
     return html, md, written
@@ -209,9 +210,9 @@ def build_lm_compare_document(groups: list[LMGroup]) -> Document:
     notes_runs = [Text(f"{r.path}: {note}", note=True) for g in groups for r in g.runs for note in r.notes]
     return Document("kdkit compare (language models)", f"{n_runs} runs, {len(groups)} settings", [
         Section("Runs side by side", [
-            Text(f"{n_runs} runs in {len(groups)} settings. Runs whose config.yaml differs only by seed (and output "
-                 "directory) are pooled; quality numbers come from each run's predictions.npz, parameters and "
-                 "generation speed from its results.json."),
+            Text(f"{n_runs} runs in {len(groups)} settings. Runs whose {CONFIG} differs only by seed (and output "
+                 f"directory) are pooled; quality numbers come from each run's {PREDICTIONS}, parameters and "
+                 f"generation speed from its {RESULTS}."),
             Table(["id", "model", "runs", *(label for _, label, _ in COLUMNS)], rows,
                   caption="test split; mean ± sample standard deviation over the runs of a setting"),
             Table(["id", "setting", "run directories"],
@@ -228,7 +229,7 @@ def build_lm_compare_document(groups: list[LMGroup]) -> Document:
     ])
 
 
-def write_lm_compare(run_dirs: list[Path], output_dir: str | Path, figure_dir: str = "compare_figures") -> \
+def write_lm_compare(run_dirs: list[Path], output_dir: str | Path, figure_dir: str = FIGURE_DIR) -> \
         tuple[Path, Path, list[str], list[str]]:
     """compare.html and compare.md of LM runs, one verdict line and one line of the runs it pooled (and why) per
     setting, for the terminal."""
@@ -237,7 +238,7 @@ def write_lm_compare(run_dirs: list[Path], output_dir: str | Path, figure_dir: s
     doc = build_lm_compare_document(groups)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    html, md = out / "compare.html", out / "compare.md"
+    html, md = out / COMPARE_HTML, out / COMPARE_MARKDOWN
     write_atomic(html, render_html(doc))
     write_atomic(md, render_markdown(doc, figure_dir))
     return html, md, [f"{g.id} ({g.label}): {group_verdict(g)[0].headline}" for g in groups], \

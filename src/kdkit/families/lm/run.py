@@ -22,7 +22,7 @@ from torch import nn
 
 from kdkit.data import build_lm_data
 from kdkit.data.lm import LMBundle
-from kdkit.data.loaders import Indexed, make_loader
+from kdkit.data.loaders import EVAL_BATCH_SIZE, Indexed, make_loader
 from kdkit.diagnosis import diagnose
 from kdkit.families.lm.config import LMRunConfig, divergence_terms, dump_lm_config
 from kdkit.families.lm.rundir import table_markdown, write_lm_run
@@ -36,7 +36,7 @@ from kdkit.models import build_model
 from kdkit.models.lm import load_causal_lm
 from kdkit.report.runinfo import diagnosis_lines
 from kdkit.run import guard as run_guard
-from kdkit.run.rundir import LABELS, ROLES
+from kdkit.run.rundir import LABELS, ROLES, RunDir
 from kdkit.trainer.batches import resolve_device
 from kdkit.trainer.loop import fit, seed_everything
 from kdkit.trainer.resume import resuming
@@ -94,7 +94,7 @@ def distill(cfg: LMRunConfig, student: nn.Module, teacher: nn.Module, data: LMBu
     s = cfg.settings("distill")
     eos, pad = data.tokenizer.eos_token_id, getattr(data.tokenizer, "pad_token_id", None)
     pad = data.tokenizer.eos_token_id if pad is None else pad
-    val_loader = make_loader(data.val, 512, shuffle=False)
+    val_loader = make_loader(data.val, EVAL_BATCH_SIZE, shuffle=False)
     scheme_cfg = cfg.distill.scheme
     record: dict[str, Any] = {"scheme": scheme_cfg.name}
     train_set = data.train
@@ -131,7 +131,7 @@ def distill(cfg: LMRunConfig, student: nn.Module, teacher: nn.Module, data: LMBu
     from kdkit.schemes.topk_cache import TopKCacheDistillation
 
     div.pop("T", None)  # checked to be 1 by the config: the cache holds the teacher at temperature 1
-    info = build_topk_cache(teacher.to(device), train_set, run_dir / "teacher_topk", k=scheme_cfg.k,
+    info = build_topk_cache(teacher.to(device), train_set, RunDir(run_dir).teacher_topk, k=scheme_cfg.k,
                             shard_size=scheme_cfg.shard_size, tail_samples=scheme_cfg.tail_samples, seed=cfg.seed)
     scheme = TopKCacheDistillation(student, TopKCache(info.directory), name, weight=weight, ce_weight=ce_weight,
                                    tail=scheme_cfg.tail, **div)
@@ -179,32 +179,32 @@ def run_lm(cfg: LMRunConfig, console: Console | None = None, overwrite: bool = F
                                                  m.parameters()))
     try:
         if overwrite:  # what only LM runs write (run_guard clears the files every run writes)
-            shutil.rmtree(run_dir / "teacher_topk", ignore_errors=True)
-            (run_dir / "tokenizer.json").unlink(missing_ok=True)
+            shutil.rmtree(RunDir(run_dir).teacher_topk, ignore_errors=True)
+            RunDir(run_dir).tokenizer.unlink(missing_ok=True)
         if resume:  # the stages of one experiment only
             run_guard.check_same_config(run_dir, cfg.model_dump(mode="json"))
         else:
-            (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # fit appends to this log
-        dump_lm_config(cfg, run_dir / "config.yaml")
+            RunDir(run_dir).metrics.unlink(missing_ok=True)  # fit appends to this log
+        dump_lm_config(cfg, RunDir(run_dir).config)
         device = resolve_device(cfg.train.device)
         alone, distilled = copy.deepcopy(student_init), copy.deepcopy(student_init)
         with resuming(resume):  # each stage's fit continues from its checkpoint, or loads its final weights
             if teacher_is_trained(cfg):
                 s = cfg.settings("teacher")
                 fit(Supervised(teacher), make_loader(data.train, s.batch_size, shuffle=True, seed=s.seed),
-                    make_loader(data.val, 512, shuffle=False), s, run_dir=run_dir, name="teacher")
+                    make_loader(data.val, EVAL_BATCH_SIZE, shuffle=False), s, run_dir=run_dir, name="teacher")
             s = cfg.settings("student")
             fit(Supervised(alone), make_loader(data.train, s.batch_size, shuffle=True, seed=s.seed),
-                make_loader(data.val, 512, shuffle=False), s, run_dir=run_dir, name="student_alone")
+                make_loader(data.val, EVAL_BATCH_SIZE, shuffle=False), s, run_dir=run_dir, name="student_alone")
             # the teacher's answers (sequence level) and top-k cache are made again: same teacher, same seed
             record = distill(cfg, distilled, teacher, data, transfer, run_dir, device)
         models = {"teacher": teacher, "student_alone": alone, "student_kd": distilled}
         rows, units = measure(models, data, device)
         for role, model in models.items():
             save_state({k: v.detach().cpu() for k, v in model.state_dict().items()},
-                       run_dir / "models" / f"{role}.safetensors")
+                       RunDir(run_dir).weights(role))
         if hasattr(data.tokenizer, "save") and not _hf_path(cfg.teacher.name):
-            data.tokenizer.save(run_dir / "tokenizer.json")
+            data.tokenizer.save(RunDir(run_dir).tokenizer)
         pool = len(transfer) if transfer is not None and cfg.distill.scheme.name == "sequence_level" else 0
         diagnosis = diagnose(lm_signals(models, data.train, data.val, device, rows, pool))
         verdict = lm_run_verdict(units, rows, seed=cfg.seed, why=diagnosis.findings[0])

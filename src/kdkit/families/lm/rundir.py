@@ -28,7 +28,7 @@ import numpy as np
 
 from kdkit.errors import RunDirError
 from kdkit.io.checkpoint import write_atomic
-from kdkit.run.rundir import LABELS, RESULTS_FORMAT, ROLES
+from kdkit.run.rundir import LABELS, PREDICTIONS, RESULTS_FORMAT, ROLES, RunDir
 
 KIND = "lm"
 STATS = ("nll", "correct", "agree", "kl", "exact")
@@ -59,11 +59,11 @@ def write_lm_run(run_dir: Path, rows: dict[str, dict[str, Any]], units: dict[str
                  summary: dict[str, Any]) -> None:
     """predictions.npz, table.md, then results.json (last: its presence means the set is complete). `rows` and
     `units` by role; `summary` adds the run's own records (data, training, verdict, seed, seconds)."""
-    write_atomic(run_dir / "predictions.npz", units_npz(units))
-    write_atomic(run_dir / "table.md", table_markdown({LABELS[r]: rows[r] for r in ROLES}))
+    write_atomic(RunDir(run_dir).predictions, units_npz(units))
+    write_atomic(RunDir(run_dir).table, table_markdown({LABELS[r]: rows[r] for r in ROLES}))
     results = {"format": RESULTS_FORMAT, "kind": KIND, "task": KIND, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                **summary, "rows": [{"model": LABELS[r], "role": r, **rows[r]} for r in ROLES]}
-    write_atomic(run_dir / "results.json", json.dumps(results, indent=1))
+    write_atomic(RunDir(run_dir).results, json.dumps(results, indent=1))
 
 
 def units_npz(units: dict[str, dict[str, np.ndarray]]) -> bytes:
@@ -80,7 +80,7 @@ def is_lm_run(run_dir: str | Path) -> bool:
     """True when run_dir/results.json says it is a language-model run (anything unreadable: False, and the
     classification reader gives its own error)."""
     try:
-        return json.loads((Path(run_dir) / "results.json").read_text()).get("kind") == KIND
+        return json.loads(RunDir(run_dir).results.read_text()).get("kind") == KIND
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -111,23 +111,23 @@ class LMRun:
 
 def _units(run_dir: Path) -> dict[str, dict[str, np.ndarray]]:
     try:
-        with np.load(run_dir / "predictions.npz", allow_pickle=False) as npz:
+        with np.load(RunDir(run_dir).predictions, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
     except (OSError, ValueError) as err:
-        raise RunDirError(f"{run_dir}/predictions.npz cannot be read ({err}); {AGAIN}") from None
+        raise RunDirError(f"{RunDir(run_dir).predictions} cannot be read ({err}); {AGAIN}") from None
     needed = ["test_tokens", *(f"test_{r}_{k}" for r in ROLES for k in ("nll", "correct"))]
     needed += [f"test_{r}_{k}" for r in ROLES[1:] for k in ("agree", "kl")]
     absent = [k for k in needed if k not in arrays]
     if absent:
-        raise RunDirError(f"{run_dir}/predictions.npz lacks {', '.join(absent)}; {AGAIN}")
+        raise RunDirError(f"{RunDir(run_dir).predictions} lacks {', '.join(absent)}; {AGAIN}")
     tokens = arrays["test_tokens"]
     units = {r: {"tokens": tokens, **{k: arrays[f"test_{r}_{k}"] for k in STATS if f"test_{r}_{k}" in arrays}}
              for r in ROLES}
     bad = [f"{r}_{k}" for r, u in units.items() for k, a in u.items()
            if a.shape != tokens.shape or a.dtype.kind not in "iuf" or not np.isfinite(a).all()]
     if bad or tokens.ndim != 1 or tokens.sum() <= 0:
-        raise RunDirError(f"{run_dir}/predictions.npz is damaged ({', '.join(bad) or 'test_tokens'}: not one finite "
-                          f"number per test row); {AGAIN}")
+        raise RunDirError(f"{RunDir(run_dir).predictions} is damaged ({', '.join(bad) or 'test_tokens'}: not one "
+                          f"finite number per test row); {AGAIN}")
     return units
 
 
@@ -136,13 +136,13 @@ def load_lm_run(run_dir: str | Path) -> LMRun:
     from kdkit.report.rundir import _results, history_and_config
 
     run_dir = Path(run_dir)
-    if not (run_dir / "predictions.npz").is_file():
-        raise RunDirError(f"{run_dir} is not a complete kdkit run: missing predictions.npz; {AGAIN}")
+    if not RunDir(run_dir).predictions.is_file():
+        raise RunDirError(f"{run_dir} is not a complete kdkit run: missing {PREDICTIONS}; {AGAIN}")
     results = _results(run_dir)  # format, rows and roles, as for every run
     missing = [f"{r}.{k}" for r in ROLES for k in ("perplexity", "token_accuracy")
                if not isinstance(next(row for row in results["rows"] if row.get("role") == r).get(k), (int, float))]
     if missing:
-        raise RunDirError(f"{run_dir}/results.json lacks {', '.join(missing)}; {AGAIN}")
+        raise RunDirError(f"{RunDir(run_dir).results} lacks {', '.join(missing)}; {AGAIN}")
     run = LMRun(run_dir, results, _units(run_dir))
     run.history, run.config = history_and_config(run_dir, run.notes)
     return run

@@ -13,16 +13,16 @@ from __future__ import annotations
 import copy
 import math
 import shutil
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from kdkit.errors import ConfigError, KdkitError
 from kdkit.families.lm.config import LMRunConfig, parse_lm_config
+from kdkit.run.rundir import TRIAL_RUNS, TUNE_TEACHER, RunDir
 from kdkit.tune.config import SearchRange
 from kdkit.tune.space import set_path, suggest
-from kdkit.tune.study import TEACHER, optimize, search_study
+from kdkit.tune.study import optimize, search_study
 
 # the validation number of each metric, from kdkit.lm.metrics.summarize_units
 SCORES = {"nll": lambda row: math.log(row["perplexity"]), "accuracy": lambda row: row["token_accuracy"],
@@ -54,7 +54,7 @@ def tune_lm(cfg: LMRunConfig, trials: int | None = None, console: Console | None
         import optuna
     except ImportError:
         raise ConfigError("kdkit tune needs Optuna: pip install 'kdkit[tune]'") from None
-    from kdkit.data.loaders import make_loader
+    from kdkit.data.loaders import EVAL_BATCH_SIZE, make_loader
     from kdkit.families.lm.run import build_lm_models, distill, teacher_is_trained
     from kdkit.io.checkpoint import save_weights
     from kdkit.lm.metrics import lm_units, summarize_units
@@ -68,26 +68,26 @@ def tune_lm(cfg: LMRunConfig, trials: int | None = None, console: Console | None
     for values in ({p: s.low if s.choices is None else s.choices[0] for p, s in space.items()},
                    {p: s.high if s.choices is None else s.choices[-1] for p, s in space.items()}):
         lm_trial_config(raw, values)  # a wrong path or an invalid end fails before the teacher trains
-    out = Path(cfg.output_dir) / "tune"
+    out = RunDir(cfg.output_dir).tune
     data, transfer, teacher, student_init = build_lm_models(cfg)
     device = resolve_device(cfg.train.device)
     out.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = search_study(optuna, out, cfg, space, storage)
     if teacher_is_trained(cfg):
-        console.print(f"kdkit tune: training the teacher once, for every trial (saved as {out / TEACHER})",
+        console.print(f"kdkit tune: training the teacher once, for every trial (saved as {out / TUNE_TEACHER})",
                       highlight=False)
         s = cfg.settings("teacher")
         fit(Supervised(teacher), make_loader(data.train, s.batch_size, shuffle=True, seed=s.seed),
-            make_loader(data.val, 512, shuffle=False), s, run_dir=out, name="teacher")
-        save_weights(teacher, out / TEACHER)  # best.yaml points at it
+            make_loader(data.val, EVAL_BATCH_SIZE, shuffle=False), s, run_dir=out, name="teacher")
+        save_weights(teacher, out / TUNE_TEACHER)  # best.yaml points at it
 
     def objective(trial: Any) -> float:
         values = {path: suggest(trial, path, s) for path, s in space.items()}
         try:
             trial_cfg = lm_trial_config(raw, values)
             student = copy.deepcopy(student_init)  # every trial from the student-alone row's initial weights
-            trial_dir = out / "trials" / str(trial.number)  # a top-k cache, the trial's checkpoints
+            trial_dir = out / TRIAL_RUNS / str(trial.number)  # a top-k cache, the trial's checkpoints
             distill(trial_cfg, student, teacher, data, transfer, trial_dir, device)
             row = summarize_units(lm_units(student, data.val, teacher, device=device))
             shutil.rmtree(trial_dir, ignore_errors=True)  # scored: its checkpoints are not needed again

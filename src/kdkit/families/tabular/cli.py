@@ -20,6 +20,7 @@ from rich.table import Table
 
 from kdkit.errors import ConfigError, DataError, KdkitError, plain_warnings
 from kdkit.families.tabular.evaluate import METRICS
+from kdkit.run.rundir import BEST, CONFIG, LABELS, MODELS, PREDICTIONS, RESULTS, STUDY, TABLE, RunDir
 
 if TYPE_CHECKING:  # the libraries themselves are imported inside the commands: `--help` stays fast
     import pandas as pd
@@ -90,9 +91,9 @@ def _best(path: Path) -> dict:
     try:
         best = yaml.safe_load(Path(path).read_text(encoding="utf-8"))  # JSON is YAML too
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        raise ConfigError(f"{path}: cannot read; give the best.yaml written by 'kdkit tabular tune'") from None
+        raise ConfigError(f"{path}: cannot read; give the {BEST} written by 'kdkit tabular tune'") from None
     if not isinstance(best, dict) or not {"teacher_params", "student_params", "alpha"} <= set(best):
-        raise ConfigError(f"{path}: not a best.yaml from 'kdkit tabular tune'")
+        raise ConfigError(f"{path}: not a {BEST} from 'kdkit tabular tune'")
     return best
 
 
@@ -294,11 +295,11 @@ def fit(
         "seed": seed,
         "output_dir": str(out),
     }
-    save_distiller(distilled, out / "models")
-    save_distiller(alone, out / "models" / ALONE)  # every row of the table can be loaded again
+    save_distiller(distilled, RunDir(out).models)
+    save_distiller(alone, RunDir(out).models / ALONE)  # every row of the table can be loaded again
     if task.test is not None:
-        _predictions(distilled, task).to_csv(out / "predictions.csv", index=False)
-        console.print(f"predictions for {len(task.test)} test rows: {out / 'predictions.csv'}")
+        _predictions(distilled, task).to_csv(RunDir(out).test_predictions, index=False)
+        console.print(f"predictions for {len(task.test)} test rows: {RunDir(out).test_predictions}")
     with console.status("measuring size and latency of the three models..."):
         table = write_run(out, config, distilled, alone, held, held_scores, oof_scores, name)
     print_table(table, title=f"kdkit tabular: {name} (the {len(held.y_held)} held-out rows)", console=console)
@@ -307,7 +308,7 @@ def fit(
     _print_table(f"out of fold on the {len(held.y)} fitting rows: optimistic for the distilled student, not the "
                  "verdict", {values["name"]: values for values in oof_scores.values()})
     show_verdict(out, console)
-    console.print(f"run directory: {out} (config.yaml, results.json, predictions.npz, table.md, models/); "
+    console.print(f"run directory: {out} ({CONFIG}, {RESULTS}, {PREDICTIONS}, {TABLE}, {MODELS}/); "
                   f"next: kdkit report {out}", highlight=False, soft_wrap=True)
     lock.release()
 
@@ -374,7 +375,9 @@ def predict(
 ) -> None:
     """Predict new rows with the saved fold models of a 'kdkit tabular fit' run (the distilled student's by
     default)."""
-    run_dir = run.parent if (run / "manifest.json").is_file() else run  # its models/ folder given directly
+    from kdkit.families.tabular.save import MANIFEST
+
+    run_dir = run.parent if (run / MANIFEST).is_file() else run  # its models/ folder given directly
     preds = predict_rows(run_dir, input_csv, model, id_columns, trust)
     console.print(f"predicted {len(preds):,} rows of {input_csv} with the {model.replace('_', ' ')}'s fold models "
                   "(their mean)", highlight=False)
@@ -468,11 +471,11 @@ def tune(
     for key, value in best.params.items():
         table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
     console.print(table)
-    _held_out_score(best, base, held, metric, out / "best.yaml", {"fraction": holdout, "seed": holdout_seed,
+    _held_out_score(best, base, held, metric, out / BEST, {"fraction": holdout, "seed": holdout_seed,
                                                                   "test_file": held.lines is None,
                                                                   "source": held.source})
-    console.print(f"study '{study_name}' ({len(study.trials)} trials) in {storage or out / 'study.db'}; "
-                  f"best parameters: {out / 'best.yaml'}")
+    console.print(f"study '{study_name}' ({len(study.trials)} trials) in {storage or out / STUDY}; "
+                  f"best parameters: {out / BEST}")
 
 
 def _held_out_score(best: Any, base: dict, held: HeldOut, metric: str, best_yaml: Path, holdout: dict) -> None:
@@ -487,7 +490,7 @@ def _held_out_score(best: Any, base: dict, held: HeldOut, metric: str, best_yaml
     console.print(f"scoring the best trial on the {len(held.y_held)} held-out rows (teacher, distilled student and "
                   "student alone fitted again on the fitting rows)", highlight=False)
     result = score_on_held_out(best, base, held, metric, seed=int(base.get("random_state") or 0))
-    for role, label in (("student_kd", "distilled (best trial)"), ("student_alone", "student alone")):
+    for role, label in (("student_kd", "distilled (best trial)"), ("student_alone", LABELS["student_alone"])):
         console.print(f"  {label}: {metric} {result[metric][role]:.4f}, accuracy {result['accuracy'][role]:.4f}",
                       highlight=False)
     console.print(f"held-out verdict: {result['verdict']}", highlight=False, soft_wrap=True)

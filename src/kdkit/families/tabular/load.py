@@ -25,8 +25,9 @@ from kdkit.families.tabular.estimator import DistilledClassifier
 from kdkit.families.tabular.learners import MODES, Learner
 from kdkit.families.tabular.lgbm_soft import softmax
 from kdkit.families.tabular.models import Family
+from kdkit.families.tabular.save import MANIFEST
 from kdkit.families.tabular.torch_mlp import TorchMLPClassifier, _mlp
-from kdkit.run.rundir import ROLES
+from kdkit.run.rundir import MODELS, ROLES, RunDir
 
 MANIFEST_KEYS = ("classes", "student_columns", "student_mode", "student_folds")
 FOLD_KEYS = ("family", "mode", "preprocessing", "columns", "categorical", "models")
@@ -101,7 +102,7 @@ def _load_native(path: Path, type_name: str, classes: np.ndarray) -> Any:
         if isinstance(err, (ImportError, RunDirError, ConfigError)):
             raise
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise RunDirError(f"{path}: cannot load this model file ({first}); it is damaged: copy the run's models/ "
+        raise RunDirError(f"{path}: cannot load this model file ({first}); it is damaged: copy the run's {MODELS}/ "
                           "folder again or rerun 'kdkit tabular fit'") from None
 
 
@@ -148,7 +149,7 @@ def _load_mlp(path: Path) -> TorchMLPClassifier:
     except Exception as err:  # noqa: BLE001 - safetensors' header errors, or weights of another shape
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise RunDirError(f"{path}: cannot load the MLP weights ({first}); the file is damaged: copy the run's "
-                          "models/ folder again or rerun 'kdkit tabular fit'") from None
+                          f"{MODELS}/ folder again or rerun 'kdkit tabular fit'") from None
     mlp.model_.eval()
     return mlp
 
@@ -165,7 +166,7 @@ def _load_joblib(path: Path, trust: bool) -> Any:
 def _file(directory: Path, name: Any) -> Path:
     path = directory / str(name)
     if not path.is_file():
-        raise RunDirError(f"{path}: listed in manifest.json but missing; copy the whole models/ folder")
+        raise RunDirError(f"{path}: listed in {MANIFEST} but missing; copy the whole {MODELS}/ folder")
     return path
 
 
@@ -187,16 +188,16 @@ def _not_refittable(params: dict, seed: int, cat: list[int]) -> Any:
 def _load_learner(directory: Path, entry: Any, n_classes: int, trust: bool, where: str) -> Learner:
     if not isinstance(entry, dict) or any(k not in entry for k in FOLD_KEYS):
         missing = [k for k in FOLD_KEYS if not isinstance(entry, dict) or k not in entry]
-        raise RunDirError(f"{directory / 'manifest.json'}: {where} lacks {', '.join(missing)}")
+        raise RunDirError(f"{directory / MANIFEST}: {where} lacks {', '.join(missing)}")
     if entry["mode"] not in MODES:
-        raise RunDirError(f"{directory / 'manifest.json'}: {where} has unknown mode {entry['mode']!r}")
+        raise RunDirError(f"{directory / MANIFEST}: {where} has unknown mode {entry['mode']!r}")
     names = list(entry["models"])
     if not names:
-        raise RunDirError(f"{directory / 'manifest.json'}: {where} lists no model files")
+        raise RunDirError(f"{directory / MANIFEST}: {where} lists no model files")
     types = entry.get("model_types") or [_guess_type(entry)] * len(names)
     all_classes = entry.get("model_classes") or [None] * len(names)
     if len(types) != len(names) or len(all_classes) != len(names):
-        raise RunDirError(f"{directory / 'manifest.json'}: {where} has {len(names)} models but "
+        raise RunDirError(f"{directory / MANIFEST}: {where} has {len(names)} models but "
                           f"{len(types)} model_types and {len(all_classes)} model_classes")
     kd = any(str(n).endswith(".safetensors") for n in names)
     family = Family(entry["family"], _not_refittable, soft="kd" if kd else "binary_prob", prep=entry["preprocessing"])
@@ -210,7 +211,7 @@ def _load_learner(directory: Path, entry: Any, n_classes: int, trust: bool, wher
         prep.ct_ = OrdinalCodes({c: entry["ordinal_categories"][c] for c in prep.cat_}, prep.num_)
     elif kind in ("ordinal", "dense"):
         if "preprocessor" not in entry:
-            raise RunDirError(f"{directory / 'manifest.json'}: {where} lacks its preprocessor file")
+            raise RunDirError(f"{directory / MANIFEST}: {where} lacks its preprocessor file")
         learner.prep = _load_joblib(_file(directory, entry["preprocessor"]), trust)
     models = []
     for name, type_name, classes in zip(names, types, all_classes, strict=True):
@@ -221,11 +222,11 @@ def _load_learner(directory: Path, entry: Any, n_classes: int, trust: bool, wher
 
 
 def _manifest(directory: Path) -> tuple[Path, dict]:
-    if not (directory / "manifest.json").is_file() and (directory / "models" / "manifest.json").is_file():
-        directory = directory / "models"  # a run directory of 'kdkit tabular fit'
-    path = directory / "manifest.json"
+    if not (directory / MANIFEST).is_file() and (RunDir(directory).models / MANIFEST).is_file():
+        directory = RunDir(directory).models  # a run directory of 'kdkit tabular fit'
+    path = directory / MANIFEST
     if not path.is_file():
-        raise RunDirError(f"{path}: not found; give a run directory of 'kdkit tabular fit' or its models/ folder")
+        raise RunDirError(f"{path}: not found; give a run directory of 'kdkit tabular fit' or its {MODELS}/ folder")
     try:
         manifest = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -287,9 +288,9 @@ def load_role(run_dir: Path | str, role: str = "student_kd", *, trust_joblib: bo
     (the teacher's on the teacher columns, a student's on the student columns)."""
     if role not in ROLES:
         raise ConfigError(f"unknown model '{role}'; choose one of: {', '.join(ROLES)}")
-    models = Path(run_dir) / "models"
+    models = RunDir(run_dir).models
     if role == "student_alone":
-        if not (models / ALONE / "manifest.json").is_file():
+        if not (models / ALONE / MANIFEST).is_file():
             raise RunDirError(f"{models / ALONE} not found: this run was written before kdkit saved the student "
                               "alone's models; fit it again ('kdkit tabular fit ... --overwrite') to load that row")
         return load_distiller(models / ALONE, trust_joblib=trust_joblib)

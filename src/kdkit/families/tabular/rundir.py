@@ -47,11 +47,8 @@ from kdkit.families.tabular.estimator import DistilledClassifier
 from kdkit.families.tabular.holdout import HeldOut
 from kdkit.io.checkpoint import write_atomic
 from kdkit.measure import metrics
-from kdkit.run.guard import CONFIG, TRAINING_OUTPUTS
-from kdkit.run.rundir import LABELS, RESULTS_FORMAT, ROLES
+from kdkit.run.rundir import CONFIG, HOLDOUT, LABELS, RESULTS, RESULTS_FORMAT, ROLES, TRAINING_OUTPUTS
 from kdkit.verdict import run_verdict
-
-HOLDOUT_FILE = "holdout.csv"
 
 OUT_OF_FOLD = ("out-of-fold scores on the fitting rows lean optimistic for the distilled student (the teacher fold "
                "models that wrote its targets saw the rows it is scored on): they are shown, never used for the "
@@ -182,16 +179,16 @@ def write_run(run_dir: Path, config: dict[str, Any], distilled: DistilledClassif
         "scores": scores,
         "oof_scores": oof_scores,
         "notes": [f"test data here means {evaluation(held)}",
-                  f"results.json's oof_scores are out-of-fold scores on the fitting rows: {OUT_OF_FOLD}",
+                  f"{RESULTS}'s oof_scores are out-of-fold scores on the fitting rows: {OUT_OF_FOLD}",
                   *(notes or [])],
     }
     markdown = (to_markdown(table) + "\n" + evaluation(held) + "\n\n" + _scores_markdown(scores)
                 + "\nOut of fold on the fitting rows (" + OUT_OF_FOLD + "):\n\n" + _scores_markdown(oof_scores))
     write_atomic(run_dir / TRAINING_OUTPUTS["table"], markdown)
     if held.lines is not None:
-        write_atomic(run_dir / HOLDOUT_FILE, lines_csv(held.lines))
+        write_atomic(run_dir / HOLDOUT, lines_csv(held.lines))
     else:  # held-out rows from the test file: an earlier run's list would name rows this run fitted on
-        (run_dir / HOLDOUT_FILE).unlink(missing_ok=True)
+        (run_dir / HOLDOUT).unlink(missing_ok=True)
     write_atomic(run_dir / TRAINING_OUTPUTS["results"], json.dumps(summary, indent=2, default=_plain))
     return table
 
@@ -230,7 +227,7 @@ def held_out_again(run_dir: Path, config: dict[str, Any]) -> HeldOut:
     task = load_task(data["train"], data["target"], test, data.get("id_columns"), config["student"]["columns"],
                      config["teacher"]["columns"], n_splits=n_splits)
     held = choose_held_out(task, float(holdout["fraction"]), int(holdout["seed"]), n_splits, data["train"], test)
-    listed = run_dir / HOLDOUT_FILE
+    listed = run_dir / HOLDOUT
     if held.lines is not None and listed.is_file() and listed.read_text(encoding="utf-8") != lines_csv(held.lines):
         raise RunDirError(f"{data['train']} no longer gives the held-out rows {listed} lists: the file changed "
                           "since the run; put the run's training file back")
@@ -268,7 +265,7 @@ def evaluate_tabular_run(run_dir: str | Path, console: Any = None, trust_joblib:
     from kdkit.families.tabular.load import load_role
     from kdkit.report.runinfo import show_verdict
     from kdkit.report.table import print_table, to_markdown
-    from kdkit.run.guard import EVALUATION_OUTPUTS
+    from kdkit.run.rundir import EVALUATION_OUTPUTS
 
     run_dir = Path(run_dir)
     config = yaml.safe_load((run_dir / CONFIG).read_text(encoding="utf-8"))

@@ -23,6 +23,8 @@ from safetensors.torch import save_file
 from kdkit.families.tabular.lgbm_soft import LGBMSoftLabelClassifier
 from kdkit.families.tabular.torch_mlp import TorchMLPClassifier
 
+MANIFEST = "manifest.json"  # every file of a saved model, with what loading it needs
+
 
 def _module(est: Any) -> str:
     return type(est).__module__.split(".")[0]
@@ -117,6 +119,6 @@ def save_distiller(model: Any, directory: Path | str) -> Path:
         "teacher_folds": [_save_learner(m, directory, f"teacher_fold{k}") for k, m in enumerate(model.teacher_models_)],
         "student_folds": [_save_learner(m, directory, f"student_fold{k}") for k, m in enumerate(model.student_models_)],
     }
-    path = directory / "manifest.json"
+    path = directory / MANIFEST
     path.write_text(json.dumps(manifest, indent=2, default=str))
     return path

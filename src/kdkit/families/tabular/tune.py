@@ -25,6 +25,7 @@ from kdkit.families.tabular.estimator import DistilledClassifier
 from kdkit.families.tabular.evaluate import LOWER_IS_BETTER, METRICS, best_threshold, scores
 from kdkit.families.tabular.holdout import HeldOut
 from kdkit.families.tabular.models import resolve
+from kdkit.run.rundir import BEST, STUDY
 from kdkit.trainer.progress import clock
 from kdkit.tune.study import open_study
 
@@ -100,7 +101,7 @@ def run_study(
         raise ConfigError(f"unknown metric '{metric}'; choose one of: {', '.join(METRICS)}")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    storage = storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+    storage = storage or f"sqlite:///{(run_dir / STUDY).resolve()}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seed = int(base.get("random_state", base.get("seed")) or 0)
     try:
@@ -126,8 +127,8 @@ def run_study(
     from kdkit.config.yaml import dump_yaml
     from kdkit.io.checkpoint import write_atomic
 
-    write_atomic(run_dir / "best.yaml", "# written by kdkit tabular tune: the best trial; reuse it with "
-                 "kdkit tabular fit --from-tune best.yaml\n" + dump_yaml(json.loads(json.dumps(summary, default=list))))
+    write_atomic(run_dir / BEST, "# written by kdkit tabular tune: the best trial; reuse it with "
+                 f"kdkit tabular fit --from-tune {BEST}\n" + dump_yaml(json.loads(json.dumps(summary, default=list))))
     return study
 
 
