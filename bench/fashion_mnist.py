@@ -252,7 +252,7 @@ def latency_ratio(teacher: torch.nn.Module, student_model: torch.nn.Module, roun
 
 
 def targets(runs: list[dict], methods: list[str]) -> str:
-    """The issue's targets, judged on test, for the recipe with the best mean VALIDATION accuracy (1x rows)."""
+    """The benchmark's targets, judged on test, for the recipe with the best mean VALIDATION accuracy (1x rows)."""
     complete = [m for m in methods if all(m in r for r in runs)]
     best = max(complete, key=lambda m: statistics.mean(r[m]["val_curve"][-1] for r in runs))
     alone = [r["student alone"]["accuracy"] for r in runs]

@@ -15,7 +15,7 @@ dropped): the teacher and both students then learn from the labelled rest, and t
 the teacher's outputs on the unlabelled images (a transfer set, as in `kdkit demo`). Its results are recorded in a
 section of their own.
 
-Writes its section of bench/RESULTS.md. Targets from the issue: the student at least 10x faster than the teacher at
+Writes its section of bench/RESULTS.md. Targets: the student at least 10x faster than the teacher at
 batch 64 on CPU; the distilled student closer to the teacher than the student alone in accuracy and agreement.
 """
 

@@ -216,7 +216,7 @@ def run_seed(seed: int, teacher: nn.Module, args: argparse.Namespace) -> dict[st
 
 
 def targets(per_seed: list[dict], teacher: str) -> list[str]:
-    """The issue's two targets, checked on the measured numbers."""
+    """The benchmark's two targets, checked on the measured numbers."""
     lines = []
     alone = [r["BiLSTM, alone"]["accuracy"] for r in per_seed]
     for role in ("KD", "KD + transfer set"):

@@ -1,4 +1,4 @@
-"""ONNX export of raw-text runs (issue 11): the graph takes token ids and the tokenizer is written beside it and
+"""ONNX export of raw-text runs: the graph takes token ids and the tokenizer is written beside it and
 named in the metadata; ONNX Runtime on texts tokenized that way gives the PyTorch model's logits on the raw texts.
 Packed-RNN students (text_bilstm, text_gru) export through their unpacked form. Tiny HF BERTs in tmp folders."""
 

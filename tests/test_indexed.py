@@ -1,4 +1,4 @@
-"""kdkit.data.loaders.Indexed is the one indexing wrapper (issue 15 item 3): labelled and unlabelled inputs, one sample
+"""kdkit.data.loaders.Indexed is the one indexing wrapper: labelled and unlabelled inputs, one sample
 or a whole batch at a time, give the same {"x", "y", "index"} items."""
 
 from __future__ import annotations

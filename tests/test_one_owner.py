@@ -1,4 +1,4 @@
-"""One owner per setting (issue 15 item 2): KD's T and alpha have one default, in kdkit.losses.kd; a config without
+"""One owner per setting: KD's T and alpha have one default, in kdkit.losses.kd; a config without
 distill.losses means [{name: kd}]; parsing builds the terms once and the run trains with those; KDLoss checks its
 options once; tune names a term by its label."""
 
@@ -146,7 +146,7 @@ def test_the_default_search_space_names_the_first_term() -> None:
     assert set(default_space(dkd)) == {"distill.losses.dkd.T", "distill.losses.dkd.alpha"}
 
 
-def test_mutual_runs_written_before_the_change_still_load_and_given_losses_are_refused() -> None:
+def test_mutual_runs_whose_config_holds_kd_values_still_load_and_given_losses_are_refused() -> None:
     from kdkit.families.classification.config import OLDER_RUNS_NO_LOSSES
 
     mutual = {**RAW, "distill": {"scheme": {"name": "mutual"}}}

@@ -64,7 +64,7 @@ def test_clock():
 
 def test_tabular_fit_and_tune_print_plain_lines_per_fold_and_trial(tmp_path, capsys):
     """Without a terminal (as here), `kdkit tabular fit` and `tune` report every fold model and every trial as a
-    plain line, which log files keep (issue 16)."""
+    plain line, which log files keep."""
     import numpy as np
     import pandas as pd
     from typer.testing import CliRunner

@@ -190,8 +190,8 @@ def _qat_config(tmp_path, **student):
         "train": {"epochs": 1, "batch_size": 256, "lr": 3e-3, **QUIET},
         "teacher": {"name": "cnn1d", "params": {"width": 16, "depth": 2}},
         "student": {"name": "cnn1d", "params": {"width": 32, "depth": 2}, **student},
-        # the loss this test has always trained with (before issue 15 it was the implicit default; a config without
-        # distill.losses now means [{name: kd}], alpha 0)
+        # KD at T = 4 with alpha 0.1, given explicitly (a config without distill.losses means [{name: kd}] with the
+        # loss's own defaults)
         "distill": {"losses": [{"name": "kd", "T": 4.0, "alpha": 0.1}]},
     })
 

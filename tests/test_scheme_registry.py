@@ -1,4 +1,4 @@
-"""A scheme is one file (issue 15 item 1): its options model, its plan and its step live together and are found by
+"""A scheme is one file: its options model, its plan and its step live together and are found by
 the registry; the config, the pipeline, tune and the report know schemes only through it."""
 
 from __future__ import annotations

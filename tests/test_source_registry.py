@@ -1,4 +1,4 @@
-"""A data source is one class beside its loader (issue 15 item 3): its options (a pydantic model keyed on `name`) and
+"""A data source is one class beside its loader: its options (a pydantic model keyed on `name`) and
 how it loads; the config validates `data` with them and the pipeline calls their `load`. Nothing else lists sources."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Start-up cost: `kdkit --help` and config mistakes must not wait for the training stack (issue 14).
+"""Start-up cost: `kdkit --help` and config mistakes must not wait for the training stack.
 
 Each check runs a fresh interpreter, because this test process has long since imported everything."""
 

@@ -1,4 +1,4 @@
-"""Issue 11: hf: models with their own tokenizer on raw text, transformer-to-transformer losses, the rotten_tomatoes
+"""hf: models with their own tokenizer on raw text, transformer-to-transformer losses, the rotten_tomatoes
 source and Tang et al.'s transfer set. Tiny randomly initialised BERTs in tmp folders; one test reads the real
 MiniLM when its package is installed."""
 

@@ -47,8 +47,8 @@ class BoundaryConfig(_Strict):
                               "falls below this (keeps it on the base side of the boundary)")
 
 
-# the losses that config.yaml files of runs made before KD's defaults moved into the loss (issue 15) hold when their
-# config gave none: not a default, only recognised, so mutual learning runs of that time still load
+# the losses that the config.yaml of an older run holds when its config gave none (written out with KD's values then):
+# not a default, only recognised, so mutual learning runs written that way still load
 OLDER_RUNS_NO_LOSSES = [{"name": "kd", "T": 4.0, "alpha": 0.1}]
 
 
