@@ -10,7 +10,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from kdkit import Supervised, TrainSettings, fit, trainer
+from kdkit import Supervised, TrainSettings, fit
+from kdkit.trainer import loop
 from kdkit.trainer.progress import PlainProgress, clock
 
 LINE = re.compile(r"^net: epoch (\d+)/3, step (\d+)/5, elapsed \d+:\d\d:\d\d, ETA (\d+:\d\d:\d\d|\?), loss \d")
@@ -52,10 +53,10 @@ def test_quiet_when_progress_is_off_and_bars_in_a_terminal(capsys, monkeypatch):
     train, val = _data()
     fit(Supervised(nn.Linear(6, 3)), train, val, TrainSettings(epochs=1, progress=False), name="net")
     assert capsys.readouterr().out == ""
-    monkeypatch.setattr(trainer, "is_terminal", lambda: True)
-    assert not isinstance(trainer._progress(True, 3), PlainProgress)
-    monkeypatch.setattr(trainer, "is_terminal", lambda: False)
-    assert isinstance(trainer._progress(True, 3), PlainProgress)
+    monkeypatch.setattr(loop, "is_terminal", lambda: True)
+    assert not isinstance(loop._progress(True, 3), PlainProgress)
+    monkeypatch.setattr(loop, "is_terminal", lambda: False)
+    assert isinstance(loop._progress(True, 3), PlainProgress)
 
 
 def test_clock():

@@ -42,8 +42,11 @@ from kdkit.tune.alone import ALONE_STUDY, AloneBest, alone_raw, alone_space
 from kdkit.tune.config import SearchRange
 from kdkit.tune.space import decode_params, range_end, set_path, suggest
 from kdkit.tune.study import (
+    complete_trials,
     optimize,
     search_study,
+    trial_reporter,
+    write_trials,
 )
 
 
@@ -182,12 +185,6 @@ def search_alone(optuna: Any, cfg: RunConfig, raw: dict[str, Any], bundle: Any, 
     """Run the student alone's `total` trials (a rerun continues its study) and return the best one."""
     from kdkit.data import make_loader
     from kdkit.families.classification.pipeline import build_student
-    from kdkit.families.classification.tune import (
-        complete_trials,
-            trial_config,
-        trial_reporter,
-        write_trials,
-    )
     from kdkit.schemes import Supervised
     from kdkit.trainer.loop import predict
 
