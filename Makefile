@@ -25,6 +25,7 @@ demo: $(VENV)/.installed-core
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports
 
 test: $(VENV)/.installed-dev lint
 	$(BIN)/pytest
@@ -35,4 +36,4 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/demo_quality.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache .import_linter_cache

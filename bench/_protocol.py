@@ -32,10 +32,11 @@ from rich.console import Console
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import mean_std  # noqa: E402
 
-from kdkit import metrics  # noqa: E402
-from kdkit.config import parse_config  # noqa: E402
-from kdkit.trainer import predict  # noqa: E402
-from kdkit.tune import tune  # noqa: E402
+from kdkit.data.loaders import EVAL_BATCH_SIZE  # noqa: E402
+from kdkit.families.classification.config import parse_config  # noqa: E402
+from kdkit.families.classification.tune import tune  # noqa: E402
+from kdkit.measure import metrics  # noqa: E402
+from kdkit.trainer.loop import predict  # noqa: E402
 
 COLUMNS = ["accuracy", "macro_f1", "nll", "ece", "agreement", "predictive_kl"]
 
@@ -248,7 +249,7 @@ def base_config(data: dict[str, Any], teacher: dict[str, Any], student: dict[str
 
 def with_values(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     """A copy of `raw` with tuned values at their dotted paths."""
-    from kdkit.tune import set_path
+    from kdkit.families.classification.tune import set_path
 
     changed = copy.deepcopy(raw)
     for path, value in values.items():
@@ -292,11 +293,11 @@ def train_configured(raw: dict[str, Any], seed: int, bundle, student: torch.nn.M
     (peers, assistants). The data split stays the one in `bundle` (seed 0). `alone`: on the labels only, with the
     config's settings (the student-alone row, the same batch order)."""
     from kdkit.data import make_loader
-    from kdkit.pipeline import distillation_set
-    from kdkit.plans import build_plan
+    from kdkit.families.classification.pipeline import distillation_set
+    from kdkit.families.classification.plans import build_plan
     from kdkit.schemes import Supervised
     from kdkit.terms import build_terms
-    from kdkit.trainer import fit
+    from kdkit.trainer.loop import fit
 
     cfg = parse_config({**raw, "seed": seed})
     s = cfg.settings("distill")
@@ -312,11 +313,11 @@ def train_configured(raw: dict[str, Any], seed: int, bundle, student: torch.nn.M
 def teacher_once(spec: dict[str, Any], bundle, settings, out: Path, init_seed: int = 0) -> Path:
     """Train a teacher-like model on the labels once and save it under `out` (its file name keys the spec and the
     settings); every later run, and every process sharing `out`, loads that file."""
-    from kdkit.checkpoint import save_weights
     from kdkit.data import make_loader
+    from kdkit.io.checkpoint import save_weights
     from kdkit.models import build_model
     from kdkit.schemes import Supervised
-    from kdkit.trainer import fit, seed_everything
+    from kdkit.trainer.loop import fit, seed_everything
 
     key = hashlib.sha256(json.dumps([spec, settings.model_dump(mode="json"), init_seed]).encode()).hexdigest()[:12]
     path = out / f"teacher-{key}.safetensors"
@@ -326,7 +327,7 @@ def teacher_once(spec: dict[str, Any], bundle, settings, out: Path, init_seed: i
         model = build_model(spec["name"], bundle.input_shape, bundle.num_classes, **spec["params"])
         start = time.perf_counter()
         fit(Supervised(model), make_loader(bundle.train, settings.batch_size, shuffle=True, seed=settings.seed),
-            make_loader(bundle.val, 512, shuffle=False), settings, name="teacher")
+            make_loader(bundle.val, EVAL_BATCH_SIZE, shuffle=False), settings, name="teacher")
         print(f"teacher {spec['params']} (init seed {init_seed}) trained in {time.perf_counter() - start:.0f} s",
               flush=True)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.safetensors")
@@ -340,7 +341,7 @@ def teacher_once(spec: dict[str, Any], bundle, settings, out: Path, init_seed: i
 
 def load_model(spec: dict[str, Any], bundle, path: Path) -> torch.nn.Module:
     """A saved model, in eval mode."""
-    from kdkit.checkpoint import load_weights
+    from kdkit.io.checkpoint import load_weights
     from kdkit.models import build_model
 
     model = build_model(spec["name"], bundle.input_shape, bundle.num_classes, **spec["params"])
@@ -359,10 +360,10 @@ def run_paired_seed(seed: int, saved: Path, configs: dict[str, dict[str, Any]], 
     `saved` row by row."""
     from kdkit.data import make_loader
     from kdkit.models import build_model
-    from kdkit.trainer import seed_everything
+    from kdkit.trainer.loop import seed_everything
 
-    test = make_loader(bundle.test, 512, shuffle=False)
-    val = make_loader(bundle.val, 512, shuffle=False)
+    test = make_loader(bundle.test, EVAL_BATCH_SIZE, shuffle=False)
+    val = make_loader(bundle.val, EVAL_BATCH_SIZE, shuffle=False)
     teacher_logits, _ = predict(teacher, test, torch.device("cpu"))
 
     def train(row: str) -> dict[str, Any]:

@@ -29,13 +29,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _results import command_line, write_section  # noqa: E402
 
 from kdkit.data.fashion_mnist import fashion_mnist  # noqa: E402
-from kdkit.loaders import make_loader  # noqa: E402
+from kdkit.data.loaders import make_loader  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
 from kdkit.schemes import OfflineDistillation, Supervised  # noqa: E402
-from kdkit.settings import TrainSettings  # noqa: E402
 from kdkit.terms import build_terms  # noqa: E402
-from kdkit.trainer import fit  # noqa: E402
-from kdkit.view_cache import ReplayedViews, replay_views  # noqa: E402
+from kdkit.trainer.loop import fit  # noqa: E402
+from kdkit.trainer.settings import TrainSettings  # noqa: E402
+from kdkit.trainer.view_cache import ReplayedViews, replay_views  # noqa: E402
 
 AUGMENT = [{"name": "crop", "padding": 2}, {"name": "flip"}]
 TARGET = 0.9

@@ -27,11 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import command_line, mean_std, write_section  # noqa: E402
 
 from kdkit.data import load_builtin, make_loader  # noqa: E402
+from kdkit.data.loaders import EVAL_BATCH_SIZE  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
 from kdkit.schemes import Supervised  # noqa: E402
 from kdkit.schemes.data_free import distill_data_free, synthesize  # noqa: E402
-from kdkit.settings import TrainSettings  # noqa: E402
-from kdkit.trainer import fit, predict, seed_everything  # noqa: E402
+from kdkit.trainer.loop import fit, predict, seed_everything  # noqa: E402
+from kdkit.trainer.settings import TrainSettings  # noqa: E402
 
 TEACHER = ("cnn2d", {"width": 32, "depth": 2})
 STUDENT = ("cnn2d", {"width": 8, "depth": 2})
@@ -48,8 +49,8 @@ def run_seed(seed: int, teacher_epochs: int, student_epochs: int, steps: int) ->
     """(test accuracy, agreement with the teacher) per row, plus synthesis diagnostics, for one seed."""
     data = load_builtin("digits", seed=seed, val_fraction=0.1)
     shape, classes, n = data.input_shape, data.num_classes, len(data.train)
-    train, val, test = (make_loader(data.train, 64, True, seed), make_loader(data.val, 512, False),
-                        make_loader(data.test, 512, False))
+    train, val, test = (make_loader(data.train, 64, True, seed), make_loader(data.val, EVAL_BATCH_SIZE, False),
+                        make_loader(data.test, EVAL_BATCH_SIZE, False))
     teacher = build(TEACHER, shape, classes, 1000 * seed)
     fit(Supervised(teacher), train, val, TrainSettings(epochs=teacher_epochs, lr=3e-3, progress=False, seed=seed))
     teacher_logits, labels = predict(teacher, test)

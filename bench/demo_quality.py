@@ -17,8 +17,8 @@ from rich.console import Console
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import mean_std, write_section  # noqa: E402
 
-from kdkit.demo import demo_config  # noqa: E402
-from kdkit.pipeline import run  # noqa: E402
+from kdkit.families.classification.demo import demo_config  # noqa: E402
+from kdkit.families.classification.pipeline import run  # noqa: E402
 
 METRICS = ["accuracy", "macro_f1", "nll", "ece", "agreement", "predictive_kl", "latency_ms", "throughput", "speedup"]
 

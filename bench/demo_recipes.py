@@ -23,14 +23,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import mean_std, write_section  # noqa: E402
 
-from kdkit import metrics  # noqa: E402
-from kdkit.config import parse_config  # noqa: E402
 from kdkit.data import Indexed, build_data, make_loader  # noqa: E402
-from kdkit.demo import DEMOS  # noqa: E402
-from kdkit.pipeline import build_models, build_student, distillation_data  # noqa: E402
+from kdkit.data.loaders import EVAL_BATCH_SIZE  # noqa: E402
+from kdkit.families.classification.config import parse_config  # noqa: E402
+from kdkit.families.classification.demo import DEMOS  # noqa: E402
+from kdkit.families.classification.pipeline import build_models, build_student, distillation_data  # noqa: E402
+from kdkit.measure import metrics  # noqa: E402
 from kdkit.schemes import OfflineDistillation, Supervised  # noqa: E402
 from kdkit.terms import build_terms  # noqa: E402
-from kdkit.trainer import fit, predict  # noqa: E402
+from kdkit.trainer.loop import fit, predict  # noqa: E402
 
 MIXUP = {"name": "mixup", "alpha": 0.4}
 SHIFT = {"name": "crop", "padding": 4}
@@ -81,7 +82,8 @@ def run_seed(seed: int, variants: list[str], out: Path) -> dict[str, dict[str, f
     cfg = variant_config(seed, {})
     bundle = build_data(cfg.data, cfg.seed)
     models = build_models(cfg, bundle)
-    val, test = make_loader(bundle.val, 512, shuffle=False), make_loader(bundle.test, 512, shuffle=False)
+    val = make_loader(bundle.val, EVAL_BATCH_SIZE, shuffle=False)
+    test = make_loader(bundle.test, EVAL_BATCH_SIZE, shuffle=False)
     for role, stage in (("teacher", "teacher"), ("student_alone", "student")):
         s = cfg.settings(stage)
         fit(Supervised(models[role]), make_loader(bundle.train, s.batch_size, shuffle=True, seed=s.seed), val, s)

@@ -21,8 +21,8 @@ from _results import command_line, write_section  # noqa: E402
 
 from kdkit.adapters import example_inputs  # noqa: E402
 from kdkit.data import build_data  # noqa: E402
-from kdkit.demo import DEMOS, demo_config  # noqa: E402
-from kdkit.export import export_onnx, median_ms  # noqa: E402
+from kdkit.deploy.export import export_onnx, median_ms  # noqa: E402
+from kdkit.families.classification.demo import DEMOS, demo_config  # noqa: E402
 from kdkit.models import build_from_config  # noqa: E402
 
 
@@ -60,7 +60,7 @@ def main() -> None:
                 print(lines[-1], flush=True)
     body = "\n".join([
         f"Each demo's teacher and student (`kdkit demo --task ...`, untrained weights), exported with "
-        f"`kdkit.export.export_onnx` and timed in one run: median of {repeats} forward passes, PyTorch and ONNX "
+        f"`kdkit.deploy.export.export_onnx` and timed in one run: median of {repeats} forward passes, PyTorch and ONNX "
         "Runtime each on one CPU thread. A ratio below 1 means ONNX Runtime is faster.",
         "",
         *lines,

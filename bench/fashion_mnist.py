@@ -39,17 +39,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _protocol import evaluate, log_range, report_command, run_rows, slug, table, tune_quietly  # noqa: E402
 from _results import write_section  # noqa: E402
 
-from kdkit.checkpoint import load_weights, save_weights  # noqa: E402
-from kdkit.config import parse_config  # noqa: E402
 from kdkit.data import Indexed, build_data, make_loader  # noqa: E402
 from kdkit.data.boundary import boundary_samples  # noqa: E402
-from kdkit.export import median_ms  # noqa: E402
+from kdkit.data.loaders import EVAL_BATCH_SIZE  # noqa: E402
+from kdkit.deploy.export import median_ms  # noqa: E402
+from kdkit.families.classification.config import parse_config  # noqa: E402
+from kdkit.io.checkpoint import load_weights, save_weights  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
 from kdkit.schemes import OfflineDistillation, Supervised  # noqa: E402
-from kdkit.settings import TrainSettings  # noqa: E402
 from kdkit.terms import build_terms  # noqa: E402
-from kdkit.trainer import fit, predict, seed_everything  # noqa: E402
-from kdkit.tune import set_path  # noqa: E402
+from kdkit.trainer.loop import fit, predict, seed_everything  # noqa: E402
+from kdkit.trainer.settings import TrainSettings  # noqa: E402
+from kdkit.tune.space import set_path  # noqa: E402
 
 TEACHER = {"name": "cnn2d", "params": {"width": 32, "depth": 3}}
 STUDENT = {"name": "cnn2d", "params": {"width": 3, "depth": 2}}
@@ -128,7 +129,7 @@ def train_teacher(args: argparse.Namespace, bundle, out: Path) -> tuple[torch.nn
         return teacher.eval(), path
     start = time.perf_counter()
     fit(Supervised(teacher), make_loader(bundle.train, 128, shuffle=True, seed=0),
-        make_loader(bundle.val, 512, shuffle=False), settings, name="teacher")
+        make_loader(bundle.val, EVAL_BATCH_SIZE, shuffle=False), settings, name="teacher")
     print(f"teacher trained in {time.perf_counter() - start:.0f} s", flush=True)
     save_weights(teacher, path)
     return teacher.eval(), path
@@ -224,8 +225,8 @@ def train_row(row: str, seed: int, args, bundle, teacher, tuned: dict[str, dict]
 
 def run_seed(seed: int, args, bundle, teacher, tuned: dict[str, dict], teacher_path: Path, out: Path) -> dict:
     """Every row of one seed; finished rows are kept in out/seed<N>.json, so a rerun only trains what is missing."""
-    test = make_loader(bundle.test, 512, shuffle=False)
-    val = make_loader(bundle.val, 512, shuffle=False)
+    test = make_loader(bundle.test, EVAL_BATCH_SIZE, shuffle=False)
+    val = make_loader(bundle.val, EVAL_BATCH_SIZE, shuffle=False)
     teacher_logits, _ = predict(teacher, test, torch.device("cpu"))
 
     def train(row: str) -> dict[str, Any]:
@@ -251,7 +252,7 @@ def latency_ratio(teacher: torch.nn.Module, student_model: torch.nn.Module, roun
 
 
 def targets(runs: list[dict], methods: list[str]) -> str:
-    """The issue's targets, judged on test, for the recipe with the best mean VALIDATION accuracy (1x rows)."""
+    """The benchmark's targets, judged on test, for the recipe with the best mean VALIDATION accuracy (1x rows)."""
     complete = [m for m in methods if all(m in r for r in runs)]
     best = max(complete, key=lambda m: statistics.mean(r[m]["val_curve"][-1] for r in runs))
     alone = [r["student alone"]["accuracy"] for r in runs]

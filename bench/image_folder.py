@@ -15,7 +15,7 @@ dropped): the teacher and both students then learn from the labelled rest, and t
 the teacher's outputs on the unlabelled images (a transfer set, as in `kdkit demo`). Its results are recorded in a
 section of their own.
 
-Writes its section of bench/RESULTS.md. Targets from the issue: the student at least 10x faster than the teacher at
+Writes its section of bench/RESULTS.md. Targets: the student at least 10x faster than the teacher at
 batch 64 on CPU; the distilled student closer to the teacher than the student alone in accuracy and agreement.
 """
 
@@ -37,9 +37,9 @@ from sklearn.model_selection import train_test_split
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import mean_std, write_section  # noqa: E402
 
-from kdkit.config import parse_config  # noqa: E402
-from kdkit.metrics import latency_ms  # noqa: E402
-from kdkit.pipeline import run  # noqa: E402
+from kdkit.families.classification.config import parse_config  # noqa: E402
+from kdkit.families.classification.pipeline import run  # noqa: E402
+from kdkit.measure.cost import latency_ms  # noqa: E402
 
 ROLES = {"teacher": "teacher (ResNet-18)", "student_alone": "student alone (tiny_cnn)",
          "student_kd": "distilled student (tiny_cnn)"}

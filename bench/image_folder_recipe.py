@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _results import command_line, write_section  # noqa: E402
 from image_folder import config, write_digits_folder  # noqa: E402
 
-from kdkit.pipeline import run  # noqa: E402
+from kdkit.families.classification.pipeline import run  # noqa: E402
 
 # name -> overrides of bench/image_folder.py's settings; the last one is that script's default recipe
 VARIANTS: dict[str, dict] = {

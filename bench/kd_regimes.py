@@ -88,16 +88,16 @@ from _protocol import (  # noqa: E402
 )
 from _results import write_section  # noqa: E402
 
-from kdkit.checkpoint import load_weights, save_weights  # noqa: E402
 from kdkit.data import make_loader  # noqa: E402
 from kdkit.data.builtin import DataBundle  # noqa: E402
 from kdkit.data.fashion_mnist import CLASS_NAMES, DEFAULT_ROOT, read_split, split_indices, stratified_pick  # noqa: E402
-from kdkit.export import median_ms  # noqa: E402
+from kdkit.deploy.export import median_ms  # noqa: E402
+from kdkit.io.checkpoint import load_weights, save_weights  # noqa: E402
 from kdkit.labels import UNLABELLED  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
 from kdkit.schemes import Supervised  # noqa: E402
-from kdkit.settings import TrainSettings  # noqa: E402
-from kdkit.trainer import fit, predict, seed_everything  # noqa: E402
+from kdkit.trainer.loop import fit, predict, seed_everything  # noqa: E402
+from kdkit.trainer.settings import TrainSettings  # noqa: E402
 
 VAL_FRACTION = 0.05
 BUDGETS = (1_000, 5_000, 57_000)
@@ -764,7 +764,7 @@ def parse_args() -> argparse.Namespace:
 
 def check_views(views: int) -> None:
     """--views needs a kdkit whose configs take distill.cached_views: one line and exit 2 otherwise."""
-    from kdkit.config import DistillConfig
+    from kdkit.families.classification.config import DistillConfig
 
     if views and "cached_views" not in DistillConfig.model_fields:
         print("error: --views needs distill.cached_views, which this kdkit does not have; use --views 0",

@@ -1,6 +1,6 @@
 """Is one model's latency repeatable in one process? The demo's teacher and student timed together by
-kdkit.cost.measure (warm-up, interleaved rounds, fixed threads), twice in a row; the target is that the two medians
-of each model differ by less than 20 %. A benchmark, not a test: on a loaded machine it can fail, and that is
+kdkit.measure.cost.measure (warm-up, interleaved rounds, fixed threads), twice in a row; the target is that the two
+medians of each model differ by less than 20 %. A benchmark, not a test: on a loaded machine it can fail, and that is
 worth knowing rather than retrying.
 
     OMP_NUM_THREADS=1 python bench/latency_repeat.py [--pairs 3]
@@ -18,9 +18,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import write_section  # noqa: E402
 
-from kdkit import cost  # noqa: E402
+from kdkit.measure import cost  # noqa: E402
+from kdkit.measure.spread import speedup, speedup_text  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
-from kdkit.spread import speedup, speedup_text  # noqa: E402
 
 TARGET = 0.20
 

@@ -44,15 +44,16 @@ from _results import command_line, mean_std, write_section  # noqa: E402
 
 from kdkit.data import Indexed, make_loader  # noqa: E402
 from kdkit.data.lm import LMDataset, encode_pairs, synthetic_addition  # noqa: E402
+from kdkit.data.loaders import EVAL_BATCH_SIZE  # noqa: E402
 from kdkit.lm import TopKCache, build_topk_cache, lm_row  # noqa: E402
 from kdkit.models.lm import LMTransformer  # noqa: E402
 from kdkit.schemes import OfflineDistillation, Supervised  # noqa: E402
 from kdkit.schemes.on_policy import OnPolicyDistillation  # noqa: E402
 from kdkit.schemes.sequence_level import teacher_outputs  # noqa: E402
 from kdkit.schemes.topk_cache import TopKCacheDistillation  # noqa: E402
-from kdkit.settings import TrainSettings  # noqa: E402
 from kdkit.terms import build_terms  # noqa: E402
-from kdkit.trainer import fit, seed_everything  # noqa: E402
+from kdkit.trainer.loop import fit, seed_everything  # noqa: E402
+from kdkit.trainer.settings import TrainSettings  # noqa: E402
 
 TEACHER = {"layers": 2, "width": 64, "heads": 4}
 STUDENT = {"layers": 1, "width": 32, "heads": 4}
@@ -74,7 +75,7 @@ def run_seed(seed: int, args: argparse.Namespace, workdir: Path) -> tuple[dict[s
     eos, pad = data.tokenizer.eos_token_id, data.tokenizer.pad_token_id
     labelled = data.train.subset(range(args.n_train))
     prompts = data.train.subset(range(args.n_train, args.n_train + args.n_transfer))
-    val = make_loader(data.val, 512, shuffle=False)
+    val = make_loader(data.val, EVAL_BATCH_SIZE, shuffle=False)
 
     def settings(epochs: int) -> TrainSettings:
         return TrainSettings(epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=seed, monitor="nll",

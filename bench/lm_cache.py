@@ -52,18 +52,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import command_line, mean_std, write_section  # noqa: E402
 
 from kdkit.data import make_loader  # noqa: E402
+from kdkit.data.loaders import Indexed  # noqa: E402
 from kdkit.data.rotten_tomatoes import read_corpus  # noqa: E402
 from kdkit.lm import TopKCache, build_topk_cache, lm_row  # noqa: E402
 from kdkit.lm.cache import TAILS, _draw_tail, topk_tail_divergence  # noqa: E402
 from kdkit.lm.dataset import encode_texts  # noqa: E402
-from kdkit.loaders import Indexed  # noqa: E402
 from kdkit.losses import JSD, ForwardKL, ReverseKL, TotalVariation  # noqa: E402
 from kdkit.models.lm import LMTransformer  # noqa: E402
 from kdkit.schemes import OfflineDistillation, Supervised  # noqa: E402
 from kdkit.schemes.topk_cache import TopKCacheDistillation  # noqa: E402
-from kdkit.settings import TrainSettings  # noqa: E402
 from kdkit.terms import build_terms  # noqa: E402
-from kdkit.trainer import fit, seed_everything  # noqa: E402
+from kdkit.trainer.loop import fit, seed_everything  # noqa: E402
+from kdkit.trainer.settings import TrainSettings  # noqa: E402
 
 TEACHER = {"layers": 2, "width": 128, "heads": 4}
 STUDENT = {"layers": 1, "width": 64, "heads": 4}

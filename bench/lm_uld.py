@@ -40,13 +40,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import command_line, mean_std, write_section  # noqa: E402
 
 from kdkit.data import make_loader  # noqa: E402
+from kdkit.data.loaders import Indexed  # noqa: E402
 from kdkit.data.rotten_tomatoes import read_corpus  # noqa: E402
 from kdkit.lm.cross_tokenizer import CrossTokenizerRows, encode_cross  # noqa: E402
-from kdkit.loaders import Indexed  # noqa: E402
 from kdkit.models.lm import LMTransformer  # noqa: E402
 from kdkit.schemes import Supervised, ULDDistillation  # noqa: E402
-from kdkit.settings import TrainSettings  # noqa: E402
-from kdkit.trainer import fit, seed_everything  # noqa: E402
+from kdkit.trainer.loop import fit, seed_everything  # noqa: E402
+from kdkit.trainer.settings import TrainSettings  # noqa: E402
 
 PAD, EOS, UNK = 0, 1, 2
 WORDS = re.compile(r"[a-z0-9']+|[^\sa-z0-9']")

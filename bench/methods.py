@@ -69,7 +69,7 @@ from _results import write_section  # noqa: E402
 
 from kdkit.data import build_data  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
-from kdkit.settings import TrainSettings  # noqa: E402
+from kdkit.trainer.settings import TrainSettings  # noqa: E402
 
 
 @dataclass(frozen=True)

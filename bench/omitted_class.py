@@ -67,7 +67,7 @@ from kd_regimes import (  # noqa: E402
 from kdkit.data import make_loader  # noqa: E402
 from kdkit.data.fashion_mnist import CLASS_NAMES  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
-from kdkit.trainer import predict, seed_everything  # noqa: E402
+from kdkit.trainer.loop import predict, seed_everything  # noqa: E402
 
 OMITTED = 7  # Sneaker
 TEMPERATURES = (2.0, 4.0, 8.0)

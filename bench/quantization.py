@@ -25,13 +25,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import command_line, mean_std, write_section  # noqa: E402
 
 from kdkit.data import load_builtin, make_loader  # noqa: E402
-from kdkit.metrics import count_params  # noqa: E402
+from kdkit.data.loaders import EVAL_BATCH_SIZE  # noqa: E402
+from kdkit.measure.cost import count_params  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
-from kdkit.quantization import convert_quantized, prepare_qat, state_dict_bytes  # noqa: E402
+from kdkit.models.quantization import convert_quantized, prepare_qat, state_dict_bytes  # noqa: E402
 from kdkit.schemes import OfflineDistillation, Supervised  # noqa: E402
-from kdkit.settings import TrainSettings  # noqa: E402
 from kdkit.terms import build_terms  # noqa: E402
-from kdkit.trainer import fit, predict, seed_everything  # noqa: E402
+from kdkit.trainer.loop import fit, predict, seed_everything  # noqa: E402
+from kdkit.trainer.settings import TrainSettings  # noqa: E402
 
 TEACHER = ("cnn1d", {"width": 64, "depth": 3, "kernel": 5})
 STUDENT = ("cnn1d", {"width": 32, "depth": 3, "kernel": 3})
@@ -55,7 +56,7 @@ def build(spec: tuple[str, dict], shape: tuple[int, ...], classes: int, init_see
 def interleaved_latency_ms(models: dict[str, nn.Module], example: torch.Tensor, rounds: int, repeats: int
                            ) -> dict[str, float]:
     """Median over rounds of each model's median forward time; models take turns within every round.
-    (metrics.latency_ms needs parameters to find the device, and an int8 model has none.)"""
+    (kdkit.measure.cost.latency_ms needs parameters to find the device, and an int8 model has none.)"""
     for model in models.values():
         model.eval()
         for _ in range(3):  # warm-up: first calls allocate and, for int8, pick kernels
@@ -78,8 +79,8 @@ def run_seed(seed: int, epochs: int, backend: str, quick: bool) -> dict[str, dic
     data = load_builtin("mnist1d", seed=seed, val_fraction=0.1)
     shape, classes = data.input_shape, data.num_classes
     settings = TrainSettings(epochs=epochs, batch_size=128, lr=3e-3, progress=False, seed=seed, device="cpu")
-    train, val, test = (make_loader(data.train, 128, True, seed), make_loader(data.val, 512, False),
-                        make_loader(data.test, 512, False))
+    train, val, test = (make_loader(data.train, 128, True, seed), make_loader(data.val, EVAL_BATCH_SIZE, False),
+                        make_loader(data.test, EVAL_BATCH_SIZE, False))
     teacher = build(TEACHER, shape, classes, 1000 * seed)
     fit(Supervised(teacher), train, val, settings)
     teacher_logits, labels = predict(teacher, test, CPU)
@@ -149,8 +150,9 @@ def main() -> None:
     body = "\n".join([
         f"MNIST-1D (kdkit's built-in split), teacher `cnn1d` width 64 (float), students `cnn1d` width 32 kernel 3; "
         f"{epochs} epochs each, AdamW lr 3e-3, batch 128, the model at its best validation epoch; KD T=4, "
-        f"alpha=0.1. QAT: `kdkit.quantization.prepare_qat` (FX graph mode, backend `{args.backend}`, conv-bn-relu "
-        "fused, trained from the same initial weights as the float students), then `convert_quantized` to int8. "
+        f"alpha=0.1. QAT: `kdkit.models.quantization.prepare_qat` (FX graph mode, backend `{args.backend}`, "
+        "conv-bn-relu fused, trained from the same initial weights as the float students), then `convert_quantized` "
+        "to int8. "
         "State dict: bytes of `torch.save(model.state_dict())`. Latency: CPU, 1 thread, batch 64, median of "
         f"interleaved rounds after training. Seeds {', '.join(map(str, seeds))}; mean ± sample std. Total wall time: "
         f"{(time.perf_counter() - start) / 60:.1f} min.",

@@ -70,7 +70,7 @@ from _results import write_section  # noqa: E402
 
 from kdkit.data import build_data  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
-from kdkit.settings import TrainSettings  # noqa: E402
+from kdkit.trainer.settings import TrainSettings  # noqa: E402
 
 DATA = {"name": "mnist1d", "val_fraction": 0.1}
 TEACHER = {"name": "cnn1d", "params": {"width": 64, "depth": 3, "kernel": 5}}

@@ -40,8 +40,8 @@ from _results import write_section  # noqa: E402
 
 from kdkit import OfflineDistillation, Supervised, TrainSettings, build_terms, fit  # noqa: E402
 from kdkit.data import Indexed, make_loader  # noqa: E402
+from kdkit.measure.spread import Spread  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
-from kdkit.spread import Spread  # noqa: E402
 
 T, ALPHA = 2.0, 0.5
 LR, WEIGHT_DECAY = 3e-3, 1e-4

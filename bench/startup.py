@@ -3,7 +3,7 @@
     python bench/startup.py [--rounds 7]
 
 Each round runs every command once, in turn (a fresh process each, as a user types it), so the machine's load
-hits all of them alike; the median over rounds is compared with import torch's. Targets (issues 14, 17): at most
+hits all of them alike; the median over rounds is compared with import torch's. Targets: at most
 1.5x import torch for `kdkit --help` and for a config error.
 """
 

@@ -29,7 +29,7 @@ from _results import command_line, write_section  # noqa: E402
 
 from kdkit.losses import kd_loss  # noqa: E402
 from kdkit.losses.softmax import log_softmax  # noqa: E402
-from kdkit.spread import Spread  # noqa: E402
+from kdkit.measure.spread import Spread  # noqa: E402
 
 
 def per_call_us(fn: Callable[[], object], calls: int) -> float:

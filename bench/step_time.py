@@ -22,7 +22,7 @@ from _results import write_section  # noqa: E402
 
 from kdkit import OfflineDistillation, Supervised, TrainSettings, build_terms, fit  # noqa: E402
 from kdkit.data import Indexed, load_builtin, make_loader  # noqa: E402
-from kdkit.demo import demo_config  # noqa: E402
+from kdkit.families.classification.demo import demo_config  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
 
 

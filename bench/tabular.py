@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from _results import write_section  # noqa: E402
 
-from kdkit.tabular import DistilledClassifier, scores  # noqa: E402
+from kdkit.families.tabular import DistilledClassifier, scores  # noqa: E402
 
 METRICS = ("log_loss", "roc_auc", "macro_f1", "accuracy")
 MODELS = ("teacher", "student alone", "distilled student", "distilled student, alpha=0.5")

@@ -7,7 +7,7 @@ then four students on them, all with kdkit's LightGBM parameters and the same 5 
 
 - hand recipe: what one writes without kdkit: KFold(5), and per fold ``lightgbm.train`` with a hand-written softmax
   cross-entropy objective (gradient p - q, Hessian p (1 - p)) on the teacher's probabilities;
-- kdkit soft (the default now): ``DistilledClassifier(student="lightgbm")``, kdkit.tabular.lgbm_soft;
+- kdkit soft (the default now): ``DistilledClassifier(student="lightgbm")``, kdkit.families.tabular.lgbm_soft;
 - kdkit expand (the default before): each row copied once per class, weighted by the teacher's probability;
 - kdkit soft with alpha = 0.5: targets half the teacher's probabilities, half the one-hot label;
 - student alone: LightGBM on the labels (alpha = 1).
@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from _results import command_line, write_section  # noqa: E402
 
-from kdkit.tabular import DistilledClassifier, scores  # noqa: E402
-from kdkit.tabular.models import _LGB  # noqa: E402 - kdkit's LightGBM parameters, for the hand recipe too
+from kdkit.families.tabular import DistilledClassifier, scores  # noqa: E402
+from kdkit.families.tabular.models import _LGB  # noqa: E402 - kdkit's LightGBM parameters, for the hand recipe too
 
 STUDENTS = ("hand recipe", "kdkit soft", "kdkit expand", "kdkit soft, alpha=0.5", "student alone")
 

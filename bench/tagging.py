@@ -33,14 +33,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import command_line, mean_std, write_section  # noqa: E402
 from text import latencies_ms  # noqa: E402
 
-from kdkit import metrics  # noqa: E402
 from kdkit.data import Indexed, load_builtin, make_loader  # noqa: E402
+from kdkit.data.loaders import EVAL_BATCH_SIZE  # noqa: E402
 from kdkit.data.reviews import _NEGATORS  # noqa: E402
+from kdkit.measure import metrics  # noqa: E402
+from kdkit.measure.cost import count_params  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
 from kdkit.schemes import OfflineDistillation, Supervised  # noqa: E402
-from kdkit.settings import TrainSettings  # noqa: E402
 from kdkit.terms import build_terms  # noqa: E402
-from kdkit.trainer import fit, predict, seed_everything  # noqa: E402
+from kdkit.trainer.loop import fit, predict, seed_everything  # noqa: E402
+from kdkit.trainer.settings import TrainSettings  # noqa: E402
 
 TEACHER = ("text_transformer", {"dim": 64, "heads": 4, "layers": 2, "pooling": "none"}, 3e-3)
 STUDENTS = {
@@ -78,8 +80,8 @@ def scores(logits: np.ndarray, labels: np.ndarray, teacher_logits: np.ndarray, h
 
 def run_seed(seed: int, epochs: int, quick: bool) -> dict[str, dict[str, float]]:
     data = load_builtin("synthetic_tagging", seed=seed, **(QUICK if quick else {}))
-    train, val = make_loader(data.train, 64, True, seed), make_loader(data.val, 512, False)
-    test = make_loader(data.test, 512, False)
+    train, val = make_loader(data.train, 64, True, seed), make_loader(data.val, EVAL_BATCH_SIZE, False)
+    test = make_loader(data.test, EVAL_BATCH_SIZE, False)
 
     def settings(lr: float) -> TrainSettings:
         return TrainSettings(epochs=epochs, batch_size=64, lr=lr, progress=False, seed=seed)
@@ -108,7 +110,7 @@ def run_seed(seed: int, epochs: int, quick: bool) -> dict[str, dict[str, float]]
     for name, model in models.items():
         out[name] = scores(logits[name], labels, teacher_logits, hard)
         out[name].update(latency_ms=latency[name], speedup=latency["teacher"] / latency[name],
-                         params=metrics.count_params(model))
+                         params=count_params(model))
     out["_counts"] = {"tokens": int((labels != -1).sum()), "polar": int((labels > 0).sum()),
                       "far_negated": int(hard.sum()), "other": float((labels == 0).sum() / (labels != -1).sum())}
     return out

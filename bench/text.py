@@ -30,13 +30,15 @@ from torch.utils.data import ConcatDataset
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import command_line, mean_std, write_section  # noqa: E402
 
-from kdkit import metrics  # noqa: E402
 from kdkit.data import Indexed, load_builtin, make_loader  # noqa: E402
+from kdkit.data.loaders import EVAL_BATCH_SIZE  # noqa: E402
+from kdkit.measure import metrics  # noqa: E402
+from kdkit.measure.cost import count_params  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
 from kdkit.schemes import OfflineDistillation, Supervised  # noqa: E402
-from kdkit.settings import TrainSettings  # noqa: E402
 from kdkit.terms import build_terms  # noqa: E402
-from kdkit.trainer import fit, predict, seed_everything  # noqa: E402
+from kdkit.trainer.loop import fit, predict, seed_everything  # noqa: E402
+from kdkit.trainer.settings import TrainSettings  # noqa: E402
 
 TEACHER = ("text_transformer", {"dim": 64, "heads": 4, "layers": 2}, 3e-3)
 STUDENTS = {"bag of words": ("text_bow", {"dim": 32}, 1e-2), "1-D CNN": ("text_cnn", {"dim": 32, "width": 32}, 5e-3)}
@@ -73,8 +75,8 @@ def latencies_ms(models: dict[str, nn.Module], batch: torch.Tensor, rounds: int,
 
 def run_seed(seed: int, epochs: int, quick: bool) -> dict[str, dict[str, float]]:
     data = load_builtin("synthetic_reviews", seed=seed, val_fraction=0.1, **(QUICK if quick else FULL))
-    train, val = make_loader(data.train, 64, True, seed), make_loader(data.val, 512, False)
-    test = make_loader(data.test, 512, False)
+    train, val = make_loader(data.train, 64, True, seed), make_loader(data.val, EVAL_BATCH_SIZE, False)
+    test = make_loader(data.test, EVAL_BATCH_SIZE, False)
     # KD on the labelled reviews only, and on them plus the transfer set: separates the teacher's soft targets
     # from the extra (teacher-labelled) data
     distill_sets = {"KD, labelled data only": Indexed(data.train),
@@ -104,7 +106,7 @@ def run_seed(seed: int, epochs: int, quick: bool) -> dict[str, dict[str, float]]
     return {name: {
         "accuracy": metrics.accuracy(logits[name], labels), "macro_f1": metrics.macro_f1(logits[name], labels),
         "agreement": metrics.agreement(logits[name], teacher_logits), "latency_ms": latency[name],
-        "speedup": latency["teacher"] / latency[name], "params": metrics.count_params(model),
+        "speedup": latency["teacher"] / latency[name], "params": count_params(model),
     } for name, model in models.items()}
 
 

@@ -58,17 +58,18 @@ from torch.utils.data import ConcatDataset  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import command_line, mean_std, write_section  # noqa: E402
 
-from kdkit import metrics  # noqa: E402
 from kdkit.data import Indexed, make_loader  # noqa: E402
 from kdkit.data.rotten_tomatoes import load_rotten_tomatoes  # noqa: E402
+from kdkit.measure import metrics  # noqa: E402
+from kdkit.measure.cost import count_params  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
 from kdkit.models.hf_text import load_hf_text, student_from_teacher  # noqa: E402
 from kdkit.models.raw_text import WordTokenized  # noqa: E402
 from kdkit.schemes import OfflineDistillation, Supervised  # noqa: E402
 from kdkit.schemes.offline import TeacherCache  # noqa: E402
-from kdkit.settings import TrainSettings  # noqa: E402
 from kdkit.terms import build_terms, check_paths  # noqa: E402
-from kdkit.trainer import fit, predict, seed_everything  # noqa: E402
+from kdkit.trainer.loop import fit, predict, seed_everything  # noqa: E402
+from kdkit.trainer.settings import TrainSettings  # noqa: E402
 
 WORD_STUDENTS = {
     "BiLSTM": ("text_bilstm", {"dim": 128, "hidden": 128, "fc": 128, "dropout": 0.2}, 2e-3),
@@ -210,12 +211,12 @@ def run_seed(seed: int, teacher: nn.Module, args: argparse.Namespace) -> dict[st
         "ece": metrics.ece(logits[name], labels), "agreement": metrics.agreement(logits[name], teacher_logits),
         "lat1": lat1[name][0], "lat1_q1": lat1[name][1], "lat1_q3": lat1[name][2],
         "lat64": lat64[name][0], "lat64_q1": lat64[name][1], "lat64_q3": lat64[name][2],
-        "params": metrics.count_params(model),
+        "params": count_params(model),
     } for name, model in models.items()}
 
 
 def targets(per_seed: list[dict], teacher: str) -> list[str]:
-    """The issue's two targets, checked on the measured numbers."""
+    """The benchmark's two targets, checked on the measured numbers."""
     lines = []
     alone = [r["BiLSTM, alone"]["accuracy"] for r in per_seed]
     for role in ("KD", "KD + transfer set"):

@@ -22,10 +22,10 @@ from rich.console import Console
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import mean_std, write_section  # noqa: E402
 
-from kdkit.config import parse_config  # noqa: E402
-from kdkit.demo import demo_config  # noqa: E402
-from kdkit.pipeline import run  # noqa: E402
-from kdkit.tune import tune  # noqa: E402
+from kdkit.families.classification.config import parse_config  # noqa: E402
+from kdkit.families.classification.demo import demo_config  # noqa: E402
+from kdkit.families.classification.pipeline import run  # noqa: E402
+from kdkit.families.classification.tune import tune  # noqa: E402
 
 SPACE = {
     "distill.losses.0.T": {"low": 1.0, "high": 10.0, "log": True},
@@ -105,7 +105,7 @@ def main() -> None:
 def _apply(raw: dict, values: dict) -> dict:
     from copy import deepcopy
 
-    from kdkit.tune import set_path
+    from kdkit.tune.space import set_path
 
     changed = deepcopy(raw)
     for path, value in values.items():

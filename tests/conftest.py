@@ -22,7 +22,7 @@ def tiny_run(tmp_path_factory):
     of or to predict with."""
     from hostile import TINY, cli
 
-    from kdkit.strict_yaml import dump_yaml
+    from kdkit.config.yaml import dump_yaml
 
     folder = tmp_path_factory.mktemp("tiny")
     (folder / "c.yaml").write_text(dump_yaml({**TINY, "output_dir": str(folder / "run")}))

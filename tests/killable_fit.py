@@ -12,8 +12,8 @@ from torch import nn
 from toy import toy_data
 
 from kdkit import TrainSettings, fit
-from kdkit.checkpoint import save_state
 from kdkit.data import make_loader
+from kdkit.io.checkpoint import save_state
 from kdkit.schemes.self_distill import SelfDistillation
 
 SETTINGS = TrainSettings(epochs=3, lr=0.05, progress=False, checkpoint_every_steps=2,

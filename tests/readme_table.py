@@ -47,7 +47,7 @@ def prepare_workdir(workdir: Path) -> None:
 # ------------------------------------------------------------------------------------ the demos' quality figures
 ROLES = ("teacher", "student alone", "distilled student")
 QUALITY = ("accuracy", "macro F1", "NLL", "ECE", "agreement", "pred. KL",  # classification (kdkit.report.table)
-           "exact match", "perplexity", "token acc.", "per-token KL")  # language models (kdkit.lm.rundir)
+           "exact match", "perplexity", "token acc.", "per-token KL")  # language models (kdkit.families.lm.rundir)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Training-speed options (kdkit.acceleration): bf16 autocast on the CPU, fp16 refused there, gradient
+"""Training-speed options (kdkit.trainer.acceleration): bf16 autocast on the CPU, fp16 refused there, gradient
 accumulation equal to a larger batch, channels-last image models, torch.compile, and the teacher forward under
 inference_mode with outputs that carry no autograd graph."""
 
@@ -60,7 +60,7 @@ def test_fp16_is_refused_on_the_cpu_with_one_line():
 
 
 def test_the_settings_parse_from_a_config_and_bad_values_are_one_line():
-    from kdkit.config import parse_config
+    from kdkit.families.classification.config import parse_config
 
     base = {"teacher": {"name": "mlp"}, "student": {"name": "mlp"}}
     cfg = parse_config({**base, "train": {"precision": "bf16", "channels_last": True, "compile": False,

@@ -9,17 +9,17 @@ import torch
 from torch import nn
 
 from kdkit.adapters import Resize, TupleAdapter, attach_adapters, example_inputs, make_adapter
-from kdkit.checkpoint import read_state
-from kdkit.config import parse_config
 from kdkit.data import make_loader
 from kdkit.errors import ModelError
+from kdkit.families.classification.config import parse_config
+from kdkit.families.classification.pipeline import run
+from kdkit.io.checkpoint import read_state
 from kdkit.losses import LOSSES
 from kdkit.models import build_model
-from kdkit.pipeline import run
 from kdkit.schemes import OfflineDistillation
-from kdkit.settings import TrainSettings
 from kdkit.terms import build_terms, tapped_paths
-from kdkit.trainer import fit
+from kdkit.trainer.loop import fit
+from kdkit.trainer.settings import TrainSettings
 
 SHAPE = (1, 8, 8)
 

@@ -10,7 +10,8 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from kdkit import OfflineDistillation, Supervised, TrainSettings, build_terms, fit
-from kdkit.augment import (
+from kdkit.data import make_loader
+from kdkit.data.augment import (
     CutMix,
     HorizontalFlip,
     MixedTarget,
@@ -19,13 +20,12 @@ from kdkit.augment import (
     augment_generator,
     build_augment,
 )
-from kdkit.config import parse_config
-from kdkit.data import make_loader
 from kdkit.errors import ConfigError, DataError
+from kdkit.families.classification.config import parse_config
 from kdkit.losses import DKD, KDLoss, build_loss, token_kd_loss
 from kdkit.losses.kd import hard_label_ce
 from kdkit.schemes.data_free import distill_data_free
-from kdkit.trainer import check_labels
+from kdkit.trainer.loop import check_labels
 
 QUIET = {"progress": False}
 SPECS = [{"name": "crop", "padding": 2}, {"name": "flip"}, {"name": "mixup", "alpha": 0.2}]

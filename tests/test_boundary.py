@@ -15,11 +15,11 @@ from torch import nn
 from toy import toy_data, toy_net
 
 from kdkit import TrainSettings, fit
-from kdkit.config import BoundaryConfig, parse_config
 from kdkit.data import UNLABELLED, build_data, make_loader
 from kdkit.data.boundary import TOKEN_IDS, boundary_samples
 from kdkit.errors import ConfigError, DataError, ModelError
-from kdkit.pipeline import check_boundary, run
+from kdkit.families.classification.config import BoundaryConfig, parse_config
+from kdkit.families.classification.pipeline import check_boundary, run
 from kdkit.schemes import Supervised
 from kdkit.schemes.offline import OfflinePlan
 
@@ -260,7 +260,7 @@ def test_pipeline_adds_boundary_samples_to_the_distillation_set_only(tmp_path, m
 
 def test_tune_makes_the_samples_once_and_trains_on_them(tmp_path, monkeypatch):
     pytest.importorskip("optuna")
-    import kdkit.tune as tune_module
+    import kdkit.families.classification.tune as tune_module
 
     made, sizes = [], []
     make, build = tune_module.boundary_set, tune_module.distillation_set

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from kdkit.cli import main
-from kdkit.demo import demo_config
+from kdkit.families.classification.demo import demo_config
 
 
 def _run(argv, capsys):
@@ -49,7 +49,7 @@ def test_demo_quick_writes_a_complete_run_directory(quick_run):
 
 
 def test_results_agree_with_saved_predictions(quick_run):
-    from kdkit import metrics
+    from kdkit.measure import metrics
 
     preds = np.load(quick_run / "predictions.npz", allow_pickle=False)
     rows = {r["role"]: r for r in json.loads((quick_run / "results.json").read_text())["rows"]}
@@ -183,7 +183,7 @@ def test_evaluate_incomplete_run_dir(tmp_path, capsys):
 
 
 def test_teacher_with_other_class_count_is_refused(quick_run, tmp_path, capsys):
-    from kdkit.checkpoint import save_weights
+    from kdkit.io.checkpoint import save_weights
     from kdkit.models import build_model
 
     wrong = tmp_path / "teacher5.safetensors"

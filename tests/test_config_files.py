@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kdkit.config import load_config
-from kdkit.demo import demo_config
+from kdkit.families.classification.config import load_config
+from kdkit.families.classification.demo import demo_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +24,7 @@ def test_other_demos_are_their_shipped_configs(path, task):
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_validates(path, tmp_path, monkeypatch):
-    from kdkit.lm.config import load_lm_config
+    from kdkit.families.lm.config import load_lm_config
 
     monkeypatch.chdir(tmp_path)  # model folders are checked as a config is read: the one a header says to export
     (tmp_path / "models" / "all-MiniLM-L6-v2").mkdir(parents=True)
@@ -41,8 +41,8 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
 
 
 def test_readme_tune_section_is_a_valid_search_space_for_the_demo():
-    from kdkit.config import parse_config
-    from kdkit.tune import check_space
+    from kdkit.families.classification.config import parse_config
+    from kdkit.families.classification.tune import check_space
 
     raw = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
     block = re.search(r"```yaml\n(tune:.*?)```", (ROOT / "README.md").read_text(), re.S)

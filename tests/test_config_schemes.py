@@ -7,9 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from kdkit.config import parse_config
 from kdkit.errors import ConfigError, ModelError
-from kdkit.pipeline import evaluate_run, run
+from kdkit.families.classification.config import parse_config
+from kdkit.families.classification.pipeline import evaluate_run, run
 
 
 def _raw(tmp_path, scheme=None, **distill):

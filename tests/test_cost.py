@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from kdkit import cost
+from kdkit.measure import cost
+from kdkit.measure.spread import Spread, conditions_text, speedup, speedup_text
 from kdkit.report.table import cell, to_markdown
-from kdkit.spread import Spread, conditions_text, speedup, speedup_text
 
 
 def _row(median: float, q1: float, q3: float) -> dict:

@@ -168,8 +168,8 @@ def test_prediction_signals_count_labelled_tokens_only() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
-    from kdkit.config import parse_config
-    from kdkit.pipeline import run
+    from kdkit.families.classification.config import parse_config
+    from kdkit.families.classification.pipeline import run
 
     out = tmp_path_factory.mktemp("diagnosis") / "run"
     cfg = parse_config({"seed": 0, "output_dir": str(out),
@@ -182,7 +182,7 @@ def tiny_run(tmp_path_factory) -> Path:
 
 
 def test_a_run_saves_its_signals_from_its_own_predictions(tiny_run: Path) -> None:
-    from kdkit import metrics
+    from kdkit.measure import metrics
 
     results = json.loads((tiny_run / "results.json").read_text())
     s = results["diagnosis"]["signals"]

@@ -2,7 +2,7 @@
 already written is torn (every safetensors, JSON, YAML and npz file still loads, no temp file is left), and the
 rerun with --resume (for the report: the same command again) completes.
 
-The fault is injected where every kdkit write goes through, kdkit.checkpoint._atomic: the chosen write puts half
+The fault is injected where every kdkit write goes through, kdkit.io.checkpoint._atomic: the chosen write puts half
 its bytes into its temp file and then fails with ENOSPC, as a full disk does part-way through a file."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import yaml
 from safetensors.torch import load_file
 from test_run_dir import _cli, _write, tiny_config
 
-import kdkit.checkpoint
+import kdkit.io.checkpoint
 
 
 def _in_checkpoints(stage: str) -> Callable[[Path], bool]:
@@ -39,7 +39,7 @@ PHASES: dict[str, tuple[Callable[[Path], bool], int]] = {  # which write fails: 
 
 
 def _fill_disk_at(monkeypatch, matches: Callable[[Path], bool], nth: int) -> dict[str, int]:
-    real, seen = kdkit.checkpoint._atomic, {"n": 0, "failed": 0}
+    real, seen = kdkit.io.checkpoint._atomic, {"n": 0, "failed": 0}
 
     def atomic(path, write):
         if matches(Path(path)):
@@ -54,7 +54,7 @@ def _fill_disk_at(monkeypatch, matches: Callable[[Path], bool], nth: int) -> dic
                 return real(path, half_then_full)
         return real(path, write)
 
-    monkeypatch.setattr(kdkit.checkpoint, "_atomic", atomic)
+    monkeypatch.setattr(kdkit.io.checkpoint, "_atomic", atomic)
     return seen
 
 
@@ -81,7 +81,7 @@ def _assert_one_line(code: int, err: str, written: str) -> None:
 def test_disk_full_at_each_phase_is_one_line_and_resume_completes(phase, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     config = _write(tmp_path, tiny_config(out, epochs=2))
-    real = kdkit.checkpoint._atomic
+    real = kdkit.io.checkpoint._atomic
     seen = _fill_disk_at(monkeypatch, *PHASES[phase])
     code, _, err = _cli(["train", str(config)], capsys)
     assert seen["failed"] == 1, f"no write of phase {phase} happened"
@@ -89,7 +89,7 @@ def test_disk_full_at_each_phase_is_one_line_and_resume_completes(phase, tmp_pat
     assert "--resume" in err
     assert not (out / "results.json").exists()  # no finished-looking run after a failure
     _assert_nothing_torn(out)
-    monkeypatch.setattr(kdkit.checkpoint, "_atomic", real)  # the disk has room again
+    monkeypatch.setattr(kdkit.io.checkpoint, "_atomic", real)  # the disk has room again
     code, _, err = _cli(["train", str(config), "--resume"], capsys)
     assert code == 0, err
     assert (out / "results.json").is_file() and len(list((out / "models").glob("*.safetensors"))) == 3
@@ -101,7 +101,7 @@ def test_disk_full_while_writing_the_report_is_one_line(written, tmp_path, capsy
     out = tmp_path / "run"
     code, _, err = _cli(["train", str(_write(tmp_path, tiny_config(out, epochs=1)))], capsys)
     assert code == 0, err
-    results, real = (out / "results.json").read_text(), kdkit.checkpoint._atomic
+    results, real = (out / "results.json").read_text(), kdkit.io.checkpoint._atomic
     matches = (lambda p: p.suffix == ".png") if written == "figure" else (lambda p: p.name == written)
     seen = _fill_disk_at(monkeypatch, matches, 1)
     code, _, err = _cli(["report", str(out)], capsys)
@@ -109,7 +109,7 @@ def test_disk_full_while_writing_the_report_is_one_line(written, tmp_path, capsy
     _assert_one_line(code, err, str(out))
     _assert_nothing_torn(out)
     assert (out / "results.json").read_text() == results  # the training's files are untouched
-    monkeypatch.setattr(kdkit.checkpoint, "_atomic", real)
+    monkeypatch.setattr(kdkit.io.checkpoint, "_atomic", real)
     code, _, err = _cli(["report", str(out)], capsys)
     assert code == 0, err
     assert (out / "report.html").is_file() and (out / "report.md").is_file()

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from kdkit.demo import demo_config
+from kdkit.families.classification.demo import demo_config
 
 TORCHRUN = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
 pytestmark = pytest.mark.skipif(not Path(TORCHRUN).exists(), reason="torchrun is not installed")

@@ -169,8 +169,8 @@ def test_elastic_job_restarts_and_resumes_by_itself(uninterrupted, tmp_path):
 
 
 def test_restart_without_resume_is_refused_with_one_line(tmp_path, monkeypatch):
-    from kdkit import run_guard
     from kdkit.errors import RunDirError
+    from kdkit.run import guard as run_guard
 
     (tmp_path / "config.yaml").write_text("seed: 0\n")  # what the first attempt left
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
@@ -195,8 +195,9 @@ def test_each_rank_resumes_from_its_own_part_of_the_checkpoint(tmp_path, monkeyp
     process takes its own part, and a different number of processes is refused with one line."""
     import torch
 
-    from kdkit import distributed, resume
+    from kdkit import distributed
     from kdkit.errors import RunDirError
+    from kdkit.trainer import resume
 
     shared = {"student.w": torch.ones(2)}
     own = {r: {"rng.torch": torch.full((3,), r, dtype=torch.uint8), "running.loss": torch.tensor(float(r))}

@@ -13,12 +13,12 @@ pytest.importorskip("onnxruntime")
 import onnxruntime  # noqa: E402
 
 from kdkit.cli import main  # noqa: E402
-from kdkit.config import parse_config  # noqa: E402
+from kdkit.deploy.export import export_onnx  # noqa: E402
 from kdkit.errors import ConfigError, ModelError  # noqa: E402
-from kdkit.export import export_onnx  # noqa: E402
+from kdkit.families.classification.config import parse_config  # noqa: E402
+from kdkit.families.classification.pipeline import run  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
-from kdkit.pipeline import run  # noqa: E402
-from kdkit.quantization import prepare_qat  # noqa: E402
+from kdkit.models.quantization import prepare_qat  # noqa: E402
 
 
 def _ort(path, x):

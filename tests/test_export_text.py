@@ -1,4 +1,4 @@
-"""ONNX export of raw-text runs (issue 11): the graph takes token ids and the tokenizer is written beside it and
+"""ONNX export of raw-text runs: the graph takes token ids and the tokenizer is written beside it and
 named in the metadata; ONNX Runtime on texts tokenized that way gives the PyTorch model's logits on the raw texts.
 Packed-RNN students (text_bilstm, text_gru) export through their unpacked form. Tiny HF BERTs in tmp folders."""
 
@@ -21,9 +21,9 @@ import onnxruntime  # noqa: E402
 from text_real_helpers import save_tiny_bert  # noqa: E402
 
 from kdkit.cli import main  # noqa: E402
-from kdkit.config import parse_config  # noqa: E402
+from kdkit.deploy.export import export_checked, export_onnx  # noqa: E402
 from kdkit.errors import ModelError  # noqa: E402
-from kdkit.export import export_checked, export_onnx  # noqa: E402
+from kdkit.families.classification.config import parse_config  # noqa: E402
 from kdkit.models import build_model  # noqa: E402
 from kdkit.models.raw_text import WordTokenized, encode_texts  # noqa: E402
 from kdkit.models.unpacked import onnx_form, reverse_within_length  # noqa: E402
@@ -97,7 +97,7 @@ def test_a_gru_student_exports_to_onnx_through_its_unpacked_form(tmp_path):
 @pytest.fixture(scope="module")
 def raw_run(tmp_path_factory):
     """A tiny raw-text run: an hf: teacher with its own WordPiece tokenizer, a word-vocabulary BiLSTM student."""
-    from kdkit.pipeline import run
+    from kdkit.families.classification.pipeline import run
 
     root = tmp_path_factory.mktemp("raw_run")
     folder = save_tiny_bert(root / "teacher", seed=1)
@@ -123,7 +123,7 @@ def _export(run_dir: Path, role: str, target: Path, capsys) -> tuple[onnxruntime
 
 
 def _pytorch_logits(run_dir: Path, role: str, texts: list[str]) -> np.ndarray:
-    from kdkit.pipeline import load_run_models
+    from kdkit.families.classification.pipeline import load_run_models
 
     _cfg, _bundle, models = load_run_models(run_dir)
     with torch.no_grad():

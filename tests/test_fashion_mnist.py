@@ -12,7 +12,6 @@ import torch
 import yaml
 
 from kdkit.cli import main
-from kdkit.config import parse_config
 from kdkit.data import SOURCES, UNLABELLED, build_data
 from kdkit.data.fashion_mnist import (
     CLASS_NAMES,
@@ -24,6 +23,7 @@ from kdkit.data.fashion_mnist import (
     stratified_pick,
 )
 from kdkit.errors import ConfigError, DataError
+from kdkit.families.classification.config import parse_config
 
 needs_package = pytest.mark.skipif(
     not all((DEFAULT_ROOT / name).is_file() for pair in FILES.values() for name in pair),
@@ -240,7 +240,7 @@ def test_real_bundle_from_config():
 
 @needs_package
 def test_pipeline_end_to_end(tmp_path):
-    from kdkit.pipeline import run
+    from kdkit.families.classification.pipeline import run
 
     cfg = parse_config({
         "seed": 0, "output_dir": str(tmp_path / "run"),

@@ -17,8 +17,8 @@ from hostile import TINY, assert_refused, cli, fuzz_settings
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kdkit.devices import available_devices
-from kdkit.strict_yaml import dump_yaml
+from kdkit.config.devices import available_devices
+from kdkit.config.yaml import dump_yaml
 
 words = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
 bools = st.booleans()

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from hostile import TINY, assert_refused, cli, fingerprint, write_config
 
-from kdkit.strict_yaml import dump_yaml
+from kdkit.config.yaml import dump_yaml
 
 # ------------------------------------------------------------------------------------------------ configs
 
@@ -76,7 +76,7 @@ def test_nan_temperature_names_its_key(tmp_path):
 
 
 def test_a_number_written_1e_3_is_a_float(tmp_path):
-    from kdkit.config import load_config
+    from kdkit.families.classification.config import load_config
 
     config = write_config(tmp_path / "c.yaml")
     config.write_text(config.read_text().replace("  progress: false\n", "  progress: false\n  lr: 1e-3\n"))

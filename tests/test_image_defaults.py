@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from kdkit.config import load_config
-from kdkit.demo import DEMOS, demo_config
+from kdkit.families.classification.config import load_config
+from kdkit.families.classification.demo import DEMOS, demo_config
 from kdkit.models import build_model
 from kdkit.models.tiny import tiny_cnn_params
 from kdkit.verdict import LOSS, NONE, SMALL_VAL, advise

@@ -12,12 +12,12 @@ import yaml
 from PIL import Image
 
 from kdkit.cli import main
-from kdkit.config import load_config, parse_config
 from kdkit.data import SOURCES, build_data
 from kdkit.data.image_folder import IMAGENET_MEAN, IMAGENET_STD, SkippedImagesWarning, image_folder
 from kdkit.errors import ConfigError, DataError
-from kdkit.pipeline import evaluate_run
-from kdkit.pipeline import run as run_pipeline
+from kdkit.families.classification.config import load_config, parse_config
+from kdkit.families.classification.pipeline import evaluate_run
+from kdkit.families.classification.pipeline import run as run_pipeline
 
 CLASSES = ("normal", "pneumonia")
 

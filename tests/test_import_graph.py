@@ -1,48 +1,44 @@
-"""The import graph reads one way (issue 15 item 1): config -> plans -> schemes -> trainer -> step. A scheme is a
-training step or an orchestration of steps; it never reads the config, the pipeline or the plans built from them."""
+"""The import graph reads one way: the import-linter contracts in pyproject.toml ([tool.importlinter]) hold. They
+put every package of kdkit in a layer (cli, families, tune, report and deploy, ..., config, io, errors), keep the
+three task families apart, allow no cycle in any package, keep the schemes off the data sources and the trainer's
+step interface off the trainer; imports inside functions count. `make lint` runs the same check; this test makes
+pytest fail too."""
 
 from __future__ import annotations
 
-import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
-import kdkit.schemes
+import pytest
 
-SCHEMES = Path(kdkit.schemes.__file__).parent
-# none left: sequence-level KD builds its rows with kdkit.lm.dataset, the encoding layer below the data sources
-DATA_IMPORTS_LEFT: set[str] = set()
+import kdkit
 
-
-def _imported(path: Path) -> set[str]:
-    """Every module a file imports, at the top or inside a function."""
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
-    return names
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+ROOT = Path(__file__).resolve().parents[1]
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
-def _imports_any(path: Path, packages: tuple[str, ...]) -> bool:
-    return any(name == p or name.startswith(p + ".") for name in _imported(path) for p in packages)
+def _contracts() -> dict[str, dict]:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
+    return {c["id"]: c for c in config["contracts"]}
 
 
-def test_no_scheme_imports_the_config_the_pipeline_or_the_plans() -> None:
-    files = sorted(SCHEMES.glob("*.py"))
-    assert len(files) > 5  # the folder was found
-    offenders = [p.name for p in files if _imports_any(p, ("kdkit.config", "kdkit.pipeline", "kdkit.plans",
-                                                           "kdkit.tune"))]
-    assert offenders == []
+def test_the_contracts_cover_every_package_and_allow_no_cycle() -> None:
+    contracts = _contracts()
+    layers = contracts["layers"]
+    assert layers["type"] == "layers" and layers["exhaustive"] is True and layers["containers"] == ["kdkit"]
+    assert layers["layers"][0] == "cli" and layers["layers"][-1] == "errors"
+    assert contracts["no-cycles"]["type"] == "acyclic_siblings" and contracts["no-cycles"]["ancestors"] == ["kdkit"]
+    assert contracts["families"]["type"] == "independence"
 
 
-def test_only_the_listed_schemes_still_import_the_data_package() -> None:
-    offenders = {p.name for p in SCHEMES.glob("*.py") if _imports_any(p, ("kdkit.data",))}
-    assert offenders == DATA_IMPORTS_LEFT
-
-
-def test_the_trainer_and_the_step_interface_import_no_scheme() -> None:
-    """Schemes (steps and orchestrators alike) call the trainer; the trainer sees only kdkit.step.Scheme."""
-    root = SCHEMES.parent
-    assert not _imports_any(root / "trainer.py", ("kdkit.schemes",))
-    assert not _imports_any(root / "step.py", ("kdkit.schemes", "kdkit.trainer"))
+@pytest.mark.skipif(not LINT_IMPORTS.is_file(), reason="import-linter is not installed (pip install -e '.[dev]')")
+def test_lint_imports_keeps_every_contract() -> None:
+    src = str(Path(kdkit.__file__).parents[1])  # the kdkit this test imports, not another installed copy
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=ROOT, capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert f"Contracts: {len(_contracts())} kept, 0 broken." in done.stdout

@@ -1,4 +1,4 @@
-"""kdkit.loaders.Indexed is the one indexing wrapper (issue 15 item 3): labelled and unlabelled inputs, one sample
+"""kdkit.data.loaders.Indexed is the one indexing wrapper: labelled and unlabelled inputs, one sample
 or a whole batch at a time, give the same {"x", "y", "index"} items."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-import kdkit.loaders
+import kdkit.data.loaders
+from kdkit.data.loaders import Indexed, make_loader
 from kdkit.labels import UNLABELLED
-from kdkit.loaders import Indexed, make_loader
 
 
 @pytest.mark.parametrize("shuffle", [True, False])
@@ -36,7 +36,7 @@ def test_labelled_items_keep_their_labels() -> None:
 
 
 def test_no_other_indexing_wrapper_is_defined() -> None:
-    src = Path(kdkit.loaders.__file__).parent
+    src = Path(kdkit.data.loaders.__file__).parent
     wrappers = [f"{p.relative_to(src)}:{n.name}" for p in sorted(src.rglob("*.py"))
                 for n in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
                 if isinstance(n, ast.ClassDef) and "indexed" in n.name.lower()]

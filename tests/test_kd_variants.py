@@ -8,15 +8,15 @@ import pytest
 import torch
 from toy import toy_data, toy_net
 
-from kdkit.config import parse_config
 from kdkit.errors import ConfigError
+from kdkit.families.classification.config import parse_config
+from kdkit.families.classification.tune import check_space, trial_config
 from kdkit.losses import KDLoss
 from kdkit.losses.curriculum_temperature import curriculum_lambda, reverse_gradient
 from kdkit.schemes import OfflineDistillation
-from kdkit.settings import TrainSettings
 from kdkit.terms import build_terms
-from kdkit.trainer import fit
-from kdkit.tune import check_space, trial_config
+from kdkit.trainer.loop import fit
+from kdkit.trainer.settings import TrainSettings
 
 
 def _zscore(row: list[float], T: float) -> list[float]:

@@ -1,4 +1,4 @@
-"""One spelling of "no label" (issue 15 item 3): kdkit.labels.UNLABELLED, defined once and used by the data
+"""One spelling of "no label": kdkit.labels.UNLABELLED, defined once and used by the data
 sources, the losses, the trainer, the metrics and the verdict."""
 
 from __future__ import annotations

@@ -265,7 +265,7 @@ def test_sequence_level_kd_learns_the_teachers_outputs(addition) -> None:
 
 
 def test_lm_demo_quick(tmp_path) -> None:
-    from kdkit.lm.demo import run_lm_demo
+    from kdkit.families.lm.demo import run_lm_demo
 
     plan = {"n_train": 64, "n_transfer": 32, "n_val": 16, "n_test": 16, "teacher_epochs": 1, "student_epochs": 1,
             "digits": 2}

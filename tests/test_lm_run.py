@@ -54,8 +54,8 @@ def two_seeds(tmp_path_factory) -> list[Path]:
 
 
 def test_the_shipped_config_is_the_demo() -> None:
-    from kdkit.lm.config import load_lm_config
-    from kdkit.lm.demo import lm_demo_config
+    from kdkit.families.lm.config import load_lm_config
+    from kdkit.families.lm.demo import lm_demo_config
 
     shipped = load_lm_config(ROOT / "configs" / "lm_addition.yaml")
     assert shipped is not None
@@ -65,8 +65,8 @@ def test_the_shipped_config_is_the_demo() -> None:
 
 
 def test_train_writes_an_lm_run_directory(two_seeds: list[Path]) -> None:
+    from kdkit.families.lm.rundir import load_lm_run
     from kdkit.lm.metrics import summarize_units
-    from kdkit.lm.rundir import load_lm_run
 
     run = two_seeds[0]
     results = json.loads((run / "results.json").read_text())
@@ -111,7 +111,7 @@ def test_report_of_an_lm_run(two_seeds: list[Path]) -> None:
 def test_report_names_a_tampered_results_file(two_seeds: list[Path], tmp_path: Path) -> None:
     import shutil
 
-    from kdkit.report.build import write_report
+    from kdkit.families.runs import write_report
 
     run = tmp_path / "copy"
     shutil.copytree(two_seeds[0], run)
@@ -140,7 +140,7 @@ def test_compare_pools_seeds_of_lm_runs(two_seeds: list[Path], tmp_path: Path, c
 
 
 def test_compare_refuses_to_mix_lm_and_classification_runs(two_seeds: list[Path], tmp_path: Path) -> None:
-    from kdkit.report.compare import write_compare
+    from kdkit.families.runs import write_compare
 
     other = tmp_path / "cls"
     other.mkdir()
@@ -157,8 +157,8 @@ def test_compare_refuses_to_mix_lm_and_classification_runs(two_seeds: list[Path]
     ({"name": "offline"}, [{"name": "ce"}, {"name": "reverse_kl"}], None),
 ])
 def test_other_lm_schemes_from_a_config(tmp_path: Path, scheme: dict, losses: list, record: str | None) -> None:
-    from kdkit.lm.config import load_lm_config
-    from kdkit.lm.run import run_lm
+    from kdkit.families.lm.config import load_lm_config
+    from kdkit.families.lm.run import run_lm
 
     raw = yaml.safe_load(shrunk_config(tmp_path, 0).read_text())
     raw["data"]["n_transfer"] = 0
@@ -180,7 +180,7 @@ def test_other_lm_schemes_from_a_config(tmp_path: Path, scheme: dict, losses: li
 
 def test_the_default_lm_scheme_is_offline(tmp_path: Path) -> None:
     """A config that names no scheme distils offline (on the labelled data), whatever its data source."""
-    from kdkit.lm.config import load_lm_config
+    from kdkit.families.lm.config import load_lm_config
 
     raw = yaml.safe_load((ROOT / "configs" / "lm_addition.yaml").read_text())
     raw["data"]["n_transfer"] = 0
@@ -190,7 +190,7 @@ def test_the_default_lm_scheme_is_offline(tmp_path: Path) -> None:
 
 
 def test_sequence_level_on_files_without_transfer_prompts_is_refused(tmp_path: Path) -> None:
-    from kdkit.lm.config import load_lm_config
+    from kdkit.families.lm.config import load_lm_config
 
     (tmp_path / "a.txt").write_text("one two\n")
     raw = yaml.safe_load((ROOT / "configs" / "lm_addition.yaml").read_text())
@@ -219,8 +219,8 @@ def test_sequence_level_on_files_without_transfer_prompts_is_refused(tmp_path: P
      r"temperature 1"),
 ])
 def test_lm_config_mistakes_are_one_line(tmp_path: Path, change: dict, message: str) -> None:
-    from kdkit.config import load_config
-    from kdkit.lm.config import load_lm_config
+    from kdkit.families.classification.config import load_config
+    from kdkit.families.lm.config import load_lm_config
 
     raw = yaml.safe_load((ROOT / "configs" / "lm_addition.yaml").read_text())
     raw.update(change)
@@ -247,7 +247,7 @@ def test_tune_routes_an_lm_config_to_the_lm_search(tmp_path: Path, capsys) -> No
 
 
 def test_lm_verdict_is_a_paired_bootstrap_on_exact_match() -> None:
-    from kdkit.lm.verdict import lm_run_verdict
+    from kdkit.families.lm.verdict import lm_run_verdict
 
     rng = np.random.default_rng(0)
     n = 400
@@ -276,8 +276,8 @@ def test_lm_verdict_is_a_paired_bootstrap_on_exact_match() -> None:
 def test_lm_report_renders_in_a_browser(two_seeds: list[Path], tmp_path: Path) -> None:
     import html
 
+    from kdkit.families.runs import write_report
     from kdkit.report.browser import dump_dom, find_chromium
-    from kdkit.report.build import write_report
 
     if find_chromium() is None:
         pytest.skip("Chromium is not installed (Debian: apt-get install -y chromium)")
@@ -299,7 +299,7 @@ def test_lm_report_renders_in_a_browser(two_seeds: list[Path], tmp_path: Path) -
 
 
 def test_readme_lm_yaml_is_the_shipped_config() -> None:
-    from kdkit.lm.config import parse_lm_config
+    from kdkit.families.lm.config import parse_lm_config
 
     readme = (ROOT / "README.md").read_text()
     block = re.search(r"```yaml\n(data: \{name: synthetic_addition.*?)```", readme, re.S)
@@ -313,7 +313,7 @@ def test_readme_lm_yaml_is_the_shipped_config() -> None:
 
 
 def test_lm_seeds_verdict_uses_the_per_seed_differences() -> None:
-    from kdkit.lm.verdict import lm_seeds_verdict
+    from kdkit.families.lm.verdict import lm_seeds_verdict
 
     rows = {"teacher": {"exact_match": 0.9}, "student_alone": {"exact_match": 0.5}, "student_kd": {"exact_match": 0.6}}
     steady = lm_seeds_verdict([0.10, 0.12, 0.11], rows, "exact_match", "exact-match", [0.4, 0.4, 0.41])
@@ -327,9 +327,9 @@ def test_lm_seeds_verdict_uses_the_per_seed_differences() -> None:
 
 @pytest.mark.parametrize("kind", ["pairs", "text"])
 def test_lm_files_from_a_config_then_report(tmp_path: Path, kind: str) -> None:
-    from kdkit.lm.config import load_lm_config
-    from kdkit.lm.run import run_lm
-    from kdkit.report.build import write_report
+    from kdkit.families.lm.config import load_lm_config
+    from kdkit.families.lm.run import run_lm
+    from kdkit.families.runs import write_report
 
     rng = np.random.default_rng(0)
     words = ["ab", "ba", "abc", "cab", "bca"]
@@ -374,7 +374,7 @@ def test_evaluate_an_lm_run_measures_the_saved_models_again(two_seeds: list[Path
 def test_an_lm_run_saves_per_token_signals_and_diagnose_reads_them(two_seeds: list[Path], capsys) -> None:
     """The diagnosis of an LM run is per labelled token: its validation numbers equal kdkit.lm.metrics' on the
     saved models; the evaluation recomputes the same; `kdkit diagnose` and the report show them."""
-    from kdkit.lm.commands import load_lm_run_models
+    from kdkit.families.lm.commands import load_lm_run_models
     from kdkit.lm.metrics import lm_report
 
     run = two_seeds[0]
@@ -397,7 +397,7 @@ def test_an_lm_run_saves_per_token_signals_and_diagnose_reads_them(two_seeds: li
 
 
 def test_predict_continues_prompts_with_an_lm_run(two_seeds: list[Path], tmp_path: Path, capsys) -> None:
-    from kdkit.lm.commands import load_lm_run_models, predict_lm
+    from kdkit.families.lm.commands import load_lm_run_models, predict_lm
 
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("12+34=\n\n7+5=\n")
@@ -423,7 +423,7 @@ def test_export_an_lm_run_to_onnx_with_dynamic_batch_and_length(two_seeds: list[
     """Token ids -> next-token logits: ONNX Runtime gives PyTorch's logits on rows and lengths other than the
     export's; the tokenizer is written beside the file."""
     onnxruntime = pytest.importorskip("onnxruntime")
-    from kdkit.lm.commands import export_lm, load_lm_run_models
+    from kdkit.families.lm.commands import export_lm, load_lm_run_models
 
     target = tmp_path / "kd.onnx"
     _main(["export", str(two_seeds[0]), "--output", str(target)])
@@ -572,8 +572,8 @@ def test_tune_an_lm_config_then_train_its_best_config(tmp_path: Path, capsys) ->
     log = (tmp_path / "best_run" / "metrics.jsonl").read_text()
     assert '"teacher"' not in log  # the search's teacher was loaded, not trained again
     with pytest.raises(ConfigError, match="tune.space: 'distill.losses.kl.weight' does not exist"):
-        from kdkit.lm.config import parse_lm_config
-        from kdkit.lm.tune import tune_lm
+        from kdkit.families.lm.config import parse_lm_config
+        from kdkit.families.lm.tune import tune_lm
 
         raw = yaml.safe_load(config.read_text())
         raw["tune"] = {"space": {"distill.losses.kl.weight": {"low": 0.1, "high": 1.0}}}

@@ -112,8 +112,8 @@ def test_cli_refuses_two_tokenizers_before_training(tmp_path: Path, capsys) -> N
 
 def test_padded_hf_teacher_and_a_student_of_its_tokenizer_build_without_error(tmp_path: Path) -> None:
     """Before slicing, this pair passed the checks and failed at the first distillation step."""
-    from kdkit.lm.config import load_lm_config
-    from kdkit.lm.run import build_lm_models
+    from kdkit.families.lm.config import load_lm_config
+    from kdkit.families.lm.run import build_lm_models
 
     with pytest.warns(UserWarning, match="sliced"):
         teacher = _save_gpt2(tmp_path / "t", WORDS, 8)

@@ -6,7 +6,8 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score, log_loss
 from torch import nn
 
-from kdkit import metrics
+from kdkit.measure import metrics
+from kdkit.measure.cost import cost_report, count_params, throughput, weights_size_bytes
 
 
 @pytest.fixture
@@ -64,14 +65,14 @@ def test_classification_report_keys(preds):
 
 def test_cost_report():
     model = nn.Sequential(nn.Linear(3, 2))
-    assert metrics.count_params(model) == 8
-    size = metrics.weights_size_bytes(model)
+    assert count_params(model) == 8
+    size = weights_size_bytes(model)
     assert 8 * 4 <= size < 8 * 4 + 512  # float32 payload plus a small safetensors header
-    cost = metrics.cost_report(model, (3,), quick=True)
+    cost = cost_report(model, (3,), quick=True)
     assert cost["latency_ms"] > 0 and cost["throughput"] > 0 and cost["params"] == 8
 
 
 def test_bigger_model_is_slower():
     small = nn.Linear(64, 10)
     big = nn.Sequential(*[nn.Linear(64, 64) for _ in range(40)], nn.Linear(64, 10))
-    assert metrics.throughput(big, (64,), repeats=5) < metrics.throughput(small, (64,), repeats=5)
+    assert throughput(big, (64,), repeats=5) < throughput(small, (64,), repeats=5)

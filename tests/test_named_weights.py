@@ -7,8 +7,8 @@ import pytest
 import torch
 import torchvision
 
-from kdkit.config import parse_config
 from kdkit.errors import ConfigError, ModelError
+from kdkit.families.classification.config import parse_config
 from kdkit.models import build_model
 
 SHAPE = (3, 32, 32)

@@ -1,4 +1,4 @@
-"""One owner per setting (issue 15 item 2): KD's T and alpha have one default, in kdkit.losses.kd; a config without
+"""One owner per setting: KD's T and alpha have one default, in kdkit.losses.kd; a config without
 distill.losses means [{name: kd}]; parsing builds the terms once and the run trains with those; KDLoss checks its
 options once; tune names a term by its label."""
 
@@ -13,11 +13,12 @@ import torch
 
 import kdkit.losses.kd as kd_module
 import kdkit.terms
-from kdkit.config import parse_config
 from kdkit.errors import ConfigError
+from kdkit.families.classification.config import parse_config
+from kdkit.families.classification.tune import default_space
 from kdkit.losses.kd import KDLoss, kd_loss
 from kdkit.terms import build_terms
-from kdkit.tune import default_space, set_path
+from kdkit.tune.space import set_path
 
 SRC = Path(kdkit.terms.__file__).parent
 RAW = {"teacher": {"name": "mlp"}, "student": {"name": "mlp"}}
@@ -79,10 +80,13 @@ def test_kd_defaults_are_written_once_in_the_source() -> None:
     assert assigned.count("DEFAULT_T") == 1 and assigned.count("DEFAULT_ALPHA") == 1
     assert _kd_defaults() == (kd_module.DEFAULT_T, kd_module.DEFAULT_ALPHA)
     # the config, tune, the pipeline and the KD-based schemes restate neither
-    plumbing = [SRC / f for f in ("config.py", "tune.py", "pipeline.py", "terms.py", "built_terms.py", "plans.py")]
+    classification = SRC / "families" / "classification"
+    plumbing = [SRC / "terms.py"]
+    plumbing += [classification / f for f in ("config.py", "tune.py", "pipeline.py", "built_terms.py", "plans.py")]
     plumbing += [SRC / "schemes" / f for f in ("data_free.py", "self_distill.py", "offline.py",
                                                 "assistants.py", "born_again.py", "multi_teacher.py")]
-    found = [hit for path in plumbing if path.is_file() for hit in _restated_kd_defaults(path)]
+    assert all(path.is_file() for path in plumbing)
+    found = [hit for path in plumbing for hit in _restated_kd_defaults(path)]
     assert found == []
 
 
@@ -142,8 +146,8 @@ def test_the_default_search_space_names_the_first_term() -> None:
     assert set(default_space(dkd)) == {"distill.losses.dkd.T", "distill.losses.dkd.alpha"}
 
 
-def test_mutual_runs_written_before_the_change_still_load_and_given_losses_are_refused() -> None:
-    from kdkit.config import OLDER_RUNS_NO_LOSSES
+def test_mutual_runs_whose_config_holds_kd_values_still_load_and_given_losses_are_refused() -> None:
+    from kdkit.families.classification.config import OLDER_RUNS_NO_LOSSES
 
     mutual = {**RAW, "distill": {"scheme": {"name": "mutual"}}}
     assert parse_config({**mutual, "distill": {**mutual["distill"], "losses": OLDER_RUNS_NO_LOSSES}})
@@ -159,7 +163,7 @@ def test_mutual_learning_options_have_one_owner_too() -> None:
     scheme = parse_config({**RAW, "distill": {"scheme": {"name": "mutual"}}}).distill.scheme
     assert (scheme.T, scheme.alpha) == (params["T"].default, params["alpha"].default)
     assert (params["T"].default, params["alpha"].default) == (mutual.DEFAULT_T, mutual.DEFAULT_ALPHA)
-    config_src = ast.parse((SRC / "config.py").read_text(encoding="utf-8"))
+    config_src = ast.parse((SRC / "families" / "classification" / "config.py").read_text(encoding="utf-8"))
     literal_defaults = [kw.lineno for call in ast.walk(config_src) if isinstance(call, ast.Call)
                         and getattr(call.func, "id", "") == "Field" for kw in [*call.args[:1]]
                         if isinstance(kw, ast.Constant) and kw.value in (mutual.DEFAULT_T, mutual.DEFAULT_ALPHA)
@@ -168,3 +172,64 @@ def test_mutual_learning_options_have_one_owner_too() -> None:
     assert literal_defaults == []
     with pytest.raises(ConfigError, match=r"distill.scheme.T: MutualLearning temperature T must be > 0 \(got 0"):
         parse_config({**RAW, "distill": {"scheme": {"name": "mutual", "T": 0.0}}})
+
+
+def _assignments(name: str) -> list[str]:
+    """Module-level assignments of `name` anywhere in src/kdkit."""
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+                node, ast.AnnAssign) else []
+            found += [f"{path.relative_to(SRC)}" for t in targets if getattr(t, "id", None) == name]
+    return found
+
+
+def test_roles_labels_and_the_results_format_have_one_owner() -> None:
+    from kdkit.run import rundir
+
+    for name in ("ROLES", "STUDENTS", "LABELS", "RESULTS_FORMAT"):
+        assert _assignments(name) == ["run/rundir.py"], name
+    restated = []  # the roles tuple, or a printed label as a string of its own
+    for path in sorted(SRC.rglob("*.py")):
+        if path.name == "rundir.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        restated += [f"{path.relative_to(SRC)}:{n.lineno}" for n in ast.walk(tree)
+                     if (isinstance(n, ast.Tuple) and [getattr(e, "value", None) for e in n.elts] == list(rundir.ROLES))
+                     or (isinstance(n, ast.Constant) and n.value in ("student alone", "distilled student"))]
+    assert restated == []
+
+
+def test_evaluation_loaders_take_the_one_evaluation_batch_size() -> None:
+    from kdkit.data.loaders import EVAL_BATCH_SIZE
+
+    literal = []
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "make_loader" and len(node.args) > 1
+                    and isinstance(node.args[1], ast.Constant)):
+                literal.append(f"{path.relative_to(SRC)}:{node.lineno}")
+    assert literal == [] and EVAL_BATCH_SIZE == 512
+
+
+def test_the_default_tune_ranges_of_t_and_alpha_are_written_once() -> None:
+    from kdkit.schemes.registry import DEFAULT_ALPHA_RANGE, DEFAULT_T_RANGE
+
+    def key_text(key: ast.AST | None) -> str:
+        parts = key.values if isinstance(key, ast.JoinedStr) else [key]
+        return str(getattr(parts[-1], "value", "")) if parts else ""
+
+    written = []  # a range literal given as the value of a T or alpha path (a scheme's tune_space)
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Dict):
+                pairs = zip(node.keys, node.values, strict=True)
+                written += [f"{path.relative_to(SRC)}:{node.lineno}" for k, v in pairs
+                            if isinstance(v, ast.Dict) and key_text(k).endswith((".T", ".alpha"))]
+    assert written == []
+    assert DEFAULT_T_RANGE == {"low": 1.0, "high": 10.0, "log": True} and DEFAULT_ALPHA_RANGE == {"low": 0.0,
+                                                                                                  "high": 1.0}
+    cfg = parse_config(dict(RAW))
+    assert {p: (r.low, r.high, r.log) for p, r in default_space(cfg).items()} == {
+        "distill.losses.kd.T": (1.0, 10.0, True), "distill.losses.kd.alpha": (0.0, 1.0, False)}

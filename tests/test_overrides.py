@@ -9,10 +9,10 @@ import pytest
 import yaml
 from hostile import TINY, assert_refused, cli
 
-from kdkit.config import load_config
-from kdkit.demo import demo_config
 from kdkit.errors import ConfigError
-from kdkit.lm.config import load_lm_config
+from kdkit.families.classification.config import load_config
+from kdkit.families.classification.demo import demo_config
+from kdkit.families.lm.config import load_lm_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "configs" / "demo.yaml"

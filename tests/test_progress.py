@@ -10,8 +10,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from kdkit import Supervised, TrainSettings, fit, trainer
-from kdkit.progress import PlainProgress, clock
+from kdkit import Supervised, TrainSettings, fit
+from kdkit.trainer import loop
+from kdkit.trainer.progress import PlainProgress, clock
 
 LINE = re.compile(r"^net: epoch (\d+)/3, step (\d+)/5, elapsed \d+:\d\d:\d\d, ETA (\d+:\d\d:\d\d|\?), loss \d")
 
@@ -52,10 +53,10 @@ def test_quiet_when_progress_is_off_and_bars_in_a_terminal(capsys, monkeypatch):
     train, val = _data()
     fit(Supervised(nn.Linear(6, 3)), train, val, TrainSettings(epochs=1, progress=False), name="net")
     assert capsys.readouterr().out == ""
-    monkeypatch.setattr(trainer, "is_terminal", lambda: True)
-    assert not isinstance(trainer._progress(True, 3), PlainProgress)
-    monkeypatch.setattr(trainer, "is_terminal", lambda: False)
-    assert isinstance(trainer._progress(True, 3), PlainProgress)
+    monkeypatch.setattr(loop, "is_terminal", lambda: True)
+    assert not isinstance(loop._progress(True, 3), PlainProgress)
+    monkeypatch.setattr(loop, "is_terminal", lambda: False)
+    assert isinstance(loop._progress(True, 3), PlainProgress)
 
 
 def test_clock():
@@ -64,12 +65,12 @@ def test_clock():
 
 def test_tabular_fit_and_tune_print_plain_lines_per_fold_and_trial(tmp_path, capsys):
     """Without a terminal (as here), `kdkit tabular fit` and `tune` report every fold model and every trial as a
-    plain line, which log files keep (issue 16)."""
+    plain line, which log files keep."""
     import numpy as np
     import pandas as pd
     from typer.testing import CliRunner
 
-    from kdkit.tabular.cli import app
+    from kdkit.families.tabular.cli import app
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(120, 3))

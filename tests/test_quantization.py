@@ -11,12 +11,13 @@ from torch.ao.nn.quantized import Linear as QuantizedLinear
 from torch.ao.quantization.fake_quantize import FakeQuantizeBase
 from toy import toy_data, toy_net
 
-from kdkit import OfflineDistillation, Supervised, Taps, TrainSettings, build_terms, fit, load_weights, metrics, predict
+from kdkit import OfflineDistillation, Supervised, Taps, TrainSettings, build_terms, fit, load_weights, predict
 from kdkit.data import make_loader
 from kdkit.errors import ConfigError, DataError, ModelError
-from kdkit.metrics import predictive_kl
+from kdkit.measure.cost import cost_report, count_params, weights_size_bytes
+from kdkit.measure.metrics import predictive_kl
 from kdkit.models import build_model
-from kdkit.quantization import convert_quantized, freeze_qat, prepare_qat, state_dict_bytes
+from kdkit.models.quantization import convert_quantized, freeze_qat, prepare_qat, state_dict_bytes
 
 QUIET = {"progress": False, "device": "cpu"}  # int8 kernels are CPU-only; keep every model there
 
@@ -116,9 +117,9 @@ def test_cost_and_predict_measure_an_int8_model(distilled):
     int8 = convert_quantized(distilled)  # no nn.Parameters left: the packed weights are not parameters
     float_net = _wide_net()
     # BatchNorm is folded into the first Linear: its 512 parameters are gone, every weight and bias is counted
-    assert metrics.count_params(int8) == metrics.count_params(float_net) - 2 * 256
-    cost = metrics.cost_report(int8, (8,), quick=True)
-    assert cost["size_bytes"] < 0.35 * metrics.weights_size_bytes(float_net)
+    assert count_params(int8) == count_params(float_net) - 2 * 256
+    cost = cost_report(int8, (8,), quick=True)
+    assert cost["size_bytes"] < 0.35 * weights_size_bytes(float_net)
     assert cost["latency_ms"] > 0 and cost["throughput"] > 0
     logits, labels = predict(int8, make_loader(toy_data(64), 32, False))  # device found without parameters
     assert logits.shape == (64, 3) and labels.shape == (64,)
@@ -172,8 +173,8 @@ def test_untraceable_model_is_one_line():
     (lambda: prepare_qat(toy_net(), [[0.0] * 8]), DataError,
      "prepare_qat needs `example` as a non-empty batch tensor of inputs, e.g. next(iter(loader))[0]"),
     (lambda: convert_quantized(toy_net()), ModelError,
-     "Sequential was not prepared for quantization; make it with kdkit.quantization.prepare_qat(student, example) "
-     "and train it before converting"),
+     "Sequential was not prepared for quantization; make it with kdkit.models.quantization.prepare_qat(student, "
+     "example) and train it before converting"),
 ])
 def test_bad_input_is_one_line(call, error, message):
     with pytest.raises(error) as err:
@@ -182,21 +183,21 @@ def test_bad_input_is_one_line(call, error, message):
 
 
 def _qat_config(tmp_path, **student):
-    from kdkit.config import parse_config
+    from kdkit.families.classification.config import parse_config
 
     return parse_config({
         "seed": 0, "output_dir": str(tmp_path / "run"), "data": {"name": "mnist1d"},
         "train": {"epochs": 1, "batch_size": 256, "lr": 3e-3, **QUIET},
         "teacher": {"name": "cnn1d", "params": {"width": 16, "depth": 2}},
         "student": {"name": "cnn1d", "params": {"width": 32, "depth": 2}, **student},
-        # the loss this test has always trained with (before issue 15 it was the implicit default; a config without
-        # distill.losses now means [{name: kd}], alpha 0)
+        # KD at T = 4 with alpha 0.1, given explicitly (a config without distill.losses means [{name: kd}] with the
+        # loss's own defaults)
         "distill": {"losses": [{"name": "kd", "T": 4.0, "alpha": 0.1}]},
     })
 
 
 def test_config_quantize_trains_both_students_qat_and_measures_int8(tmp_path):
-    from kdkit.pipeline import evaluate_run, run
+    from kdkit.families.classification.pipeline import evaluate_run, run
 
     result = run(_qat_config(tmp_path, quantize="x86"), quick_cost=True)
     rows = {r["role"]: r for r in result.rows}
@@ -204,7 +205,7 @@ def test_config_quantize_trains_both_students_qat_and_measures_int8(tmp_path):
     assert rows["student_alone"]["model"] == "student alone (int8)" and rows["teacher"]["model"] == "teacher"
     float_student = build_model("cnn1d", (40,), 10, width=32, depth=2)
     # int8 weights: the size on disk is well under the float student's (measured about 0.3x)
-    assert rows["student_kd"]["size_bytes"] < 0.5 * metrics.weights_size_bytes(float_student)
+    assert rows["student_kd"]["size_bytes"] < 0.5 * weights_size_bytes(float_student)
     assert rows["student_kd"]["accuracy"] > 0.2  # one epoch of QAT from scratch: above chance (0.1), not more
     again = {r["role"]: r for r in evaluate_run(tmp_path / "run", quick_cost=True)}  # QAT weights reload, reconvert
     assert again["student_kd"]["accuracy"] == rows["student_kd"]["accuracy"]
@@ -225,7 +226,7 @@ def test_config_quantize_trains_both_students_qat_and_measures_int8(tmp_path):
 
 
 def test_quantize_on_the_teacher_is_one_line(tmp_path):
-    from kdkit.config import parse_config
+    from kdkit.families.classification.config import parse_config
 
     raw = _qat_config(tmp_path).model_dump(mode="json")
     raw["teacher"]["quantize"] = "x86"

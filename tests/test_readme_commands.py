@@ -75,16 +75,16 @@ def _bad_key(tmp_path: Path, capsys, monkeypatch) -> str:
 
 
 def _disk_full(tmp_path: Path, capsys, monkeypatch) -> str:
-    import kdkit.checkpoint
+    import kdkit.io.checkpoint
 
-    real = kdkit.checkpoint.save_file
+    real = kdkit.io.checkpoint.save_file
 
     def full(tensors, path, metadata=None):
         if "teacher.resume" in str(path):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(tensors, path, metadata=metadata)
 
-    monkeypatch.setattr(kdkit.checkpoint, "save_file", full)
+    monkeypatch.setattr(kdkit.io.checkpoint, "save_file", full)
     monkeypatch.chdir(tmp_path)
     return _cli(["demo", "--quick"], capsys)[1]  # writes runs/demo, as in the README's line
 

@@ -14,11 +14,11 @@ from toy import toy_net as _net
 import kdkit.schemes.assistants
 import kdkit.schemes.plan
 from kdkit import OfflineDistillation, Supervised, TrainSettings, build_terms, fit
-from kdkit.config import parse_config
 from kdkit.data import build_data, make_loader
 from kdkit.errors import ConfigError, ModelError
+from kdkit.families.classification.config import parse_config
+from kdkit.families.classification.pipeline import build_student, evaluate_run, run
 from kdkit.models import teacher_near_init
-from kdkit.pipeline import build_student, evaluate_run, run
 from kdkit.schemes import distill_born_again
 
 SETTINGS = TrainSettings(epochs=3, batch_size=32, lr=1e-2, progress=False, seed=0)
@@ -228,7 +228,8 @@ def test_the_pipeline_starts_only_the_distilled_student_near_the_trained_teacher
         return wrapped
 
     monkeypatch.setattr(kdkit.schemes.plan, "fit", recording(kdkit.schemes.plan.fit))
-    monkeypatch.setattr(kdkit.pipeline, "fit", recording(kdkit.pipeline.fit))
+    pipeline = kdkit.families.classification.pipeline
+    monkeypatch.setattr(pipeline, "fit", recording(pipeline.fit))
     run(cfg, quick_cost=True)
     random_start = build_student(cfg, build_data(cfg.data, cfg.seed)).state_dict()
     teacher = load_file(tmp_path / "run" / "models" / "teacher.safetensors")

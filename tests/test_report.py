@@ -1,4 +1,4 @@
-"""`kdkit report` / `kdkit compare`: numbers agree with kdkit.metrics, every picture is embedded and not empty,
+"""`kdkit report` / `kdkit compare`: numbers agree with kdkit.measure.metrics, every picture is embedded and not empty,
 and incomplete or old run directories get a one-line message naming what is missing."""
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import yaml
 from PIL import Image
 from rich.console import Console
 
-from kdkit import metrics
 from kdkit.cli import main
-from kdkit.demo import demo_config
 from kdkit.errors import RunDirError
-from kdkit.pipeline import run
+from kdkit.families.classification.demo import demo_config
+from kdkit.families.classification.pipeline import run
+from kdkit.measure import metrics
 from kdkit.report import numbers
 from kdkit.report.build import write_report
 from kdkit.report.compare import _short_id, flatten, stats, write_compare

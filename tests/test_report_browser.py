@@ -16,8 +16,8 @@ from PIL import Image, ImageStat
 from rich.console import Console
 
 from kdkit.cli import main
-from kdkit.demo import demo_config
-from kdkit.pipeline import run
+from kdkit.families.classification.demo import demo_config
+from kdkit.families.classification.pipeline import run
 from kdkit.report.browser import dump_dom, find_chromium
 from kdkit.report.build import write_report
 
@@ -127,7 +127,7 @@ def tabular_report(tmp_path_factory) -> Path:
     """A tiny `kdkit tabular fit` run (CatBoost teacher, LightGBM student) and its report."""
     from typer.testing import CliRunner
 
-    from kdkit.tabular.cli import app as tabular_app
+    from kdkit.families.tabular.cli import app as tabular_app
 
     root = tmp_path_factory.mktemp("browser_tabular")
     rng = np.random.default_rng(0)

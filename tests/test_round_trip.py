@@ -87,8 +87,8 @@ def _csv(path: Path, rows: list[tuple[str, str]], header: tuple[str, str] = ("re
 
 
 def _train(raw: dict) -> Path:
-    from kdkit.config import parse_config
-    from kdkit.pipeline import run
+    from kdkit.families.classification.config import parse_config
+    from kdkit.families.classification.pipeline import run
 
     run(parse_config(raw), console=QUIET, quick_cost=True)
     return Path(raw["output_dir"])
@@ -157,7 +157,7 @@ def table(tmp_path_factory) -> tuple[Path, Path]:
     pytest.importorskip("lightgbm")
     from typer.testing import CliRunner
 
-    from kdkit.tabular.cli import app
+    from kdkit.families.tabular.cli import app
 
     tmp = tmp_path_factory.mktemp("table")
     rng = np.random.default_rng(0)
@@ -183,7 +183,7 @@ def table(tmp_path_factory) -> tuple[Path, Path]:
 def lm(tmp_path_factory) -> tuple[Path, Path]:
     from test_lm_run import shrunk_config
 
-    from kdkit.lm.commands import load_lm_run_models
+    from kdkit.families.lm.commands import load_lm_run_models
 
     tmp = tmp_path_factory.mktemp("lm")
     _cli_quiet(["train", str(shrunk_config(tmp, 0))])
@@ -204,7 +204,7 @@ def _cli_quiet(args: list[str]) -> None:
 
 
 def _lm_units(loaded, teacher, run: Path) -> dict[str, np.ndarray]:
-    from kdkit.lm.commands import load_lm_run_models
+    from kdkit.families.lm.commands import load_lm_run_models
     from kdkit.lm.metrics import exact_hits, lm_units
 
     _cfg, data, _models = load_lm_run_models(run)
@@ -238,7 +238,7 @@ def test_load_gives_the_runs_test_predictions(kind, role, request):
             np.testing.assert_allclose(value, saved[name], rtol=1e-5, atol=1e-9, err_msg=key)
         prompts = inputs.read_text().splitlines()
         answers = loaded.generate(prompts)
-        from kdkit.lm.commands import load_lm_run_models
+        from kdkit.families.lm.commands import load_lm_run_models
 
         data = load_lm_run_models(run)[1]
         right = [a == data.tokenizer.decode(r) for a, r in zip(answers, data.test.responses, strict=True)]
@@ -276,7 +276,7 @@ def test_predict_gives_the_runs_test_predictions(kind, role, request, capsys):
 
 
 def _with_references(rows: list[dict[str, str]], run: Path) -> list[dict[str, str]]:
-    from kdkit.lm.commands import load_lm_run_models
+    from kdkit.families.lm.commands import load_lm_run_models
 
     data = load_lm_run_models(run)[1]
     return [{**row, "reference": data.tokenizer.decode(r)} for row, r in zip(rows, data.test.responses, strict=True)]

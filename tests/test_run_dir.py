@@ -155,11 +155,11 @@ def test_locked_directory_is_refused_and_stale_lock_taken_over(tmp_path, capsys)
 
 
 def test_disk_full_at_a_checkpoint_is_one_line_and_keeps_what_was_saved(tmp_path, capsys, monkeypatch):
-    import kdkit.checkpoint
+    import kdkit.io.checkpoint
 
     out = tmp_path / "run"
     config = _write(tmp_path, tiny_config(out))
-    real, calls = kdkit.checkpoint.save_file, {"n": 0}
+    real, calls = kdkit.io.checkpoint.save_file, {"n": 0}
 
     def full(tensors, path, metadata=None):
         if "teacher.resume" in str(path):
@@ -169,13 +169,13 @@ def test_disk_full_at_a_checkpoint_is_one_line_and_keeps_what_was_saved(tmp_path
                 raise OSError(errno.ENOSPC, "No space left on device")
         return real(tensors, path, metadata=metadata)
 
-    monkeypatch.setattr(kdkit.checkpoint, "save_file", full)
+    monkeypatch.setattr(kdkit.io.checkpoint, "save_file", full)
     code, _, err = _cli(["train", str(config)], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert "No space left on device" in err and "--resume" in err and "teacher.resume.safetensors" in err
     assert load_file(str(out / "checkpoints" / "teacher.resume.safetensors"))  # the previous checkpoint is intact
     assert not list(out.rglob("*.tmp"))  # the torn write is gone
-    monkeypatch.setattr(kdkit.checkpoint, "save_file", real)
+    monkeypatch.setattr(kdkit.io.checkpoint, "save_file", real)
     code, _, err = _cli(["train", str(config), "--resume"], capsys)
     assert code == 0, err
 
@@ -215,9 +215,9 @@ SCHEME_SPECS = {  # schemes with state beyond the student: chains of stages, pee
 def test_scheme_run_interrupted_after_a_checkpoint_resumes_exactly(scheme, tmp_path, monkeypatch):
     from rich.console import Console
 
-    import kdkit.resume
-    from kdkit.config import parse_config
-    from kdkit.pipeline import run
+    import kdkit.trainer.resume
+    from kdkit.families.classification.config import parse_config
+    from kdkit.families.classification.pipeline import run
 
     def cfg(out):
         raw = tiny_config(out, epochs=2, checkpoint_every_steps=None)
@@ -226,7 +226,7 @@ def test_scheme_run_interrupted_after_a_checkpoint_resumes_exactly(scheme, tmp_p
 
     quiet = Console(quiet=True)
     whole = run(cfg(tmp_path / "whole"), console=quiet, quick_cost=True)
-    real, calls = kdkit.resume.save, {"n": 0}
+    real, calls = kdkit.trainer.resume.save, {"n": 0}
 
     def save_then_die(path, tensors, info):
         real(path, tensors, info)
@@ -234,10 +234,10 @@ def test_scheme_run_interrupted_after_a_checkpoint_resumes_exactly(scheme, tmp_p
         if calls["n"] == 7:  # after the first distillation epoch: teacher and student alone wrote 3 each
             raise Killed
 
-    monkeypatch.setattr(kdkit.resume, "save", save_then_die)
+    monkeypatch.setattr(kdkit.trainer.resume, "save", save_then_die)
     with pytest.raises(Killed):
         run(cfg(tmp_path / "cut"), console=quiet, quick_cost=True)
-    monkeypatch.setattr(kdkit.resume, "save", real)
+    monkeypatch.setattr(kdkit.trainer.resume, "save", real)
     resumed = run(cfg(tmp_path / "cut"), console=quiet, quick_cost=True, resume=True)
     assert _same_weights(tmp_path / "whole", tmp_path / "cut")
     extra = sorted(p.name for p in (tmp_path / "whole" / "models").glob("*.safetensors"))

@@ -1,4 +1,4 @@
-"""A scheme is one file (issue 15 item 1): its options model, its plan and its step live together and are found by
+"""A scheme is one file: its options model, its plan and its step live together and are found by
 the registry; the config, the pipeline, tune and the report know schemes only through it."""
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from pydantic import Field
 from torch.utils.data import Dataset
 
 import kdkit
-from kdkit.config import parse_config
 from kdkit.errors import ConfigError
-from kdkit.pipeline import run
+from kdkit.families.classification.config import parse_config
+from kdkit.families.classification.pipeline import run
+from kdkit.families.classification.tune import default_space
 from kdkit.schemes.plan import PlanInputs, SchemePlan
 from kdkit.schemes.registry import CLASSIFICATION, LM, SCHEMES, SchemeOptions, scheme_options, schemes
 from kdkit.schemes.supervised import Supervised
-from kdkit.tune import default_space
 
 SRC = Path(kdkit.__file__).parent
 BASE = {

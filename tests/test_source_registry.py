@@ -1,4 +1,4 @@
-"""A data source is one class beside its loader (issue 15 item 3): its options (a pydantic model keyed on `name`) and
+"""A data source is one class beside its loader: its options (a pydantic model keyed on `name`) and
 how it loads; the config validates `data` with them and the pipeline calls their `load`. Nothing else lists sources."""
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from pydantic import Field
 from torch.utils.data import TensorDataset
 
 import kdkit
-from kdkit.config import parse_config
 from kdkit.data import DataBundle, build_data
 from kdkit.data.source import CLASSIFICATION, LM, SOURCES, ClassificationSource, source_options, sources
 from kdkit.errors import ConfigError
-from kdkit.pipeline import run
+from kdkit.families.classification.config import parse_config
+from kdkit.families.classification.pipeline import run
 
 SRC = Path(kdkit.__file__).parent
 MODELS = {"teacher": {"name": "mlp", "params": {"hidden": [16]}}, "student": {"name": "mlp", "params": {"hidden": [8]}}}
@@ -39,7 +39,8 @@ def test_every_source_is_declared_beside_its_loader() -> None:
 def test_the_config_and_the_data_package_name_no_source() -> None:
     names = [*sources(CLASSIFICATION), *sources(LM)]
     quoted = re.compile("|".join(rf"[\"']{n}[\"']" for n in names))
-    for path in (SRC / "config.py", SRC / "data" / "__init__.py", SRC / "lm" / "config.py"):
+    for path in (SRC / "families" / "classification" / "config.py", SRC / "data" / "__init__.py",
+                 SRC / "families" / "lm" / "config.py"):
         assert [line for line in path.read_text(encoding="utf-8").splitlines() if quoted.search(line)] == [], path
 
 

@@ -1,4 +1,4 @@
-"""Start-up cost: `kdkit --help` and config mistakes must not wait for the training stack (issue 14).
+"""Start-up cost: `kdkit --help` and config mistakes must not wait for the training stack.
 
 Each check runs a fresh interpreter, because this test process has long since imported everything."""
 
@@ -29,7 +29,7 @@ def test_importing_kdkit_is_lazy_but_names_still_resolve() -> None:
     loaded = _modules_after("import kdkit\nassert 'fit' in dir(kdkit) and kdkit.__version__")
     assert "torch" not in loaded
     import kdkit
-    from kdkit.trainer import fit
+    from kdkit.trainer.loop import fit
 
     assert kdkit.fit is fit and set(kdkit.__all__) <= set(dir(kdkit))
     with pytest.raises(AttributeError):
@@ -43,7 +43,7 @@ def test_importing_kdkit_is_lazy_but_names_still_resolve() -> None:
 def test_a_config_mistake_is_reported_before_the_training_stack_loads(tmp_path: Path, fragment: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("teacher: {name: mlp}\nstudent: {name: mlp}\n" + fragment + "\n")
-    code = (f"from kdkit.config import load_config\nfrom kdkit.errors import ConfigError\n"
+    code = (f"from kdkit.families.classification.config import load_config\nfrom kdkit.errors import ConfigError\n"
             f"try:\n    load_config({str(path)!r})\nexcept ConfigError:\n    pass\nelse:\n    raise SystemExit(1)")
     loaded = _modules_after(code)
     # torch may load (the model registry checks names and arguments), nothing heavier: 1x `import torch` at most
@@ -51,8 +51,8 @@ def test_a_config_mistake_is_reported_before_the_training_stack_loads(tmp_path: 
 
 
 def test_an_unknown_model_is_a_config_error_naming_the_key_and_the_closest_name(tmp_path: Path) -> None:
-    from kdkit.config import load_config
     from kdkit.errors import ConfigError
+    from kdkit.families.classification.config import load_config
 
     path = tmp_path / "bad.yaml"
     path.write_text("teacher: {name: cnn1dd}\nstudent: {name: mlp, params: {hiden: [8]}}\n")
@@ -64,5 +64,5 @@ def test_an_unknown_model_is_a_config_error_naming_the_key_and_the_closest_name(
 
 
 def test_the_tabular_help_needs_no_tabular_library() -> None:
-    loaded = _modules_after("from kdkit.tabular.cli import app")
+    loaded = _modules_after("from kdkit.families.tabular.cli import app")
     assert not loaded & {*HEAVY, "torch", "lightgbm", "catboost", "xgboost"}

@@ -8,13 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdkit import OfflineDistillation, Supervised, TrainSettings, build_model, build_terms, fit, metrics, predict
-from kdkit.config import parse_config
+from kdkit import OfflineDistillation, Supervised, TrainSettings, build_model, build_terms, fit, predict
 from kdkit.data import load_builtin, make_loader
 from kdkit.data.tagging import TAG_CLASSES, tagged_sentence
 from kdkit.data.text import tokenize
 from kdkit.errors import ConfigError, ModelError
-from kdkit.pipeline import run
+from kdkit.families.classification.config import parse_config
+from kdkit.families.classification.pipeline import run
+from kdkit.measure import metrics
 from kdkit.report import load_run, write_report
 
 QUIET = {"progress": False}

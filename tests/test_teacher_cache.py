@@ -1,4 +1,4 @@
-"""The teacher cache kept on disk (kdkit.teacher_cache): keyed by the teacher's weights, the data and the input
+"""The teacher cache kept on disk (kdkit.trainer.teacher_cache): keyed by the teacher's weights, the data and the input
 view, so stale outputs are never read; reused by a later run without a single teacher forward and with the same
 student weights; a damaged file is rebuilt with a warning; validation logits computed once."""
 
@@ -13,7 +13,7 @@ from toy import toy_data, toy_net
 
 from kdkit import OfflineDistillation, TrainSettings, build_terms, fit
 from kdkit.data import Indexed, make_loader
-from kdkit.teacher_cache import PersistentTeacherCache, persist_teacher_cache
+from kdkit.trainer.teacher_cache import PersistentTeacherCache, persist_teacher_cache
 
 QUIET = {"progress": False, "device": "cpu"}
 KD = [{"name": "kd", "T": 2.0, "alpha": 0.5}]
@@ -162,8 +162,8 @@ def test_validation_logits_of_a_cached_teacher_are_computed_once_per_fit(setup):
 def test_the_pipeline_reports_the_cache_and_a_rerun_reuses_it(tmp_path, monkeypatch):
     from rich.console import Console
 
-    from kdkit.config import parse_config
-    from kdkit.pipeline import run
+    from kdkit.families.classification.config import parse_config
+    from kdkit.families.classification.pipeline import run
 
     def once(out: str) -> tuple[dict, str]:
         raw = {"seed": 0, "output_dir": str(tmp_path / out), "data": {"name": "digits"},
@@ -191,9 +191,9 @@ def test_tune_trials_share_one_cache(tmp_path, monkeypatch):
 
     from rich.console import Console
 
-    from kdkit.config import parse_config
-    from kdkit.teacher_cache import StoredOutputs
-    from kdkit.tune import tune
+    from kdkit.families.classification.config import parse_config
+    from kdkit.families.classification.tune import tune
+    from kdkit.trainer.teacher_cache import StoredOutputs
 
     found, original = [], StoredOutputs.load
 
@@ -218,7 +218,7 @@ def test_an_output_whose_shape_changes_between_batches_is_refused_in_one_line():
     """Per-token features of texts padded per batch cannot sit in one slot per sample (Python API; configs refuse
     the combination at parse time)."""
     from kdkit.errors import ConfigError
-    from kdkit.teacher_cache import TeacherCache
+    from kdkit.trainer.teacher_cache import TeacherCache
 
     cache = TeacherCache(4)
     cache.put(torch.tensor([0, 1]), {"logits": torch.zeros(2, 3), "hidden": torch.zeros(2, 5, 8)})
@@ -227,7 +227,7 @@ def test_an_output_whose_shape_changes_between_batches_is_refused_in_one_line():
 
 
 def test_the_filled_check_stops_once_full_and_comes_back_after_a_partial_restore():
-    from kdkit.teacher_cache import TeacherCache
+    from kdkit.trainer.teacher_cache import TeacherCache
 
     cache = TeacherCache(4)
     cache.put(torch.tensor([0, 1]), {"logits": torch.tensor([[1.0], [2.0]])})
@@ -243,7 +243,7 @@ def test_the_filled_check_stops_once_full_and_comes_back_after_a_partial_restore
 
 
 def test_the_cache_is_built_as_its_own_stage_before_the_first_epoch(setup, capsys, monkeypatch):
-    from kdkit import progress
+    from kdkit.trainer import progress
 
     teacher, train, val, cache_dir = setup
     monkeypatch.setattr(progress, "EVERY_SECONDS", 0.0)  # a plain line per step: each one shows its ETA

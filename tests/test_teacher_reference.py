@@ -17,9 +17,9 @@ from rich.console import Console
 
 import kdkit
 from kdkit.cli import main
-from kdkit.config import dump_config, parse_config
 from kdkit.errors import RunDirError
-from kdkit.pipeline import run
+from kdkit.families.classification.config import dump_config, parse_config
+from kdkit.families.classification.pipeline import run
 
 
 def _config(out: Path, seed: int, checkpoint: Path | None = None, alpha: float = 0.5) -> dict:

@@ -22,9 +22,9 @@ from kdkit.losses import build_loss
 from kdkit.losses.token_kd import token_kd_loss
 from kdkit.models import build_model
 from kdkit.schemes import OfflineDistillation, Supervised
-from kdkit.settings import TrainSettings
 from kdkit.terms import build_terms
-from kdkit.trainer import fit, predict
+from kdkit.trainer.loop import fit, predict
+from kdkit.trainer.settings import TrainSettings
 
 TRAIN = [("the food was good", "pos"), ("not good at all", "neg"), ("good good service", "pos"),
          ("bad food", "neg"), ("the service was bad", "neg"), ("really good", "pos")]
@@ -137,7 +137,7 @@ def test_unlabelled_file_is_a_transfer_set_the_teacher_labels(tmp_path):
     with pytest.raises(DataError, match=r"other.csv has no column 'review' \(columns: text\); set data.text_column"):
         bundle(unlabelled_file=str(tmp_path / "other.csv"))
     with pytest.raises(ConfigError, match="unlabelled_file: file not found"):
-        from kdkit.config import parse_config
+        from kdkit.families.classification.config import parse_config
 
         parse_config({"data": {**data, "unlabelled_file": str(tmp_path / "missing.csv")}})
 

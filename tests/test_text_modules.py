@@ -1,5 +1,5 @@
-"""data/text.py split by concept (issue 15 item 3): vocabulary, files, generator; kdkit.data.text keeps the old
-import paths (run metadata names kdkit.data.text.Vocabulary) as the very same objects."""
+"""The text data modules by concept: vocabulary, files, generator; kdkit.data.text gives the same objects under its
+own names (run metadata names kdkit.data.text.Vocabulary)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _imports(module: object) -> set[str]:
         a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
 
 
-def test_the_old_module_reexports_the_same_objects() -> None:
+def test_kdkit_data_text_gives_the_same_objects_as_the_parts() -> None:
     assert text.Vocabulary is vocabulary.Vocabulary and text.tokenize is vocabulary.tokenize
     assert text.TextBundle is text_files.TextBundle and text.load_text_files is text_files.load_text_files
     assert text.synthetic_reviews is reviews.synthetic_reviews and text.compose is reviews.compose

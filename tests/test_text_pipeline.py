@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from kdkit.config import parse_config
 from kdkit.errors import ConfigError, ModelError
-from kdkit.pipeline import evaluate_run, run
+from kdkit.families.classification.config import parse_config
+from kdkit.families.classification.pipeline import evaluate_run, run
 
 MODELS = {
     "teacher": {"name": "text_transformer", "params": {"dim": 16, "heads": 2, "layers": 1}},

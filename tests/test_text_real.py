@@ -1,4 +1,4 @@
-"""Issue 11: hf: models with their own tokenizer on raw text, transformer-to-transformer losses, the rotten_tomatoes
+"""hf: models with their own tokenizer on raw text, transformer-to-transformer losses, the rotten_tomatoes
 source and Tang et al.'s transfer set. Tiny randomly initialised BERTs in tmp folders; one test reads the real
 MiniLM when its package is installed."""
 
@@ -353,8 +353,8 @@ def _csv(path: Path, n: int) -> Path:
 
 
 def test_own_csv_with_an_hf_teacher_and_a_bilstm_student_through_the_pipeline(tmp_path):
-    from kdkit.config import parse_config
-    from kdkit.pipeline import evaluate_run, run
+    from kdkit.families.classification.config import parse_config
+    from kdkit.families.classification.pipeline import evaluate_run, run
 
     folder = save_tiny_bert(tmp_path / "teacher")
     data = {"name": "text_files", "raw_text": True, "train_file": str(_csv(tmp_path / "train.csv", 48)),
@@ -379,8 +379,8 @@ def test_own_csv_with_an_hf_teacher_and_a_bilstm_student_through_the_pipeline(tm
 
 
 def test_a_bad_layer_map_stops_the_pipeline_before_the_teacher_trains(tmp_path):
-    from kdkit.config import parse_config
-    from kdkit.pipeline import run
+    from kdkit.families.classification.config import parse_config
+    from kdkit.families.classification.pipeline import run
 
     folder = save_tiny_bert(tmp_path / "teacher", layers=2)
     data = {"name": "text_files", "raw_text": True, "train_file": str(_csv(tmp_path / "train.csv", 16)),
@@ -395,7 +395,7 @@ def test_a_bad_layer_map_stops_the_pipeline_before_the_teacher_trains(tmp_path):
 
 
 def test_cache_teacher_with_a_transformer_term_on_an_hf_teacher_is_refused_at_config_time(tmp_path):
-    from kdkit.config import parse_config
+    from kdkit.families.classification.config import parse_config
 
     folder = save_tiny_bert(tmp_path / "teacher")
     data = {"name": "text_files", "raw_text": True, "train_file": str(_csv(tmp_path / "train.csv", 8)),
@@ -421,7 +421,7 @@ def test_readme_own_csv_config_and_the_shipped_config_validate(tmp_path, monkeyp
 
     import yaml
 
-    from kdkit.config import load_config, parse_config
+    from kdkit.families.classification.config import load_config, parse_config
 
     root = Path(__file__).resolve().parents[1]
     readme = (root / "README.md").read_text()

@@ -11,10 +11,10 @@ from toy import toy_data as _data
 from toy import toy_net as _net
 
 from kdkit import OfflineDistillation, Supervised, TrainSettings, build_terms, fit, load_weights, save_weights
-from kdkit.checkpoint import save_state
 from kdkit.data import Indexed, make_loader
 from kdkit.errors import DataError, ModelError, NonFiniteLossError, StorageError
-from kdkit.step import Scheme
+from kdkit.io.checkpoint import save_state
+from kdkit.trainer.step import Scheme
 
 QUIET = {"progress": False}
 
@@ -188,7 +188,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
             f.write(b"half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr("kdkit.checkpoint.save_file", crash)
+    monkeypatch.setattr("kdkit.io.checkpoint.save_file", crash)
     with pytest.raises(StorageError, match="cannot write .*w.safetensors"):  # one line, not a traceback
         save_state(_net().state_dict(), path)
     assert path.read_bytes() == original

@@ -8,9 +8,10 @@ import pytest
 import yaml
 
 from kdkit.cli import main
-from kdkit.config import load_config, parse_config
 from kdkit.errors import ConfigError
-from kdkit.tune import set_path, tune
+from kdkit.families.classification.config import load_config, parse_config
+from kdkit.families.classification.tune import tune
+from kdkit.tune.space import set_path
 
 
 def _raw(tmp_path, name="run", space=None):
@@ -162,7 +163,7 @@ def test_integer_ranges_stay_inside_their_bounds(tmp_path):
 
 
 def test_pruned_and_failed_trials_leave_no_hooks_on_the_shared_teacher(tmp_path, monkeypatch):
-    import kdkit.tune as tune_module
+    import kdkit.families.classification.tune as tune_module
 
     teachers = []
     real = tune_module.train_or_load
@@ -176,7 +177,7 @@ def test_pruned_and_failed_trials_leave_no_hooks_on_the_shared_teacher(tmp_path,
 
 
 def test_best_config_reuses_the_teacher_tune_trained_and_trials_are_reported(tmp_path, capsys):
-    from kdkit.checkpoint import read_state
+    from kdkit.io.checkpoint import read_state
 
     raw = _raw(tmp_path)
     tune(parse_config(raw), trials=2)

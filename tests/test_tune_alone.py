@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from kdkit.config import load_config, parse_config
 from kdkit.data import build_data, make_loader
+from kdkit.data.loaders import EVAL_BATCH_SIZE
 from kdkit.errors import ConfigError
-from kdkit.metrics import classification_report
-from kdkit.pipeline import build_student
+from kdkit.families.classification.config import load_config, parse_config
+from kdkit.families.classification.pipeline import build_student
+from kdkit.families.classification.tune import tune
+from kdkit.measure.metrics import classification_report
 from kdkit.schemes import Supervised
-from kdkit.trainer import fit, predict
-from kdkit.tune import tune
+from kdkit.trainer.loop import fit, predict
 
 AUGMENT = [{"name": "flip"}]
 
@@ -56,7 +57,7 @@ def test_each_row_gets_its_own_best_settings_and_the_alone_baseline_is_the_best_
     # the alone row of `kdkit train best.yaml` is the best alone trial again: same settings, seed, data, score
     bundle = build_data(best.data, best.seed)
     student = build_student(best, bundle)
-    val = make_loader(bundle.val, 512, shuffle=False)
+    val = make_loader(bundle.val, EVAL_BATCH_SIZE, shuffle=False)
     fit(Supervised(student), make_loader(bundle.train, s_alone.batch_size, shuffle=True, seed=s_alone.seed), val,
         s_alone.model_copy(update={"progress": False}))
     logits, labels = predict(student, val)

@@ -16,11 +16,11 @@ from test_image_folder import make_folder
 
 import kdkit
 from kdkit.cli import main
-from kdkit.config import parse_config
 from kdkit.data import build_data
-from kdkit.demo import demo_config
 from kdkit.errors import ConfigError, RunDirError
-from kdkit.pipeline import run
+from kdkit.families.classification.config import parse_config
+from kdkit.families.classification.demo import demo_config
+from kdkit.families.classification.pipeline import run
 
 QUIET = Console(file=io.StringIO())
 

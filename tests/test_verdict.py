@@ -14,10 +14,10 @@ from rich.console import Console
 from scipy import stats
 
 from kdkit.cli import main
-from kdkit.demo import demo_config
-from kdkit.pipeline import run
+from kdkit.families.classification.demo import demo_config
+from kdkit.families.classification.pipeline import run
 from kdkit.report.compare import write_compare
-from kdkit.runinfo import processes_note
+from kdkit.report.runinfo import processes_note
 from kdkit.verdict import (
     GAIN,
     LOSS,

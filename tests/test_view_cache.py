@@ -11,18 +11,18 @@ from test_image_folder import make_folder
 from torch import nn
 from torch.utils.data import ConcatDataset, TensorDataset
 
-from kdkit.augment import Compose, CutMix, HorizontalFlip, MixedTarget, MixUp, RandomCrop
-from kdkit.config import parse_config
+from kdkit.data.augment import Compose, CutMix, HorizontalFlip, MixUp, RandomCrop
 from kdkit.data.image_folder import ImageTensors
+from kdkit.data.loaders import make_loader
 from kdkit.errors import ConfigError
-from kdkit.labels import UNLABELLED
-from kdkit.loaders import make_loader
-from kdkit.pipeline import run as run_pipeline
+from kdkit.families.classification.config import parse_config
+from kdkit.families.classification.pipeline import run as run_pipeline
+from kdkit.labels import UNLABELLED, MixedTarget
 from kdkit.schemes import OfflineDistillation
-from kdkit.settings import TrainSettings
 from kdkit.terms import build_terms
-from kdkit.trainer import fit
-from kdkit.view_cache import ReplayedViews, expand_top_k, replay_views
+from kdkit.trainer.loop import fit
+from kdkit.trainer.settings import TrainSettings
+from kdkit.trainer.view_cache import ReplayedViews, expand_top_k, replay_views
 
 AUGMENT = [{"name": "crop", "padding": 2}, {"name": "flip"}]
 

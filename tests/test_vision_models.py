@@ -8,14 +8,14 @@ from safetensors.torch import save_file
 from torch import nn
 from torchvision.models import resnet18, resnet34
 
-from kdkit.checkpoint import save_weights
 from kdkit.errors import ConfigError, ModelError
-from kdkit.metrics import count_params
+from kdkit.io.checkpoint import save_weights
+from kdkit.measure.cost import count_params
 from kdkit.models import build_model
 from kdkit.models.vision import trainable_fraction
 from kdkit.schemes import Supervised
-from kdkit.settings import TrainSettings
-from kdkit.trainer import fit
+from kdkit.trainer.loop import fit
+from kdkit.trainer.settings import TrainSettings
 
 SHAPE = (3, 32, 32)
 

@@ -19,22 +19,23 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
-    "load_weights": "kdkit.checkpoint", "save_weights": "kdkit.checkpoint",
+    "load_weights": "kdkit.io.checkpoint", "save_weights": "kdkit.io.checkpoint",
     "ConfigError": "kdkit.errors", "DataError": "kdkit.errors", "KdkitError": "kdkit.errors",
     "ModelError": "kdkit.errors", "NonFiniteLossError": "kdkit.errors",
-    "LoadedModel": "kdkit.inference", "load": "kdkit.inference",
+    "LoadedModel": "kdkit.deploy.inference", "load": "kdkit.families.runs",
     "LOSSES": "kdkit.losses", "KDLoss": "kdkit.losses", "TokenKD": "kdkit.losses", "build_loss": "kdkit.losses",
     "kd_loss": "kdkit.losses", "token_kd_loss": "kdkit.losses",
     "build_model": "kdkit.models",
-    "convert_quantized": "kdkit.quantization", "freeze_qat": "kdkit.quantization", "prepare_qat": "kdkit.quantization",
+    "convert_quantized": "kdkit.models.quantization", "freeze_qat": "kdkit.models.quantization",
+    "prepare_qat": "kdkit.models.quantization",
     "MultiTeacherDistillation": "kdkit.schemes", "MutualLearning": "kdkit.schemes",
     "OfflineDistillation": "kdkit.schemes", "Scheme": "kdkit.schemes", "SelfDistillation": "kdkit.schemes",
     "Supervised": "kdkit.schemes", "distill_born_again": "kdkit.schemes", "distill_data_free": "kdkit.schemes",
     "distill_through_assistants": "kdkit.schemes", "synthesize": "kdkit.schemes",
-    "TrainSettings": "kdkit.settings",
+    "TrainSettings": "kdkit.trainer.settings",
     "Taps": "kdkit.taps",
     "LossTerm": "kdkit.terms", "build_terms": "kdkit.terms",
-    "FitResult": "kdkit.trainer", "fit": "kdkit.trainer", "predict": "kdkit.trainer",
+    "FitResult": "kdkit.trainer.loop", "fit": "kdkit.trainer.loop", "predict": "kdkit.trainer.loop",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -42,7 +43,7 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
-    if module is None:  # AttributeError lets `from kdkit import metrics` fall back to importing the submodule
+    if module is None:  # AttributeError lets `from kdkit import diagnosis` fall back to importing the submodule
         raise AttributeError(f"module 'kdkit' has no attribute '{name}'")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # later lookups skip __getattr__

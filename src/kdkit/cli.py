@@ -56,13 +56,13 @@ def demo(
 ) -> None:
     """Distil a teacher into a small student on data generated offline and print the comparison."""
     from kdkit import distributed
-    from kdkit.demo import demo_config
-    from kdkit.pipeline import run
+    from kdkit.families.classification.demo import demo_config
+    from kdkit.families.classification.pipeline import run
 
     default_dir = Path("runs/demo") if task == "signals" else Path(f"runs/demo_{task}")
-    if task == "lm":  # causal language models have their own three-row pipeline (kdkit.lm.demo)
+    if task == "lm":  # causal language models have their own three-row pipeline (kdkit.families.lm.demo)
         from kdkit.errors import ConfigError
-        from kdkit.lm.demo import run_lm_demo
+        from kdkit.families.lm.demo import run_lm_demo
 
         if resume:
             raise ConfigError("--resume does not apply to `demo --task lm` yet; rerun it (it takes a few minutes) "
@@ -94,18 +94,18 @@ def train(
                                            "the config's output_dir)"),
 ) -> None:
     """Run the teacher / student alone / distilled student pipeline from a YAML config."""
-    from kdkit.config import load_config
-    from kdkit.lm.config import load_lm_config
+    from kdkit.families.classification.config import load_config
+    from kdkit.families.lm.config import load_lm_config
 
     # a language-model config (data.name: synthetic_addition, lm_files), or None
     lm_cfg = load_lm_config(config, overrides, output_dir)
     if lm_cfg is not None:
-        from kdkit.lm.run import run_lm
+        from kdkit.families.lm.run import run_lm
 
         run_lm(lm_cfg, console=console, overwrite=overwrite, resume=resume)
         return
     cfg = load_config(config, overrides, output_dir)  # before the training stack is imported: mistakes at once
-    from kdkit.pipeline import run
+    from kdkit.families.classification.pipeline import run
 
     with _process_group():
         run(cfg, console=console, resume=resume, overwrite=overwrite, copy_teacher=copy_teacher)
@@ -122,22 +122,23 @@ def tune(
                                            "search writes OUTPUT_DIR/tune/)"),
 ) -> None:
     """Search distillation hyperparameters (Optuna) on the validation split; writes best.yaml for `kdkit train`."""
-    from kdkit.config import load_config
     from kdkit.errors import ConfigError
+    from kdkit.families.classification.config import load_config
 
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # see the README's "Sharing a study between workers"
         raise ConfigError("kdkit tune does not run under torchrun: start one `kdkit tune CONFIG --storage URL` "
                           "worker per GPU or machine instead, all sharing the one study")
-    from kdkit.lm.config import load_lm_config
+    from kdkit.families.lm.config import load_lm_config
 
-    lm_cfg = load_lm_config(config, overrides, output_dir)  # a language-model config: its own search (kdkit.lm.tune)
+    # a language-model config: its own search (kdkit.families.lm.tune)
+    lm_cfg = load_lm_config(config, overrides, output_dir)
     if lm_cfg is not None:
-        from kdkit.lm.tune import tune_lm
+        from kdkit.families.lm.tune import tune_lm
 
         tune_lm(lm_cfg, trials=trials, console=console, storage=storage)
         return
     cfg = load_config(config, overrides, output_dir)  # before Optuna and the training stack are imported
-    from kdkit.tune import tune as run_tune
+    from kdkit.families.classification.tune import tune as run_tune
 
     run_tune(cfg, trials=trials, console=console, storage=storage)
 
@@ -153,22 +154,22 @@ def evaluate(
 ) -> None:
     """Re-evaluate the saved models of a run directory and print the table again; writes evaluation.json,
     evaluation.md and evaluation_predictions.npz beside the training's results, which stay as they are."""
-    from kdkit.lm.rundir import is_lm_run
+    from kdkit.families.lm.rundir import is_lm_run
 
     if is_lm_run(run_dir):  # a language-model run: perplexity, exact match and generation speed (kdkit.lm)
         from kdkit.errors import ConfigError
-        from kdkit.lm.commands import evaluate_lm_run
+        from kdkit.families.lm.commands import evaluate_lm_run
 
         if cost_only:
             raise ConfigError("--cost-only times classification models; a language-model run's generation speed is "
                               "measured with its quality: run `kdkit evaluate RUN_DIR` without --cost-only")
         evaluate_lm_run(run_dir, console=console)
         return
-    from kdkit.inference import run_kind
+    from kdkit.run.rundir import run_kind
 
     if run_kind(run_dir) == "tabular":  # the held-out rows predicted again by the saved fold models
         from kdkit.errors import ConfigError
-        from kdkit.tabular.rundir import evaluate_tabular_run
+        from kdkit.families.tabular.rundir import evaluate_tabular_run
 
         if cost_only:
             raise ConfigError("--cost-only re-times torch models; `kdkit evaluate RUN_DIR` re-times a tabular run's "
@@ -176,11 +177,11 @@ def evaluate(
         evaluate_tabular_run(run_dir, console=console, quick_cost=quick)
         return
     if cost_only:
-        from kdkit.remeasure import remeasure_cost
+        from kdkit.families.classification.remeasure import remeasure_cost
 
         remeasure_cost(run_dir, console=console, quick=quick, threads=threads)
         return
-    from kdkit.pipeline import evaluate_run
+    from kdkit.families.classification.pipeline import evaluate_run
 
     evaluate_run(run_dir, console=console, quick_cost=quick, threads=threads)
 
@@ -193,13 +194,14 @@ def export(
 ) -> None:
     """Export a run's model to ONNX and check it against PyTorch with ONNX Runtime on test inputs."""
     from kdkit.adapters import example_inputs
+    from kdkit.deploy.export import export_onnx
     from kdkit.errors import ConfigError
-    from kdkit.export import export_onnx
-    from kdkit.lm.rundir import is_lm_run
-    from kdkit.pipeline import ROLES, load_run_models
+    from kdkit.families.classification.pipeline import load_run_models
+    from kdkit.families.lm.rundir import is_lm_run
+    from kdkit.run.rundir import ROLES, RunDir
 
     if is_lm_run(run_dir):  # ids -> next-token logits, both axes dynamic; the tokenizer beside it
-        from kdkit.lm.commands import export_lm
+        from kdkit.families.lm.commands import export_lm
 
         done = export_lm(run_dir, model, output)
         console.print(f"{done.path}: {done.size_bytes / 1024:.1f} KB ({done.exporter} exporter); ONNX Runtime vs "
@@ -209,7 +211,7 @@ def export(
         return
     if model not in ROLES:
         raise ConfigError(f"unknown model '{model}'; choose one of: {', '.join(ROLES)}")
-    target = output or Path(run_dir) / "models" / f"{model}.onnx"
+    target = output or RunDir(run_dir).onnx(model)
     if target.is_dir():
         raise ConfigError(f"--output {target} is a directory; give a file name such as {target / (model + '.onnx')}")
     console.print(f"export: loading {run_dir} and its test data, exporting {model} to ONNX, then checking it in "
@@ -217,10 +219,10 @@ def export(
     _cfg, bundle, models = load_run_models(run_dir, roles=(model,))
     inputs = example_inputs(bundle.test, size=64)
     from kdkit.models.raw_text import is_raw_text
-    from kdkit.runmeta import onnx_metadata
+    from kdkit.run.meta import onnx_metadata
 
     if is_raw_text(inputs):  # data.raw_text: the graph takes token ids, the tokenizer is written beside it
-        from kdkit.export_text import export_raw_text, tokenizer_folder
+        from kdkit.deploy.export_text import export_raw_text, tokenizer_folder
 
         done = export_raw_text(models[model], inputs, target, vocab=getattr(bundle, "vocab", None),
                                metadata=onnx_metadata(run_dir, model))
@@ -249,18 +251,19 @@ def predict(
 ) -> None:
     """Predict classes of new inputs with a run's model, preprocessed as at training time; prints CSV lines. For a
     language-model run: continue each line of a .txt (greedy), printing prompt and completion."""
-    from kdkit.lm.rundir import is_lm_run
+    from kdkit.families.lm.rundir import is_lm_run
 
     if is_lm_run(run_dir):
-        from kdkit.lm.commands import predict_lm
+        from kdkit.families.lm.commands import predict_lm
 
         text = predict_lm(run_dir, inputs, model=model, max_new_tokens=max_new_tokens)
     else:
-        from kdkit.inference import load, run_kind
-        from kdkit.predict_output import prediction_rows, to_csv
+        from kdkit.deploy.predict_output import prediction_rows, to_csv
+        from kdkit.families.runs import load
+        from kdkit.run.rundir import run_kind
 
         if run_kind(run_dir) == "tabular":  # a CSV of rows: the model's columns by name, probabilities per class
-            from kdkit.tabular.cli import predict_rows
+            from kdkit.families.tabular.cli import predict_rows
 
             text = predict_rows(run_dir, inputs, model).to_csv(index=False)
         else:
@@ -269,7 +272,7 @@ def predict(
             text = to_csv(prediction_rows(loaded, names, x, raw))
     console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
     if output is not None:
-        from kdkit.checkpoint import write_atomic
+        from kdkit.io.checkpoint import write_atomic
 
         write_atomic(output, text)
         Console(stderr=True).print(f"predictions: {output}", markup=False, highlight=False)
@@ -281,7 +284,7 @@ def report(
     screenshot: Path | None = typer.Option(None, help="also save a PNG of the report's top (needs chromium)"),
 ) -> None:
     """Write report.html (self-contained) and report.md: generalization, fidelity, cost and plots of a run."""
-    from kdkit.report.build import write_report
+    from kdkit.families.runs import write_report
 
     files = write_report(run_dir)
     console.print(f"report: {files.html}\n        {files.markdown} (+ {len(files.figures)} figures)")
@@ -299,7 +302,7 @@ def diagnose(
 ) -> None:
     """Why distillation paid or not: the run's signals (teacher confidence, student fit, agreement, sizes) and the
     advice of the rules that read them, next to the measured verdict."""
-    from kdkit.diagnosis import diagnosis_text, load_diagnosis
+    from kdkit.report.diagnosis import diagnosis_text, load_diagnosis
 
     found = load_diagnosis(run_dir)
     if as_json:
@@ -320,7 +323,7 @@ def compare(
     output_dir: Path = typer.Option(Path("runs/compare"), "--output-dir", "-o", help="where to write"),
 ) -> None:
     """Several runs in one table (mean +- std over seeds) and one accuracy-vs-latency chart, HTML and Markdown."""
-    from kdkit.report.compare import write_compare
+    from kdkit.families.runs import write_compare
 
     files = write_compare(run_dirs, output_dir)
     console.print(f"comparison: {files.html}\n            {files.markdown}")
@@ -333,7 +336,7 @@ def compare(
 def _add_subapps() -> None:
     # optional extras: the tabular commands exist when their libraries (kdkit[tabular]) are installed
     try:
-        from kdkit.tabular.cli import app as tabular_app
+        from kdkit.families.tabular.cli import app as tabular_app
     except ImportError:
         return
     app.add_typer(tabular_app, name="tabular", help="Tabular distillation: boosted teachers, privileged columns.")

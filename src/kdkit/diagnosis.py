@@ -28,14 +28,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kdkit.errors import RunDirError
 from kdkit.labels import UNLABELLED
-from kdkit.verdict import GAIN, NONE, Verdict
+from kdkit.verdict import GAIN, NONE
 
 # --- thresholds (fractions of accuracy or of probability) ---------------------------------------------------
 TEACHER_LEAD_MIN = 0.01  # the teacher must beat the student alone on held-out data by at least 1 point
@@ -512,88 +510,7 @@ def signal_rows(s: Signals) -> tuple[list[str], list[list[str]], str]:
     return ["signal", "training inputs", s.held_out, "what it tells"], rows, caption
 
 
-@dataclass
-class RunDiagnosis:
-    """A run directory's diagnosis with the verdict it measured (None when results.json has none)."""
-
-    diagnosis: Diagnosis
-    verdict: Verdict | None
-    kind: str  # classification, lm or tabular
-
-
-def from_results(results: Mapping[str, Any], run: Any = None) -> RunDiagnosis | None:
-    """The diagnosis results.json holds (its rules applied again), with its verdict; else, for a classification
-    run read by kdkit.report.rundir (`run`), one computed from its predictions; else None."""
-    kind = str(results.get("kind") or "classification")
-    saved, verdict = results.get("diagnosis"), results.get("verdict")
-    try:
-        verdict = Verdict.from_dict(verdict) if isinstance(verdict, dict) else None
-        if isinstance(saved, dict) and isinstance(saved.get("signals"), dict):
-            return RunDiagnosis(Diagnosis.from_dict(saved), verdict, kind)
-    except (TypeError, ValueError, KeyError):  # a hand-edited or damaged entry: as if there were none
-        verdict = None
-    if kind == "classification" and run is not None:
-        return RunDiagnosis(from_predictions(run), verdict, kind)
-    return None
-
-
-def from_predictions(run: Any) -> Diagnosis:
-    """A classification run without saved signals (kdkit.report.rundir's RunData): the labelled rows of its
-    distillation-data predictions are the training inputs, the unlabelled ones the pool, and the test split
-    stands in for held-out data."""
-    train, n_train, n_pool = None, None, 0
-    if run.train is not None:
-        keep = run.train.labelled
-        train = Split({r: logits[keep] for r, logits in run.train.logits.items()}, run.train.labels[keep])
-        n_train, n_pool = int(keep.sum()), int((~keep).sum())
-    signals = prediction_signals("classification", "test split", train, Split(run.test.logits, run.test.labels),
-                                 n_train=n_train, n_pool=n_pool, capacity_ratio=capacity_ratio(run.rows),
-                                 notes=["this run saved no diagnosis: the signals come from predictions.npz, with "
-                                        "the test split (the verdict's) standing in for held-out data"])
-    return diagnose(signals)
-
-
-def load_diagnosis(run_dir: str | Path) -> RunDiagnosis:
-    """The diagnosis of any run directory (classification, language model, tabular); RunDirError when it has none
-    and none can be computed from its files. Reads results.json alone unless it must fall back to predictions."""
-    import json
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunDirError(f"run directory not found: {run_dir}")
-    try:
-        results = json.loads((run_dir / "results.json").read_text())
-    except (OSError, ValueError) as err:
-        raise RunDirError(f"{run_dir}/results.json cannot be read ({err}); give a run directory written by kdkit "
-                          "(`kdkit demo`, `kdkit train`, `kdkit tabular fit`)") from None
-    if not isinstance(results, dict):
-        raise RunDirError(f"{run_dir}/results.json is not a kdkit results file")
-    found = from_results(results)
-    if found is None and results.get("kind") in (None, "classification"):
-        from kdkit.report.rundir import load_run  # only for runs written before signals were saved
-
-        found = from_results(results, load_run(run_dir))
-    if found is None:
-        raise RunDirError(f"{run_dir}/results.json has no diagnosis (written by an older kdkit); run it again to "
-                          "add one")
-    return found
-
-
-def diagnosis_text(run: RunDiagnosis) -> list[str]:
-    """`kdkit diagnose`'s lines: the signals as aligned columns, the prediction against the measured verdict, the
-    findings, the notes."""
-    headers, rows, caption = signal_rows(run.diagnosis.signals)
-    cells = [headers[:3], *(row[:3] for row in rows)]
-    widths = [max(len(row[i]) for row in cells) for i in range(3)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in cells]
-    lines.append(f"({caption})")
-    measured = f"; measured: {run.verdict.headline}" if run.verdict is not None else ""
-    lines.append(f"predicted by the rules: {run.diagnosis.predicted}{measured}")
-    lines += [f"[{f.rule}, predicts {f.predicts}] {f.text()}" for f in run.diagnosis.findings]
-    return lines + [f"note: {note}" for note in run.diagnosis.signals.notes]
-
-
 __all__ = ["CALIBRATION_GAP", "CAPACITY_SHORTFALL", "CERTAIN", "Diagnosis", "Finding", "POOL_MIN", "RULES",
-           "RunDiagnosis", "SIMILAR_SIZE", "Signals", "Split", "TEACHER_LEAD_MIN", "UNDERFIT_GAP", "capacity_ratio",
-           "confidence", "diagnose", "diagnosis_text", "from_results", "load_diagnosis", "prediction_signals",
+           "SIMILAR_SIZE", "Signals", "Split", "TEACHER_LEAD_MIN", "UNDERFIT_GAP", "capacity_ratio",
+           "confidence", "diagnose", "prediction_signals",
            "signal_rows", "signals_sentence"]

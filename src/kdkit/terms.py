@@ -23,6 +23,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor, nn
 
+from kdkit.config.arguments import check_arguments
+from kdkit.config.paths import term_labels
+from kdkit.config.validation import format_validation_error
 from kdkit.errors import ConfigError, ModelError
 from kdkit.losses import LOSSES, build_loss
 from kdkit.taps import INPUT_SUFFIX, LOGITS, resolve_module
@@ -148,9 +151,6 @@ class TermOptions(BaseModel):
 
 def _check_term(index: int, name: Any, spec: Mapping[str, Any], where: str) -> None:
     """One term's keys against TermOptions and its loss's keyword arguments against the loss's signature."""
-    from kdkit.arguments import check_arguments
-    from kdkit.config import format_validation_error  # here: config imports this module lazily, too
-
     at = f"{where}.{index}"
     try:
         options = TermOptions(**{k: v for k, v in spec.items() if k in TERM_KEYS})
@@ -163,17 +163,6 @@ def _check_term(index: int, name: Any, spec: Mapping[str, Any], where: str) -> N
                           "pushes the student away from its target; give a weight >= 0 (0 switches the term off)")
     if cls is not None:
         check_arguments(cls, {k: v for k, v in spec.items() if k not in TERM_KEYS | {"name"}}, at)
-
-
-def term_labels(names: Sequence[Any]) -> list[str]:
-    """Each term's label, as logs and tune paths name it: its loss name, with 2, 3, ... added to the second, third,
-    ... term of the same loss (``[kd, fitnet, kd]`` -> ``kd, fitnet, kd2``)."""
-    seen: dict[str, int] = {}
-    labels = []
-    for name in names:
-        seen[str(name)] = seen.get(str(name), 0) + 1
-        labels.append(str(name) if seen[str(name)] == 1 else f"{name}{seen[str(name)]}")
-    return labels
 
 
 def build_terms(specs: Sequence[Mapping[str, Any]], where: str = "distill.losses") -> list[LossTerm]:

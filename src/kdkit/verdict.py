@@ -19,14 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from kdkit.labels import UNLABELLED
-
-if TYPE_CHECKING:
-    from kdkit.diagnosis import Finding
 
 GAIN, NONE, LOSS = "gain", "no measurable difference", "loss"
 LEVEL = 0.95
@@ -46,6 +43,16 @@ TRY_NEXT_IMAGES = ("tune T and alpha on the validation split (`kdkit tune CONFIG
                    "folder beside `train/` (README \"Your own folder of images\"); show teacher and student the same "
                    "augmented views (`data.augment`, `data.random_crop`, `train.augment`; `distill.cached_views` "
                    "stores the teacher's answers to them)")
+
+
+class Finding(Protocol):
+    """What a warning reads of the diagnosis's first finding (a kdkit.diagnosis.Finding): its rule, the verdict it
+    predicts, why and what to do next. The diagnosis builds on the verdict's outcomes, not the other way round."""
+
+    rule: str
+    predicts: str
+    message: str
+    next_step: str
 
 
 def try_next(data: str | None = None) -> str:

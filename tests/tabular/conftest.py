@@ -47,7 +47,7 @@ def table_factory():
 @pytest.fixture
 def fast():
     """Build a DistilledClassifier with few iterations and 3 folds, student on STUDENT_COLS."""
-    from kdkit.tabular import DistilledClassifier
+    from kdkit.families.tabular import DistilledClassifier
 
     def build(teacher: str, student: str, **kw: object) -> DistilledClassifier:
         return DistilledClassifier(teacher=teacher, student=student, teacher_params=FAST.get(teacher),

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from kdkit.tabular.cli import app
+from kdkit.families.tabular.cli import app
 
 runner = CliRunner()
 
@@ -161,12 +161,12 @@ def test_names_and_paths_are_checked_before_any_data_is_read(csvs, tmp_path: Pat
                                                              message) -> None:
     """A typo in a name or a path, or a run directory that is taken, stops the command before a CSV is read and
     before any progress line."""
-    import kdkit.tabular.io
+    import kdkit.families.tabular.io
 
     def no_reading(*args: object, **kwargs: object) -> None:
         raise AssertionError("a CSV was read before the names and paths were checked")
 
-    monkeypatch.setattr(kdkit.tabular.io, "read_table", no_reading)
+    monkeypatch.setattr(kdkit.families.tabular.io, "read_table", no_reading)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "finished").mkdir()
     (tmp_path / "finished" / "results.json").write_text("{}")

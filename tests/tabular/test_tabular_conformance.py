@@ -23,8 +23,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import estimator_checks_generator, parametrize_with_checks
 
 from kdkit.errors import DataError
-from kdkit.tabular import DistilledClassifier
-from kdkit.tabular.estimator import SmallClassWarning
+from kdkit.families.tabular import DistilledClassifier
+from kdkit.families.tabular.estimator import SmallClassWarning
 
 EXPECTED_FAILED_CHECKS: dict[str, str] = {}  # none; a check that cannot pass is listed here with its reason
 CONFIGS = [

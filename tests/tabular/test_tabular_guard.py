@@ -1,4 +1,4 @@
-"""`kdkit tabular fit` guards its run directory as `kdkit train` does (kdkit.run_guard): a finished run is refused
+"""`kdkit tabular fit` guards its run directory as `kdkit train` does (kdkit.run.guard): a finished run is refused
 unless --overwrite, a directory in use by a live run is refused, a stale lock is taken over, and nothing is left
 locked after a fit. Tabular fits cannot resume, so the refusals offer --overwrite only."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from kdkit.tabular.cli import app
+from kdkit.families.tabular.cli import app
 
 runner = CliRunner()
 FAST_ARGS = ["--n-splits", "3", "--teacher-params", '{"iterations": 20}', "--student-params", '{"n_estimators": 20}']

@@ -13,8 +13,8 @@ import yaml
 from typer.testing import CliRunner
 
 from kdkit.errors import ConfigError, DataError
-from kdkit.tabular.cli import app
-from kdkit.tabular.holdout import MIN_ROWS, check_fraction, held_out_size, split_training_rows
+from kdkit.families.tabular.cli import app
+from kdkit.families.tabular.holdout import MIN_ROWS, check_fraction, held_out_size, split_training_rows
 from kdkit.verdict import GAIN, NONE, correct_per_unit, kind_of, paired_bootstrap
 
 runner = CliRunner()

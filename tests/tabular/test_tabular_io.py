@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from kdkit.errors import DataError
-from kdkit.tabular.io import load_task
+from kdkit.families.tabular.io import load_task
 
 GOOD_TRAIN = "id,a,b,lab,Y\n" + "".join(f"{i},{i % 7},{i % 3},{i % 5},{i % 2}\n" for i in range(20))
 GOOD_TEST = "id,a,b\n100,1,2\n101,3,4\n"

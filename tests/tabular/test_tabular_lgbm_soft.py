@@ -11,10 +11,10 @@ import pytest
 from lightgbm import LGBMClassifier
 from sklearn.datasets import make_classification
 
-from kdkit.tabular import DistilledClassifier
-from kdkit.tabular.lgbm_soft import LGBMSoftLabelClassifier, SoftmaxCrossEntropy, softmax
-from kdkit.tabular.load import load_distiller
-from kdkit.tabular.save import save_distiller
+from kdkit.families.tabular import DistilledClassifier
+from kdkit.families.tabular.lgbm_soft import LGBMSoftLabelClassifier, SoftmaxCrossEntropy, softmax
+from kdkit.families.tabular.load import load_distiller
+from kdkit.families.tabular.save import save_distiller
 
 PARAMS = {"n_estimators": 40, "learning_rate": 0.1, "num_leaves": 7, "min_child_samples": 5, "verbose": -1,
           "n_jobs": 1, "deterministic": True, "force_row_wise": True, "random_state": 0}

@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from kdkit.errors import ConfigError, DataError, RunDirError
-from kdkit.tabular.cli import app
-from kdkit.tabular.load import load_distiller
-from kdkit.tabular.save import save_distiller
+from kdkit.families.tabular.cli import app
+from kdkit.families.tabular.load import load_distiller
+from kdkit.families.tabular.save import save_distiller
 
 runner = CliRunner()
 STUDENT_COLS = ["a", "b", "c", "kind"]  # as in conftest.py

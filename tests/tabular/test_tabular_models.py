@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from kdkit.tabular import DistilledClassifier, TorchMLPClassifier
-from kdkit.tabular.save import save_distiller
+from kdkit.families.tabular import DistilledClassifier, TorchMLPClassifier
+from kdkit.families.tabular.save import save_distiller
 
 STUDENT_COLS = ["a", "b", "c", "kind"]
 

@@ -7,7 +7,7 @@ import pytest
 from conftest import STUDENT_COLS, privileged_table
 
 from kdkit.errors import DataError
-from kdkit.tabular import DistilledClassifier
+from kdkit.families.tabular import DistilledClassifier
 
 
 def _model() -> DistilledClassifier:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from kdkit.tabular import DistilledClassifier
+from kdkit.families.tabular import DistilledClassifier
 
 UNSEEN, SEEN = 0.25, 0.99
 

@@ -1,5 +1,5 @@
 """A `kdkit tabular fit` run honours the torch runs' run-directory contract: config.yaml, results.json (same
-schema, kdkit.metrics numbers) and predictions.npz, so that `kdkit report` and `kdkit compare` read it."""
+schema, kdkit.measure.metrics numbers) and predictions.npz, so that `kdkit report` and `kdkit compare` read it."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from kdkit import metrics
 from kdkit.cli import main
-from kdkit.report.rundir import FORMAT, ROLES, load_run
-from kdkit.run_guard import CONFIG, TRAINING_OUTPUTS
-from kdkit.tabular.cli import app
+from kdkit.families.tabular.cli import app
+from kdkit.measure import metrics
+from kdkit.report.rundir import load_run
+from kdkit.run.rundir import CONFIG, RESULTS_FORMAT, ROLES, TRAINING_OUTPUTS
 
 runner = CliRunner()
 FAST_ARGS = ["--n-splits", "3", "--teacher-params", '{"iterations": 30}', "--student-params", '{"n_estimators": 30}']
@@ -49,7 +49,7 @@ def test_the_contract_files_with_the_torch_schema(runs) -> None:
         assert (run / name).is_file(), name
     assert not list(run.glob(".*.tmp")) and not (run / "metrics.json").exists() and not (run / "config.json").exists()
     results = json.loads((run / TRAINING_OUTPUTS["results"]).read_text())
-    assert results["format"] == FORMAT and results["data"]["num_classes"] == 3
+    assert results["format"] == RESULTS_FORMAT and results["data"]["num_classes"] == 3
     assert [r["role"] for r in results["rows"]] == list(ROLES)
     quality = {"accuracy", "macro_f1", "nll", "ece"}
     fidelity = {"agreement", "predictive_kl"}
@@ -64,7 +64,7 @@ def test_the_contract_files_with_the_torch_schema(runs) -> None:
     assert len(labels) == 36 and set(np.unique(labels)) == {0, 1, 2}
     assert len(preds["train_labels"]) == len(preds["oof_labels"]) == 144
     assert results["data"]["n_test"] == 36 and results["data"]["n_train"] == 144
-    for role in ROLES:  # the numbers are kdkit.metrics' on the saved predictions
+    for role in ROLES:  # the numbers are kdkit.measure.metrics' on the saved predictions
         assert rows[role]["accuracy"] == pytest.approx(metrics.accuracy(preds[f"test_{role}"], labels))
         assert rows[role]["ece"] == pytest.approx(metrics.ece(preds[f"test_{role}"], labels))
     kd = rows["student_kd"]
@@ -78,7 +78,7 @@ def test_the_contract_files_with_the_torch_schema(runs) -> None:
 def test_predictions_are_held_out_then_out_of_fold_probabilities(runs) -> None:
     """test_* are the saved models' probabilities (as logits) on the rows holdout.csv names, train_* on the others,
     and oof_* the fits' out-of-fold probabilities on those others."""
-    from kdkit.tabular.load import load_distiller
+    from kdkit.families.tabular.load import load_distiller
 
     run = runs[0]
     with np.load(run / TRAINING_OUTPUTS["predictions"]) as npz:

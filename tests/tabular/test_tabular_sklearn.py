@@ -12,8 +12,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from kdkit.errors import ConfigError, DataError
-from kdkit.tabular import DistilledClassifier, TorchMLPClassifier
-from kdkit.tabular.inputs import UnseenCategoriesWarning
+from kdkit.families.tabular import DistilledClassifier, TorchMLPClassifier
+from kdkit.families.tabular.inputs import UnseenCategoriesWarning
 
 STUDENT_COLS = ["a", "b", "c", "kind"]  # as in conftest.py
 

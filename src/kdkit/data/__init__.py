@@ -16,8 +16,8 @@ from kdkit.errors import ConfigError
 
 # names re-exported from the submodules, imported on first use (PEP 562)
 _EXPORTS: dict[str, str] = {
-    "UNLABELLED": "kdkit.labels", "DataBundle": "kdkit.data.builtin", "Indexed": "kdkit.loaders",
-    "make_loader": "kdkit.loaders", "RawTextBundle": "kdkit.data.raw_text",
+    "UNLABELLED": "kdkit.labels", "DataBundle": "kdkit.data.builtin", "Indexed": "kdkit.data.loaders",
+    "make_loader": "kdkit.data.loaders", "RawTextBundle": "kdkit.data.raw_text",
     "load_text_files_raw": "kdkit.data.raw_text", "load_rotten_tomatoes": "kdkit.data.rotten_tomatoes",
     "TextBundle": "kdkit.data.text_files", "Vocabulary": "kdkit.data.vocabulary",
     "load_text_files": "kdkit.data.text_files", "SourceOptions": "kdkit.data.source",
@@ -45,7 +45,7 @@ def build_data(cfg: Any, seed: int) -> Any:
     try:
         options = source_options(cfg)
     except ValidationError as err:  # a mapping from Python with a mistake: one line, as from a config file
-        from kdkit.config import format_validation_error
+        from kdkit.config.validation import format_validation_error
 
         raise ConfigError(format_validation_error(err, SourceOptions, prefix="data")) from None
     except ValueError as err:

@@ -29,11 +29,11 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, PositiveInt
 
+from kdkit.config.types import LaxPath
 from kdkit.data.builtin import DataBundle, _split_val, _tensors
 from kdkit.data.source import ClassificationSource
 from kdkit.errors import ConfigError, DataError
 from kdkit.labels import UNLABELLED
-from kdkit.schema_types import LaxPath
 
 DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",

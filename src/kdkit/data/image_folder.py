@@ -35,11 +35,11 @@ from pydantic import Field, model_validator
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from kdkit.config.types import LaxPath, PixelSize, StrictModel
 from kdkit.data.builtin import DataBundle
 from kdkit.data.source import ClassificationSource
 from kdkit.errors import ConfigError, DataError, KdkitWarning
 from kdkit.labels import UNLABELLED
-from kdkit.schema_types import LaxPath, PixelSize, StrictModel
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pbm", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -84,7 +84,7 @@ class ImageTensors(Dataset):
 
     def rows(self, index: Tensor) -> tuple[Tensor, Tensor]:
         """Inputs and labels of the samples at `index` as one batch, without the random flip and shift: value for
-        value what __getitem__ gives before them (kdkit.view_cache renders its views from these)."""
+        value what __getitem__ gives before them (kdkit.trainer.view_cache renders its views from these)."""
         x = self.images[index].float().div_(255.0)
         return (x - self.mean) / self.std, self.labels[index]
 

@@ -25,10 +25,10 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor
 
+from kdkit.config.types import LaxPath
 from kdkit.data.source import LM, SourceOptions
 from kdkit.errors import DataError
 from kdkit.lm.dataset import LMDataset, encode_pairs, encode_texts
-from kdkit.schema_types import LaxPath
 
 
 class CharTokenizer:

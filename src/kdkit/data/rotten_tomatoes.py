@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Literal
 
 from kdkit.data.raw_text import DEFAULT_MAX_BYTES, raw_text_bundle
-from kdkit.data.text_files import TextBundle, WordTextSource, _dataset, unlabelled_texts
+from kdkit.data.text_files import TextBundle, _dataset, unlabelled_texts
+from kdkit.data.text_sources import WordTextSource
 from kdkit.data.text_transfer import tang_transfer_set
 from kdkit.data.vocabulary import Vocabulary
 from kdkit.errors import ConfigError, DataError

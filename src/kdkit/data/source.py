@@ -16,14 +16,14 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from kdkit.named import NamedOptions, Registry
+from kdkit.config.named import NamedOptions, Registry
 
 CLASSIFICATION, LM = "classification", "lm"
 DEFAULT_SOURCE = {CLASSIFICATION: "mnist1d"}  # a language-model config names its source
 
 
 def _elsewhere(name: str, family: str) -> str:
-    if family == LM:  # kdkit train routes these to kdkit.lm.config before this schema sees them
+    if family == LM:  # kdkit train routes these to kdkit.families.lm.config before this schema sees them
         return (f"'{name}' is a language-model source: run this config with `kdkit train` (other commands do not "
                 "take language-model configs yet)")
     return f"'{name}' is a classification data source; a language-model config needs synthetic_addition or lm_files"
@@ -36,7 +36,7 @@ class SourceOptions(NamedOptions):
     """A data source's keys under ``data``. Subclasses set `name: Literal["..."] = "..."`, their keys and load."""
 
     registry = SOURCES
-    family: ClassVar[str] = CLASSIFICATION  # LM: a language-model source (kdkit.lm.config)
+    family: ClassVar[str] = CLASSIFICATION  # LM: a language-model source (kdkit.families.lm.config)
 
     def random_views(self) -> bool:
         """Whether a sample's input changes from epoch to epoch (random augmentation), so that teacher outputs
@@ -76,5 +76,5 @@ def sources(family: str = CLASSIFICATION) -> dict[str, type[SourceOptions]]:
 
 
 def source_options(raw: Any, family: str = CLASSIFICATION) -> SourceOptions:
-    """The options of the data source `raw` names (see kdkit.named.Registry.options)."""
+    """The options of the data source `raw` names (see kdkit.config.named.Registry.options)."""
     return SOURCES.options(raw, family)  # type: ignore[return-value]

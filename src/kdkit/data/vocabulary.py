@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from kdkit.errors import ConfigError, DataError
-from kdkit.textfile import read_text
+from kdkit.io.textfile import read_text
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1

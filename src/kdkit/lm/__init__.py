@@ -1,11 +1,12 @@
-"""Language-model distillation: generation, metrics, the teacher's top-k logit cache, the vocabulary check, the
-alignment of two tokenizations (cross_tokenizer), Hugging Face's Trainer (hf_trainer), LM configs (`kdkit train`),
-the run directory and the `kdkit demo --task lm` pipeline. Models live in
-kdkit.models.lm, data in kdkit.data.lm, losses in kdkit.losses (forward_kl, reverse_kl, jsd, tv), schemes in
-kdkit.schemes (on_policy, sequence_level, topk_cache).
+"""Low-level language-model parts, below the schemes and the data sources: generation, metrics, the teacher's top-k
+logit cache, the vocabulary check, the token encoding of prompt/answer rows (dataset), the alignment of two
+tokenizations (cross_tokenizer) and Hugging Face's Trainer (hf_trainer). LM configs, the three-row pipeline, the run
+directory and the commands are the language-model family (kdkit.families.lm); models live in kdkit.models.lm, data in
+kdkit.data.lm, losses in kdkit.losses (forward_kl, reverse_kl, jsd, tv), schemes in kdkit.schemes (on_policy,
+sequence_level, topk_cache).
 
-Names are imported on first use (PEP 562), so that reading an LM config (kdkit.lm.config) does not load the
-generation and cache code."""
+Names are imported on first use (PEP 562), so that reading an LM config does not load the generation and cache
+code."""
 
 from __future__ import annotations
 

@@ -55,7 +55,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from kdkit.errors import ConfigError, DataError
 from kdkit.losses.token_divergence import TokenDivergence, token_mask
-from kdkit.metrics import model_device
+from kdkit.measure.cost import model_device
 
 TAIL_FLOOR = 1e-12  # log of a zero tail mass (k = V) would be -inf; 0 * log(1e-12) is 0 in the sums
 TAILS = ("bucket", "uniform", "sampled")

@@ -23,7 +23,7 @@ from kdkit.errors import DataError
 from kdkit.lm.dataset import LMDataset
 from kdkit.lm.generate import generate, pad_prompts
 from kdkit.losses.forward_kl import forward_kl_terms
-from kdkit.metrics import model_device
+from kdkit.measure.cost import model_device
 
 
 @torch.no_grad()

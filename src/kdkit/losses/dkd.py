@@ -12,7 +12,7 @@ Defaults alpha = 1, beta = 8, T = 4 are the paper's CIFAR-100 settings. The pape
 over the first 20 epochs; a term built from config gets ``warmup_epochs: 20`` unless the config sets another value
 (``default_warmup_epochs``). Use it together with a ``ce`` term, as the paper does. Rows without a label (-1,
 transfer-set samples) take the teacher's top class as their target class, and so do rows of a MixUp/CutMix batch
-(:class:`kdkit.augment.MixedTarget`) whose two parts carry different labels: such a row has no single target class.
+(:class:`kdkit.labels.MixedTarget`) whose two parts carry different labels: such a row has no single target class.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kdkit.augment import MixedTarget
-from kdkit.labels import UNLABELLED
+from kdkit.labels import UNLABELLED, MixedTarget
 from kdkit.losses.softmax import log_softmax
 
 

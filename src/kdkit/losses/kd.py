@@ -34,9 +34,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from kdkit.augment import MixedTarget
 from kdkit.errors import ModelError
-from kdkit.labels import UNLABELLED
+from kdkit.labels import UNLABELLED, MixedTarget
 from kdkit.losses.curriculum_temperature import (
     DEFAULT_EPOCHS,
     DEFAULT_LAMBDA_MAX,
@@ -120,7 +119,7 @@ def hard_label_ce(logits: Tensor, target: Tensor | MixedTarget | None, label_smo
     """Cross-entropy over labelled rows (or tokens) only (label -1 = unlabelled); zero when there are no labels.
     With label smoothing eps: (1 - eps) * NLL + eps * mean_c(-log p_c), as F.cross_entropy defines it.
 
-    A mixed batch (MixUp, CutMix; see kdkit.augment) gives lam * CE(a) + (1 - lam) * CE(b), each over its own
+    A mixed batch (MixUp, CutMix; see kdkit.data.augment) gives lam * CE(a) + (1 - lam) * CE(b), each over its own
     labelled rows (Zhang et al. 2018); with one lam per row (replayed views), each row's CE is weighted by its own
     lam_i (resp. 1 - lam_i) inside those means."""
     if isinstance(target, MixedTarget) and isinstance(target.lam, Tensor):

@@ -26,8 +26,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from kdkit.augment import MixedTarget
 from kdkit.errors import ConfigError
+from kdkit.labels import MixedTarget
 
 Elementwise = Callable[[Tensor, Tensor], Tensor]  # (log p_teacher, log p_student) -> per-class term, same shape
 

@@ -18,9 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kdkit.augment import MixedTarget
 from kdkit.errors import ConfigError
-from kdkit.labels import UNLABELLED
+from kdkit.labels import UNLABELLED, MixedTarget
 from kdkit.losses.kd import check_kd_options
 
 

@@ -26,11 +26,12 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from kdkit.checkpoint import read_state
 from kdkit.errors import ConfigError, KdkitWarning, ModelError
+from kdkit.io.checkpoint import read_state
 
 # builder arguments that would make torchvision or timm fetch weights behind kdkit's back (torchvision's `weights`
 # is kdkit's own param, resolved by torchvision_weights)
+TORCH_HUB_WEIGHTS = "checkpoints"  # torch.hub keeps downloaded weights in this folder of its directory
 _DOWNLOADING = ("weights", "weights_backbone", "pretrained_cfg", "pretrained_cfg_overlay")
 
 
@@ -132,7 +133,7 @@ def fetch_weights(weights: Any) -> dict[str, Tensor]:
     from torch.hub import get_dir
 
     file = Path(urlparse(weights.url).path).name
-    folder = Path(get_dir()) / "checkpoints"
+    folder = Path(get_dir()) / TORCH_HUB_WEIGHTS
     try:
         return weights.get_state_dict(progress=False, check_hash=True, weights_only=True)
     except (OSError, RuntimeError) as err:  # no network (URLError is an OSError), a bad hash, a damaged file

@@ -9,22 +9,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kdkit import metrics
-from kdkit.checkpoint import write_atomic
-from kdkit.diagnosis import from_results
+from kdkit.io.checkpoint import write_atomic
+from kdkit.io.storage import storage_errors
+from kdkit.measure import metrics
+from kdkit.measure.spread import conditions_text, speedup_text
 from kdkit.report import figures, numbers
-from kdkit.report.diagnosis import diagnosis_section
+from kdkit.report.diagnosis import diagnosis_section, from_results
 from kdkit.report.document import Document, Image, Section, Table, Text
 from kdkit.report.html import render_html
 from kdkit.report.markdown import render_markdown
-from kdkit.report.rundir import ROLES, STUDENTS, RunData, load_run
+from kdkit.report.rundir import RunData, load_run
 from kdkit.report.table import COLUMNS, cell
 from kdkit.report.verdict import run_section
-from kdkit.run_guard import COST_OUTPUTS
-from kdkit.spread import conditions_text, speedup_text
-from kdkit.storage import storage_errors
+from kdkit.run.rundir import COST, COST_OUTPUTS, METRICS, PREDICTIONS, REPORT_FIGURES, RESULTS, ROLES, STUDENTS, RunDir
 
-FIGURE_DIR = "report_figures"
 GROUPS = (
     ("", ("model",)),
     ("generalization (test)", ("accuracy", "macro_f1", "nll", "ece")),
@@ -138,11 +136,11 @@ def curves_section(run: Any, accuracy: str = "accuracy") -> Section:
     section = Section("Training curves")
     curves = numbers.curves(run.history)
     if not curves:
-        section.blocks.append(Text("No training curves: metrics.jsonl is missing or has no per-epoch records.",
+        section.blocks.append(Text(f"No training curves: {METRICS} is missing or has no per-epoch records.",
                                    note=True))
         return section
     losses = {model: numbers.loss_terms(series) for model, series in curves.items()}
-    section.blocks.append(Text("Per epoch, from metrics.jsonl: the total loss (solid) and every loss term (dotted) "
+    section.blocks.append(Text(f"Per epoch, from {METRICS}: the total loss (solid) and every loss term (dotted) "
                                f"as raw, unweighted values; {accuracy} on training (solid) and validation (dashed) "
                                "data; validation agreement with the teacher where the scheme has one."))
     section.blocks.append(Image("training_curves", figures.training_curves(curves, losses, run.labels),
@@ -155,7 +153,7 @@ def tradeoff_section(rows: list[dict[str, Any]]) -> Section:
                "color": figures.COLORS[row["role"]], "marker": "s" if row["role"] == "teacher" else "o"}
               for row in rows if row.get("latency_ms")]
     if not points:
-        return Section("Accuracy vs latency", [Text("results.json has no latency numbers.", note=True)])
+        return Section("Accuracy vs latency", [Text(f"{RESULTS} has no latency numbers.", note=True)])
     return Section("Accuracy vs latency", [
         Text("The trade-off being bought: how much test accuracy each model keeps for its latency at batch 1 "
              "(measured when the run was evaluated, on its device)."),
@@ -173,13 +171,13 @@ def build_document(run: RunData) -> Document:
     overview = Section("Teacher, student alone, distilled student", [
         Text(summary({row["role"]: row for row in rows})),
         main_table(rows),
-        Text("Quality and fidelity numbers are recomputed from predictions.npz with kdkit.metrics; cost numbers "
-             "come from results.json."),
+        Text(f"Quality and fidelity numbers are recomputed from {PREDICTIONS} with kdkit.measure.metrics; cost "
+             f"numbers come from {RESULTS}."),
     ])
     if run.results.get("cost"):
         overview.blocks.append(Text(conditions_text(run.results["cost"]), note=True))
     overview.blocks += [Text(n, note=True) for n in run.notes]
-    overview.blocks += [Text("results.json disagrees with predictions.npz (the report uses the predictions): " + m,
+    overview.blocks += [Text(f"{RESULTS} disagrees with {PREDICTIONS} (the report uses the predictions): " + m,
                              note=True) for m in numbers.mismatches(run, rows)]
     return Document(f"kdkit report: {data.get('name', run.path.name)}", subtitle, [
         overview, run_section(run, rows), diagnosis_section(from_results(run.results, run)), *scores_section(run),
@@ -220,7 +218,7 @@ def remeasured_section(run: RunData) -> list[Section]:
         return []  # never re-measured (or a damaged file: the training's numbers above still stand)
     keys = ("model", "params", "size_bytes", "latency_ms", "throughput", "speedup")
     return [Section("Cost, re-measured", [
-        Text(f"Re-timed by `kdkit evaluate --cost-only` on {saved.get('created', '?')} (cost.json); accuracy was "
+        Text(f"Re-timed by `kdkit evaluate --cost-only` on {saved.get('created', '?')} ({COST}); accuracy was "
              "not re-evaluated, and the table above keeps the numbers measured at the end of training."),
         Table(headers=[COLUMNS[k][0] for k in keys], rows=[[cell(k, row) for k in keys] for row in rows]),
         Text(conditions_text(saved.get("cost") or {}), note=True),
@@ -228,23 +226,18 @@ def remeasured_section(run: RunData) -> list[Section]:
 
 
 def write_report(run_dir: str | Path) -> ReportFiles:
-    """Build the report of `run_dir` from its saved files and write report.html, report.md and the PNGs."""
-    from kdkit.lm.rundir import is_lm_run
-
-    if is_lm_run(run_dir):  # a language-model run: its own table and verdict (kdkit.report.lm)
-        from kdkit.report.lm import write_lm_report
-
-        return ReportFiles(*write_lm_report(run_dir, FIGURE_DIR))
+    """Build the report of a classification (or tabular) run from its saved files and write report.html, report.md
+    and the PNGs; kdkit.families.runs.write_report hands a language-model run to its own report."""
     run = load_run(run_dir)
     doc = build_document(run)
-    fig_dir = run.path / FIGURE_DIR
+    fig_dir = RunDir(run.path).report_figures
     written = []
     for img in doc.images():  # atomic like every other write: a full disk is one line and leaves no torn PNG
         written.append(write_atomic(fig_dir / f"{img.name}.png", img.png))
     with storage_errors(fig_dir):
         for stale in set(fig_dir.glob("*.png")) - set(written):  # from an earlier report of this run
             stale.unlink()
-    html_path, md_path = run.path / "report.html", run.path / "report.md"
+    html_path, md_path = RunDir(run.path).report_html, RunDir(run.path).report_markdown
     write_atomic(html_path, render_html(doc))
-    write_atomic(md_path, render_markdown(doc, FIGURE_DIR))
+    write_atomic(md_path, render_markdown(doc, REPORT_FIGURES))
     return ReportFiles(html_path, md_path, written)

@@ -4,7 +4,7 @@ that differ only by seed, and one accuracy-vs-latency chart; written as compare.
 Runs are grouped by their config.yaml without seed and output_dir, so seeds of one setting pool together. The
 teacher counts as the same when its weights are: runs that load one teacher through ``teacher.checkpoint`` (from
 any path) pool with each other and with the run that trained it, keyed on the SHA-256 of the teacher's weights file
-(kdkit.runmeta.weights_sha256), as long as the rest of their configs is the same. A group is named by the config
+(kdkit.run.meta.weights_sha256), as long as the rest of their configs is the same. A group is named by the config
 keys in which it differs from the other groups, and says which runs it pooled and why."""
 
 from __future__ import annotations
@@ -16,21 +16,23 @@ from typing import Any
 
 import numpy as np
 
-from kdkit.checkpoint import write_atomic
 from kdkit.errors import RunDirError
+from kdkit.io.checkpoint import write_atomic
 from kdkit.report import figures, numbers
 from kdkit.report.document import Document, Image, Section, Table, Text
 from kdkit.report.html import render_html
 from kdkit.report.markdown import render_markdown
-from kdkit.report.rundir import LABELS, ROLES, RunData, load_run
+from kdkit.report.rundir import RunData, load_run
 from kdkit.report.table import COLUMNS
 from kdkit.report.verdict import group_verdict, seeds_section
+from kdkit.run.rundir import CONFIG, LABELS, PREDICTIONS, RESULTS, ROLES
 
 IGNORED = ("seed", "output_dir")  # config keys (at any depth) that do not define a setting
 KEYS = ("accuracy", "macro_f1", "nll", "ece", "agreement", "predictive_kl", "latency_ms", "params")
 INTEGER_KEYS = ("params",)
 MARKERS = {"teacher": "s", "student_alone": "^", "student_kd": "o"}
-FIGURE_DIR = "compare_figures"
+FIGURE_DIR = "compare_figures"  # the figures of compare.md, beside it in the output directory
+COMPARE_HTML, COMPARE_MARKDOWN = "compare.html", "compare.md"
 
 
 @dataclass
@@ -74,7 +76,7 @@ def pool_runs(configs: list[dict[str, Any] | None], paths: list[Path]) -> list[t
     """(member indices, label, why) per setting: runs join one when their configs are the same apart from seed and
     output_dir, or apart from the teacher's entry too when their teachers' weights files have the same SHA-256.
     The label names the config keys in which the settings differ ('' when none does)."""
-    from kdkit.runmeta import weights_sha256
+    from kdkit.run.meta import weights_sha256
 
     flats = [flatten(c) if c is not None else {"run": json.dumps(str(p))} for c, p in zip(configs, paths, strict=True)]
     shas = [weights_sha256(p, "teacher") if c is not None else None for c, p in zip(configs, paths, strict=True)]
@@ -116,10 +118,10 @@ def _why(group: list[int], by_weights: set[int], shas: list[str | None], paths: 
         return f"{names[0]} alone"
     pooled = [m for m in group if m in by_weights]
     if not pooled:
-        return f"{', '.join(names)}: the same config.yaml apart from seed and output_dir"
+        return f"{', '.join(names)}: the same {CONFIG} apart from seed and output_dir"
     sha = shas[pooled[0]] or ""
     same = [Path(paths[m]).name for m in group if shas[m] == sha]
-    return (f"{', '.join(names)}: the same config.yaml apart from seed, output_dir and the teacher's entry "
+    return (f"{', '.join(names)}: the same {CONFIG} apart from seed, output_dir and the teacher's entry "
             f"(teacher.checkpoint: where its weights were loaded from); {', '.join(same)} have the same teacher "
             f"weights (SHA-256 {sha[:12]})")
 
@@ -183,9 +185,9 @@ def build_compare_document(groups: list[Group]) -> Document:
     n_runs = sum(len(g.runs) for g in groups)
     table = Table(headers, rows, caption="test data; mean ± sample standard deviation over the runs of a setting")
     sections = [Section("Runs side by side", [
-        Text(f"{n_runs} runs in {len(groups)} settings. Runs whose config.yaml differs only by seed (and output "
-             "directory) are pooled; quality and fidelity come from each run's predictions.npz, latency and "
-             "parameters from its results.json."),
+        Text(f"{n_runs} runs in {len(groups)} settings. Runs whose {CONFIG} differs only by seed (and output "
+             f"directory) are pooled; quality and fidelity come from each run's {PREDICTIONS}, latency and "
+             f"parameters from its {RESULTS}."),
         table,
         Table(["id", "setting", "processes x batch", "pooled", "run directories"],
               [[g.id, g.label, _processes(g), g.why, ", ".join(str(r.path) for r in g.runs)] for g in groups],
@@ -193,7 +195,7 @@ def build_compare_document(groups: list[Group]) -> Document:
                       "effective batch (torchrun splits each batch over the processes); pooled: which runs and why"),
     ]), seeds_section(groups)]
     notes = [f"{r.path}: {note}" for g in groups for r in g.runs for note in r.notes]
-    notes += [f"{r.path} has no config.yaml, so it is not pooled with other seeds" for g in groups for r in g.runs
+    notes += [f"{r.path} has no {CONFIG}, so it is not pooled with other seeds" for g in groups for r in g.runs
               if r.config is None]
     sections[0].blocks += [Text(n, note=True) for n in notes]
     if points:
@@ -228,25 +230,24 @@ class CompareFiles:
     groups: list[str] = field(default_factory=list)  # one line per setting: which runs were pooled, and why
 
 
-def write_compare(run_dirs: list[str | Path], output_dir: str | Path) -> CompareFiles:
-    """Load every run (RunDirError names the first incomplete one), group them and write the comparison."""
+def unique_runs(run_dirs: list[str | Path]) -> list[Path]:
+    """The run directories, each once (a run given twice must not count twice); RunDirError when there are none."""
     if not run_dirs:
         raise RunDirError("no run directories given; pass one or more directories written by `kdkit demo`/`train`")
-    unique = list(dict.fromkeys(Path(d).resolve() for d in run_dirs))  # a run given twice must not count twice
-    from kdkit.report.lm import split_kinds, write_lm_compare
+    return list(dict.fromkeys(Path(d).resolve() for d in run_dirs))
 
-    lm_runs = split_kinds(unique)  # language-model runs have their own table and verdict (kdkit.report.lm)
-    if lm_runs is not None:
-        html, md, verdicts, pooled = write_lm_compare(lm_runs, output_dir, FIGURE_DIR)
-        return CompareFiles(html, md, verdicts, pooled)
-    runs = [load_run(d) for d in unique]
+
+def write_compare(run_dirs: list[str | Path], output_dir: str | Path) -> CompareFiles:
+    """Load every classification (or tabular) run (RunDirError names the first incomplete one), group them and write
+    the comparison; kdkit.families.runs.write_compare hands language-model runs to their own comparison."""
+    runs = [load_run(d) for d in unique_runs(run_dirs)]
     groups = group_runs(runs)
     doc = build_compare_document(groups)
     out = Path(output_dir)
     (out / FIGURE_DIR).mkdir(parents=True, exist_ok=True)
     for img in doc.images():
         (out / FIGURE_DIR / f"{img.name}.png").write_bytes(img.png)
-    files = CompareFiles(out / "compare.html", out / "compare.md",
+    files = CompareFiles(out / COMPARE_HTML, out / COMPARE_MARKDOWN,
                          [f"{g.id} ({g.label}): {group_verdict(g)[0].headline}" for g in groups],
                          [f"{g.id}: {g.why}" for g in groups])
     write_atomic(files.html, render_html(doc))

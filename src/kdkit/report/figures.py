@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from kdkit.errors import KdkitError
-from kdkit.report.rundir import LABELS
+from kdkit.run.rundir import LABELS
 
 COLORS = {"teacher": "#4c72b0", "student_alone": "#8c8c8c", "student_kd": "#dd8452"}
 DPI = 100

@@ -1,4 +1,4 @@
-"""The report's numbers, all computed from saved predictions through kdkit.metrics (so they match
+"""The report's numbers, all computed from saved predictions through kdkit.measure.metrics (so they match
 results.json); only cost (params, size, latency, throughput, speed-up) is read from results.json."""
 
 from __future__ import annotations
@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from kdkit import metrics
-from kdkit.report.rundir import LABELS, ROLES, STUDENTS, RunData, Split
+from kdkit.measure import metrics
+from kdkit.report.rundir import RunData, Split
+from kdkit.run.rundir import LABELS, RESULTS, ROLES, STUDENTS
 
 COST_KEYS = ("params", "size_bytes", "latency_ms", "latency_ms_q1", "latency_ms_q3", "throughput", "throughput_q1",
              "throughput_q3", "speedup", "speedup_low", "speedup_high", "speedup_certain")
@@ -37,7 +38,7 @@ def mismatches(run: RunData, rows: list[dict[str, Any]], tol: float = 1e-6) -> l
         for key in QUALITY_KEYS:
             old = saved[row["role"]].get(key)
             if old is not None and key in row and abs(old - row[key]) > tol:
-                out.append(f"{row['model']} {key}: results.json {old:.4f}, predictions {row[key]:.4f}")
+                out.append(f"{row['model']} {key}: {RESULTS} {old:.4f}, predictions {row[key]:.4f}")
     return out
 
 

@@ -17,11 +17,8 @@ import numpy as np
 
 from kdkit.errors import RunDirError
 from kdkit.labels import UNLABELLED
+from kdkit.run.rundir import CONFIG, LABELS, METRICS, PREDICTIONS, RESULTS, RESULTS_FORMAT, ROLES, RunDir
 
-ROLES = ("teacher", "student_alone", "student_kd")
-STUDENTS = ("student_alone", "student_kd")
-LABELS = {"teacher": "teacher", "student_alone": "student alone", "student_kd": "distilled student"}
-FORMAT = 1  # the results.json format this reader understands
 REBUILD = "rebuild it with `kdkit evaluate {run_dir}` (re-measures the saved models and rewrites both files)"
 
 
@@ -72,38 +69,39 @@ class RunData:
 
 def _results(run_dir: Path) -> dict[str, Any]:
     try:
-        results = json.loads((run_dir / "results.json").read_text())
+        results = json.loads(RunDir(run_dir).results.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise RunDirError(
-            f"{run_dir}/results.json is not valid JSON ({getattr(err, 'msg', 'not UTF-8')}); "
+            f"{RunDir(run_dir).results} is not valid JSON ({getattr(err, 'msg', 'not UTF-8')}); "
             f"{REBUILD.format(run_dir=run_dir)}"
         ) from None
     version = results.get("format") if isinstance(results, dict) else None
-    if version is None or (isinstance(version, int) and version < FORMAT):
+    if version is None or (isinstance(version, int) and version < RESULTS_FORMAT):
         raise RunDirError(
-            f"{run_dir}/results.json is from an older kdkit (format {version}, this kdkit reads format {FORMAT}); "
+            f"{RunDir(run_dir).results} is from an older kdkit (format {version}, this kdkit reads format "
+            f"{RESULTS_FORMAT}); "
             + REBUILD.format(run_dir=run_dir)
         )
-    if version != FORMAT:
-        raise RunDirError(f"{run_dir}/results.json has format {version!r}, newer than this kdkit reads ({FORMAT}); "
-                          "upgrade kdkit to report on it")
+    if version != RESULTS_FORMAT:
+        raise RunDirError(f"{RunDir(run_dir).results} has format {version!r}, newer than this kdkit reads "
+                          f"({RESULTS_FORMAT}); upgrade kdkit to report on it")
     if not isinstance(results.get("rows"), list) or not all(isinstance(r, dict) for r in results["rows"]):
-        raise RunDirError(f"{run_dir}/results.json has no list of rows; " + REBUILD.format(run_dir=run_dir))
+        raise RunDirError(f"{RunDir(run_dir).results} has no list of rows; " + REBUILD.format(run_dir=run_dir))
     roles = [row.get("role") for row in results["rows"]]
     missing = [r for r in ROLES if r not in roles]
     if missing:
-        raise RunDirError(f"{run_dir}/results.json has no row for {', '.join(missing)}; "
+        raise RunDirError(f"{RunDir(run_dir).results} has no row for {', '.join(missing)}; "
                           + REBUILD.format(run_dir=run_dir))
     return results
 
 
 def _predictions(run_dir: Path) -> dict[str, np.ndarray]:
     try:
-        with np.load(run_dir / "predictions.npz", allow_pickle=False) as npz:
+        with np.load(RunDir(run_dir).predictions, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile) as err:
         raise RunDirError(
-            f"{run_dir}/predictions.npz cannot be read ({err}); {REBUILD.format(run_dir=run_dir)}"
+            f"{RunDir(run_dir).predictions} cannot be read ({err}); {REBUILD.format(run_dir=run_dir)}"
         ) from None
 
 
@@ -117,17 +115,17 @@ def _split(preds: dict[str, np.ndarray], prefix: str, run_dir: Path) -> Split:
         logits = {role: a.reshape(-1, a.shape[-1])[keep] for role, a in logits.items()}
     shapes = {role: a.shape for role, a in logits.items()}
     if any(len(s) != 2 or s[0] != len(labels) or s != shapes["teacher"] for s in shapes.values()):
-        raise RunDirError(f"{run_dir}/predictions.npz: {prefix} logits {shapes} do not match {len(labels)} labels "
+        raise RunDirError(f"{RunDir(run_dir).predictions}: {prefix} logits {shapes} do not match {len(labels)} labels "
                           f"with one row per sample; {REBUILD.format(run_dir=run_dir)}")
     numeric = [labels.dtype.kind in "iu", *(a.dtype.kind in "iuf" for a in logits.values())]
     if not all(numeric) or not all(np.isfinite(a).all() for a in logits.values()):
-        raise RunDirError(f"{run_dir}/predictions.npz: {prefix} labels or logits are damaged (not numbers, or NaN / "
-                          f"infinite logits); {REBUILD.format(run_dir=run_dir)}")
+        raise RunDirError(f"{RunDir(run_dir).predictions}: {prefix} labels or logits are damaged (not numbers, or "
+                          f"NaN / infinite logits); {REBUILD.format(run_dir=run_dir)}")
     return Split(labels.astype(int), {role: a.astype(np.float64) for role, a in logits.items()})
 
 
 def _history(path: Path) -> list[dict[str, Any]]:
-    from kdkit.textfile import read_text
+    from kdkit.io.textfile import read_text
 
     records = []
     for number, line in enumerate(read_text(path, RunDirError).splitlines(), 1):
@@ -150,7 +148,7 @@ def _scheme(run_dir: Path) -> str:
     import yaml
 
     try:
-        raw = yaml.safe_load((run_dir / "config.yaml").read_text())
+        raw = yaml.safe_load(RunDir(run_dir).config.read_text())
         return str(raw["distill"]["scheme"]["name"])
     except (OSError, yaml.YAMLError, KeyError, TypeError):
         return "offline"
@@ -169,10 +167,10 @@ def load_run(run_dir: str | Path) -> RunData:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunDirError(f"run directory not found: {run_dir} (give a directory written by `kdkit demo`/`train`)")
-    missing = [name for name in ("results.json", "predictions.npz") if not (run_dir / name).is_file()]
-    if len(missing) == 2 and not (run_dir / "config.yaml").is_file():
-        raise RunDirError(f"{run_dir} is not a kdkit run directory (no config.yaml, results.json or "
-                          "predictions.npz); give a directory written by `kdkit demo` or `kdkit train`")
+    missing = [name for name in (RESULTS, PREDICTIONS) if not (run_dir / name).is_file()]
+    if len(missing) == 2 and not RunDir(run_dir).config.is_file():
+        raise RunDirError(f"{run_dir} is not a kdkit run directory (no {CONFIG}, {RESULTS} or "
+                          f"{PREDICTIONS}); give a directory written by `kdkit demo` or `kdkit train`")
     if missing:
         raise RunDirError(f"{run_dir} is not a complete kdkit run: missing {' and '.join(missing)}; "
                           + REBUILD.format(run_dir=run_dir))
@@ -181,20 +179,20 @@ def load_run(run_dir: str | Path) -> RunData:
     needed = ["test_labels", *(f"test_{r}" for r in ROLES)]
     absent = [key for key in needed if key not in preds]
     if absent:
-        raise RunDirError(f"{run_dir}/predictions.npz lacks {', '.join(absent)}; {REBUILD.format(run_dir=run_dir)}")
+        raise RunDirError(f"{RunDir(run_dir).predictions} lacks {', '.join(absent)}; {REBUILD.format(run_dir=run_dir)}")
     data = RunData(run_dir, results, _split(preds, "test", run_dir), None)
     # what the run itself says a reader must know (a tabular run: its "test data" is out-of-fold on training rows)
     data.notes += [note for note in results.get("notes") or [] if isinstance(note, str)]
     if all(f"train_{k}" in preds for k in ("labels", *ROLES)):
         data.train = _split(preds, "train", run_dir)
         if data.train.logits["teacher"].shape[1] != data.num_classes:
-            raise RunDirError(f"{run_dir}/predictions.npz: train and test logits have different numbers of classes; "
-                              + REBUILD.format(run_dir=run_dir))
+            raise RunDirError(f"{RunDir(run_dir).predictions}: train and test logits have different numbers of "
+                              "classes; " + REBUILD.format(run_dir=run_dir))
     elif not _trains_on_data(_scheme(run_dir)):
         data.notes.append(f"scheme '{_scheme(run_dir)}' distils on synthetic inputs only, so fidelity is shown on "
                           "test data")
     else:
-        data.notes.append("predictions.npz has no distillation-data (train_*) predictions, so fidelity is shown "
+        data.notes.append(f"{PREDICTIONS} has no distillation-data (train_*) predictions, so fidelity is shown "
                           f"on test data only; {REBUILD.format(run_dir=run_dir)} to add them")
     data.history, data.config = history_and_config(run_dir, data.notes)
     return data
@@ -204,19 +202,19 @@ def history_and_config(run_dir: Path, notes: list[str]) -> tuple[list[dict[str, 
     """metrics.jsonl's epoch records and config.yaml's settings, for any run kind; a missing or damaged file costs
     the report its curves or settings, nothing more, and adds a line to `notes` saying so."""
     history: list[dict[str, Any]] = []
-    if (run_dir / "metrics.jsonl").is_file():
-        history = _history(run_dir / "metrics.jsonl")
+    if RunDir(run_dir).metrics.is_file():
+        history = _history(RunDir(run_dir).metrics)
     else:
-        notes.append("metrics.jsonl is missing, so there are no training curves")
+        notes.append(f"{METRICS} is missing, so there are no training curves")
     config = None
-    if (run_dir / "config.yaml").is_file():
+    if RunDir(run_dir).config.is_file():
         import yaml
 
         try:
-            config = yaml.safe_load((run_dir / "config.yaml").read_text())
+            config = yaml.safe_load(RunDir(run_dir).config.read_text())
         except (yaml.YAMLError, UnicodeDecodeError):
             config = None
         if not isinstance(config, dict):
             config = None
-            notes.append("config.yaml is damaged (not a YAML mapping), so the run's settings are not shown")
+            notes.append(f"{CONFIG} is damaged (not a YAML mapping), so the run's settings are not shown")
     return history, config

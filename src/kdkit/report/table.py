@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
-from kdkit.spread import speedup_text, spread_text
+from kdkit.measure.spread import speedup_text, spread_text
 
 # key -> (header, formatter)
 COLUMNS: dict[str, tuple[str, Callable[[Any], str]]] = {
@@ -30,7 +30,7 @@ SPREAD_FORMATS = {"latency_ms": ".3f", "throughput": ",.0f"}  # the same digits 
 
 
 def cell(key: str, row: dict[str, Any]) -> str:
-    """One cell: latency and throughput as 'median (q1-q3)' when the row holds quartiles (see kdkit.spread), a
+    """One cell: latency and throughput as 'median (q1-q3)' when the row holds quartiles (see kdkit.measure.spread), a
     speed-up whose latency spreads overlap as '~1.1x?', '-' for a missing number."""
     value = row.get(key)
     if value is None:

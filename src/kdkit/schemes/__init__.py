@@ -1,12 +1,12 @@
 """Training schemes: who teaches whom. One file per scheme holds its options (a ``SchemeOptions`` subclass, found
 by kdkit.schemes.registry), its plan (kdkit.schemes.plan) and what trains:
 
-- step schemes (a ``kdkit.step.Scheme``: offline, mutual, self_distill, multi_teacher, on_policy, topk_cache,
+- step schemes (a ``kdkit.trainer.step.Scheme``: offline, mutual, self_distill, multi_teacher, on_policy, topk_cache,
   cross_tokenizer), whose ``losses`` the trainer calls every batch;
 - orchestrating schemes (assistants, born_again, data_free, sequence_level), which call the trainer several times.
 
-Both call kdkit.trainer; the trainer sees only kdkit.step, so the import graph reads one way. The names below are
-imported on first use (PEP 562): ``import kdkit.schemes`` stays cheap.
+Both call kdkit.trainer.loop; the trainer sees only kdkit.trainer.step, so the import graph reads one way. The names
+below are imported on first use (PEP 562): ``import kdkit.schemes`` stays cheap.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import importlib
 from typing import Any
 
 _EXPORTS: dict[str, str] = {
-    "Scheme": "kdkit.step", "Supervised": "supervised", "OfflineDistillation": "offline", "MutualLearning": "mutual",
+    "Scheme": "kdkit.trainer.step", "Supervised": "supervised", "OfflineDistillation": "offline",
+    "MutualLearning": "mutual",
     "SelfDistillation": "self_distill", "MultiTeacherDistillation": "multi_teacher",
     "OnPolicyDistillation": "on_policy", "TopKCacheDistillation": "topk_cache", "ULDDistillation": "cross_tokenizer",
     "distill_through_assistants": "assistants", "distill_born_again": "born_again",

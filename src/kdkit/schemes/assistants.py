@@ -23,13 +23,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from kdkit.adapters import example_inputs
 from kdkit.errors import ConfigError
-from kdkit.model_config import ModelConfig
+from kdkit.models.spec import ModelConfig
 from kdkit.schemes.offline import OfflineDistillation
 from kdkit.schemes.plan import PlanInputs, SchemePlan
 from kdkit.schemes.registry import SchemeOptions
-from kdkit.settings import TrainSettings
 from kdkit.terms import LossTerm, build_terms, check_paths
-from kdkit.trainer import FitResult, fit
+from kdkit.trainer.loop import FitResult, fit
+from kdkit.trainer.settings import TrainSettings
 
 TermSpecs = Sequence[Mapping[str, Any]] | Callable[[], Sequence[LossTerm]]
 

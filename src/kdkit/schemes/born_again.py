@@ -29,8 +29,8 @@ from kdkit.models.init import check_lam, check_same_architecture, teacher_near_i
 from kdkit.schemes.assistants import TermSpecs, distill_through_assistants
 from kdkit.schemes.plan import PlanInputs, SchemePlan
 from kdkit.schemes.registry import SchemeOptions
-from kdkit.settings import TrainSettings
-from kdkit.trainer import FitResult
+from kdkit.trainer.loop import FitResult
+from kdkit.trainer.settings import TrainSettings
 
 
 def distill_born_again(

@@ -18,7 +18,7 @@ from kdkit.errors import ConfigError
 from kdkit.lm.cross_tokenizer import CrossTokenizerRows
 from kdkit.losses.kd import hard_label_ce
 from kdkit.losses.uld import ULD
-from kdkit.step import Scheme
+from kdkit.trainer.step import Scheme
 
 
 class ULDDistillation(Scheme):

@@ -22,16 +22,17 @@ from pydantic import Field
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from kdkit.data.loaders import Indexed, make_loader
 from kdkit.errors import ConfigError, DataError, ModelError
-from kdkit.loaders import Indexed, make_loader
 from kdkit.losses.kd import DEFAULT_T
 from kdkit.schemes.inversion import BATCHNORMS, SyntheticData, synthesize
 from kdkit.schemes.offline import OfflineDistillation
 from kdkit.schemes.plan import PlanInputs, SchemePlan
-from kdkit.schemes.registry import SchemeOptions
-from kdkit.settings import TrainSettings
+from kdkit.schemes.registry import DEFAULT_T_RANGE, SchemeOptions
 from kdkit.terms import build_terms
-from kdkit.trainer import FitResult, fit, resolve_device
+from kdkit.trainer.batches import resolve_device
+from kdkit.trainer.loop import FitResult, fit
+from kdkit.trainer.settings import TrainSettings
 
 
 def distill_data_free(
@@ -80,7 +81,7 @@ class DataFreeOptions(SchemeOptions):
                              "distill.losses: [{name: kd, T: 4}] (alpha is not used)")
 
     def tune_space(self, losses: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        return {"distill.losses.kd.T": {"low": 1.0, "high": 10.0, "log": True}}  # no hard-label term to weigh
+        return {"distill.losses.kd.T": dict(DEFAULT_T_RANGE)}  # no hard-label term to weigh
 
     def plan(self, inputs: PlanInputs) -> SchemePlan:
         return DataFreePlan(self, inputs)

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from kdkit.errors import ConfigError, ModelError
-from kdkit.model_config import ModelConfig
+from kdkit.models.spec import ModelConfig
 from kdkit.schemes.offline import OfflineDistillation
 from kdkit.schemes.plan import PlanInputs, SchemePlan
 from kdkit.schemes.registry import SchemeOptions

@@ -24,11 +24,11 @@ from torch.utils.data import Dataset
 
 from kdkit.errors import ConfigError, ModelError
 from kdkit.losses.kd import hard_label_ce, soft_target_kl
-from kdkit.model_config import ModelConfig
+from kdkit.models.spec import ModelConfig
 from kdkit.schemes.plan import PlanInputs, SchemePlan
-from kdkit.schemes.registry import SchemeOptions
-from kdkit.step import Scheme
+from kdkit.schemes.registry import DEFAULT_ALPHA_RANGE, DEFAULT_T_RANGE, SchemeOptions
 from kdkit.taps import Taps
+from kdkit.trainer.step import Scheme
 
 # mutual learning's defaults, the only ones: MutualLearning takes them, and so do its options below
 DEFAULT_T = 1.0
@@ -139,8 +139,7 @@ class MutualOptions(SchemeOptions):
         return [("distill.scheme.peers", m) for m in self.peers]
 
     def tune_space(self, losses: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        return {"distill.scheme.T": {"low": 1.0, "high": 10.0, "log": True},
-                "distill.scheme.alpha": {"low": 0.0, "high": 1.0}}
+        return {"distill.scheme.T": dict(DEFAULT_T_RANGE), "distill.scheme.alpha": dict(DEFAULT_ALPHA_RANGE)}
 
     def plan(self, inputs: PlanInputs) -> SchemePlan:
         return MutualPlan(self, inputs)

@@ -6,7 +6,7 @@ torch.inference_mode; the loss terms get copies made outside it, with no autogra
 
 With ``cache_size=N`` (the length of the training set, whose loader yields sample indices, see
 :class:`kdkit.data.Indexed`) the teacher's outputs are computed once per sample and reused in later epochs, and
-its validation logits once per fit (see kdkit.teacher_cache, which also keeps them on disk across runs).
+its validation logits once per fit (see kdkit.trainer.teacher_cache, which also keeps them on disk across runs).
 Only valid when a sample's input is the same every epoch (no random augmentation).
 """
 
@@ -26,10 +26,10 @@ from kdkit.lm.vocab import check_model_vocabularies
 from kdkit.losses.token_divergence import TokenDivergence
 from kdkit.schemes.plan import PlanInputs, SchemePlan
 from kdkit.schemes.registry import SchemeOptions
-from kdkit.step import Scheme
 from kdkit.taps import Taps
-from kdkit.teacher_cache import TeacherCache, ValidationOutputs
 from kdkit.terms import LossTerm, active_terms, tapped_paths
+from kdkit.trainer.step import Scheme
+from kdkit.trainer.teacher_cache import TeacherCache, ValidationOutputs
 
 
 class OfflineDistillation(Scheme):

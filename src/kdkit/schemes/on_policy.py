@@ -28,7 +28,7 @@ from kdkit.lm.vocab import check_model_vocabularies
 from kdkit.losses.kd import hard_label_ce
 from kdkit.losses.token_divergence import TokenDivergence
 from kdkit.schemes.lm_common import LMSchemeOptions, build_divergence, prompt_lengths
-from kdkit.step import Scheme
+from kdkit.trainer.step import Scheme
 
 
 class OnPolicyDistillation(Scheme):

@@ -1,5 +1,6 @@
 """How a scheme trains the distilled student of a run: the base of every scheme's plan, and what a plan gets from the
-run (:class:`PlanInputs`, filled by kdkit.plans from the config, so no scheme reads the config itself).
+run (:class:`PlanInputs`, filled by kdkit.families.classification.plans from the config, so no scheme reads the config
+itself).
 
 A plan is built before anything trains (its __init__ builds the scheme's extra models and checks them, so a bad
 config fails at once) and trains once the teacher is ready:
@@ -21,16 +22,16 @@ from torch.utils.data import DataLoader, Dataset
 
 from kdkit.errors import ConfigError
 from kdkit.models.init import check_same_architecture, teacher_near_init
-from kdkit.settings import TrainSettings
-from kdkit.step import Scheme
-from kdkit.teacher_cache import cache_report, persist_teacher_cache
+from kdkit.schemes.registry import SchemeOptions
 from kdkit.terms import LossTerm, check_paths
-from kdkit.trainer import fit
-from kdkit.view_cache import ReplayedViews, replay_views
+from kdkit.trainer.loop import fit
+from kdkit.trainer.settings import TrainSettings
+from kdkit.trainer.step import Scheme
+from kdkit.trainer.teacher_cache import cache_report, persist_teacher_cache
+from kdkit.trainer.view_cache import ReplayedViews, replay_views
 
 if TYPE_CHECKING:
-    from kdkit.model_config import ModelConfig
-    from kdkit.schemes.registry import SchemeOptions
+    from kdkit.models.spec import ModelConfig
 
 
 @dataclass
@@ -102,7 +103,7 @@ class SchemePlan:
     ) -> None:
         """Train the distilled student; `on_epoch` (see fit) sees the student's epochs, in the schemes that train
         it in one stage (the chains and data-free distillation ignore it); `on_cache` gets the teacher cache's
-        report (kdkit.teacher_cache.cache_report) once it is complete, before the first epoch."""
+        report (kdkit.trainer.teacher_cache.cache_report) once it is complete, before the first epoch."""
         scheme = self.scheme(distill_set, run_dir)
         if isinstance(distill_set, ReplayedViews):  # the teacher's answers to every stored view, from disk or now
             replay_views(scheme, distill_set, val_loader.dataset if val_loader is not None else None, settings,

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from kdkit.named import NamedOptions, Registry
+from kdkit.config.named import NamedOptions, Registry
 
 if TYPE_CHECKING:
-    from kdkit.model_config import ModelConfig
-    from kdkit.schemes.plan import PlanInputs, SchemePlan
+    from kdkit.models.spec import ModelConfig
 
 CLASSIFICATION, LM = "classification", "lm"
 DEFAULT_SCHEME = {CLASSIFICATION: "offline", LM: "offline"}
+# the ranges `kdkit tune` searches by default: KD's temperature on a log scale, and the weight of the hard labels
+DEFAULT_T_RANGE = {"low": 1.0, "high": 10.0, "log": True}
+DEFAULT_ALPHA_RANGE = {"low": 0.0, "high": 1.0}
 
 
 def _elsewhere(name: str, family: str) -> str:
@@ -35,7 +37,7 @@ class SchemeOptions(NamedOptions):
     class flags below where they differ, and :meth:`plan`."""
 
     registry = SCHEMES
-    family: ClassVar[str] = CLASSIFICATION  # LM: a language-model scheme (kdkit.lm.config)
+    family: ClassVar[str] = CLASSIFICATION  # LM: a language-model scheme (kdkit.families.lm.config)
     # what the rest of a run asks of a scheme; the defaults describe plain one-teacher distillation
     reads_losses: ClassVar[bool] = True  # trains with distill.losses (mutual learning has its own T and alpha)
     trains_on_data: ClassVar[bool] = True  # the student learns from the data's inputs (data_free: synthetic ones)
@@ -57,9 +59,11 @@ class SchemeOptions(NamedOptions):
         """What `kdkit tune` searches when the config gives no space: T and alpha of the first loss term, by name
         (the first term of a name is labelled by the name)."""
         first = f"distill.losses.{losses[0]['name']}"
-        return {f"{first}.T": {"low": 1.0, "high": 10.0, "log": True}, f"{first}.alpha": {"low": 0.0, "high": 1.0}}
+        return {f"{first}.T": dict(DEFAULT_T_RANGE), f"{first}.alpha": dict(DEFAULT_ALPHA_RANGE)}
 
-    def plan(self, inputs: PlanInputs) -> SchemePlan:
+    def plan(self, inputs: Any) -> Any:
+        """What trains the student: a kdkit.schemes.plan.SchemePlan built from the run's PlanInputs (the plan module
+        builds on this one, so the types are named here, not imported)."""
         raise NotImplementedError(f"scheme '{self.name}' has no plan")
 
 
@@ -69,5 +73,5 @@ def schemes(family: str = CLASSIFICATION) -> dict[str, type[SchemeOptions]]:
 
 
 def scheme_options(raw: Any, family: str = CLASSIFICATION) -> SchemeOptions:
-    """The options of the scheme `raw` names (see kdkit.named.Registry.options)."""
+    """The options of the scheme `raw` names (see kdkit.config.named.Registry.options)."""
     return SCHEMES.options(raw, family)  # type: ignore[return-value]

@@ -26,9 +26,9 @@ from torch.utils.data import Dataset
 from kdkit.errors import ConfigError
 from kdkit.schemes.plan import PlanInputs, SchemePlan
 from kdkit.schemes.registry import SchemeOptions
-from kdkit.step import Scheme
 from kdkit.taps import LOGITS, Taps
 from kdkit.terms import LossTerm, active_terms, build_terms, key_paths
+from kdkit.trainer.step import Scheme
 
 
 class SelfDistillation(Scheme):

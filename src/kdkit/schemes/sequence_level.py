@@ -18,15 +18,15 @@ from pydantic import Field
 from torch import nn
 from torch.utils.data import DataLoader
 
+from kdkit.data.loaders import make_loader
 from kdkit.errors import DataError
 from kdkit.lm.dataset import LMDataset, encode_pairs
 from kdkit.lm.generate import generate, pad_prompts
-from kdkit.loaders import make_loader
-from kdkit.metrics import model_device
+from kdkit.measure.cost import model_device
 from kdkit.schemes.lm_common import LMSchemeOptions
 from kdkit.schemes.supervised import Supervised
-from kdkit.settings import TrainSettings
-from kdkit.trainer import FitResult, fit
+from kdkit.trainer.loop import FitResult, fit
+from kdkit.trainer.settings import TrainSettings
 
 
 @torch.no_grad()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from kdkit.losses.kd import hard_label_ce
-from kdkit.step import Scheme
+from kdkit.trainer.step import Scheme
 
 
 class Supervised(Scheme):

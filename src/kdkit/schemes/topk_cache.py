@@ -19,7 +19,7 @@ from kdkit.lm.cache import TAILS, Tail, TopKCache, topk_tail_divergence
 from kdkit.losses.kd import hard_label_ce
 from kdkit.losses.token_divergence import TokenDivergence
 from kdkit.schemes.lm_common import LMSchemeOptions, build_divergence
-from kdkit.step import Scheme
+from kdkit.trainer.step import Scheme
 
 
 class TopKCacheDistillation(Scheme):

@@ -1,0 +1,236 @@
+"""`kdkit train` of a language-model config (kdkit.families.lm.config) and `kdkit demo --task lm`: the teacher, the
+student trained alone and the distilled student (same initial weights, same settings), measured on the test split and
+written as a run directory that `kdkit report` and `kdkit compare` read (kdkit.families.lm.rundir).
+
+Kept apart from kdkit.families.classification.pipeline: the models are causal LMs whose outputs are (N, L, V) logits,
+their data is prompt/response rows, and their table is perplexity, exact match and generation speed rather than accuracy
+and latency.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from torch import nn
+
+from kdkit.data import build_lm_data
+from kdkit.data.lm import LMBundle
+from kdkit.data.loaders import EVAL_BATCH_SIZE, Indexed, make_loader
+from kdkit.diagnosis import diagnose
+from kdkit.families.lm.config import LMRunConfig, divergence_terms, dump_lm_config
+from kdkit.families.lm.rundir import table_markdown, write_lm_run
+from kdkit.families.lm.signals import lm_signals
+from kdkit.families.lm.verdict import lm_run_verdict
+from kdkit.io.checkpoint import load_weights, save_state
+from kdkit.lm.dataset import LMDataset, encode_pairs
+from kdkit.lm.metrics import exact_hits, lm_units, summarize_units
+from kdkit.lm.vocab import check_model_vocabularies
+from kdkit.models import build_model
+from kdkit.models.lm import load_causal_lm
+from kdkit.report.runinfo import diagnosis_lines
+from kdkit.run import guard as run_guard
+from kdkit.run.rundir import LABELS, ROLES, RunDir
+from kdkit.trainer.batches import resolve_device
+from kdkit.trainer.loop import fit, seed_everything
+from kdkit.trainer.resume import resuming
+
+
+@dataclass
+class LMRunResult:
+    run_dir: Path
+    rows: dict[str, dict[str, float]]  # by role
+    models: dict[str, nn.Module]
+
+
+def concat(a: LMDataset, b: LMDataset) -> LMDataset:
+    """The rows of a, then those of b (prompts and responses too)."""
+    return LMDataset(torch.cat([a.x, b.x]), torch.cat([a.y, b.y]), torch.cat([a.prompt_len, b.prompt_len]),
+                     (a.prompts or []) + (b.prompts or []), (a.responses or []) + (b.responses or []))
+
+
+def _hf_path(name: str) -> str | None:
+    return name.partition(":")[2] if name.startswith("hf_lm:") else None
+
+
+def build_lm_models(cfg: LMRunConfig) -> tuple[LMBundle, LMDataset | None, nn.Module, nn.Module]:
+    """Data, then the teacher and the student's initial weights (seeded by cfg.seed, teacher first). An hf_lm:
+    teacher is loaded before the data, whose texts its tokenizer encodes."""
+    teacher = load_causal_lm(_hf_path(cfg.teacher.name)) if _hf_path(cfg.teacher.name) else None
+    data, transfer = build_lm_data(cfg.data, cfg.seed, getattr(teacher, "tokenizer", None))
+    seed_everything(cfg.seed)
+
+    def build(spec: Any) -> nn.Module:
+        return build_model(spec.name, data.input_shape, data.vocab_size, **spec.params)
+
+    teacher = teacher if teacher is not None else build(cfg.teacher)
+    student = build(cfg.student)
+    if cfg.teacher.checkpoint is not None:
+        load_weights(teacher, cfg.teacher.checkpoint)
+    if cfg.student.checkpoint is not None:
+        load_weights(student, cfg.student.checkpoint)
+    check_model_vocabularies(teacher, student)  # hf_lm: models carry tokenizers: one line naming the first mismatch
+    return data, transfer, teacher, student
+
+
+def teacher_is_trained(cfg: LMRunConfig) -> bool:
+    """A teacher given as weights (checkpoint) or as a pretrained hf_lm: folder is used as it is, unless
+    teacher.train asks for training (fine-tuning) on the data."""
+    return (cfg.teacher.checkpoint is None and _hf_path(cfg.teacher.name) is None) or bool(cfg.teacher.train)
+
+
+def distill(cfg: LMRunConfig, student: nn.Module, teacher: nn.Module, data: LMBundle, transfer: LMDataset | None,
+            run_dir: Path, device: torch.device) -> dict[str, Any]:
+    """Train the distilled student by cfg.distill.scheme; returns what the run records about it."""
+    from kdkit.schemes.offline import OfflineDistillation
+    from kdkit.terms import build_terms
+
+    s = cfg.settings("distill")
+    eos, pad = data.tokenizer.eos_token_id, getattr(data.tokenizer, "pad_token_id", None)
+    pad = data.tokenizer.eos_token_id if pad is None else pad
+    val_loader = make_loader(data.val, EVAL_BATCH_SIZE, shuffle=False)
+    scheme_cfg = cfg.distill.scheme
+    record: dict[str, Any] = {"scheme": scheme_cfg.name}
+    train_set = data.train
+    if scheme_cfg.name == "sequence_level" and transfer is not None:
+        from kdkit.schemes.sequence_level import teacher_outputs
+
+        # the teacher writes the transfer prompts' answers (Kim & Rush 2016); the labelled pairs stay as they are
+        written = teacher_outputs(teacher.to(device), transfer, eos, pad, greedy=scheme_cfg.greedy,
+                                  temperature=scheme_cfg.temperature, seed=cfg.seed)
+        train_set = concat(data.train, encode_pairs(written.prompts or [], written.responses or [], data.seq_len,
+                                                    eos, pad))
+        record["teacher_written"] = len(transfer)
+    if scheme_cfg.name in ("offline", "sequence_level"):
+        scheme = OfflineDistillation(student, teacher, build_terms(cfg.distill.losses), cache_size=len(train_set))
+        fit(scheme, make_loader(Indexed(train_set), s.batch_size, shuffle=True, seed=s.seed), val_loader, s,
+            run_dir=run_dir, name="student_kd")
+        scheme.close()
+        return record
+    div, ce_weight = divergence_terms(cfg.distill.losses, scheme_cfg.name)
+    name = div.pop("name")
+    weight = float(div.pop("weight", 1.0))
+    if scheme_cfg.name == "on_policy":
+        from kdkit.schemes.on_policy import OnPolicyDistillation
+
+        scheme = OnPolicyDistillation(student, teacher, name, lam=scheme_cfg.lam, eos_id=eos, pad_id=pad,
+                                      sample_temperature=scheme_cfg.sample_temperature,
+                                      max_new_tokens=scheme_cfg.max_new_tokens, weight=weight, ce_weight=ce_weight,
+                                      seed=cfg.seed, **div)
+        fit(scheme, make_loader(train_set, s.batch_size, shuffle=True, seed=s.seed), val_loader, s,
+            run_dir=run_dir, name="student_kd")
+        record.update(on_policy_steps=scheme.on_policy_steps, steps=scheme.steps)
+        return record
+    from kdkit.lm.cache import TopKCache, build_topk_cache
+    from kdkit.schemes.topk_cache import TopKCacheDistillation
+
+    div.pop("T", None)  # checked to be 1 by the config: the cache holds the teacher at temperature 1
+    info = build_topk_cache(teacher.to(device), train_set, RunDir(run_dir).teacher_topk, k=scheme_cfg.k,
+                            shard_size=scheme_cfg.shard_size, tail_samples=scheme_cfg.tail_samples, seed=cfg.seed)
+    scheme = TopKCacheDistillation(student, TopKCache(info.directory), name, weight=weight, ce_weight=ce_weight,
+                                   tail=scheme_cfg.tail, **div)
+    fit(scheme, make_loader(Indexed(train_set), s.batch_size, shuffle=True, seed=s.seed), val_loader, s,
+        run_dir=run_dir, name="student_kd")
+    record["teacher_cache"] = {"k": info.k, "tail": scheme_cfg.tail, "tail_samples": info.tail_samples,
+                               "bytes": info.bytes, "build_seconds": info.seconds, "folder": str(info.directory)}
+    return record
+
+
+def measure(models: dict[str, nn.Module], data: LMBundle, device: torch.device) -> tuple[dict, dict]:
+    """Per role: the table's row and the per-test-row sums (lm_units, plus exact hits with prompts)."""
+    eos = data.tokenizer.eos_token_id
+    pad = getattr(data.tokenizer, "pad_token_id", None)
+    pad = eos if pad is None else pad
+    rows, units = {}, {}
+    for role in ROLES:
+        model = models[role].to(device)
+        teacher = None if role == "teacher" else models["teacher"].to(device)
+        u = lm_units(model, data.test, teacher, device=device)
+        row: dict[str, Any] = {}
+        if data.test.prompts is not None:
+            u["exact"], tokens, seconds = exact_hits(model, data.test, eos, pad, device=device)
+            row["tokens_per_s"] = tokens / max(seconds, 1e-9)
+        row.update(summarize_units(u))
+        row["params"] = float(sum(p.numel() for p in model.parameters()))
+        rows[role], units[role] = row, u
+    return rows, units
+
+
+def run_lm(cfg: LMRunConfig, console: Console | None = None, overwrite: bool = False,
+           resume: bool = False) -> LMRunResult:
+    """Train and measure the three models of an LM config and write its run directory; print the table."""
+    from kdkit.schemes.supervised import Supervised
+
+    console = console or Console()
+    start = time.perf_counter()
+    run_dir = Path(cfg.output_dir)
+    run_guard.precheck(run_dir, resume=resume, overwrite=overwrite)  # before the data: a run that cannot start
+    if resume:
+        run_guard.check_same_config(run_dir, cfg.model_dump(mode="json"))
+    data, transfer, teacher, student_init = build_lm_models(cfg)
+    lock = run_guard.claim(run_dir, resume=resume, overwrite=overwrite,
+                           needed_bytes=10 * sum(p.numel() * 4 for m in (teacher, student_init) for p in
+                                                 m.parameters()))
+    try:
+        if overwrite:  # what only LM runs write (run_guard clears the files every run writes)
+            shutil.rmtree(RunDir(run_dir).teacher_topk, ignore_errors=True)
+            RunDir(run_dir).tokenizer.unlink(missing_ok=True)
+        if resume:  # the stages of one experiment only
+            run_guard.check_same_config(run_dir, cfg.model_dump(mode="json"))
+        else:
+            RunDir(run_dir).metrics.unlink(missing_ok=True)  # fit appends to this log
+        dump_lm_config(cfg, RunDir(run_dir).config)
+        device = resolve_device(cfg.train.device)
+        alone, distilled = copy.deepcopy(student_init), copy.deepcopy(student_init)
+        with resuming(resume):  # each stage's fit continues from its checkpoint, or loads its final weights
+            if teacher_is_trained(cfg):
+                s = cfg.settings("teacher")
+                fit(Supervised(teacher), make_loader(data.train, s.batch_size, shuffle=True, seed=s.seed),
+                    make_loader(data.val, EVAL_BATCH_SIZE, shuffle=False), s, run_dir=run_dir, name="teacher")
+            s = cfg.settings("student")
+            fit(Supervised(alone), make_loader(data.train, s.batch_size, shuffle=True, seed=s.seed),
+                make_loader(data.val, EVAL_BATCH_SIZE, shuffle=False), s, run_dir=run_dir, name="student_alone")
+            # the teacher's answers (sequence level) and top-k cache are made again: same teacher, same seed
+            record = distill(cfg, distilled, teacher, data, transfer, run_dir, device)
+        models = {"teacher": teacher, "student_alone": alone, "student_kd": distilled}
+        rows, units = measure(models, data, device)
+        for role, model in models.items():
+            save_state({k: v.detach().cpu() for k, v in model.state_dict().items()},
+                       RunDir(run_dir).weights(role))
+        if hasattr(data.tokenizer, "save") and not _hf_path(cfg.teacher.name):
+            data.tokenizer.save(RunDir(run_dir).tokenizer)
+        pool = len(transfer) if transfer is not None and cfg.distill.scheme.name == "sequence_level" else 0
+        diagnosis = diagnose(lm_signals(models, data.train, data.val, device, rows, pool))
+        verdict = lm_run_verdict(units, rows, seed=cfg.seed, why=diagnosis.findings[0])
+        seconds = time.perf_counter() - start
+        summary = {"seed": cfg.seed, "device": str(device), "seconds": seconds,
+                   "data": {"name": cfg.data.name, "n_train": len(data.train), "n_val": len(data.val),
+                            "n_test": len(data.test), "n_transfer": len(transfer) if transfer is not None else 0,
+                            "seq_len": data.seq_len, "vocab_size": data.vocab_size,
+                            "test_tokens": int(units["teacher"]["tokens"].sum()), **data.info},
+                   "training": record, "verdict": verdict.as_dict(), "diagnosis": diagnosis.as_dict()}
+        write_lm_run(run_dir, rows, units, summary)
+    finally:
+        lock.release()
+    test = f"{len(data.test):,} test {'problems' if data.test.prompts is not None else 'texts'}"
+    console.print(f"kdkit (lm): {cfg.data.name}, scheme {cfg.distill.scheme.name}, {test}", highlight=False)
+    console.print(table_markdown({LABELS[r]: rows[r] for r in ROLES}), soft_wrap=True, markup=False,
+                  highlight=False)
+    for line in verdict.lines() + diagnosis_lines(diagnosis, verdict):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if "teacher_cache" in record:
+        c = record["teacher_cache"]
+        draws = f", {c['tail_samples']} tail draws per token" if c["tail_samples"] else ""
+        console.print(f"teacher top-{c['k']} cache{draws} ({c['tail']} tail): {c['bytes'] / 1e6:.2f} MB in "
+                      f"{c['build_seconds']:.1f} s", highlight=False)
+    console.print(f"{seconds:.0f} s; run directory: {run_dir} (`kdkit report {run_dir}`)", highlight=False)
+    return LMRunResult(run_dir, rows, models)
+
+
+__all__ = ["LMRunResult", "build_lm_models", "concat", "distill", "measure", "run_lm"]
