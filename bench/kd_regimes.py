@@ -464,6 +464,7 @@ def row_job(row: Row, seed: int, values: dict[str, Any], data: Data, args, out: 
         model = train_row(row, raw, seed, data, teachers)
         logits, labels = predict(model, make_loader(data.test, 1024, shuffle=False), torch.device("cpu"))
         val = evaluate(model, make_loader(data.val, 1024, shuffle=False), None)["accuracy"]
+        save_weights(model, path.with_suffix(".safetensors"))  # kept for the diagnosis signals of the cell
         write_json(path, {"row": row.name, "seed": seed, "values": values, "val_accuracy": val,
                           "accuracy": float((logits.argmax(1) == labels).mean()),
                           "predictions": logits.argmax(1).tolist(), **timing(start, cpu)})
