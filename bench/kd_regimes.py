@@ -464,6 +464,7 @@ def row_job(row: Row, seed: int, values: dict[str, Any], data: Data, args, out: 
         model = train_row(row, raw, seed, data, teachers)
         logits, labels = predict(model, make_loader(data.test, 1024, shuffle=False), torch.device("cpu"))
         val = evaluate(model, make_loader(data.val, 1024, shuffle=False), None)["accuracy"]
+        save_weights(model, path.with_suffix(".safetensors"))  # kept for the diagnosis signals of the cell
         write_json(path, {"row": row.name, "seed": seed, "values": values, "val_accuracy": val,
                           "accuracy": float((logits.argmax(1) == labels).mean()),
                           "predictions": logits.argmax(1).tolist(), **timing(start, cpu)})
@@ -750,6 +751,8 @@ def parse_args() -> argparse.Namespace:
                         "ran side by side (for the command the section records)")
     parser.add_argument("--quick", action="store_true", help="tiny slices, 1 seed, 2 settings per grid, nothing "
                         "written")
+    parser.add_argument("--founding-only", action="store_true", help="train only the founding cell's student alone "
+                        "and its KD rows with the knowing teacher (with and without the pool)")
     parser.add_argument("--print-only", action="store_true", help="do not write bench/RESULTS.md")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: the section from what the training processes saved in --out")
@@ -799,6 +802,9 @@ def main() -> None:
     rows = map_rows(scale, args.students)
     if FOUNDING[0] in args.students:
         rows += method_rows(scale, args.methods)
+    if args.founding_only:  # a short session's priority; a later run without it trains the rest, reusing these
+        rows = [r for r in rows if (r.student, r.labels) == (FOUNDING[0], min(scale.budgets))
+                and r.teacher in (None, KNOWING) and r.method == MAP_METHOD]
     results, teachers, tuned = run(args, data, rows, out)
     body = report(args, data, rows, results, teachers, tuned, out)
     print(body)
