@@ -732,7 +732,7 @@ def report(args, data: Data, rows: list[Row], results, teachers, tuned, out: Pat
     ])
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=10, help="epochs of about 57,000 samples per row")
@@ -756,7 +756,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--print-only", action="store_true", help="do not write bench/RESULTS.md")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: the section from what the training processes saved in --out")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.epochs, args.tune_epochs = [0], 1, 1
         args.teacher_epochs, args.same_teacher_epochs = 1, 1
