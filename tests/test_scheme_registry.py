@@ -106,3 +106,76 @@ def test_a_new_scheme_is_one_class_and_runs_through_config_pipeline_and_tune(lab
     assert [r["model"] for r in results["rows"]] == ["teacher", "student alone", "distilled student"]
     saved = parse_config(yaml.safe_load((tmp_path / "run" / "config.yaml").read_text()))
     assert saved.distill.scheme == cfg.distill.scheme  # the run directory reads back with its scheme
+
+
+def test_a_language_model_scheme_name_appears_only_in_its_own_file() -> None:
+    """Outside kdkit/schemes/, no module names a language-model scheme (besides the default): the LM config and run
+    ask the scheme's options and plan instead. The LM demo is a config that names the scheme it runs, as
+    configs/lm_addition.yaml does."""
+    names = [n for n in schemes(LM) if n != "offline"]
+    quoted = re.compile("|".join(rf"[\"']{n}[\"']" for n in names))
+    configs = {Path("families/lm/demo.py")}
+    offenders = [f"{p.relative_to(SRC)}: {line.strip()}" for p in SRC.rglob("*.py")
+                 if "schemes" not in p.parts and p.relative_to(SRC) not in configs
+                 for line in p.read_text(encoding="utf-8").splitlines() if quoted.search(line)]
+    assert offenders == []
+
+
+@pytest.fixture
+def lm_labels_only():
+    """A language-model scheme written in one place: the distilled student learns the labelled pairs alone, and the
+    scheme refuses terms without ce. Unregistered afterwards."""
+    from kdkit.errors import ConfigError as Refused
+    from kdkit.schemes.lm_common import LMSchemeOptions
+    from kdkit.schemes.lm_plan import LMPlan
+
+    class LabelsOnlyLMPlan(LMPlan):
+        def indexed(self) -> bool:
+            return False
+
+        def scheme(self, train_set: Dataset) -> Supervised:
+            self.extra["rows"] = len(train_set)
+            return Supervised(self.inputs.student)
+
+    class LabelsOnlyLM(LMSchemeOptions):
+        name: Literal["lm_labels_only"] = "lm_labels_only"
+        note: str = "labels"
+
+        def check_config(self, losses):
+            if not any(t.get("name") == "ce" for t in losses):
+                raise Refused("config error at distill.losses: scheme 'lm_labels_only' needs a ce term")
+
+        def plan(self, inputs) -> LMPlan:
+            return LabelsOnlyLMPlan(self, inputs)
+
+    yield LabelsOnlyLM
+    SCHEMES.remove("lm_labels_only", LM)
+
+
+def test_a_new_language_model_scheme_is_one_class_and_runs_through_config_and_run(lm_labels_only, tmp_path) -> None:
+    from kdkit.cli import main
+    from kdkit.families.lm.config import parse_lm_config
+
+    raw = yaml.safe_load((SRC.parents[1] / "configs" / "lm_addition.yaml").read_text())
+    raw["output_dir"] = str(tmp_path / "run")
+    raw["data"].update({"digits": 2, "n_train": 48, "n_transfer": 0, "n_val": 16, "n_test": 16})
+    raw["train"]["epochs"], raw["teacher"]["train"] = 1, {"epochs": 1}
+    raw["teacher"]["params"] = {"layers": 1, "width": 16, "heads": 2}
+    raw["student"]["params"] = {"layers": 1, "width": 8, "heads": 2}
+    raw["distill"]["scheme"] = {"name": "lm_labels_only", "note": "pairs"}
+    assert isinstance(parse_lm_config(raw).distill.scheme, lm_labels_only)
+    with pytest.raises(ConfigError, match="scheme 'lm_labels_only' needs a ce term"):
+        parse_lm_config({**raw, "distill": {**raw["distill"], "losses": [{"name": "forward_kl"}]}})
+    with pytest.raises(ConfigError, match=r"distill.scheme.nte: unknown key; did you mean 'note'"):
+        parse_lm_config({**raw, "distill": {**raw["distill"], "scheme": {"name": "lm_labels_only", "nte": "x"}}})
+    (tmp_path / "lm.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(SystemExit) as done:
+        main(["train", str(tmp_path / "lm.yaml")])
+    assert not done.value.code
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["training"] == {"scheme": "lm_labels_only", "rows": 48}
+    assert [r["model"] for r in results["rows"]] == ["teacher", "student alone", "distilled student"]
+    rows = {r["model"]: r for r in results["rows"]}  # labels alone, same start and settings: the same student
+    assert rows["distilled student"]["perplexity"] == rows["student alone"]["perplexity"]
+    rows = {r["model"]: r for r in results["rows"]}  # labels alone, same start and settings: the same student
+    assert rows["distilled student"]["perplexity"] == rows["student alone"]["perplexity"]

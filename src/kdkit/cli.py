@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -25,21 +23,6 @@ console = Console()
 SET = typer.Option([], "--set", metavar="PATH=VALUE", help="change a config value without editing the file, e.g. "
                    "--set train.epochs=30 --set distill.losses.0.T=2 (the value is read as YAML; repeat for more); "
                    "checked like the file")
-
-
-@contextmanager
-def _process_group() -> Iterator[None]:
-    """Join the process group when launched by torchrun (a no-op otherwise) and always leave it at the end, so
-    every process exits cleanly; after an error it leaves without waiting for processes that may never arrive."""
-    from kdkit import distributed
-
-    distributed.init_from_env()
-    try:
-        yield
-    except BaseException:
-        distributed.shutdown(wait=False)
-        raise
-    distributed.shutdown()
 
 
 @app.command()
@@ -71,7 +54,7 @@ def demo(
                     overrides=overrides)
         return
     cfg = demo_config(seed=seed, output_dir=output_dir or default_dir, quick=quick, task=task, overrides=overrides)
-    with _process_group():
+    with distributed.process_group():
         if distributed.is_main():
             console.print(
                 f"kdkit demo ({task}): {cfg.data.name}, teacher {cfg.teacher.name}{cfg.teacher.params}, student "
@@ -94,21 +77,11 @@ def train(
                                            "the config's output_dir)"),
 ) -> None:
     """Run the teacher / student alone / distilled student pipeline from a YAML config."""
-    from kdkit.families.classification.config import load_config
-    from kdkit.families.lm.config import load_lm_config
+    from kdkit.families.base import Options, family_of_config
 
-    # a language-model config (data.name: synthetic_addition, lm_files), or None
-    lm_cfg = load_lm_config(config, overrides, output_dir)
-    if lm_cfg is not None:
-        from kdkit.families.lm.run import run_lm
-
-        run_lm(lm_cfg, console=console, overwrite=overwrite, resume=resume)
-        return
-    cfg = load_config(config, overrides, output_dir)  # before the training stack is imported: mistakes at once
-    from kdkit.families.classification.pipeline import run
-
-    with _process_group():
-        run(cfg, console=console, resume=resume, overwrite=overwrite, copy_teacher=copy_teacher)
+    family = family_of_config(config)  # a language-model config (data.name: synthetic_addition, lm_files), or not
+    cfg = family.load_config(config, overrides, output_dir)  # before the training stack is imported: mistakes at once
+    family.train(cfg, console, Options(resume=resume, overwrite=overwrite, copy_teacher=copy_teacher))
 
 
 @app.command()
@@ -123,24 +96,15 @@ def tune(
 ) -> None:
     """Search distillation hyperparameters (Optuna) on the validation split; writes best.yaml for `kdkit train`."""
     from kdkit.errors import ConfigError
-    from kdkit.families.classification.config import load_config
 
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # see the README's "Sharing a study between workers"
         raise ConfigError("kdkit tune does not run under torchrun: start one `kdkit tune CONFIG --storage URL` "
                           "worker per GPU or machine instead, all sharing the one study")
-    from kdkit.families.lm.config import load_lm_config
+    from kdkit.families.base import family_of_config
 
-    # a language-model config: its own search (kdkit.families.lm.tune)
-    lm_cfg = load_lm_config(config, overrides, output_dir)
-    if lm_cfg is not None:
-        from kdkit.families.lm.tune import tune_lm
-
-        tune_lm(lm_cfg, trials=trials, console=console, storage=storage)
-        return
-    cfg = load_config(config, overrides, output_dir)  # before Optuna and the training stack are imported
-    from kdkit.families.classification.tune import tune as run_tune
-
-    run_tune(cfg, trials=trials, console=console, storage=storage)
+    family = family_of_config(config)
+    cfg = family.load_config(config, overrides, output_dir)  # before Optuna and the training stack are imported
+    family.tune(cfg, trials, console, storage)
 
 
 @app.command()
@@ -154,36 +118,9 @@ def evaluate(
 ) -> None:
     """Re-evaluate the saved models of a run directory and print the table again; writes evaluation.json,
     evaluation.md and evaluation_predictions.npz beside the training's results, which stay as they are."""
-    from kdkit.families.lm.rundir import is_lm_run
+    from kdkit.families.base import Options, family_of_run
 
-    if is_lm_run(run_dir):  # a language-model run: perplexity, exact match and generation speed (kdkit.lm)
-        from kdkit.errors import ConfigError
-        from kdkit.families.lm.commands import evaluate_lm_run
-
-        if cost_only:
-            raise ConfigError("--cost-only times classification models; a language-model run's generation speed is "
-                              "measured with its quality: run `kdkit evaluate RUN_DIR` without --cost-only")
-        evaluate_lm_run(run_dir, console=console)
-        return
-    from kdkit.run.rundir import run_kind
-
-    if run_kind(run_dir) == "tabular":  # the held-out rows predicted again by the saved fold models
-        from kdkit.errors import ConfigError
-        from kdkit.families.tabular.rundir import evaluate_tabular_run
-
-        if cost_only:
-            raise ConfigError("--cost-only re-times torch models; `kdkit evaluate RUN_DIR` re-times a tabular run's "
-                              "models with its quality")
-        evaluate_tabular_run(run_dir, console=console, quick_cost=quick)
-        return
-    if cost_only:
-        from kdkit.families.classification.remeasure import remeasure_cost
-
-        remeasure_cost(run_dir, console=console, quick=quick, threads=threads)
-        return
-    from kdkit.families.classification.pipeline import evaluate_run
-
-    evaluate_run(run_dir, console=console, quick_cost=quick, threads=threads)
+    family_of_run(run_dir).evaluate(run_dir, console, Options(quick=quick, cost_only=cost_only, threads=threads))
 
 
 @app.command()
@@ -193,48 +130,9 @@ def export(
     output: Path | None = typer.Option(None, "--output", "-o", help="default: RUN_DIR/models/<model>.onnx"),
 ) -> None:
     """Export a run's model to ONNX and check it against PyTorch with ONNX Runtime on test inputs."""
-    from kdkit.adapters import example_inputs
-    from kdkit.deploy.export import export_onnx
-    from kdkit.errors import ConfigError
-    from kdkit.families.classification.pipeline import load_run_models
-    from kdkit.families.lm.rundir import is_lm_run
-    from kdkit.run.rundir import ROLES, RunDir
+    from kdkit.families.base import family_of_run
 
-    if is_lm_run(run_dir):  # ids -> next-token logits, both axes dynamic; the tokenizer beside it
-        from kdkit.families.lm.commands import export_lm
-
-        done = export_lm(run_dir, model, output)
-        console.print(f"{done.path}: {done.size_bytes / 1024:.1f} KB ({done.exporter} exporter); ONNX Runtime vs "
-                      f"PyTorch on 64 test rows: max |diff| {done.max_abs_diff:.1e}, same next token "
-                      f"{done.agreement:.1%}; tokenizer in {done.path.with_name(done.path.stem + '_tokenizer')}",
-                      highlight=False)
-        return
-    if model not in ROLES:
-        raise ConfigError(f"unknown model '{model}'; choose one of: {', '.join(ROLES)}")
-    target = output or RunDir(run_dir).onnx(model)
-    if target.is_dir():
-        raise ConfigError(f"--output {target} is a directory; give a file name such as {target / (model + '.onnx')}")
-    console.print(f"export: loading {run_dir} and its test data, exporting {model} to ONNX, then checking it in "
-                  "ONNX Runtime", highlight=False)
-    _cfg, bundle, models = load_run_models(run_dir, roles=(model,))
-    inputs = example_inputs(bundle.test, size=64)
-    from kdkit.models.raw_text import is_raw_text
-    from kdkit.run.meta import onnx_metadata
-
-    if is_raw_text(inputs):  # data.raw_text: the graph takes token ids, the tokenizer is written beside it
-        from kdkit.deploy.export_text import export_raw_text, tokenizer_folder
-
-        done = export_raw_text(models[model], inputs, target, vocab=getattr(bundle, "vocab", None),
-                               metadata=onnx_metadata(run_dir, model))
-        checked = f"{len(inputs)} test texts (tokenized for ONNX by {tokenizer_folder(target)}, raw for PyTorch)"
-    else:
-        done = export_onnx(models[model], inputs, target, metadata=onnx_metadata(run_dir, model))
-        checked = f"{len(inputs)} test inputs"
-    console.print(
-        f"{done.path}: {done.size_bytes / 1024:.1f} KB ({done.exporter} exporter); ONNX Runtime vs PyTorch on "
-        f"{checked}: max |diff| {done.max_abs_diff:.1e}, same class {done.agreement:.1%}, "
-        f"batch-{len(inputs)} latency {done.onnx_ms:.3f} ms vs {done.torch_ms:.3f} ms", highlight=False
-    )
+    family_of_run(run_dir).export(run_dir, model, output, console)
 
 
 @app.command()
@@ -251,25 +149,10 @@ def predict(
 ) -> None:
     """Predict classes of new inputs with a run's model, preprocessed as at training time; prints CSV lines. For a
     language-model run: continue each line of a .txt (greedy), printing prompt and completion."""
-    from kdkit.families.lm.rundir import is_lm_run
+    from kdkit.families.base import Options, family_of_run
 
-    if is_lm_run(run_dir):
-        from kdkit.families.lm.commands import predict_lm
-
-        text = predict_lm(run_dir, inputs, model=model, max_new_tokens=max_new_tokens)
-    else:
-        from kdkit.deploy.predict_output import prediction_rows, to_csv
-        from kdkit.families.runs import load
-        from kdkit.run.rundir import run_kind
-
-        if run_kind(run_dir) == "tabular":  # a CSV of rows: the model's columns by name, probabilities per class
-            from kdkit.families.tabular.cli import predict_rows
-
-            text = predict_rows(run_dir, inputs, model).to_csv(index=False)
-        else:
-            loaded = load(run_dir, model=model)
-            names, x, raw = loaded.read(inputs, text_column)
-            text = to_csv(prediction_rows(loaded, names, x, raw))
+    options = Options(max_new_tokens=max_new_tokens, text_column=text_column)
+    text = family_of_run(run_dir).predict(run_dir, inputs, model, options)
     console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
     if output is not None:
         from kdkit.io.checkpoint import write_atomic

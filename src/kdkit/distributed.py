@@ -8,6 +8,8 @@ several processes, which one, and on which device", so the rest of kdkit never r
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import torch
@@ -104,3 +106,16 @@ def shutdown(wait: bool = True) -> None:
         if wait and dist.get_world_size() > 1:
             dist.barrier()
         dist.destroy_process_group()
+
+
+@contextmanager
+def process_group() -> Iterator[None]:
+    """Join the process group when launched by torchrun (a no-op otherwise) and always leave it at the end, so
+    every process exits cleanly; after an error it leaves without waiting for processes that may never arrive."""
+    init_from_env()
+    try:
+        yield
+    except BaseException:
+        shutdown(wait=False)
+        raise
+    shutdown()

@@ -23,11 +23,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor, nn
 
-from kdkit.config.arguments import check_arguments
 from kdkit.config.paths import term_labels
 from kdkit.config.validation import format_validation_error
 from kdkit.errors import ConfigError, ModelError
-from kdkit.losses import LOSSES, build_loss
+from kdkit.losses.registry import LossOptions, loss_options
 from kdkit.taps import INPUT_SUFFIX, LOGITS, resolve_module
 
 Key = str | tuple[str, ...]
@@ -149,20 +148,24 @@ class TermOptions(BaseModel):
     until_epoch: int | None = Field(None, ge=1)
 
 
-def _check_term(index: int, name: Any, spec: Mapping[str, Any], where: str) -> None:
-    """One term's keys against TermOptions and its loss's keyword arguments against the loss's signature."""
+def _check_term(index: int, name: Any, spec: Mapping[str, Any], where: str) -> LossOptions:
+    """One term's keys against TermOptions and its loss's keys against the loss's options model: the loss's options,
+    validated."""
     at = f"{where}.{index}"
     try:
         options = TermOptions(**{k: v for k, v in spec.items() if k in TERM_KEYS})
     except ValidationError as err:
         key, _, msg = format_validation_error(err, TermOptions, prefix=at).partition(": ")
         raise ConfigError(f"{key} (term '{name}'): {msg}") from None
-    cls = LOSSES.get(name) if isinstance(name, str) else None
-    if options.weight < 0 and not getattr(cls, "negative_weight", False):
+    try:
+        loss = loss_options(name, {k: v for k, v in spec.items() if k not in TERM_KEYS | {"name"}}, at)
+    except ConfigError as err:
+        text = str(err)
+        raise ConfigError(text if text.startswith("config error at ") else f"config error at {at}: {text}") from None
+    if options.weight < 0 and not getattr(type(loss).loss, "negative_weight", False):
         raise ConfigError(f"config error at {at}.weight (term '{name}'): a negative weight ({options.weight:g}) "
                           "pushes the student away from its target; give a weight >= 0 (0 switches the term off)")
-    if cls is not None:
-        check_arguments(cls, {k: v for k, v in spec.items() if k not in TERM_KEYS | {"name"}}, at)
+    return loss
 
 
 def build_terms(specs: Sequence[Mapping[str, Any]], where: str = "distill.losses") -> list[LossTerm]:
@@ -176,13 +179,12 @@ def build_terms(specs: Sequence[Mapping[str, Any]], where: str = "distill.losses
         spec = dict(spec)
         if "name" not in spec:
             raise ConfigError(f"loss term {spec} has no 'name'; e.g. {{name: kd, weight: 1.0, T: 4}}")
-        _check_term(index, spec["name"], spec, where)
-        name = spec.pop("name")
-        options = {k: spec.pop(k) for k in list(spec) if k in TERM_KEYS}
+        loss_spec = _check_term(index, spec["name"], spec, where)
+        options = {k: spec[k] for k in spec if k in TERM_KEYS - {"name"}}
         try:
-            loss = build_loss(name, **spec)
-        except ConfigError as err:  # the loss's own range checks (T > 0, alpha in [0, 1]): name the term
-            raise ConfigError(f"config error at {where}.{index}: {err}") from None
+            loss = loss_spec.build()
+        except (TypeError, ValueError) as err:  # the loss's own range checks (T > 0, alpha in [0, 1]): name the term
+            raise ConfigError(f"config error at {where}.{index}: loss '{loss_spec.name}': {err}") from None
         for role in ("student", "teacher"):  # e.g. hidden_mse reads (kd_hidden, kd_mask) unless told otherwise
             if getattr(loss, "default_key", ()):
                 options.setdefault(role, list(loss.default_key))

@@ -10,7 +10,7 @@ from typing import Any
 from kdkit.errors import ConfigError
 from kdkit.report.build import ReportFiles
 from kdkit.report.compare import CompareFiles, unique_runs
-from kdkit.run.rundir import ROLES, run_kind
+from kdkit.run.rundir import ROLES
 
 
 def load(run_dir: str | Path, model: str = "student_kd", device: str = "cpu") -> Any:
@@ -19,19 +19,10 @@ def load(run_dir: str | Path, model: str = "student_kd", device: str = "cpu") ->
     classifier for a tabular run (kdkit.families.tabular.load.load_role)."""
     if model not in ROLES:
         raise ConfigError(f"unknown model '{model}'; choose one of: {', '.join(ROLES)}")
+    from kdkit.families.base import family_of_run
+
     run_dir = Path(run_dir)
-    kind = run_kind(run_dir)
-    if kind == "lm":
-        from kdkit.families.lm.commands import load_lm
-
-        return load_lm(run_dir, model, device)
-    if kind == "tabular":
-        from kdkit.families.tabular.load import load_role
-
-        return load_role(run_dir, model)
-    from kdkit.families.classification.load import load_classification
-
-    return load_classification(run_dir, model, device)
+    return family_of_run(run_dir).load(run_dir, model, device)
 
 
 def write_report(run_dir: str | Path) -> ReportFiles:

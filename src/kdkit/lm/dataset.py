@@ -88,4 +88,10 @@ def encode_texts(texts: Sequence[Sequence[int]], seq_len: int, eos_id: int, pad_
     return LMDataset(x, y, torch.zeros(len(texts), dtype=torch.long))
 
 
-__all__ = ["LMDataset", "encode_pairs", "encode_texts"]
+def concat(a: LMDataset, b: LMDataset) -> LMDataset:
+    """The rows of a, then those of b (prompts and responses too)."""
+    return LMDataset(torch.cat([a.x, b.x]), torch.cat([a.y, b.y]), torch.cat([a.prompt_len, b.prompt_len]),
+                     (a.prompts or []) + (b.prompts or []), (a.responses or []) + (b.responses or []))
+
+
+__all__ = ["LMDataset", "concat", "encode_pairs", "encode_texts"]

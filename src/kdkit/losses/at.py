@@ -13,10 +13,13 @@ spatial dimension: 1-D sequences, images, volumes.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdkit.errors import ModelError
+from kdkit.losses.registry import LossOptions
 
 _MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
@@ -46,3 +49,11 @@ class AttentionTransfer(nn.Module):
             qs = F.interpolate(qs.unsqueeze(1), size=qt.shape[1:], mode=_MODES[qt.dim() - 1]).squeeze(1)
         qs, qt = F.normalize(qs.flatten(1), dim=1), F.normalize(qt.flatten(1), dim=1)
         return (qs - qt).pow(2).mean()
+
+
+class AttentionTransferOptions(LossOptions):
+    """`{name: at, ...}` in distill.losses: the keys of :class:`AttentionTransfer`."""
+
+    name: Literal["at"] = "at"
+    p: float = 2.0
+    loss = AttentionTransfer

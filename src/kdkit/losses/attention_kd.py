@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from torch import Tensor
 
 from kdkit.errors import ModelError
-from kdkit.losses.layer_map import LayerLoss, check_aligned
+from kdkit.losses.layer_map import LayerLoss, LayerLossOptions, check_aligned
 
 
 def attention_scores(queries: Tensor, keys: Tensor) -> Tensor:
@@ -54,3 +54,10 @@ class AttentionKD(LayerLoss):
             diff = attention_scores(qs[:, s - 1], ks[:, s - 1]) - attention_scores(qt[:, t - 1], kt[:, t - 1])
             total = total + (diff.pow(2) * pair).sum() / denominator
         return total / len(pairs)
+
+
+class AttentionKDOptions(LayerLossOptions):
+    """`{name: attention_kd, ...}` in distill.losses: the keys of :class:`AttentionKD`."""
+
+    name: Literal["attention_kd"] = "attention_kd"
+    loss = AttentionKD

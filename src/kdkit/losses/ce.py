@@ -5,9 +5,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from torch import Tensor, nn
 
 from kdkit.losses.kd import hard_label_ce
+from kdkit.losses.registry import LossOptions
 
 
 class CrossEntropy(nn.Module):
@@ -22,3 +25,11 @@ class CrossEntropy(nn.Module):
 
     def forward(self, student: Tensor, teacher: Tensor | None = None, target: Tensor | None = None) -> Tensor:
         return hard_label_ce(student, target, self.label_smoothing)
+
+
+class CrossEntropyOptions(LossOptions):
+    """`{name: ce, ...}` in distill.losses: the keys of :class:`CrossEntropy`."""
+
+    name: Literal["ce"] = "ce"
+    label_smoothing: float = 0.0
+    loss = CrossEntropy

@@ -16,8 +16,11 @@ Use it together with a ``ce`` term.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from torch import Tensor, nn
 
+from kdkit.losses.registry import LossOptions
 from kdkit.losses.softmax import softmax
 
 
@@ -41,3 +44,13 @@ class DIST(nn.Module):
         inter = 1.0 - pearson_rows(ys, yt).mean()
         intra = 1.0 - pearson_rows(ys.t(), yt.t()).mean()
         return self.T**2 * (self.beta * inter + self.gamma * intra)
+
+
+class DISTOptions(LossOptions):
+    """`{name: dist, ...}` in distill.losses: the keys of :class:`DIST`."""
+
+    name: Literal["dist"] = "dist"
+    beta: float = 1.0
+    gamma: float = 1.0
+    T: float = 1.0
+    loss = DIST

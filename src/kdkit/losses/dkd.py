@@ -17,11 +17,14 @@ transfer-set samples) take the teacher's top class as their target class, and so
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdkit.labels import UNLABELLED, MixedTarget
+from kdkit.losses.registry import LossOptions
 from kdkit.losses.softmax import log_softmax
 
 
@@ -64,3 +67,13 @@ class DKD(nn.Module):
         top = teacher.argmax(dim=1)
         target = top if target is None else torch.where(target == UNLABELLED, top, target)
         return dkd_loss(student, teacher, target, self.alpha, self.beta, self.T)
+
+
+class DKDOptions(LossOptions):
+    """`{name: dkd, ...}` in distill.losses: the keys of :class:`DKD`."""
+
+    name: Literal["dkd"] = "dkd"
+    alpha: float = 1.0
+    beta: float = 8.0
+    T: float = 4.0
+    loss = DKD

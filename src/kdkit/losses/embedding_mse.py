@@ -11,10 +11,12 @@ and the features. Both models must share a tokenizer.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from torch import Tensor, nn
 
 from kdkit.losses.layer_map import LayerLoss, Projection, check_aligned, masked_mse
+from kdkit.losses.registry import LossOptions
 
 
 class EmbeddingMSE(LayerLoss):
@@ -35,3 +37,10 @@ class EmbeddingMSE(LayerLoss):
         (hs, mask), (ht, _) = student[:2], teacher[:2]
         check_aligned(hs, ht, self.loss_name)
         return masked_mse(hs[:, 0], ht[:, 0], mask)
+
+
+class EmbeddingMSEOptions(LossOptions):
+    """`{name: embedding_mse, ...}` in distill.losses: the keys of :class:`EmbeddingMSE`."""
+
+    name: Literal["embedding_mse"] = "embedding_mse"
+    loss = EmbeddingMSE

@@ -11,10 +11,13 @@ size, so one weight (the usual one is 100) works across layers.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdkit.errors import ModelError
+from kdkit.losses.registry import LossOptions
 
 
 class FitNet(nn.Module):
@@ -29,3 +32,10 @@ class FitNet(nn.Module):
                 f"{tuple(teacher.shape)}; attach adapters first (scheme.attach_adapters(example_x))"
             )
         return F.mse_loss(student, teacher)
+
+
+class FitNetOptions(LossOptions):
+    """`{name: fitnet, ...}` in distill.losses: the keys of :class:`FitNet`."""
+
+    name: Literal["fitnet"] = "fitnet"
+    loss = FitNet

@@ -9,9 +9,11 @@ Unlike ``token_kd`` it has no label term (add a ``ce`` term) and takes ``chunk_s
 
 from __future__ import annotations
 
+from typing import Literal
+
 from torch import Tensor
 
-from kdkit.losses.token_divergence import TokenDivergence, plogratio
+from kdkit.losses.token_divergence import TokenDivergence, TokenDivergenceOptions, plogratio
 
 
 def forward_kl_terms(log_t: Tensor, log_s: Tensor) -> Tensor:
@@ -29,3 +31,10 @@ class ForwardKL(TokenDivergence):
 
 
 __all__ = ["ForwardKL", "forward_kl_terms"]
+
+
+class ForwardKLOptions(TokenDivergenceOptions):
+    """`{name: forward_kl, ...}` in distill.losses: the keys of :class:`ForwardKL`."""
+
+    name: Literal["forward_kl"] = "forward_kl"
+    loss = ForwardKL

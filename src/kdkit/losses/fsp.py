@@ -14,10 +14,13 @@ paper's use of matching channel numbers.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdkit.errors import ModelError
+from kdkit.losses.registry import LossOptions
 
 _POOLS = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}
 
@@ -58,3 +61,10 @@ class FSP(nn.Module):
                 "attach adapters first (scheme.attach_adapters(example_x))"
             )
         return (gs - gt).pow(2).flatten(1).sum(dim=1).mean()
+
+
+class FSPOptions(LossOptions):
+    """`{name: fsp, ...}` in distill.losses: the keys of :class:`FSP`."""
+
+    name: Literal["fsp"] = "fsp"
+    loss = FSP

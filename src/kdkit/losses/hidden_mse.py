@@ -14,11 +14,11 @@ which must share a tokenizer (the student is usually built from the teacher, ``k
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from torch import Tensor, nn
 
-from kdkit.losses.layer_map import LayerLoss, Projection, check_aligned, masked_mse
+from kdkit.losses.layer_map import LayerLoss, LayerLossOptions, Projection, check_aligned, masked_mse
 
 
 class HiddenStateMSE(LayerLoss):
@@ -40,3 +40,10 @@ class HiddenStateMSE(LayerLoss):
         check_aligned(hs, ht, self.loss_name)
         pairs = self.pairs(hs.shape[1] - 1, ht.shape[1] - 1)  # index 0 is the embedding output
         return sum(masked_mse(hs[:, s], ht[:, t], mask) for s, t in pairs) / len(pairs)
+
+
+class HiddenStateMSEOptions(LayerLossOptions):
+    """`{name: hidden_mse, ...}` in distill.losses: the keys of :class:`HiddenStateMSE`."""
+
+    name: Literal["hidden_mse"] = "hidden_mse"
+    loss = HiddenStateMSE

@@ -13,11 +13,12 @@ the divergence is identically 0: use forward_kl or reverse_kl).
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import Tensor
 
-from kdkit.losses.token_divergence import TokenDivergence, plogratio
+from kdkit.losses.token_divergence import TokenDivergence, TokenDivergenceOptions, plogratio
 
 
 def jsd_terms(log_t: Tensor, log_s: Tensor, beta: float) -> Tensor:
@@ -46,3 +47,11 @@ class JSD(TokenDivergence):
 
 
 __all__ = ["JSD", "jsd_terms"]
+
+
+class JSDOptions(TokenDivergenceOptions):
+    """`{name: jsd, ...}` in distill.losses: the keys of :class:`JSD`."""
+
+    name: Literal["jsd"] = "jsd"
+    beta: float = 0.5
+    loss = JSD

@@ -27,7 +27,7 @@ Two options change how the soft targets are made (both off by default; plain KD 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +43,7 @@ from kdkit.losses.curriculum_temperature import (
     DEFAULT_T_RANGE,
     CurriculumTemperature,
 )
+from kdkit.losses.registry import LossOptions
 from kdkit.losses.softmax import log_softmax
 
 # KD's defaults, the only ones in kdkit: KDLoss and kd_loss take them, and a config without distill.losses means
@@ -254,3 +255,19 @@ class KDLoss(nn.Module):
     def temperature(self) -> float:
         """The temperature in use now: T, or CTKD's learnt one."""
         return self.T if self.curriculum is None else self.curriculum.value()
+
+
+class KDOptions(LossOptions):
+    """`{name: kd, ...}` in distill.losses: the keys of :class:`KDLoss`."""
+
+    name: Literal["kd"] = "kd"
+    T: float = DEFAULT_T
+    alpha: float = DEFAULT_ALPHA
+    label_smoothing: float = 0.0
+    standardize: bool = False
+    curriculum_T: bool = False
+    T_min: float = DEFAULT_T_MIN
+    T_range: float = DEFAULT_T_RANGE
+    curriculum_epochs: int = DEFAULT_EPOCHS
+    lambda_max: float = DEFAULT_LAMBDA_MAX
+    loss = KDLoss

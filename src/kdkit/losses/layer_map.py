@@ -22,6 +22,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from kdkit.errors import ConfigError, ModelError
+from kdkit.losses.registry import LossOptions
 
 LayerMapSpec = str | list[int] | list[tuple[int, int]] | None
 
@@ -142,3 +143,9 @@ class LayerLoss(nn.Module):
         resolve_layer_map(self.layer_map, model_layers(student, "student", self.loss_name),
                           model_layers(teacher, "teacher", self.loss_name), self.loss_name)
         check_same_tokenizer(student, teacher, self.loss_name)
+
+
+class LayerLossOptions(LossOptions):
+    """The key every layer-to-layer loss takes (a base: registers nothing until a subclass names its loss)."""
+
+    layer_map: Any = None

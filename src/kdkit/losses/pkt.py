@@ -12,9 +12,13 @@ eps keeps the logarithm finite when a kernel value is 0 (two opposite vectors).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from kdkit.losses.registry import LossOptions
 
 
 def conditional_probabilities(x: Tensor, eps: float) -> Tensor:
@@ -39,3 +43,11 @@ class PKT(nn.Module):
         ps = conditional_probabilities(student, self.eps)
         pt = conditional_probabilities(teacher, self.eps)
         return (pt * torch.log((pt + self.eps) / (ps + self.eps))).sum(dim=1).mean()
+
+
+class PKTOptions(LossOptions):
+    """`{name: pkt, ...}` in distill.losses: the keys of :class:`PKT`."""
+
+    name: Literal["pkt"] = "pkt"
+    eps: float = 1e-7
+    loss = PKT

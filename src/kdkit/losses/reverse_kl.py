@@ -7,9 +7,11 @@ Agarwal et al. 2024, "On-Policy Distillation of Language Models" (GKD), who pair
 
 from __future__ import annotations
 
+from typing import Literal
+
 from torch import Tensor
 
-from kdkit.losses.token_divergence import TokenDivergence, plogratio
+from kdkit.losses.token_divergence import TokenDivergence, TokenDivergenceOptions, plogratio
 
 
 def reverse_kl_terms(log_t: Tensor, log_s: Tensor) -> Tensor:
@@ -27,3 +29,10 @@ class ReverseKL(TokenDivergence):
 
 
 __all__ = ["ReverseKL", "reverse_kl_terms"]
+
+
+class ReverseKLOptions(TokenDivergenceOptions):
+    """`{name: reverse_kl, ...}` in distill.losses: the keys of :class:`ReverseKL`."""
+
+    name: Literal["reverse_kl"] = "reverse_kl"
+    loss = ReverseKL

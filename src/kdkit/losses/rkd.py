@@ -17,9 +17,13 @@ The paper's weights are 25 (distance) and 50 (angle). The angle term costs O(N^3
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from kdkit.losses.registry import LossOptions
 
 
 def _off_diagonal(n: int, device: torch.device) -> Tensor:
@@ -63,3 +67,17 @@ class RKDAngle(nn.Module):
         off = _off_diagonal(n, s.device)
         distinct = off[:, :, None] & off[None, :, :] & off[:, None, :]  # i != j, j != k, i != k
         return F.smooth_l1_loss(triplet_cosines(s)[distinct], triplet_cosines(t)[distinct])
+
+
+class RKDDistanceOptions(LossOptions):
+    """`{name: rkd_distance, ...}` in distill.losses: the keys of :class:`RKDDistance`."""
+
+    name: Literal["rkd_distance"] = "rkd_distance"
+    loss = RKDDistance
+
+
+class RKDAngleOptions(LossOptions):
+    """`{name: rkd_angle, ...}` in distill.losses: the keys of :class:`RKDAngle`."""
+
+    name: Literal["rkd_angle"] = "rkd_angle"
+    loss = RKDAngle

@@ -11,8 +11,12 @@ paper's weight is gamma = 3000.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from kdkit.losses.registry import LossOptions
 
 
 def similarity(x: Tensor) -> Tensor:
@@ -26,3 +30,10 @@ class SimilarityPreserving(nn.Module):
 
     def forward(self, student: Tensor, teacher: Tensor, target: Tensor | None = None) -> Tensor:
         return (similarity(student) - similarity(teacher)).pow(2).mean()
+
+
+class SimilarityPreservingOptions(LossOptions):
+    """`{name: sp, ...}` in distill.losses: the keys of :class:`SimilarityPreserving`."""
+
+    name: Literal["sp"] = "sp"
+    loss = SimilarityPreserving

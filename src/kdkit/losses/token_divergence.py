@@ -28,6 +28,7 @@ from torch.utils.checkpoint import checkpoint
 
 from kdkit.errors import ConfigError
 from kdkit.labels import MixedTarget
+from kdkit.losses.registry import LossOptions
 
 Elementwise = Callable[[Tensor, Tensor], Tensor]  # (log p_teacher, log p_student) -> per-class term, same shape
 
@@ -152,3 +153,10 @@ class TokenDivergence(nn.Module):
 
 
 __all__ = ["Elementwise", "TokenDivergence", "divergence_per_position", "plogratio", "token_mask", "upcast"]
+
+
+class TokenDivergenceOptions(LossOptions):
+    """The keys every token divergence takes (a base: registers nothing until a subclass names its loss)."""
+
+    T: float = 1.0
+    chunk_size: int | None = None

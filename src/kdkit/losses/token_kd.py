@@ -14,6 +14,8 @@ Any leading shape works, (N, C) included (one position per row: then it equals `
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -21,6 +23,7 @@ from torch import Tensor, nn
 from kdkit.errors import ConfigError
 from kdkit.labels import UNLABELLED, MixedTarget
 from kdkit.losses.kd import check_kd_options
+from kdkit.losses.registry import LossOptions
 
 
 def valid_positions(logits: Tensor, target: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
@@ -84,3 +87,12 @@ class TokenKD(nn.Module):
 
 
 __all__ = ["TokenKD", "token_kd_loss", "valid_positions"]
+
+
+class TokenKDOptions(LossOptions):
+    """`{name: token_kd, ...}` in distill.losses: the keys of :class:`TokenKD`."""
+
+    name: Literal["token_kd"] = "token_kd"
+    T: float = 2.0
+    alpha: float = 0.0
+    loss = TokenKD

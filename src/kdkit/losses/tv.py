@@ -9,9 +9,11 @@ No T^2 factor: TV is not a KL, and its gradient does not grow as 1/T^2 with the 
 
 from __future__ import annotations
 
+from typing import Literal
+
 from torch import Tensor
 
-from kdkit.losses.token_divergence import TokenDivergence
+from kdkit.losses.token_divergence import TokenDivergence, TokenDivergenceOptions
 
 
 def tv_terms(log_t: Tensor, log_s: Tensor) -> Tensor:
@@ -30,3 +32,10 @@ class TotalVariation(TokenDivergence):
 
 
 __all__ = ["TotalVariation", "tv_terms"]
+
+
+class TotalVariationOptions(TokenDivergenceOptions):
+    """`{name: tv, ...}` in distill.losses: the keys of :class:`TotalVariation`."""
+
+    name: Literal["tv"] = "tv"
+    loss = TotalVariation

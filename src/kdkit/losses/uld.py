@@ -17,10 +17,13 @@ approximation for very large vocabularies.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kdkit.losses.registry import LossOptions
 from kdkit.losses.token_divergence import token_mask, upcast
 
 
@@ -68,3 +71,12 @@ class ULD(nn.Module):
 
 
 __all__ = ["ULD", "uld_distance"]
+
+
+class ULDOptions(LossOptions):
+    """`{name: uld, ...}` in distill.losses: the keys of :class:`ULD`."""
+
+    name: Literal["uld"] = "uld"
+    T: float = 1.0
+    top_k: int | None = None
+    loss = ULD

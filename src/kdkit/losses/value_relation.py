@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from kdkit.losses.attention_kd import check_heads
-from kdkit.losses.layer_map import LayerLoss, check_aligned
+from kdkit.losses.layer_map import LayerLoss, LayerLossOptions, check_aligned
 
 
 def value_relation_log(values: Tensor, mask: Tensor) -> Tensor:
@@ -54,3 +54,10 @@ class ValueRelation(LayerLoss):
             kl = (log_t.exp() * (log_t - log_s) * keys).sum(-1)  # (N, H, T)
             total = total + (kl * rows).sum() / denominator
         return total / len(pairs)
+
+
+class ValueRelationOptions(LayerLossOptions):
+    """`{name: value_relation, ...}` in distill.losses: the keys of :class:`ValueRelation`."""
+
+    name: Literal["value_relation"] = "value_relation"
+    loss = ValueRelation

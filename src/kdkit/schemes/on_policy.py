@@ -20,6 +20,7 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 from kdkit.errors import ConfigError
 from kdkit.labels import UNLABELLED
@@ -27,7 +28,13 @@ from kdkit.lm.generate import generate
 from kdkit.lm.vocab import check_model_vocabularies
 from kdkit.losses.kd import hard_label_ce
 from kdkit.losses.token_divergence import TokenDivergence
-from kdkit.schemes.lm_common import LMSchemeOptions, build_divergence, prompt_lengths
+from kdkit.schemes.lm_common import (
+    LMSchemeOptions,
+    build_divergence,
+    divergence_terms,
+    prompt_lengths,
+)
+from kdkit.schemes.lm_plan import LMPlan, LMPlanInputs
 from kdkit.trainer.step import Scheme
 
 
@@ -119,9 +126,6 @@ class OnPolicyDistillation(Scheme):
         return self.student(x), self.teacher(x)
 
 
-__all__ = ["OnPolicyDistillation"]
-
-
 class OnPolicyOptions(LMSchemeOptions):
     """on_policy (language models, GKD): in a share `lam` of the steps the student samples its answers and the
     teacher scores them; distill.losses: one token divergence, optionally ce."""
@@ -133,3 +137,33 @@ class OnPolicyOptions(LMSchemeOptions):
 
     def tune_space(self, losses: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         return {**super().tune_space(losses), "distill.scheme.lam": {"low": 0.0, "high": 1.0}}
+
+    def check_config(self, losses: list[dict[str, Any]]) -> None:
+        divergence_terms(losses, self.name)
+
+    def plan(self, inputs: LMPlanInputs) -> LMPlan:
+        return OnPolicyPlan(self, inputs)
+
+
+class OnPolicyPlan(LMPlan):
+    """GKD on the labelled prompts: the step samples the student's own answers in a share `lam` of the steps."""
+
+    options: OnPolicyOptions
+
+    def indexed(self) -> bool:
+        return False
+
+    def scheme(self, train_set: Dataset) -> OnPolicyDistillation:
+        i, o = self.inputs, self.options
+        div, ce_weight = divergence_terms(i.losses, o.name)
+        name, weight = div.pop("name"), float(div.pop("weight", 1.0))
+        return OnPolicyDistillation(i.student, i.teacher, name, lam=o.lam, eos_id=i.eos, pad_id=i.pad,
+                                    sample_temperature=o.sample_temperature, max_new_tokens=o.max_new_tokens,
+                                    weight=weight, ce_weight=ce_weight, seed=i.seed, **div)
+
+    def finish(self, scheme: Scheme) -> None:
+        assert isinstance(scheme, OnPolicyDistillation)
+        self.extra.update(on_policy_steps=scheme.on_policy_steps, steps=scheme.steps)
+
+
+__all__ = ["OnPolicyDistillation", "OnPolicyOptions", "OnPolicyPlan"]

@@ -20,10 +20,11 @@ from torch.utils.data import DataLoader
 
 from kdkit.data.loaders import make_loader
 from kdkit.errors import DataError
-from kdkit.lm.dataset import LMDataset, encode_pairs
+from kdkit.lm.dataset import LMDataset, concat, encode_pairs
 from kdkit.lm.generate import generate, pad_prompts
 from kdkit.measure.cost import model_device
 from kdkit.schemes.lm_common import LMSchemeOptions
+from kdkit.schemes.lm_plan import LMPlan, LMPlanInputs
 from kdkit.schemes.supervised import Supervised
 from kdkit.trainer.loop import FitResult, fit
 from kdkit.trainer.settings import TrainSettings
@@ -66,9 +67,6 @@ def distill_sequence_level(student: nn.Module, teacher: nn.Module, data: LMDatas
     return fit(Supervised(student), loader, val_loader, settings, run_dir=run_dir, name=name), generated
 
 
-__all__ = ["distill_sequence_level", "teacher_outputs"]
-
-
 class SequenceLevelOptions(LMSchemeOptions):
     """sequence_level (language models): the teacher answers the `data.n_transfer` extra prompts, greedily or
     sampled at `temperature`; the student learns the labelled pairs (with their own answers) and the teacher's
@@ -78,3 +76,26 @@ class SequenceLevelOptions(LMSchemeOptions):
     greedy: bool = Field(True, description="the teacher answers greedily (else samples)")
     temperature: float = Field(1.0, gt=0, description="sampling temperature when not greedy")
     writes_answers = True
+
+    def plan(self, inputs: LMPlanInputs) -> LMPlan:
+        return SequenceLevelPlan(self, inputs)
+
+
+class SequenceLevelPlan(LMPlan):
+    """Offline distillation on the labelled pairs plus the teacher's answers to the transfer prompts (Kim & Rush
+    2016); the labelled pairs keep their own answers."""
+
+    options: SequenceLevelOptions
+
+    def train_set(self) -> LMDataset:
+        i = self.inputs
+        if i.transfer is None:
+            return i.data.train
+        written = teacher_outputs(i.teacher.to(i.device), i.transfer, i.eos, i.pad, greedy=self.options.greedy,
+                                  temperature=self.options.temperature, seed=i.seed)
+        self.extra["teacher_written"] = len(i.transfer)
+        return concat(i.data.train, encode_pairs(written.prompts or [], written.responses or [], i.data.seq_len,
+                                                 i.eos, i.pad))
+
+
+__all__ = ["SequenceLevelOptions", "SequenceLevelPlan", "distill_sequence_level", "teacher_outputs"]

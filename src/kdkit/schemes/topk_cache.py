@@ -13,12 +13,15 @@ from typing import Any, Literal
 
 from pydantic import Field
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 from kdkit.errors import ConfigError
-from kdkit.lm.cache import TAILS, Tail, TopKCache, topk_tail_divergence
+from kdkit.lm.cache import TAILS, Tail, TopKCache, build_topk_cache, topk_tail_divergence
 from kdkit.losses.kd import hard_label_ce
 from kdkit.losses.token_divergence import TokenDivergence
-from kdkit.schemes.lm_common import LMSchemeOptions, build_divergence
+from kdkit.run.rundir import RunDir
+from kdkit.schemes.lm_common import LMSchemeOptions, build_divergence, divergence_terms
+from kdkit.schemes.lm_plan import LMPlan, LMPlanInputs
 from kdkit.trainer.step import Scheme
 
 
@@ -54,9 +57,6 @@ class TopKCacheDistillation(Scheme):
         return weighted, raw, logits
 
 
-__all__ = ["TopKCacheDistillation"]
-
-
 class TopKCacheOptions(LMSchemeOptions):
     """topk_cache (language models): the teacher's top-`k` log-probabilities per token are written once under the
     run directory and read back by index; distill.losses: one token divergence at T = 1, optionally ce."""
@@ -68,3 +68,40 @@ class TopKCacheOptions(LMSchemeOptions):
         "tail (unbiased; needs tail_samples), one bucket (a lower bound) or spread evenly")
     tail_samples: int = Field(8, ge=0, description="ids drawn per token from the teacher's tail (tail: sampled)")
     shard_size: int = Field(4096, ge=1, description="rows per safetensors shard")
+
+    def check_config(self, losses: list[dict[str, Any]]) -> None:
+        div, _ = divergence_terms(losses, self.name)
+        if float(div.get("T", 1.0)) != 1.0:
+            raise ConfigError("config error at distill.losses: the top-k cache holds the teacher at temperature 1; "
+                              "give T: 1 (or leave T out)")
+        if self.tail == "sampled" and not self.tail_samples:
+            raise ConfigError("config error at distill.scheme.tail_samples: tail: sampled draws ids from the "
+                              "teacher's tail when the cache is built; give tail_samples >= 1 (e.g. 8) or tail: bucket")
+
+    def plan(self, inputs: LMPlanInputs) -> LMPlan:
+        return TopKCachePlan(self, inputs)
+
+
+class TopKCachePlan(LMPlan):
+    """Writes the teacher's top-k cache under the run directory once, then trains the student against it."""
+
+    options: TopKCacheOptions
+
+    def scheme(self, train_set: Dataset) -> TopKCacheDistillation:
+        i, o = self.inputs, self.options
+        div, ce_weight = divergence_terms(i.losses, o.name)
+        name, weight = div.pop("name"), float(div.pop("weight", 1.0))
+        div.pop("T", None)  # checked to be 1 by check_config: the cache holds the teacher at temperature 1
+        info = build_topk_cache(i.teacher.to(i.device), train_set, RunDir(i.run_dir).teacher_topk, k=o.k,
+                                shard_size=o.shard_size, tail_samples=o.tail_samples, seed=i.seed)
+        self.extra["teacher_cache"] = {"k": info.k, "tail": o.tail, "tail_samples": info.tail_samples,
+                                       "bytes": info.bytes, "build_seconds": info.seconds,
+                                       "folder": str(info.directory)}
+        return TopKCacheDistillation(i.student, TopKCache(info.directory), name, weight=weight, ce_weight=ce_weight,
+                                     tail=o.tail, **div)
+
+    def finish(self, scheme: Scheme) -> None:
+        """Nothing to release: the cache's shards are read as the steps need them."""
+
+
+__all__ = ["TopKCacheDistillation", "TopKCacheOptions", "TopKCachePlan"]

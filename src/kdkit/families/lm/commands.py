@@ -155,7 +155,7 @@ def _pool(run_dir: Path, cfg: Any) -> int:
         data = json.loads(RunDir(run_dir).results.read_text()).get("data", {})
     except (OSError, ValueError, AttributeError):
         return 0
-    return int(data.get("n_transfer") or 0) if cfg.distill.scheme.name == "sequence_level" else 0
+    return cfg.distill.scheme.transfer_pool(int(data.get("n_transfer") or 0))
 
 
 def predict_lm(run_dir: str | Path, prompts_file: str | Path, model: str = "student_kd",

@@ -32,21 +32,22 @@ from kdkit.config.validation import format_validation_error
 from kdkit.data.source import SourceOptions, source_options
 from kdkit.errors import ConfigError
 from kdkit.models.spec import ModelConfig
-from kdkit.schemes.lm_common import DIVERGENCES
-from kdkit.schemes.registry import LM, SchemeOptions, scheme_options, schemes
+from kdkit.schemes.lm_common import LMSchemeOptions
+from kdkit.schemes.registry import LM, scheme_options, schemes
 from kdkit.trainer.settings import TrainSettings
 from kdkit.tune.config import TuneConfig
 
 
 class LMDistillConfig(StrictModel):
-    scheme: SerializeAsAny[SchemeOptions] = Field(
+    scheme: SerializeAsAny[LMSchemeOptions] = Field(
         default_factory=lambda: scheme_options(None, LM), description="who writes the student's targets: "
         "{name: <scheme>, ...its keys}; the language-model schemes of kdkit.schemes (default: offline)")
 
     @field_validator("scheme", mode="before")
     @classmethod
-    def _scheme_by_name(cls, raw: Any) -> SchemeOptions:
-        return scheme_options(raw, LM)  # the registry's options model of the language-model scheme `raw` names
+    def _scheme_by_name(cls, raw: Any) -> LMSchemeOptions:
+        # the registry's options model of the language-model scheme `raw` names
+        return scheme_options(raw, LM)  # type: ignore[return-value]
     losses: list[dict[str, Any]] = Field(default_factory=lambda: [{"name": "ce"}, {"name": "forward_kl", "T": 1.0}],
                                          description="loss terms, e.g. [{name: ce}, {name: jsd, beta: 0.5}]")
     train: dict[str, Any] = Field(default_factory=dict, description="overrides for the distilled student")
@@ -106,19 +107,6 @@ def is_lm_config(raw: Any) -> bool:
     return isinstance(data, dict) and data.get("name") in sources(LM)
 
 
-def divergence_terms(losses: list[dict[str, Any]], scheme: str) -> tuple[dict[str, Any], float]:
-    """on_policy / topk_cache: (the one token-divergence term, the ce weight or 0) from distill.losses."""
-    names = [str(t.get("name")) for t in losses]
-    divs = [t for t in losses if t.get("name") in DIVERGENCES]
-    others = [n for n in names if n not in (*DIVERGENCES, "ce")]
-    if len(divs) != 1 or others or names.count("ce") > 1:
-        raise ConfigError(f"config error at distill.losses: scheme '{scheme}' takes one token divergence "
-                          f"({', '.join(DIVERGENCES)}) and optionally ce, e.g. [{{name: jsd, beta: 0.5}}, {{name: ce, "
-                          f"weight: 0.5}}]; got {names}")
-    ce = [t for t in losses if t.get("name") == "ce"]
-    return dict(divs[0]), float(ce[0].get("weight", 1.0)) if ce else 0.0
-
-
 def parse_lm_config(raw: dict[str, Any]) -> LMRunConfig:
     """Validate a language-model config; every mistake is one ConfigError line naming the key."""
     try:
@@ -131,14 +119,7 @@ def parse_lm_config(raw: dict[str, Any]) -> LMRunConfig:
 
     build_terms(cfg.distill.losses)
     scheme = cfg.distill.scheme.name
-    if scheme in ("on_policy", "topk_cache"):
-        div, _ = divergence_terms(cfg.distill.losses, scheme)
-        if scheme == "topk_cache" and float(div.get("T", 1.0)) != 1.0:
-            raise ConfigError("config error at distill.losses: the top-k cache holds the teacher at temperature 1; "
-                              "give T: 1 (or leave T out)")
-        if scheme == "topk_cache" and cfg.distill.scheme.tail == "sampled" and not cfg.distill.scheme.tail_samples:
-            raise ConfigError("config error at distill.scheme.tail_samples: tail: sampled draws ids from the "
-                              "teacher's tail when the cache is built; give tail_samples >= 1 (e.g. 8) or tail: bucket")
+    cfg.distill.scheme.check_config(cfg.distill.losses)  # what the scheme asks of the terms (its own file says)
     if getattr(cfg.data, "n_transfer", 0) and not type(cfg.distill.scheme).writes_answers:
         which = [n for n, c in schemes(LM).items() if c.writes_answers]
         raise ConfigError(f"config error at data.n_transfer: transfer prompts have no answers until the teacher "
@@ -182,5 +163,5 @@ def dump_lm_config(cfg: LMRunConfig, path: str | Path) -> None:
     write_atomic(path, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
 
-__all__ = ["LMRunConfig", "divergence_terms", "dump_lm_config", "is_lm_config", "load_lm_config",
+__all__ = ["LMRunConfig", "dump_lm_config", "is_lm_config", "load_lm_config",
            "parse_lm_config"]

@@ -22,14 +22,14 @@ from torch import nn
 
 from kdkit.data import build_lm_data
 from kdkit.data.lm import LMBundle
-from kdkit.data.loaders import EVAL_BATCH_SIZE, Indexed, make_loader
+from kdkit.data.loaders import EVAL_BATCH_SIZE, make_loader
 from kdkit.diagnosis import diagnose
-from kdkit.families.lm.config import LMRunConfig, divergence_terms, dump_lm_config
+from kdkit.families.lm.config import LMRunConfig, dump_lm_config
 from kdkit.families.lm.rundir import table_markdown, write_lm_run
 from kdkit.families.lm.signals import lm_signals
 from kdkit.families.lm.verdict import lm_run_verdict
 from kdkit.io.checkpoint import load_weights, save_state
-from kdkit.lm.dataset import LMDataset, encode_pairs
+from kdkit.lm.dataset import LMDataset
 from kdkit.lm.metrics import exact_hits, lm_units, summarize_units
 from kdkit.lm.vocab import check_model_vocabularies
 from kdkit.models import build_model
@@ -37,6 +37,7 @@ from kdkit.models.lm import load_causal_lm
 from kdkit.report.runinfo import diagnosis_lines
 from kdkit.run import guard as run_guard
 from kdkit.run.rundir import LABELS, ROLES, RunDir
+from kdkit.schemes.lm_plan import LMPlanInputs
 from kdkit.trainer.batches import resolve_device
 from kdkit.trainer.loop import fit, seed_everything
 from kdkit.trainer.resume import resuming
@@ -47,12 +48,6 @@ class LMRunResult:
     run_dir: Path
     rows: dict[str, dict[str, float]]  # by role
     models: dict[str, nn.Module]
-
-
-def concat(a: LMDataset, b: LMDataset) -> LMDataset:
-    """The rows of a, then those of b (prompts and responses too)."""
-    return LMDataset(torch.cat([a.x, b.x]), torch.cat([a.y, b.y]), torch.cat([a.prompt_len, b.prompt_len]),
-                     (a.prompts or []) + (b.prompts or []), (a.responses or []) + (b.responses or []))
 
 
 def _hf_path(name: str) -> str | None:
@@ -87,59 +82,10 @@ def teacher_is_trained(cfg: LMRunConfig) -> bool:
 
 def distill(cfg: LMRunConfig, student: nn.Module, teacher: nn.Module, data: LMBundle, transfer: LMDataset | None,
             run_dir: Path, device: torch.device) -> dict[str, Any]:
-    """Train the distilled student by cfg.distill.scheme; returns what the run records about it."""
-    from kdkit.schemes.offline import OfflineDistillation
-    from kdkit.terms import build_terms
-
-    s = cfg.settings("distill")
-    eos, pad = data.tokenizer.eos_token_id, getattr(data.tokenizer, "pad_token_id", None)
-    pad = data.tokenizer.eos_token_id if pad is None else pad
-    val_loader = make_loader(data.val, EVAL_BATCH_SIZE, shuffle=False)
-    scheme_cfg = cfg.distill.scheme
-    record: dict[str, Any] = {"scheme": scheme_cfg.name}
-    train_set = data.train
-    if scheme_cfg.name == "sequence_level" and transfer is not None:
-        from kdkit.schemes.sequence_level import teacher_outputs
-
-        # the teacher writes the transfer prompts' answers (Kim & Rush 2016); the labelled pairs stay as they are
-        written = teacher_outputs(teacher.to(device), transfer, eos, pad, greedy=scheme_cfg.greedy,
-                                  temperature=scheme_cfg.temperature, seed=cfg.seed)
-        train_set = concat(data.train, encode_pairs(written.prompts or [], written.responses or [], data.seq_len,
-                                                    eos, pad))
-        record["teacher_written"] = len(transfer)
-    if scheme_cfg.name in ("offline", "sequence_level"):
-        scheme = OfflineDistillation(student, teacher, build_terms(cfg.distill.losses), cache_size=len(train_set))
-        fit(scheme, make_loader(Indexed(train_set), s.batch_size, shuffle=True, seed=s.seed), val_loader, s,
-            run_dir=run_dir, name="student_kd")
-        scheme.close()
-        return record
-    div, ce_weight = divergence_terms(cfg.distill.losses, scheme_cfg.name)
-    name = div.pop("name")
-    weight = float(div.pop("weight", 1.0))
-    if scheme_cfg.name == "on_policy":
-        from kdkit.schemes.on_policy import OnPolicyDistillation
-
-        scheme = OnPolicyDistillation(student, teacher, name, lam=scheme_cfg.lam, eos_id=eos, pad_id=pad,
-                                      sample_temperature=scheme_cfg.sample_temperature,
-                                      max_new_tokens=scheme_cfg.max_new_tokens, weight=weight, ce_weight=ce_weight,
-                                      seed=cfg.seed, **div)
-        fit(scheme, make_loader(train_set, s.batch_size, shuffle=True, seed=s.seed), val_loader, s,
-            run_dir=run_dir, name="student_kd")
-        record.update(on_policy_steps=scheme.on_policy_steps, steps=scheme.steps)
-        return record
-    from kdkit.lm.cache import TopKCache, build_topk_cache
-    from kdkit.schemes.topk_cache import TopKCacheDistillation
-
-    div.pop("T", None)  # checked to be 1 by the config: the cache holds the teacher at temperature 1
-    info = build_topk_cache(teacher.to(device), train_set, RunDir(run_dir).teacher_topk, k=scheme_cfg.k,
-                            shard_size=scheme_cfg.shard_size, tail_samples=scheme_cfg.tail_samples, seed=cfg.seed)
-    scheme = TopKCacheDistillation(student, TopKCache(info.directory), name, weight=weight, ce_weight=ce_weight,
-                                   tail=scheme_cfg.tail, **div)
-    fit(scheme, make_loader(Indexed(train_set), s.batch_size, shuffle=True, seed=s.seed), val_loader, s,
-        run_dir=run_dir, name="student_kd")
-    record["teacher_cache"] = {"k": info.k, "tail": scheme_cfg.tail, "tail_samples": info.tail_samples,
-                               "bytes": info.bytes, "build_seconds": info.seconds, "folder": str(info.directory)}
-    return record
+    """Train the distilled student by cfg.distill.scheme's plan; returns what the run records about it."""
+    inputs = LMPlanInputs(student=student, teacher=teacher, losses=cfg.distill.losses, data=data, transfer=transfer,
+                          settings=cfg.settings("distill"), run_dir=run_dir, device=device, seed=cfg.seed)
+    return cfg.distill.scheme.plan(inputs).distill()
 
 
 def measure(models: dict[str, nn.Module], data: LMBundle, device: torch.device) -> tuple[dict, dict]:
@@ -205,7 +151,7 @@ def run_lm(cfg: LMRunConfig, console: Console | None = None, overwrite: bool = F
                        RunDir(run_dir).weights(role))
         if hasattr(data.tokenizer, "save") and not _hf_path(cfg.teacher.name):
             data.tokenizer.save(RunDir(run_dir).tokenizer)
-        pool = len(transfer) if transfer is not None and cfg.distill.scheme.name == "sequence_level" else 0
+        pool = cfg.distill.scheme.transfer_pool(len(transfer) if transfer is not None else 0)
         diagnosis = diagnose(lm_signals(models, data.train, data.val, device, rows, pool))
         verdict = lm_run_verdict(units, rows, seed=cfg.seed, why=diagnosis.findings[0])
         seconds = time.perf_counter() - start
@@ -233,4 +179,4 @@ def run_lm(cfg: LMRunConfig, console: Console | None = None, overwrite: bool = F
     return LMRunResult(run_dir, rows, models)
 
 
-__all__ = ["LMRunResult", "build_lm_models", "concat", "distill", "measure", "run_lm"]
+__all__ = ["LMRunResult", "build_lm_models", "distill", "measure", "run_lm"]

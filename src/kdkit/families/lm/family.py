@@ -1,0 +1,68 @@
+"""The language-model family as the command line sees it (kdkit.families.base.Family)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from kdkit.errors import ConfigError
+from kdkit.families.base import Options
+
+
+class LanguageModels:
+    name = "lm"
+    fallback = False
+
+    def accepts_config(self, raw: Any) -> bool:
+        from kdkit.families.lm.config import is_lm_config
+
+        return is_lm_config(raw)
+
+    def load_config(self, path: Path, overrides: list[str], output_dir: Path | None) -> Any:
+        from kdkit.families.lm.config import load_lm_config
+
+        return load_lm_config(path, overrides, output_dir)
+
+    def train(self, cfg: Any, console: Console, options: Options) -> None:
+        from kdkit.families.lm.run import run_lm
+
+        run_lm(cfg, console=console, overwrite=options.overwrite, resume=options.resume)
+
+    def tune(self, cfg: Any, trials: int | None, console: Console, storage: str | None) -> None:
+        from kdkit.families.lm.tune import tune_lm
+
+        tune_lm(cfg, trials=trials, console=console, storage=storage)
+
+    def evaluate(self, run_dir: Path, console: Console, options: Options) -> None:
+        """Perplexity, exact match and generation speed, measured again."""
+        from kdkit.families.lm.commands import evaluate_lm_run
+
+        if options.cost_only:
+            raise ConfigError("--cost-only times classification models; a language-model run's generation speed is "
+                              "measured with its quality: run `kdkit evaluate RUN_DIR` without --cost-only")
+        evaluate_lm_run(run_dir, console=console)
+
+    def predict(self, run_dir: Path, inputs: Path, model: str, options: Options) -> str:
+        from kdkit.families.lm.commands import predict_lm
+
+        return predict_lm(run_dir, inputs, model=model, max_new_tokens=options.max_new_tokens)
+
+    def export(self, run_dir: Path, model: str, output: Path | None, console: Console) -> None:
+        """ids -> next-token logits, both axes dynamic; the tokenizer beside it."""
+        from kdkit.families.lm.commands import export_lm
+
+        done = export_lm(run_dir, model, output)
+        console.print(f"{done.path}: {done.size_bytes / 1024:.1f} KB ({done.exporter} exporter); ONNX Runtime vs "
+                      f"PyTorch on 64 test rows: max |diff| {done.max_abs_diff:.1e}, same next token "
+                      f"{done.agreement:.1%}; tokenizer in {done.path.with_name(done.path.stem + '_tokenizer')}",
+                      highlight=False)
+
+    def load(self, run_dir: Path, model: str, device: str) -> Any:
+        from kdkit.families.lm.commands import load_lm
+
+        return load_lm(run_dir, model, device)
+
+
+FAMILY = LanguageModels()
