@@ -322,3 +322,30 @@ def test_each_page_kdkit_names_exists(source, page, anchor) -> None:
     path = DOCS / page
     assert path.is_file(), f"{source} names docs/{page}, which does not exist"
     assert not anchor or anchor in _anchors(path), f"{source} names docs/{page}#{anchor}: no such heading"
+
+
+def _commands_of(command, path: str = "kdkit") -> list[tuple[str, object]]:
+    """Every command and group of the command line, by its path (`kdkit tabular fit`)."""
+    found = [(path, command)]
+    for name, sub in getattr(command, "commands", {}).items():
+        found += _commands_of(sub, f"{path} {name}")
+    return found
+
+
+@pytest.mark.parametrize(("path", "command"), _commands_of(COMMAND), ids=lambda v: v if isinstance(v, str) else "")
+def test_each_help_ends_with_its_page(path, command) -> None:
+    found = DOC_REFERENCE.search(command.epilog or "")
+    assert found, f"`{path} --help` names no page of the documentation"
+    page, anchor = DOCS / found.group(1), found.group(2)
+    assert page.is_file() and (not anchor or anchor in _anchors(page)), f"`{path} --help` names a missing page"
+
+
+def _readme_links() -> list[tuple[str, str]]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"\]\((docs/[^)#]+)#?([^)]*)\)", text)
+
+
+@pytest.mark.parametrize(("target", "anchor"), _readme_links())
+def test_each_readme_link_reaches_its_page(target, anchor) -> None:
+    assert (ROOT / target).is_file(), target
+    assert not anchor or anchor in _anchors(ROOT / target), f"{target}#{anchor}"
