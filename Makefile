@@ -30,7 +30,7 @@ lint: $(VENV)/.installed-dev
 
 # --strict: a broken link, a missing page or anchor, or a docstring the API reference cannot render fails the build
 docs: $(VENV)/.installed-dev
-	$(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 test: $(VENV)/.installed-dev lint docs
 	$(BIN)/pytest
