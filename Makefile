@@ -1,9 +1,10 @@
 # Two entry points for a fresh machine: `make demo` and `make test`. Each creates .venv on first use.
+# `make docs` builds the documentation site (docs/, mkdocs.yml) into site/, offline; `make test` runs it too.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +28,11 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench
 	$(BIN)/lint-imports
 
-test: $(VENV)/.installed-dev lint
+# --strict: a broken link, a missing page or anchor, or a docstring the API reference cannot render fails the build
+docs: $(VENV)/.installed-dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+test: $(VENV)/.installed-dev lint docs
 	$(BIN)/pytest
 
 # the Fashion-MNIST benchmarks read Debian's dataset-fashion-mnist (apt-get needs root)
@@ -36,4 +41,4 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/demo_quality.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache .import_linter_cache
+	rm -rf $(VENV) runs site .pytest_cache .ruff_cache .import_linter_cache

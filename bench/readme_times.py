@@ -1,10 +1,10 @@
-"""Times every command of the README's table "How long each command takes" as a user runs it (a fresh `kdkit`
-process, from a scratch directory holding the shipped configs), and prints measured / stated per row.
+"""Times every command of the table "How long each command takes" (docs/getting-started.md) as a user runs it
+(a fresh `kdkit` process, from a scratch directory holding the shipped configs), and prints measured / stated per row.
 
     python bench/readme_times.py [--only-fast] [--threads N] [--no-record]
 
-The rows run in the README's order (later rows read the run directories of earlier ones). A ratio above 1 means
-the README promises too little time on this machine; the load average is printed with each row, because a busy
+The rows run in the page's order (later rows read the run directories of earlier ones). A ratio above 1 means
+the page promises too little time on this machine; the load average is printed with each row, because a busy
 machine makes every command slower.
 """
 
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from readme_table import prepare_workdir, readme_rows  # noqa: E402
+from doc_pages import prepare_workdir, time_table_rows  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import write_section  # noqa: E402
@@ -44,7 +44,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="kdkit-readme-") as scratch:
         workdir = Path(scratch)
         prepare_workdir(workdir)
-        for row in readme_rows():
+        for row in time_table_rows():
             if args.only_fast and row.slow:
                 continue
             load = os.getloadavg()[0]

@@ -1,10 +1,8 @@
-"""Shipped configs and README examples stay true."""
+"""Shipped configs stay true (the examples of the documentation: tests/test_doc_examples.py)."""
 
-import re
 from pathlib import Path
 
 import pytest
-import yaml
 
 from kdkit.families.classification.config import load_config
 from kdkit.families.classification.demo import demo_config
@@ -29,23 +27,3 @@ def test_every_shipped_config_validates(path, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # model folders are checked as a config is read: the one a header says to export
     (tmp_path / "models" / "all-MiniLM-L6-v2").mkdir(parents=True)
     load_lm_config(path) or load_config(path)  # as `kdkit train` reads it: a language-model config, or the other kind
-
-
-def test_readme_python_examples_run(tmp_path, monkeypatch):
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    assert blocks, "the README should show the Python API"
-    monkeypatch.chdir(tmp_path)
-    namespace = {"__name__": "__readme__"}  # one namespace, read top to bottom: later blocks reuse earlier names
-    for block in blocks:
-        exec(compile(block, "README.md", "exec"), namespace)
-
-
-def test_readme_tune_section_is_a_valid_search_space_for_the_demo():
-    from kdkit.families.classification.config import parse_config
-    from kdkit.families.classification.tune import check_space
-
-    raw = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
-    block = re.search(r"```yaml\n(tune:.*?)```", (ROOT / "README.md").read_text(), re.S)
-    assert block, "the README should show a tune: section"
-    raw.update(yaml.safe_load(block.group(1)))
-    check_space(parse_config(raw))  # both ends of every range give a valid config

@@ -298,12 +298,12 @@ def test_lm_report_renders_in_a_browser(two_seeds: list[Path], tmp_path: Path) -
     assert seen["head"][:3] == ["model", "params", "exact match"]
 
 
-def test_readme_lm_yaml_is_the_shipped_config() -> None:
+def test_the_guides_lm_yaml_is_the_shipped_config() -> None:
     from kdkit.families.lm.config import parse_lm_config
 
-    readme = (ROOT / "README.md").read_text()
-    block = re.search(r"```yaml\n(data: \{name: synthetic_addition.*?)```", readme, re.S)
-    assert block, "the README's language-model section should show its config"
+    guide = (ROOT / "docs" / "guides" / "language-models.md").read_text()
+    block = re.search(r"```yaml\n(data: \{name: synthetic_addition.*?)```", guide, re.S)
+    assert block, "the language-model guide should show its config"
     shown = parse_lm_config(yaml.safe_load(block.group(1))).model_dump()
     shipped = parse_lm_config(yaml.safe_load((ROOT / "configs" / "lm_addition.yaml").read_text())).model_dump()
     for cfg in (shown, shipped):

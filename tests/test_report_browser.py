@@ -118,7 +118,7 @@ def test_verdict_section_renders(report, tmp_path):
     assert headline["width"] > 300 and headline["height"] > 10  # laid out and visible
     notes = [p for p in rest if p["note"]]
     assert [n["text"] for n in notes] == [
-        f"{a['message']} Next: {a['next_step']}. See README \"{a['section']}\"." for a in verdict["advice"]]
+        f"{a['message']} Next: {a['next_step']}. See {a['section']}." for a in verdict["advice"]]
     assert notes and all(n["background"] == "rgb(255, 246, 219)" and n["height"] > 10 for n in notes)
 
 

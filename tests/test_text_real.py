@@ -416,7 +416,7 @@ def test_cache_teacher_with_a_transformer_term_on_an_hf_teacher_is_refused_at_co
     assert parse_config(config([{"name": "kd"}])).distill.cache_teacher  # logits alone can be cached
 
 
-def test_readme_own_csv_config_and_the_shipped_config_validate(tmp_path, monkeypatch):
+def test_the_guides_own_csv_config_and_the_shipped_config_validate(tmp_path, monkeypatch):
     import re
 
     import yaml
@@ -424,8 +424,7 @@ def test_readme_own_csv_config_and_the_shipped_config_validate(tmp_path, monkeyp
     from kdkit.families.classification.config import load_config, parse_config
 
     root = Path(__file__).resolve().parents[1]
-    readme = (root / "README.md").read_text()
-    section = readme.split("## Distil a pretrained transformer into a BiLSTM on your own CSV", 1)[1]
+    section = (root / "docs" / "guides" / "transformer-to-bilstm.md").read_text()
     raw = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data").mkdir()

@@ -15,9 +15,16 @@ from rich.markup import escape
 
 from kdkit.errors import KdkitError, plain_warnings
 
+
+def _guide(page: str) -> str:
+    """The last line of a command's --help: the page of the documentation that explains it."""
+    return f"Guide: {page} (in the repository; `make docs` builds the site)"
+
+
 app = typer.Typer(
     name="kdkit", add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
     help="Knowledge distillation: teacher -> small student, measured (accuracy, fidelity, cost).",
+    epilog=_guide("docs/index.md"),
 )
 console = Console()
 SET = typer.Option([], "--set", metavar="PATH=VALUE", help="change a config value without editing the file, e.g. "
@@ -25,7 +32,7 @@ SET = typer.Option([], "--set", metavar="PATH=VALUE", help="change a config valu
                    "checked like the file")
 
 
-@app.command()
+@app.command(epilog=_guide("docs/getting-started.md"))
 def demo(
     quick: bool = typer.Option(False, "--quick", help="a few epochs on less data (for tests, ~20 s)"),
     seed: int = typer.Option(0, help="random seed: the same seed gives the same numbers"),
@@ -63,7 +70,7 @@ def demo(
         run(cfg, console=console, quick_cost=quick, resume=resume, overwrite=overwrite)
 
 
-@app.command()
+@app.command(epilog=_guide("docs/getting-started.md#configs-and-the-command-line"))
 def train(
     config: Path = typer.Argument(..., help="YAML config (see configs/ for examples)"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run from its last checkpoint "
@@ -84,7 +91,7 @@ def train(
     family.train(cfg, console, Options(resume=resume, overwrite=overwrite, copy_teacher=copy_teacher))
 
 
-@app.command()
+@app.command(epilog=_guide("docs/tuning.md"))
 def tune(
     config: Path = typer.Argument(..., help="YAML config; its tune: section holds the search space"),
     trials: int | None = typer.Option(None, min=1, help="number of trials (default: tune.trials of the config)"),
@@ -97,7 +104,7 @@ def tune(
     """Search distillation hyperparameters (Optuna) on the validation split; writes best.yaml for `kdkit train`."""
     from kdkit.errors import ConfigError
 
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # see the README's "Sharing a study between workers"
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # see docs/scaling-out.md#sharing-a-study-between-workers
         raise ConfigError("kdkit tune does not run under torchrun: start one `kdkit tune CONFIG --storage URL` "
                           "worker per GPU or machine instead, all sharing the one study")
     from kdkit.families.base import family_of_config
@@ -107,7 +114,7 @@ def tune(
     family.tune(cfg, trials, console, storage)
 
 
-@app.command()
+@app.command(epilog=_guide("docs/results.md"))
 def evaluate(
     run_dir: Path = typer.Argument(..., help="a run directory written by `kdkit demo` or `kdkit train`"),
     quick: bool = typer.Option(False, "--quick", help="fewer timing repetitions"),
@@ -123,7 +130,7 @@ def evaluate(
     family_of_run(run_dir).evaluate(run_dir, console, Options(quick=quick, cost_only=cost_only, threads=threads))
 
 
-@app.command()
+@app.command(epilog=_guide("docs/deploying.md#deploying-the-student-onnx"))
 def export(
     run_dir: Path = typer.Argument(..., help="a run directory written by `kdkit demo` or `kdkit train`"),
     model: str = typer.Option("student_kd", help="teacher, student_alone or student_kd"),
@@ -135,7 +142,7 @@ def export(
     family_of_run(run_dir).export(run_dir, model, output, console)
 
 
-@app.command()
+@app.command(epilog=_guide("docs/deploying.md#using-the-student"))
 def predict(
     run_dir: Path = typer.Argument(..., help="a run directory written by `kdkit demo` or `kdkit train`"),
     inputs: Path = typer.Argument(..., help=".npy or .csv of inputs, an image or a folder of images (image runs), "
@@ -161,7 +168,7 @@ def predict(
         Console(stderr=True).print(f"predictions: {output}", markup=False, highlight=False)
 
 
-@app.command()
+@app.command(epilog=_guide("docs/results.md#the-report"))
 def report(
     run_dir: Path = typer.Argument(..., help="a run directory written by `kdkit demo` or `kdkit train`"),
     screenshot: Path | None = typer.Option(None, help="also save a PNG of the report's top (needs chromium)"),
@@ -177,7 +184,7 @@ def report(
         console.print(f"screenshot: {take_screenshot(files.html, screenshot)}")
 
 
-@app.command()
+@app.command(epilog=_guide("docs/results.md#why-it-paid-or-not-the-diagnosis"))
 def diagnose(
     run_dir: Path = typer.Argument(..., help="a run directory of `kdkit demo`, `train` (classification or language "
                                    "model) or `tabular fit`"),
@@ -200,7 +207,7 @@ def diagnose(
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
-@app.command()
+@app.command(epilog=_guide("docs/results.md#the-report"))
 def compare(
     run_dirs: list[Path] = typer.Argument(..., help="run directories (methods, schemes, seeds)"),
     output_dir: Path = typer.Option(Path("runs/compare"), "--output-dir", "-o", help="where to write"),
@@ -222,7 +229,8 @@ def _add_subapps() -> None:
         from kdkit.families.tabular.cli import app as tabular_app
     except ImportError:
         return
-    app.add_typer(tabular_app, name="tabular", help="Tabular distillation: boosted teachers, privileged columns.")
+    app.add_typer(tabular_app, name="tabular", help="Tabular distillation: boosted teachers, privileged columns.",
+                  epilog=_guide("docs/guides/tables.md"))
 
 
 _add_subapps()

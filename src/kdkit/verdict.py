@@ -12,7 +12,7 @@ turns "distilled minus alone" into a paired difference with an interval and one 
 
 An interval entirely above 0 is a "gain", entirely below a "loss", otherwise "no measurable difference".
 Warnings (`Advice`) flag the setups in which a verdict is least trustworthy or distillation cannot pay, each
-with the next thing to try and the README section that explains it.
+with the next thing to try and the page of the documentation that explains it.
 """
 
 from __future__ import annotations
@@ -30,17 +30,18 @@ LEVEL = 0.95
 RESAMPLES = 2000
 SMALL_VAL = 500  # below this many validation samples, picking the best epoch mostly picks noise
 NOT_FASTER = 1.1  # latency speed-ups under this are within timing noise: the student is not clearly faster
-README = "README.md"
-WHY_SECTION = "Why it paid, or not: the diagnosis"  # README section of kdkit.diagnosis's signals and rules
+# pages of the documentation (docs/ of the repository, or the site built from it) that explain a warning
+VERDICT_SECTION = "docs/results.md#reading-the-verdict"
+WHY_SECTION = "docs/results.md#why-it-paid-or-not-the-diagnosis"  # kdkit.diagnosis's signals and rules
 
-TRY_NEXT = ("tune T and alpha on the validation split (`kdkit tune CONFIG`, README \"Tuning the distillation\"); "
+TRY_NEXT = ("tune T and alpha on the validation split (`kdkit tune CONFIG`, docs/tuning.md); "
             "give the teacher more inputs to label (a transfer set: `data.transfer_size`, or an `unlabelled/` folder "
-            "of images, README \"Your own folder of images\"); show teacher and student the same augmented views "
-            "(`train.augment`, README \"Consistent augmentation (function matching)\")")
+            "of images, docs/guides/images.md); show teacher and student the same augmented views "
+            "(`train.augment`, docs/recipes.md#consistent-augmentation-function-matching)")
 # an image folder refuses data.transfer_size: its extra inputs are the images of its unlabelled/ folder
-TRY_NEXT_IMAGES = ("tune T and alpha on the validation split (`kdkit tune CONFIG`, README \"Tuning the "
-                   "distillation\"); give the teacher more images to label: put unlabelled ones in an `unlabelled/` "
-                   "folder beside `train/` (README \"Your own folder of images\"); show teacher and student the same "
+TRY_NEXT_IMAGES = ("tune T and alpha on the validation split (`kdkit tune CONFIG`, docs/tuning.md); give the "
+                   "teacher more images to label: put unlabelled ones in an `unlabelled/` "
+                   "folder beside `train/` (docs/guides/images.md); show teacher and student the same "
                    "augmented views (`data.augment`, `data.random_crop`, `train.augment`; `distill.cached_views` "
                    "stores the teacher's answers to them)")
 
@@ -62,15 +63,15 @@ def try_next(data: str | None = None) -> str:
 
 @dataclass
 class Advice:
-    """A warning about the run, the next thing to try, and where the README explains it."""
+    """A warning about the run, the next thing to try, and the page of the documentation that explains it."""
 
     code: str  # stable key for tests and tools: loss, no_difference, teacher_not_better, not_faster, small_val
     message: str
     next_step: str
-    section: str  # README section title
+    section: str  # the page of the documentation and its heading, as VERDICT_SECTION
 
     def text(self) -> str:
-        return f"{self.message} Next: {self.next_step}. See README \"{self.section}\"."
+        return f"{self.message} Next: {self.next_step}. See {self.section}."
 
 
 @dataclass
@@ -165,7 +166,7 @@ def seeds_interval(differences: Sequence[float], level: float = LEVEL) -> tuple[
 
 
 def not_paid(kind: str, why: Finding | None = None, try_next: str = TRY_NEXT,
-             section: str = "Reading the verdict") -> list[Advice]:
+             section: str = VERDICT_SECTION) -> list[Advice]:
     """The warning of a loss or of no measurable difference: with the diagnosis's first finding (`why`), its reason
     and next step; without one, the general next step `try_next`."""
     if kind not in (LOSS, NONE):
@@ -214,25 +215,25 @@ def advise(
         out.append(Advice(
             "teacher_not_better", words,
             "train the teacher longer or pick a larger one (or load a pretrained one with `teacher.checkpoint`), "
-            "and check its row before distilling", "Reading the verdict"))
+            "and check its row before distilling", VERDICT_SECTION))
     speedup = rows.get("student_kd", {}).get("speedup")
     if speedup is not None and speedup < NOT_FASTER:
         out.append(Advice(
             "not_faster", f"The student is not faster than the teacher at batch 1 ({speedup:.2f}x).",
             "pick a smaller student (fewer layers or channels) or a teacher that is really larger; on a GPU time "
-            "larger batches", "Reading the verdict"))
+            "larger batches", VERDICT_SECTION))
     elif speedup is not None and rows["student_kd"].get("speedup_certain") is False:
         out.append(Advice(  # faster on the medians, but the latency spreads overlap: the timing was too noisy
             "not_faster", f"The student is not measurably faster than the teacher at batch 1 (~{speedup:.1f}x on "
             "the medians, but the two latency spreads overlap).",
             "re-measure on an idle machine with `kdkit evaluate RUN_DIR --cost-only`; if it stays uncertain, pick a "
-            "smaller student", "Reading the verdict"))
+            "smaller student", VERDICT_SECTION))
     if n_val is not None and n_val < SMALL_VAL and keep == "best":
         out.append(Advice(
             "small_val", f"The validation split has {n_val} samples: too few for `keep: best` to pick the best epoch "
             "(it mostly picks noise, often an early, undertrained epoch).",
             "set `train.keep: last`, or give more validation data (`data.val_fraction`, a `val/` folder)",
-            "Your own models, from Python"))
+            "docs/getting-started.md#your-own-models-from-python"))
     return out
 
 

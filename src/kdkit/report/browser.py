@@ -1,4 +1,4 @@
-"""Headless Chromium, for pictures of a report (README screenshot) and for checking that it renders.
+"""Headless Chromium, for pictures of a report (the screenshot in docs/results.md) and for checking that it renders.
 
 Chromium is not a Python dependency: it is looked up on PATH (Debian: `apt-get install chromium`)."""
 

@@ -98,8 +98,8 @@ def diagnosis_text(run: RunDiagnosis) -> list[str]:
 
 TITLE = "Diagnosis: why distillation paid, or not"
 EXPLAIN = ("Signals measured without the test split, on the inputs the student learns from and on held-out inputs, "
-           "and the rules that read them (README \"Why it paid, or not: the diagnosis\"). Each rule that applies gives "
-           "its reason and next step; the first one gives the verdict the rules predict.")
+           "and the rules that read them (docs/results.md#why-it-paid-or-not-the-diagnosis). Each rule that applies "
+           "gives its reason and next step; the first one gives the verdict the rules predict.")
 
 
 def signals_table(s: Signals) -> Table:

@@ -41,7 +41,7 @@ class TrainSettings(BaseModel):
     device: str = Field("auto", description="auto (CUDA when available), cpu, cuda, cuda:N, mps or xpu")
     checkpoint_every_steps: int | None = Field(
         None, ge=1, description="also write the resumable checkpoint every this many steps, not only at the end of "
-        "every epoch (for long epochs; see README 'Resuming a run')",
+        "every epoch (for long epochs; see docs/run-directory.md#resuming-a-run)",
     )
     progress: bool = True
     augment: list[dict[str, Any]] = Field(

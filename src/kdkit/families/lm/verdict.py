@@ -34,7 +34,7 @@ from kdkit.verdict import (
 if TYPE_CHECKING:
     from kdkit.diagnosis import Finding
 
-SECTION = "Language models: distil your own local causal LM"
+SECTION = "docs/guides/language-models.md"  # the page of the documentation that explains its warnings
 TRY_NEXT = ("give the teacher more prompts to answer (`data.n_transfer` with `distill.scheme.name: sequence_level`), "
             "try another divergence (`forward_kl`, `reverse_kl`, `jsd`, `tv` in `distill.losses`) or on-policy "
             "distillation (`distill.scheme.name: on_policy`)")

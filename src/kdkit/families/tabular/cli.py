@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # the libraries themselves are imported inside the commands: 
 
 app = typer.Typer(help="Tabular distillation: a teacher on every training column, a student on the columns "
                   "that exist at prediction time.", no_args_is_help=True, add_completion=False)
+GUIDE = "Guide: docs/guides/tables.md (in the repository; `make docs` builds the site)"  # the last line of --help
 console = Console()
 
 TRAIN = typer.Option(..., "--train", help="training CSV (all columns, with the target)")
@@ -206,7 +207,7 @@ def _prediction_frame(model: DistilledClassifier, rows: pd.DataFrame, ids: pd.Da
     return out
 
 
-@app.command()
+@app.command(epilog=GUIDE)
 @_user_errors
 def fit(
     train: Path = TRAIN,
@@ -360,7 +361,7 @@ def _scores(distilled: DistilledClassifier, alone: DistilledClassifier, held: He
     return held_scores, oof_scores
 
 
-@app.command()
+@app.command(epilog=GUIDE)
 @_user_errors
 def predict(
     run: Path = typer.Argument(..., help="run directory of 'kdkit tabular fit' (or its models/ folder)"),
@@ -414,7 +415,7 @@ def predict_rows(run: Path, input_csv: Path, role: str = "student_kd", id_column
     return _prediction_frame(model, frame[model.student_columns_], ids)
 
 
-@app.command()
+@app.command(epilog=GUIDE)
 @_user_errors
 def tune(
     train: Path = TRAIN,
