@@ -29,3 +29,20 @@ def tiny_run(tmp_path_factory):
     done = cli(["train", folder / "c.yaml"])
     assert done.code == 0, done.err + done.crash
     return folder / "run"
+
+
+@pytest.fixture(scope="module")
+def quick_timing():
+    """Latency and throughput timed with the quick plan (`kdkit demo --quick`'s: 3 short interleaved rounds instead
+    of 7 of at least 50 ms each) in this module's in-process runs, for tests that check what a run writes or how it
+    fails, not how precisely it times the models (tests/test_cost.py checks the timing plans themselves)."""
+    from kdkit.measure import cost
+
+    full = cost.measure
+
+    def measure(models, input_shape, example=None, plan=None, threads=None):
+        return full(models, input_shape, example, plan or cost.Plan.quick(), threads)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cost, "measure", measure)
+        yield
