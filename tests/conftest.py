@@ -1,4 +1,7 @@
+import contextlib
+import io
 import os
+import shutil
 
 # Two torch threads on a 2-core machine that is also running something else spin-wait badly; tests stay serial.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -46,3 +49,32 @@ def quick_timing():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cost, "measure", measure)
         yield
+
+
+@pytest.fixture(scope="session")
+def demo_quick(tmp_path_factory):
+    """`kdkit demo --quick` (seed 0), run once for the whole session: (its run directory, what it printed). Modules
+    read a copy of their own (demo_quick_copy), so what one module adds to a run never reaches another."""
+    from kdkit.cli import main
+
+    folder = tmp_path_factory.mktemp("demo_quick")
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+        patch.setenv("KDKIT_CACHE_DIR", str(folder / "teacher-cache"))  # not the user's ~/.cache
+        try:
+            main(["demo", "--quick", "-o", str(folder / "run")])
+        except SystemExit as done:
+            assert not done.code, f"kdkit demo --quick exited with {done.code}"
+    return folder / "run", printed.getvalue()
+
+
+@pytest.fixture(scope="session")
+def demo_quick_copy(demo_quick, tmp_path_factory):
+    """copy(name): a copy of the session's `kdkit demo --quick` run, as a new folder `<name>N/run`."""
+
+    def copy(name: str):
+        out = tmp_path_factory.mktemp(name) / "run"
+        shutil.copytree(demo_quick[0], out)
+        return out
+
+    return copy
