@@ -61,10 +61,9 @@ def demo_quick(tmp_path_factory):
     printed = io.StringIO()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
         patch.setenv("KDKIT_CACHE_DIR", str(folder / "teacher-cache"))  # not the user's ~/.cache
-        try:
+        with pytest.raises(SystemExit) as done:  # the command line exits 0 when all went well
             main(["demo", "--quick", "-o", str(folder / "run")])
-        except SystemExit as done:
-            assert not done.code, f"kdkit demo --quick exited with {done.code}"
+    assert done.value.code == 0, f"kdkit demo --quick exited with {done.value.code}"
     return folder / "run", printed.getvalue()
 
 
