@@ -1,4 +1,7 @@
+import contextlib
+import io
 import os
+import shutil
 
 # Two torch threads on a 2-core machine that is also running something else spin-wait badly; tests stay serial.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -29,3 +32,48 @@ def tiny_run(tmp_path_factory):
     done = cli(["train", folder / "c.yaml"])
     assert done.code == 0, done.err + done.crash
     return folder / "run"
+
+
+@pytest.fixture(scope="module")
+def quick_timing():
+    """Latency and throughput timed with the quick plan (`kdkit demo --quick`'s: 3 short interleaved rounds instead
+    of 7 of at least 50 ms each) in this module's in-process runs, for tests that check what a run writes or how it
+    fails, not how precisely it times the models (tests/test_cost.py checks the timing plans themselves)."""
+    from kdkit.measure import cost
+
+    full = cost.measure
+
+    def measure(models, input_shape, example=None, plan=None, threads=None):
+        return full(models, input_shape, example, plan or cost.Plan.quick(), threads)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cost, "measure", measure)
+        yield
+
+
+@pytest.fixture(scope="session")
+def demo_quick(tmp_path_factory):
+    """`kdkit demo --quick` (seed 0), run once for the whole session: (its run directory, what it printed). Modules
+    read a copy of their own (demo_quick_copy), so what one module adds to a run never reaches another."""
+    from kdkit.cli import main
+
+    folder = tmp_path_factory.mktemp("demo_quick")
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+        patch.setenv("KDKIT_CACHE_DIR", str(folder / "teacher-cache"))  # not the user's ~/.cache
+        with pytest.raises(SystemExit) as done:  # the command line exits 0 when all went well
+            main(["demo", "--quick", "-o", str(folder / "run")])
+    assert done.value.code == 0, f"kdkit demo --quick exited with {done.value.code}"
+    return folder / "run", printed.getvalue()
+
+
+@pytest.fixture(scope="session")
+def demo_quick_copy(demo_quick, tmp_path_factory):
+    """copy(name): a copy of the session's `kdkit demo --quick` run, as a new folder `<name>N/run`."""
+
+    def copy(name: str):
+        out = tmp_path_factory.mktemp(name) / "run"
+        shutil.copytree(demo_quick[0], out)
+        return out
+
+    return copy

@@ -24,12 +24,8 @@ def _run(argv, capsys):
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("runs") / "demo"
-    with pytest.raises(SystemExit) as done:
-        main(["demo", "--quick", "-o", str(run_dir)])
-    assert done.value.code in (0, None)
-    return run_dir
+def quick_run(demo_quick_copy):
+    return demo_quick_copy("runs")  # `kdkit demo --quick`, seed 0
 
 
 def test_demo_quick_writes_a_complete_run_directory(quick_run):

@@ -2,6 +2,7 @@
 run directory, and a misplaced key is one clear line before anything trains."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -35,10 +36,25 @@ SCHEMES = {
 }
 
 
+@pytest.fixture(scope="module")
+def scheme_run(tmp_path_factory):
+    """scheme_run(name): (the run of _raw with SCHEMES[name], the folder holding its run/), trained once per module:
+    the multi-teacher run is also the one whose extra teacher test_a_loaded_extra_teacher_is_not_retrained loads."""
+    runs = {}
+
+    def get(scheme: str):
+        if scheme not in runs:
+            folder = tmp_path_factory.mktemp(scheme)
+            runs[scheme] = run(parse_config(_raw(folder, SCHEMES[scheme][0])), quick_cost=True), folder
+        return runs[scheme]
+
+    return get
+
+
 @pytest.mark.parametrize("scheme", sorted(SCHEMES))
-def test_each_scheme_runs_saves_its_models_and_reevaluates(scheme, tmp_path):
-    spec, extra = SCHEMES[scheme]
-    result = run(parse_config(_raw(tmp_path, spec)), quick_cost=True)
+def test_each_scheme_runs_saves_its_models_and_reevaluates(scheme, scheme_run):
+    extra = SCHEMES[scheme][1]
+    result, tmp_path = scheme_run(scheme)
     assert [r["role"] for r in result.rows] == ["teacher", "student_alone", "student_kd"]
     models = tmp_path / "run" / "models"
     for role in ["teacher", "student_alone", "student_kd", *extra]:
@@ -59,9 +75,10 @@ def test_each_scheme_runs_saves_its_models_and_reevaluates(scheme, tmp_path):
         assert {"student_kd_assistant1.last.safetensors", "student_kd.last.safetensors"} <= names
 
 
-def test_a_loaded_extra_teacher_is_not_retrained(tmp_path):
-    first = run(parse_config(_raw(tmp_path / "a", SCHEMES["multi_teacher"][0])), quick_cost=True)
-    saved = first.run_dir / "models" / "teacher2.safetensors"
+def test_a_loaded_extra_teacher_is_not_retrained(scheme_run, tmp_path):
+    first, _ = scheme_run("multi_teacher")
+    saved = tmp_path / "teacher2.safetensors"  # a copy: the module's multi-teacher run stays whole
+    shutil.copyfile(first.run_dir / "models" / "teacher2.safetensors", saved)
     loaded = {"name": "mlp", "params": {"hidden": [32]}, "checkpoint": str(saved)}
     spec = {"name": "multi_teacher", "teachers": [loaded]}
     second = run(parse_config(_raw(tmp_path / "b", spec)), quick_cost=True)

@@ -526,9 +526,7 @@ def test_a_killed_lm_run_resumes_to_the_uninterrupted_weights(tmp_path: Path, sc
             raw["data"]["n_transfer"] = 0
             config.write_text(yaml.safe_dump(raw))
         runs[name] = (config, folder / "run0")
-    whole = subprocess.run([*kdkit, "train", str(runs["whole"][0])], env=env, capture_output=True, text=True,
-                           timeout=300)
-    assert whole.returncode == 0, whole.stderr
+    _main(["train", str(runs["whole"][0])])  # in this process: only the killed run pays a start-up
     config, out = runs["cut"]
     proc = subprocess.Popen([*kdkit, "train", str(config)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -540,9 +538,7 @@ def test_a_killed_lm_run_resumes_to_the_uninterrupted_weights(tmp_path: Path, sc
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "results.json").exists()  # the kill hit a run in progress
-    resumed = subprocess.run([*kdkit, "train", str(config), "--resume"], env=env, capture_output=True, text=True,
-                             timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
+    _main(["train", str(config), "--resume"])
     for role in ("teacher", "student_alone", "student_kd"):
         a = load_file(runs["whole"][1] / "models" / f"{role}.safetensors")
         b = load_file(out / "models" / f"{role}.safetensors")

@@ -18,8 +18,6 @@ from rich.console import Console
 
 from kdkit.cli import main
 from kdkit.errors import RunDirError
-from kdkit.families.classification.demo import demo_config
-from kdkit.families.classification.pipeline import run
 from kdkit.measure import metrics
 from kdkit.report import numbers
 from kdkit.report.build import write_report
@@ -30,10 +28,8 @@ FIGURES = {"kl_histogram", "confusion", "reliability", "per_class", "training_cu
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("report") / "run"
-    run(demo_config(seed=0, output_dir=out, quick=True), console=Console(file=io.StringIO()), quick_cost=True)
-    return out
+def quick_run(demo_quick_copy) -> Path:
+    return demo_quick_copy("report")  # `kdkit demo --quick`, seed 0
 
 
 @pytest.fixture()

@@ -4,7 +4,6 @@ of it is not blank. CI installs Chromium (`apt-get install -y chromium`); withou
 from __future__ import annotations
 
 import html
-import io
 import json
 import re
 from pathlib import Path
@@ -13,11 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image, ImageStat
-from rich.console import Console
 
 from kdkit.cli import main
-from kdkit.families.classification.demo import demo_config
-from kdkit.families.classification.pipeline import run
 from kdkit.report.browser import dump_dom, find_chromium
 from kdkit.report.build import write_report
 
@@ -45,10 +41,8 @@ window.addEventListener("load", () => {
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("browser") / "run"
-    run(demo_config(seed=0, output_dir=out, quick=True), console=Console(file=io.StringIO()), quick_cost=True)
-    return write_report(out).html
+def report(demo_quick_copy) -> Path:
+    return write_report(demo_quick_copy("browser")).html  # `kdkit demo --quick`, seed 0
 
 
 def test_tables_and_every_image_render(report, tmp_path):

@@ -20,6 +20,7 @@ from kdkit.cli import main
 
 KDKIT = [sys.executable, "-c", "from kdkit.cli import main; main()"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+pytestmark = pytest.mark.usefixtures("quick_timing")  # in-process runs: these tests check the run directory
 
 
 def tiny_config(out: Path, **train) -> dict:
@@ -79,7 +80,7 @@ def _started(out: Path, proc: subprocess.Popen) -> None:
         time.sleep(0.01)
 
 
-def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(uninterrupted, tmp_path):
+def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(uninterrupted, tmp_path, capsys):
     whole, seconds = uninterrupted
     rng = random.Random()
     killed_mid_run = 0
@@ -99,9 +100,8 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(uninterrupte
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         killed_mid_run += proc.returncode == -signal.SIGKILL and not (out / "results.json").exists()
-        resumed = subprocess.run([*KDKIT, "train", str(config), "--resume"], env=ENV, capture_output=True,
-                                 text=True, timeout=300)
-        assert resumed.returncode == 0, f"killed after {delay:.2f} s: {resumed.stderr}"
+        code, _, err = _cli(["train", str(config), "--resume"], capsys)  # in this process: no second start-up
+        assert code == 0, f"killed after {delay:.2f} s: {err}"
         assert _same_weights(whole, out), f"killed after {delay:.2f} s"
         assert not list(out.rglob("*.tmp")) and not (out / ".kdkit.lock").exists()
         epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]

@@ -39,10 +39,8 @@ def _predict(capsys, *args: str) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def tensor_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("use") / "run"
-    run(demo_config(seed=0, output_dir=out, quick=True), console=QUIET, quick_cost=True)
-    return out
+def tensor_run(demo_quick_copy) -> Path:
+    return demo_quick_copy("use")  # `kdkit demo --quick`, seed 0
 
 
 def test_load_gives_the_trained_model_in_eval_mode(tensor_run):

@@ -131,23 +131,18 @@ def test_seeds_interval_is_a_t_interval():
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("verdict") / "run"
-    run(demo_config(seed=0, output_dir=out, quick=True), console=Console(file=io.StringIO()), quick_cost=True)
-    return out
+def quick_run(demo_quick_copy) -> Path:
+    return demo_quick_copy("verdict")  # `kdkit demo --quick`, seed 0
 
 
-def test_cli_prints_the_verdict_after_the_table_and_the_next_steps_last(tmp_path, capsys):
-    with pytest.raises(SystemExit) as done:
-        main(["demo", "--quick", "-o", str(tmp_path / "run")])
-    assert done.value.code == 0
-    out = capsys.readouterr().out
+def test_cli_prints_the_verdict_after_the_table_and_the_next_steps_last(demo_quick):
+    run_dir, out = demo_quick  # the session's `kdkit demo --quick`, as printed
     table_end = out.index("distilled student │")
     assert table_end < out.index("verdict: ") < out.index("best student: ")
-    saved = json.loads((tmp_path / "run" / "results.json").read_text())["verdict"]
+    saved = json.loads((run_dir / "results.json").read_text())["verdict"]
     assert f"verdict: {saved['headline']}" in out
     last = out.strip().splitlines()[-6:]
-    assert last[0].startswith(f"best student: {tmp_path / 'run' / 'models'}")
+    assert last[0].startswith(f"best student: {run_dir / 'models'}")
     assert [line.split()[:2] for line in last[2:5]] == [["kdkit", "report"], ["kdkit", "export"],
                                                          ["kdkit", "predict"]]
 
