@@ -22,12 +22,18 @@ def test_demos_do_not_pick_an_epoch_on_a_validation_split_too_small_for_it(task)
     assert "small_val" in [a.code for a in advise(LOSS, {}, 0.1, 400, "best")]  # what keep: best would have said
 
 
-def test_the_image_template_ends_at_the_last_epoch_and_names_cached_views(monkeypatch):
+def test_the_image_template_ends_at_the_last_epoch_and_follows_the_regime_maps_recipe(monkeypatch):
     monkeypatch.chdir(ROOT)
-    text = (ROOT / "configs" / "image_folder.yaml").read_text()
     cfg = load_config(ROOT / "configs" / "image_folder.yaml")
     assert cfg.settings("distill").keep == "last"  # a small folder's 10% validation split is under SMALL_VAL
-    assert SMALL_VAL == 500 and "cached_views" in text
+    assert SMALL_VAL == 500
+    # the founding cell's recipe: a knowing (pretrained) teacher, the map's 100k student, KD at its tuned T and
+    # alpha, augmented views replayed from the teacher's cache; unlabelled/ is read when the folder has one
+    assert cfg.teacher.params["weights"] == "DEFAULT" and cfg.distill.use_transfer
+    student = build_model(cfg.student.name, (3, 224, 224), 2, **cfg.student.params)
+    assert 90_000 <= sum(p.numel() for p in student.parameters()) <= 120_000
+    kd = cfg.distill.losses[0]
+    assert (kd["name"], kd["T"], kd["alpha"], cfg.distill.cached_views) == ("kd", 4.0, 0.2, 8)
 
 
 @pytest.mark.parametrize("shape,classes,stated", [((3, 224, 224), 2, 100_470), ((1, 28, 28), 10, 7_894),
@@ -35,7 +41,7 @@ def test_the_image_template_ends_at_the_last_epoch_and_names_cached_views(monkey
 def test_tiny_cnn_sizes_stated_in_its_docs_are_its_real_sizes(shape, classes, stated):
     real = sum(p.numel() for p in build_model("tiny_cnn", shape, classes).parameters())
     assert real == stated == tiny_cnn_params(shape, classes)
-    docs = "".join(p.read_text() for p in (ROOT / "src/kdkit/models/tiny.py", ROOT / "configs/image_folder.yaml"))
+    docs = (ROOT / "src/kdkit/models/tiny.py").read_text()
     if shape != (3, 32, 32):
         assert f"{stated:,}" in docs
 

@@ -248,7 +248,8 @@ def test_config_fills_image_defaults_and_builds_the_source(tmp_path):
 def test_example_config_is_valid():
     cfg = load_config(Path(__file__).parents[1] / "configs" / "image_folder.yaml")
     assert cfg.data.name == "image_folder" and cfg.data.augment and not cfg.distill.cache_teacher
-    assert cfg.teacher.name == "torchvision:resnet18" and cfg.student.name == "tiny_cnn"
+    assert cfg.teacher.name == "torchvision:resnet18" and cfg.teacher.params["weights"] == "DEFAULT"
+    assert cfg.student.name == "strided_cnn" and cfg.distill.cached_views == 8
 
 
 @pytest.mark.parametrize(("raw", "message"), [
