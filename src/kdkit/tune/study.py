@@ -51,6 +51,16 @@ def open_study(optuna: Any, attempts: int = 5, **kwargs: Any) -> Any:
     raise AssertionError("unreachable")
 
 
+def open_storage(optuna: Any, storage: str, **kwargs: Any) -> Any:
+    """open_study on `storage` (workers of a shared study may start together: it survives their race to create the
+    tables); a bad URL or a missing driver is one ConfigError line."""
+    try:
+        return open_study(optuna, storage=storage, **kwargs)
+    except (ImportError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"cannot open the Optuna storage {storage!r}: {first}") from None
+
+
 def search_study(optuna: Any, out: Path, cfg: Any, space: dict[str, SearchRange], shared: str | None = None,
            name: str = "kdkit") -> Any:
     """The study `name` in out/study.db: new, or the one an earlier run of the same search left there. A study made
@@ -58,11 +68,7 @@ def search_study(optuna: Any, out: Path, cfg: Any, space: dict[str, SearchRange]
     signature = {"metric": cfg.tune.metric, "space": {p: s.model_dump() for p, s in space.items()}}
     storage = shared or f"sqlite:///{out / STUDY}"
     direction = "maximize" if HIGHER_IS_BETTER[cfg.tune.metric] else "minimize"
-    try:  # workers of a shared study may start together: open_study survives their race to create the tables
-        study = open_study(optuna, study_name=name, storage=storage, direction=direction)
-    except (ImportError, ValueError) as err:  # a bad URL, a missing driver
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"cannot open the Optuna storage {storage!r}: {first}") from None
+    study = open_storage(optuna, storage, study_name=name, direction=direction)
     if "search" not in study.user_attrs:
         study.set_user_attr("search", signature)
     if study.user_attrs.get("search") != signature:
