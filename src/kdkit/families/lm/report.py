@@ -18,7 +18,6 @@ import numpy as np
 
 from kdkit.errors import RunDirError
 from kdkit.families.lm.rundir import COLUMNS, QUALITY, LMRun, format_value, is_lm_run, load_lm_run
-from kdkit.families.lm.verdict import lm_run_verdict, lm_seeds_verdict, verdict_metric
 from kdkit.io.checkpoint import write_atomic
 from kdkit.lm.metrics import summarize_units
 from kdkit.report.build import curves_section
@@ -28,7 +27,7 @@ from kdkit.report.document import Document, Section, Table, Text
 from kdkit.report.html import render_html
 from kdkit.report.markdown import render_markdown
 from kdkit.run.rundir import CONFIG, LABELS, PREDICTIONS, REPORT_FIGURES, RESULTS, ROLES, RunDir
-from kdkit.verdict import Verdict
+from kdkit.verdict import Verdict, lm_run_verdict, lm_seeds_verdict, verdict_metric
 
 TITLE = "Verdict: did distillation work?"
 EXPLAIN = ("Distilled minus alone is a paired difference: both students are scored on the same test problems (one "
@@ -174,7 +173,8 @@ def _mean_std(values: list[float], key: str) -> str:
 def group_verdict(group: LMGroup) -> tuple[Verdict, list[float], str]:
     """A setting's verdict and its per-seed paired differences (distilled minus alone of the same run); a
     setting of one run keeps that run's bootstrap."""
-    key, words = verdict_metric(group.runs[0].units)
+    metric = verdict_metric(group.runs[0].units)
+    key = metric.key
     diffs = [rows["student_kd"][key] - rows["student_alone"][key] for rows in group.rows]
     teacher = [rows["teacher"][key] - rows["student_alone"][key] for rows in group.rows]
     if len(group.runs) == 1:
@@ -182,7 +182,7 @@ def group_verdict(group: LMGroup) -> tuple[Verdict, list[float], str]:
     means = {role: {k: float(np.mean([rows[role][k] for rows in group.rows if rows[role].get(k) is not None]))
                     for k in (key, "tokens_per_s") if any(rows[role].get(k) is not None for rows in group.rows)}
              for role in ROLES}
-    return lm_seeds_verdict(diffs, means, key, words, teacher), diffs, key
+    return lm_seeds_verdict(diffs, means, metric, teacher), diffs, key
 
 
 def _points(value: float) -> str:

@@ -27,7 +27,6 @@ from kdkit.diagnosis import diagnose
 from kdkit.families.lm.config import LMRunConfig, dump_lm_config
 from kdkit.families.lm.rundir import table_markdown, write_lm_run
 from kdkit.families.lm.signals import lm_signals
-from kdkit.families.lm.verdict import lm_run_verdict
 from kdkit.io.checkpoint import load_weights, save_state
 from kdkit.lm.dataset import LMDataset
 from kdkit.lm.metrics import exact_hits, lm_units, summarize_units
@@ -41,6 +40,7 @@ from kdkit.schemes.lm_plan import LMPlanInputs
 from kdkit.trainer.batches import resolve_device
 from kdkit.trainer.loop import fit, seed_everything
 from kdkit.trainer.resume import resuming
+from kdkit.verdict import lm_run_verdict
 
 
 @dataclass
