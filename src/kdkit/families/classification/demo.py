@@ -68,6 +68,6 @@ def demo_config(
 
     if task not in DEMOS:
         # lm: kdkit.families.lm.demo
-        raise ConfigError(f"unknown demo '{task}'; choose one of: {', '.join([*DEMOS, 'lm'])}")
+        raise ConfigError(f"unknown demo '{task}'; choose one of: {', '.join(DEMOS)}")
     raw = {"seed": seed, "output_dir": str(output_dir), **DEMOS[task](quick)}
     return parse_config(apply_overrides(raw, overrides, defaults=lambda r: parse_config(r).model_dump(mode="json")))

@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from kdkit.errors import RunDirError
-from kdkit.families.lm.rundir import COLUMNS, QUALITY, LMRun, format_value, is_lm_run, load_lm_run
+from kdkit.families.lm.rundir import COLUMNS, QUALITY, LMRun, format_value, load_lm_run
 from kdkit.io.checkpoint import write_atomic
 from kdkit.lm.metrics import summarize_units
 from kdkit.report.build import curves_section
@@ -245,17 +244,5 @@ def write_lm_compare(run_dirs: list[Path], output_dir: str | Path, figure_dir: s
         [f"{g.id}: {g.why}" for g in groups]
 
 
-def split_kinds(run_dirs: list[Path]) -> list[Path] | None:
-    """The run directories when all are LM runs, None when none is; a mix is one RunDirError line."""
-    lm = [d for d in run_dirs if is_lm_run(d)]
-    if not lm:
-        return None
-    if len(lm) != len(run_dirs):
-        other = next(d for d in run_dirs if d not in lm)
-        raise RunDirError(f"{other} is not a language-model run but {lm[0]} is; compare language-model runs with "
-                          "each other and classification runs with each other")
-    return lm
-
-
-__all__ = ["build_lm_compare_document", "build_lm_document", "group_lm_runs", "lm_rows", "split_kinds",
-           "write_lm_compare", "write_lm_report"]
+__all__ = ["build_lm_compare_document", "build_lm_document", "group_lm_runs", "lm_rows", "write_lm_compare",
+           "write_lm_report"]
