@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from kdkit.labels import UNLABELLED
+from kdkit.run.rundir import ROLES
 
 GAIN, NONE, LOSS = "gain", "no measurable difference", "loss"
 LEVEL = 0.95
@@ -269,7 +270,7 @@ def run_verdict(
     """The verdict of one run from its test logits by role (teacher, student_alone, student_kd) and labels; `data`
     (the data source's name) picks the next steps, `why` (the diagnosis's first finding) words the warning when
     distillation did not pay."""
-    scores = {role: correct_per_unit(test_logits[role], labels) for role in ("teacher", "student_alone", "student_kd")}
+    scores = {role: correct_per_unit(test_logits[role], labels) for role in ROLES}
     unit = "sentences" if np.asarray(labels).ndim == 2 else ACCURACY.unit
     paired = paired_roles(scores, unit, resamples, seed)
     by_role = {str(r["role"]): r for r in rows}
