@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LIMIT = 60
 # path::qualified name -> its length now; shrink these, never add to them
 LONGER = {
-    "kdkit/families/tabular/cli.py::fit": 87,
+    "kdkit/families/tabular/cli.py::fit": 77,
 }
 
 

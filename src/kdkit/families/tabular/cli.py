@@ -239,18 +239,12 @@ def fit(
     file."""
     from kdkit.families.tabular.estimator import DistilledClassifier
     from kdkit.families.tabular.holdout import check_fraction
-    from kdkit.families.tabular.load import ALONE
     from kdkit.families.tabular.rundir import write_run
-    from kdkit.families.tabular.save import save_distiller
 
     # every name, number and path first: nothing is read before they are known to be usable
     _check_names(teacher, student, student_mode)
     check_fraction(holdout)
-    _check_files(from_tune)
-    best = None if from_tune is None else _best(from_tune)
-    if best is not None:
-        teacher_params, student_params = json.dumps(best["teacher_params"]), json.dumps(best["student_params"])
-        alpha = float(best["alpha"])
+    best, teacher_params, student_params, alpha = _tuned(from_tune, teacher_params, student_params, alpha)
     if not 0.0 <= alpha < 1.0:
         raise ConfigError(f"--alpha must be in [0, 1) (alpha 1 is the 'student alone' row), got {alpha}")
     _check_n_jobs(n_jobs)
@@ -286,16 +280,35 @@ def fit(
         "seed": seed,
         "output_dir": str(out),
     }
-    save_distiller(distilled, RunDir(out).models)
-    save_distiller(alone, RunDir(out).models / ALONE)  # every row of the table can be loaded again
-    if task.test is not None:
-        _predictions(distilled, task).to_csv(RunDir(out).test_predictions, index=False)
-        console.print(f"predictions for {len(task.test)} test rows: {RunDir(out).test_predictions}")
+    _save_models(out, distilled, alone, task)
     with console.status("measuring size and latency of the three models..."):
         table = write_run(out, config, distilled, alone, held, held_scores, oof_scores, name)
     cut = " (threshold tuned for macro F1 out of fold)" if threshold and len(distilled.classes_) == 2 else ""
     _print_run(out, name, table, held, held_scores, oof_scores, cut)
     lock.release()
+
+
+def _tuned(from_tune: Path | None, teacher_params: str | None, student_params: str | None,
+           alpha: float) -> tuple[dict[str, Any] | None, str | None, str | None, float]:
+    """The best trial of `from_tune` (a best.yaml of `kdkit tabular tune`), whose parameters and alpha replace the
+    flags' when given; (best or None, teacher params, student params, alpha)."""
+    _check_files(from_tune)
+    if from_tune is None:
+        return None, teacher_params, student_params, alpha
+    best = _best(from_tune)
+    return best, json.dumps(best["teacher_params"]), json.dumps(best["student_params"]), float(best["alpha"])
+
+
+def _save_models(out: Path, distilled: Any, alone: Any, task: TabularTask) -> None:
+    """Both fitted students (every row of the table can be loaded again) and the test file's predictions."""
+    from kdkit.families.tabular.load import ALONE
+    from kdkit.families.tabular.save import save_distiller
+
+    save_distiller(distilled, RunDir(out).models)
+    save_distiller(alone, RunDir(out).models / ALONE)
+    if task.test is not None:
+        _predictions(distilled, task).to_csv(RunDir(out).test_predictions, index=False)
+        console.print(f"predictions for {len(task.test)} test rows: {RunDir(out).test_predictions}")
 
 
 def _fit_both(distilled: Any, common: dict[str, Any], task: TabularTask, held: HeldOut, out: Path) -> Any:
