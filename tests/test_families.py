@@ -80,3 +80,20 @@ def test_compare_refuses_a_mix_of_language_model_and_classification_runs_in_one_
     with pytest.raises(RunDirError, match=r"classification is not a language-model run but .*lm is; compare "
                                           "language-model runs with each other and classification runs"):
         write_compare([tmp_path / "classification", tmp_path / "lm"], tmp_path / "out")
+
+
+def test_a_language_model_run_holds_only_what_its_family_declares(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from kdkit.families.lm.demo import run_lm_demo
+
+    smaller = ["data.n_train=64", "data.n_transfer=32", "data.n_val=16", "data.n_test=16", "teacher.train.epochs=1",
+               "train.epochs=1", "data.digits=2"]
+    run_lm_demo(seed=0, output_dir=tmp_path / "lm", quick=True, overrides=smaller, console=Console(file=io.StringIO()))
+    family = family_of_run(tmp_path / "lm")
+    written = {p.name for p in (tmp_path / "lm").iterdir()} - {rundir.LOCK}
+    assert family.name == "lm" and written <= set(family.run_files), written - set(family.run_files)
+    verdict = json.loads((tmp_path / "lm" / rundir.RESULTS).read_text())["verdict"]
+    assert verdict["metric"] in {m.words for m in family.verdict_metrics}

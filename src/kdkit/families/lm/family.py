@@ -24,6 +24,7 @@ from kdkit.run.rundir import (
     RESULTS,
     TABLE,
     TEACHER_TOPK,
+    TOKENIZER,
     TUNE,
 )
 from kdkit.verdict import EXACT_MATCH, TOKEN_ACCURACY
@@ -35,7 +36,7 @@ class LanguageModels:
     compare_group = "language-model"  # `kdkit compare` compares runs of one group
     demo_tasks = ("lm",)
     verdict_metrics = (EXACT_MATCH, TOKEN_ACCURACY)  # exact match with prompt/response pairs, else token accuracy
-    run_files = (CONFIG, METRICS, CHECKPOINTS, MODELS, TEACHER_TOPK, PREDICTIONS, TABLE, RESULTS, EVALUATION,
+    run_files = (CONFIG, METRICS, CHECKPOINTS, MODELS, TOKENIZER, TEACHER_TOPK, PREDICTIONS, TABLE, RESULTS, EVALUATION,
                  EVALUATION_TABLE, EVALUATION_PREDICTIONS, REPORT_HTML, REPORT_MARKDOWN, REPORT_FIGURES, TUNE)
 
     def accepts_config(self, raw: Any) -> bool:
