@@ -113,6 +113,13 @@ def complete_trials(study: Any) -> list[Any]:
     return [t for t in study.trials if t.state.name == "COMPLETE"]
 
 
+def run_trials(study: Any, objective: Any, total: int, metric: str, paths: list[str], console: Console,
+               catch: tuple[type[Exception], ...] = (KdkitError, ValueError)) -> None:
+    """`total` trials of `study`, a line each; a trial that raises one of `catch` (a diverged loss, an invalid value)
+    is recorded as failed and the search goes on."""
+    study.optimize(objective, n_trials=total, catch=catch, callbacks=[trial_reporter(console, metric, total, paths)])
+
+
 def optimize(study: Any, objective: Any, total: int, cfg: Any, space: dict[str, SearchRange], out: Path,
              raw: dict[str, Any], console: Console, alone: AloneBest | None = None) -> dict[str, Any]:
     """Run `total` trials with a line each, write trials.csv and best.yaml (also after Ctrl-C: finished trials are
@@ -122,8 +129,7 @@ def optimize(study: Any, objective: Any, total: int, cfg: Any, space: dict[str, 
     try:
         console.print(f"kdkit tune: {total} trials, each a distillation scored by validation {cfg.tune.metric}",
                       highlight=False)
-        study.optimize(objective, n_trials=total, catch=(KdkitError, ValueError),
-                       callbacks=[trial_reporter(console, cfg.tune.metric, total, list(space))])
+        run_trials(study, objective, total, cfg.tune.metric, list(space), console)
     finally:
         if complete_trials(study):
             write_best(out, raw, study, cfg, space, console, alone)

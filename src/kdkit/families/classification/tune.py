@@ -42,7 +42,7 @@ from kdkit.tune.alone import ALONE_STUDY, AloneBest, alone_raw, alone_space
 from kdkit.tune.config import SearchRange
 from kdkit.tune.loop import run_search
 from kdkit.tune.space import decode_params, range_end, set_path, suggest
-from kdkit.tune.study import complete_trials, search_study, trial_reporter, write_trials
+from kdkit.tune.study import complete_trials, run_trials, search_study, write_trials
 
 
 def default_space(cfg: RunConfig) -> dict[str, SearchRange]:
@@ -208,8 +208,7 @@ def search_alone(optuna: Any, cfg: RunConfig, raw: dict[str, Any], bundle: Any, 
 
     console.print(f"kdkit tune: the student alone gets the same {total} trials over its own settings "
                   f"({', '.join(space)})", highlight=False)
-    study.optimize(objective, n_trials=total, catch=(ConfigError, ValueError),
-                   callbacks=[trial_reporter(console, cfg.tune.metric, total, list(space))])
+    run_trials(study, objective, total, cfg.tune.metric, list(space), console, catch=(ConfigError, ValueError))
     write_trials(out / ALONE_TRIALS, study, cfg.tune.metric, list(space))
     if not complete_trials(study):  # a pruned trial has a value too, but did not finish
         raise ConfigError(f"no trial of the student alone finished; see {ALONE_TRIALS}")
