@@ -36,9 +36,15 @@ from kdkit.data.loaders import EVAL_BATCH_SIZE  # noqa: E402
 from kdkit.families.classification.config import parse_config  # noqa: E402
 from kdkit.families.classification.tune import tune  # noqa: E402
 from kdkit.measure import metrics  # noqa: E402
+from kdkit.schemes.registry import DEFAULT_ALPHA_RANGE, DEFAULT_T_RANGE  # noqa: E402
 from kdkit.trainer.loop import predict  # noqa: E402
 
 COLUMNS = ["accuracy", "macro_f1", "nll", "ece", "agreement", "predictive_kl"]
+
+
+# kdkit tune's default ranges of KD's temperature and label weight (one owner: kdkit.schemes.registry)
+T_RANGE = dict(DEFAULT_T_RANGE)
+ALPHA_RANGE = dict(DEFAULT_ALPHA_RANGE)
 
 
 def log_range(low: float, high: float) -> dict[str, Any]:

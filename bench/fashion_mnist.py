@@ -36,7 +36,17 @@ import torch
 from torch.utils.data import ConcatDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _protocol import evaluate, log_range, report_command, run_rows, slug, table, tune_quietly  # noqa: E402
+from _protocol import (  # noqa: E402
+    ALPHA_RANGE,
+    T_RANGE,
+    evaluate,
+    log_range,
+    report_command,
+    run_rows,
+    slug,
+    table,
+    tune_quietly,
+)
 from _results import write_section  # noqa: E402
 
 from kdkit.data import Indexed, build_data, make_loader  # noqa: E402
@@ -75,10 +85,9 @@ class Method:
     stop_fraction: float | None = None  # early-stopped KD: the KD term acts in this share of the epochs
 
 
-T_RANGE = log_range(1.0, 10.0)
 METHODS: dict[str, Method] = {
     "KD": Method([{"name": "kd", "T": 4.0, "alpha": 0.1}],
-                 {"distill.losses.0.T": T_RANGE, "distill.losses.0.alpha": {"low": 0.0, "high": 1.0}}),
+                 {"distill.losses.0.T": T_RANGE, "distill.losses.0.alpha": ALPHA_RANGE}),
     "DKD": Method([CE, {"name": "dkd", "alpha": 1.0, "beta": 8.0, "T": 4.0, "warmup_epochs": 1}],
                   {"distill.losses.1.beta": log_range(0.5, 16.0), "distill.losses.1.T": T_RANGE}),
     "DIST": Method([CE, {"name": "dist", "beta": 1.0, "gamma": 1.0, "T": 4.0}],
@@ -99,7 +108,7 @@ METHODS: dict[str, Method] = {
         {"distill.losses.0.T": T_RANGE, "distill.losses.1.weight": log_range(0.05, 5.0)}, stop_fraction=0.5),
     "KD + boundary samples": Method(
         [{"name": "kd", "T": 4.0, "alpha": 0.1}],
-        {"distill.losses.0.T": T_RANGE, "distill.losses.0.alpha": {"low": 0.0, "high": 1.0}},
+        {"distill.losses.0.T": T_RANGE, "distill.losses.0.alpha": ALPHA_RANGE},
         boundary={"fraction": 0.2}),
     "KD + function matching": Method(
         [{"name": "kd", "T": 1.0, "alpha": 0.0}],

@@ -52,6 +52,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _protocol import (  # noqa: E402
     ALONE,
+    ALPHA_RANGE,
+    T_RANGE,
     base_config,
     load_model,
     log_range,
@@ -113,8 +115,7 @@ class Method:
 
 
 CE = {"name": "ce"}
-T_RANGE = log_range(1.0, 10.0)
-ALPHA = {"low": 0.0, "high": 1.0}  # KD's weight of the label term: 0 = soft targets only
+ALPHA = ALPHA_RANGE  # KD's weight of the label term: 0 = soft targets only
 
 
 def _pair(paths: tuple[str, str]) -> dict[str, str]:

@@ -53,9 +53,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _protocol import (  # noqa: E402
     ALONE,
+    ALPHA_RANGE,
+    T_RANGE,
     base_config,
     load_model,
-    log_range,
     n_params,
     power_note,
     report_command,
@@ -77,8 +78,7 @@ TEACHER = {"name": "cnn1d", "params": {"width": 64, "depth": 3, "kernel": 5}}
 STUDENT = {"name": "cnn1d", "params": {"width": 8, "depth": 3, "kernel": 3}}
 ASSISTANT = {"name": "cnn1d", "params": {"width": 24, "depth": 3, "kernel": 3}}
 KD = [{"name": "kd", "T": 4.0, "alpha": 0.1}]
-T_RANGE = log_range(1.0, 10.0)
-ALPHA = {"low": 0.0, "high": 1.0}
+ALPHA = ALPHA_RANGE
 KD_SPACE = {"distill.losses.0.T": T_RANGE, "distill.losses.0.alpha": ALPHA}
 MUTUAL_SPACE = {"distill.scheme.T": T_RANGE, "distill.scheme.alpha": ALPHA}
 

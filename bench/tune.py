@@ -26,9 +26,10 @@ from kdkit.families.classification.config import parse_config  # noqa: E402
 from kdkit.families.classification.demo import demo_config  # noqa: E402
 from kdkit.families.classification.pipeline import run  # noqa: E402
 from kdkit.families.classification.tune import tune  # noqa: E402
+from kdkit.schemes.registry import DEFAULT_T_RANGE  # noqa: E402
 
 SPACE = {
-    "distill.losses.0.T": {"low": 1.0, "high": 10.0, "log": True},
+    "distill.losses.0.T": dict(DEFAULT_T_RANGE),
     "distill.losses.0.alpha": {"low": 0.0, "high": 0.9},
     "distill.train.lr": {"low": 3e-4, "high": 1e-2, "log": True},
 }

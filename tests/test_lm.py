@@ -267,9 +267,9 @@ def test_sequence_level_kd_learns_the_teachers_outputs(addition) -> None:
 def test_lm_demo_quick(tmp_path) -> None:
     from kdkit.families.lm.demo import run_lm_demo
 
-    plan = {"n_train": 64, "n_transfer": 32, "n_val": 16, "n_test": 16, "teacher_epochs": 1, "student_epochs": 1,
-            "digits": 2}
-    rows = run_lm_demo(seed=0, output_dir=tmp_path / "lm", quick=True, plan=plan)
+    smaller = ["data.n_train=64", "data.n_transfer=32", "data.n_val=16", "data.n_test=16", "teacher.train.epochs=1",
+               "train.epochs=1", "data.digits=2"]
+    rows = run_lm_demo(seed=0, output_dir=tmp_path / "lm", quick=True, overrides=smaller)
     assert list(rows) == ["teacher", "student alone", "distilled student"]
     assert rows["teacher"]["params"] > 5 * rows["distilled student"]["params"]
     assert (tmp_path / "lm" / "table.md").read_text().count("\n") == 5

@@ -247,7 +247,7 @@ def test_tune_routes_an_lm_config_to_the_lm_search(tmp_path: Path, capsys) -> No
 
 
 def test_lm_verdict_is_a_paired_bootstrap_on_exact_match() -> None:
-    from kdkit.families.lm.verdict import lm_run_verdict
+    from kdkit.verdict import lm_run_verdict
 
     rng = np.random.default_rng(0)
     n = 400
@@ -313,15 +313,15 @@ def test_the_guides_lm_yaml_is_the_shipped_config() -> None:
 
 
 def test_lm_seeds_verdict_uses_the_per_seed_differences() -> None:
-    from kdkit.families.lm.verdict import lm_seeds_verdict
+    from kdkit.verdict import EXACT_MATCH, lm_seeds_verdict
 
     rows = {"teacher": {"exact_match": 0.9}, "student_alone": {"exact_match": 0.5}, "student_kd": {"exact_match": 0.6}}
-    steady = lm_seeds_verdict([0.10, 0.12, 0.11], rows, "exact_match", "exact-match", [0.4, 0.4, 0.41])
+    steady = lm_seeds_verdict([0.10, 0.12, 0.11], rows, EXACT_MATCH, [0.4, 0.4, 0.41])
     assert steady.kind == "gain" and steady.difference == pytest.approx(0.11) and "3 seeds" in steady.method
     assert steady.per_seed == [0.10, 0.12, 0.11] and not steady.advice
-    mixed = lm_seeds_verdict([0.10, -0.12, 0.01], rows, "exact_match", "exact-match", [0.4, 0.4, 0.41])
+    mixed = lm_seeds_verdict([0.10, -0.12, 0.01], rows, EXACT_MATCH, [0.4, 0.4, 0.41])
     assert mixed.kind == "no measurable difference" and mixed.low < 0 < mixed.high
-    one = lm_seeds_verdict([0.3], rows, "exact_match", "exact-match", [0.4])
+    one = lm_seeds_verdict([0.3], rows, EXACT_MATCH, [0.4])
     assert one.kind == "no measurable difference" and "one seed" in one.method
 
 

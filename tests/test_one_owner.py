@@ -233,3 +233,30 @@ def test_the_default_tune_ranges_of_t_and_alpha_are_written_once() -> None:
     cfg = parse_config(dict(RAW))
     assert {p: (r.low, r.high, r.log) for p, r in default_space(cfg).items()} == {
         "distill.losses.kd.T": (1.0, 10.0, True), "distill.losses.kd.alpha": (0.0, 1.0, False)}
+
+
+def test_the_benchmarks_search_kd_temperature_over_the_default_range_without_restating_it() -> None:
+    """A benchmark's range for a T path (or a T_RANGE / ALPHA_RANGE name) is never a literal: it comes from
+    kdkit.schemes.registry through bench/_protocol.py, so changing the default changes every search that uses it."""
+    from kdkit.schemes.registry import DEFAULT_T_RANGE
+
+    def literal(node: ast.AST | None) -> bool:
+        return isinstance(node, ast.Dict) or (isinstance(node, ast.Call) and bool(node.args)
+                                              and all(isinstance(a, ast.Constant) for a in node.args))
+
+    restated = []
+    for path in sorted((SRC.parents[1] / "bench").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Dict):
+                restated += [f"{path.name}:{node.lineno}" for k, v in zip(node.keys, node.values, strict=True)
+                             if str(getattr(k, "value", "")).endswith(".T") and literal(v)]
+            if isinstance(node, ast.Assign) and {getattr(t, "id", "") for t in node.targets} & {"T_RANGE", "ALPHA",
+                                                                                                 "ALPHA_RANGE"}:
+                restated += [f"{path.name}:{node.lineno}"] if literal(node.value) else []
+    assert restated == []
+    import sys
+
+    sys.path.insert(0, str(SRC.parents[1] / "bench"))
+    import _protocol
+
+    assert _protocol.T_RANGE == DEFAULT_T_RANGE == _protocol.log_range(1.0, 10.0)

@@ -45,29 +45,12 @@ def demo(
     overrides: list[str] = SET,
 ) -> None:
     """Distil a teacher into a small student on data generated offline and print the comparison."""
-    from kdkit import distributed
-    from kdkit.families.classification.demo import demo_config
-    from kdkit.families.classification.pipeline import run
+    from kdkit.families.base import Options, family_of_demo
 
+    family = family_of_demo(task)
     default_dir = Path("runs/demo") if task == "signals" else Path(f"runs/demo_{task}")
-    if task == "lm":  # causal language models have their own three-row pipeline (kdkit.families.lm.demo)
-        from kdkit.errors import ConfigError
-        from kdkit.families.lm.demo import run_lm_demo
-
-        if resume:
-            raise ConfigError("--resume does not apply to `demo --task lm` yet; rerun it (it takes a few minutes) "
-                              "with --overwrite")
-        run_lm_demo(seed=seed, output_dir=output_dir or default_dir, quick=quick, console=console, overwrite=overwrite,
-                    overrides=overrides)
-        return
-    cfg = demo_config(seed=seed, output_dir=output_dir or default_dir, quick=quick, task=task, overrides=overrides)
-    with distributed.process_group():
-        if distributed.is_main():
-            console.print(
-                f"kdkit demo ({task}): {cfg.data.name}, teacher {cfg.teacher.name}{cfg.teacher.params}, student "
-                f"{cfg.student.name}{cfg.student.params}, transfer set {cfg.data.transfer_size:,} generated samples"
-            )
-        run(cfg, console=console, quick_cost=quick, resume=resume, overwrite=overwrite)
+    family.demo(task, output_dir or default_dir, console, Options(resume=resume, overwrite=overwrite, quick=quick),
+                seed, overrides)
 
 
 @app.command(epilog=_guide("docs/getting-started.md#configs-and-the-command-line"))

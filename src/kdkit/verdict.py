@@ -10,6 +10,10 @@ turns "distilled minus alone" into a paired difference with an interval and one 
 - several seeds (`kdkit compare`): the per-seed paired differences, their mean and a t-interval, which also
   covers the run-to-run spread that one run's bootstrap cannot see.
 
+Each family declares the metric its verdict compares (a :class:`Metric`: accuracy per test sample or sentence for
+classification and tables; for a language model, exact match per test problem when the data has prompt/response
+pairs, else token accuracy per test text, since tokens of one text are not independent).
+
 An interval entirely above 0 is a "gain", entirely below a "loss", otherwise "no measurable difference".
 Warnings (`Advice`) flag the setups in which a verdict is least trustworthy or distillation cannot pay, each
 with the next thing to try and the page of the documentation that explains it.
@@ -24,6 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from kdkit.labels import UNLABELLED
+from kdkit.run.rundir import ROLES
 
 GAIN, NONE, LOSS = "gain", "no measurable difference", "loss"
 LEVEL = 0.95
@@ -44,6 +49,26 @@ TRY_NEXT_IMAGES = ("tune T and alpha on the validation split (`kdkit tune CONFIG
                    "folder beside `train/` (docs/guides/images.md); show teacher and student the same "
                    "augmented views (`data.augment`, `data.random_crop`, `train.augment`; `distill.cached_views` "
                    "stores the teacher's answers to them)")
+
+
+LM_SECTION = "docs/guides/language-models.md"  # the page that explains a language-model run's warnings
+LM_TRY_NEXT = ("give the teacher more prompts to answer (`data.n_transfer` with "
+               "`distill.scheme.name: sequence_level`), try another divergence (`forward_kl`, `reverse_kl`, `jsd`, "
+               "`tv` in `distill.losses`) or on-policy distillation (`distill.scheme.name: on_policy`)")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What a verdict compares: the key of the rows' metric, its name in the verdict line, and the resampled unit."""
+
+    key: str
+    words: str
+    unit: str
+
+
+ACCURACY = Metric("accuracy", "accuracy", "test samples")
+EXACT_MATCH = Metric("exact_match", "exact-match", "test problems")
+TOKEN_ACCURACY = Metric("token_accuracy", "token-accuracy", "test texts")
 
 
 class Finding(Protocol):
@@ -245,17 +270,44 @@ def run_verdict(
     """The verdict of one run from its test logits by role (teacher, student_alone, student_kd) and labels; `data`
     (the data source's name) picks the next steps, `why` (the diagnosis's first finding) words the warning when
     distillation did not pay."""
-    kd, total = correct_per_unit(test_logits["student_kd"], labels)
-    alone, _ = correct_per_unit(test_logits["student_alone"], labels)
-    teacher, _ = correct_per_unit(test_logits["teacher"], labels)
-    diff, low, high = paired_bootstrap(kd, alone, total, resamples, seed)
-    _, teacher_low, teacher_high = paired_bootstrap(teacher, alone, total, resamples, seed)
-    unit = "sentences" if np.asarray(labels).ndim == 2 else "test samples"
-    kind = kind_of(low, high)
+    scores = {role: correct_per_unit(test_logits[role], labels) for role in ROLES}
+    unit = "sentences" if np.asarray(labels).ndim == 2 else ACCURACY.unit
+    paired = paired_roles(scores, unit, resamples, seed)
     by_role = {str(r["role"]): r for r in rows}
+    return Verdict(paired.kind, paired.difference, paired.low, paired.high, paired.method, paired.n,
+                   advice=advise(paired.kind, by_role, paired.teacher_low, n_val, keep, paired.teacher_high, data,
+                                 why))
+
+
+@dataclass
+class Paired:
+    """One run's paired comparisons: distilled minus alone (its kind, difference and interval), teacher minus alone
+    (its interval), over n units."""
+
+    kind: str
+    difference: float
+    low: float
+    high: float
+    teacher_low: float
+    teacher_high: float
+    method: str
+    n: int
+
+
+def paired_roles(scores: Mapping[str, tuple[np.ndarray, np.ndarray]], unit: str, resamples: int = RESAMPLES,
+                 seed: int = 0) -> Paired:
+    """The paired bootstraps of one run from (score, total) per unit by role (the same units for every role)."""
+    kd, total = scores["student_kd"]
+    diff, low, high = paired_bootstrap(kd, scores["student_alone"][0], total, resamples, seed)
+    _, teacher_low, teacher_high = paired_bootstrap(scores["teacher"][0], scores["student_alone"][0], total,
+                                                    resamples, seed)
     method = f"paired bootstrap over {len(total):,} {unit}, {resamples:,} resamples, seed {seed}"
-    return Verdict(kind, diff, low, high, method, len(total),
-                   advice=advise(kind, by_role, teacher_low, n_val, keep, teacher_high, data, why))
+    return Paired(kind_of(low, high), diff, low, high, teacher_low, teacher_high, method, len(total))
+
+
+def seeds_method(n: int, sem: float | None) -> str:
+    return (f"mean over {n} seeds ± standard error {100 * sem:.1f}, t-interval" if sem is not None
+            else "one seed: no interval; run more seeds")
 
 
 def seeds_verdict(differences: Sequence[float], rows: Mapping[str, Mapping[str, Any]] | None = None,
@@ -263,9 +315,66 @@ def seeds_verdict(differences: Sequence[float], rows: Mapping[str, Mapping[str, 
     """The verdict over seeds from per-seed paired differences (distilled minus alone, same seed)."""
     mean, low, high, sem = seeds_interval(differences)
     kind = kind_of(low, high)
-    n = len(differences)
-    method = (f"mean over {n} seeds ± standard error {100 * sem:.1f}, t-interval" if sem is not None
-              else "one seed: no interval; run more seeds")
     _, teacher_low, teacher_high, _ = seeds_interval(teacher_minus_alone) if teacher_minus_alone else (0, None, None, 0)
-    return Verdict(kind, mean, low, high, method, n, per_seed=[float(d) for d in differences],
+    return Verdict(kind, mean, low, high, seeds_method(len(differences), sem), len(differences),
+                   per_seed=[float(d) for d in differences],
                    advice=advise(kind, rows or {}, teacher_low, teacher_high=teacher_high))
+
+
+def verdict_metric(units: Mapping[str, Mapping[str, np.ndarray]]) -> Metric:
+    """The metric a language-model run's verdict compares: exact match when every model has per-problem hits."""
+    return EXACT_MATCH if all("exact" in u for u in units.values()) else TOKEN_ACCURACY
+
+
+def unit_scores(units: Mapping[str, np.ndarray], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(score, total) per unit of a language-model run: exact hits out of 1, or correct tokens out of labelled
+    tokens."""
+    if key == EXACT_MATCH.key:
+        return np.asarray(units["exact"], float), np.ones(len(units["exact"]))
+    return np.asarray(units["correct"], float), np.asarray(units["tokens"], float)
+
+
+def lm_advice(kind: str, rows: Mapping[str, Mapping[str, Any]], key: str, teacher_low: float | None,
+              teacher_high: float | None = None, why: Finding | None = None) -> list[Advice]:
+    """The warnings that apply to a language-model run: no gain (with the diagnosis's first finding `why`, when
+    there is one), a teacher no better than the student alone (`teacher_low`, `teacher_high`: the interval of
+    teacher minus alone), a student that does not generate faster than the teacher."""
+    out = not_paid(kind, why, LM_TRY_NEXT, LM_SECTION)
+    teacher, alone = rows.get("teacher", {}), rows.get("student_alone", {})
+    words = None if teacher_low is None else teacher_not_better(
+        teacher.get(key, float("nan")), alone.get(key, float("nan")), teacher_low, teacher_high, f"{key} ")
+    if words and (why is None or why.rule != "teacher_not_better"):  # else the diagnosis said it already
+        out.append(Advice(
+            "teacher_not_better", words,
+            "train the teacher longer (`teacher.train.epochs`) or make it larger, and check its row before distilling",
+            LM_SECTION))
+    fast_t, fast_s = teacher.get("tokens_per_s"), rows.get("student_kd", {}).get("tokens_per_s")
+    if fast_t and fast_s and fast_s / fast_t < NOT_FASTER:
+        out.append(Advice(
+            "not_faster", f"The student does not generate faster than the teacher ({fast_s / fast_t:.2f}x tokens/s).",
+            "pick a smaller student (fewer layers, less width) or a larger teacher", LM_SECTION))
+    return out
+
+
+def lm_run_verdict(units: Mapping[str, Mapping[str, np.ndarray]], rows: Mapping[str, Mapping[str, Any]],
+                   resamples: int = RESAMPLES, seed: int = 0, why: Finding | None = None) -> Verdict:
+    """One language-model run's verdict from its per-unit sums by role (lm_units, plus `exact` hits when there are
+    prompts); `why` (the diagnosis's first finding) words the warning when distillation did not pay."""
+    metric = verdict_metric(units)
+    paired = paired_roles({role: unit_scores(u, metric.key) for role, u in units.items()}, metric.unit, resamples,
+                          seed)
+    return Verdict(paired.kind, paired.difference, paired.low, paired.high, paired.method, paired.n,
+                   advice=lm_advice(paired.kind, rows, metric.key, paired.teacher_low, paired.teacher_high, why),
+                   metric=metric.words)
+
+
+def lm_seeds_verdict(differences: Sequence[float], rows: Mapping[str, Mapping[str, Any]], metric: Metric,
+                     teacher_minus_alone: Sequence[float]) -> Verdict:
+    """The verdict over seeds from per-seed paired differences of `metric` (distilled minus alone, same seed)."""
+    mean, low, high, sem = seeds_interval(differences)
+    kind = kind_of(low, high)
+    _, teacher_low, teacher_high, _ = (seeds_interval(teacher_minus_alone) if len(teacher_minus_alone) > 1
+                                       else (0, None, None, 0))
+    return Verdict(kind, mean, low, high, seeds_method(len(differences), sem), len(differences),
+                   per_seed=[float(d) for d in differences],
+                   advice=lm_advice(kind, rows, metric.key, teacher_low, teacher_high), metric=metric.words)

@@ -20,6 +20,8 @@ and its soft outputs there carry the boundary's position, which is what the stud
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -192,6 +194,36 @@ def boundary_samples(
     data = _as_dataset(inputs, labels)
     if len(data) == 0:  # type: ignore[arg-type]
         raise DataError("boundary_samples got no inputs; give at least one base sample")
+    with _attacking(teacher, device) as device:
+        top2, usable, low, high, num_classes = _scan(teacher, data, batch_size, device)
+        pool = usable.nonzero()[:, 0]
+        if len(pool) == 0:
+            raise DataError("boundary samples need base inputs the teacher classifies correctly, and it classifies "
+                            "none of them correctly; train the teacher first")
+        lo, hi = (float(bounds[0]), float(bounds[1])) if bounds is not None else (low, high)
+        generator = torch.Generator().manual_seed(seed)  # the only randomness: bases and random targets
+        source = _choose(pool, num_samples, target, generator)
+        base = top2[source, 0]
+        # 'random': uniform over the other classes, b shifted by 1 .. C-1 places
+        goal = top2[source, 1] if target == "second" else (
+            base + torch.randint(1, num_classes, (num_samples,), generator=generator)) % num_classes
+        parts = [_attack(teacher, torch.stack([data[int(i)][0] for i in source[s:s + batch_size]]),
+                         base[s:s + batch_size], goal[s:s + batch_size], steps, step_size, margin_eps, lo, hi,
+                         device) for s in range(0, num_samples, batch_size)]
+    x, before, after, kept, taken = (torch.cat(column) for column in zip(*parts, strict=True))
+    stats = BoundaryStats(
+        num_samples=num_samples, pool_size=len(pool), margin_before=float(before.mean()),
+        margin_after=float(after.mean()), abs_margin_before=float(before.abs().mean()),
+        abs_margin_after=float(after.abs().mean()), reached=float((after < margin_eps).float().mean()),
+        crossed=float((after < 0).float().mean()), kept_base=float(kept.float().mean()),
+        mean_steps=float(taken.float().mean()))
+    return BoundarySamples(x, source, base, goal, before, after, taken, stats)
+
+
+@contextmanager
+def _attacking(teacher: nn.Module, device: str | torch.device | None) -> Iterator[torch.device]:
+    """The teacher in eval mode without parameter gradients, on `device` (default: where it is), for the attack;
+    its modes, requires_grad flags and device are given back afterwards. Yields the device."""
     param = next(teacher.parameters(), None)
     home = param.device if param is not None else torch.device("cpu")
     device = torch.device(device) if device is not None else home
@@ -203,22 +235,7 @@ def boundary_samples(
     if device != home:
         teacher.to(device)
     try:
-        top2, usable, low, high, num_classes = _scan(teacher, data, batch_size, device)
-        pool = usable.nonzero()[:, 0]
-        if len(pool) == 0:
-            raise DataError("boundary samples need base inputs the teacher classifies correctly, and it classifies "
-                            "none of them correctly; train the teacher first")
-        lo, hi = (float(bounds[0]), float(bounds[1])) if bounds is not None else (low, high)
-        generator = torch.Generator().manual_seed(seed)  # the only randomness: bases and random targets
-        source = _choose(pool, num_samples, target, generator)
-        base = top2[source, 0]
-        if target == "second":
-            goal = top2[source, 1]
-        else:  # uniform over the other classes: shift b by 1 .. C-1 places
-            goal = (base + torch.randint(1, num_classes, (num_samples,), generator=generator)) % num_classes
-        parts = [_attack(teacher, torch.stack([data[int(i)][0] for i in source[s:s + batch_size]]),
-                         base[s:s + batch_size], goal[s:s + batch_size], steps, step_size, margin_eps, lo, hi,
-                         device) for s in range(0, num_samples, batch_size)]
+        yield device
     finally:
         for module, mode in modes.items():
             module.train(mode)
@@ -226,15 +243,6 @@ def boundary_samples(
             p.requires_grad_(flag)
         if device != home:
             teacher.to(home)
-    x, before, after, kept, taken = (torch.cat(column) for column in zip(*parts, strict=True))
-    stats = BoundaryStats(
-        num_samples=num_samples, pool_size=len(pool), margin_before=float(before.mean()),
-        margin_after=float(after.mean()), abs_margin_before=float(before.abs().mean()),
-        abs_margin_after=float(after.abs().mean()), reached=float((after < margin_eps).float().mean()),
-        crossed=float((after < 0).float().mean()), kept_base=float(kept.float().mean()),
-        mean_steps=float(taken.float().mean()),
-    )
-    return BoundarySamples(x, source, base, goal, before, after, taken, stats)
 
 
 def _attack(teacher: nn.Module, x0: Tensor, base: Tensor, goal: Tensor, steps: int, step_size: float,

@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -165,6 +166,41 @@ def _reads_raw_text(model: nn.Module) -> bool:
     return isinstance(model, (WordTokenized, HFTextModel))
 
 
+def _temporary_beside(path: Path) -> Path:
+    """A new temporary file in `path`'s folder (so the final rename stays on one file system)."""
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory; give a file name such as {path / 'model.onnx'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".onnx", dir=path.parent)
+    except OSError as err:
+        raise ConfigError(f"cannot write {path}: {err.strerror or err}; choose another output path") from None
+    os.close(fd)
+    return Path(tmp_name)
+
+
+def _compared(session: Any, model: nn.Module, feed: dict[str, np.ndarray], expected: np.ndarray,
+              atol: float) -> tuple[np.ndarray, float]:
+    """ONNX Runtime's outputs for `feed` and their largest difference from `expected`; ModelError when the graph
+    ignores an input, cannot run, or disagrees."""
+    graph_inputs = [i.name for i in session.get_inputs()]
+    if sorted(graph_inputs) != sorted(feed):  # e.g. an input folded into constants by the tracer
+        raise ModelError(f"the exported {type(model).__name__} reads inputs {graph_inputs or 'none'} instead of "
+                         f"{list(feed)}, so its outputs would not follow its input; not exported")
+    try:
+        got = session.run(None, feed)[0]
+    except Exception as err:  # e.g. a batch size the exported graph fixed
+        raise ModelError(f"ONNX Runtime cannot run the exported {type(model).__name__}: "
+                         f"{_plain(str(err).strip().splitlines()[0])}") from None
+    if got.shape != expected.shape:
+        raise ModelError(f"the ONNX model returns shape {got.shape} but PyTorch {expected.shape}; not exported")
+    diff = float(np.abs(got - expected).max())
+    if not diff <= atol:
+        raise ModelError(f"ONNX Runtime's outputs differ from PyTorch's by up to {diff:.2e} (> {atol}); not "
+                         "exported")
+    return got, diff
+
+
 def export_checked(
     model: nn.Module, inputs: dict[str, Tensor], path: str | Path, *, reference: Tensor | None = None,
     dynamic: dict[str, dict[int, str]], max_sizes: dict[str, int] | None = None, atol: float = 1e-4,
@@ -177,15 +213,7 @@ def export_checked(
     else with `model(*inputs)`; latencies are both taken on `inputs`. The file reaches `path` only once they agree."""
     (onnxruntime,) = _modules()
     path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{path} is a directory; give a file name such as {path / 'model.onnx'}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".onnx", dir=path.parent)
-    except OSError as err:
-        raise ConfigError(f"cannot write {path}: {err.strerror or err}; choose another output path") from None
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _temporary_beside(path)
     was_training = model.training
     first = next(iter(inputs.values()))
     device = next(iter(model.parameters()), first).device
@@ -201,24 +229,10 @@ def export_checked(
         if metadata:
             add_metadata(tmp, metadata)
         session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        graph_inputs = [i.name for i in session.get_inputs()]
-        if sorted(graph_inputs) != sorted(inputs):  # e.g. an input folded into constants by the tracer
-            raise ModelError(f"the exported {type(model).__name__} reads inputs {graph_inputs or 'none'} instead of "
-                             f"{list(inputs)}, so its outputs would not follow its input; not exported")
         feed = {name: x.numpy() for name, x in inputs.items()}
         with torch.no_grad():
             expected = (model(*args) if reference is None else reference.detach().cpu()).numpy()
-        try:
-            got = session.run(None, feed)[0]
-        except Exception as err:  # e.g. a batch size the exported graph fixed
-            raise ModelError(f"ONNX Runtime cannot run the exported {type(model).__name__}: "
-                             f"{_plain(str(err).strip().splitlines()[0])}") from None
-        if got.shape != expected.shape:
-            raise ModelError(f"the ONNX model returns shape {got.shape} but PyTorch {expected.shape}; not exported")
-        diff = float(np.abs(got - expected).max())
-        if not diff <= atol:
-            raise ModelError(f"ONNX Runtime's outputs differ from PyTorch's by up to {diff:.2e} (> {atol}); not "
-                             "exported")
+        got, diff = _compared(session, model, feed, expected, atol)
         with torch.no_grad():
             torch_ms = median_ms(lambda: model(*args))
         onnx_ms = median_ms(lambda: session.run(None, feed))

@@ -12,9 +12,14 @@ import importlib
 import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from kdkit.report.build import ReportFiles
+    from kdkit.report.compare import CompareFiles
+    from kdkit.verdict import Metric
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,12 @@ class Family(Protocol):
 
     name: str  # the kind its run directories record (kdkit.run.rundir.run_kind)
     fallback: bool  # takes every config and run directory no other family takes
+    demo_tasks: tuple[str, ...]  # the `kdkit demo --task` values it runs
+    compare_group: str  # `kdkit compare` compares runs of one group only (tabular runs read as classification ones)
+    # the metrics of its verdict (kdkit.verdict.Metric: what "distilled minus alone" is a difference of)
+    verdict_metrics: tuple[Metric, ...]
+    # its run-directory layout: the names (kdkit.run.rundir, which owns every name) its runs hold at the top level
+    run_files: tuple[str, ...]
 
     def accepts_config(self, raw: Any) -> bool:
         """Whether a YAML config (the mapping as read) is this family's."""
@@ -61,6 +72,16 @@ class Family(Protocol):
     def load(self, run_dir: Path, model: str, device: str) -> Any:
         """`kdkit.load`: the run's model, ready to predict."""
 
+    def demo(self, task: str, output_dir: Path, console: Console, options: Options, seed: int,
+             overrides: list[str]) -> None:
+        """`kdkit demo --task TASK`: one of its demo_tasks, trained, measured and written like `kdkit train`."""
+
+    def write_report(self, run_dir: Path) -> ReportFiles:
+        """`kdkit report`: report.html, report.md and their figures."""
+
+    def write_compare(self, run_dirs: list[Path], output_dir: Path) -> CompareFiles:
+        """`kdkit compare`: compare.html and compare.md of runs of this family (and those it compares with)."""
+
 
 _FAMILIES: list[Family] = []
 
@@ -83,6 +104,17 @@ def family_of_config(path: Path) -> Family:
 
     raw = read_config(path)
     return next(f for f in families() if f.fallback or f.accepts_config(raw))
+
+
+def family_of_demo(task: str) -> Family:
+    """The family whose demo `task` is; an unknown task is one ConfigError line naming every family's tasks."""
+    from kdkit.errors import ConfigError
+
+    found = next((f for f in families() if task in f.demo_tasks), None)
+    if found is None:
+        tasks = [t for f in sorted(families(), key=lambda f: not f.fallback) for t in f.demo_tasks]
+        raise ConfigError(f"unknown demo '{task}'; choose one of: {', '.join(tasks)}")
+    return found
 
 
 def family_of_run(run_dir: str | Path) -> Family:

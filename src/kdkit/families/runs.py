@@ -1,5 +1,5 @@
 """Any run directory, whichever family wrote it (kdkit.run.rundir.run_kind tells): `kdkit.load`, `kdkit report` and
-`kdkit compare` hand it to that family's reader.
+`kdkit compare` hand it to that family's (kdkit.families.base.Family) reader.
 """
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kdkit.errors import ConfigError
+from kdkit.errors import ConfigError, RunDirError
+from kdkit.families.base import families, family_of_run
 from kdkit.report.build import ReportFiles
 from kdkit.report.compare import CompareFiles, unique_runs
 from kdkit.run.rundir import ROLES
@@ -19,35 +20,26 @@ def load(run_dir: str | Path, model: str = "student_kd", device: str = "cpu") ->
     classifier for a tabular run (kdkit.families.tabular.load.load_role)."""
     if model not in ROLES:
         raise ConfigError(f"unknown model '{model}'; choose one of: {', '.join(ROLES)}")
-    from kdkit.families.base import family_of_run
-
     run_dir = Path(run_dir)
     return family_of_run(run_dir).load(run_dir, model, device)
 
 
 def write_report(run_dir: str | Path) -> ReportFiles:
-    """report.html, report.md and their figures for the run in `run_dir` (a tabular run is written in the
-    classification run's contract, so the same report reads it)."""
-    from kdkit.families.lm.rundir import is_lm_run
-
-    if is_lm_run(run_dir):  # a language-model run: its own table and verdict (kdkit.families.lm.report)
-        from kdkit.families.lm.report import write_lm_report
-
-        return ReportFiles(*write_lm_report(run_dir))
-    from kdkit.report.build import write_report as write_classification_report
-
-    return write_classification_report(run_dir)
+    """report.html, report.md and their figures for the run in `run_dir`, by the family that wrote it."""
+    return family_of_run(run_dir).write_report(Path(run_dir))
 
 
 def write_compare(run_dirs: list[str | Path], output_dir: str | Path) -> CompareFiles:
-    """compare.html and compare.md of several runs: language-model runs with each other, the others with each other
-    (a mix is one RunDirError line)."""
-    from kdkit.families.lm.report import split_kinds, write_lm_compare
-    from kdkit.report.compare import write_compare as write_classification_compare
-
+    """compare.html and compare.md of several runs, by their family: runs of one comparison group only (language-model
+    runs with each other, classification and tabular runs with each other; a mix is one RunDirError line)."""
     unique = unique_runs(run_dirs)
-    lm_runs = split_kinds(unique)  # language-model runs have their own table and verdict (kdkit.families.lm.report)
-    if lm_runs is not None:
-        html, md, verdicts, pooled = write_lm_compare(lm_runs, output_dir)
-        return CompareFiles(html, md, verdicts, pooled)
-    return write_classification_compare(unique, output_dir)
+    groups: dict[str, list[Path]] = {}
+    for run in unique:
+        groups.setdefault(family_of_run(run).compare_group, []).append(run)
+    if len(groups) > 1:
+        usual = next(f.compare_group for f in families() if f.fallback)
+        special = next(g for g in groups if g != usual)
+        other = next(g for g in groups if g != special)
+        raise RunDirError(f"{groups[other][0]} is not a {special} run but {groups[special][0]} is; compare {special} "
+                          f"runs with each other and {other} runs with each other")
+    return family_of_run(unique[0]).write_compare(unique, Path(output_dir))

@@ -227,7 +227,7 @@ def remeasured_section(run: RunData) -> list[Section]:
 
 def write_report(run_dir: str | Path) -> ReportFiles:
     """Build the report of a classification (or tabular) run from its saved files and write report.html, report.md
-    and the PNGs; kdkit.families.runs.write_report hands a language-model run to its own report."""
+    and the PNGs; kdkit.families.runs.write_report hands each run to its family."""
     run = load_run(run_dir)
     doc = build_document(run)
     fig_dir = RunDir(run.path).report_figures

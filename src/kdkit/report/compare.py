@@ -239,7 +239,7 @@ def unique_runs(run_dirs: list[str | Path]) -> list[Path]:
 
 def write_compare(run_dirs: list[str | Path], output_dir: str | Path) -> CompareFiles:
     """Load every classification (or tabular) run (RunDirError names the first incomplete one), group them and write
-    the comparison; kdkit.families.runs.write_compare hands language-model runs to their own comparison."""
+    the comparison (kdkit.families.runs.write_compare hands each family its own runs)."""
     runs = [load_run(d) for d in unique_runs(run_dirs)]
     groups = group_runs(runs)
     doc = build_compare_document(groups)

@@ -120,6 +120,37 @@ def _probe(model: nn.Module, role: str, input_shape: tuple[int, ...], num_classe
                          "set num_classes to the teacher's number of classes")
 
 
+def _invert(teacher: nn.Module, student: nn.Module | None, bn_loss: BNStatisticsLoss, x: Tensor, y: Tensor,
+            steps: int, lr: float, weights: dict[str, float], batch: int) -> list[dict[str, float]]:
+    """`steps` Adam steps on the inputs `x` (in place) towards class `y` under the module docstring's loss (with the
+    student, when given, to compete with); the loss terms at the first and last step."""
+    zero = torch.zeros((), device=x.device)  # the value of a switched-off term
+    optimizer = torch.optim.Adam([x], lr=lr)
+    history = []
+    for step in range(steps):
+        # cosine decay: large moves early to leave the noise, small ones late to settle
+        for group in optimizer.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+        bn_loss.reset()
+        logits = teacher(x)
+        parts = {"ce": F.cross_entropy(logits, y),
+                 "bn": bn_loss.value if bn_loss.layers else zero,
+                 "tv": total_variation(x, image=x.dim() == 4),
+                 "l2": x.pow(2).mean(),
+                 "js": js_divergence(logits, student(x)) if student is not None else zero}
+        total = (parts["ce"] + weights["bn_weight"] * parts["bn"] + weights["tv_weight"] * parts["tv"]
+                 + weights["l2_weight"] * parts["l2"] - weights["competition_weight"] * parts["js"])
+        if step in (0, steps - 1):
+            history.append({"batch": batch, "step": step, "total": float(total.detach()),
+                            **{k: float(v.detach()) for k, v in parts.items()}})
+        # gradients for x only: the teacher's (and student's) .grad stay untouched
+        (grad,) = torch.autograd.grad(total, [x])
+        optimizer.zero_grad(set_to_none=True)
+        x.grad = grad
+        optimizer.step()
+    return history
+
+
 def synthesize(
     teacher: nn.Module,
     num_samples: int,
@@ -160,7 +191,6 @@ def synthesize(
     generator = torch.Generator().manual_seed(seed)  # the noise comes from here only, so seed fixes the output
     targets = torch.arange(num_samples) % num_classes
     inputs, history = [], []
-    zero = torch.zeros((), device=device)  # the value of a switched-off term
     with BNStatisticsLoss(teacher) as bn_loss:
         if bn_weight > 0 and not bn_loss.layers:
             raise ModelError(f"{type(teacher).__name__} has no BatchNorm layer with running statistics, so the "
@@ -168,28 +198,7 @@ def synthesize(
         for batch, start in enumerate(range(0, num_samples, batch_size)):
             y = targets[start:start + batch_size].to(device)
             x = torch.randn(len(y), *input_shape, generator=generator).to(device).requires_grad_(True)
-            optimizer = torch.optim.Adam([x], lr=lr)
-            for step in range(steps):
-                # cosine decay: large moves early to leave the noise, small ones late to settle
-                for group in optimizer.param_groups:
-                    group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-                bn_loss.reset()
-                logits = teacher(x)
-                parts = {"ce": F.cross_entropy(logits, y),
-                         "bn": bn_loss.value if bn_loss.layers else zero,
-                         "tv": total_variation(x, image=len(input_shape) == 3),
-                         "l2": x.pow(2).mean(),
-                         "js": js_divergence(logits, student(x)) if compete else zero}
-                total = (parts["ce"] + bn_weight * parts["bn"] + tv_weight * parts["tv"] + l2_weight * parts["l2"]
-                         - competition_weight * parts["js"])
-                if step in (0, steps - 1):
-                    history.append({"batch": batch, "step": step, "total": float(total.detach()),
-                                    **{k: float(v.detach()) for k, v in parts.items()}})
-                # gradients for x only: the teacher's (and student's) .grad stay untouched
-                (grad,) = torch.autograd.grad(total, [x])
-                optimizer.zero_grad(set_to_none=True)
-                x.grad = grad
-                optimizer.step()
+            history += _invert(teacher, student if compete else None, bn_loss, x, y, steps, lr, weights, batch)
             inputs.append(x.detach().cpu())
     if compete:
         student.train(student_was_training)

@@ -35,6 +35,7 @@ from kdkit.run.rundir import RunDir
 from kdkit.trainer import acceleration
 from kdkit.trainer import resume as resume_io
 from kdkit.trainer.batches import _split, resolve_device, split_batch
+from kdkit.trainer.early_stopping import EarlyStopping
 from kdkit.trainer.progress import PlainProgress, is_terminal
 from kdkit.trainer.settings import HIGHER_IS_BETTER, TrainSettings
 from kdkit.trainer.step import Scheme
@@ -192,6 +193,83 @@ def _sync_epoch(step: nn.Module, sums: dict[str, Tensor], counts: list[Tensor]) 
     return dict(zip(keys, packed[: len(keys)], strict=True)), list(packed[len(keys):].round().long())
 
 
+@dataclass
+class _EpochTotals:
+    """An epoch's running sums, kept on the device: one sync per epoch instead of several per step."""
+
+    sums: dict[str, Tensor]
+    correct: Tensor
+    seen: Tensor
+    count: Tensor
+
+    @classmethod
+    def zeros(cls, device: torch.device) -> _EpochTotals:
+        zero = torch.zeros((), dtype=torch.long, device=device)
+        return cls({}, zero, zero, zero)
+
+    def add(self, loss: Tensor, raw: dict[str, Tensor], logits: Tensor, x: Any, y: Any) -> None:
+        for key, value in {"loss": loss.detach(), **raw}.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value.float() * len(x)
+        if y is not None:
+            if isinstance(y, MixedTarget):  # a mixed row counts against the label with the larger share
+                y = y.major
+            labelled = y != UNLABELLED
+            self.correct = self.correct + ((logits.detach().argmax(-1) == y) & labelled).sum()
+            self.seen = self.seen + labelled.sum()
+        self.count = self.count + len(x)
+
+    def running(self) -> dict[str, Tensor]:
+        """The sums as a mid-epoch checkpoint keeps them."""
+        return {**self.sums, "@correct": self.correct, "@seen": self.seen, "@count": self.count}
+
+
+@dataclass
+class _Fit:
+    """What one fit holds between its parts: the models and their optimizer, the random streams, the run directory
+    and its log, the best epoch so far (early stopping) and where a resumed fit starts."""
+
+    scheme: Scheme
+    s: TrainSettings
+    name: str
+    device: torch.device
+    is_ddp: bool
+    main: bool
+    params: list[nn.Parameter]
+    augment: Any
+    renders_views: bool
+    generator: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    step_module: _Step | None
+    losses: Any
+    run: RunDir | None
+    log: JsonlLog
+    stop: EarlyStopping
+    loader_rng: Any
+    marks: Any
+    batches: int
+    result: FitResult = field(default_factory=FitResult)
+    best_state: dict[str, Tensor] | None = None
+    last_good: str = "none yet (failed in the first epoch)"
+    num_classes: int | None = None
+    first_epoch: int = 0
+    first_step: int = 0
+    pending: Any = None  # a resumed fit's saved tensors and random streams, until its first epoch restores them
+
+    @property
+    def writes(self) -> bool:
+        """Only rank 0 writes checkpoints and metrics."""
+        return self.run is not None and self.main
+
+    @property
+    def state_file(self) -> Path | None:
+        return self.run.checkpoint(self.name, "resume") if self.run is not None else None
+
+    def loader_state(self) -> Tensor | None:
+        return self.loader_rng.get_state() if self.loader_rng is not None else None
+
+
 def fit(
     scheme: Scheme,
     train_loader: DataLoader,
@@ -223,6 +301,32 @@ def fit(
     if len(train_loader) == 0:
         raise DataError(f"no training batches for '{name}': the training set is empty")
     seed_everything(s.seed)
+    f = _setup(scheme, train_loader, s, name, run_dir)
+    if _resume(f, resume):
+        return f.result
+    if f.first_epoch < s.epochs and not f.is_ddp:  # under torchrun each process fills its shard's samples as it trains
+        fill_teacher_cache(scheme, train_loader, s, f.device, f"{name}: teacher cache", s.progress and f.main)
+    if on_teacher_cache is not None and isinstance(getattr(scheme, "cache", None), TeacherCache):
+        on_teacher_cache(scheme)
+    with _progress(s.progress and f.main, s.epochs) as bar, _compiled(scheme.student, s.compile):
+        task = bar.add_task(f"{name}", total=s.epochs * len(train_loader), status="")
+        bar.update(task, completed=f.first_epoch * len(train_loader) + f.first_step)
+        for epoch in range(f.first_epoch, s.epochs):
+            if f.stop.should_stop:  # resumed after the epoch that stopped it
+                f.result.stopped_early = True
+                break
+            record = _epoch(f, train_loader, val_loader, epoch, lambda **kw: bar.update(task, **kw))
+            if on_epoch is not None:
+                on_epoch(record)
+            if f.stop.should_stop:
+                f.result.stopped_early = True
+                break
+    _finish(f)
+    return f.result
+
+
+def _setup(scheme: Scheme, train_loader: DataLoader, s: TrainSettings, name: str, run_dir: str | Path | None) -> _Fit:
+    """The device, the trainable parameters, augmentation, optimizer and schedule, the DDP wrapper and the log."""
     is_ddp = distributed.init_from_env()
     main = distributed.is_main()
     device = distributed.local_device() if is_ddp else resolve_device(s.device)
@@ -243,218 +347,244 @@ def fit(
     # one stream per fit: the same seed gives the same views, whichever scheme and models see them
     generator = augment_generator(s.seed, distributed.rank())
     optimizer = _optimizer(params, s)
-    accumulate = s.grad_accumulation
-    updates_per_epoch = math.ceil(len(train_loader) / accumulate)  # optimizer (and schedule) steps
+    updates_per_epoch = math.ceil(len(train_loader) / s.grad_accumulation)  # optimizer (and schedule) steps
     scheduler = _schedule(optimizer, s, s.epochs * updates_per_epoch)
     scaler = acceleration.grad_scaler(s.precision, device)
-    step_module, losses = None, scheme.losses
-    if is_ddp:
-        step_module = _Step(scheme)
-        # a term switched off by until_epoch leaves its adapter without gradients; DDP must then expect unused ones
-        stops = any(getattr(t, "until_epoch", None) is not None for t in getattr(scheme, "terms", []))
-        losses = DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None,
-                                         find_unused_parameters=stops)
-    sampler = getattr(train_loader, "sampler", None)
+    step_module, losses = _ddp_step(scheme, device) if is_ddp else (None, scheme.losses)
     run = RunDir(run_dir) if run_dir is not None else None
-    writes = run is not None and main
-    log = JsonlLog(run.metrics if writes else None)
-    higher = HIGHER_IS_BETTER[s.monitor]
-    result, best_value, best_state, since_best = FitResult(), None, None, 0
-    last_good = "none yet (failed in the first epoch)"
-    num_classes = None
-    loader_rng = getattr(train_loader, "generator", None)
-    every = s.checkpoint_every_steps
-    first_epoch, first_step, pending = 0, 0, None
-    marks = resume_io.fingerprint(s, len(train_loader), params)
-    state_file = run.checkpoint(name, "resume") if run is not None else None
-    if state_file is not None and resume_io.resume_requested(resume) and state_file.is_file():
-        pending, info = resume_io.for_rank(state_file, *resume_io.load(state_file))  # each process its own part
-        resume_io.check_matches(state_file, info, marks)
-        resume_io.restore_models(scheme, pending)
-        scheme.to(device)
-        result = FitResult(info["history"], info["best_epoch"], info["best_metrics"],
-                           Path(info["best_checkpoint"]) if info["best_checkpoint"] else None, info["stopped_early"])
-        resume_io.rewrite_log(log.path, name, result.history)
-        if info["finished"]:  # the stage ended before the interruption: its final weights are loaded, not redone
-            # and the random streams left as training left them: what comes next (e.g. a scheme's new adapters)
-            # draws what it drew in the uninterrupted run
-            resume_io.set_rng_state(pending, info["rng"], generator, loader_rng)
-            scheme.train(False)
-            return result
-        resume_io.load_optimizer_state(optimizer, pending, info["optimizer"])
-        resume_io.load_scheduler_state(scheduler, info["scheduler"])
-        best_value, since_best, last_good, num_classes = (info["best_value"], info["since_best"],
-                                                          info["last_good"], info["num_classes"])
-        best_state = resume_io.unprefixed("best", pending) or None
-        first_epoch, first_step = info["epoch"], info["step"]
-        if loader_rng is not None and "rng.loader" in pending:
-            loader_rng.set_state(pending["rng.loader"])
-        pending = (pending, info["rng"])
-    elif state_file is not None and resume_io.resume_requested(resume):
+    log = JsonlLog(run.metrics if run is not None and main else None)
+    stop = EarlyStopping(HIGHER_IS_BETTER[s.monitor], s.patience)
+    return _Fit(scheme, s, name, device, is_ddp, main, params, augment, renders_views, generator, optimizer,
+                scheduler, scaler, step_module, losses, run, log, stop,
+                getattr(train_loader, "generator", None), resume_io.fingerprint(s, len(train_loader), params),
+                len(train_loader))
+
+
+def _ddp_step(scheme: Scheme, device: torch.device) -> tuple[_Step, DistributedDataParallel]:
+    step_module = _Step(scheme)
+    # a term switched off by until_epoch leaves its adapter without gradients; DDP must then expect unused ones
+    stops = any(getattr(t, "until_epoch", None) is not None for t in getattr(scheme, "terms", []))
+    return step_module, DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda"
+                                                else None, find_unused_parameters=stops)
+
+
+def _resume(f: _Fit, resume: bool | None) -> bool:
+    """Continue from the stage's resumable state when asked and one exists; True when the stage had finished (its
+    final weights are loaded, nothing is redone)."""
+    state_file = f.state_file
+    if state_file is None or not resume_io.resume_requested(resume):
+        return False
+    if not state_file.is_file():
         # no checkpoint of this stage yet, but a kill between an epoch's log line and its checkpoint leaves the line
-        resume_io.rewrite_log(log.path, name, [])
+        resume_io.rewrite_log(f.log.path, f.name, [])
+        return False
+    pending, info = resume_io.for_rank(state_file, *resume_io.load(state_file))  # each process its own part
+    resume_io.check_matches(state_file, info, f.marks)
+    resume_io.restore_models(f.scheme, pending)
+    f.scheme.to(f.device)
+    f.result = FitResult(info["history"], info["best_epoch"], info["best_metrics"],
+                         Path(info["best_checkpoint"]) if info["best_checkpoint"] else None, info["stopped_early"])
+    resume_io.rewrite_log(f.log.path, f.name, f.result.history)
+    if info["finished"]:
+        # the random streams left as training left them: what comes next (e.g. a scheme's new adapters) draws what
+        # it drew in the uninterrupted run
+        resume_io.set_rng_state(pending, info["rng"], f.generator, f.loader_rng)
+        f.scheme.train(False)
+        return True
+    resume_io.load_optimizer_state(f.optimizer, pending, info["optimizer"])
+    resume_io.load_scheduler_state(f.scheduler, info["scheduler"])
+    f.stop.best_value, f.stop.since_best = info["best_value"], info["since_best"]
+    f.last_good, f.num_classes = info["last_good"], info["num_classes"]
+    f.best_state = resume_io.unprefixed("best", pending) or None
+    f.first_epoch, f.first_step = info["epoch"], info["step"]
+    if f.loader_rng is not None and "rng.loader" in pending:
+        f.loader_rng.set_state(pending["rng.loader"])
+    f.pending = (pending, info["rng"])
+    return False
 
-    def checkpoint(epochs_done: int, steps_done: int, loader_state: Tensor | None,
-                   running: dict[str, Tensor], finished: bool = False) -> None:
-        """The resumable state now: after `epochs_done` epochs and `steps_done` steps of the next one."""
-        if state_file is None:
-            return
-        tensors, info = resume_io.capture(scheme, optimizer, scheduler, generator, loader_state,
-                                          best_state, running)
-        info.update(epoch=epochs_done, step=steps_done, finished=finished, fingerprint=marks,
-                    best_value=best_value, since_best=since_best, last_good=last_good, num_classes=num_classes,
-                    history=result.history, best_epoch=result.best_epoch, best_metrics=result.best_metrics,
-                    best_checkpoint=str(result.best_checkpoint) if result.best_checkpoint else None,
-                    stopped_early=result.stopped_early)
-        gathered = resume_io.gather_ranks(tensors, info)  # under torchrun every process calls this, rank 0 writes
-        if gathered is not None:
-            resume_io.save(state_file, *gathered)
 
-    if first_epoch < s.epochs and not is_ddp:  # under torchrun each process fills its shard's samples as it trains
-        fill_teacher_cache(scheme, train_loader, s, device, f"{name}: teacher cache", s.progress and main)
-    if on_teacher_cache is not None and isinstance(getattr(scheme, "cache", None), TeacherCache):
-        on_teacher_cache(scheme)
-    with _progress(s.progress and main, s.epochs) as bar, _compiled(scheme.student, s.compile):
-        task = bar.add_task(f"{name}", total=s.epochs * len(train_loader), status="")
-        bar.update(task, completed=first_epoch * len(train_loader) + first_step)
-        for epoch in range(first_epoch, s.epochs):
-            if s.patience is not None and since_best >= s.patience:  # resumed after the epoch that stopped it
-                result.stopped_early = True
-                break
-            if isinstance(sampler, DistributedSampler):
-                sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every process
-            if renders_views:
-                train_loader.dataset.set_epoch(epoch)  # each sample's stored view for this epoch
-            scheme.train()
-            # running sums stay on the device: one sync per epoch instead of several per step
-            sums: dict[str, Tensor] = {}
-            correct = seen = count = torch.zeros((), dtype=torch.long, device=device)
-            # the loader's generator before this epoch's shuffle: a mid-epoch checkpoint replays the shuffle from it
-            epoch_rng = loader_rng.get_state() if loader_rng is not None else None
-            batches, start = iter(train_loader), 0
-            if pending is not None:  # resuming: skip the steps already done, then restore the random streams
-                start = first_step
-                for _ in range(start):
-                    next(batches)
-                resume_io.set_rng_state(*pending, generator, None)
-                running = {k: v.to(device) for k, v in resume_io.unprefixed("running", pending[0]).items()}
-                if start:
-                    correct, seen, count = running.pop("@correct"), running.pop("@seen"), running.pop("@count")
-                    sums = running
-                pending = None
-            for step, batch in enumerate(batches, start=start):
-                x, y, index = _split(batch, device)
-                if num_classes is None:  # one tiny forward, so bad labels fail here and not deep inside a loss
-                    scheme.train(False)  # eval mode: the probe must not touch BatchNorm statistics
-                    with torch.no_grad():  # the student alone: a teacher's forward would be wasted here
-                        num_classes = scheme.student(x[:1]).shape[-1]
-                    scheme.train()
-                check_labels(y, num_classes)
-                if augment is not None:  # one view per sample, which the scheme gives to teacher and student alike
-                    x, y = augment(x, y, generator)
-                if s.channels_last:
-                    x = acceleration.channels_last_input(x)
-                # grad_accumulation: steps group_start .. group_start + group - 1 make one optimizer step; the last
-                # group of an epoch may be shorter, and each loss is divided by its own group's size
-                group_start = step - step % accumulate
-                group = min(accumulate, len(train_loader) - group_start)
-                last_in_group = step + 1 == group_start + group
-                # under DDP the gradients are all-reduced once, at the group's last backward
-                sync = losses.no_sync() if step_module is not None and not last_in_group else nullcontext()
-                with sync:
-                    with acceleration.autocast(s.precision, device):
-                        weighted, raw, logits = losses(x, y, epoch, index)
-                    loss = sum(weighted.values())
-                    finite = bool(torch.isfinite(loss))
-                    if not (_all_true(finite, device) if is_ddp else finite):
-                        seen_here = loss.item() if not finite else "non-finite on another process"
-                        raise NonFiniteLossError(  # on every process: one that went on would wait forever
-                            f"'{name}' loss became {seen_here} at epoch {epoch + 1}, step {step + 1}; training "
-                            f"stopped, last good checkpoint: {last_good}; lower lr or set grad_clip"
-                        )
-                    if step == group_start:
-                        optimizer.zero_grad(set_to_none=True)
-                    part = loss / group if group > 1 else loss
-                    (scaler.scale(part) if scaler is not None else part).backward()
-                if last_in_group:
-                    if scaler is not None and s.grad_clip:
-                        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-                    if s.grad_clip:
-                        nn.utils.clip_grad_norm_(params, s.grad_clip)
-                    if scaler is not None:
-                        scaler.step(optimizer)  # skipped when the scaled gradients overflowed
-                        scaler.update()
-                    else:
-                        optimizer.step()
-                    scheduler.step()
-                for key, value in {"loss": loss.detach(), **raw}.items():
-                    sums[key] = sums.get(key, 0.0) + value.float() * len(x)
-                if y is not None:
-                    if isinstance(y, MixedTarget):  # a mixed row counts against the label with the larger share
-                        y = y.major
-                    labelled = y != UNLABELLED
-                    correct = correct + ((logits.detach().argmax(-1) == y) & labelled).sum()
-                    seen = seen + labelled.sum()
-                count = count + len(x)
-                bar.update(task, advance=1, loss=loss.detach())  # read only when a plain line prints
-                # mid-epoch checkpoints only between optimizer steps (no half-accumulated gradients to lose)
-                if every and last_in_group and (step + 1) // every > group_start // every \
-                        and step + 1 < len(train_loader):
-                    checkpoint(epoch, step + 1, epoch_rng,
-                               {**sums, "@correct": correct, "@seen": seen, "@count": count})
-            n = len(train_loader.dataset) if hasattr(train_loader, "dataset") else 1
-            if step_module is not None:
-                sums, (correct, seen, count) = _sync_epoch(step_module, sums, [correct, seen, count])
-                n = count.item()  # DistributedSampler pads the shards to equal length
-            record: dict[str, Any] = {"model": name, "epoch": epoch + 1, "lr": scheduler.get_last_lr()[0]}
-            record.update({f"train_{k}": v.item() / n for k, v in sums.items()})
-            record["train_accuracy"] = correct.item() / seen.item() if seen.item() else None
-            if val_loader is not None:
-                record.update({f"val_{k}": v for k, v in validate(scheme, val_loader, device).items()})
-            # without validation data the last epoch is the best one; the monitor only matters with it
-            monitor_key = "train_loss" if val_loader is None or s.monitor == "loss" else f"val_{s.monitor}"
-            value = record.get(monitor_key)
-            if is_ddp:  # rank 0's value decides for all, so best epoch and early stop never diverge
-                shared = [value]
-                dist.broadcast_object_list(shared, src=0)
-                value = shared[0]
-            if value is None:
-                raise ConfigError(
-                    f"monitor '{s.monitor}' needs a teacher, but '{name}' is trained without one; "
-                    "choose e.g. monitor: macro_f1"
-                )
-            improved = best_value is None or (value > best_value if higher else value < best_value)
-            if improved or val_loader is None:
-                best_value, since_best, result.best_epoch = value, 0, epoch + 1
-                best_state = {k: v.detach().cpu().clone() for k, v in scheme.student.state_dict().items()}
-                result.best_metrics = {k[4:]: v for k, v in record.items() if k.startswith("val_")}
-                if writes:
-                    result.best_checkpoint = save_state(best_state, run.checkpoint(name, "best"))
-            else:
-                since_best += 1
-            if writes:
-                save_state(scheme.student.state_dict(), run.checkpoint(name, "last"))
-                if len(scheme.extras.state_dict()):
-                    save_state(scheme.extras.state_dict(), run.checkpoint(name, "extras"))
-                last_good = str(run.checkpoint(name, "last")) + f" (epoch {epoch + 1})"
-            else:
-                last_good = f"in memory (epoch {epoch + 1})"
-            record["best_epoch"] = result.best_epoch
-            log.write(record)
-            result.history.append(record)
-            checkpoint(epoch + 1, 0, loader_rng.get_state() if loader_rng is not None else None, {})
-            bar.update(task, status=_status(record))
-            if on_epoch is not None:
-                on_epoch(record)
-            if s.patience is not None and since_best >= s.patience:
-                result.stopped_early = True
-                break
-    optimizer.zero_grad(set_to_none=True)  # frees gradient memory; a trained model is handed back clean
-    scheme.train(False)
-    if best_state is not None and s.keep == "best":
-        scheme.student.load_state_dict(best_state)
-    checkpoint(s.epochs, 0, loader_rng.get_state() if loader_rng is not None else None, {}, finished=True)
-    return result
+def _save_resumable(f: _Fit, epochs_done: int, steps_done: int, loader_state: Tensor | None,
+                    running: dict[str, Tensor], finished: bool = False) -> None:
+    """The resumable state now: after `epochs_done` epochs and `steps_done` steps of the next one."""
+    if f.state_file is None:
+        return
+    tensors, info = resume_io.capture(f.scheme, f.optimizer, f.scheduler, f.generator, loader_state, f.best_state,
+                                      running)
+    r = f.result
+    info.update(epoch=epochs_done, step=steps_done, finished=finished, fingerprint=f.marks,
+                best_value=f.stop.best_value, since_best=f.stop.since_best, last_good=f.last_good,
+                num_classes=f.num_classes, history=r.history, best_epoch=r.best_epoch, best_metrics=r.best_metrics,
+                best_checkpoint=str(r.best_checkpoint) if r.best_checkpoint else None, stopped_early=r.stopped_early)
+    gathered = resume_io.gather_ranks(tensors, info)  # under torchrun every process calls this, rank 0 writes
+    if gathered is not None:
+        resume_io.save(f.state_file, *gathered)
+
+
+def _epoch(f: _Fit, train_loader: DataLoader, val_loader: DataLoader | None, epoch: int,
+           progress: Callable[..., None]) -> dict[str, Any]:
+    """One epoch: trained, measured, kept (best and last checkpoints), logged and checkpointed; its record."""
+    sampler = getattr(train_loader, "sampler", None)
+    if isinstance(sampler, DistributedSampler):
+        sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every process
+    if f.renders_views:
+        train_loader.dataset.set_epoch(epoch)  # each sample's stored view for this epoch
+    f.scheme.train()
+    totals = _train_epoch(f, train_loader, epoch, progress)
+    record = _epoch_record(f, totals, train_loader, val_loader, epoch)
+    _keep(f, record, val_loader is None, epoch)
+    f.log.write(record)
+    f.result.history.append(record)
+    _save_resumable(f, epoch + 1, 0, f.loader_state(), {})
+    progress(status=_status(record))
+    return record
+
+
+def _train_epoch(f: _Fit, train_loader: DataLoader, epoch: int, progress: Callable[..., None]) -> _EpochTotals:
+    # the loader's generator before this epoch's shuffle: a mid-epoch checkpoint replays the shuffle from it
+    epoch_rng = f.loader_state()
+    batches = iter(train_loader)
+    start, totals = _replay(f, batches) if f.pending is not None else (0, _EpochTotals.zeros(f.device))
+    every = f.s.checkpoint_every_steps
+    for step, batch in enumerate(batches, start=start):
+        loss, raw, logits, x, y = _train_step(f, batch, step, epoch)
+        totals.add(loss, raw, logits, x, y)
+        progress(advance=1, loss=loss.detach())  # read only when a plain line prints
+        group_start, last_in_group = _group(f, step)
+        # mid-epoch checkpoints only between optimizer steps (no half-accumulated gradients to lose)
+        if every and last_in_group and (step + 1) // every > group_start // every and step + 1 < f.batches:
+            _save_resumable(f, epoch, step + 1, epoch_rng, totals.running())
+    return totals
+
+
+def _replay(f: _Fit, batches: Iterator[Any]) -> tuple[int, _EpochTotals]:
+    """Resuming: skip the steps already done, then restore the random streams and the epoch's running sums."""
+    start = f.first_step
+    for _ in range(start):
+        next(batches)
+    resume_io.set_rng_state(*f.pending, f.generator, None)
+    running = {k: v.to(f.device) for k, v in resume_io.unprefixed("running", f.pending[0]).items()}
+    totals = _EpochTotals.zeros(f.device)
+    if start:
+        correct, seen, count = running.pop("@correct"), running.pop("@seen"), running.pop("@count")
+        totals = _EpochTotals(running, correct, seen, count)
+    f.pending = None
+    return start, totals
+
+
+def _group(f: _Fit, step: int) -> tuple[int, bool]:
+    """grad_accumulation: steps group_start .. group_start + group - 1 make one optimizer step (the last group of an
+    epoch may be shorter); the group's first step and whether `step` is its last."""
+    accumulate = f.s.grad_accumulation
+    group_start = step - step % accumulate
+    return group_start, step + 1 == group_start + min(accumulate, f.batches - group_start)
+
+
+def _train_step(f: _Fit, batch: Any, step: int, epoch: int) -> tuple[Tensor, dict[str, Tensor], Tensor, Any, Any]:
+    """One batch checked, augmented, forward and backward, and the optimizer step that ends its group; the loss,
+    raw terms and logits, and the inputs and labels as trained on."""
+    x, y, index = _split(batch, f.device)
+    if f.num_classes is None:  # one tiny forward, so bad labels fail here and not deep inside a loss
+        f.scheme.train(False)  # eval mode: the probe must not touch BatchNorm statistics
+        with torch.no_grad():  # the student alone: a teacher's forward would be wasted here
+            f.num_classes = f.scheme.student(x[:1]).shape[-1]
+        f.scheme.train()
+    check_labels(y, f.num_classes)
+    if f.augment is not None:  # one view per sample, which the scheme gives to teacher and student alike
+        x, y = f.augment(x, y, f.generator)
+    if f.s.channels_last:
+        x = acceleration.channels_last_input(x)
+    group_start, last_in_group = _group(f, step)
+    group = min(f.s.grad_accumulation, f.batches - group_start)  # each loss is divided by its own group's size
+    # under DDP the gradients are all-reduced once, at the group's last backward
+    sync = f.losses.no_sync() if f.step_module is not None and not last_in_group else nullcontext()
+    with sync:
+        with acceleration.autocast(f.s.precision, f.device):
+            weighted, raw, logits = f.losses(x, y, epoch, index)
+        loss = sum(weighted.values())
+        _check_finite(f, loss, epoch, step)
+        if step == group_start:
+            f.optimizer.zero_grad(set_to_none=True)
+        part = loss / group if group > 1 else loss
+        (f.scaler.scale(part) if f.scaler is not None else part).backward()
+    if last_in_group:
+        _optimizer_step(f)
+    return loss, raw, logits, x, y
+
+
+def _check_finite(f: _Fit, loss: Tensor, epoch: int, step: int) -> None:
+    finite = bool(torch.isfinite(loss))
+    if not (_all_true(finite, f.device) if f.is_ddp else finite):
+        seen_here = loss.item() if not finite else "non-finite on another process"
+        raise NonFiniteLossError(  # on every process: one that went on would wait forever
+            f"'{f.name}' loss became {seen_here} at epoch {epoch + 1}, step {step + 1}; training "
+            f"stopped, last good checkpoint: {f.last_good}; lower lr or set grad_clip"
+        )
+
+
+def _optimizer_step(f: _Fit) -> None:
+    if f.scaler is not None and f.s.grad_clip:
+        f.scaler.unscale_(f.optimizer)  # clip the true gradients, not the scaled ones
+    if f.s.grad_clip:
+        nn.utils.clip_grad_norm_(f.params, f.s.grad_clip)
+    if f.scaler is not None:
+        f.scaler.step(f.optimizer)  # skipped when the scaled gradients overflowed
+        f.scaler.update()
+    else:
+        f.optimizer.step()
+    f.scheduler.step()
+
+
+def _epoch_record(f: _Fit, totals: _EpochTotals, train_loader: DataLoader, val_loader: DataLoader | None,
+                  epoch: int) -> dict[str, Any]:
+    """The epoch's logged record: learning rate, training means (over all processes) and validation metrics."""
+    n = len(train_loader.dataset) if hasattr(train_loader, "dataset") else 1
+    sums, correct, seen = totals.sums, totals.correct, totals.seen
+    if f.step_module is not None:
+        sums, (correct, seen, count) = _sync_epoch(f.step_module, sums, [correct, seen, totals.count])
+        n = count.item()  # DistributedSampler pads the shards to equal length
+    record: dict[str, Any] = {"model": f.name, "epoch": epoch + 1, "lr": f.scheduler.get_last_lr()[0]}
+    record.update({f"train_{k}": v.item() / n for k, v in sums.items()})
+    record["train_accuracy"] = correct.item() / seen.item() if seen.item() else None
+    if val_loader is not None:
+        record.update({f"val_{k}": v for k, v in validate(f.scheme, val_loader, f.device).items()})
+    return record
+
+
+def _keep(f: _Fit, record: dict[str, Any], no_val: bool, epoch: int) -> None:
+    """The epoch against the best so far (early stopping's count), the best and last checkpoints."""
+    # without validation data the last epoch is the best one; the monitor only matters with it
+    monitor_key = "train_loss" if no_val or f.s.monitor == "loss" else f"val_{f.s.monitor}"
+    value = record.get(monitor_key)
+    if f.is_ddp:  # rank 0's value decides for all, so best epoch and early stop never diverge
+        shared = [value]
+        dist.broadcast_object_list(shared, src=0)
+        value = shared[0]
+    if value is None:
+        raise ConfigError(f"monitor '{f.s.monitor}' needs a teacher, but '{f.name}' is trained without one; "
+                          "choose e.g. monitor: macro_f1")
+    if f.stop.observe(value, always=no_val):
+        f.result.best_epoch = epoch + 1
+        f.best_state = {k: v.detach().cpu().clone() for k, v in f.scheme.student.state_dict().items()}
+        f.result.best_metrics = {k[4:]: v for k, v in record.items() if k.startswith("val_")}
+        if f.writes:
+            f.result.best_checkpoint = save_state(f.best_state, f.run.checkpoint(f.name, "best"))
+    if f.writes:
+        save_state(f.scheme.student.state_dict(), f.run.checkpoint(f.name, "last"))
+        if len(f.scheme.extras.state_dict()):
+            save_state(f.scheme.extras.state_dict(), f.run.checkpoint(f.name, "extras"))
+        f.last_good = str(f.run.checkpoint(f.name, "last")) + f" (epoch {epoch + 1})"
+    else:
+        f.last_good = f"in memory (epoch {epoch + 1})"
+    record["best_epoch"] = f.result.best_epoch
+
+
+def _finish(f: _Fit) -> None:
+    """The student handed back clean (gradients freed, eval mode) with its kept weights; the stage marked finished."""
+    f.optimizer.zero_grad(set_to_none=True)
+    f.scheme.train(False)
+    if f.best_state is not None and f.s.keep == "best":
+        f.scheme.student.load_state_dict(f.best_state)
+    _save_resumable(f, f.s.epochs, 0, f.loader_state(), {}, finished=True)
 
 
 @torch.no_grad()

@@ -51,6 +51,16 @@ def open_study(optuna: Any, attempts: int = 5, **kwargs: Any) -> Any:
     raise AssertionError("unreachable")
 
 
+def open_storage(optuna: Any, storage: str, **kwargs: Any) -> Any:
+    """open_study on `storage` (workers of a shared study may start together: it survives their race to create the
+    tables); a bad URL or a missing driver is one ConfigError line."""
+    try:
+        return open_study(optuna, storage=storage, **kwargs)
+    except (ImportError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"cannot open the Optuna storage {storage!r}: {first}") from None
+
+
 def search_study(optuna: Any, out: Path, cfg: Any, space: dict[str, SearchRange], shared: str | None = None,
            name: str = "kdkit") -> Any:
     """The study `name` in out/study.db: new, or the one an earlier run of the same search left there. A study made
@@ -58,11 +68,7 @@ def search_study(optuna: Any, out: Path, cfg: Any, space: dict[str, SearchRange]
     signature = {"metric": cfg.tune.metric, "space": {p: s.model_dump() for p, s in space.items()}}
     storage = shared or f"sqlite:///{out / STUDY}"
     direction = "maximize" if HIGHER_IS_BETTER[cfg.tune.metric] else "minimize"
-    try:  # workers of a shared study may start together: open_study survives their race to create the tables
-        study = open_study(optuna, study_name=name, storage=storage, direction=direction)
-    except (ImportError, ValueError) as err:  # a bad URL, a missing driver
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"cannot open the Optuna storage {storage!r}: {first}") from None
+    study = open_storage(optuna, storage, study_name=name, direction=direction)
     if "search" not in study.user_attrs:
         study.set_user_attr("search", signature)
     if study.user_attrs.get("search") != signature:
@@ -107,6 +113,13 @@ def complete_trials(study: Any) -> list[Any]:
     return [t for t in study.trials if t.state.name == "COMPLETE"]
 
 
+def run_trials(study: Any, objective: Any, total: int, metric: str, paths: list[str], console: Console,
+               catch: tuple[type[Exception], ...] = (KdkitError, ValueError)) -> None:
+    """`total` trials of `study`, a line each; a trial that raises one of `catch` (a diverged loss, an invalid value)
+    is recorded as failed and the search goes on."""
+    study.optimize(objective, n_trials=total, catch=catch, callbacks=[trial_reporter(console, metric, total, paths)])
+
+
 def optimize(study: Any, objective: Any, total: int, cfg: Any, space: dict[str, SearchRange], out: Path,
              raw: dict[str, Any], console: Console, alone: AloneBest | None = None) -> dict[str, Any]:
     """Run `total` trials with a line each, write trials.csv and best.yaml (also after Ctrl-C: finished trials are
@@ -116,8 +129,7 @@ def optimize(study: Any, objective: Any, total: int, cfg: Any, space: dict[str, 
     try:
         console.print(f"kdkit tune: {total} trials, each a distillation scored by validation {cfg.tune.metric}",
                       highlight=False)
-        study.optimize(objective, n_trials=total, catch=(KdkitError, ValueError),
-                       callbacks=[trial_reporter(console, cfg.tune.metric, total, list(space))])
+        run_trials(study, objective, total, cfg.tune.metric, list(space), console)
     finally:
         if complete_trials(study):
             write_best(out, raw, study, cfg, space, console, alone)

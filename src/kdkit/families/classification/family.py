@@ -10,11 +10,37 @@ from rich.console import Console
 
 from kdkit.errors import ConfigError
 from kdkit.families.base import Options
+from kdkit.run.rundir import (
+    BOUNDARY,
+    CHECKPOINTS,
+    CONFIG,
+    COST,
+    COST_TABLE,
+    EVALUATION,
+    EVALUATION_PREDICTIONS,
+    EVALUATION_TABLE,
+    METRICS,
+    MODELS,
+    PREDICTIONS,
+    REPORT_FIGURES,
+    REPORT_HTML,
+    REPORT_MARKDOWN,
+    RESULTS,
+    TABLE,
+    TUNE,
+)
+from kdkit.verdict import ACCURACY
 
 
 class Classification:
     name = "classification"
     fallback = True
+    compare_group = "classification"  # `kdkit compare` compares runs of one group
+    demo_tasks = ("signals", "text", "tagging")
+    verdict_metrics = (ACCURACY,)  # per test sample, or per sentence for per-token labels
+    run_files = (CONFIG, METRICS, BOUNDARY, CHECKPOINTS, MODELS, PREDICTIONS, TABLE, RESULTS, EVALUATION,
+                 EVALUATION_TABLE, EVALUATION_PREDICTIONS, COST, COST_TABLE, REPORT_HTML, REPORT_MARKDOWN,
+                 REPORT_FIGURES, TUNE)
 
     def accepts_config(self, raw: Any) -> bool:
         return True
@@ -74,6 +100,32 @@ class Classification:
         from kdkit.families.classification.load import load_classification
 
         return load_classification(run_dir, model, device)
+
+    def demo(self, task: str, output_dir: Path, console: Console, options: Options, seed: int,
+             overrides: list[str]) -> None:
+        from kdkit import distributed
+        from kdkit.families.classification.demo import demo_config
+        from kdkit.families.classification.pipeline import run
+
+        cfg = demo_config(seed=seed, output_dir=output_dir, quick=options.quick, task=task, overrides=overrides)
+        with distributed.process_group():
+            if distributed.is_main():
+                console.print(
+                    f"kdkit demo ({task}): {cfg.data.name}, teacher {cfg.teacher.name}{cfg.teacher.params}, student "
+                    f"{cfg.student.name}{cfg.student.params}, transfer set {cfg.data.transfer_size:,} generated "
+                    "samples"
+                )
+            run(cfg, console=console, quick_cost=options.quick, resume=options.resume, overwrite=options.overwrite)
+
+    def write_report(self, run_dir: Path) -> Any:
+        from kdkit.report.build import write_report
+
+        return write_report(run_dir)
+
+    def write_compare(self, run_dirs: list[Path], output_dir: Path) -> Any:
+        from kdkit.report.compare import write_compare
+
+        return write_compare(run_dirs, output_dir)
 
 
 def _export(run_dir: Path, model: str, target: Path, console: Console) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from rich.console import Console
 from torch import nn
 from torch.utils.data import ConcatDataset, Dataset
@@ -153,82 +154,19 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
     run_guard.precheck(run_dir, resume=resume, overwrite=overwrite)  # a finished or locked run: refused at once
     if resume:
         run_guard.check_same_config(run_dir, cfg.model_dump(mode="json"))
-    bundle = build_data(cfg.data, cfg.seed)
-    from kdkit.data.checks import batch_warnings, check_classes
-
-    check_classes(bundle)  # one class only: refused before any model is built
-    if main:
-        for line in batch_warnings(cfg, bundle):
-            console.print(line, markup=False, highlight=False, soft_wrap=True)
-    models = build_models(cfg, bundle)
-    terms = cfg.distill.loss_terms()  # the ones parse_config built and checked
-    teacher = models["teacher"]
-    loaded = None  # (the checkpoint's reference, the teacher's weights digest once loaded)
-    if cfg.teacher.checkpoint is not None:
-        load_weights(teacher, cfg.teacher.checkpoint)
-        loaded = (file_reference(cfg.teacher.checkpoint), tensors_digest(teacher.state_dict()))
-        if main:
-            console.print(f"teacher: loaded {cfg.teacher.checkpoint}")
-    for role, model in models.items():  # one forward on a real input: wrong inputs fail before any training
-        check_outputs(model, bundle, role.replace("_", " "))
-    check_boundary(cfg, bundle)
+    bundle, models, loaded = _checked_models(cfg, console, main)
     # builds the scheme's other models (assistants, teachers, peers, generations) and checks module paths and, for
     # distill.init_from_teacher, that the student has the teacher's architecture, before any training
-    plan = build_plan(cfg, bundle, models["student_kd"], teacher, terms)
-    lock = None
-    if main:
-        everything = [*models.values(), *plan.extra_models.values()]
-        lock = run_guard.claim(run_dir, resume=resume, overwrite=overwrite, needed_bytes=checkpoint_bytes(everything))
-        if resume:
-            run_guard.check_same_config(run_dir, cfg.model_dump(mode="json"))
-        else:
-            RunDir(run_dir).metrics.unlink(missing_ok=True)  # a fresh run starts a fresh log
-            RunDir(run_dir).boundary.unlink(missing_ok=True)  # nor keeps an earlier run's boundary statistics
-        dump_config(cfg, RunDir(run_dir).config)
+    plan = build_plan(cfg, bundle, models["student_kd"], models["teacher"], cfg.distill.loss_terms())
+    lock = _claim(cfg, run_dir, [*models.values(), *plan.extra_models.values()], resume, overwrite) if main else None
     distributed.barrier()  # no process logs into the directory before rank 0 has cleared it
-
-    def loaders(stage: str, train_set):
-        s = cfg.settings(stage)
-        return (make_loader(train_set, s.batch_size, shuffle=True, seed=s.seed),
-                make_loader(bundle.val, EVAL_BATCH_SIZE, shuffle=False), s)
-
     with resuming(resume):  # every stage's fit continues from its checkpoint, or loads its final weights
-        train_or_load(teacher, cfg.teacher, cfg, bundle, run_dir, "teacher")
-        train_loader, val_loader, s = loaders("student", bundle.train)
-        fit(Supervised(models["student_alone"], s.label_smoothing), train_loader, val_loader, s, run_dir,
-            "student_alone")
-
-        boundary = boundary_set(cfg, bundle, teacher)  # from the trained teacher; only the distilled student sees them
-        if boundary is not None and main:
-            console.print(boundary.stats.summary())
-            write_atomic(RunDir(run_dir).boundary, json.dumps(boundary.stats.as_dict(), indent=2))
-        distill_set = distillation_set(cfg, bundle, boundary)
-        shown: set[str] = set()  # distill.cache_teacher: where, how big, built or reused; training's before epoch 1
-
-        def show_cache(report: dict[str, Any], final: bool = False) -> None:
-            for split, info in report.items():
-                if main and split not in shown and (final or split == "train"):
-                    console.print(describe_cache(info, split), highlight=False, soft_wrap=True)
-                    shown.add(split)
-
-        # the plan starts the distilled student near the now-trained teacher (init_from_teacher) before it distils
-        plan.distill(distill_set, *loaders("distill", distill_set), run_dir, on_cache=show_cache)
-        if plan.teacher_cache is not None:
-            show_cache(plan.teacher_cache, final=True)
-
+        _train_rows(cfg, bundle, models, plan, run_dir, console, main)
     if not main:
         distributed.barrier()  # rank 0 is writing the run directory; every process returns once it is complete
         return RunResult(run_dir, [], models)
-    refs = {} if copy_teacher else teacher_reference(teacher, loaded)
-    for role, model in {**models, **plan.extra_models}.items():
-        if role in refs:  # a copy from an earlier run of this directory would be read instead of the reference
-            RunDir(run_dir).weights(role).unlink(missing_ok=True)
-        else:
-            save_weights(model, RunDir(run_dir).weights(role))
-    if refs and main:
-        console.print(f"teacher: not copied; the run refers to {refs['teacher']['path']} (SHA-256 "
-                      f"{refs['teacher']['sha256'][:12]}...), which must stay as it is (`--copy-teacher` copies it)",
-                      highlight=False, soft_wrap=True)
+    refs = {} if copy_teacher else teacher_reference(models["teacher"], loaded)
+    _save_models(run_dir, {**models, **plan.extra_models}, refs, console)
     training = training_info(cfg)
     if plan.teacher_cache is not None:
         training["teacher_cache"] = plan.teacher_cache
@@ -244,6 +182,89 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
         lock.release()
     distributed.barrier()
     return RunResult(run_dir, rows, models)
+
+
+def _checked_models(cfg: RunConfig, console: Console, main: bool) -> tuple[DataBundle, dict[str, nn.Module], Any]:
+    """The data and the three models, the teacher loaded from its checkpoint if given, each model checked on a real
+    input; with the loaded checkpoint's (reference, weights digest), or None."""
+    bundle = build_data(cfg.data, cfg.seed)
+    from kdkit.data.checks import batch_warnings, check_classes
+
+    check_classes(bundle)  # one class only: refused before any model is built
+    if main:
+        for line in batch_warnings(cfg, bundle):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+    models = build_models(cfg, bundle)
+    teacher = models["teacher"]
+    loaded = None  # (the checkpoint's reference, the teacher's weights digest once loaded)
+    if cfg.teacher.checkpoint is not None:
+        load_weights(teacher, cfg.teacher.checkpoint)
+        loaded = (file_reference(cfg.teacher.checkpoint), tensors_digest(teacher.state_dict()))
+        if main:
+            console.print(f"teacher: loaded {cfg.teacher.checkpoint}")
+    for role, model in models.items():  # one forward on a real input: wrong inputs fail before any training
+        check_outputs(model, bundle, role.replace("_", " "))
+    check_boundary(cfg, bundle)
+    return bundle, models, loaded
+
+
+def _claim(cfg: RunConfig, run_dir: Path, everything: list[nn.Module], resume: bool, overwrite: bool) -> Any:
+    """The run directory locked for this run (kdkit.run.guard), cleared of a fresh run's logs, with its config."""
+    lock = run_guard.claim(run_dir, resume=resume, overwrite=overwrite, needed_bytes=checkpoint_bytes(everything))
+    if resume:
+        run_guard.check_same_config(run_dir, cfg.model_dump(mode="json"))
+    else:
+        RunDir(run_dir).metrics.unlink(missing_ok=True)  # a fresh run starts a fresh log
+        RunDir(run_dir).boundary.unlink(missing_ok=True)  # nor keeps an earlier run's boundary statistics
+    dump_config(cfg, RunDir(run_dir).config)
+    return lock
+
+
+def _train_rows(cfg: RunConfig, bundle: DataBundle, models: dict[str, nn.Module], plan: Any, run_dir: Path,
+                console: Console, main: bool) -> None:
+    """The teacher (trained or loaded), the student alone, then the distillation the scheme's plan runs."""
+    teacher = models["teacher"]
+
+    def loaders(stage: str, train_set):
+        s = cfg.settings(stage)
+        return (make_loader(train_set, s.batch_size, shuffle=True, seed=s.seed),
+                make_loader(bundle.val, EVAL_BATCH_SIZE, shuffle=False), s)
+
+    train_or_load(teacher, cfg.teacher, cfg, bundle, run_dir, "teacher")
+    train_loader, val_loader, s = loaders("student", bundle.train)
+    fit(Supervised(models["student_alone"], s.label_smoothing), train_loader, val_loader, s, run_dir,
+        "student_alone")
+    boundary = boundary_set(cfg, bundle, teacher)  # from the trained teacher; only the distilled student sees them
+    if boundary is not None and main:
+        console.print(boundary.stats.summary())
+        write_atomic(RunDir(run_dir).boundary, json.dumps(boundary.stats.as_dict(), indent=2))
+    distill_set = distillation_set(cfg, bundle, boundary)
+    shown: set[str] = set()  # distill.cache_teacher: where, how big, built or reused; training's before epoch 1
+
+    def show_cache(report: dict[str, Any], final: bool = False) -> None:
+        for split, info in report.items():
+            if main and split not in shown and (final or split == "train"):
+                console.print(describe_cache(info, split), highlight=False, soft_wrap=True)
+                shown.add(split)
+
+    # the plan starts the distilled student near the now-trained teacher (init_from_teacher) before it distils
+    plan.distill(distill_set, *loaders("distill", distill_set), run_dir, on_cache=show_cache)
+    if plan.teacher_cache is not None:
+        show_cache(plan.teacher_cache, final=True)
+
+
+def _save_models(run_dir: Path, models: dict[str, nn.Module], refs: dict[str, dict[str, Any]],
+                 console: Console) -> None:
+    """Every model's weights into models/, except a loaded teacher the run refers to (`refs`)."""
+    for role, model in models.items():
+        if role in refs:  # a copy from an earlier run of this directory would be read instead of the reference
+            RunDir(run_dir).weights(role).unlink(missing_ok=True)
+        else:
+            save_weights(model, RunDir(run_dir).weights(role))
+    if refs:
+        console.print(f"teacher: not copied; the run refers to {refs['teacher']['path']} (SHA-256 "
+                      f"{refs['teacher']['sha256'][:12]}...), which must stay as it is (`--copy-teacher` copies it)",
+                      highlight=False, soft_wrap=True)
 
 
 def teacher_reference(teacher: nn.Module, loaded: tuple[dict[str, Any], str] | None) -> dict[str, dict[str, Any]]:
@@ -282,26 +303,10 @@ def evaluate_models(
             console.print(text, highlight=False)
 
     device = resolve_device(cfg.train.device)
-    test_loader = make_loader(bundle.test, EVAL_BATCH_SIZE, shuffle=False)
-    # 'train_' fidelity is measured on the training (+ transfer) inputs only, never on boundary samples: those are
-    # made from the teacher at distillation time (evaluate_run would have to remake them), and agreement right at
-    # the teacher's boundary is low by design, so mixing them in would blur the comparison of the two students
-    distill_loader = make_loader(distillation_data(cfg, bundle, augmented=False), EVAL_BATCH_SIZE, shuffle=False)
-    preds: dict[str, np.ndarray] = {}
     int8 = int8_roles(cfg)
     # a quantization-aware student is measured as what it deploys to: its int8 conversion, on the CPU
     models = {role: convert_quantized(m) if role in int8 else m for role, m in models.items()}
-    # held-out inputs of the diagnosis (not the verdict's)
-    val_loader = make_loader(bundle.val, EVAL_BATCH_SIZE, shuffle=False)
-    for role, model in models.items():
-        console_note(f"evaluating {LABELS[role]}: predictions on {len(bundle.test):,} test samples")
-        where = cost.model_device(model) if role in int8 else device
-        model.to(where)
-        preds[f"test_{role}"], preds["test_labels"] = predict(model, test_loader, where)
-        if type(cfg.distill.scheme).trains_on_data:  # a data-free student never saw the training split
-            preds[f"train_{role}"], preds["train_labels"] = predict(model, distill_loader, where)
-        if len(bundle.val):
-            preds[f"val_{role}"], preds["val_labels"] = predict(model, val_loader, where)
+    preds = _predictions(cfg, bundle, models, int8, device, console_note)
     rows = []
     console_note("evaluating all three: timing latency and throughput in interleaved rounds")
     costs, cost_conditions = measure_cost(bundle, models, quick_cost, threads)
@@ -336,6 +341,29 @@ def evaluate_models(
     write_atomic(run_dir / outputs["table"], to_markdown(rows) + "\n" + conditions_text(cost_conditions) + "\n")
     write_atomic(run_dir / outputs["results"], json.dumps(summary, indent=2))
     return rows
+
+
+def _predictions(cfg: RunConfig, bundle: DataBundle, models: dict[str, nn.Module], int8: set[str],
+                 device: torch.device, note: Any) -> dict[str, np.ndarray]:
+    """Every model's logits (and the labels) on the test split, the training inputs and the validation split."""
+    test_loader = make_loader(bundle.test, EVAL_BATCH_SIZE, shuffle=False)
+    # 'train_' fidelity is measured on the training (+ transfer) inputs only, never on boundary samples: those are
+    # made from the teacher at distillation time (evaluate_run would have to remake them), and agreement right at
+    # the teacher's boundary is low by design, so mixing them in would blur the comparison of the two students
+    distill_loader = make_loader(distillation_data(cfg, bundle, augmented=False), EVAL_BATCH_SIZE, shuffle=False)
+    # held-out inputs of the diagnosis (not the verdict's)
+    val_loader = make_loader(bundle.val, EVAL_BATCH_SIZE, shuffle=False)
+    preds: dict[str, np.ndarray] = {}
+    for role, model in models.items():
+        note(f"evaluating {LABELS[role]}: predictions on {len(bundle.test):,} test samples")
+        where = cost.model_device(model) if role in int8 else device
+        model.to(where)
+        preds[f"test_{role}"], preds["test_labels"] = predict(model, test_loader, where)
+        if type(cfg.distill.scheme).trains_on_data:  # a data-free student never saw the training split
+            preds[f"train_{role}"], preds["train_labels"] = predict(model, distill_loader, where)
+        if len(bundle.val):
+            preds[f"val_{role}"], preds["val_labels"] = predict(model, val_loader, where)
+    return preds
 
 
 def run_diagnosis(cfg: RunConfig, bundle: DataBundle, preds: dict[str, np.ndarray],

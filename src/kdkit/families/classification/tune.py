@@ -27,27 +27,22 @@ from torch import nn
 
 from kdkit.data import DataBundle, build_data, make_loader
 from kdkit.data.loaders import EVAL_BATCH_SIZE
-from kdkit.errors import ConfigError, KdkitError
+from kdkit.errors import ConfigError
 from kdkit.families.classification.config import RunConfig, parse_config
 from kdkit.families.classification.pipeline import boundary_set, build_student, check_boundary, distillation_set
 from kdkit.families.classification.plans import build_plan, check_outputs, train_or_load
 from kdkit.io.checkpoint import load_weights, save_weights
 from kdkit.measure import metrics
 from kdkit.models import build_from_config
-from kdkit.run.rundir import ALONE_TRIALS, TUNE_TEACHER, RunDir
+from kdkit.run.rundir import ALONE_TRIALS, TUNE_TEACHER
 from kdkit.schemes.plan import check_init_from_teacher
 from kdkit.terms import check_paths
 from kdkit.trainer.loop import fit, predict, seed_everything
 from kdkit.tune.alone import ALONE_STUDY, AloneBest, alone_raw, alone_space
 from kdkit.tune.config import SearchRange
+from kdkit.tune.loop import run_search
 from kdkit.tune.space import decode_params, range_end, set_path, suggest
-from kdkit.tune.study import (
-    complete_trials,
-    optimize,
-    search_study,
-    trial_reporter,
-    write_trials,
-)
+from kdkit.tune.study import complete_trials, run_trials, search_study, write_trials
 
 
 def default_space(cfg: RunConfig) -> dict[str, SearchRange]:
@@ -91,93 +86,101 @@ def check_space(cfg: RunConfig, bundle: DataBundle | None = None, teacher: nn.Mo
                                     teacher)
 
 
+class ClassificationSearch:
+    """The classification family's side of the one tune loop (kdkit.tune.loop): the teacher trained once, every
+    trial's student built from the same seed and distilled on the same data as `kdkit train`, scored on the
+    validation split; the student alone searched too when ``tune.alone``."""
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+        self.space = search_space(cfg)
+        self.raw = cfg.model_dump(mode="json")
+        # boundary samples depend on the fixed teacher, distill.boundary and the distillation's seed and device
+        # only: made once per distinct setting, not once per trial
+        self.boundaries: dict[str, Any] = {}
+        # epoch records score fidelity against the scheme's own reference (an EMA, a peer, an ensemble): only the
+        # offline scheme's is the teacher that the final score uses, so only there can fidelity metrics prune
+        self.prunable = cfg.tune.prune and (cfg.tune.metric not in ("agreement", "predictive_kl")
+                                            or type(cfg.distill.scheme).logs_fidelity)
+
+    def prepare(self, console: Console) -> None:
+        cfg = self.cfg
+        self.console = console
+        check_space(cfg)
+        self.bundle = build_data(cfg.data, cfg.seed)
+        from kdkit.data.checks import check_classes
+
+        check_classes(self.bundle)
+        seed_everything(cfg.seed)
+        self.teacher = build_from_config(cfg.teacher, self.bundle)
+        if cfg.teacher.checkpoint is not None:
+            load_weights(self.teacher, cfg.teacher.checkpoint)
+        check_outputs(self.teacher, self.bundle, "teacher")
+        check_space(cfg, self.bundle, self.teacher)  # every variant builds and runs, before the teacher trains
+
+    def train_teacher(self, out: Path, console: Console) -> None:
+        cfg = self.cfg
+        if cfg.teacher.checkpoint is None:
+            console.print(f"kdkit tune: training the teacher once, for every trial (saved as {out / TUNE_TEACHER})",
+                          highlight=False)
+        train_or_load(self.teacher, cfg.teacher, cfg, self.bundle, out, "teacher")
+        if cfg.teacher.checkpoint is None:  # best.yaml points at it, so `kdkit train best.yaml` does not train it again
+            save_weights(self.teacher, out / TUNE_TEACHER)
+        self.val_loader = make_loader(self.bundle.val, EVAL_BATCH_SIZE, shuffle=False)
+        self.teacher_val = predict(self.teacher, self.val_loader)[0]
+
+    def boundary_for(self, trial_cfg: RunConfig) -> Any:
+        if trial_cfg.distill.boundary is None:
+            return None
+        s = trial_cfg.settings("distill")
+        key = f"{trial_cfg.distill.boundary.model_dump_json()} {s.seed} {s.device}"
+        if key not in self.boundaries:
+            self.boundaries[key] = boundary_set(trial_cfg, self.bundle, self.teacher)
+            self.console.print(self.boundaries[key].stats.summary())
+        return self.boundaries[key]
+
+    def score(self, trial: Any, values: dict[str, Any]) -> float:
+        trial_cfg = trial_config(self.raw, values)
+        student = build_student(trial_cfg, self.bundle)  # the same initial weights as the student-alone row
+        plan = build_plan(trial_cfg, self.bundle, student, self.teacher, trial_cfg.distill.loss_terms())
+        distill_set = distillation_set(trial_cfg, self.bundle, self.boundary_for(trial_cfg))
+        s = trial_cfg.settings("distill").model_copy(update={"progress": False})
+        plan.distill(distill_set, make_loader(distill_set, s.batch_size, shuffle=True, seed=s.seed), self.val_loader,
+                     s, None, on_epoch=pruning_reporter(trial, self.cfg.tune.metric, s.epochs, self.prunable))
+        logits, labels = predict(student, self.val_loader)
+        return metrics.classification_report(logits, labels, self.teacher_val)[self.cfg.tune.metric]
+
+    def alone(self, optuna: Any, out: Path, storage: str | None, total: int, console: Console) -> AloneBest | None:
+        """The same budget for the student alone over its own settings: its best is the baseline best.yaml keeps."""
+        if not self.cfg.tune.alone:
+            return None
+        return search_alone(optuna, self.cfg, self.raw, self.bundle, self.val_loader, self.teacher_val, out,
+                            storage, total, console)
+
+
+def pruning_reporter(trial: Any, metric: str, epochs: int, prunable: bool) -> Any:
+    """An on_epoch callback: the epoch's validation `metric` reported to Optuna, the trial pruned when the study's
+    pruner says so (never at its first or last epoch)."""
+
+    def report(record: dict[str, Any]) -> None:
+        value = record.get(f"val_{metric}")
+        if value is None or not prunable:
+            return
+        trial.report(value, record["epoch"])
+        if 1 < record["epoch"] < epochs and trial.should_prune():
+            import optuna
+
+            raise optuna.TrialPruned()
+
+    return report
+
+
 def tune(cfg: RunConfig, trials: int | None = None, console: Console | None = None,
          storage: str | None = None) -> dict[str, Any]:
     """Run the search; returns the best values. See the module docstring for what is written. `storage`: a
     database URL (e.g. postgresql+psycopg://host/db) that several workers share; each runs `trials` trials into
     the one study (default: SQLite in <output_dir>/tune/study.db, this process only)."""
-    try:
-        import optuna
-    except ImportError:
-        raise ConfigError("kdkit tune needs Optuna: pip install 'kdkit[tune]'") from None
-    console = console or Console()
-    space = search_space(cfg)
-    check_space(cfg)
-    raw = cfg.model_dump(mode="json")
-    out = RunDir(cfg.output_dir).tune
-    bundle = build_data(cfg.data, cfg.seed)
-    from kdkit.data.checks import check_classes
-
-    check_classes(bundle)
-    seed_everything(cfg.seed)
-    teacher = build_from_config(cfg.teacher, bundle)
-    if cfg.teacher.checkpoint is not None:
-        load_weights(teacher, cfg.teacher.checkpoint)
-    check_outputs(teacher, bundle, "teacher")
-    check_space(cfg, bundle, teacher)  # every variant's student builds and runs, before the teacher trains
-    out.mkdir(parents=True, exist_ok=True)
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = search_study(optuna, out, cfg, space, storage)
-    if cfg.teacher.checkpoint is None:
-        console.print(f"kdkit tune: training the teacher once, for every trial (saved as {out / TUNE_TEACHER})",
-                      highlight=False)
-    train_or_load(teacher, cfg.teacher, cfg, bundle, out, "teacher")
-    if cfg.teacher.checkpoint is None:  # best.yaml points at it, so `kdkit train best.yaml` does not train it again
-        save_weights(teacher, out / TUNE_TEACHER)
-    val_loader = make_loader(bundle.val, EVAL_BATCH_SIZE, shuffle=False)
-    teacher_val = predict(teacher, val_loader)[0]
-    # epoch records score fidelity against the scheme's own reference (an EMA, a peer, an ensemble): only the
-    # offline scheme's is the teacher that the final score uses, so only there can fidelity metrics prune
-    # boundary samples depend on the fixed teacher, distill.boundary and the distillation's seed and device only:
-    # made once per distinct setting, not once per trial
-    boundaries: dict[str, Any] = {}
-
-    def boundary_for(trial_cfg: RunConfig) -> Any:
-        if trial_cfg.distill.boundary is None:
-            return None
-        s = trial_cfg.settings("distill")
-        key = f"{trial_cfg.distill.boundary.model_dump_json()} {s.seed} {s.device}"
-        if key not in boundaries:
-            boundaries[key] = boundary_set(trial_cfg, bundle, teacher)
-            console.print(boundaries[key].stats.summary())
-        return boundaries[key]
-
-    prunable = cfg.tune.prune and (cfg.tune.metric not in ("agreement", "predictive_kl")
-                                   or type(cfg.distill.scheme).logs_fidelity)
-
-    def objective(trial: Any) -> float:
-        try:
-            return run_trial(trial)
-        except (KdkitError, ValueError) as err:  # kept with the trial, for trials.csv
-            trial.set_user_attr("error", str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
-            raise
-
-    def run_trial(trial: Any) -> float:
-        values = {path: suggest(trial, path, s) for path, s in space.items()}
-        trial_cfg = trial_config(raw, values)
-        student = build_student(trial_cfg, bundle)  # the same initial weights as the student-alone row
-        plan = build_plan(trial_cfg, bundle, student, teacher, trial_cfg.distill.loss_terms())  # terms parsing built
-        distill_set = distillation_set(trial_cfg, bundle, boundary_for(trial_cfg))  # the same data as `kdkit train`
-        s = trial_cfg.settings("distill").model_copy(update={"progress": False})
-
-        def report(record: dict[str, Any]) -> None:
-            value = record.get(f"val_{cfg.tune.metric}")
-            if value is None or not prunable:
-                return
-            trial.report(value, record["epoch"])
-            if 1 < record["epoch"] < s.epochs and trial.should_prune():
-                raise optuna.TrialPruned()
-
-        plan.distill(distill_set, make_loader(distill_set, s.batch_size, shuffle=True, seed=s.seed), val_loader, s,
-                     None, on_epoch=report)
-        logits, labels = predict(student, val_loader)
-        return metrics.classification_report(logits, labels, teacher_val)[cfg.tune.metric]
-
-    total = trials or cfg.tune.trials
-    # the same budget for the student alone over its own settings: its best is the baseline best.yaml keeps
-    alone = (search_alone(optuna, cfg, raw, bundle, val_loader, teacher_val, out, storage, total, console)
-             if cfg.tune.alone else None)
-    return optimize(study, objective, total, cfg, space, out, raw, console, alone)
+    return run_search(ClassificationSearch(cfg), trials, console, storage)
 
 
 def search_alone(optuna: Any, cfg: RunConfig, raw: dict[str, Any], bundle: Any, val_loader: Any, teacher_val: Any,
@@ -197,22 +200,15 @@ def search_alone(optuna: Any, cfg: RunConfig, raw: dict[str, Any], bundle: Any, 
         student = build_student(trial_cfg, bundle)  # the same initial weights as every distilled trial's student
         s = trial_cfg.settings("student").model_copy(update={"progress": False})
 
-        def report(record: dict[str, Any]) -> None:
-            value = record.get(f"val_{cfg.tune.metric}")
-            if value is not None and cfg.tune.prune:
-                trial.report(value, record["epoch"])
-                if 1 < record["epoch"] < s.epochs and trial.should_prune():
-                    raise optuna.TrialPruned()
-
         fit(Supervised(student, s.label_smoothing), make_loader(bundle.train, s.batch_size, shuffle=True,
-                                                                seed=s.seed), val_loader, s, None, on_epoch=report)
+                                                                seed=s.seed), val_loader, s, None,
+            on_epoch=pruning_reporter(trial, cfg.tune.metric, s.epochs, cfg.tune.prune))
         logits, labels = predict(student, val_loader)
         return metrics.classification_report(logits, labels, teacher_val)[cfg.tune.metric]
 
     console.print(f"kdkit tune: the student alone gets the same {total} trials over its own settings "
                   f"({', '.join(space)})", highlight=False)
-    study.optimize(objective, n_trials=total, catch=(ConfigError, ValueError),
-                   callbacks=[trial_reporter(console, cfg.tune.metric, total, list(space))])
+    run_trials(study, objective, total, cfg.tune.metric, list(space), console, catch=(ConfigError, ValueError))
     write_trials(out / ALONE_TRIALS, study, cfg.tune.metric, list(space))
     if not complete_trials(study):  # a pruned trial has a value too, but did not finish
         raise ConfigError(f"no trial of the student alone finished; see {ALONE_TRIALS}")

@@ -77,9 +77,9 @@ def evaluate_lm_run(run_dir: str | Path, console: Console | None = None) -> dict
     from kdkit.diagnosis import diagnose
     from kdkit.families.lm.run import measure
     from kdkit.families.lm.signals import lm_signals
-    from kdkit.families.lm.verdict import lm_run_verdict
     from kdkit.report.runinfo import diagnosis_lines
     from kdkit.trainer.batches import resolve_device
+    from kdkit.verdict import lm_run_verdict
 
     console = console or Console()
     run_dir = Path(run_dir)

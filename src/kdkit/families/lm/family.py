@@ -9,11 +9,35 @@ from rich.console import Console
 
 from kdkit.errors import ConfigError
 from kdkit.families.base import Options
+from kdkit.run.rundir import (
+    CHECKPOINTS,
+    CONFIG,
+    EVALUATION,
+    EVALUATION_PREDICTIONS,
+    EVALUATION_TABLE,
+    METRICS,
+    MODELS,
+    PREDICTIONS,
+    REPORT_FIGURES,
+    REPORT_HTML,
+    REPORT_MARKDOWN,
+    RESULTS,
+    TABLE,
+    TEACHER_TOPK,
+    TOKENIZER,
+    TUNE,
+)
+from kdkit.verdict import EXACT_MATCH, TOKEN_ACCURACY
 
 
 class LanguageModels:
     name = "lm"
     fallback = False
+    compare_group = "language-model"  # `kdkit compare` compares runs of one group
+    demo_tasks = ("lm",)
+    verdict_metrics = (EXACT_MATCH, TOKEN_ACCURACY)  # exact match with prompt/response pairs, else token accuracy
+    run_files = (CONFIG, METRICS, CHECKPOINTS, MODELS, TOKENIZER, TEACHER_TOPK, PREDICTIONS, TABLE, RESULTS, EVALUATION,
+                 EVALUATION_TABLE, EVALUATION_PREDICTIONS, REPORT_HTML, REPORT_MARKDOWN, REPORT_FIGURES, TUNE)
 
     def accepts_config(self, raw: Any) -> bool:
         from kdkit.families.lm.config import is_lm_config
@@ -63,6 +87,30 @@ class LanguageModels:
         from kdkit.families.lm.commands import load_lm
 
         return load_lm(run_dir, model, device)
+
+    def demo(self, task: str, output_dir: Path, console: Console, options: Options, seed: int,
+             overrides: list[str]) -> None:
+        """Generated addition (kdkit.families.lm.demo): the config configs/lm_addition.yaml, shrunk by --quick."""
+        from kdkit.families.lm.demo import run_lm_demo
+
+        if options.resume:
+            raise ConfigError("--resume does not apply to `demo --task lm` yet; rerun it (it takes a few minutes) "
+                              "with --overwrite")
+        run_lm_demo(seed=seed, output_dir=output_dir, quick=options.quick, console=console,
+                    overwrite=options.overwrite, overrides=overrides)
+
+    def write_report(self, run_dir: Path) -> Any:
+        """Its own table (perplexity, token accuracy, exact match, generation speed) and verdict."""
+        from kdkit.families.lm.report import write_lm_report
+        from kdkit.report.build import ReportFiles
+
+        return ReportFiles(*write_lm_report(run_dir))
+
+    def write_compare(self, run_dirs: list[Path], output_dir: Path) -> Any:
+        from kdkit.families.lm.report import write_lm_compare
+        from kdkit.report.compare import CompareFiles
+
+        return CompareFiles(*write_lm_compare(run_dirs, output_dir))
 
 
 FAMILY = LanguageModels()

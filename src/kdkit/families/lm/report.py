@@ -16,9 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from kdkit.errors import RunDirError
-from kdkit.families.lm.rundir import COLUMNS, QUALITY, LMRun, format_value, is_lm_run, load_lm_run
-from kdkit.families.lm.verdict import lm_run_verdict, lm_seeds_verdict, verdict_metric
+from kdkit.families.lm.rundir import COLUMNS, QUALITY, LMRun, format_value, load_lm_run
 from kdkit.io.checkpoint import write_atomic
 from kdkit.lm.metrics import summarize_units
 from kdkit.report.build import curves_section
@@ -28,7 +26,7 @@ from kdkit.report.document import Document, Section, Table, Text
 from kdkit.report.html import render_html
 from kdkit.report.markdown import render_markdown
 from kdkit.run.rundir import CONFIG, LABELS, PREDICTIONS, REPORT_FIGURES, RESULTS, ROLES, RunDir
-from kdkit.verdict import Verdict
+from kdkit.verdict import Verdict, lm_run_verdict, lm_seeds_verdict, verdict_metric
 
 TITLE = "Verdict: did distillation work?"
 EXPLAIN = ("Distilled minus alone is a paired difference: both students are scored on the same test problems (one "
@@ -174,7 +172,8 @@ def _mean_std(values: list[float], key: str) -> str:
 def group_verdict(group: LMGroup) -> tuple[Verdict, list[float], str]:
     """A setting's verdict and its per-seed paired differences (distilled minus alone of the same run); a
     setting of one run keeps that run's bootstrap."""
-    key, words = verdict_metric(group.runs[0].units)
+    metric = verdict_metric(group.runs[0].units)
+    key = metric.key
     diffs = [rows["student_kd"][key] - rows["student_alone"][key] for rows in group.rows]
     teacher = [rows["teacher"][key] - rows["student_alone"][key] for rows in group.rows]
     if len(group.runs) == 1:
@@ -182,7 +181,7 @@ def group_verdict(group: LMGroup) -> tuple[Verdict, list[float], str]:
     means = {role: {k: float(np.mean([rows[role][k] for rows in group.rows if rows[role].get(k) is not None]))
                     for k in (key, "tokens_per_s") if any(rows[role].get(k) is not None for rows in group.rows)}
              for role in ROLES}
-    return lm_seeds_verdict(diffs, means, key, words, teacher), diffs, key
+    return lm_seeds_verdict(diffs, means, metric, teacher), diffs, key
 
 
 def _points(value: float) -> str:
@@ -245,17 +244,5 @@ def write_lm_compare(run_dirs: list[Path], output_dir: str | Path, figure_dir: s
         [f"{g.id}: {g.why}" for g in groups]
 
 
-def split_kinds(run_dirs: list[Path]) -> list[Path] | None:
-    """The run directories when all are LM runs, None when none is; a mix is one RunDirError line."""
-    lm = [d for d in run_dirs if is_lm_run(d)]
-    if not lm:
-        return None
-    if len(lm) != len(run_dirs):
-        other = next(d for d in run_dirs if d not in lm)
-        raise RunDirError(f"{other} is not a language-model run but {lm[0]} is; compare language-model runs with "
-                          "each other and classification runs with each other")
-    return lm
-
-
-__all__ = ["build_lm_compare_document", "build_lm_document", "group_lm_runs", "lm_rows", "split_kinds",
-           "write_lm_compare", "write_lm_report"]
+__all__ = ["build_lm_compare_document", "build_lm_document", "group_lm_runs", "lm_rows", "write_lm_compare",
+           "write_lm_report"]

@@ -27,7 +27,6 @@ from kdkit.diagnosis import diagnose
 from kdkit.families.lm.config import LMRunConfig, dump_lm_config
 from kdkit.families.lm.rundir import table_markdown, write_lm_run
 from kdkit.families.lm.signals import lm_signals
-from kdkit.families.lm.verdict import lm_run_verdict
 from kdkit.io.checkpoint import load_weights, save_state
 from kdkit.lm.dataset import LMDataset
 from kdkit.lm.metrics import exact_hits, lm_units, summarize_units
@@ -41,6 +40,7 @@ from kdkit.schemes.lm_plan import LMPlanInputs
 from kdkit.trainer.batches import resolve_device
 from kdkit.trainer.loop import fit, seed_everything
 from kdkit.trainer.resume import resuming
+from kdkit.verdict import lm_run_verdict
 
 
 @dataclass
@@ -111,8 +111,6 @@ def measure(models: dict[str, nn.Module], data: LMBundle, device: torch.device) 
 def run_lm(cfg: LMRunConfig, console: Console | None = None, overwrite: bool = False,
            resume: bool = False) -> LMRunResult:
     """Train and measure the three models of an LM config and write its run directory; print the table."""
-    from kdkit.schemes.supervised import Supervised
-
     console = console or Console()
     start = time.perf_counter()
     run_dir = Path(cfg.output_dir)
@@ -133,18 +131,7 @@ def run_lm(cfg: LMRunConfig, console: Console | None = None, overwrite: bool = F
             RunDir(run_dir).metrics.unlink(missing_ok=True)  # fit appends to this log
         dump_lm_config(cfg, RunDir(run_dir).config)
         device = resolve_device(cfg.train.device)
-        alone, distilled = copy.deepcopy(student_init), copy.deepcopy(student_init)
-        with resuming(resume):  # each stage's fit continues from its checkpoint, or loads its final weights
-            if teacher_is_trained(cfg):
-                s = cfg.settings("teacher")
-                fit(Supervised(teacher), make_loader(data.train, s.batch_size, shuffle=True, seed=s.seed),
-                    make_loader(data.val, EVAL_BATCH_SIZE, shuffle=False), s, run_dir=run_dir, name="teacher")
-            s = cfg.settings("student")
-            fit(Supervised(alone), make_loader(data.train, s.batch_size, shuffle=True, seed=s.seed),
-                make_loader(data.val, EVAL_BATCH_SIZE, shuffle=False), s, run_dir=run_dir, name="student_alone")
-            # the teacher's answers (sequence level) and top-k cache are made again: same teacher, same seed
-            record = distill(cfg, distilled, teacher, data, transfer, run_dir, device)
-        models = {"teacher": teacher, "student_alone": alone, "student_kd": distilled}
+        models, record = _train_three(cfg, data, transfer, teacher, student_init, run_dir, device, resume)
         rows, units = measure(models, data, device)
         for role, model in models.items():
             save_state({k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -164,19 +151,45 @@ def run_lm(cfg: LMRunConfig, console: Console | None = None, overwrite: bool = F
         write_lm_run(run_dir, rows, units, summary)
     finally:
         lock.release()
+    _print_run(console, cfg, data, rows, verdict.lines() + diagnosis_lines(diagnosis, verdict), record)
+    console.print(f"{seconds:.0f} s; run directory: {run_dir} (`kdkit report {run_dir}`)", highlight=False)
+    return LMRunResult(run_dir, rows, models)
+
+
+def _train_three(cfg: LMRunConfig, data: Any, transfer: Any, teacher: nn.Module, student_init: nn.Module,
+                 run_dir: Path, device: torch.device, resume: bool) -> tuple[dict[str, nn.Module], dict[str, Any]]:
+    """The teacher (unless it is used as loaded), the student alone and the distilled student, both students from
+    `student_init`'s weights; the models by role and the distillation's record."""
+    from kdkit.schemes.supervised import Supervised
+
+    alone, distilled = copy.deepcopy(student_init), copy.deepcopy(student_init)
+    with resuming(resume):  # each stage's fit continues from its checkpoint, or loads its final weights
+        if teacher_is_trained(cfg):
+            s = cfg.settings("teacher")
+            fit(Supervised(teacher), make_loader(data.train, s.batch_size, shuffle=True, seed=s.seed),
+                make_loader(data.val, EVAL_BATCH_SIZE, shuffle=False), s, run_dir=run_dir, name="teacher")
+        s = cfg.settings("student")
+        fit(Supervised(alone), make_loader(data.train, s.batch_size, shuffle=True, seed=s.seed),
+            make_loader(data.val, EVAL_BATCH_SIZE, shuffle=False), s, run_dir=run_dir, name="student_alone")
+        # the teacher's answers (sequence level) and top-k cache are made again: same teacher, same seed
+        record = distill(cfg, distilled, teacher, data, transfer, run_dir, device)
+    return {"teacher": teacher, "student_alone": alone, "student_kd": distilled}, record
+
+
+def _print_run(console: Console, cfg: LMRunConfig, data: Any, rows: dict[str, dict[str, Any]], lines: list[str],
+               record: dict[str, Any]) -> None:
+    """The run's table, its verdict and diagnosis `lines`, and the teacher cache's size."""
     test = f"{len(data.test):,} test {'problems' if data.test.prompts is not None else 'texts'}"
     console.print(f"kdkit (lm): {cfg.data.name}, scheme {cfg.distill.scheme.name}, {test}", highlight=False)
     console.print(table_markdown({LABELS[r]: rows[r] for r in ROLES}), soft_wrap=True, markup=False,
                   highlight=False)
-    for line in verdict.lines() + diagnosis_lines(diagnosis, verdict):
+    for line in lines:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     if "teacher_cache" in record:
         c = record["teacher_cache"]
         draws = f", {c['tail_samples']} tail draws per token" if c["tail_samples"] else ""
         console.print(f"teacher top-{c['k']} cache{draws} ({c['tail']} tail): {c['bytes'] / 1e6:.2f} MB in "
                       f"{c['build_seconds']:.1f} s", highlight=False)
-    console.print(f"{seconds:.0f} s; run directory: {run_dir} (`kdkit report {run_dir}`)", highlight=False)
-    return LMRunResult(run_dir, rows, models)
 
 
 __all__ = ["LMRunResult", "build_lm_models", "distill", "measure", "run_lm"]

@@ -3,7 +3,7 @@
     config.yaml        the resolved config (kdkit.families.lm.config), so `kdkit compare` pools runs that differ by seed
     results.json       format 1, "kind": "lm", rows teacher / student_alone / student_kd with perplexity, token
                        accuracy, agreement, per-token KL, exact match, generation tokens/s and parameters, the
-                       verdict (kdkit.families.lm.verdict), the data and training records; written last
+                       verdict (kdkit.verdict.lm_run_verdict), the data and training records; written last
     predictions.npz    per test row (problem or text) the sums of kdkit.lm.metrics.lm_units: test_tokens and
                        test_<role>_<nll|correct|agree|kl|exact>; every quality number of the table is recomputed
                        from them, and the verdict's bootstrap resamples them

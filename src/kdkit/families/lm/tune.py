@@ -13,16 +13,17 @@ from __future__ import annotations
 import copy
 import math
 import shutil
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from kdkit.errors import ConfigError, KdkitError
+from kdkit.errors import ConfigError
 from kdkit.families.lm.config import LMRunConfig, parse_lm_config
 from kdkit.run.rundir import TRIAL_RUNS, TUNE_TEACHER, RunDir
 from kdkit.tune.config import SearchRange
-from kdkit.tune.space import set_path, suggest
-from kdkit.tune.study import optimize, search_study
+from kdkit.tune.loop import run_search
+from kdkit.tune.space import set_path
 
 # the validation number of each metric, from kdkit.lm.metrics.summarize_units
 SCORES = {"nll": lambda row: math.log(row["perplexity"]), "accuracy": lambda row: row["token_accuracy"],
@@ -47,56 +48,61 @@ def lm_trial_config(raw: dict[str, Any], values: dict[str, Any]) -> LMRunConfig:
     return parse_lm_config(changed)
 
 
+class LMSearch:
+    """The language-model family's side of the one tune loop (kdkit.tune.loop): the teacher trained once, every
+    trial's student from the student-alone row's initial weights, scored on the validation split."""
+
+    def __init__(self, cfg: LMRunConfig) -> None:
+        self.cfg = cfg
+
+    def prepare(self, console: Console) -> None:
+        from kdkit.families.lm.run import build_lm_models
+        from kdkit.trainer.batches import resolve_device
+
+        self.space = lm_search_space(self.cfg)
+        self.raw = self.cfg.model_dump(mode="json")
+        for values in ({p: s.low if s.choices is None else s.choices[0] for p, s in self.space.items()},
+                       {p: s.high if s.choices is None else s.choices[-1] for p, s in self.space.items()}):
+            lm_trial_config(self.raw, values)  # a wrong path or an invalid end fails before the teacher trains
+        self.data, self.transfer, self.teacher, self.student_init = build_lm_models(self.cfg)
+        self.device = resolve_device(self.cfg.train.device)
+
+    def train_teacher(self, out: Path, console: Console) -> None:
+        from kdkit.data.loaders import EVAL_BATCH_SIZE, make_loader
+        from kdkit.families.lm.run import teacher_is_trained
+        from kdkit.io.checkpoint import save_weights
+        from kdkit.schemes.supervised import Supervised
+        from kdkit.trainer.loop import fit
+
+        if not teacher_is_trained(self.cfg):
+            return
+        console.print(f"kdkit tune: training the teacher once, for every trial (saved as {out / TUNE_TEACHER})",
+                      highlight=False)
+        s = self.cfg.settings("teacher")
+        fit(Supervised(self.teacher), make_loader(self.data.train, s.batch_size, shuffle=True, seed=s.seed),
+            make_loader(self.data.val, EVAL_BATCH_SIZE, shuffle=False), s, run_dir=out, name="teacher")
+        save_weights(self.teacher, out / TUNE_TEACHER)  # best.yaml points at it
+
+    def score(self, trial: Any, values: dict[str, Any]) -> float:
+        from kdkit.families.lm.run import distill
+        from kdkit.lm.metrics import lm_units, summarize_units
+
+        trial_cfg = lm_trial_config(self.raw, values)
+        student = copy.deepcopy(self.student_init)  # every trial from the student-alone row's initial weights
+        trial_dir = RunDir(self.cfg.output_dir).tune / TRIAL_RUNS / str(trial.number)  # a top-k cache, checkpoints
+        distill(trial_cfg, student, self.teacher, self.data, self.transfer, trial_dir, self.device)
+        row = summarize_units(lm_units(student, self.data.val, self.teacher, device=self.device))
+        shutil.rmtree(trial_dir, ignore_errors=True)  # scored: its checkpoints are not needed again
+        return float(SCORES[self.cfg.tune.metric](row))
+
+    def alone(self, optuna: Any, out: Path, storage: str | None, total: int, console: Console) -> None:
+        return None  # the LM search tunes the distillation only
+
+
 def tune_lm(cfg: LMRunConfig, trials: int | None = None, console: Console | None = None,
             storage: str | None = None) -> dict[str, Any]:
     """Run the search; returns the best values by path."""
-    try:
-        import optuna
-    except ImportError:
-        raise ConfigError("kdkit tune needs Optuna: pip install 'kdkit[tune]'") from None
-    from kdkit.data.loaders import EVAL_BATCH_SIZE, make_loader
-    from kdkit.families.lm.run import build_lm_models, distill, teacher_is_trained
-    from kdkit.io.checkpoint import save_weights
-    from kdkit.lm.metrics import lm_units, summarize_units
-    from kdkit.schemes.supervised import Supervised
-    from kdkit.trainer.batches import resolve_device
-    from kdkit.trainer.loop import fit
-
-    console = console or Console()
-    space = lm_search_space(cfg)
-    raw = cfg.model_dump(mode="json")
-    for values in ({p: s.low if s.choices is None else s.choices[0] for p, s in space.items()},
-                   {p: s.high if s.choices is None else s.choices[-1] for p, s in space.items()}):
-        lm_trial_config(raw, values)  # a wrong path or an invalid end fails before the teacher trains
-    out = RunDir(cfg.output_dir).tune
-    data, transfer, teacher, student_init = build_lm_models(cfg)
-    device = resolve_device(cfg.train.device)
-    out.mkdir(parents=True, exist_ok=True)
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = search_study(optuna, out, cfg, space, storage)
-    if teacher_is_trained(cfg):
-        console.print(f"kdkit tune: training the teacher once, for every trial (saved as {out / TUNE_TEACHER})",
-                      highlight=False)
-        s = cfg.settings("teacher")
-        fit(Supervised(teacher), make_loader(data.train, s.batch_size, shuffle=True, seed=s.seed),
-            make_loader(data.val, EVAL_BATCH_SIZE, shuffle=False), s, run_dir=out, name="teacher")
-        save_weights(teacher, out / TUNE_TEACHER)  # best.yaml points at it
-
-    def objective(trial: Any) -> float:
-        values = {path: suggest(trial, path, s) for path, s in space.items()}
-        try:
-            trial_cfg = lm_trial_config(raw, values)
-            student = copy.deepcopy(student_init)  # every trial from the student-alone row's initial weights
-            trial_dir = out / TRIAL_RUNS / str(trial.number)  # a top-k cache, the trial's checkpoints
-            distill(trial_cfg, student, teacher, data, transfer, trial_dir, device)
-            row = summarize_units(lm_units(student, data.val, teacher, device=device))
-            shutil.rmtree(trial_dir, ignore_errors=True)  # scored: its checkpoints are not needed again
-        except (KdkitError, ValueError) as err:  # kept with the trial, for trials.csv
-            trial.set_user_attr("error", str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
-            raise
-        return float(SCORES[cfg.tune.metric](row))
-
-    return optimize(study, objective, trials or cfg.tune.trials, cfg, space, out, raw, console)
+    return run_search(LMSearch(cfg), trials, console, storage)
 
 
-__all__ = ["lm_search_space", "lm_trial_config", "tune_lm"]
+__all__ = ["LMSearch", "lm_search_space", "lm_trial_config", "tune_lm"]

@@ -239,20 +239,12 @@ def fit(
     file."""
     from kdkit.families.tabular.estimator import DistilledClassifier
     from kdkit.families.tabular.holdout import check_fraction
-    from kdkit.families.tabular.load import ALONE
     from kdkit.families.tabular.rundir import write_run
-    from kdkit.families.tabular.save import save_distiller
-    from kdkit.report.runinfo import show_verdict
-    from kdkit.report.table import print_table
 
     # every name, number and path first: nothing is read before they are known to be usable
     _check_names(teacher, student, student_mode)
     check_fraction(holdout)
-    _check_files(from_tune)
-    best = None if from_tune is None else _best(from_tune)
-    if best is not None:
-        teacher_params, student_params = json.dumps(best["teacher_params"]), json.dumps(best["student_params"])
-        alpha = float(best["alpha"])
+    best, teacher_params, student_params, alpha = _tuned(from_tune, teacher_params, student_params, alpha)
     if not 0.0 <= alpha < 1.0:
         raise ConfigError(f"--alpha must be in [0, 1) (alpha 1 is the 'student alone' row), got {alpha}")
     _check_n_jobs(n_jobs)
@@ -270,15 +262,7 @@ def fit(
                   tune_threshold=threshold, verbose=1)  # verbose: a plain line per fold model
     distilled = DistilledClassifier(teacher=teacher, teacher_columns=task.teacher_columns, alpha=alpha,
                                     teacher_params=fixed_teacher, **common)
-    console.print(f"{len(held.y)} rows to fit on; teacher sees {len(task.teacher_columns)} columns, "
-                  f"student {len(task.student_columns)}; run directory {out}", highlight=False)
-    console.print(f"held out for the verdict: {held.source}; no model sees them while it is fitted",
-                  highlight=False)
-    console.print(f"distilled student: the teacher's {n_splits} out-of-fold models, then {n_splits} student folds",
-                  highlight=False)
-    distilled.fit(held.X, held.y)
-    console.print(f"student alone: {n_splits} folds on hard labels", highlight=False)
-    alone = DistilledClassifier(**{**common, "student_mode": "auto"}, alpha=1.0).fit(held.X, held.y)
+    alone = _fit_both(distilled, common, task, held, out)
     names = {"teacher": f"teacher {teacher} ({len(task.teacher_columns)} cols)",
              "student_alone": f"student alone {student} ({len(task.student_columns)} cols)",
              "student_kd": f"distilled {student} (alpha={alpha:g})"}
@@ -296,22 +280,67 @@ def fit(
         "seed": seed,
         "output_dir": str(out),
     }
+    _save_models(out, distilled, alone, task)
+    with console.status("measuring size and latency of the three models..."):
+        table = write_run(out, config, distilled, alone, held, held_scores, oof_scores, name)
+    cut = " (threshold tuned for macro F1 out of fold)" if threshold and len(distilled.classes_) == 2 else ""
+    _print_run(out, name, table, held, held_scores, oof_scores, cut)
+    lock.release()
+
+
+def _tuned(from_tune: Path | None, teacher_params: str | None, student_params: str | None,
+           alpha: float) -> tuple[dict[str, Any] | None, str | None, str | None, float]:
+    """The best trial of `from_tune` (a best.yaml of `kdkit tabular tune`), whose parameters and alpha replace the
+    flags' when given; (best or None, teacher params, student params, alpha)."""
+    _check_files(from_tune)
+    if from_tune is None:
+        return None, teacher_params, student_params, alpha
+    best = _best(from_tune)
+    return best, json.dumps(best["teacher_params"]), json.dumps(best["student_params"]), float(best["alpha"])
+
+
+def _save_models(out: Path, distilled: Any, alone: Any, task: TabularTask) -> None:
+    """Both fitted students (every row of the table can be loaded again) and the test file's predictions."""
+    from kdkit.families.tabular.load import ALONE
+    from kdkit.families.tabular.save import save_distiller
+
     save_distiller(distilled, RunDir(out).models)
-    save_distiller(alone, RunDir(out).models / ALONE)  # every row of the table can be loaded again
+    save_distiller(alone, RunDir(out).models / ALONE)
     if task.test is not None:
         _predictions(distilled, task).to_csv(RunDir(out).test_predictions, index=False)
         console.print(f"predictions for {len(task.test)} test rows: {RunDir(out).test_predictions}")
-    with console.status("measuring size and latency of the three models..."):
-        table = write_run(out, config, distilled, alone, held, held_scores, oof_scores, name)
+
+
+def _fit_both(distilled: Any, common: dict[str, Any], task: TabularTask, held: HeldOut, out: Path) -> Any:
+    """The distilled student (the teacher's out-of-fold models first) and the student alone, on the fitting rows,
+    each announced; returns the student alone."""
+    from kdkit.families.tabular.estimator import DistilledClassifier
+
+    n_splits = common["n_splits"]
+    console.print(f"{len(held.y)} rows to fit on; teacher sees {len(task.teacher_columns)} columns, "
+                  f"student {len(task.student_columns)}; run directory {out}", highlight=False)
+    console.print(f"held out for the verdict: {held.source}; no model sees them while it is fitted",
+                  highlight=False)
+    console.print(f"distilled student: the teacher's {n_splits} out-of-fold models, then {n_splits} student folds",
+                  highlight=False)
+    distilled.fit(held.X, held.y)
+    console.print(f"student alone: {n_splits} folds on hard labels", highlight=False)
+    return DistilledClassifier(**{**common, "student_mode": "auto"}, alpha=1.0).fit(held.X, held.y)
+
+
+def _print_run(out: Path, name: str, table: Any, held: HeldOut, held_scores: dict[str, Any],
+               oof_scores: dict[str, Any], cut: str) -> None:
+    """The three-row table, the held-out and out-of-fold scores, the verdict and where the run is."""
+    from kdkit.report.runinfo import show_verdict
+    from kdkit.report.table import print_table
+
     print_table(table, title=f"kdkit tabular: {name} (the {len(held.y_held)} held-out rows)", console=console)
-    cut = " (threshold tuned for macro F1 out of fold)" if threshold and len(distilled.classes_) == 2 else ""
     _print_table(f"held-out rows{cut}", {values["name"]: values for values in held_scores.values()})
     _print_table(f"out of fold on the {len(held.y)} fitting rows: optimistic for the distilled student, not the "
                  "verdict", {values["name"]: values for values in oof_scores.values()})
     show_verdict(out, console)
     console.print(f"run directory: {out} ({CONFIG}, {RESULTS}, {PREDICTIONS}, {TABLE}, {MODELS}/); "
                   f"next: kdkit report {out}", highlight=False, soft_wrap=True)
-    lock.release()
 
 
 def _held_out(task: TabularTask, holdout: float, seed: int, n_splits: int, train: Path, test: Path | None) -> HeldOut:

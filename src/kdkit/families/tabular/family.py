@@ -10,11 +10,32 @@ from rich.console import Console
 
 from kdkit.errors import ConfigError
 from kdkit.families.base import Options
+from kdkit.run.rundir import (
+    CONFIG,
+    EVALUATION,
+    EVALUATION_PREDICTIONS,
+    EVALUATION_TABLE,
+    HOLDOUT,
+    MODELS,
+    PREDICTIONS,
+    REPORT_FIGURES,
+    REPORT_HTML,
+    REPORT_MARKDOWN,
+    RESULTS,
+    TABLE,
+    TEST_PREDICTIONS,
+)
+from kdkit.verdict import ACCURACY
 
 
 class Tables:
     name = "tabular"
     fallback = False
+    compare_group = "classification"  # `kdkit compare` compares runs of one group
+    demo_tasks = ()
+    verdict_metrics = (ACCURACY,)  # per held-out row
+    run_files = (CONFIG, MODELS, HOLDOUT, PREDICTIONS, TABLE, RESULTS, TEST_PREDICTIONS, EVALUATION, EVALUATION_TABLE,
+                 EVALUATION_PREDICTIONS, REPORT_HTML, REPORT_MARKDOWN, REPORT_FIGURES)
 
     def accepts_config(self, raw: Any) -> bool:
         return False  # tabular runs are configured by `kdkit tabular fit`'s flags
@@ -51,6 +72,21 @@ class Tables:
         from kdkit.families.tabular.load import load_role
 
         return load_role(run_dir, model)
+
+    def demo(self, task: str, output_dir: Path, console: Console, options: Options, seed: int,
+             overrides: list[str]) -> None:
+        raise ConfigError("the tabular family has no demo; see `kdkit tabular fit --help`")
+
+    def write_report(self, run_dir: Path) -> Any:
+        """A tabular run is written in the classification run's contract, so the same report reads it."""
+        from kdkit.report.build import write_report
+
+        return write_report(run_dir)
+
+    def write_compare(self, run_dirs: list[Path], output_dir: Path) -> Any:
+        from kdkit.report.compare import write_compare
+
+        return write_compare(run_dirs, output_dir)
 
 
 FAMILY = Tables()

@@ -161,6 +161,38 @@ class TabularTask:
     test_features: pd.DataFrame | None = None  # the test file's teacher and student columns, when it has them all
 
 
+def _target(train_df: pd.DataFrame, train: Path, target: str, n_splits: int | None) -> pd.Series:
+    """The target column, taken out of `train_df`: complete, with two classes or more (each in every fold)."""
+    y = train_df.pop(target)
+    if y.isna().any():
+        raise DataError(f"{train}: target '{target}' has {int(y.isna().sum())} missing values; drop those rows")
+    if y.nunique() < 2:
+        raise DataError(f"{train}: target '{target}' has a single class ({_plain(y.iloc[0])!r}); a classifier "
+                        "needs rows of at least two classes")
+    if n_splits is not None:
+        _check_folds(y, n_splits, train, target)
+    return y
+
+
+def _test_labels_and_ids(test_df: pd.DataFrame, test: Path, target: str, train_df: pd.DataFrame, ids: list[str],
+                         numeric_train: set[str]) -> tuple[pd.DataFrame, pd.Series | None]:
+    """The test file's ids and its labels if it has them (taken out of `test_df`), its columns checked against the
+    train file's."""
+    test_y = test_df.pop(target) if target in test_df.columns else None
+    if test_y is not None and test_y.isna().any():
+        raise DataError(f"{test}: target '{target}' has {int(test_y.isna().sum())} missing values; drop those rows "
+                        "(or the column, for a test file without labels)")
+    extra = [c for c in test_df.columns if c not in train_df.columns and c not in ids]
+    if extra:
+        raise DataError(f"{test}: columns not in the train file: {_shown(extra)}; drop them or add them to train")
+    missing_ids = [c for c in ids if c not in test_df.columns]
+    if missing_ids:
+        raise DataError(f"{test}: id column(s) {_shown(missing_ids)} not found; check --id")
+    check_numeric(test_df, test, numeric_train)
+    check_finite_cells(test_df, test)
+    return (test_df[ids] if ids else pd.DataFrame({"row": range(len(test_df))})), test_y
+
+
 def load_task(
     train: Path | str,
     target: str,
@@ -180,29 +212,9 @@ def load_task(
     check_finite_cells(train_df, Path(train))  # again: text cells such as 'inf' have just become numbers
     numeric_train = {c for c in train_df if pd.api.types.is_numeric_dtype(train_df[c])}
     test_df = None if test is None else read_table(test, set(train_df.columns) - numeric_train)
-    y = train_df.pop(target)
-    if y.isna().any():
-        raise DataError(f"{train}: target '{target}' has {int(y.isna().sum())} missing values; drop those rows")
-    if y.nunique() < 2:
-        raise DataError(f"{train}: target '{target}' has a single class ({_plain(y.iloc[0])!r}); a classifier "
-                        "needs rows of at least two classes")
-    if n_splits is not None:
-        _check_folds(y, n_splits, Path(train), target)
-    test_ids, test_y = None, None
-    if test_df is not None:
-        test_y = test_df.pop(target) if target in test_df.columns else None
-        if test_y is not None and test_y.isna().any():
-            raise DataError(f"{test}: target '{target}' has {int(test_y.isna().sum())} missing values; drop those rows "
-                            "(or the column, for a test file without labels)")
-        extra = [c for c in test_df.columns if c not in train_df.columns and c not in ids]
-        if extra:
-            raise DataError(f"{test}: columns not in the train file: {_shown(extra)}; drop them or add them to train")
-        missing_ids = [c for c in ids if c not in test_df.columns]
-        if missing_ids:
-            raise DataError(f"{test}: id column(s) {_shown(missing_ids)} not found; check --id")
-        check_numeric(test_df, Path(test), numeric_train)
-        check_finite_cells(test_df, Path(test))
-        test_ids = test_df[ids] if ids else pd.DataFrame({"row": range(len(test_df))})
+    y = _target(train_df, Path(train), target, n_splits)
+    test_ids, test_y = (None, None) if test_df is None else _test_labels_and_ids(test_df, Path(test), target,
+                                                                                  train_df, ids, numeric_train)
     feature_cols = [c for c in train_df.columns if c not in ids]
     if student_columns is None:
         if test_df is None:

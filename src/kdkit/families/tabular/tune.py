@@ -27,7 +27,7 @@ from kdkit.families.tabular.holdout import HeldOut
 from kdkit.families.tabular.models import resolve
 from kdkit.run.rundir import BEST, STUDY
 from kdkit.trainer.progress import clock
-from kdkit.tune.study import open_study
+from kdkit.tune.study import complete_trials, open_storage
 
 
 class _Prefixed:
@@ -104,22 +104,17 @@ def run_study(
     storage = storage or f"sqlite:///{(run_dir / STUDY).resolve()}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seed = int(base.get("random_state", base.get("seed")) or 0)
-    try:
-        study = open_study(  # retries when workers started together race to create the database's tables
-            optuna, study_name=study_name, storage=storage,
-            direction="minimize" if metric in LOWER_IS_BETTER else "maximize",
-            sampler=optuna.samplers.TPESampler(seed=seed),
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
-        )
-    except (ImportError, ValueError) as err:  # bad URL, missing database driver
-        first = str(err).strip().splitlines()[0]
-        raise ConfigError(f"cannot open the Optuna storage {storage!r}: {first}") from None
+    study = open_storage(  # the study of kdkit tune's loop, with this search's own sampler seed and pruner
+        optuna, storage, study_name=study_name, direction="minimize" if metric in LOWER_IS_BETTER else "maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
+    )
     objective = make_objective(X, y, base, metric, tune_alpha)
     if progress:
         _optimize_with_bar(study, objective, n_trials, timeout)
     else:
         study.optimize(objective, n_trials=n_trials, timeout=timeout)
-    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+    if not complete_trials(study):
         raise ConfigError("no trial completed; raise --n-trials or check the parameters")
     best = study.best_trial
     summary = {"metric": metric, "value": best.value, "trial": best.number, "params": best.params,
