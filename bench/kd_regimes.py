@@ -753,6 +753,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "written")
     parser.add_argument("--founding-only", action="store_true", help="train only the founding cell's student alone "
                         "and its KD rows with the knowing teacher (with and without the pool)")
+    parser.add_argument("--same-labels-pool", action="store_true", help="with --founding-only: also the row "
+                        "distilled from the same-labels teacher with the pool (the control)")
     parser.add_argument("--print-only", action="store_true", help="do not write bench/RESULTS.md")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: the section from what the training processes saved in --out")
@@ -804,7 +806,8 @@ def main() -> None:
         rows += method_rows(scale, args.methods)
     if args.founding_only:  # a short session's priority; a later run without it trains the rest, reusing these
         rows = [r for r in rows if (r.student, r.labels) == (FOUNDING[0], min(scale.budgets))
-                and r.teacher in (None, KNOWING) and r.method == MAP_METHOD]
+                and r.teacher in (None, KNOWING, *([SAME] if args.same_labels_pool else []))
+                and (r.teacher != SAME or r.pool) and r.method == MAP_METHOD]
     results, teachers, tuned = run(args, data, rows, out)
     body = report(args, data, rows, results, teachers, tuned, out)
     print(body)
