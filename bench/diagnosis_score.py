@@ -10,7 +10,8 @@ scored here on cells none of them was chosen on, and nothing is fitted per cell:
   on disk: the signals from the saved teacher and students (training inputs: the row's own, pool included;
   held-out: the validation split), the measured verdict from the paired test-accuracy differences over seeds
   (kdkit.verdict.seeds_verdict, 95% t-interval);
-- any kdkit run directory given with --runs: the diagnosis and the verdict its results.json holds.
+- any kdkit run directory given with --runs: the diagnosis and the verdict its results.json holds; runs of a setting
+  a rule cites as its evidence go with --chosen-runs instead, and are listed apart, outside the score.
 
 Target, stated before scoring: the predicted verdict matches the measured one in at least 80% of the cells.
 
@@ -123,7 +124,7 @@ def score_map_cell(row, args, data, out, results, teachers, tuned, cache) -> Cel
                 f"{len(diffs)} seeds")
 
 
-def run_cells(run_dirs: list[Path]) -> list[Cell]:
+def run_cells(run_dirs: list[Path], source: str = "run directory") -> list[Cell]:
     """Cells from kdkit run directories: the diagnosis and the verdict their results.json saved."""
     cells = []
     for run in run_dirs:
@@ -132,7 +133,7 @@ def run_cells(run_dirs: list[Path]) -> list[Cell]:
         if not diagnosis or not verdict:
             print(f"skipped {run}: no diagnosis or verdict in results.json", file=sys.stderr)
             continue
-        cells.append(Cell(run.name, "run directory", diagnosis["advice"][0]["rule"], diagnosis["predicted"],
+        cells.append(Cell(run.name, source, diagnosis["advice"][0]["rule"], diagnosis["predicted"],
                           verdict["kind"], verdict.get("headline", verdict["kind"])))
     return cells
 
@@ -144,7 +145,7 @@ def confusion(cells: list[Cell]) -> str:
     return "\n".join(lines)
 
 
-def report(cells: list[Cell], seconds: float) -> str:
+def report(cells: list[Cell], seconds: float, chosen: list[Cell] | None = None) -> str:
     right = sum(c.predicted == c.measured for c in cells)
     share = right / len(cells) if cells else float("nan")
     hit = "**hit**" if cells and share >= TARGET else "**missed**"
@@ -154,6 +155,11 @@ def report(cells: list[Cell], seconds: float) -> str:
              "| cell | source | first rule | predicted | measured (points, 95% interval) |", "|---" * 5 + "|"]
     lines += [f"| {c.name} | {c.source} | {c.rule} | {c.predicted} | {c.measured}: {c.measured_text} |"
               for c in cells]
+    if chosen:
+        agree = sum(c.predicted == c.measured for c in chosen)
+        lines += ["", f"Outside the score, settings the rules were chosen on ({agree} of {len(chosen)} matched):", "",
+                  "| cell | first rule | predicted | measured |", "|---" * 4 + "|"]
+        lines += [f"| {c.name} | {c.rule} | {c.predicted} | {c.measured}: {c.measured_text} |" for c in chosen]
     return "\n".join(lines)
 
 
@@ -162,11 +168,14 @@ def main() -> None:
     parser.add_argument("--map-out", type=Path, default=Path("runs/bench_kd_regimes"),
                         help="the --out of bench/kd_regimes.py (skipped when missing)")
     parser.add_argument("--runs", type=Path, nargs="*", default=[], help="kdkit run directories to score too")
+    parser.add_argument("--chosen-runs", type=Path, nargs="*", default=[],
+                        help="run directories of settings the rules were chosen on: listed, not scored")
     parser.add_argument("--print-only", action="store_true", help="do not write bench/RESULTS.md")
     args = parser.parse_args()
     start = time.perf_counter()
     cells = (map_cells(args.map_out) if (args.map_out / "tuned").is_dir() else []) + run_cells(args.runs)
-    body = report(cells, time.perf_counter() - start)
+    chosen = run_cells(args.chosen_runs, "rules chosen on it")
+    body = report(cells, time.perf_counter() - start, chosen)
     print(body)
     if not args.print_only and cells:
         command = " ".join(["OMP_NUM_THREADS=1 python bench/diagnosis_score.py", *sys.argv[1:]])

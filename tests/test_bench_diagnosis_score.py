@@ -40,3 +40,9 @@ def test_run_directories_are_scored_from_the_diagnosis_and_verdict_they_saved(tm
     (tmp_path / "bare" / "results.json").write_text("{}")
     cells = score.run_cells([run, tmp_path / "bare"])
     assert [(c.rule, c.predicted, c.measured) for c in cells] == [("student_underfits", NONE, LOSS)]
+
+
+def test_cells_the_rules_were_chosen_on_are_listed_apart_and_not_scored():
+    text = score.report([cell(GAIN, GAIN)], 1.0, chosen=[cell(NONE, LOSS, "chosen")])
+    assert "matched the measured verdict in 1 of 1 (100%)" in text
+    assert "settings the rules were chosen on (0 of 1 matched)" in text and "| chosen |" in text
