@@ -1,9 +1,11 @@
 """A teacher loaded through teacher.checkpoint is referenced (path, size, SHA-256 in models/meta.json), not copied;
 `--copy-teacher` copies it; a run whose referenced file changed or vanished is refused in one line naming the file;
-`kdkit compare` pools runs whose teachers have the same weights, whichever path they were loaded from."""
+`kdkit compare` pools runs whose teachers have the same weights, whichever path they were loaded from. Language-model
+runs do the same with a teacher used as given: an hf_lm: folder (its files' SHA-256s) or a teacher.checkpoint file."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from rich.console import Console
 
@@ -73,8 +76,6 @@ def test_a_loaded_teacher_is_referenced_not_copied(runs):
                                   "sha256": _sha(teacher)}
     assert "teacher: not copied; the run refers to " + str(teacher.resolve()) in (runs["tmp"] / "b.log").read_text()
     x = np.random.default_rng(0).normal(size=(5, 64)).astype(np.float32)
-    import torch
-
     from_a = kdkit.load(runs["a"], model="teacher").logits(torch.as_tensor(x))
     np.testing.assert_array_equal(kdkit.load(b, model="teacher").logits(torch.as_tensor(x)), from_a)
 
@@ -142,3 +143,132 @@ def test_compare_pools_runs_whose_teachers_have_the_same_weights(runs, tmp_path,
     assert "distill.losses=" in md  # the settings are named by what differs: the losses (alpha)
     cfg = yaml.safe_load((runs["b"] / "config.yaml").read_text())
     assert cfg["teacher"]["checkpoint"] == str(runs["teacher"])  # the path differs from a's and c's
+
+
+def _gpt2_folders(tmp: Path) -> dict[str, Path]:
+    """A tiny GPT-2 teacher and student saved with one word-level tokenizer (the hf_lm: path), and JSONL rows."""
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = ["<pad>", "<eos>", "<unk>", "one", "two", "three"]
+    raw = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>", eos_token="<eos>",
+                                               pad_token="<pad>")
+    for name, width in (("teacher", 32), ("student", 8)):
+        config = transformers.GPT2Config(vocab_size=len(words), n_positions=16, n_embd=width, n_layer=1, n_head=2)
+        transformers.set_seed(0)
+        transformers.GPT2LMHeadModel(config).save_pretrained(tmp / name)
+        tok.save_pretrained(tmp / name)
+    rows = [{"prompt": "one two", "response": "three one"}, {"prompt": "two", "response": "one two three"}] * 8
+    (tmp / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    return {"teacher": tmp / "teacher", "student": tmp / "student", "rows": tmp / "train.jsonl"}
+
+
+def _lm_config(tmp: Path, name: str, folders: dict[str, Path], **teacher: object) -> Path:
+    config = {
+        "seed": 0, "output_dir": str(tmp / name),
+        "data": {"name": "lm_files", "train_file": str(folders["rows"]), "test_file": str(folders["rows"]),
+                 "seq_len": 8, "mode": "padded"},
+        "teacher": {"name": f"hf_lm:{folders['teacher']}", **teacher},
+        "student": {"name": f"hf_lm:{folders['student']}"},
+        "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3, "progress": False},
+        "distill": {"scheme": {"name": "offline"}, "losses": [{"name": "ce"}, {"name": "forward_kl"}]},
+    }
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def lm_runs(tmp_path_factory) -> dict[str, Path]:
+    """Language-model runs: `given` uses the hf_lm: teacher folder as it is; `copied` the same with --copy-teacher;
+    `checkpoint` loads `copied`'s teacher file into that folder's model; `trained` fine-tunes the teacher."""
+    tmp = tmp_path_factory.mktemp("lm_reference")
+    folders = _gpt2_folders(tmp)
+    logs = {}
+    for name, extra, teacher in (("given", [], {}), ("copied", ["--copy-teacher"], {}),
+                                 ("checkpoint", [], {"checkpoint": str(tmp / "copied/models/teacher.safetensors")}),
+                                 ("trained", [], {"train": {"epochs": 1}})):
+        out = io.StringIO()
+        with pytest.raises(SystemExit) as done, contextlib.redirect_stdout(out):
+            main(["train", str(_lm_config(tmp, name, folders, **teacher)), *extra])
+        assert not done.value.code, out.getvalue()
+        logs[name] = out.getvalue()
+    return {**folders, **{name: tmp / name for name in logs}, "logs": logs, "tmp": tmp}
+
+
+def _teacher_logits(model: torch.nn.Module) -> torch.Tensor:
+    with torch.no_grad():
+        return model(torch.tensor([[3, 4, 5, 3, 4, 1]]))
+
+
+def test_an_lm_teacher_used_as_given_is_referenced_and_reloads_to_the_same_predictions(lm_runs, capsys):
+    from kdkit.models.lm import load_causal_lm
+
+    given, folder = lm_runs["given"], lm_runs["teacher"]
+    assert not (given / "models" / "teacher.safetensors").exists()
+    assert (given / "models" / "student_kd.safetensors").is_file()
+    ref = json.loads((given / "models" / "meta.json").read_text())["models"]["teacher"]["reference"]
+    assert ref["path"] == str(folder.resolve())
+    assert ref["files"]["model.safetensors"] == {"bytes": (folder / "model.safetensors").stat().st_size,
+                                                 "sha256": _sha(folder / "model.safetensors")}
+    assert {"config.json", "tokenizer.json"} <= set(ref["files"])
+    said = " ".join(lm_runs["logs"]["given"].split())
+    assert "teacher: not copied; the run refers to " + str(folder.resolve()) in said
+    loaded = kdkit.load(given, model="teacher")
+    torch.testing.assert_close(_teacher_logits(loaded.model), _teacher_logits(load_causal_lm(folder).eval()),
+                               rtol=0, atol=0)
+    code, _, err = _cli(capsys, "evaluate", str(given))
+    assert code == 0, err
+    trained = {r["role"]: r for r in json.loads((given / "results.json").read_text())["rows"]}
+    again = {r["role"]: r for r in json.loads((given / "evaluation.json").read_text())["rows"]}
+    assert again["teacher"]["perplexity"] == pytest.approx(trained["teacher"]["perplexity"], rel=1e-6)
+    assert again["student_kd"]["perplexity"] == pytest.approx(trained["student_kd"]["perplexity"], rel=1e-6)
+
+
+def test_copy_teacher_copies_an_lm_teacher_and_a_teacher_trained_in_the_run_is_saved(lm_runs):
+    from safetensors.torch import load_file
+
+    copied = lm_runs["copied"] / "models" / "teacher.safetensors"
+    assert copied.is_file() and not (lm_runs["copied"] / "models" / "meta.json").exists()
+    folder = load_file(str(lm_runs["teacher"] / "model.safetensors"))
+    weights = load_file(str(copied))
+    for key, value in folder.items():  # the run's copy holds the folder's weights (under the wrapper's "model.")
+        torch.testing.assert_close(weights[f"model.{key}"], value, rtol=0, atol=0)
+    trained = lm_runs["trained"] / "models" / "teacher.safetensors"
+    assert trained.is_file() and not (lm_runs["trained"] / "models" / "meta.json").exists()
+    assert any(not torch.equal(load_file(str(trained))[k], v) for k, v in weights.items())  # fine-tuned: its own
+    checkpoint = json.loads((lm_runs["checkpoint"] / "models" / "meta.json").read_text())["models"]["teacher"]
+    assert checkpoint["reference"] == {"path": str(copied.resolve()), "bytes": copied.stat().st_size,
+                                       "sha256": _sha(copied)}
+    assert not (lm_runs["checkpoint"] / "models" / "teacher.safetensors").exists()
+
+
+def test_a_changed_or_vanished_lm_teacher_is_refused_in_one_line(lm_runs, tmp_path, capsys):
+    run_dir, folder = tmp_path / "given", tmp_path / "teacher"
+    shutil.copytree(lm_runs["given"], run_dir)
+    shutil.copytree(lm_runs["teacher"], folder)
+    meta = json.loads((run_dir / "models" / "meta.json").read_text())
+    meta["models"]["teacher"]["reference"]["path"] = str(folder)  # this copy of the run refers to this copy
+    (run_dir / "models" / "meta.json").write_text(json.dumps(meta))
+    kdkit.load(run_dir, model="teacher")
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(folder / "model.safetensors"))
+    first = next(iter(weights))
+    weights[first] = weights[first] + 1e-3  # fine-tuned in place: the same size, other bytes
+    save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(RunDirError, match=f"{folder} has changed since {run_dir} used it as its teacher"):
+        kdkit.load(run_dir, model="teacher")
+    (tmp_path / "p.txt").write_text("one two\n")
+    for args in (["predict", str(run_dir), str(tmp_path / "p.txt"), "--model", "teacher"], ["evaluate", str(run_dir)],
+                 ["export", str(run_dir), "--model", "teacher", "-o", str(tmp_path / "t.onnx")]):
+        code, _, err = _cli(capsys, *args)
+        assert code == 2 and len(err.splitlines()) == 1 and "model.safetensors" in err, err
+        assert str(folder) in err and "--copy-teacher" in err, err
+    shutil.rmtree(folder)
+    code, _, err = _cli(capsys, "predict", str(run_dir), str(tmp_path / "p.txt"), "--model", "teacher")
+    assert code == 2 and f"{folder} is missing: {run_dir} uses it as its teacher" in err, err
+    checkpoint = lm_runs["checkpoint"]
+    assert kdkit.load(checkpoint, model="teacher").role == "teacher"

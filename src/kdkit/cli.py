@@ -59,9 +59,10 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run from its last checkpoint "
                                 "(finished stages are loaded, not redone; the result equals an uninterrupted run)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a run already in output_dir"),
-    copy_teacher: bool = typer.Option(False, "--copy-teacher", help="copy a teacher loaded from teacher.checkpoint "
-                                      "into the run's models/ (default: the run refers to the file by path and "
-                                      "SHA-256, and refuses to load it once the file has changed)"),
+    copy_teacher: bool = typer.Option(False, "--copy-teacher", help="copy a teacher used as given (teacher.checkpoint, "
+                                      "or a language-model run's hf_lm: folder) into the run's models/ (default: the "
+                                      "run refers to it by path and SHA-256, and refuses to load it once it has "
+                                      "changed)"),
     overrides: list[str] = SET,
     output_dir: Path | None = typer.Option(None, "--output-dir", "-o", help="where the run is written (replaces "
                                            "the config's output_dir)"),

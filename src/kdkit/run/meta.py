@@ -11,6 +11,10 @@ text vocabulary as ``run_dir/models/vocab.json``):
                     from ``teacher.checkpoint`` and left unchanged is referenced instead of copied: its
                     ``reference`` holds the file's absolute path, size and SHA-256, checked at every load
 
+A language-model run's meta.json holds only its format, "kind": "lm" and such references: a teacher used as given
+(a ``teacher.checkpoint`` file, or a pretrained ``hf_lm:`` folder whose reference lists each file's size and SHA-256
+and one SHA-256 over them all) is referenced instead of copied, unless ``kdkit train --copy-teacher``.
+
 Saved at training time because the data that knew these facts (the image folder's normalisation, the vocabulary
 counted on the training split) may be gone when the student is used; `kdkit.load` and `kdkit predict` read it
 without rebuilding the data.
@@ -129,20 +133,61 @@ def references(run_dir: str | Path) -> dict[str, dict[str, Any]]:
             if isinstance(entry, dict) and isinstance(entry.get("reference"), dict)}
 
 
+def folder_reference(path: str | Path) -> dict[str, Any]:
+    """What meta.json keeps of a model folder referenced, not copied (an hf_lm: folder: weights, config and tokenizer
+    files): its absolute path, per file directly in it (hidden files aside) the size and SHA-256, and one SHA-256
+    over those, which stands for the folder's weights when runs are compared."""
+    import hashlib
+
+    path = Path(path).expanduser().resolve()
+    files = {f.name: {"bytes": f.stat().st_size, "sha256": file_sha256(f)}
+             for f in sorted(path.iterdir()) if f.is_file() and not f.name.startswith(".")}
+    summary = "\n".join(f"{name} {entry['sha256']}" for name, entry in files.items())
+    return {"path": str(path), "files": files, "sha256": hashlib.sha256(summary.encode()).hexdigest()}
+
+
+def reference_change(reference: dict[str, Any]) -> str | None:
+    """None when the referenced file or folder still holds the bytes it had when referenced; "missing" when it is
+    gone; else what changed (for a folder, its first file that differs)."""
+    path = Path(str(reference.get("path")))
+    if "files" in reference:
+        if not path.is_dir():
+            return "missing"
+        now, then = folder_reference(path)["files"], reference["files"]
+        differ = [name for name in sorted({*now, *then}) if now.get(name) != then.get(name)]
+        if not differ:
+            return None
+        how = "is gone" if differ[0] not in now else "is new" if differ[0] not in then else "has other bytes"
+        return f"its file {differ[0]} {how}"
+    if not path.is_file():
+        return "missing"
+    if path.stat().st_size != reference.get("bytes") or file_sha256(path) != reference.get("sha256"):
+        return "its SHA-256 no longer matches the recorded one"
+    return None
+
+
+def reference_line(role: str, reference: dict[str, Any]) -> str:
+    """The line a run prints when it refers to its `role`'s weights instead of copying them."""
+    return (f"{role}: not copied; the run refers to {reference['path']} (SHA-256 {reference['sha256'][:12]}...), "
+            "which must stay as it is (`--copy-teacher` copies it)")
+
+
 def weights_file(run_dir: str | Path, role: str) -> Path:
-    """The weights file of a run's `role`: models/<role>.safetensors, or the file meta.json references (a loaded
-    teacher kept where it was), which must still be there with the same bytes; RunDirError naming it otherwise."""
+    """The weights of a run's `role`: models/<role>.safetensors, or the file or folder meta.json references (a
+    teacher used as given, kept where it was), which must still be there with the same bytes; RunDirError naming it
+    otherwise."""
     run_dir = Path(run_dir)
     ref = references(run_dir).get(role)
     if ref is None:
         return RunDir(run_dir).weights(role)
     path = Path(str(ref.get("path")))
-    again = f"put that file back, or retrain with `kdkit train CONFIG --copy-teacher` to keep a copy in {run_dir}"
-    if not path.is_file():
+    again = f"put it back, or retrain with `kdkit train CONFIG --copy-teacher` to keep a copy in {run_dir}"
+    change = reference_change(ref)
+    if change == "missing":
         raise RunDirError(f"{path} is missing: {run_dir} uses it as its {role} (referenced, not copied); {again}")
-    if path.stat().st_size != ref.get("bytes") or file_sha256(path) != ref.get("sha256"):
-        raise RunDirError(f"{path} has changed since {run_dir} used it as its {role} (its SHA-256 no longer matches "
-                          f"the one in {RunDir(run_dir).meta}); {again}")
+    if change is not None:
+        raise RunDirError(f"{path} has changed since {run_dir} used it as its {role} ({change}; reference in "
+                          f"{RunDir(run_dir).meta}); {again}")
     return path
 
 

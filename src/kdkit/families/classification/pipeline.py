@@ -45,7 +45,7 @@ from kdkit.models.quantization import convert_quantized, prepare_qat
 from kdkit.report.runinfo import previous_training, processes_note, show_next_steps, show_verdict, training_info
 from kdkit.report.table import print_table, to_markdown
 from kdkit.run import guard as run_guard
-from kdkit.run.meta import file_reference, file_sha256, references, weights_file
+from kdkit.run.meta import file_reference, reference_change, reference_line, references, weights_file
 from kdkit.run.rundir import CONFIG, EVALUATION_OUTPUTS, LABELS, MODELS, RESULTS_FORMAT, ROLES, TRAINING_OUTPUTS, RunDir
 from kdkit.schemes import Supervised
 from kdkit.schemes.registry import CLASSIFICATION, DEFAULT_SCHEME
@@ -262,9 +262,7 @@ def _save_models(run_dir: Path, models: dict[str, nn.Module], refs: dict[str, di
         else:
             save_weights(model, RunDir(run_dir).weights(role))
     if refs:
-        console.print(f"teacher: not copied; the run refers to {refs['teacher']['path']} (SHA-256 "
-                      f"{refs['teacher']['sha256'][:12]}...), which must stay as it is (`--copy-teacher` copies it)",
-                      highlight=False, soft_wrap=True)
+        console.print(reference_line("teacher", refs["teacher"]), highlight=False, soft_wrap=True)
 
 
 def teacher_reference(teacher: nn.Module, loaded: tuple[dict[str, Any], str] | None) -> dict[str, dict[str, Any]]:
@@ -273,8 +271,7 @@ def teacher_reference(teacher: nn.Module, loaded: tuple[dict[str, Any], str] | N
     if loaded is None:
         return {}
     reference, digest = loaded
-    path = Path(reference["path"])
-    if tensors_digest(teacher.state_dict()) != digest or not path.is_file() or file_sha256(path) != reference["sha256"]:
+    if tensors_digest(teacher.state_dict()) != digest or reference_change(reference) is not None:
         return {}
     return {"teacher": reference}
 

@@ -35,19 +35,25 @@ from kdkit.io.textfile import read_text
 from kdkit.run.rundir import CONFIG, EVALUATION_OUTPUTS, LABELS, MODELS, ROLES, TOKENIZER, RunDir
 
 
-def load_lm_run_models(run_dir: str | Path) -> tuple[Any, Any, dict[str, nn.Module]]:
-    """(config, data, models by role) of a finished LM run: the data rebuilt from config.yaml, the weights from
-    models/ (an hf_lm: teacher is read from its folder again, then given the run's weights)."""
+def load_lm_run_models(run_dir: str | Path, roles: tuple[str, ...] = ROLES) -> tuple[Any, Any, dict[str, nn.Module]]:
+    """(config, data, models of `roles`) of a finished LM run: the data rebuilt from config.yaml, the weights from
+    models/ (an hf_lm: teacher is read from its folder again, then given the run's weights), or for a teacher the run
+    references (models/meta.json) from its file or folder, refused in one line when that is gone or changed."""
     import yaml
 
     from kdkit.families.lm.config import parse_lm_config
     from kdkit.families.lm.run import build_lm_models
     from kdkit.models import saved_run_sources
+    from kdkit.run.meta import references, weights_file
 
     run_dir = Path(run_dir)
-    missing = [p for p in [CONFIG, *(f"{MODELS}/{r}.safetensors" for r in ROLES)] if not (run_dir / p).exists()]
+    refs = references(run_dir)
+    missing = [p for p in [CONFIG, *(f"{MODELS}/{r}.safetensors" for r in ROLES if r not in refs)]
+               if not (run_dir / p).exists()]
     if missing:
         raise RunDirError(f"{run_dir} is not a complete language-model run: missing {', '.join(missing)}")
+    # a referenced folder also gives the tokenizer every role needs; a referenced file only the teacher's weights
+    sources = {role: weights_file(run_dir, role) for role, ref in refs.items() if role in roles or "files" in ref}
     try:
         raw = yaml.safe_load(RunDir(run_dir).config.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
@@ -55,7 +61,7 @@ def load_lm_run_models(run_dir: str | Path) -> tuple[Any, Any, dict[str, nn.Modu
     if not isinstance(raw, dict):
         raise RunDirError(f"{RunDir(run_dir).config} is damaged (not a YAML mapping); restore it from the config you "
                           "trained with")
-    for role in ("teacher", "student"):  # the run's weights are in models/: no other file is needed
+    for role in ("teacher", "student"):  # the run's weights are in models/ or referenced: no other file is needed
         if isinstance(raw.get(role), dict):
             raw[role]["checkpoint"] = None
     try:
@@ -65,9 +71,12 @@ def load_lm_run_models(run_dir: str | Path) -> tuple[Any, Any, dict[str, nn.Modu
         raise RunDirError(f"{RunDir(run_dir).config}: {err}; restore the file from the config you trained with") \
             from None
     data, _transfer, teacher, student = build_lm_models(cfg)
-    models = {"teacher": teacher, "student_alone": student, "student_kd": copy.deepcopy(student)}
+    built = {"teacher": teacher, "student_alone": student, "student_kd": copy.deepcopy(student)}
+    models = {role: built[role] for role in roles}
     for role, model in models.items():
-        load_weights(model, RunDir(run_dir).weights(role))
+        source = sources.get(role, RunDir(run_dir).weights(role))
+        if source.is_file():  # a referenced hf_lm: folder's weights are the ones just read from it
+            load_weights(model, source)
         model.eval()
     return cfg, data, models
 
@@ -145,7 +154,7 @@ def load_lm(run_dir: str | Path, model: str = "student_kd", device: str = "cpu")
     """The run's `model` with its tokenizer (the data rebuilt from config.yaml give the tokenizer and context)."""
     if model not in ROLES:
         raise ConfigError(f"unknown model '{model}'; choose one of: {', '.join(ROLES)}")
-    _cfg, data, models = load_lm_run_models(run_dir)
+    _cfg, data, models = load_lm_run_models(run_dir, (model,))
     return LoadedLM(models[model].to(device).eval(), model, data.tokenizer, data.seq_len)
 
 
@@ -184,7 +193,7 @@ def export_lm(run_dir: str | Path, model: str = "student_kd", output: str | Path
     if model not in ROLES:
         raise ConfigError(f"unknown model '{model}'; choose one of: {', '.join(ROLES)}")
     target = Path(output) if output is not None else RunDir(run_dir).onnx(model)
-    _cfg, data, models = load_lm_run_models(run_dir)
+    _cfg, data, models = load_lm_run_models(run_dir, (model,))
     ids = data.test.x[:64]
     done = export_checked(models[model], {"input_ids": ids}, target, atol=1e-4,
                           dynamic={"input_ids": {0: "batch", 1: "sequence"}},

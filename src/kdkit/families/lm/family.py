@@ -52,7 +52,8 @@ class LanguageModels:
     def train(self, cfg: Any, console: Console, options: Options) -> None:
         from kdkit.families.lm.run import run_lm
 
-        run_lm(cfg, console=console, overwrite=options.overwrite, resume=options.resume)
+        run_lm(cfg, console=console, overwrite=options.overwrite, resume=options.resume,
+               copy_teacher=options.copy_teacher)
 
     def tune(self, cfg: Any, trials: int | None, console: Console, storage: str | None) -> None:
         from kdkit.families.lm.tune import tune_lm

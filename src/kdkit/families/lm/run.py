@@ -40,6 +40,7 @@ from kdkit.schemes.lm_plan import LMPlanInputs
 from kdkit.trainer.batches import resolve_device
 from kdkit.trainer.loop import fit, seed_everything
 from kdkit.trainer.resume import resuming
+from kdkit.trainer.teacher_cache import tensors_digest
 from kdkit.verdict import lm_run_verdict
 
 
@@ -80,6 +81,54 @@ def teacher_is_trained(cfg: LMRunConfig) -> bool:
     return (cfg.teacher.checkpoint is None and _hf_path(cfg.teacher.name) is None) or bool(cfg.teacher.train)
 
 
+def teacher_source(cfg: LMRunConfig) -> dict[str, Any] | None:
+    """The reference (kdkit.run.meta) of a teacher used as given: its teacher.checkpoint file, else its hf_lm:
+    folder (weights, config and tokenizer files); None for a teacher the run trains."""
+    from kdkit.run.meta import file_reference, folder_reference
+
+    if teacher_is_trained(cfg):
+        return None
+    if cfg.teacher.checkpoint is not None:
+        return file_reference(cfg.teacher.checkpoint)
+    return folder_reference(str(_hf_path(cfg.teacher.name)))
+
+
+def teacher_reference(teacher: nn.Module, loaded: tuple[dict[str, Any], str] | None) -> dict[str, dict[str, Any]]:
+    """{"teacher": reference} when the teacher is used as given and unchanged (the weights it was loaded with, and
+    the file or folder still holding the bytes it had then); else {} and the run saves the teacher's weights."""
+    from kdkit.run.meta import reference_change
+
+    if loaded is None:
+        return {}
+    reference, digest = loaded
+    if tensors_digest(teacher.state_dict()) != digest or reference_change(reference) is not None:
+        return {}
+    return {"teacher": reference}
+
+
+def save_lm_models(run_dir: Path, models: dict[str, nn.Module], refs: dict[str, dict[str, Any]],
+                   console: Console) -> None:
+    """models/<role>.safetensors of every model but those the run refers to (`refs`), recorded in models/meta.json
+    (removed when there are none: an earlier run's reference must not outlive it)."""
+    import json
+
+    from kdkit.io.checkpoint import write_atomic
+    from kdkit.run.meta import META_FORMAT, reference_line
+
+    for role, model in models.items():
+        if role in refs:  # a copy from an earlier run of this directory would be read instead of the reference
+            RunDir(run_dir).weights(role).unlink(missing_ok=True)
+        else:
+            save_state({k: v.detach().cpu() for k, v in model.state_dict().items()}, RunDir(run_dir).weights(role))
+    if not refs:
+        RunDir(run_dir).meta.unlink(missing_ok=True)
+        return
+    meta = {"format": META_FORMAT, "kind": "lm", "models": {role: {"reference": ref} for role, ref in refs.items()}}
+    write_atomic(RunDir(run_dir).meta, json.dumps(meta, indent=2))
+    for role, ref in refs.items():
+        console.print(reference_line(role, ref), highlight=False, soft_wrap=True)
+
+
 def distill(cfg: LMRunConfig, student: nn.Module, teacher: nn.Module, data: LMBundle, transfer: LMDataset | None,
             run_dir: Path, device: torch.device) -> dict[str, Any]:
     """Train the distilled student by cfg.distill.scheme's plan; returns what the run records about it."""
@@ -109,8 +158,11 @@ def measure(models: dict[str, nn.Module], data: LMBundle, device: torch.device) 
 
 
 def run_lm(cfg: LMRunConfig, console: Console | None = None, overwrite: bool = False,
-           resume: bool = False) -> LMRunResult:
-    """Train and measure the three models of an LM config and write its run directory; print the table."""
+           resume: bool = False, copy_teacher: bool = False) -> LMRunResult:
+    """Train and measure the three models of an LM config and write its run directory; print the table.
+
+    A teacher used as given (teacher_is_trained false) is not copied into the run: models/meta.json references
+    its checkpoint file or hf_lm: folder (kdkit.run.meta), unless `copy_teacher` or unless the run changed it."""
     console = console or Console()
     start = time.perf_counter()
     run_dir = Path(cfg.output_dir)
@@ -118,6 +170,8 @@ def run_lm(cfg: LMRunConfig, console: Console | None = None, overwrite: bool = F
     if resume:
         run_guard.check_same_config(run_dir, cfg.model_dump(mode="json"))
     data, transfer, teacher, student_init = build_lm_models(cfg)
+    source = None if copy_teacher else teacher_source(cfg)
+    loaded = None if source is None else (source, tensors_digest(teacher.state_dict()))
     lock = run_guard.claim(run_dir, resume=resume, overwrite=overwrite,
                            needed_bytes=10 * sum(p.numel() * 4 for m in (teacher, student_init) for p in
                                                  m.parameters()))
@@ -133,9 +187,7 @@ def run_lm(cfg: LMRunConfig, console: Console | None = None, overwrite: bool = F
         device = resolve_device(cfg.train.device)
         models, record = _train_three(cfg, data, transfer, teacher, student_init, run_dir, device, resume)
         rows, units = measure(models, data, device)
-        for role, model in models.items():
-            save_state({k: v.detach().cpu() for k, v in model.state_dict().items()},
-                       RunDir(run_dir).weights(role))
+        save_lm_models(run_dir, models, teacher_reference(teacher, loaded), console)
         if hasattr(data.tokenizer, "save") and not _hf_path(cfg.teacher.name):
             data.tokenizer.save(RunDir(run_dir).tokenizer)
         pool = cfg.distill.scheme.transfer_pool(len(transfer) if transfer is not None else 0)
@@ -192,4 +244,4 @@ def _print_run(console: Console, cfg: LMRunConfig, data: Any, rows: dict[str, di
                       f"{c['build_seconds']:.1f} s", highlight=False)
 
 
-__all__ = ["LMRunResult", "build_lm_models", "distill", "measure", "run_lm"]
+__all__ = ["LMRunResult", "build_lm_models", "distill", "measure", "run_lm", "teacher_reference", "teacher_source"]

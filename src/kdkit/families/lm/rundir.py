@@ -8,7 +8,7 @@
                        test_<role>_<nll|correct|agree|kl|exact>; every quality number of the table is recomputed
                        from them, and the verdict's bootstrap resamples them
     table.md, metrics.jsonl, models/<role>.safetensors, tokenizer.json (a CharTokenizer's; an hf_lm: model
-    keeps its own)
+    keeps its own); a teacher used as given is referenced in models/meta.json instead (kdkit.run.meta)
 
 Full logits are not kept: (rows, length, vocabulary) floats would be far larger than the models for a real
 vocabulary, and the sums are all a report needs. Generation speed cannot be recomputed, so it is read from
