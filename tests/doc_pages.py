@@ -1,5 +1,5 @@
 """The documentation as data, for the tests that keep it true: the pages (README.md and every page under docs/),
-their code blocks, the table of commands and their times (read by tests/test_doc_commands.py, which runs every
+their code blocks, the table of commands and their times (read by tests/docs/test_doc_commands.py, which runs every
 command, and bench/readme_times.py, which times them), and the demos' figures the pages and the README state."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A small fit that a test can SIGKILL at any moment: run in a process of its own (see tests/test_sigkill.py), it
+"""A small fit that a test can SIGKILL at any moment: run in a process of its own (see tests/run/test_sigkill.py), it
 trains with every random stream that resume must restore (dropout, MixUp, the loader's shuffle, an EMA teacher) and
 checkpoints often, then saves its final weights beside its checkpoints."""
 

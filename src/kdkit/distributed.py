@@ -40,7 +40,7 @@ def _attempt_store(attempt: str, timeout: timedelta) -> dict:
     """The env:// store with this attempt's own key prefix. torchrun shares its rendezvous store with the workers,
     and after a restart (``--max-restarts``) the new workers found the dead ones' addresses in it: gloo connected
     to a port nobody listens on any more and the restarted job failed (pytorch/pytorch#135712, seen in
-    tests/test_distributed_resume.py). Every worker of a restarted group has the same restart count."""
+    tests/run/test_distributed_resume.py). Every worker of a restarted group has the same restart count."""
     store, rank, size = next(dist.rendezvous("env://", timeout=timeout))
     return {"store": dist.PrefixStore(f"kdkit/attempt_{attempt}", store), "rank": rank, "world_size": size}
 

@@ -12,7 +12,7 @@ from kdkit.errors import ConfigError, RunDirError
 from kdkit.families.base import families, family_of_config, family_of_demo, family_of_run
 from kdkit.run import rundir
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_family_declares_itself_and_the_fallback_comes_last() -> None:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from image_folders import make_folder
 from rich.console import Console
-from test_image_folder import make_folder
 from text_real_helpers import WORDS, save_tiny_bert
 
 import kdkit
@@ -181,7 +181,7 @@ def table(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def lm(tmp_path_factory) -> tuple[Path, Path]:
-    from test_lm_run import shrunk_config
+    from lm_configs import shrunk_config
 
     from kdkit.families.lm.commands import load_lm_run_models
 

@@ -14,7 +14,7 @@ from kdkit.families.classification.config import load_config
 from kdkit.families.classification.demo import demo_config
 from kdkit.families.lm.config import load_lm_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "configs" / "demo.yaml"
 
 

@@ -2,7 +2,7 @@
 bottom in one namespace), YAML blocks load and, where they are a config or a piece of one, validate as kdkit reads a
 config, and every shell command parses: a `kdkit ...` line against the command line's own parser (commands, options,
 their types), the other tools against what they name (an extra of pyproject.toml, a Makefile target, a benchmark
-script). The commands that train run in tests/test_doc_commands.py, from the time table of Getting started. Every
+script). The commands that train run in tests/docs/test_doc_commands.py, from the time table of Getting started. Every
 page that kdkit's messages and --help name exists, with the heading they name."""
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ def test_warnings_and_their_next_steps():
     assert advise(GAIN, rows, teacher_low=0.01, n_val=400, keep="last") == advise(GAIN, rows, 0.01, 5000, "best")
     for advice in advise(LOSS, rows, teacher_low=-0.01, n_val=400, keep="best"):
         assert advice.next_step and advice.text().endswith(f"See {advice.section}.")
-        assert advice.section.startswith("docs/")  # tests/test_doc_examples.py checks that every such page exists
+        assert advice.section.startswith("docs/")  # tests/docs/test_doc_examples.py checks that every such page exists
     loss = advise(LOSS, rows)[0]
     assert all(word in loss.next_step for word in ("kdkit tune", "transfer", "train.augment"))
 

@@ -3,7 +3,7 @@ followed by a resume: the resumed fit ends bit for bit where an uninterrupted on
 history), and no kill leaves a torn checkpoint.
 
 The fits run in processes forked from a server that has imported torch and kdkit once, so a kill costs no start-up;
-`kdkit train` itself is killed and resumed in tests/test_run_dir.py.
+`kdkit train` itself is killed and resumed in tests/run/test_run_dir.py.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def context():
     # the server finds killable_fit through PYTHONPATH: Python 3.11's forkserver ignores this process's sys.path
     # when it preloads (and a module that fails to preload is skipped in silence, leaving every fork to import it)
     saved = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent), saved]))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parents[1]), saved]))
     try:
         ctx.Process(target=time.sleep, args=(0,)).start()  # starts the server now, with that path
     finally:

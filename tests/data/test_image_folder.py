@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from image_folders import CLASSES, make_folder
+from image_folders import pixels as _pixels
 from PIL import Image
 
 from kdkit.cli import main
@@ -18,30 +20,6 @@ from kdkit.errors import ConfigError, DataError
 from kdkit.families.classification.config import load_config, parse_config
 from kdkit.families.classification.pipeline import evaluate_run
 from kdkit.families.classification.pipeline import run as run_pipeline
-
-CLASSES = ("normal", "pneumonia")
-
-
-def _pixels(label: int, rng: np.random.Generator, h: int = 24, w: int = 20) -> np.ndarray:
-    """A grey image whose bright half (top for class 0, bottom for class 1) tells the class; a left-right flip
-    keeps the class, as for the augmentation."""
-    a = rng.integers(0, 60, size=(h, w)).astype(np.uint8)
-    a[: h // 2] += 150 * (label == 0)
-    a[h // 2:] += 150 * (label == 1)
-    return a
-
-
-def make_folder(root: Path, counts: dict[str, int], classes=CLASSES, seed: int = 0) -> Path:
-    """root/<split>/<class>/<i>.png|jpg with `counts[split]` images per class, alternating PNG and JPEG."""
-    rng = np.random.default_rng(seed)
-    for split, n in counts.items():
-        for label, name in enumerate(classes):
-            folder = root / split / name
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                img = Image.fromarray(_pixels(label, rng), "L").convert("RGB")
-                img.save(folder / (f"{i:03d}.jpg" if i % 2 else f"{i:03d}.png"))
-    return root
 
 
 def test_splits_share_the_train_class_map(tmp_path):
@@ -246,7 +224,7 @@ def test_config_fills_image_defaults_and_builds_the_source(tmp_path):
 
 
 def test_example_config_is_valid():
-    cfg = load_config(Path(__file__).parents[1] / "configs" / "image_folder.yaml")
+    cfg = load_config(Path(__file__).parents[2] / "configs" / "image_folder.yaml")
     assert cfg.data.name == "image_folder" and cfg.data.augment and not cfg.distill.cache_teacher
     assert cfg.teacher.name == "torchvision:resnet18" and cfg.teacher.params["weights"] == "DEFAULT"
     assert cfg.student.name == "strided_cnn" and cfg.distill.cached_views == 8

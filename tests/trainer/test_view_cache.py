@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from test_image_folder import make_folder
+from image_folders import make_folder
 from torch import nn
 from torch.utils.data import ConcatDataset, TensorDataset
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 kd_regimes = pytest.importorskip("kd_regimes")
 omitted_class = pytest.importorskip("omitted_class")
 

@@ -21,7 +21,7 @@ def _raw(tmp_path, name="run", space=None):
         "teacher": {"name": "cnn2d", "params": {"width": 8, "depth": 1}},
         "student": {"name": "mlp", "params": {"hidden": [16]}},
         "distill": {"losses": [{"name": "kd", "T": 4.0, "alpha": 0.1}]},
-        "tune": {"trials": 3, "alone": False, "space": space or {  # the alone search: tests/test_tune_alone.py
+        "tune": {"trials": 3, "alone": False, "space": space or {  # the alone search: tests/tune/test_tune_alone.py
             "distill.losses.0.T": {"low": 1.0, "high": 8.0, "log": True},
             "distill.losses.0.alpha": {"low": 0.0, "high": 0.9},
             "distill.train.epochs": {"low": 1, "high": 3, "integer": True},

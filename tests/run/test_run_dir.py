@@ -84,7 +84,7 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(uninterrupte
     whole, seconds = uninterrupted
     rng = random.Random()
     killed_mid_run = 0
-    kills = int(os.environ.get("KDKIT_FAULT_KILLS", "2"))  # 10 kills: tests/test_sigkill.py
+    kills = int(os.environ.get("KDKIT_FAULT_KILLS", "2"))  # 10 kills: tests/run/test_sigkill.py
     # up to 3 more kills while none has hit a run in progress: under a changing machine load a random delay can
     # outlast every run (each kill is still checked the same way)
     attempt = 0

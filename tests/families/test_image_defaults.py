@@ -11,7 +11,7 @@ from kdkit.models import build_model
 from kdkit.models.tiny import tiny_cnn_params
 from kdkit.verdict import LOSS, NONE, SMALL_VAL, advise
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("task", sorted(DEMOS))

@@ -1,4 +1,4 @@
-"""Shipped configs stay true (the examples of the documentation: tests/test_doc_examples.py)."""
+"""Shipped configs stay true (the examples of the documentation: tests/docs/test_doc_examples.py)."""
 
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import pytest
 from kdkit.families.classification.config import load_config
 from kdkit.families.classification.demo import demo_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_demo_yaml_is_the_demo():

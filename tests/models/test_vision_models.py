@@ -96,7 +96,7 @@ def test_pretrained_file_with_pickled_code_is_refused(tmp_path):
 
 @pytest.mark.parametrize(("params", "message"), [
     ({"pretrained": True}, "path of a local weights file"),
-    ({"weights_backbone": "DEFAULT"}, "would download weights"),  # named weights: tests/test_named_weights.py
+    ({"weights_backbone": "DEFAULT"}, "would download weights"),  # named weights: tests/models/test_named_weights.py
 ])
 def test_nothing_is_downloaded(params, message):
     with pytest.raises(ConfigError, match=message):

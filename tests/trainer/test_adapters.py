@@ -100,7 +100,7 @@ def _spec(name: str) -> list[dict]:
     return [{"name": name, **extra.get(name, {})}]
 
 
-# the transformer-to-transformer losses read tap points of hf: text models (tests/test_text_real.py covers them)
+# the transformer-to-transformer losses read tap points of hf: text models (tests/text/test_text_real.py covers them)
 @pytest.mark.parametrize("name", sorted(n for n in LOSSES if not getattr(LOSSES[n], "default_key", ())))
 def test_gradients_reach_student_and_adapters_never_the_teacher(name):
     student, teacher = _models()

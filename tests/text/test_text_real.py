@@ -423,7 +423,7 @@ def test_the_guides_own_csv_config_and_the_shipped_config_validate(tmp_path, mon
 
     from kdkit.families.classification.config import load_config, parse_config
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     section = (root / "docs" / "guides" / "transformer-to-bilstm.md").read_text()
     raw = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
     monkeypatch.chdir(tmp_path)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from image_folders import make_folder
 from rich.console import Console
-from test_image_folder import make_folder
 
 import kdkit
 from kdkit.cli import main

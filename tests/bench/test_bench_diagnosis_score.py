@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 score = pytest.importorskip("diagnosis_score")
 
 from kdkit.verdict import GAIN, LOSS, NONE  # noqa: E402
