@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from lm_configs import SHRUNK, shrunk_config
+from lm_configs import SHRUNK, WORDS, gpt2_folders, shrunk_config
 
 from kdkit.errors import ConfigError, RunDirError
 
@@ -444,21 +444,7 @@ def test_commands_that_do_not_apply_to_lm_runs_say_so_in_one_line(two_seeds, tmp
 def test_local_hf_causal_lms_from_a_config_train_evaluate_and_predict(tmp_path: Path, capsys) -> None:
     """The README's own-model path through YAML: hf_lm: teacher and student folders (written by save_pretrained,
     one tokenizer), JSONL prompt/response files, `kdkit train`, then `evaluate` and `predict` on the run."""
-    transformers = pytest.importorskip("transformers")
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    words = ["<pad>", "<eos>", "<unk>", "one", "two", "three"]
-    raw = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    raw.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>", eos_token="<eos>",
-                                               pad_token="<pad>")
-    for name, width in (("teacher", 32), ("student", 8)):
-        config = transformers.GPT2Config(vocab_size=len(words), n_positions=16, n_embd=width, n_layer=1, n_head=2)
-        transformers.set_seed(0)
-        transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path / name)
-        tok.save_pretrained(tmp_path / name)
-    rows = [{"prompt": "one two", "response": "three one"}, {"prompt": "two", "response": "one two three"}] * 8
-    (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    gpt2_folders(tmp_path)
     config = {
         "seed": 0, "output_dir": str(tmp_path / "run"),
         "data": {"name": "lm_files", "train_file": str(tmp_path / "train.jsonl"),
@@ -481,7 +467,7 @@ def test_local_hf_causal_lms_from_a_config_train_evaluate_and_predict(tmp_path: 
     _main(["predict", str(tmp_path / "run"), str(tmp_path / "prompts.txt"), "--max-new-tokens", "2"])
     out = capsys.readouterr().out.strip().splitlines()
     assert out[0] == "prompt,completion" and out[1].startswith("one two,")
-    assert set(out[1].split(",", 1)[1].split()) <= set(words[3:])
+    assert set(out[1].split(",", 1)[1].split()) <= set(WORDS[3:])
 
 
 @pytest.mark.parametrize("scheme", ["sequence_level", "on_policy"])

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from lm_configs import gpt2_folders
 from rich.console import Console
 
 import kdkit
@@ -145,26 +146,6 @@ def test_compare_pools_runs_whose_teachers_have_the_same_weights(runs, tmp_path,
     assert cfg["teacher"]["checkpoint"] == str(runs["teacher"])  # the path differs from a's and c's
 
 
-def _gpt2_folders(tmp: Path) -> dict[str, Path]:
-    """A tiny GPT-2 teacher and student saved with one word-level tokenizer (the hf_lm: path), and JSONL rows."""
-    transformers = pytest.importorskip("transformers")
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    words = ["<pad>", "<eos>", "<unk>", "one", "two", "three"]
-    raw = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    raw.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>", eos_token="<eos>",
-                                               pad_token="<pad>")
-    for name, width in (("teacher", 32), ("student", 8)):
-        config = transformers.GPT2Config(vocab_size=len(words), n_positions=16, n_embd=width, n_layer=1, n_head=2)
-        transformers.set_seed(0)
-        transformers.GPT2LMHeadModel(config).save_pretrained(tmp / name)
-        tok.save_pretrained(tmp / name)
-    rows = [{"prompt": "one two", "response": "three one"}, {"prompt": "two", "response": "one two three"}] * 8
-    (tmp / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
-    return {"teacher": tmp / "teacher", "student": tmp / "student", "rows": tmp / "train.jsonl"}
-
-
 def _lm_config(tmp: Path, name: str, folders: dict[str, Path], **teacher: object) -> Path:
     config = {
         "seed": 0, "output_dir": str(tmp / name),
@@ -185,7 +166,7 @@ def lm_runs(tmp_path_factory) -> dict[str, Path]:
     """Language-model runs: `given` uses the hf_lm: teacher folder as it is; `copied` the same with --copy-teacher;
     `checkpoint` loads `copied`'s teacher file into that folder's model; `trained` fine-tunes the teacher."""
     tmp = tmp_path_factory.mktemp("lm_reference")
-    folders = _gpt2_folders(tmp)
+    folders = gpt2_folders(tmp)
     logs = {}
     for name, extra, teacher in (("given", [], {}), ("copied", ["--copy-teacher"], {}),
                                  ("checkpoint", [], {"checkpoint": str(tmp / "copied/models/teacher.safetensors")}),
