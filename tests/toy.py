@@ -18,3 +18,16 @@ def toy_net(d: int = 8, c: int = 3, hidden: int = 16, bn: bool = True, seed: int
         torch.manual_seed(seed)
     layers = [nn.Linear(d, hidden)] + ([nn.BatchNorm1d(hidden)] if bn else []) + [nn.ReLU(), nn.Linear(hidden, c)]
     return nn.Sequential(*layers)
+
+
+def mnist1d_config(tmp_path, scheme=None, **distill) -> dict:
+    """A raw kdkit config of one epoch on MNIST-1D with a tiny CNN teacher and MLP student, writing tmp_path/run."""
+    return {
+        "seed": 0,
+        "output_dir": str(tmp_path / "run"),
+        "data": {"name": "mnist1d", "val_fraction": 0.1},
+        "train": {"epochs": 1, "batch_size": 256, "lr": 3e-3, "progress": False},
+        "teacher": {"name": "cnn1d", "params": {"width": 8, "depth": 2, "kernel": 3}},
+        "student": {"name": "mlp", "params": {"hidden": [16]}},
+        "distill": {"scheme": scheme or {"name": "offline"}, **distill},
+    }

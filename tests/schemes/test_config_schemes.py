@@ -7,23 +7,11 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file
+from toy import mnist1d_config
 
 from kdkit.errors import ConfigError, ModelError
 from kdkit.families.classification.config import parse_config
 from kdkit.families.classification.pipeline import evaluate_run, run
-
-
-def _raw(tmp_path, scheme=None, **distill):
-    return {
-        "seed": 0,
-        "output_dir": str(tmp_path / "run"),
-        "data": {"name": "mnist1d", "val_fraction": 0.1},
-        "train": {"epochs": 1, "batch_size": 256, "lr": 3e-3, "progress": False},
-        "teacher": {"name": "cnn1d", "params": {"width": 8, "depth": 2, "kernel": 3}},
-        "student": {"name": "mlp", "params": {"hidden": [16]}},
-        "distill": {"scheme": scheme or {"name": "offline"}, **distill},
-    }
-
 
 SCHEMES = {
     "assistants": ({"name": "assistants", "assistants": [{"name": "mlp", "params": {"hidden": [32]}}]},
@@ -45,7 +33,7 @@ def scheme_run(tmp_path_factory):
     def get(scheme: str):
         if scheme not in runs:
             folder = tmp_path_factory.mktemp(scheme)
-            runs[scheme] = run(parse_config(_raw(folder, SCHEMES[scheme][0])), quick_cost=True), folder
+            runs[scheme] = run(parse_config(mnist1d_config(folder, SCHEMES[scheme][0])), quick_cost=True), folder
         return runs[scheme]
 
     return get
@@ -81,7 +69,7 @@ def test_a_loaded_extra_teacher_is_not_retrained(scheme_run, tmp_path):
     shutil.copyfile(first.run_dir / "models" / "teacher2.safetensors", saved)
     loaded = {"name": "mlp", "params": {"hidden": [32]}, "checkpoint": str(saved)}
     spec = {"name": "multi_teacher", "teachers": [loaded]}
-    second = run(parse_config(_raw(tmp_path / "b", spec)), quick_cost=True)
+    second = run(parse_config(mnist1d_config(tmp_path / "b", spec)), quick_cost=True)
     before, after = load_file(saved), load_file(second.run_dir / "models" / "teacher2.safetensors")
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert not (second.run_dir / "checkpoints" / "teacher2.last.safetensors").exists()
@@ -105,20 +93,21 @@ def test_a_loaded_extra_teacher_is_not_retrained(scheme_run, tmp_path):
 ])
 def test_misplaced_scheme_keys_are_one_line(scheme, distill, words, tmp_path):
     with pytest.raises(ConfigError) as err:
-        parse_config(_raw(tmp_path, scheme, **distill))
+        parse_config(mnist1d_config(tmp_path, scheme, **distill))
     message = str(err.value)
     assert "\n" not in message and all(w in message for w in words), message
 
 
 def test_self_distillation_refuses_feature_terms_before_training(tmp_path):
-    raw = _raw(tmp_path, {"name": "self_distill"}, losses=[{"name": "fitnet", "student": "net.0", "teacher": "net.0"}])
+    raw = mnist1d_config(tmp_path, {"name": "self_distill"},
+                         losses=[{"name": "fitnet", "student": "net.0", "teacher": "net.0"}])
     with pytest.raises((ConfigError, ModelError), match="logits only|net.0"):
         run(parse_config(raw))
     assert not (tmp_path / "run").exists()
 
 
 def test_data_free_refuses_a_transfer_set(tmp_path):
-    raw = _raw(tmp_path, {"name": "data_free"})
+    raw = mnist1d_config(tmp_path, {"name": "data_free"})
     raw["data"]["transfer_size"] = 100
     with pytest.raises(ConfigError, match="data.transfer_size.*data_free"):
         parse_config(raw)
@@ -129,7 +118,7 @@ def test_data_free_refuses_a_transfer_set(tmp_path):
     ("synthetic_reviews", {"name": "text_cnn", "params": {"width": 8}}, ConfigError, ["token ids"]),
 ])
 def test_data_free_mistakes_stop_before_any_training(tmp_path, data, teacher, error, words):
-    raw = _raw(tmp_path, {"name": "data_free"}, losses=[{"name": "kd"}])
+    raw = mnist1d_config(tmp_path, {"name": "data_free"}, losses=[{"name": "kd"}])
     raw["data"] = {"name": data}
     raw["teacher"] = teacher
     if data != "mnist1d":

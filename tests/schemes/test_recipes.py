@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
+from toy import mnist1d_config
 from toy import toy_data as _data
 from toy import toy_net as _net
 
@@ -178,21 +179,9 @@ def test_another_architecture_is_one_line_naming_the_first_difference(student, w
     assert words in _one_line(err) and "teacher's architecture" in str(err.value)
 
 
-def _raw(tmp_path, scheme=None, **distill):
-    return {
-        "seed": 0,
-        "output_dir": str(tmp_path / "run"),
-        "data": {"name": "mnist1d", "val_fraction": 0.1},
-        "train": {"epochs": 1, "batch_size": 256, "lr": 3e-3, "progress": False},
-        "teacher": {"name": "cnn1d", "params": {"width": 8, "depth": 2, "kernel": 3}},
-        "student": {"name": "mlp", "params": {"hidden": [16]}},
-        "distill": {"scheme": scheme or {"name": "offline"}, **distill},
-    }
-
-
 @pytest.mark.parametrize("scheme", ["offline", "born_again"])
 def test_a_student_of_another_architecture_fails_before_training(tmp_path, scheme):
-    raw = _raw(tmp_path, {"name": scheme}, init_from_teacher=0.5)  # a CNN teacher, an MLP student
+    raw = mnist1d_config(tmp_path, {"name": scheme}, init_from_teacher=0.5)  # a CNN teacher, an MLP student
     with pytest.raises(ModelError) as err:
         run(parse_config(raw))
     assert "teacher-near initialisation" in _one_line(err)
@@ -208,7 +197,7 @@ def test_a_student_of_another_architecture_fails_before_training(tmp_path, schem
     ({"init_from_teacher": 1.2}, ["distill.init_from_teacher"]),
 ])
 def test_init_from_teacher_config_errors(tmp_path, distill, words):
-    raw = _raw(tmp_path)
+    raw = mnist1d_config(tmp_path)
     raw["distill"] = distill
     with pytest.raises(ConfigError) as err:
         parse_config(raw)
@@ -216,7 +205,7 @@ def test_init_from_teacher_config_errors(tmp_path, distill, words):
 
 
 def test_the_pipeline_starts_only_the_distilled_student_near_the_trained_teacher(tmp_path, monkeypatch):
-    raw = _raw(tmp_path, init_from_teacher=0.3)
+    raw = mnist1d_config(tmp_path, init_from_teacher=0.3)
     raw["student"] = raw["teacher"]  # the same architecture (with BatchNorm), built from another seed
     cfg = parse_config(raw)
     starts = {}
@@ -309,14 +298,14 @@ def test_born_again_bad_input_is_one_line(tmp_path):
                           ({"name": "born_again", "generations": 0}, ["distill.scheme.generations"]),
                           ({"name": "born_again", "assistants": [{"name": "mlp"}]}, ["assistants", "born_again"])]:
         with pytest.raises(ConfigError) as err:
-            parse_config(_raw(tmp_path, scheme))
+            parse_config(mnist1d_config(tmp_path, scheme))
         assert all(w in _one_line(err) for w in words), str(err.value)
     with pytest.raises(ConfigError, match="cache_teacher"):
-        parse_config(_raw(tmp_path, {"name": "born_again"}, cache_teacher=True))
+        parse_config(mnist1d_config(tmp_path, {"name": "born_again"}, cache_teacher=True))
 
 
 def test_born_again_runs_saves_earlier_generations_and_reevaluates(tmp_path):
-    result = run(parse_config(_raw(tmp_path, {"name": "born_again", "generations": 2})), quick_cost=True)
+    result = run(parse_config(mnist1d_config(tmp_path, {"name": "born_again", "generations": 2})), quick_cost=True)
     assert [r["role"] for r in result.rows] == ["teacher", "student_alone", "student_kd"]
     run_dir = tmp_path / "run"
     models = run_dir / "models"
@@ -334,8 +323,8 @@ def test_born_again_runs_saves_earlier_generations_and_reevaluates(tmp_path):
 
 
 def test_one_born_again_generation_equals_offline_in_the_pipeline(tmp_path):
-    offline = run(parse_config(_raw(tmp_path / "a")), quick_cost=True)
-    born = run(parse_config(_raw(tmp_path / "b", {"name": "born_again", "generations": 1})), quick_cost=True)
+    offline = run(parse_config(mnist1d_config(tmp_path / "a")), quick_cost=True)
+    born = run(parse_config(mnist1d_config(tmp_path / "b", {"name": "born_again", "generations": 1})), quick_cost=True)
     a = load_file(offline.run_dir / "models" / "student_kd.safetensors")
     b = load_file(born.run_dir / "models" / "student_kd.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
