@@ -71,7 +71,7 @@ NAME_CHECKS: dict[str, Callable[[str], None]] = {
 
 # prefix -> function(name_after_prefix, weights): refuses named weights that cannot be had (an unknown tag; offline,
 # a file not in the cache) before any data is read
-WEIGHT_CHECKS: dict[str, Callable[[str, Any], None]] = {"timm": check_timm_weights}
+WEIGHT_CHECKS: dict[str, Callable[[str, Any], object]] = {"timm": check_timm_weights}
 
 _SOURCE_NAMES_CHECKED: ContextVar[bool] = ContextVar("kdkit_source_names_checked", default=True)
 

@@ -109,11 +109,13 @@ def offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
-def check_timm_weights(name: str, weights: Any) -> None:
-    """The refusals that need no building: an unknown tag, and offline, weights not in the cache."""
+def check_timm_weights(name: str, weights: Any) -> TimmWeights:
+    """The refusals that need no building: an unknown tag, and offline, weights not in the cache. Returns where
+    timm finds the weights."""
     found = timm_weights(name, weights)
     if offline() and not found.cached():
         raise ModelError(found.missing("offline: HF_HUB_OFFLINE=1"))
+    return found
 
 
 def create_pretrained(name: str, weights: Any, num_classes: int, channels: int, **kwargs: Any) -> nn.Module:
@@ -121,8 +123,7 @@ def create_pretrained(name: str, weights: Any, num_classes: int, channels: int, 
     there when missing and online), a `num_classes` head and `channels` input channels."""
     import timm
 
-    found = timm_weights(name, weights)
-    check_timm_weights(name, weights)
+    found = check_timm_weights(name, weights)
     try:
         return timm.create_model(found.model, pretrained=True, num_classes=num_classes, in_chans=channels, **kwargs)
     except TypeError as err:
