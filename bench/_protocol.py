@@ -6,7 +6,8 @@ lives in three copies drifts. What is shared here:
 - doing a costly step once even when several processes share an output folder (`once_each`: a teacher, a search),
   so a long benchmark can run as one single-thread process per seed side by side;
 - the per-seed cache of finished rows (`run_rows`), which makes a run resumable and `--report-only` possible;
-- paired statistics and the table of paired differences with their standard error (`paired_diffs`, `table`);
+- paired statistics and the table of paired differences with their standard error (`paired_diffs`, `table`); the
+  verdict per row is kdkit's own verdict over seeds (`verdict`: kdkit.verdict.seeds_verdict), never a rule of its own;
 - for benchmarks whose rows are kdkit configs (methods.py, schemes.py): the equal-budget search (`tune_rows`) and
   the paired training of every row through the code path of a `kdkit tune` trial (`run_paired_seed`).
 """
@@ -38,6 +39,7 @@ from kdkit.families.classification.tune import tune  # noqa: E402
 from kdkit.measure import metrics  # noqa: E402
 from kdkit.schemes.registry import DEFAULT_ALPHA_RANGE, DEFAULT_T_RANGE  # noqa: E402
 from kdkit.trainer.loop import predict  # noqa: E402
+from kdkit.verdict import ACCURACY, GAIN, LEVEL, LOSS, NONE, seeds_interval, seeds_verdict  # noqa: E402
 
 COLUMNS = ["accuracy", "macro_f1", "nll", "ece", "agreement", "predictive_kl"]
 
@@ -201,17 +203,20 @@ def table(runs: Sequence[dict[str, Any]], rows: Sequence[str], reference: Callab
 
 def power_note(runs: Sequence[dict[str, Any]], rows: Sequence[str], ref: str) -> str:
     """How large a paired effect these seeds can show: the largest standard error of a paired difference, and the
-    half-width of its 95% interval (Student's t), against the 1 point the benchmark is sized for."""
-    ses = [(mean_se(d)[1], len(d)) for row in rows if row != ref and len(d := paired_diffs(runs, row, ref)) > 1]
-    if not ses:
+    half-width of its 95% interval (the verdict's t-interval, kdkit.verdict.seeds_interval), against the 1 point the
+    benchmark is sized for."""
+    spans = []
+    for row in rows:
+        diffs = paired_diffs(runs, row, ref, ACCURACY.key)
+        if row != ref and len(diffs) > 1:
+            mean, _, high, se = seeds_interval(diffs)
+            spans.append((se, len(diffs), high - mean))
+    if not spans:
         return "Paired differences need at least 2 seeds; none has a standard error."
-    se, n = max(ses)
-    from scipy import stats
-
-    half = stats.t.ppf(0.975, n - 1) * se
-    verdict = "visible" if half < 1.0 else "**not** reliably visible"
-    return (f"Largest paired standard error {se:.2f} points over {n} seeds: the 95% interval of a paired difference "
-            f"is ± {half:.2f} points at most, so a 1-point effect is {verdict}.")
+    se, n, half = max(spans)
+    visible = "visible" if half < 1.0 else "**not** reliably visible"
+    return (f"Largest paired standard error {se:.2f} points over {n} seeds: the {LEVEL:.0%} interval of a paired "
+            f"difference is ± {half:.2f} points at most, so a 1-point effect is {visible}.")
 
 
 def report_command(script: str, argv: Sequence[str], seeds: Sequence[int], report_only: bool,
@@ -384,18 +389,22 @@ def run_paired_seed(seed: int, saved: Path, configs: dict[str, dict[str, Any]], 
 
 
 def verdict(runs: Sequence[dict[str, Any]], rows: Sequence[str], ref: str = ALONE) -> str:
-    """Which rows differ from `ref` by more than two standard errors of the paired difference, and which do not."""
+    """Each row against `ref` by kdkit's verdict over seeds (kdkit.verdict.seeds_verdict: the 95% t-interval of the
+    per-seed paired accuracy differences): gain, loss or no measurable difference, with the mean and interval in
+    points. Rows with fewer than 2 seeds have no interval and are left out."""
     if len(runs) < 2:
-        return "one seed: paired differences have no standard error yet."
-    gain, loss, neither = [], [], []
+        return "one seed: paired differences have no interval yet."
+    by_kind: dict[str, list[str]] = {GAIN: [], LOSS: [], NONE: []}
     for row in rows:
-        diffs = paired_diffs(runs, row, ref)
+        diffs = [d / 100 for d in paired_diffs(runs, row, ref, ACCURACY.key)]
         if len(diffs) < 2:
             continue
-        mean, se = mean_se(diffs)
-        (gain if mean > 2 * se else loss if mean < -2 * se else neither).append(f"{row} ({mean:+.2f})")
-    return (f"paired gain over the {ref} beyond 2 s.e.: {', '.join(gain) or 'none'}; loss beyond 2 s.e.: "
-            f"{', '.join(loss) or 'none'}; within 2 s.e.: {', '.join(neither) or 'none'}.")
+        found = seeds_verdict(diffs)
+        by_kind[found.kind].append(f"{row} ({100 * found.difference:+.2f}, {100 * found.low:+.2f} to "
+                                   f"{100 * found.high:+.2f})")
+    named = {kind: ", ".join(names) or "none" for kind, names in by_kind.items()}
+    return (f"verdict over seeds ({LEVEL:.0%} t-interval of the paired {ACCURACY.words} difference, points): gain "
+            f"over the {ref}: {named[GAIN]}; loss: {named[LOSS]}; no measurable difference: {named[NONE]}.")
 
 
 def n_params(model: torch.nn.Module) -> int:

@@ -27,7 +27,8 @@ Protocol (the same as bench/fashion_mnist.py; nothing reads the test split befor
    within a seed every row starts from the same initial weights and sees the same batch order. The student ends at
    its last epoch: no epoch is picked on validation data (the validation split only serves the search).
 4. Test metrics; per-seed paired differences (method - student alone) with their standard error; gap closed =
-   (method - alone) / (teacher - alone).
+   (method - alone) / (teacher - alone); each method's verdict is kdkit's verdict over seeds (the 95% t-interval
+   of its paired differences: gain, loss or no measurable difference).
 
 Seeds: 12 by default. The per-seed paired differences of the earlier, untuned runs (bench/RESULTS.md, `schemes`)
 spread with a pooled standard deviation of about 1.4 points; over 12 seeds that gives a standard error of about

@@ -33,7 +33,8 @@ Protocol (the same as bench/fashion_mnist.py and bench/methods.py; the test spli
    seed also initialises the peers and the assistant. The student ends at its last epoch: no epoch is picked on
    validation data.
 4. Test metrics (agreement and predictive KL against the first teacher); per-seed paired differences (scheme -
-   student alone) with their standard error; gap closed = (scheme - alone) / (teacher - alone).
+   student alone) with their standard error; gap closed = (scheme - alone) / (teacher - alone); each scheme's
+   verdict is kdkit's verdict over seeds (the 95% t-interval of its paired differences).
 
 Seeds: 12 by default, for the reason given in bench/methods.py (a pooled per-seed spread of about 1.4 points in the
 earlier runs: over 12 seeds a 95% interval of about +/- 0.9 points, so a 1-point paired effect is visible).

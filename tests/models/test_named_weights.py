@@ -61,11 +61,6 @@ def test_bad_weight_names_are_refused_before_any_download(torch_home, params, wo
         build_model("torchvision:resnet18", SHAPE, 3, **params)
 
 
-def test_timm_names_are_refused_with_the_local_file_way(torch_home):
-    with pytest.raises(ConfigError, match="named weights are for torchvision"):
-        build_model("timm:resnet10t", SHAPE, 3, weights="DEFAULT")
-
-
 def test_a_config_teacher_takes_named_weights(torch_home, tmp_path):
     _place_imagenet_file(torch_home)
     raw = {"output_dir": str(tmp_path / "run"), "data": {"name": "digits"},

@@ -33,6 +33,7 @@ from kdkit.models.text import (
     build_text_transformer,
     resolve_hf,
 )
+from kdkit.models.timm_weights import check_timm_weights
 from kdkit.models.tiny import SmallCNN, StridedCNN, TinyCNN, build_small_cnn, build_strided_cnn, build_tiny_cnn
 from kdkit.models.vision import check_timm_name, check_torchvision_name, resolve_timm, resolve_torchvision
 
@@ -68,6 +69,10 @@ NAME_CHECKS: dict[str, Callable[[str], None]] = {
     "hf_lm": _local_folder("hf_lm"),
 }
 
+# prefix -> function(name_after_prefix, weights): refuses named weights that cannot be had (an unknown tag; offline,
+# a file not in the cache) before any data is read
+WEIGHT_CHECKS: dict[str, Callable[[str, Any], object]] = {"timm": check_timm_weights}
+
 _SOURCE_NAMES_CHECKED: ContextVar[bool] = ContextVar("kdkit_source_names_checked", default=True)
 
 
@@ -100,6 +105,8 @@ def check_model_args(name: str, kwargs: dict[str, Any]) -> None:
             raise ConfigError(f"unknown model source '{prefix}:'; known: {', '.join(sorted(RESOLVERS)) or 'none'}")
         if prefix in NAME_CHECKS and _SOURCE_NAMES_CHECKED.get():
             NAME_CHECKS[prefix](name.partition(":")[2])
+            if prefix in WEIGHT_CHECKS and kwargs.get("weights") is not None:
+                WEIGHT_CHECKS[prefix](name.partition(":")[2], kwargs["weights"])
         return
     if name not in MODELS:
         close = difflib.get_close_matches(name, list(MODELS), n=1)

@@ -2,14 +2,15 @@
 
 Every model is built with random weights and a classification head sized for the data's classes. Pretrained
 weights come from a local file given as ``params: {pretrained: path}`` (.safetensors, or a torch checkpoint read with
-``weights_only=True``), or, for torchvision models, from torchvision's own weights by name, ``params: {weights:
-DEFAULT}`` (or a member of the model's weights enum, ``IMAGENET1K_V1``, ``ResNet18_Weights.IMAGENET1K_V1``): read
-the way torchvision reads them, from torch hub's cache ($TORCH_HOME/hub/checkpoints, default ~/.cache/torch), and
-downloaded into it once when missing; offline without the file, one line names the file and the folder to put it
-in. The weights (file or named) may be ImageNet's (their 1000-class head is left out and the new head starts from
-random) or a model already fine-tuned on the same classes (then the head is loaded too). When the images have 1
-channel instead of 3, the first convolution is rebuilt for 1 channel and its pretrained kernel summed over the colour
-channels, which gives the same response to a grey image.
+``weights_only=True``), or by name, ``params: {weights: DEFAULT}``: for torchvision models, torchvision's own (or a
+member of the model's weights enum, ``IMAGENET1K_V1``, ``ResNet18_Weights.IMAGENET1K_V1``), read the way torchvision
+reads them, from torch hub's cache ($TORCH_HOME/hub/checkpoints, default ~/.cache/torch), and downloaded into it
+once when missing; for timm models, timm's (or one of its pretrained tags, ``a1_in1k``), read by timm from the
+Hugging Face hub cache (kdkit.models.timm_weights). Offline without the file, one line names the file and the
+folder to put it in. The weights (file or named) may be ImageNet's (their 1000-class head is left out and the new
+head starts from random) or, from a file, a model already fine-tuned on the same classes (then the head is loaded
+too). When the images have 1 channel instead of 3, the first convolution is rebuilt for 1 channel and its pretrained
+kernel summed over the colour channels, which gives the same response to a grey image.
 
 ``freeze_backbone: true`` trains the head only (linear probing): every other parameter gets
 ``requires_grad=False``, and the frozen BatchNorm layers keep using their stored running statistics even in
@@ -29,8 +30,8 @@ from torch import Tensor, nn
 from kdkit.errors import ConfigError, KdkitWarning, ModelError
 from kdkit.io.checkpoint import read_state
 
-# builder arguments that would make torchvision or timm fetch weights behind kdkit's back (torchvision's `weights`
-# is kdkit's own param, resolved by torchvision_weights)
+# builder arguments that would make torchvision or timm fetch weights behind kdkit's back (`weights` is kdkit's own
+# param, resolved by torchvision_weights or kdkit.models.timm_weights)
 TORCH_HUB_WEIGHTS = "checkpoints"  # torch.hub keeps downloaded weights in this folder of its directory
 _DOWNLOADING = ("weights", "weights_backbone", "pretrained_cfg", "pretrained_cfg_overlay")
 
@@ -44,9 +45,8 @@ def _unknown_name(source: str, name: str, known: Sequence[str]) -> ConfigError:
 def _check_params(source: str, pretrained: Any, kwargs: dict[str, Any]) -> None:
     blocked = [k for k in _DOWNLOADING if k in kwargs]
     if blocked:
-        named = " (named weights are for torchvision: models)" if blocked[0] == "weights" else ""
-        raise ConfigError(f"{source} model param '{blocked[0]}' would download weights outside kdkit{named}: give a "
-                          "local weights file as params.pretrained instead")
+        raise ConfigError(f"{source} model param '{blocked[0]}' would download weights outside kdkit: give a local "
+                          "weights file as params.pretrained, or named weights as params.weights")
     if pretrained is not None and not isinstance(pretrained, (str, os.PathLike)):
         raise ConfigError(f"{source} model param 'pretrained' must be the path of a local weights file "
                           f"(.safetensors or .pt), got {pretrained!r}; nothing is downloaded at run time")
@@ -196,8 +196,10 @@ def freeze_except_head(model: nn.Module, head: str) -> None:
             module.register_forward_pre_hook(_keep_running_stats)
 
 
-def _finish(model: nn.Module, num_classes: int, pretrained: Any, freeze: bool, named: Any = None) -> nn.Module:
-    """Load `pretrained` (a file) or `named` (torchvision weights) around the head, then freeze what is asked."""
+def _finish(model: nn.Module, num_classes: int, pretrained: Any, freeze: bool, named: Any = None,
+            loaded: bool = False) -> nn.Module:
+    """Load `pretrained` (a file) or `named` (torchvision weights) around the head, then freeze what is asked.
+    `loaded`: the builder loaded pretrained weights itself (timm's by name)."""
     if pretrained is None and named is None and not freeze:
         return model  # the head only needs finding to load around it or to freeze the rest
     head = head_name(model, num_classes)
@@ -205,9 +207,8 @@ def _finish(model: nn.Module, num_classes: int, pretrained: Any, freeze: bool, n
         load_pretrained(model, pretrained, head)
     if named is not None:
         load_state(model, fetch_weights(named), f"{named}", head)
-    pretrained = pretrained if named is None else named
     if freeze:
-        if pretrained is None:
+        if pretrained is None and named is None and not loaded:
             warnings.warn("freeze_backbone without pretrained weights trains a head on random features; "
                           "set params.pretrained to a weights file", KdkitWarning, stacklevel=3)
         freeze_except_head(model, head)
@@ -269,16 +270,25 @@ def resolve_torchvision(
 
 def resolve_timm(
     name: str, input_shape: Sequence[int], num_classes: int, pretrained: str | os.PathLike | None = None,
-    freeze_backbone: bool = False, **kwargs: Any,
+    freeze_backbone: bool = False, weights: str | None = None, **kwargs: Any,
 ) -> nn.Module:
-    """`timm:<name>` built with pretrained=False (no download), `num_classes` and the data's `in_chans`."""
+    """`timm:<name>` with `num_classes` and the data's `in_chans`: random init, then optional weights (a local
+    file, or timm's by name, loaded by timm from its cache) and freezing."""
     try:
         import timm
     except ImportError:
         raise ConfigError("timm is not installed; pip install 'kdkit[timm]'") from None
+    if weights is not None and pretrained is not None:
+        raise ConfigError("give the model's weights once: params.weights (timm's, by name) or params.pretrained (a "
+                          "local file), not both")
     _check_params("timm", pretrained, kwargs)
     channels = _channels(input_shape, "timm")
     check_timm_name(name)
+    if weights is not None:
+        from kdkit.models.timm_weights import create_pretrained
+
+        model = create_pretrained(name, weights, num_classes, channels, **kwargs)
+        return _finish(model, num_classes, None, freeze_backbone, loaded=True)
     try:
         model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=channels, **kwargs)
     except TypeError as err:

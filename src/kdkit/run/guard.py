@@ -4,7 +4,8 @@
   one line; a lock whose pid is dead on this host (a killed run) is stale and taken over.
 - A directory holding a finished run (``results.json``, written last) or an interrupted one (config, checkpoints)
   is refused unless the run resumes it (``--resume``) or replaces it (``--overwrite``, which first removes the files
-  kdkit wrote there, and only those).
+  and folders a run of any family writes, kdkit.run.rundir's RUN_FILES and RUN_FOLDERS, and only those: a user's
+  own files and `kdkit tune`'s tune/ stay).
 - A resumed run removes the old run's final files (results, table, predictions) at its start, so a run that fails
   part-way never leaves old results beside new weights; they are written again, ``results.json`` last.
 - Temp files of writes that a kill interrupted (``.*.tmp``, see kdkit.io.checkpoint) are removed.

@@ -72,10 +72,12 @@ TRIAL_RUNS = "trials"  # a language-model search keeps each trial's run (its top
 TRAINING_OUTPUTS = {"predictions": PREDICTIONS, "results": RESULTS, "table": TABLE}
 EVALUATION_OUTPUTS = {"predictions": EVALUATION_PREDICTIONS, "results": EVALUATION, "table": EVALUATION_TABLE}
 COST_OUTPUTS = {"results": COST, "table": COST_TABLE}  # `kdkit evaluate --cost-only`
-# everything a kdkit run writes into its directory; --overwrite removes these and nothing else
-RUN_FILES = (CONFIG, METRICS, BOUNDARY, PREDICTIONS, RESULTS, TABLE, EVALUATION, EVALUATION_TABLE,
-             EVALUATION_PREDICTIONS, REPORT_HTML, REPORT_MARKDOWN, COST, COST_TABLE, TEST_PREDICTIONS)
-RUN_FOLDERS = (CHECKPOINTS, MODELS, REPORT_FIGURES)
+# everything a run of any family writes into its directory (kdkit train, demo and tabular fit, and what evaluate and
+# report add); --overwrite removes these and nothing else, so a run never finds another family's files beside its
+# own. Not a user's own files, and not tune/: `kdkit tune`'s study, whose best.yaml trains into this same directory.
+RUN_FILES = (CONFIG, METRICS, BOUNDARY, TOKENIZER, PREDICTIONS, RESULTS, TABLE, EVALUATION, EVALUATION_TABLE,
+             EVALUATION_PREDICTIONS, REPORT_HTML, REPORT_MARKDOWN, COST, COST_TABLE, HOLDOUT, TEST_PREDICTIONS)
+RUN_FOLDERS = (CHECKPOINTS, MODELS, TEACHER_TOPK, REPORT_FIGURES)
 FINAL_FILES = (RESULTS, TABLE, PREDICTIONS)  # written at the end, results.json last
 
 

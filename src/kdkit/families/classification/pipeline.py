@@ -441,8 +441,9 @@ def run_config(run_dir: str | Path, roles: tuple[str, ...] = ROLES) -> RunConfig
     for spec in [raw.get("teacher", {}), raw.get("student", {}), *others]:  # the run keeps its weights in models/:
         if isinstance(spec, dict):                                         # no other file is needed
             spec["checkpoint"] = None
-            if isinstance(spec.get("params"), dict):
+            if isinstance(spec.get("params"), dict):  # nor the pretrained weights it started from
                 spec["params"].pop("pretrained", None)
+                spec["params"].pop("weights", None)
     try:
         with saved_run_sources():  # a vanished model folder is refused when its role is built, not here
             return parse_config(raw)

@@ -10,7 +10,6 @@ and latency.
 from __future__ import annotations
 
 import copy
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,9 +175,6 @@ def run_lm(cfg: LMRunConfig, console: Console | None = None, overwrite: bool = F
                            needed_bytes=10 * sum(p.numel() * 4 for m in (teacher, student_init) for p in
                                                  m.parameters()))
     try:
-        if overwrite:  # what only LM runs write (run_guard clears the files every run writes)
-            shutil.rmtree(RunDir(run_dir).teacher_topk, ignore_errors=True)
-            RunDir(run_dir).tokenizer.unlink(missing_ok=True)
         if resume:  # the stages of one experiment only
             run_guard.check_same_config(run_dir, cfg.model_dump(mode="json"))
         else:

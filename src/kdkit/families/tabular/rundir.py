@@ -185,10 +185,8 @@ def write_run(run_dir: Path, config: dict[str, Any], distilled: DistilledClassif
     markdown = (to_markdown(table) + "\n" + evaluation(held) + "\n\n" + _scores_markdown(scores)
                 + "\nOut of fold on the fitting rows (" + OUT_OF_FOLD + "):\n\n" + _scores_markdown(oof_scores))
     write_atomic(run_dir / TRAINING_OUTPUTS["table"], markdown)
-    if held.lines is not None:
+    if held.lines is not None:  # (an earlier run's list is gone: --overwrite cleared the run's files)
         write_atomic(run_dir / HOLDOUT, lines_csv(held.lines))
-    else:  # held-out rows from the test file: an earlier run's list would name rows this run fitted on
-        (run_dir / HOLDOUT).unlink(missing_ok=True)
     write_atomic(run_dir / TRAINING_OUTPUTS["results"], json.dumps(summary, indent=2, default=_plain))
     return table
 
