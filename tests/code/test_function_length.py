@@ -10,9 +10,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[2] / "src"
 LIMIT = 60
 # path::qualified name -> its length now; shrink these, never add to them
-LONGER = {
-    "kdkit/families/tabular/cli.py::fit": 77,
-}
+LONGER: dict[str, int] = {}
 
 
 def function_lengths(source: str, where: str) -> dict[str, int]:

@@ -22,11 +22,11 @@ def test_other_demos_are_their_shipped_configs(path, task):
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_validates(path, tmp_path, monkeypatch):
-    from kdkit.families.lm.config import load_lm_config
+    from kdkit.families.base import family_of_config
 
     monkeypatch.chdir(tmp_path)  # model folders are checked as a config is read: the one a header says to export
     (tmp_path / "models" / "all-MiniLM-L6-v2").mkdir(parents=True)
-    load_lm_config(path) or load_config(path)  # as `kdkit train` reads it: a language-model config, or the other kind
+    family_of_config(path).load_config(path, [], None)  # as `kdkit train` reads it: by the family the config is of
 
 
 def test_the_demo_configs_shipped_in_the_package_are_the_files_in_configs():

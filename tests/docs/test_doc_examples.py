@@ -137,7 +137,7 @@ def test_python_examples_run(page, started, tmp_path, monkeypatch) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- YAML examples
-SECTIONS = {"output_dir", "seed", "data", "teacher", "student", "distill", "train", "tune"}
+SECTIONS = {"output_dir", "seed", "data", "teacher", "student", "distill", "train", "tune", "kind", "n_jobs"}
 LM_DATA = {"synthetic_addition", "lm_files"}
 
 
@@ -156,7 +156,11 @@ def _validate(raw: dict) -> None:
     from kdkit.families.classification.config import parse_config
     from kdkit.families.classification.tune import check_space
     from kdkit.families.lm.config import parse_lm_config
+    from kdkit.families.tabular.config import is_tabular_config, parse_tabular_config
 
+    if is_tabular_config(raw):
+        parse_tabular_config(raw)
+        return
     if raw["data"].get("name") in LM_DATA:
         parse_lm_config(raw)
         return

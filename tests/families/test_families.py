@@ -22,7 +22,7 @@ def test_every_family_declares_itself_and_the_fallback_comes_last() -> None:
 
 
 @pytest.mark.parametrize(("config", "family"), [("lm_addition.yaml", "lm"), ("demo.yaml", "classification"),
-                                                ("tagging.yaml", "classification")])
+                                                ("tagging.yaml", "classification"), ("tabular.yaml", "tabular")])
 def test_a_config_picks_its_family(config: str, family: str) -> None:
     assert family_of_config(ROOT / "configs" / config).name == family
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -49,7 +50,10 @@ def test_fit_writes_table_predictions_and_native_models(csvs, tmp_path: Path) ->
     assert config["distill"]["alpha"] == 0.0 and config["data"]["id_columns"] == ["ID"]
 
 
-def test_tune_stores_study_in_run_dir_and_fit_reuses_best(csvs, tmp_path: Path) -> None:
+def test_tune_runs_in_the_tune_loop_and_fit_reuses_its_best_config(csvs, tmp_path: Path) -> None:
+    """`kdkit tabular tune` writes what `kdkit tune` writes (RUN_DIR/tune/: study.db, trials.csv, best.yaml, the
+    config with the best values), scores the best on the held-out rows, and `fit best.yaml` or `fit --from-tune`
+    reuse it."""
     train, test = csvs
     run = tmp_path / "tune"
     args = ["--train", str(train), "--test", str(test), "--target", "Y_LABEL", "--id", "ID", "--n-splits", "3",
@@ -58,27 +62,37 @@ def test_tune_stores_study_in_run_dir_and_fit_reuses_best(csvs, tmp_path: Path) 
     result = runner.invoke(app, ["tune", *args, "--teacher", "lightgbm", "--student", "lightgbm",
                                  "--n-trials", "3", "--run-dir", str(run)])
     assert result.exit_code == 0, result.output
-    assert (run / "study.db").exists() and "best trial" in result.output
+    out = run / "tune"
+    assert (out / "study.db").exists() and "kdkit tune: validation log_loss, 3 trials" in result.output
+    assert len(list(csv.DictReader((out / "trials.csv").open()))) == 3
     assert "held-out verdict: " in result.output  # the best trial, fitted again, on rows the search never saw
-    best = yaml.safe_load((run / "best.yaml").read_text())  # YAML, as `kdkit tune` writes
-    assert best["held_out"]["rows"] == 36 and best["holdout"] == {"fraction": 0.2, "seed": 0, "test_file": False,
-                                                                  "source": best["held_out"]["source"]}
-    assert set(best["held_out"]["log_loss"]) == {"student_kd", "student_alone"}
-    assert 0 <= best["alpha"] <= 0.9 and "num_leaves" in best["student_params"]
-    assert not (run / "best.json").exists()
+    scored = yaml.safe_load((out / "held_out.yaml").read_text())
+    assert scored["held_out"]["rows"] == 36 and scored["holdout"] == {"fraction": 0.2, "seed": 0, "test_file": False,
+                                                                      "source": scored["held_out"]["source"]}
+    assert set(scored["held_out"]["log_loss"]) == {"student_kd", "student_alone"}
+    best = yaml.safe_load((out / "best.yaml").read_text())  # the config, with the best values at their paths
+    assert 0 <= best["distill"]["alpha"] <= 0.9 and "num_leaves" in best["student"]["params"]
+    assert best["student"]["params"]["n_estimators"] == 20 and "tune" not in best
     again = runner.invoke(app, ["tune", *args, "--teacher", "lightgbm", "--student", "lightgbm", "--n-trials", "1",
                                 "--run-dir", str(run)])
-    assert "(4 trials)" in again.output  # the second call joined the stored study
-    fitted = runner.invoke(app, ["fit", *args, "--teacher", "lightgbm", "--from-tune", str(run / "best.yaml"),
+    assert "4 trials: " in again.output  # the second call joined the stored study
+    fitted = runner.invoke(app, ["fit", *args, "--teacher", "lightgbm", "--from-tune", str(out / "best.yaml"),
                                  "--run-dir", str(tmp_path / "fit")])
     assert fitted.exit_code == 0, fitted.output
-    (tmp_path / "old.json").write_text(json.dumps(best))  # what kdkit tabular tune wrote before it wrote YAML
+    from_config = runner.invoke(app, ["fit", str(out / "best.yaml"), "--run-dir", str(tmp_path / "fit2")])
+    assert from_config.exit_code == 0, from_config.output
+    old = {"teacher_params": best["teacher"]["params"], "student_params": best["student"]["params"],
+           "alpha": best["distill"]["alpha"], "holdout": scored["holdout"]}
+    (tmp_path / "old.json").write_text(json.dumps(old))  # what kdkit tabular tune wrote before it wrote a config
     from_json = runner.invoke(app, ["fit", *args, "--teacher", "lightgbm", "--from-tune", str(tmp_path / "old.json"),
-                                    "--run-dir", str(tmp_path / "fit2")])
+                                    "--run-dir", str(tmp_path / "fit3")])
     assert from_json.exit_code == 0, from_json.output
-    scores = [json.loads((tmp_path / d / "results.json").read_text()) for d in ("fit", "fit2")]
+    scores = [json.loads((tmp_path / d / "results.json").read_text()) for d in ("fit", "fit2", "fit3")]
     quality = [[{k: r[k] for k in ("model", "accuracy", "nll")} for r in s["rows"]] for s in scores]
-    assert quality[0] == quality[1]  # the same parameters, the same models (timings aside)
+    assert quality[0] == quality[1] == quality[2]  # the same parameters, the same models (timings aside)
+    moved = runner.invoke(app, ["fit", *args, "--teacher", "lightgbm", "--from-tune", str(out / "best.yaml"),
+                                "--holdout", "0.3", "--run-dir", str(tmp_path / "fit4")])
+    assert moved.exit_code == 2 and "rows the search chose on" in moved.output
 
 
 def test_bad_input_exits_2_with_one_line(csvs, tmp_path: Path) -> None:
@@ -100,10 +114,10 @@ def test_bad_input_exits_2_with_one_line(csvs, tmp_path: Path) -> None:
          "column 'b' is numeric but line 5 has the non-numeric value 'abc'"),
         (["--target", "NOPE"], "target column 'NOPE' not found"),
         (["--target", "Y_LABEL", "--test", str(bad_test)], "columns not in the train file: zz"),
-        (["--target", "Y_LABEL", "--alpha", "2"], "--alpha must be in [0, 1)"),
+        (["--target", "Y_LABEL", "--alpha", "2"], "--alpha: must be in [0, 1)"),
         (["--target", "Y_LABEL", "--student", "nosuch"], "unknown student 'nosuch'"),
         (["--target", "Y_LABEL", "--teacher-params", "{bad"], "not valid JSON"),
-        (["--target", "Y_LABEL", "--n-jobs", "0"], "--n-jobs must be a non-zero number of threads"),
+        (["--target", "Y_LABEL", "--n-jobs", "0"], "--n-jobs: must be a non-zero number of threads"),
     ]
     for extra, message in cases:
         result = runner.invoke(app, ["fit", "--train", str(train), "--test", str(test), "--id", "ID",
@@ -151,7 +165,7 @@ def test_keep_column_must_name_a_feature(csvs, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("command", "extra", "message"), [
     ("fit", ["--teacher", "catbooost"], "unknown teacher 'catbooost'; did you mean 'catboost'?"),
-    ("fit", ["--student-mode", "sofft"], "unknown --student-mode 'sofft'; did you mean 'soft'?"),
+    ("fit", ["--student-mode", "sofft"], "--student-mode: unknown student mode 'sofft'; did you mean 'soft'?"),
     ("fit", ["--from-tune", "nope.yaml"], "nope.yaml: file not found"),
     ("fit", ["--test", "absent.csv"], "absent.csv: file not found"),
     ("fit", ["--run-dir", "finished"], "holds a finished run; pass --overwrite"),

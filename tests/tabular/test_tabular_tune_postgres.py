@@ -37,4 +37,4 @@ def test_two_workers_share_one_study_on_postgres(binary_table, tmp_path: Path) -
         assert sorted(numbers) == list(range(6))  # 2 workers x 3 trials, each stored once
         assert all(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
                    for t in study.trials)
-        assert all((tmp_path / f"w{i}" / "best.yaml").is_file() for i in range(2))
+        assert all((tmp_path / f"w{i}" / "tune" / "best.yaml").is_file() for i in range(2))

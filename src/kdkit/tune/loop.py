@@ -23,7 +23,10 @@ from kdkit.tune.study import optimize, search_study
 
 class Search(Protocol):
     """What a family gives the loop. ``cfg`` holds ``tune`` (metric, trials), ``seed`` and ``output_dir``; ``space``
-    and ``raw`` (the config as a mapping, which each trial changes at its paths) are set once ``prepare`` returns."""
+    and ``raw`` (the config as a mapping, which each trial changes at its paths) are set once ``prepare`` returns.
+    A family whose metrics are its own says in ``tune`` whether its metric is ``higher_is_better``; ``tune`` may also
+    name its ``study`` (default "kdkit"), a ``timeout`` in seconds and the ``step`` a trial reports after (an epoch,
+    a fold; see kdkit.tune.study)."""
 
     cfg: Any
     space: dict[str, SearchRange]

@@ -61,13 +61,22 @@ def open_storage(optuna: Any, storage: str, **kwargs: Any) -> Any:
         raise ConfigError(f"cannot open the Optuna storage {storage!r}: {first}") from None
 
 
+def higher_is_better(tune: Any) -> bool:
+    """Whether the search's metric is better higher: a family whose metrics are its own (a table's log loss, ROC AUC)
+    says so in its tune section; the others' are the trainer's (HIGHER_IS_BETTER)."""
+    own = getattr(tune, "higher_is_better", None)
+    return HIGHER_IS_BETTER[tune.metric] if own is None else bool(own)
+
+
 def search_study(optuna: Any, out: Path, cfg: Any, space: dict[str, SearchRange], shared: str | None = None,
-           name: str = "kdkit") -> Any:
-    """The study `name` in out/study.db: new, or the one an earlier run of the same search left there. A study made
-    for another metric or search space is refused: mixing them would rank incomparable numbers."""
+           name: str | None = None) -> Any:
+    """The study `name` (default: the tune section's `study` where it has one, else "kdkit") in out/study.db: new,
+    or the one an earlier run of the same search left there. A study made for another metric or search space is
+    refused: mixing them would rank incomparable numbers."""
+    name = name or getattr(cfg.tune, "study", "kdkit")
     signature = {"metric": cfg.tune.metric, "space": {p: s.model_dump() for p, s in space.items()}}
     storage = shared or f"sqlite:///{out / STUDY}"
-    direction = "maximize" if HIGHER_IS_BETTER[cfg.tune.metric] else "minimize"
+    direction = "maximize" if higher_is_better(cfg.tune) else "minimize"
     study = open_storage(optuna, storage, study_name=name, direction=direction)
     if "search" not in study.user_attrs:
         study.set_user_attr("search", signature)
@@ -83,10 +92,12 @@ def search_study(optuna: Any, out: Path, cfg: Any, space: dict[str, SearchRange]
     return study
 
 
-def trial_reporter(console: Console, metric: str, total: int, paths: list[str]) -> Any:
+def trial_reporter(console: Console, metric: str, total: int, paths: list[str], higher: bool | None = None,
+                   step: str = "epoch") -> Any:
     """An Optuna callback printing one line per finished trial: its state and value, the best so far, its
-    values and how long it took, so a long search is never silent."""
-    higher = HIGHER_IS_BETTER[metric]
+    values and how long it took, so a long search is never silent. `higher`: whether the metric is better higher
+    (default: the trainer's metrics say); `step`: what a trial reports its value after (an epoch, a fold)."""
+    higher = HIGHER_IS_BETTER[metric] if higher is None else higher
 
     def report(study: Any, trial: Any) -> None:
         done = complete_trials(study)
@@ -96,7 +107,7 @@ def trial_reporter(console: Console, metric: str, total: int, paths: list[str]) 
             value = f"{metric} {trial.value:.4f}"
         elif trial.state.name == "PRUNED" and trial.intermediate_values:
             epoch = max(trial.intermediate_values)
-            value = f"pruned after epoch {epoch} ({metric} {trial.intermediate_values[epoch]:.4f} then)"
+            value = f"pruned after {step} {epoch} ({metric} {trial.intermediate_values[epoch]:.4f} then)"
         else:
             value = trial.state.name.lower()
         best_text = f"best so far {best.value:.4f} (trial {best.number})" if best else "no complete trial yet"
@@ -114,22 +125,25 @@ def complete_trials(study: Any) -> list[Any]:
 
 
 def run_trials(study: Any, objective: Any, total: int, metric: str, paths: list[str], console: Console,
-               catch: tuple[type[Exception], ...] = (KdkitError, ValueError)) -> None:
+               catch: tuple[type[Exception], ...] = (KdkitError, ValueError), tune: Any = None) -> None:
     """`total` trials of `study`, a line each; a trial that raises one of `catch` (a diverged loss, an invalid value)
-    is recorded as failed and the search goes on."""
-    study.optimize(objective, n_trials=total, catch=catch, callbacks=[trial_reporter(console, metric, total, paths)])
+    is recorded as failed and the search goes on. `tune`: the config's tune section, for what a family's own
+    says (its metric's direction, what a trial reports after, a ``timeout`` in seconds)."""
+    reporter = trial_reporter(console, metric, total, paths, None if tune is None else higher_is_better(tune),
+                              getattr(tune, "step", "epoch"))
+    study.optimize(objective, n_trials=total, catch=catch, callbacks=[reporter], timeout=getattr(tune, "timeout", None))
 
 
 def optimize(study: Any, objective: Any, total: int, cfg: Any, space: dict[str, SearchRange], out: Path,
              raw: dict[str, Any], console: Console, alone: AloneBest | None = None) -> dict[str, Any]:
     """Run `total` trials with a line each, write trials.csv and best.yaml (also after Ctrl-C: finished trials are
     kept) and return the best values by path; a trial that diverges (NaN loss) or gets an invalid value is recorded
-    as failed and the search goes on. `cfg`: a classification or a language-model config (its tune and seed).
+    as failed and the search goes on. `cfg`: any family's config (its tune and seed).
     `alone`: the student alone's best trial, whose settings best.yaml gives its row (kdkit.tune.alone)."""
     try:
         console.print(f"kdkit tune: {total} trials, each a distillation scored by validation {cfg.tune.metric}",
                       highlight=False)
-        run_trials(study, objective, total, cfg.tune.metric, list(space), console)
+        run_trials(study, objective, total, cfg.tune.metric, list(space), console, tune=cfg.tune)
     finally:
         if complete_trials(study):
             write_best(out, raw, study, cfg, space, console, alone)
@@ -177,12 +191,13 @@ def write_best(out: Path, raw: dict[str, Any], study: Any, cfg: Any, space: dict
                         f"(every trial: {TRIALS})")
     for column in ("trial", cfg.tune.metric, *paths):
         table.add_column(column, justify="right")
-    ordered = sorted(done, key=lambda t: t.value, reverse=HIGHER_IS_BETTER[cfg.tune.metric])
+    higher = higher_is_better(cfg.tune)
+    ordered = sorted(done, key=lambda t: t.value, reverse=higher)
     for t in ordered[:TABLE_ROWS]:
         table.add_row(str(t.number), f"{t.value:.4f}", *(fmt_value(t.params.get(p)) for p in paths))
     print_unwrapped(table, console)
     if alone is not None:
-        console.print(summary(alone, study.best_value, cfg.tune.metric, HIGHER_IS_BETTER[cfg.tune.metric]),
+        console.print(summary(alone, study.best_value, cfg.tune.metric, higher),
                       highlight=False, markup=False, soft_wrap=True)
     console.print(f"best config: {out / BEST}  (run it with: kdkit train {out / BEST})")
 

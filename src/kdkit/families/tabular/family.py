@@ -1,5 +1,6 @@
 """The tabular family as the command line sees it (kdkit.families.base.Family). Its runs are made by
-`kdkit tabular fit`; `kdkit evaluate`, `predict` and `kdkit.load` read them."""
+`kdkit tabular fit` (or `kdkit train` of a config with ``kind: tabular``, kdkit.families.tabular.config); `kdkit
+evaluate`, `predict` and `kdkit.load` read them."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from kdkit.run.rundir import (
     RESULTS,
     TABLE,
     TEST_PREDICTIONS,
+    TUNE,
 )
 from kdkit.verdict import ACCURACY
 
@@ -35,19 +37,33 @@ class Tables:
     demo_tasks = ()
     verdict_metrics = (ACCURACY,)  # per held-out row
     run_files = (CONFIG, MODELS, HOLDOUT, PREDICTIONS, TABLE, RESULTS, TEST_PREDICTIONS, EVALUATION, EVALUATION_TABLE,
-                 EVALUATION_PREDICTIONS, REPORT_HTML, REPORT_MARKDOWN, REPORT_FIGURES)
+                 EVALUATION_PREDICTIONS, REPORT_HTML, REPORT_MARKDOWN, REPORT_FIGURES, TUNE)
 
     def accepts_config(self, raw: Any) -> bool:
-        return False  # tabular runs are configured by `kdkit tabular fit`'s flags
+        from kdkit.families.tabular.config import is_tabular_config
+
+        return is_tabular_config(raw)
 
     def load_config(self, path: Path, overrides: list[str], output_dir: Path | None) -> Any:
-        raise ConfigError("tabular runs are made by `kdkit tabular fit`, not from a YAML config")
+        from kdkit.families.tabular.config import load_tabular_config
+
+        return load_tabular_config(path, overrides, output_dir)
 
     def train(self, cfg: Any, console: Console, options: Options) -> None:
-        raise ConfigError("tabular runs are made by `kdkit tabular fit`")
+        """As `kdkit tabular fit CONFIG` (a tabular run has no resume: its folds are fitted again)."""
+        from kdkit.families.tabular.run import run_fit
+
+        if options.resume:
+            raise ConfigError("a tabular run cannot be resumed; run it again with --overwrite")
+        run_fit(cfg, console, overwrite=options.overwrite)
 
     def tune(self, cfg: Any, trials: int | None, console: Console, storage: str | None) -> None:
-        raise ConfigError("tabular searches are made by `kdkit tabular tune`")
+        """As `kdkit tabular tune CONFIG`."""
+        from kdkit.families.tabular.run import run_tune
+
+        if trials is not None:
+            cfg = cfg.model_copy(update={"tune": cfg.tune.model_copy(update={"trials": trials})})
+        run_tune(cfg, console, storage)
 
     def evaluate(self, run_dir: Path, console: Console, options: Options) -> None:
         """The held-out rows predicted again by the saved fold models."""
@@ -75,7 +91,7 @@ class Tables:
 
     def demo(self, task: str, output_dir: Path, console: Console, options: Options, seed: int,
              overrides: list[str]) -> None:
-        raise ConfigError("the tabular family has no demo; see `kdkit tabular fit --help`")
+        raise ConfigError("the tabular family has no demo; run `kdkit tabular fit configs/tabular.yaml`")
 
     def write_report(self, run_dir: Path) -> Any:
         """A tabular run is written in the classification run's contract, so the same report reads it."""

@@ -20,7 +20,9 @@ from kdkit.errors import ConfigError
 from kdkit.families.tabular.torch_mlp import TorchMLPClassifier
 
 Builder = Callable[[dict, int, list[int]], Any]  # (params, seed, cat_features) -> unfitted estimator
-Space = Callable[[Any], dict]  # optuna trial -> params
+# parameter -> its range in `kdkit tabular tune` (kdkit.tune.config.SearchRange's keys: low/high, log, integer, or
+# choices); the search draws each at teacher.params.<name> or student.params.<name>
+Space = dict[str, dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -86,12 +88,11 @@ def _cb(cls_name: str, extra: dict | None = None) -> Builder:
                           "cat_features")
 
 
-def _cb_space(trial: Any) -> dict:
-    return {
-        "depth": trial.suggest_int("depth", 3, 8),
-        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
-        "l2_leaf_reg": trial.suggest_float("l2_leaf_reg", 1.0, 10.0, log=True),
-    }
+_CB_SPACE: Space = {
+    "depth": {"low": 3, "high": 8, "integer": True},
+    "learning_rate": {"low": 0.02, "high": 0.3, "log": True},
+    "l2_leaf_reg": {"low": 1.0, "high": 10.0, "log": True},
+}
 
 
 # --- LightGBM -------------------------------------------------------------------------------------------
@@ -105,13 +106,12 @@ def _lgb(cls_name: str, extra: dict | None = None) -> Builder:
     return LibraryBuilder("lightgbm", cls_name, tuple(_merge(_LGB, extra or {}).items()))
 
 
-def _lgb_space(trial: Any) -> dict:
-    return {
-        "num_leaves": trial.suggest_int("num_leaves", 4, 63, log=True),
-        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
-        "min_child_samples": trial.suggest_int("min_child_samples", 5, 50, log=True),
-        "colsample_bytree": trial.suggest_float("colsample_bytree", 0.5, 1.0),
-    }
+_LGB_SPACE: Space = {
+    "num_leaves": {"low": 4, "high": 63, "log": True, "integer": True},
+    "learning_rate": {"low": 0.01, "high": 0.3, "log": True},
+    "min_child_samples": {"low": 5, "high": 50, "log": True, "integer": True},
+    "colsample_bytree": {"low": 0.5, "high": 1.0},
+}
 
 
 # --- XGBoost --------------------------------------------------------------------------------------------
@@ -122,13 +122,12 @@ def _xgb(cls_name: str, extra: dict | None = None) -> Builder:
     return LibraryBuilder("xgboost", cls_name, tuple(_merge(_XGB, extra or {}).items()))
 
 
-def _xgb_space(trial: Any) -> dict:
-    return {
-        "max_depth": trial.suggest_int("max_depth", 2, 8),
-        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
-        "subsample": trial.suggest_float("subsample", 0.6, 1.0),
-        "colsample_bytree": trial.suggest_float("colsample_bytree", 0.5, 1.0),
-    }
+_XGB_SPACE: Space = {
+    "max_depth": {"low": 2, "high": 8, "integer": True},
+    "learning_rate": {"low": 0.01, "high": 0.3, "log": True},
+    "subsample": {"low": 0.6, "high": 1.0},
+    "colsample_bytree": {"low": 0.5, "high": 1.0},
+}
 
 
 # --- torch MLP and scikit-learn -------------------------------------------------------------------------
@@ -136,14 +135,12 @@ def _mlp(params: dict, seed: int, cat: list[int]) -> Any:
     return TorchMLPClassifier(seed=seed, **params)
 
 
-def _mlp_space(trial: Any) -> dict:
-    width = trial.suggest_categorical("width", [32, 64, 128, 256])
-    return {
-        "hidden": (width, width // 2),
-        "lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
-        "dropout": trial.suggest_float("dropout", 0.0, 0.3),
-        "temperature": trial.suggest_float("temperature", 1.0, 4.0),
-    }
+_MLP_SPACE: Space = {
+    "hidden": {"choices": [[width, width // 2] for width in (32, 64, 128, 256)]},
+    "lr": {"low": 3e-4, "high": 1e-2, "log": True},
+    "dropout": {"low": 0.0, "high": 0.3},
+    "temperature": {"low": 1.0, "high": 4.0},
+}
 
 
 def _sk(path: str, seeded: bool = True, **fixed: Any) -> Builder:
@@ -156,20 +153,20 @@ FAMILIES: dict[str, Family] = {
     "catboost": Family(
         "catboost", _cb("CatBoostClassifier"), _cb("CatBoostRegressor", {"loss_function": "RMSE"}),
         _cb("CatBoostClassifier", {"loss_function": "CrossEntropy"}), "binary_prob", "catboost",
-        space=_cb_space, threads="thread_count",
+        space=_CB_SPACE, threads="thread_count",
     ),
     "lightgbm": Family(
         "lightgbm", _lgb("LGBMClassifier"), _lgb("LGBMRegressor"),
-        _lgb("LGBMRegressor", {"objective": "cross_entropy"}), "binary_prob", "ordinal", space=_lgb_space,
+        _lgb("LGBMRegressor", {"objective": "cross_entropy"}), "binary_prob", "ordinal", space=_LGB_SPACE,
         threads="n_jobs", soft_multi=LibraryBuilder("kdkit.families.tabular.lgbm_soft", "LGBMSoftLabelClassifier",
                                                     tuple(_LGB.items())),
     ),
     "xgboost": Family(
         "xgboost", _xgb("XGBClassifier"), _xgb("XGBRegressor"),
-        _xgb("XGBRegressor", {"objective": "binary:logistic"}), "binary_prob", "ordinal", space=_xgb_space,
+        _xgb("XGBRegressor", {"objective": "binary:logistic"}), "binary_prob", "ordinal", space=_XGB_SPACE,
         threads="n_jobs",
     ),
-    "mlp": Family("mlp", _mlp, soft="kd", prep="dense", space=_mlp_space, threads="n_threads"),
+    "mlp": Family("mlp", _mlp, soft="kd", prep="dense", space=_MLP_SPACE, threads="n_threads"),
     "logreg": Family(
         "logreg", _sk("sklearn.linear_model.LogisticRegression", seeded=False, max_iter=2000),
         _sk("sklearn.linear_model.Ridge", seeded=False),

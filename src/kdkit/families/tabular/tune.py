@@ -1,46 +1,78 @@
-"""Optuna search over teacher parameters, student parameters and alpha, scored by the distilled student's
-cross-validated (out-of-fold) score against the true labels on the fitting rows; the best trial is then fitted
-again and scored on held-out rows the search never saw (`score_on_held_out`, kdkit.families.tabular.holdout).
+"""`kdkit tabular tune`: the tabular family's side of the one tune loop (kdkit.tune.loop). Each trial fits the teacher
+and the distilled student with the trial's values at their config paths (by default each model's own space,
+kdkit.families.tabular.models, at ``teacher.params.*`` / ``student.params.*``, and ``distill.alpha``) and is scored
+by the distilled student's cross-validated (out-of-fold) score against the true labels on the fitting rows; the best
+trial is then fitted again and scored, with the student alone, on held-out rows the search never saw
+(:func:`score_on_held_out`, kdkit.families.tabular.holdout).
 
-The study lives in ``sqlite:///<run_dir>/study.db`` unless ``storage`` names another database: several
-machines that run the same command with the same ``storage`` URL and ``study_name`` share one study (give
-each worker its own ``seed`` so their first random trials differ; PostgreSQL needs its driver, e.g.
-psycopg2, installed). After each student fold the score on the rows predicted so far is reported, and the
-median pruner stops trials that are worse than the median of earlier trials at the same fold.
+The loop writes what `kdkit tune` writes into ``<output_dir>/tune/``: ``study.db`` (or the ``--storage`` database,
+which several machines running the same command share under one ``tune.study`` name; PostgreSQL needs its driver,
+e.g. psycopg2), ``trials.csv`` and ``best.yaml``, the config with the best values, which ``kdkit tabular fit
+best.yaml`` runs; the held-out score goes to ``held_out.yaml`` beside it. After each student fold the score on the
+rows predicted so far is reported, and the median pruner stops trials worse than the median of earlier trials at the
+same fold.
 """
 
 from __future__ import annotations
 
-import json
-import time
+import copy
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import optuna
-import pandas as pd
+from rich.console import Console
 
-from kdkit.errors import ConfigError
+from kdkit.families.tabular.config import TabularConfig, parse_tabular_config
 from kdkit.families.tabular.estimator import DistilledClassifier
-from kdkit.families.tabular.evaluate import LOWER_IS_BETTER, METRICS, best_threshold, scores
+from kdkit.families.tabular.evaluate import best_threshold, scores
 from kdkit.families.tabular.holdout import HeldOut
 from kdkit.families.tabular.models import resolve
-from kdkit.run.rundir import BEST, STUDY
-from kdkit.trainer.progress import clock
-from kdkit.tune.study import complete_trials, open_storage
+from kdkit.tune.config import SearchRange
+from kdkit.tune.space import range_end, set_path
+
+ALPHA_RANGE = {"low": 0.0, "high": 0.9}  # the label's share in the student's target, searched by default
 
 
-class _Prefixed:
-    """Give a family's search space its own namespace (``teacher.depth`` vs ``student.depth``)."""
+def default_space(cfg: TabularConfig) -> dict[str, SearchRange]:
+    """Each model's own search space (its library's usual parameters) at its params path, and distill.alpha."""
+    space: dict[str, SearchRange] = {}
+    for role, model in (("teacher", cfg.teacher), ("student", cfg.student)):
+        for name, found in (resolve(model.name, role).space or {}).items():
+            space[f"{role}.params.{name}"] = SearchRange(**found)
+    space["distill.alpha"] = SearchRange(**ALPHA_RANGE)
+    return space
 
-    def __init__(self, trial: optuna.Trial, prefix: str) -> None:
-        self.trial, self.prefix = trial, prefix
 
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.trial, name)
-        if not name.startswith("suggest_"):
-            return method
-        return lambda param, *a, **kw: method(f"{self.prefix}{param}", *a, **kw)
+def search_space(cfg: TabularConfig) -> dict[str, SearchRange]:
+    return dict(cfg.tune.space) if cfg.tune.space is not None else default_space(cfg)
+
+
+def trial_config(raw: dict[str, Any], values: dict[str, Any]) -> TabularConfig:
+    """The config with a trial's values at their paths, validated like any config."""
+    changed = copy.deepcopy(raw)
+    for path, value in values.items():
+        set_path(changed, path, value)
+    return parse_tabular_config(changed)
+
+
+def _student_side(cfg: TabularConfig, student_columns: list[str], changes: dict[str, Any]) -> dict[str, Any]:
+    return {**dict(student=cfg.student.name, student_columns=student_columns, student_params=dict(cfg.student.params),
+                   student_mode=cfg.student.mode, n_splits=cfg.distill.n_splits, random_state=cfg.seed,
+                   n_jobs=cfg.n_jobs), **changes}
+
+
+def distiller(cfg: TabularConfig, teacher_columns: list[str], student_columns: list[str], **changes: Any
+              ) -> DistilledClassifier:
+    """The distilled student a config describes, on the columns the data gave (`changes`: other estimator
+    settings, e.g. verbose)."""
+    return DistilledClassifier(teacher=cfg.teacher.name, teacher_columns=teacher_columns,
+                               teacher_params=dict(cfg.teacher.params), alpha=cfg.distill.alpha,
+                               **_student_side(cfg, student_columns, changes))
+
+
+def student_alone(cfg: TabularConfig, student_columns: list[str], **changes: Any) -> DistilledClassifier:
+    """The same student, folds and seed on hard labels (alpha 1: no teacher is fitted), in mode auto."""
+    return DistilledClassifier(alpha=1.0, **_student_side(cfg, student_columns, {**changes, "student_mode": "auto"}))
 
 
 def _metric(metric: str, codes: np.ndarray, proba: np.ndarray) -> float:
@@ -48,98 +80,58 @@ def _metric(metric: str, codes: np.ndarray, proba: np.ndarray) -> float:
     return scores(codes, proba, cut)[metric]
 
 
-def make_objective(X: pd.DataFrame, y: Any, base: dict, metric: str, tune_alpha: bool = True) -> Any:
-    """Objective for ``study.optimize``: builds a DistilledClassifier from ``base`` plus the trial's picks."""
-    teacher_space = resolve(base.get("teacher", "catboost"), "teacher").space
-    student_space = resolve(base.get("student", "lightgbm"), "student").space
+class TabularSearch:
+    """The tabular family's Search (kdkit.tune.loop): the data read and the rows held out once; every trial a
+    teacher and a distilled student fitted on the fitting rows, scored out of fold."""
 
-    def objective(trial: optuna.Trial) -> float:
-        teacher_params = {**(base.get("teacher_params") or {}),
-                          **(teacher_space(_Prefixed(trial, "teacher.")) if teacher_space else {})}
-        student_params = {**(base.get("student_params") or {}),
-                          **(student_space(_Prefixed(trial, "student.")) if student_space else {})}
-        alpha = trial.suggest_float("alpha", 0.0, 0.9) if tune_alpha else float(base.get("alpha", 0.0))
-        model = DistilledClassifier(**{**base, "teacher_params": teacher_params, "student_params": student_params,
-                                       "alpha": alpha})
-        codes = np.searchsorted(np.unique(np.asarray(y)), np.asarray(y))
+    def __init__(self, cfg: TabularConfig, load: Any) -> None:
+        """`load(cfg, console)`: the task and its held-out rows (the same choice as `kdkit tabular fit`)."""
+        self.cfg, self.load = cfg, load
+
+    def prepare(self, console: Console) -> None:
+        self.space = search_space(self.cfg)
+        self.raw = self.cfg.model_dump(mode="json")
+        for end in (0, -1):  # a wrong path or an invalid end fails before any data is read
+            trial_config(self.raw, {p: range_end(s, end) for p, s in self.space.items()})
+        self.task, self.held = self.load(self.cfg, console)
+        self.codes = np.searchsorted(np.unique(np.asarray(self.held.y)), np.asarray(self.held.y))
+
+    def train_teacher(self, out: Path, console: Console) -> None:
+        console.print(f"held out for the final score: {self.held.source}; the search never sees them",
+                      highlight=False)  # the teacher is fitted in every trial: its parameters are searched too
+
+    def score(self, trial: Any, values: dict[str, Any]) -> float:
+        cfg = trial_config(self.raw, values)
+        model = distiller(cfg, self.task.teacher_columns, self.task.student_columns)
+        prune, metric = self.cfg.tune.prune, self.cfg.tune.metric
 
         def on_fold(fold: int, done: np.ndarray, oof: np.ndarray) -> None:
             try:
-                value = _metric(metric, codes[done], oof[done])
+                value = _metric(metric, self.codes[done], oof[done])
             except ValueError:  # e.g. one class among the rows predicted so far
                 return
             trial.report(value, fold)
-            if trial.should_prune():
+            if prune and fold >= 1 and trial.should_prune():  # never on the first fold alone
+                import optuna
+
                 raise optuna.TrialPruned()
 
-        model.fit(X, y, on_fold=on_fold)
-        trial.set_user_attr("teacher_params", teacher_params)
-        trial.set_user_attr("student_params", student_params)
-        trial.set_user_attr("alpha", alpha)
-        return _metric(metric, codes, model.student_oof_)
+        model.fit(self.held.X, self.held.y, on_fold=on_fold)
+        return _metric(metric, self.codes, model.student_oof_)
 
-    return objective
+    def alone(self, optuna: Any, out: Path, storage: str | None, total: int, console: Console) -> None:
+        return None  # the student alone is scored with the best trial's student parameters (score_on_held_out)
 
 
-def run_study(
-    X: pd.DataFrame,
-    y: Any,
-    base: dict,
-    *,
-    n_trials: int = 30,
-    metric: str = "log_loss",
-    run_dir: Path | str = "runs/tabular-tune",
-    storage: str | None = None,
-    study_name: str = "kdkit-tabular",
-    timeout: float | None = None,
-    tune_alpha: bool = True,
-    progress: bool = False,
-) -> optuna.Study:
-    """Create or join the study, run ``n_trials`` here, write ``best.yaml`` to ``run_dir`` (as `kdkit tune` does;
-    `kdkit tabular fit --from-tune` reads it); returns the study."""
-    if metric not in METRICS:
-        raise ConfigError(f"unknown metric '{metric}'; choose one of: {', '.join(METRICS)}")
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    storage = storage or f"sqlite:///{(run_dir / STUDY).resolve()}"
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    seed = int(base.get("random_state", base.get("seed")) or 0)
-    study = open_storage(  # the study of kdkit tune's loop, with this search's own sampler seed and pruner
-        optuna, storage, study_name=study_name, direction="minimize" if metric in LOWER_IS_BETTER else "maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
-    )
-    objective = make_objective(X, y, base, metric, tune_alpha)
-    if progress:
-        _optimize_with_bar(study, objective, n_trials, timeout)
-    else:
-        study.optimize(objective, n_trials=n_trials, timeout=timeout)
-    if not complete_trials(study):
-        raise ConfigError("no trial completed; raise --n-trials or check the parameters")
-    best = study.best_trial
-    summary = {"metric": metric, "value": best.value, "trial": best.number, "params": best.params,
-               **{k: best.user_attrs.get(k) for k in ("teacher_params", "student_params", "alpha")}}
-    from kdkit.config.yaml import dump_yaml
-    from kdkit.io.checkpoint import write_atomic
-
-    write_atomic(run_dir / BEST, "# written by kdkit tabular tune: the best trial; reuse it with "
-                 f"kdkit tabular fit --from-tune {BEST}\n" + dump_yaml(json.loads(json.dumps(summary, default=list))))
-    return study
-
-
-def score_on_held_out(best: optuna.trial.FrozenTrial, base: dict, held: HeldOut, metric: str,
-                      seed: int = 0) -> dict[str, Any]:
-    """The best trial's teacher, student and alpha fitted again on the fitting rows, with the student alone (same
+def score_on_held_out(cfg: TabularConfig, task: Any, held: HeldOut) -> dict[str, Any]:
+    """The best config's teacher, student and alpha fitted again on the fitting rows, with the student alone (same
     student parameters, hard labels), and both scored on the held-out rows that the search never saw; the paired
     verdict on accuracy says whether the tuned distillation beats the student alone there."""
     from kdkit.verdict import Verdict, correct_per_unit, kind_of, paired_bootstrap
 
-    student_params = best.user_attrs["student_params"]
-    distilled = DistilledClassifier(**{**base, "teacher_params": best.user_attrs["teacher_params"],
-                                       "student_params": student_params, "alpha": best.user_attrs["alpha"]})
-    distilled.fit(held.X, held.y)
-    alone = DistilledClassifier(**{**base, "student_params": student_params, "student_mode": "auto", "alpha": 1.0})
-    alone.fit(held.X, held.y)
+    metric, seed = cfg.tune.metric, cfg.seed
+    distilled = distiller(cfg, task.teacher_columns, task.student_columns).fit(held.X, held.y)
+    alone = student_alone(cfg, task.student_columns).fit(held.X, held.y)
     fit_codes = np.searchsorted(distilled.classes_, np.asarray(held.y))
     codes = np.searchsorted(distilled.classes_, np.asarray(held.y_held))
     proba = {"student_kd": (distilled.student_oof_, distilled.predict_proba(held.X_held)),
@@ -154,21 +146,3 @@ def score_on_held_out(best: optuna.trial.FrozenTrial, base: dict, held: HeldOut,
                       f"seed {seed}", len(codes))
     return {"rows": len(codes), "source": held.source, metric: {r: v[metric] for r, v in values.items()},
             "accuracy": {r: v["accuracy"] for r, v in values.items()}, "verdict": verdict.headline}
-
-
-def _optimize_with_bar(study: optuna.Study, objective: Any, n_trials: int, timeout: float | None) -> None:
-    """One plain line per finished trial (its state and value, the best so far, elapsed time and an ETA): unlike a
-    redrawn bar, log files and CI keep it."""
-    start, seen = time.monotonic(), len(study.trials)  # a shared study may hold other workers' trials already
-
-    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        done = len(study.trials) - seen
-        elapsed = time.monotonic() - start
-        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        best = f"best so far {study.best_value:.4f} (trial {study.best_trial.number})" if complete else "no best yet"
-        # Optuna gives a pruned trial its last reported value: only a complete trial's value is its score
-        value = f"{trial.value:.4f}" if trial.state == optuna.trial.TrialState.COMPLETE else trial.state.name.lower()
-        print(f"trial {trial.number} ({done}/{n_trials}): {value}; {best}; elapsed {clock(elapsed)}, ETA "
-              f"{clock(elapsed / done * max(0, n_trials - done))}", flush=True)
-
-    study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=[report])
