@@ -41,8 +41,8 @@ def _split_val(x: np.ndarray, y: np.ndarray, val_fraction: float, seed: int):
 @functools.lru_cache(maxsize=4)
 def _mnist1d_arrays(num_samples: int | None, seed: int | None) -> dict[str, np.ndarray]:
     """make_dataset's arrays for the package's default arguments (num_samples/seed replaced where given), generated
-    once per process: the generator is deterministic and takes seconds, and a process that evaluates, tunes or
-    re-runs asks for the same data many times. Callers get copies (mnist1d below), so the cache stays as made."""
+    once per process: the generator is deterministic and takes seconds, and a process that trains then evaluates,
+    or runs several configs, asks for the same data again. Callers get copies (mnist1d below): the cache stays."""
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
