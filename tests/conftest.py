@@ -77,3 +77,22 @@ def demo_quick_copy(demo_quick, tmp_path_factory):
         return out
 
     return copy
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL server (tests/postgres.py) for the whole session; its URL."""
+    import postgres
+
+    with postgres.server() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server, request):
+    """A fresh database of this test's own on the session's PostgreSQL server; its SQLAlchemy URL."""
+    import re
+
+    import postgres
+
+    return postgres.fresh_database(postgres_server, re.sub(r"\W+", "_", request.node.name).lower()[:60])

@@ -56,3 +56,13 @@ def server() -> Iterator[str]:
     finally:
         subprocess.run([*as_user, _bin("pg_ctl"), "-D", data, "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def fresh_database(server_url: str, name: str) -> str:
+    """A new, empty database `name` on the server at server_url; its SQLAlchemy URL. Tests that share one server
+    (starting one takes seconds) each get a database of their own, so no study of one test reaches another."""
+    import psycopg
+
+    with psycopg.connect(server_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return server_url.rsplit("/", 1)[0] + f"/{name}"

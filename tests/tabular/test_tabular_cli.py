@@ -140,7 +140,7 @@ def test_likely_id_column_is_refused_until_named(binary_table, tmp_path: Path, c
     frame[column] = values(len(X)) if column == "row" else frame[column]  # still increasing after the sort
     frame.to_csv(tmp_path / "train.csv", index=False)
     base = ["fit", "--train", str(tmp_path / "train.csv"), "--target", "Y_LABEL", "--student-columns", "a,b,c",
-            *FAST_ARGS]
+            *FAST_ARGS, "--n-splits", "2"]  # the last --n-splits counts: 2 folds, the claim is about columns
     refused = runner.invoke(app, [*base, "--run-dir", str(tmp_path / "r0")])
     assert refused.exit_code == 2, refused.output
     err = refused.stderr if refused.stderr_bytes is not None else refused.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -37,6 +38,27 @@ def _split_val(x: np.ndarray, y: np.ndarray, val_fraction: float, seed: int):
     return train_test_split(x, y, test_size=val_fraction, stratify=y, random_state=seed)
 
 
+@functools.lru_cache(maxsize=4)
+def _mnist1d_arrays(num_samples: int | None, seed: int | None) -> dict[str, np.ndarray]:
+    """make_dataset's arrays for the package's default arguments (num_samples/seed replaced where given), generated
+    once per process: the generator is deterministic and takes seconds, and a process that trains then evaluates,
+    or runs several configs, asks for the same data again. Callers get copies (mnist1d below): the cache stays."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    if num_samples is not None:
+        args.num_samples, args.train_split, args.seed = num_samples, 1.0, seed
+    state = np.random.get_state()  # make_dataset reseeds numpy's global generator; give it back untouched
+    try:
+        made = make_dataset(args)
+    finally:
+        np.random.set_state(state)
+    arrays = {k: np.asarray(v) for k, v in made.items() if isinstance(v, np.ndarray)}
+    for array in arrays.values():
+        array.flags.writeable = False
+    return arrays
+
+
 def mnist1d(seed: int = 0, val_fraction: float = 0.1, transfer_size: int = 0) -> DataBundle:
     """MNIST-1D (Greydanus 2020), generated offline: 4,000 train / 1,000 test sequences of length 40, 10 classes.
 
@@ -44,19 +66,11 @@ def mnist1d(seed: int = 0, val_fraction: float = 0.1, transfer_size: int = 0) ->
     literature; `seed` only draws the validation split. The transfer set is `transfer_size` extra samples from
     the same generator with another seed, left unlabelled for the teacher to label.
     """
-    from mnist1d.data import get_dataset_args, make_dataset
-
-    state = np.random.get_state()  # make_dataset reseeds numpy's global generator; give it back untouched
-    try:
-        data = make_dataset(get_dataset_args())
-        transfer = None
-        if transfer_size > 0:
-            args = get_dataset_args()
-            args.num_samples, args.train_split, args.seed = int(transfer_size), 1.0, 10_000 + 42
-            extra = make_dataset(args)["x"]
-            transfer = _tensors(extra, np.full(len(extra), UNLABELLED))
-    finally:
-        np.random.set_state(state)
+    data = {k: v.copy() for k, v in _mnist1d_arrays(None, None).items()}
+    transfer = None
+    if transfer_size > 0:
+        extra = _mnist1d_arrays(int(transfer_size), 10_000 + 42)["x"].copy()
+        transfer = _tensors(extra, np.full(len(extra), UNLABELLED))
     x_tr, x_val, y_tr, y_val = _split_val(data["x"], data["y"], val_fraction, seed)
     return DataBundle(
         train=_tensors(x_tr, y_tr), val=_tensors(x_val, y_val), test=_tensors(data["x_test"], data["y_test"]),
