@@ -10,12 +10,25 @@ scored here on cells none of them was chosen on, and nothing is fitted per cell:
   on disk: the signals from the saved teacher and students (training inputs: the row's own, pool included;
   held-out: the validation split), the measured verdict from the paired test-accuracy differences over seeds
   (kdkit.verdict.seeds_verdict, 95% t-interval);
-- any kdkit run directory given with --runs: the diagnosis and the verdict its results.json holds; runs of a setting
-  a rule cites as its evidence go with --chosen-runs instead, and are listed apart, outside the score.
+- any kdkit run directory given with --runs: the diagnosis and the verdict its results.json holds (one run: its
+  paired bootstrap over test samples);
+- kdkit run directories given with --seed-runs, one cell per parent folder (OUT/<cell>/seed<N>, as
+  bench/diagnosis_runs.py writes them): the rules applied to each seed's saved signals (the cell's prediction: the
+  most common over its seeds), the measured verdict from the per-seed paired differences of the metric the runs'
+  verdicts compare (kdkit.verdict.seeds_verdict);
+- the per-seed files of the paired benchmarks (bench/methods.py, bench/schemes.py: seed<N>.json, --paired-seeds),
+  one cell per row and folder: the rules applied to the student alone's saved signals (the teacher and the
+  student alone on the training and validation splits), the verdict from the row's paired differences with the
+  student alone over seeds; --skip-rows leaves out rows the rules cannot speak for (a scheme that never sees the
+  benchmark's teacher).
+
+Inputs of settings a rule cites as its evidence go with --chosen-runs, --chosen-seed-runs or --chosen-paired-seeds
+instead, and are listed apart, outside the score.
 
 Target, stated before scoring: the predicted verdict matches the measured one in at least 80% of the cells.
 
     OMP_NUM_THREADS=1 python bench/diagnosis_score.py [--map-out runs/bench_kd_regimes] [--runs RUN ...]
+        [--seed-runs RUN ...] [--paired-seeds SEED_JSON ...] [--print-only]
 """
 
 from __future__ import annotations
@@ -24,7 +37,7 @@ import argparse
 import json
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,11 +46,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import kd_regimes as kr  # noqa: E402
-from _protocol import n_params  # noqa: E402
+from _protocol import ALONE, n_params  # noqa: E402
 from _results import write_section  # noqa: E402
 
 from kdkit.data import make_loader  # noqa: E402
-from kdkit.diagnosis import Split, diagnose, prediction_signals  # noqa: E402
+from kdkit.diagnosis import Diagnosis, Signals, Split, diagnose, prediction_signals  # noqa: E402
 from kdkit.io.checkpoint import load_weights  # noqa: E402
 from kdkit.trainer.loop import predict  # noqa: E402
 from kdkit.verdict import GAIN, LOSS, NONE, seeds_verdict  # noqa: E402
@@ -138,6 +151,59 @@ def run_cells(run_dirs: list[Path], source: str = "run directory") -> list[Cell]
     return cells
 
 
+def seeds_cell(name: str, source: str, found: list[Diagnosis], diffs: list[float]) -> Cell:
+    """One cell over seeds: the most common prediction of the seeds' diagnoses (its first rule, and how many seeds
+    agreed when not all did), the verdict of the paired differences (seeds_verdict's 95% t-interval)."""
+    (kind, rule), agree = Counter((d.predicted, d.findings[0].rule) for d in found).most_common(1)[0]
+    if agree < len(found):
+        rule = f"{rule} ({agree} of {len(found)} seeds)"
+    verdict = seeds_verdict(diffs)
+    return Cell(name, source, rule, kind, verdict.kind,
+                f"{100 * verdict.difference:+.2f} ({100 * verdict.low:+.2f} to {100 * verdict.high:+.2f}), "
+                f"{len(diffs)} seeds")
+
+
+def seed_run_cells(run_dirs: list[Path], source: str = "run directories") -> list[Cell]:
+    """Cells of kdkit runs over seeds, one per parent folder: each run's saved signals read by the rules as they
+    are now, and its distilled minus alone score (the metric its verdict compares) as one paired difference."""
+    groups: dict[Path, list[tuple[Diagnosis, float]]] = defaultdict(list)
+    for run in run_dirs:
+        results = json.loads((run / "results.json").read_text())
+        diagnosis, verdict = results.get("diagnosis"), results.get("verdict")
+        if not diagnosis or not verdict:
+            print(f"skipped {run}: no diagnosis or verdict in results.json", file=sys.stderr)
+            continue
+        rows = {row["role"]: row for row in results["rows"]}
+        metric = verdict.get("metric", "accuracy")
+        diff = rows["student_kd"][metric] - rows["student_alone"][metric]
+        groups[run.parent].append((Diagnosis.from_dict(diagnosis), diff))
+    return [seeds_cell(folder.name, source, [d for d, _ in pairs], [x for _, x in pairs])
+            for folder, pairs in groups.items() if len(pairs) >= 2]
+
+
+def paired_seed_cells(files: list[Path], skip: tuple[str, ...] = (), source: str = "") -> list[Cell]:
+    """Cells of a paired benchmark's per-seed files (bench/_protocol.run_paired_seed), one per row and folder: the
+    rules read the student alone's signals of each seed; the verdict is the row minus the student alone, paired by
+    seed. Rows in `skip` and rows with fewer than two seeds are left out."""
+    by_folder: dict[Path, list[dict]] = defaultdict(list)
+    for path in files:
+        by_folder[path.parent].append(json.loads(path.read_text()))
+    cells = []
+    for folder, seeds in by_folder.items():
+        seeds = [s for s in seeds if "signals" in s.get(ALONE, {})]
+        found = [diagnose(Signals.from_dict(s[ALONE]["signals"])) for s in seeds]
+        bench = next((p.name for p in folder.parents if p.name.startswith("bench_")), folder.parent.name)
+        data = "" if folder.parent.name == bench else f"{folder.parent.name}: "  # methods.py: one folder per data set
+        rows = sorted({row for s in seeds for row in s} - {"teacher", ALONE, *skip})
+        for row in rows:
+            have = [i for i, s in enumerate(seeds) if row in s]
+            if len(have) >= 2:
+                diffs = [seeds[i][row]["accuracy"] - seeds[i][ALONE]["accuracy"] for i in have]
+                cells.append(seeds_cell(f"{data}{row}", source or bench.removeprefix("bench_"),
+                                        [found[i] for i in have], diffs))
+    return cells
+
+
 def confusion(cells: list[Cell]) -> str:
     counts = Counter((c.predicted, c.measured) for c in cells)
     lines = ["| predicted \\ measured | " + " | ".join(KINDS) + " |", "|---" * (len(KINDS) + 1) + "|"]
@@ -170,11 +236,23 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, nargs="*", default=[], help="kdkit run directories to score too")
     parser.add_argument("--chosen-runs", type=Path, nargs="*", default=[],
                         help="run directories of settings the rules were chosen on: listed, not scored")
+    parser.add_argument("--seed-runs", type=Path, nargs="*", default=[],
+                        help="kdkit run directories OUT/<cell>/seed<N>: one cell per parent folder, paired over seeds")
+    parser.add_argument("--chosen-seed-runs", type=Path, nargs="*", default=[],
+                        help="the same, of settings the rules were chosen on: listed, not scored")
+    parser.add_argument("--paired-seeds", type=Path, nargs="*", default=[],
+                        help="per-seed files of bench/methods.py or bench/schemes.py: one cell per row and folder")
+    parser.add_argument("--chosen-paired-seeds", type=Path, nargs="*", default=[],
+                        help="the same, of benchmarks the rules were chosen on: listed, not scored")
+    parser.add_argument("--skip-rows", nargs="*", default=[], help="rows of --paired-seeds files to leave out")
     parser.add_argument("--print-only", action="store_true", help="do not write bench/RESULTS.md")
     args = parser.parse_args()
     start = time.perf_counter()
-    cells = (map_cells(args.map_out) if (args.map_out / "tuned").is_dir() else []) + run_cells(args.runs)
-    chosen = run_cells(args.chosen_runs, "rules chosen on it")
+    skip = tuple(args.skip_rows)
+    cells = ((map_cells(args.map_out) if (args.map_out / "tuned").is_dir() else []) + run_cells(args.runs)
+             + seed_run_cells(args.seed_runs) + paired_seed_cells(args.paired_seeds, skip))
+    chosen = (run_cells(args.chosen_runs, "rules chosen on it") + seed_run_cells(args.chosen_seed_runs)
+              + paired_seed_cells(args.chosen_paired_seeds, skip))
     body = report(cells, time.perf_counter() - start, chosen)
     print(body)
     if not args.print_only and cells:

@@ -46,3 +46,61 @@ def test_cells_the_rules_were_chosen_on_are_listed_apart_and_not_scored():
     text = score.report([cell(GAIN, GAIN)], 1.0, chosen=[cell(NONE, LOSS, "chosen")])
     assert "matched the measured verdict in 1 of 1 (100%)" in text
     assert "settings the rules were chosen on (0 of 1 matched)" in text and "| chosen |" in text
+
+
+# signals whose first rule is known: a teacher level with the student alone; a leading teacher with a large pool
+LEVEL = {"family": "classification", "held_out": "validation split", "teacher_accuracy_held_out": 0.80,
+         "alone_accuracy_held_out": 0.80}
+POOL = {**LEVEL, "teacher_accuracy_held_out": 0.95, "n_train": 100, "n_pool": 300, "capacity_ratio": 10.0}
+
+
+def saved_run(folder: Path, signals: dict, alone: float, kd: float, metric: str = "accuracy") -> Path:
+    folder.mkdir(parents=True)
+    rows = [{"role": "teacher", metric: 0.9}, {"role": "student_alone", metric: alone},
+            {"role": "student_kd", metric: kd}]
+    # the saved prediction is stale on purpose: the rules are applied again to the saved signals
+    (folder / "results.json").write_text(json.dumps({
+        "rows": rows, "verdict": {"kind": NONE, "metric": metric},
+        "diagnosis": {"signals": signals, "predicted": LOSS, "advice": [{"rule": "stale"}]}}))
+    return folder
+
+
+def test_seed_runs_are_one_cell_per_folder_with_the_t_interval_of_their_paired_differences(tmp_path):
+    runs = [saved_run(tmp_path / "pool" / f"seed{s}", POOL, 0.70, 0.70 + d) for s, d in enumerate((0.02, 0.03, 0.025))]
+    runs += [saved_run(tmp_path / "level" / f"seed{s}", LEVEL, 0.5, 0.5 + d, "exact_match")
+             for s, d in enumerate((0.02, -0.03, 0.01))]
+    runs += [saved_run(tmp_path / "alone" / "seed0", LEVEL, 0.5, 0.4)]  # one seed: no verdict over seeds
+    cells = {c.name: c for c in score.seed_run_cells(runs)}
+    assert sorted(cells) == ["level", "pool"]
+    assert (cells["pool"].rule, cells["pool"].predicted, cells["pool"].measured) == ("pool_with_room", GAIN, GAIN)
+    assert cells["pool"].measured_text.startswith("+2.50 (") and cells["pool"].measured_text.endswith("3 seeds")
+    assert (cells["level"].rule, cells["level"].predicted, cells["level"].measured) == (
+        "teacher_not_better", NONE, NONE)
+
+
+def seed_file(path: Path, signals: dict, alone: float, rows: dict[str, float]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"teacher": {"accuracy": 0.99}, score.ALONE: {"accuracy": alone, "signals": signals},
+                                **{row: {"accuracy": acc} for row, acc in rows.items()}}))
+    return path
+
+
+def test_paired_seed_files_give_one_cell_per_row_the_majority_prediction_and_skip_the_named_rows(tmp_path):
+    folder = tmp_path / "bench_methods" / "digits" / "seeds-8x20"
+    files = [seed_file(folder / f"seed{s}.json", sig, 0.90, {"KD": 0.90 - d, "peer": 0.95, "short": 0.9})
+             for s, (sig, d) in enumerate(((LEVEL, 0.02), (LEVEL, 0.03), (POOL, 0.025)))]
+    files[2].write_text(files[2].read_text().replace('"short": {"accuracy": 0.9}, ', "").replace(
+        ', "short": {"accuracy": 0.9}', ""))  # a row one seed lacks still counts on the seeds that have it
+    cells = {c.name: c for c in score.paired_seed_cells(files, skip=("peer",))}
+    assert sorted(cells) == ["digits: KD", "digits: short"]
+    kd = cells["digits: KD"]
+    assert (kd.source, kd.predicted, kd.measured) == ("methods", NONE, LOSS)
+    assert kd.rule == "teacher_not_better (2 of 3 seeds)"
+    assert cells["digits: short"].measured_text.endswith("2 seeds")
+
+
+def test_a_benchmark_with_one_folder_of_seeds_names_its_cells_by_row_alone(tmp_path):
+    folder = tmp_path / "bench_schemes" / "seeds-8x30"
+    files = [seed_file(folder / f"seed{s}.json", POOL, 0.9, {"offline KD": 0.92 + s / 100}) for s in range(3)]
+    (cell,) = score.paired_seed_cells(files)
+    assert (cell.name, cell.source, cell.rule, cell.measured) == ("offline KD", "schemes", "pool_with_room", GAIN)
