@@ -152,11 +152,14 @@ def run_cells(run_dirs: list[Path], source: str = "run directory") -> list[Cell]
 
 
 def seeds_cell(name: str, source: str, found: list[Diagnosis], diffs: list[float]) -> Cell:
-    """One cell over seeds: the most common prediction of the seeds' diagnoses (its first rule, and how many seeds
-    agreed when not all did), the verdict of the paired differences (seeds_verdict's 95% t-interval)."""
-    (kind, rule), agree = Counter((d.predicted, d.findings[0].rule) for d in found).most_common(1)[0]
+    """One cell over seeds: the most common prediction of the seeds' diagnoses, with the first rules of the seeds
+    (how many seeds each, when not all agree) and how many seeds predicted it; the verdict of the paired
+    differences (seeds_verdict's 95% t-interval)."""
+    kind, agree = Counter(d.predicted for d in found).most_common(1)[0]
+    rules = Counter(d.findings[0].rule for d in found).most_common()
+    rule = rules[0][0] if len(rules) == 1 else ", ".join(f"{r} ({n})" for r, n in rules)
     if agree < len(found):
-        rule = f"{rule} ({agree} of {len(found)} seeds)"
+        rule += f"; {agree} of {len(found)} seeds predict it"
     verdict = seeds_verdict(diffs)
     return Cell(name, source, rule, kind, verdict.kind,
                 f"{100 * verdict.difference:+.2f} ({100 * verdict.low:+.2f} to {100 * verdict.high:+.2f}), "

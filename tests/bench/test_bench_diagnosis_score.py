@@ -95,7 +95,7 @@ def test_paired_seed_files_give_one_cell_per_row_the_majority_prediction_and_ski
     assert sorted(cells) == ["digits: KD", "digits: short"]
     kd = cells["digits: KD"]
     assert (kd.source, kd.predicted, kd.measured) == ("methods", NONE, LOSS)
-    assert kd.rule == "teacher_not_better (2 of 3 seeds)"
+    assert kd.rule == "teacher_not_better (2), pool_with_room (1); 2 of 3 seeds predict it"
     assert cells["digits: short"].measured_text.endswith("2 seeds")
 
 
@@ -104,3 +104,11 @@ def test_a_benchmark_with_one_folder_of_seeds_names_its_cells_by_row_alone(tmp_p
     files = [seed_file(folder / f"seed{s}.json", POOL, 0.9, {"offline KD": 0.92 + s / 100}) for s in range(3)]
     (cell,) = score.paired_seed_cells(files)
     assert (cell.name, cell.source, cell.rule, cell.measured) == ("offline KD", "schemes", "pool_with_room", GAIN)
+
+
+def test_seeds_whose_rules_differ_but_agree_on_the_verdict_predict_it_and_name_each_rule():
+    certain = {**POOL, "n_pool": 0, "teacher_confidence_train": 0.99}  # teacher_certain_without_pool: no difference
+    found = [score.diagnose(score.Signals.from_dict(s)) for s in (LEVEL, certain, certain)]
+    cell = score.seeds_cell("c", "test", found, [0.01, -0.01, 0.0])
+    assert (cell.predicted, cell.measured) == (NONE, NONE)
+    assert cell.rule == "teacher_certain_without_pool (2), teacher_not_better (1)"
