@@ -53,9 +53,11 @@ from kdkit.data import make_loader  # noqa: E402
 from kdkit.diagnosis import Diagnosis, Signals, Split, diagnose, prediction_signals  # noqa: E402
 from kdkit.io.checkpoint import load_weights  # noqa: E402
 from kdkit.trainer.loop import predict  # noqa: E402
-from kdkit.verdict import GAIN, LOSS, NONE, seeds_verdict  # noqa: E402
+from kdkit.verdict import ACCURACY, EXACT_MATCH, GAIN, LOSS, NONE, TOKEN_ACCURACY, seeds_verdict  # noqa: E402
 
 KINDS = (GAIN, NONE, LOSS)
+# a saved verdict names its metric in words; the rows hold it under its key
+METRIC_KEYS = {m.words: m.key for m in (ACCURACY, EXACT_MATCH, TOKEN_ACCURACY)}
 TARGET = 0.80
 
 
@@ -177,7 +179,7 @@ def seed_run_cells(run_dirs: list[Path], source: str = "run directories") -> lis
             print(f"skipped {run}: no diagnosis or verdict in results.json", file=sys.stderr)
             continue
         rows = {row["role"]: row for row in results["rows"]}
-        metric = verdict.get("metric", "accuracy")
+        metric = METRIC_KEYS[verdict.get("metric", ACCURACY.words)]
         diff = rows["student_kd"][metric] - rows["student_alone"][metric]
         groups[run.parent].append((Diagnosis.from_dict(diagnosis), diff))
     return [seeds_cell(folder.name, source, [d for d, _ in pairs], [x for _, x in pairs])

@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 score = pytest.importorskip("diagnosis_score")
 
-from kdkit.verdict import GAIN, LOSS, NONE  # noqa: E402
+from kdkit.verdict import ACCURACY, EXACT_MATCH, GAIN, LOSS, NONE, Metric  # noqa: E402
 
 
 def cell(predicted: str, measured: str, name: str = "c") -> score.Cell:
@@ -54,20 +54,21 @@ LEVEL = {"family": "classification", "held_out": "validation split", "teacher_ac
 POOL = {**LEVEL, "teacher_accuracy_held_out": 0.95, "n_train": 100, "n_pool": 300, "capacity_ratio": 10.0}
 
 
-def saved_run(folder: Path, signals: dict, alone: float, kd: float, metric: str = "accuracy") -> Path:
+def saved_run(folder: Path, signals: dict, alone: float, kd: float, metric: Metric = ACCURACY) -> Path:
     folder.mkdir(parents=True)
-    rows = [{"role": "teacher", metric: 0.9}, {"role": "student_alone", metric: alone},
-            {"role": "student_kd", metric: kd}]
+    decoy = {} if metric == ACCURACY else {"accuracy": 0.0}  # the verdict's metric is read, not another one
+    rows = [{"role": "teacher", metric.key: 0.9}, {"role": "student_alone", metric.key: alone},
+            {"role": "student_kd", **decoy, metric.key: kd}]
     # the saved prediction is stale on purpose: the rules are applied again to the saved signals
     (folder / "results.json").write_text(json.dumps({
-        "rows": rows, "verdict": {"kind": NONE, "metric": metric},
+        "rows": rows, "verdict": {"kind": NONE, "metric": metric.words},
         "diagnosis": {"signals": signals, "predicted": LOSS, "advice": [{"rule": "stale"}]}}))
     return folder
 
 
 def test_seed_runs_are_one_cell_per_folder_with_the_t_interval_of_their_paired_differences(tmp_path):
     runs = [saved_run(tmp_path / "pool" / f"seed{s}", POOL, 0.70, 0.70 + d) for s, d in enumerate((0.02, 0.03, 0.025))]
-    runs += [saved_run(tmp_path / "level" / f"seed{s}", LEVEL, 0.5, 0.5 + d, "exact_match")
+    runs += [saved_run(tmp_path / "level" / f"seed{s}", LEVEL, 0.5, 0.5 + d, EXACT_MATCH)
              for s, d in enumerate((0.02, -0.03, 0.01))]
     runs += [saved_run(tmp_path / "alone" / "seed0", LEVEL, 0.5, 0.4)]  # one seed: no verdict over seeds
     cells = {c.name: c for c in score.seed_run_cells(runs)}
