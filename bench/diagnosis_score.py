@@ -173,7 +173,8 @@ def seed_run_cells(run_dirs: list[Path], source: str = "run directories") -> lis
     are now, and its distilled minus alone score (the metric its verdict compares) as one paired difference."""
     groups: dict[Path, list[tuple[Diagnosis, float]]] = defaultdict(list)
     for run in run_dirs:
-        results = json.loads((run / "results.json").read_text())
+        saved = run / "results.json"
+        results = json.loads(saved.read_text()) if saved.exists() else {}  # none yet: a run still going
         diagnosis, verdict = results.get("diagnosis"), results.get("verdict")
         if not diagnosis or not verdict:
             print(f"skipped {run}: no diagnosis or verdict in results.json", file=sys.stderr)

@@ -71,6 +71,8 @@ def test_seed_runs_are_one_cell_per_folder_with_the_t_interval_of_their_paired_d
     runs += [saved_run(tmp_path / "level" / f"seed{s}", LEVEL, 0.5, 0.5 + d, EXACT_MATCH)
              for s, d in enumerate((0.02, -0.03, 0.01))]
     runs += [saved_run(tmp_path / "alone" / "seed0", LEVEL, 0.5, 0.4)]  # one seed: no verdict over seeds
+    (tmp_path / "alone" / "seed1").mkdir()  # a run still going: no results.json yet
+    runs += [tmp_path / "alone" / "seed1"]
     cells = {c.name: c for c in score.seed_run_cells(runs)}
     assert sorted(cells) == ["level", "pool"]
     assert (cells["pool"].rule, cells["pool"].predicted, cells["pool"].measured) == ("pool_with_room", GAIN, GAIN)
