@@ -168,9 +168,10 @@ def seeds_cell(name: str, source: str, found: list[Diagnosis], diffs: list[float
                 f"{len(diffs)} seeds")
 
 
-def seed_run_cells(run_dirs: list[Path], source: str = "run directories") -> list[Cell]:
+def seed_run_cells(run_dirs: list[Path], source: str = "") -> list[Cell]:
     """Cells of kdkit runs over seeds, one per parent folder: each run's saved signals read by the rules as they
-    are now, and its distilled minus alone score (the metric its verdict compares) as one paired difference."""
+    are now, and its distilled minus alone score (the metric its verdict compares) as one paired difference. The
+    source is `source`, or the folder name up to its first underscore (demo_text_quick: demo)."""
     groups: dict[Path, list[tuple[Diagnosis, float]]] = defaultdict(list)
     for run in run_dirs:
         saved = run / "results.json"
@@ -183,7 +184,7 @@ def seed_run_cells(run_dirs: list[Path], source: str = "run directories") -> lis
         metric = METRIC_KEYS[verdict.get("metric", ACCURACY.words)]
         diff = rows["student_kd"][metric] - rows["student_alone"][metric]
         groups[run.parent].append((Diagnosis.from_dict(diagnosis), diff))
-    return [seeds_cell(folder.name, source, [d for d, _ in pairs], [x for _, x in pairs])
+    return [seeds_cell(folder.name, source or folder.name.split("_")[0], [d for d, _ in pairs], [x for _, x in pairs])
             for folder, pairs in groups.items() if len(pairs) >= 2]
 
 

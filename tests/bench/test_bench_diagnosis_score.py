@@ -76,6 +76,7 @@ def test_seed_runs_are_one_cell_per_folder_with_the_t_interval_of_their_paired_d
     cells = {c.name: c for c in score.seed_run_cells(runs)}
     assert sorted(cells) == ["level", "pool"]
     assert (cells["pool"].rule, cells["pool"].predicted, cells["pool"].measured) == ("pool_with_room", GAIN, GAIN)
+    assert cells["pool"].source == "pool" and score.seed_run_cells(runs[:3], "named")[0].source == "named"
     assert cells["pool"].measured_text.startswith("+2.50 (") and cells["pool"].measured_text.endswith("3 seeds")
     assert (cells["level"].rule, cells["level"].predicted, cells["level"].measured) == (
         "teacher_not_better", NONE, NONE)
