@@ -59,6 +59,7 @@ KINDS = (GAIN, NONE, LOSS)
 # a saved verdict names its metric in words; the rows hold it under its key
 METRIC_KEYS = {m.words: m.key for m in (ACCURACY, EXACT_MATCH, TOKEN_ACCURACY)}
 TARGET = 0.80
+MIN_SEEDS = 3  # a cell over seeds (--seed-runs, --paired-seeds) needs this many paired seeds to be scored
 
 
 @dataclass
@@ -185,13 +186,13 @@ def seed_run_cells(run_dirs: list[Path], source: str = "") -> list[Cell]:
         diff = rows["student_kd"][metric] - rows["student_alone"][metric]
         groups[run.parent].append((Diagnosis.from_dict(diagnosis), diff))
     return [seeds_cell(folder.name, source or folder.name.split("_")[0], [d for d, _ in pairs], [x for _, x in pairs])
-            for folder, pairs in groups.items() if len(pairs) >= 2]
+            for folder, pairs in groups.items() if len(pairs) >= MIN_SEEDS]
 
 
 def paired_seed_cells(files: list[Path], skip: tuple[str, ...] = (), source: str = "") -> list[Cell]:
     """Cells of a paired benchmark's per-seed files (bench/_protocol.run_paired_seed), one per row and folder: the
     rules read the student alone's signals of each seed; the verdict is the row minus the student alone, paired by
-    seed. Rows in `skip` and rows with fewer than two seeds are left out."""
+    seed. Rows in `skip` and rows with fewer than MIN_SEEDS seeds are left out."""
     by_folder: dict[Path, list[dict]] = defaultdict(list)
     for path in files:
         by_folder[path.parent].append(json.loads(path.read_text()))
@@ -204,7 +205,7 @@ def paired_seed_cells(files: list[Path], skip: tuple[str, ...] = (), source: str
         rows = sorted({row for s in seeds for row in s} - {"teacher", ALONE, *skip})
         for row in rows:
             have = [i for i, s in enumerate(seeds) if row in s]
-            if len(have) >= 2:
+            if len(have) >= MIN_SEEDS:
                 diffs = [seeds[i][row]["accuracy"] - seeds[i][ALONE]["accuracy"] for i in have]
                 cells.append(seeds_cell(f"{data}{row}", source or bench.removeprefix("bench_"),
                                         [found[i] for i in have], diffs))
