@@ -219,13 +219,30 @@ def confusion(cells: list[Cell]) -> str:
     return "\n".join(lines)
 
 
+def context(cells: list[Cell]) -> list[str]:
+    """The score per source, and what a constant prediction would score: with few seeds most measured verdicts are
+    "no measurable difference", which a rule predicting it everywhere matches without reading any signal."""
+    if not cells:
+        return []
+    by_source: dict[str, list[Cell]] = defaultdict(list)
+    for c in cells:
+        by_source[c.source].append(c)
+    parts = [f"{source} {sum(c.predicted == c.measured for c in group)} of {len(group)}"
+             for source, group in by_source.items()]
+    constant = {kind: sum(c.measured == kind for c in cells) for kind in KINDS}
+    return [f"- matched per source: {'; '.join(parts)}.",
+            "- a constant prediction, for comparison: " + "; ".join(
+                f"{kind} everywhere would match {n} of {len(cells)} ({100 * n / len(cells):.0f}%)"
+                for kind, n in constant.items()) + "."]
+
+
 def report(cells: list[Cell], seconds: float, chosen: list[Cell] | None = None) -> str:
     right = sum(c.predicted == c.measured for c in cells)
     share = right / len(cells) if cells else float("nan")
     hit = "**hit**" if cells and share >= TARGET else "**missed**"
     lines = [f"{len(cells)} cells scored in {seconds:.0f} s; the prediction matched the measured verdict in "
              f"{right} of {len(cells)} ({100 * share:.0f}%); target >= {100 * TARGET:.0f}%: {hit}.", "",
-             confusion(cells), "",
+             *context(cells), "", confusion(cells), "",
              "| cell | source | first rule | predicted | measured (points, 95% interval) |", "|---" * 5 + "|"]
     lines += [f"| {c.name} | {c.source} | {c.rule} | {c.predicted} | {c.measured}: {c.measured_text} |"
               for c in cells]

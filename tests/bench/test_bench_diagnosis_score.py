@@ -28,6 +28,9 @@ def test_the_confusion_table_counts_each_cell_in_its_row_and_column():
     text = score.report(cells, 1.0)
     assert "matched the measured verdict in 3 of 5 (60%)" in text and "**missed**" in text
     assert "**hit**" in score.report(cells[:1] + cells[2:3] + cells[4:], 1.0)
+    assert "- matched per source: test 3 of 5." in text
+    assert f"{NONE} everywhere would match 2 of 5 (40%)" in text
+    assert f"{GAIN} everywhere would match 3 of 5 (60%)" in text
 
 
 def test_run_directories_are_scored_from_the_diagnosis_and_verdict_they_saved(tmp_path):
