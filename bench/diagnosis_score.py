@@ -249,8 +249,9 @@ def report(cells: list[Cell], seconds: float, chosen: list[Cell] | None = None) 
     if chosen:
         agree = sum(c.predicted == c.measured for c in chosen)
         lines += ["", f"Outside the score, settings the rules were chosen on ({agree} of {len(chosen)} matched):", "",
-                  "| cell | first rule | predicted | measured |", "|---" * 4 + "|"]
-        lines += [f"| {c.name} | {c.rule} | {c.predicted} | {c.measured}: {c.measured_text} |" for c in chosen]
+                  "| cell | source | first rule | predicted | measured |", "|---" * 5 + "|"]
+        lines += [f"| {c.name} | {c.source} | {c.rule} | {c.predicted} | {c.measured}: {c.measured_text} |"
+                  for c in chosen]
     return "\n".join(lines)
 
 
@@ -276,7 +277,7 @@ def main() -> None:
     skip = tuple(args.skip_rows)
     cells = ((map_cells(args.map_out) if (args.map_out / "tuned").is_dir() else []) + run_cells(args.runs)
              + seed_run_cells(args.seed_runs) + paired_seed_cells(args.paired_seeds, skip))
-    chosen = (run_cells(args.chosen_runs, "rules chosen on it") + seed_run_cells(args.chosen_seed_runs)
+    chosen = (run_cells(args.chosen_runs, "run directory") + seed_run_cells(args.chosen_seed_runs)
               + paired_seed_cells(args.chosen_paired_seeds, skip))
     body = report(cells, time.perf_counter() - start, chosen)
     print(body)
