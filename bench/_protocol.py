@@ -381,11 +381,32 @@ def run_paired_seed(seed: int, saved: Path, configs: dict[str, dict[str, Any]], 
         seed_everything(10_000 + seed)  # every row of a seed starts from these weights
         student = build_model(student_spec["name"], bundle.input_shape, bundle.num_classes, **student_spec["params"])
         train_configured(configs[row], seed, bundle, student, teacher, val, alone=row == ALONE)
-        return {**evaluate(student, test, teacher_logits), "val_accuracy": evaluate(student, val, None)["accuracy"]}
+        found = {**evaluate(student, test, teacher_logits), "val_accuracy": evaluate(student, val, None)["accuracy"]}
+        if row == ALONE:  # what kdkit.diagnosis reads, known before any distilled row is measured
+            found["signals"] = alone_signals(teacher, student, bundle)
+        return found
 
     saved.parent.mkdir(parents=True, exist_ok=True)
     keys = {row: config_key(raw) for row, raw in configs.items()}
     return run_rows(saved, seed, list(configs), train, {"teacher": evaluate(teacher, test, None)}, report_only, keys)
+
+
+def alone_signals(teacher: torch.nn.Module, alone: torch.nn.Module, bundle) -> dict[str, Any]:
+    """kdkit.diagnosis's signals of a setting without a pool: the teacher and the student alone on the training
+    split and on the validation split (held out); the student alone stands in for the distilled one, which the
+    rules do not read."""
+    from kdkit.data import make_loader
+    from kdkit.diagnosis import Split, prediction_signals
+
+    def split(dataset) -> Split:
+        loader = make_loader(dataset, EVAL_BATCH_SIZE, shuffle=False)
+        (t_logits, labels), (a_logits, _) = (predict(m, loader, torch.device("cpu")) for m in (teacher, alone))
+        logits = {"teacher": t_logits, "student_alone": a_logits, "student_kd": a_logits}
+        return Split(logits, labels)
+
+    return prediction_signals("classification", "validation split", split(bundle.train), split(bundle.val),
+                              n_train=len(bundle.train), n_pool=0,
+                              capacity_ratio=n_params(teacher) / n_params(alone)).as_dict()
 
 
 def verdict(runs: Sequence[dict[str, Any]], rows: Sequence[str], ref: str = ALONE) -> str:

@@ -10,12 +10,25 @@ scored here on cells none of them was chosen on, and nothing is fitted per cell:
   on disk: the signals from the saved teacher and students (training inputs: the row's own, pool included;
   held-out: the validation split), the measured verdict from the paired test-accuracy differences over seeds
   (kdkit.verdict.seeds_verdict, 95% t-interval);
-- any kdkit run directory given with --runs: the diagnosis and the verdict its results.json holds; runs of a setting
-  a rule cites as its evidence go with --chosen-runs instead, and are listed apart, outside the score.
+- any kdkit run directory given with --runs: the diagnosis and the verdict its results.json holds (one run: its
+  paired bootstrap over test samples);
+- kdkit run directories given with --seed-runs, one cell per parent folder (OUT/<cell>/seed<N>, as
+  bench/diagnosis_runs.py writes them): the rules applied to each seed's saved signals (the cell's prediction: the
+  most common over its seeds), the measured verdict from the per-seed paired differences of the metric the runs'
+  verdicts compare (kdkit.verdict.seeds_verdict);
+- the per-seed files of the paired benchmarks (bench/methods.py, bench/schemes.py: seed<N>.json, --paired-seeds),
+  one cell per row and folder: the rules applied to the student alone's saved signals (the teacher and the
+  student alone on the training and validation splits), the verdict from the row's paired differences with the
+  student alone over seeds; --skip-rows leaves out rows the rules cannot speak for (a scheme that never sees the
+  benchmark's teacher).
+
+Inputs of settings a rule cites as its evidence go with --chosen-runs, --chosen-seed-runs or --chosen-paired-seeds
+instead, and are listed apart, outside the score.
 
 Target, stated before scoring: the predicted verdict matches the measured one in at least 80% of the cells.
 
     OMP_NUM_THREADS=1 python bench/diagnosis_score.py [--map-out runs/bench_kd_regimes] [--runs RUN ...]
+        [--seed-runs RUN ...] [--paired-seeds SEED_JSON ...] [--print-only]
 """
 
 from __future__ import annotations
@@ -24,7 +37,7 @@ import argparse
 import json
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,17 +46,20 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import kd_regimes as kr  # noqa: E402
-from _protocol import n_params  # noqa: E402
+from _protocol import ALONE, n_params  # noqa: E402
 from _results import write_section  # noqa: E402
 
 from kdkit.data import make_loader  # noqa: E402
-from kdkit.diagnosis import Split, diagnose, prediction_signals  # noqa: E402
+from kdkit.diagnosis import Diagnosis, Signals, Split, diagnose, prediction_signals  # noqa: E402
 from kdkit.io.checkpoint import load_weights  # noqa: E402
 from kdkit.trainer.loop import predict  # noqa: E402
-from kdkit.verdict import GAIN, LOSS, NONE, seeds_verdict  # noqa: E402
+from kdkit.verdict import ACCURACY, EXACT_MATCH, GAIN, LOSS, NONE, TOKEN_ACCURACY, seeds_verdict  # noqa: E402
 
 KINDS = (GAIN, NONE, LOSS)
+# a saved verdict names its metric in words; the rows hold it under its key
+METRIC_KEYS = {m.words: m.key for m in (ACCURACY, EXACT_MATCH, TOKEN_ACCURACY)}
 TARGET = 0.80
+MIN_SEEDS = 3  # a cell over seeds (--seed-runs, --paired-seeds) needs this many paired seeds to be scored
 
 
 @dataclass
@@ -138,11 +154,86 @@ def run_cells(run_dirs: list[Path], source: str = "run directory") -> list[Cell]
     return cells
 
 
+def seeds_cell(name: str, source: str, found: list[Diagnosis], diffs: list[float]) -> Cell:
+    """One cell over seeds: the most common prediction of the seeds' diagnoses, with the first rules of the seeds
+    (how many seeds each, when not all agree) and how many seeds predicted it; the verdict of the paired
+    differences (seeds_verdict's 95% t-interval)."""
+    kind, agree = Counter(d.predicted for d in found).most_common(1)[0]
+    rules = Counter(d.findings[0].rule for d in found).most_common()
+    rule = rules[0][0] if len(rules) == 1 else ", ".join(f"{r} ({n})" for r, n in rules)
+    if agree < len(found):
+        rule += f"; {agree} of {len(found)} seeds predict it"
+    verdict = seeds_verdict(diffs)
+    return Cell(name, source, rule, kind, verdict.kind,
+                f"{100 * verdict.difference:+.2f} ({100 * verdict.low:+.2f} to {100 * verdict.high:+.2f}), "
+                f"{len(diffs)} seeds")
+
+
+def seed_run_cells(run_dirs: list[Path], source: str = "") -> list[Cell]:
+    """Cells of kdkit runs over seeds, one per parent folder: each run's saved signals read by the rules as they
+    are now, and its distilled minus alone score (the metric its verdict compares) as one paired difference. The
+    source is `source`, or the folder name up to its first underscore (demo_text_quick: demo)."""
+    groups: dict[Path, list[tuple[Diagnosis, float]]] = defaultdict(list)
+    for run in run_dirs:
+        saved = run / "results.json"
+        results = json.loads(saved.read_text()) if saved.exists() else {}  # none yet: a run still going
+        diagnosis, verdict = results.get("diagnosis"), results.get("verdict")
+        if not diagnosis or not verdict:
+            print(f"skipped {run}: no diagnosis or verdict in results.json", file=sys.stderr)
+            continue
+        rows = {row["role"]: row for row in results["rows"]}
+        metric = METRIC_KEYS[verdict.get("metric", ACCURACY.words)]
+        diff = rows["student_kd"][metric] - rows["student_alone"][metric]
+        groups[run.parent].append((Diagnosis.from_dict(diagnosis), diff))
+    return [seeds_cell(folder.name, source or folder.name.split("_")[0], [d for d, _ in pairs], [x for _, x in pairs])
+            for folder, pairs in groups.items() if len(pairs) >= MIN_SEEDS]
+
+
+def paired_seed_cells(files: list[Path], skip: tuple[str, ...] = (), source: str = "") -> list[Cell]:
+    """Cells of a paired benchmark's per-seed files (bench/_protocol.run_paired_seed), one per row and folder: the
+    rules read the student alone's signals of each seed; the verdict is the row minus the student alone, paired by
+    seed. Rows in `skip` and rows with fewer than MIN_SEEDS seeds are left out."""
+    by_folder: dict[Path, list[dict]] = defaultdict(list)
+    for path in files:
+        by_folder[path.parent].append(json.loads(path.read_text()))
+    cells = []
+    for folder, seeds in by_folder.items():
+        seeds = [s for s in seeds if "signals" in s.get(ALONE, {})]
+        found = [diagnose(Signals.from_dict(s[ALONE]["signals"])) for s in seeds]
+        bench = next((p.name for p in folder.parents if p.name.startswith("bench_")), folder.parent.name)
+        data = "" if folder.parent.name == bench else f"{folder.parent.name}: "  # methods.py: one folder per data set
+        rows = sorted({row for s in seeds for row in s} - {"teacher", ALONE, *skip})
+        for row in rows:
+            have = [i for i, s in enumerate(seeds) if row in s]
+            if len(have) >= MIN_SEEDS:
+                diffs = [seeds[i][row]["accuracy"] - seeds[i][ALONE]["accuracy"] for i in have]
+                cells.append(seeds_cell(f"{data}{row}", source or bench.removeprefix("bench_"),
+                                        [found[i] for i in have], diffs))
+    return cells
+
+
 def confusion(cells: list[Cell]) -> str:
     counts = Counter((c.predicted, c.measured) for c in cells)
     lines = ["| predicted \\ measured | " + " | ".join(KINDS) + " |", "|---" * (len(KINDS) + 1) + "|"]
     lines += [f"| {p} | " + " | ".join(str(counts[(p, m)]) for m in KINDS) + " |" for p in KINDS]
     return "\n".join(lines)
+
+
+def context(cells: list[Cell]) -> list[str]:
+    """The score per source, and what a constant prediction would score: with few seeds most measured verdicts are
+    "no measurable difference", which a rule predicting it everywhere matches without reading any signal."""
+    if not cells:
+        return []
+    by_source: dict[str, list[Cell]] = defaultdict(list)
+    for c in cells:
+        by_source[c.source].append(c)
+    parts = [f"{source} {sum(c.predicted == c.measured for c in group)} of {len(group)}"
+             for source, group in by_source.items()]
+    constant = {kind: sum(c.measured == kind for c in cells) for kind in KINDS}
+    return [f"- matched per source: {'; '.join(parts)}.",
+            "- a constant prediction, for comparison: " + "; ".join(
+                f"{kind} everywhere would match {n} of {len(cells)} ({100 * n / len(cells):.0f}%)"
+                for kind, n in constant.items()) + "."]
 
 
 def report(cells: list[Cell], seconds: float, chosen: list[Cell] | None = None) -> str:
@@ -151,15 +242,16 @@ def report(cells: list[Cell], seconds: float, chosen: list[Cell] | None = None) 
     hit = "**hit**" if cells and share >= TARGET else "**missed**"
     lines = [f"{len(cells)} cells scored in {seconds:.0f} s; the prediction matched the measured verdict in "
              f"{right} of {len(cells)} ({100 * share:.0f}%); target >= {100 * TARGET:.0f}%: {hit}.", "",
-             confusion(cells), "",
+             *context(cells), "", confusion(cells), "",
              "| cell | source | first rule | predicted | measured (points, 95% interval) |", "|---" * 5 + "|"]
     lines += [f"| {c.name} | {c.source} | {c.rule} | {c.predicted} | {c.measured}: {c.measured_text} |"
               for c in cells]
     if chosen:
         agree = sum(c.predicted == c.measured for c in chosen)
         lines += ["", f"Outside the score, settings the rules were chosen on ({agree} of {len(chosen)} matched):", "",
-                  "| cell | first rule | predicted | measured |", "|---" * 4 + "|"]
-        lines += [f"| {c.name} | {c.rule} | {c.predicted} | {c.measured}: {c.measured_text} |" for c in chosen]
+                  "| cell | source | first rule | predicted | measured |", "|---" * 5 + "|"]
+        lines += [f"| {c.name} | {c.source} | {c.rule} | {c.predicted} | {c.measured}: {c.measured_text} |"
+                  for c in chosen]
     return "\n".join(lines)
 
 
@@ -170,11 +262,23 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, nargs="*", default=[], help="kdkit run directories to score too")
     parser.add_argument("--chosen-runs", type=Path, nargs="*", default=[],
                         help="run directories of settings the rules were chosen on: listed, not scored")
+    parser.add_argument("--seed-runs", type=Path, nargs="*", default=[],
+                        help="kdkit run directories OUT/<cell>/seed<N>: one cell per parent folder, paired over seeds")
+    parser.add_argument("--chosen-seed-runs", type=Path, nargs="*", default=[],
+                        help="the same, of settings the rules were chosen on: listed, not scored")
+    parser.add_argument("--paired-seeds", type=Path, nargs="*", default=[],
+                        help="per-seed files of bench/methods.py or bench/schemes.py: one cell per row and folder")
+    parser.add_argument("--chosen-paired-seeds", type=Path, nargs="*", default=[],
+                        help="the same, of benchmarks the rules were chosen on: listed, not scored")
+    parser.add_argument("--skip-rows", nargs="*", default=[], help="rows of --paired-seeds files to leave out")
     parser.add_argument("--print-only", action="store_true", help="do not write bench/RESULTS.md")
     args = parser.parse_args()
     start = time.perf_counter()
-    cells = (map_cells(args.map_out) if (args.map_out / "tuned").is_dir() else []) + run_cells(args.runs)
-    chosen = run_cells(args.chosen_runs, "rules chosen on it")
+    skip = tuple(args.skip_rows)
+    cells = ((map_cells(args.map_out) if (args.map_out / "tuned").is_dir() else []) + run_cells(args.runs)
+             + seed_run_cells(args.seed_runs) + paired_seed_cells(args.paired_seeds, skip))
+    chosen = (run_cells(args.chosen_runs, "run directory") + seed_run_cells(args.chosen_seed_runs)
+              + paired_seed_cells(args.chosen_paired_seeds, skip))
     body = report(cells, time.perf_counter() - start, chosen)
     print(body)
     if not args.print_only and cells:

@@ -109,12 +109,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--teacher-epochs", type=int, default=30)
     parser.add_argument("--trials", type=int, default=8, help="tuning trials per row, the same for every row")
+    parser.add_argument("--schemes", nargs="+", help="only these rows (default: every row); names as in the table")
     parser.add_argument("--out", default="runs/bench_schemes")
     parser.add_argument("--quick", action="store_true", help="1 seed, 2 epochs, 2 trials, print only")
     parser.add_argument("--print-only", action="store_true", help="do not write bench/RESULTS.md")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: the table from the rows earlier runs saved in --out")
     args = parser.parse_args()
+    unknown = sorted(set(args.schemes or ()) - set(schemes(Path("teacher2"))))  # checked before any training
+    if unknown:
+        parser.error(f"unknown scheme {unknown[0]!r}; choose from: {', '.join(schemes(Path('teacher2')))}")
     if args.quick:  # its own folder: quick rows must never stand in for a full run's
         args.seeds, args.epochs, args.teacher_epochs, args.trials = [0], 2, 2, 2
         args.out = str(Path(args.out) / "quick")
@@ -128,7 +132,7 @@ def main() -> None:
     teacher2 = teacher_once(TEACHER, bundle, settings.model_copy(update={"seed": 1}), out, init_seed=1)
     teacher = load_model(TEACHER, bundle, teacher_path)
     base = base_config(DATA, {**TEACHER, "checkpoint": str(teacher_path)}, STUDENT, args.epochs, 3e-3, out)
-    rows = schemes(teacher2)
+    rows = {name: row for name, row in schemes(teacher2).items() if not args.schemes or name in args.schemes}
     lr, tuned = tune_rows(base, rows, args.trials, out / f"tuned-{args.trials}x{args.epochs}")
     shared = with_values(base, {"train.lr": lr})
     configs = {ALONE: shared, **{name: with_values({**shared, "distill": row["distill"]}, tuned[name])

