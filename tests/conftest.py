@@ -38,7 +38,8 @@ def tiny_run(tmp_path_factory):
 def quick_timing():
     """Latency and throughput timed with the quick plan (`kdkit demo --quick`'s: 3 short interleaved rounds instead
     of 7 of at least 50 ms each) in this module's in-process runs, for tests that check what a run writes or how it
-    fails, not how precisely it times the models (tests/measure/test_cost.py checks the timing plans themselves)."""
+    fails, not how precisely it times the models (tests/measure/test_cost.py checks the timing plans themselves); a
+    `kdkit train` started as a process of its own takes --quick-timing instead."""
     from kdkit.measure import cost
 
     full = cost.measure
