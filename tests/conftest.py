@@ -21,15 +21,15 @@ def _own_teacher_cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """A finished tiny run (tests/hostile.py's TINY config) for the hostile-input and fuzzing tests to damage copies
-    of or to predict with."""
+    """A finished tiny run (tests/hostile.py's TINY config, its cost timed with the quick plan) for the hostile-input
+    and fuzzing tests to damage copies of or to predict with."""
     from hostile import TINY, cli
 
     from kdkit.config.yaml import dump_yaml
 
     folder = tmp_path_factory.mktemp("tiny")
     (folder / "c.yaml").write_text(dump_yaml({**TINY, "output_dir": str(folder / "run")}))
-    done = cli(["train", folder / "c.yaml"])
+    done = cli(["train", folder / "c.yaml", "--quick-timing"])
     assert done.code == 0, done.err + done.crash
     return folder / "run"
 
@@ -38,7 +38,8 @@ def tiny_run(tmp_path_factory):
 def quick_timing():
     """Latency and throughput timed with the quick plan (`kdkit demo --quick`'s: 3 short interleaved rounds instead
     of 7 of at least 50 ms each) in this module's in-process runs, for tests that check what a run writes or how it
-    fails, not how precisely it times the models (tests/measure/test_cost.py checks the timing plans themselves)."""
+    fails, not how precisely it times the models (tests/measure/test_cost.py checks the timing plans themselves); a
+    `kdkit train` started as a process of its own takes --quick-timing instead."""
     from kdkit.measure import cost
 
     full = cost.measure

@@ -31,6 +31,10 @@ SET = typer.Option([], "--set", metavar="PATH=VALUE", help="change a config valu
                    "--set train.epochs=30 --set distill.losses.0.T=2 (the value is read as YAML; repeat for more); "
                    "checked like the file")
 
+QUICK_TIMING_HELP = ("time latency and throughput with the quick plan: 3 short rounds instead of 7 of at least 50 ms "
+                     "(seconds less per run; the cost numbers are noisier); results.json records the plan and the "
+                     "table says so (a language-model run times generation once, with exact match: no change)")
+
 
 @app.command(epilog=_guide("docs/getting-started.md"))
 def demo(
@@ -66,13 +70,15 @@ def train(
     overrides: list[str] = SET,
     output_dir: Path | None = typer.Option(None, "--output-dir", "-o", help="where the run is written (replaces "
                                            "the config's output_dir)"),
+    quick_timing: bool = typer.Option(False, "--quick-timing", help=QUICK_TIMING_HELP),
 ) -> None:
     """Run the teacher / student alone / distilled student pipeline from a YAML config."""
     from kdkit.families.base import Options, family_of_config
 
     family = family_of_config(config)  # a language-model config (data.name: synthetic_addition, lm_files), or not
     cfg = family.load_config(config, overrides, output_dir)  # before the training stack is imported: mistakes at once
-    family.train(cfg, console, Options(resume=resume, overwrite=overwrite, copy_teacher=copy_teacher))
+    family.train(cfg, console, Options(resume=resume, overwrite=overwrite, copy_teacher=copy_teacher,
+                                       quick=quick_timing))
 
 
 @app.command(epilog=_guide("docs/tuning.md"))
@@ -101,7 +107,7 @@ def tune(
 @app.command(epilog=_guide("docs/results.md"))
 def evaluate(
     run_dir: Path = typer.Argument(..., help="a run directory written by `kdkit demo` or `kdkit train`"),
-    quick: bool = typer.Option(False, "--quick", help="fewer timing repetitions"),
+    quick: bool = typer.Option(False, "--quick", "--quick-timing", help=QUICK_TIMING_HELP),
     cost_only: bool = typer.Option(False, "--cost-only", help="only re-time latency and throughput (no accuracy); "
                                    "writes cost.json and cost.md"),
     threads: int | None = typer.Option(None, "--threads", min=1, help="torch threads while timing (default: as "

@@ -71,7 +71,7 @@ def test_language_model_configs_and_the_demos_take_overrides_too():
 def test_the_commands_take_set_and_output_dir(tmp_path):
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     done = cli(["train", tmp_path / "tiny.yaml", "--set", "teacher.params.hidden=[12]", "--set",
-                "distill.losses.kd.T=3", "-o", tmp_path / "run"])
+                "distill.losses.kd.T=3", "-o", tmp_path / "run", "--quick-timing"])  # checks the config saved
     assert done.code == 0, done.err + done.crash
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["teacher"]["params"] == {"hidden": [12]} and saved["distill"]["losses"][0]["T"] == 3

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from kdkit.measure import cost
+from kdkit.measure.cost import Plan
 from kdkit.measure.spread import Spread, conditions_text, speedup, speedup_text
 from kdkit.report.table import cell, to_markdown
 
@@ -89,3 +90,13 @@ def test_compare_adds_speedups_over_the_reference():
     assert student["speedup"] == pytest.approx(rows["teacher"]["latency_ms"] / student["latency_ms"])
     assert student["speedup_low"] <= student["speedup"] <= student["speedup_high"]
     assert isinstance(student["speedup_certain"], bool)
+
+
+def test_the_conditions_name_the_plan_and_a_quick_plan_is_said_to_be_noisier():
+    assert (Plan().name, Plan.quick().name, Plan(rounds=9).name) == ("full", "quick", "custom")
+    model = {"student": nn.Linear(4, 2)}
+    _, quick = cost.measure(model, (4,), plan=Plan.quick(), threads=1)
+    assert quick["plan"] == "quick" and quick["repeats"] == {"latency": 2, "throughput": 1}
+    _, custom = cost.measure(model, (4,), plan=Plan(rounds=2, min_round_s=0.0), threads=1)
+    assert custom["plan"] == "custom" and custom["rounds"] == 2
+    assert "quick plan" in conditions_text(quick) and "quick plan" not in conditions_text(custom)

@@ -20,7 +20,9 @@ from kdkit.cli import main
 
 KDKIT = [sys.executable, "-c", "from kdkit.cli import main; main()"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-pytestmark = pytest.mark.usefixtures("quick_timing")  # in-process runs: these tests check the run directory
+# these tests check the run directory, not the timing of the models: the quick timing plan, in-process by the fixture
+# and in the `kdkit train` processes by --quick-timing
+pytestmark = pytest.mark.usefixtures("quick_timing")
 
 
 def tiny_config(out: Path, **train) -> dict:
@@ -66,7 +68,7 @@ def _same_weights(a: Path, b: Path) -> bool:
 def uninterrupted(tmp_path_factory):
     """A run never interrupted, and how long its training and evaluation took (from config.yaml to results)."""
     tmp = tmp_path_factory.mktemp("whole")
-    done = subprocess.run([*KDKIT, "train", str(_write(tmp, tiny_config(tmp / "run")))], env=ENV,
+    done = subprocess.run([*KDKIT, "train", str(_write(tmp, tiny_config(tmp / "run"))), "--quick-timing"], env=ENV,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     run = tmp / "run"
@@ -93,7 +95,7 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(uninterrupte
         out = tmp_path / f"cut{attempt}"
         config = _write(tmp_path, tiny_config(out), f"cut{attempt}.yaml")
         delay = rng.uniform(0.0, 0.95) * seconds
-        proc = subprocess.Popen([*KDKIT, "train", str(config)], env=ENV, stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen([*KDKIT, "train", str(config), "--quick-timing"], env=ENV, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         _started(out, proc)
         time.sleep(delay)

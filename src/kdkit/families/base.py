@@ -29,7 +29,7 @@ class Options:
     resume: bool = False
     overwrite: bool = False
     copy_teacher: bool = False
-    quick: bool = False
+    quick: bool = False  # demo: a shrunk run; train and evaluate: the quick timing plan (kdkit.measure.cost)
     cost_only: bool = False
     threads: int | None = None
     max_new_tokens: int | None = None

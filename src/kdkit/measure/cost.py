@@ -143,7 +143,13 @@ class Plan:
 
     @classmethod
     def quick(cls) -> Plan:
+        """`kdkit train --quick-timing`, `evaluate --quick` and `demo --quick`: 3 short rounds, noisier numbers."""
         return cls(rounds=3, latency_repeats=2, throughput_repeats=1, warmup=2, budget_s=1.0, min_round_s=0.0)
+
+    @property
+    def name(self) -> str:
+        """'full' (the default plan), 'quick' (:meth:`quick`) or 'custom', as results.json records it."""
+        return "full" if self == Plan() else "quick" if self == Plan.quick() else "custom"
 
 
 @contextmanager
@@ -225,7 +231,9 @@ def measure(
         }
     conditions = {
         "threads": count, "cpu_count": os.cpu_count(), "load_before": load_before, "load_after": _load(),
-        "interleaved": True, "rounds": plan.rounds, "warmup": plan.warmup, "min_round_s": plan.min_round_s,
+        "plan": plan.name, "interleaved": True, "rounds": plan.rounds, "warmup": plan.warmup,
+        "min_round_s": plan.min_round_s, "budget_s": plan.budget_s,
+        "repeats": {"latency": plan.latency_repeats, "throughput": plan.throughput_repeats},
         "batch_sizes": {"latency": LATENCY_BATCH, "throughput": THROUGHPUT_BATCH},
         "devices": {role: str(model_device(m)) for role, m in models.items()},
         "seconds": round(time.perf_counter() - started, 2), "torch": torch.__version__,

@@ -60,13 +60,20 @@ def spread_text(value: float, q1: float | None, q3: float | None, fmt: str) -> s
     return f"{format(value, fmt)} ({format(q1, fmt)}-{format(q3, fmt)})"
 
 
+# what a table or report adds for cost timed with the quick plan (kdkit.measure.cost.Plan.quick)
+QUICK_NOTE = (" Timed with the quick plan (few short rounds): noisier than the full plan; `kdkit evaluate RUN_DIR "
+              "--cost-only` re-times it.")
+
+
 def conditions_text(conditions: Mapping[str, Any]) -> str:
     """One sentence on how the cost numbers were measured, for tables and reports."""
     load = conditions.get("load_before")
     after = conditions.get("load_after")
     loads = "" if load is None else (f"; load average (1 min) {load[0]:.2f} before, "
                                      f"{after[0]:.2f} after" if after else f"; load average (1 min) {load[0]:.2f}")
+    quick = QUICK_NOTE if conditions.get("plan") == "quick" else ""
     return (f"Latency and throughput: median (interquartile range) over {conditions.get('rounds', '?')} interleaved "
             f"rounds after warm-up, {conditions.get('threads', '?')} torch thread(s) on "
-            f"{conditions.get('cpu_count', '?')} CPU cores{loads}. A speed-up shown as ~Nx? is uncertain: the latency "
-            "interquartile ranges of the model and the teacher overlap.")
+            f"{conditions.get('cpu_count', '?')} CPU cores{loads}.{quick}"
+            " A speed-up shown as ~Nx? is uncertain: the latency interquartile ranges of the model and the teacher "
+            "overlap.")

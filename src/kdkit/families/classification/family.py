@@ -55,7 +55,7 @@ class Classification:
         from kdkit.families.classification.pipeline import run
 
         with process_group():
-            run(cfg, console=console, resume=options.resume, overwrite=options.overwrite,
+            run(cfg, console=console, quick_cost=options.quick, resume=options.resume, overwrite=options.overwrite,
                 copy_teacher=options.copy_teacher)
 
     def tune(self, cfg: Any, trials: int | None, console: Console, storage: str | None) -> None:

@@ -50,6 +50,7 @@ class LanguageModels:
         return load_lm_config(path, overrides, output_dir)
 
     def train(self, cfg: Any, console: Console, options: Options) -> None:
+        """options.quick (--quick-timing) does not apply: generation speed is timed once, by the exact-match pass."""
         from kdkit.families.lm.run import run_lm
 
         run_lm(cfg, console=console, overwrite=options.overwrite, resume=options.resume,

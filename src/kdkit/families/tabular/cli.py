@@ -183,6 +183,8 @@ def fit(
     holdout_seed: int = HOLDOUT_SEED,
     run_dir: Path = RUN_DIR,
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a run already in --run-dir"),
+    quick_timing: bool = typer.Option(False, "--quick-timing", help="time latency and throughput with 3 and 2 calls "
+                                      "instead of 20 and 5: noisier; results.json records it (timing.plan)"),
 ) -> None:
     """Teacher out-of-fold -> distilled student; compare with the student alone on held-out rows; predict the test
     file."""
@@ -191,7 +193,7 @@ def fit(
     flags = {name: value for name, value in locals().items() if name in FLAGS}
     tuned, holdout_tuned = read_best(from_tune) if from_tune is not None else (None, None)
     cfg = settings(config, flags, tuned, from_tune)  # every name, number and path: nothing is read before
-    run_fit(cfg, console, overwrite, holdout_tuned, from_tune)
+    run_fit(cfg, console, overwrite, holdout_tuned, from_tune, quick_cost=quick_timing)
 
 
 @app.command(epilog=GUIDE)

@@ -55,7 +55,7 @@ class Tables:
 
         if options.resume:
             raise ConfigError("a tabular run cannot be resumed; run it again with --overwrite")
-        run_fit(cfg, console, overwrite=options.overwrite)
+        run_fit(cfg, console, overwrite=options.overwrite, quick_cost=options.quick)
 
     def tune(self, cfg: Any, trials: int | None, console: Console, storage: str | None) -> None:
         """As `kdkit tabular tune CONFIG`."""

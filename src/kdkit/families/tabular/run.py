@@ -93,10 +93,10 @@ def _refuse_ids(task: TabularTask, train: Path, keep: list[str]) -> None:
 
 # ------------------------------------------------------------------------------------------------------------ fit
 def run_fit(cfg: TabularConfig, console: Console, overwrite: bool = False, tuned: dict[str, Any] | None = None,
-            tuned_from: Path | None = None) -> Path:
+            tuned_from: Path | None = None, quick_cost: bool = False) -> Path:
     """Teacher out of fold -> distilled student, and the student alone, compared on held-out rows; the test file
     predicted; the run directory written. `tuned`: the held-out rows a search behind the config held out (fitting
-    rows it chose on may not be held out here). Returns the run directory."""
+    rows it chose on may not be held out here); `quick_cost`: the quick timing plan. Returns the run directory."""
     from kdkit.families.tabular.rundir import write_run
     from kdkit.families.tabular.tune import distiller
 
@@ -114,7 +114,7 @@ def run_fit(cfg: TabularConfig, console: Console, overwrite: bool = False, tuned
     _save_models(out, distilled, alone, task, console)
     with console.status("measuring size and latency of the three models..."):
         table = write_run(out, _run_config(cfg, task, held, distilled, out), distilled, alone, held, held_scores,
-                          oof_scores, Path(cfg.data.train).stem)
+                          oof_scores, Path(cfg.data.train).stem, quick_cost)
     binary = cfg.distill.tune_threshold and len(distilled.classes_) == 2
     _print_run(out, Path(cfg.data.train).stem, table, held, held_scores, oof_scores, console,
                " (threshold tuned for macro F1 out of fold)" if binary else "")
