@@ -741,9 +741,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--same-teacher-epochs", type=int, default=5)
     parser.add_argument("--views", type=int, default=8, help="cached augmented views per image for distilled rows "
                         "(0: the teacher's outputs on the plain images, no augmentation)")
-    parser.add_argument("--methods", nargs="+", choices=[m for m in METHODS if m != MAP_METHOD],
+    parser.add_argument("--methods", nargs="*", choices=[m for m in METHODS if m != MAP_METHOD],
                         help="methods beside KD, run in the founding story's two cells (default: every one this "
-                        "kdkit has)")
+                        "kdkit has; none when given no names: the map's cells only)")
     parser.add_argument("--students", nargs="+", default=list(STUDENTS), choices=list(STUDENTS))
     parser.add_argument("--out", default="runs/bench_kd_regimes")
     parser.add_argument("--heat-map", type=Path, default=Path("docs/kd_regimes.png"))
