@@ -32,7 +32,7 @@ SET = typer.Option([], "--set", metavar="PATH=VALUE", help="change a config valu
                    "checked like the file")
 
 QUICK_TIMING_HELP = ("time latency and throughput with the quick plan: 3 short rounds instead of 7 of at least 50 ms "
-                     "(seconds less per run; the cost numbers are noisier); results.json records the plan and the "
+                     "(seconds less per run; the cost numbers are noisier); the run records the plan and its "
                      "table says so (a language-model run times generation once, with exact match: no change)")
 
 

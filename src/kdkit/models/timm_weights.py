@@ -21,6 +21,8 @@ from torch import nn
 
 from kdkit.errors import ConfigError, ModelError
 
+TORCH_HUB_WEIGHTS = "checkpoints"  # torch.hub keeps downloaded weights in this folder of its directory
+
 DEFAULT = "DEFAULT"  # the model's default pretrained tag, as torchvision's weights enums name theirs
 
 
@@ -58,9 +60,10 @@ class TimmWeights:
 
 
 def torch_hub_folder() -> Path:
+    """Where torch.hub keeps downloaded weights (torchvision's and the few timm keeps at a URL)."""
     from torch.hub import get_dir
 
-    return Path(get_dir()) / "checkpoints"
+    return Path(get_dir()) / TORCH_HUB_WEIGHTS
 
 
 def url_file(url: str) -> str:

@@ -32,7 +32,6 @@ from kdkit.io.checkpoint import read_state
 
 # builder arguments that would make torchvision or timm fetch weights behind kdkit's back (`weights` is kdkit's own
 # param, resolved by torchvision_weights or kdkit.models.timm_weights)
-TORCH_HUB_WEIGHTS = "checkpoints"  # torch.hub keeps downloaded weights in this folder of its directory
 _DOWNLOADING = ("weights", "weights_backbone", "pretrained_cfg", "pretrained_cfg_overlay")
 
 
@@ -127,13 +126,10 @@ def torchvision_weights(name: str, weights: Any) -> Any:
 def fetch_weights(weights: Any) -> dict[str, Tensor]:
     """The state dict of torchvision `weights`, as torchvision gets it: from torch hub's cache, downloaded into it
     (with torchvision's hash check) when missing; read with weights_only=True."""
-    from pathlib import Path
-    from urllib.parse import urlparse
+    from kdkit.models.timm_weights import torch_hub_folder, url_file
 
-    from torch.hub import get_dir
-
-    file = Path(urlparse(weights.url).path).name
-    folder = Path(get_dir()) / TORCH_HUB_WEIGHTS
+    file = url_file(weights.url)
+    folder = torch_hub_folder()
     try:
         return weights.get_state_dict(progress=False, check_hash=True, weights_only=True)
     except (OSError, RuntimeError) as err:  # no network (URLError is an OSError), a bad hash, a damaged file
