@@ -158,3 +158,13 @@ def test_a_run_from_cached_timm_weights_trains_and_its_saved_run_loads_without_t
     shutil.rmtree(hub_cache)  # the run keeps its teacher's weights: loading it needs no pretrained weights any more
     assert _exit_code(["evaluate", str(out)], capsys) == 0
     assert (out / "evaluation.json").is_file()
+
+
+def test_named_timm_weights_are_refused_on_a_torch_that_unpickles_by_default(monkeypatch) -> None:
+    """Before torch 2.6, torch.load unpickles by default, and timm reads hub .bin and URL .pth files with it."""
+    from kdkit.models.timm_weights import _before_2_6, create_pretrained
+
+    assert _before_2_6("2.5.1+cpu") and not _before_2_6("2.6.0") and not _before_2_6("2.14.1+cu130")
+    monkeypatch.setattr(torch, "__version__", "2.5.1")
+    with pytest.raises(ConfigError, match="need torch >= 2.6"):
+        create_pretrained("test_resnet", "DEFAULT", num_classes=3, channels=3)

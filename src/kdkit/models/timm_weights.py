@@ -106,6 +106,11 @@ def timm_weights(name: str, weights: Any) -> TimmWeights:
     return TimmWeights(f"{arch}.{cfg.tag}", repo or None, revision or None, _hub_files(cfg.hf_hub_filename), cfg.url)
 
 
+def _before_2_6(version: str) -> bool:
+    major, minor = (int(part) for part in version.split("+")[0].split(".")[:2])
+    return (major, minor) < (2, 6)
+
+
 def offline() -> bool:
     from huggingface_hub import constants
 
@@ -125,7 +130,11 @@ def create_pretrained(name: str, weights: Any, num_classes: int, channels: int, 
     """timm model `name` with the pretrained weights `weights` names, loaded by timm from its cache (downloaded
     there when missing and online), a `num_classes` head and `channels` input channels."""
     import timm
+    import torch
 
+    if _before_2_6(torch.__version__):  # timm then unpickles downloaded .bin/.pth files with torch.load's old default
+        raise ConfigError(f"named timm weights need torch >= 2.6 (its torch.load reads weights only), this is "
+                          f"{torch.__version__}; give a local file as params.pretrained")
     found = check_timm_weights(name, weights)
     try:
         return timm.create_model(found.model, pretrained=True, num_classes=num_classes, in_chans=channels, **kwargs)
