@@ -103,7 +103,8 @@ def schemes(teacher2: Path) -> dict[str, dict[str, Any]]:
     }
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The options, --schemes checked before any training (one line and exit 2)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(12)))
     parser.add_argument("--epochs", type=int, default=30)
@@ -122,6 +123,11 @@ def main() -> None:
     if args.quick:  # its own folder: quick rows must never stand in for a full run's
         args.seeds, args.epochs, args.teacher_epochs, args.trials = [0], 2, 2, 2
         args.out = str(Path(args.out) / "quick")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     start, out = time.perf_counter(), Path(args.out)
     bundle = build_data(DATA, 0)
