@@ -78,7 +78,7 @@ def train(
     family = family_of_config(config)  # a language-model config (data.name: synthetic_addition, lm_files), or not
     cfg = family.load_config(config, overrides, output_dir)  # before the training stack is imported: mistakes at once
     family.train(cfg, console, Options(resume=resume, overwrite=overwrite, copy_teacher=copy_teacher,
-                                       quick=quick_timing))
+                                       quick=quick_timing, config=config))
 
 
 @app.command(epilog=_guide("docs/tuning.md"))

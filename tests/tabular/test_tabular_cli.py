@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from hostile import assert_refused, cli
 from typer.testing import CliRunner
 
 from kdkit.families.tabular.cli import app
@@ -93,6 +94,12 @@ def test_tune_runs_in_the_tune_loop_and_fit_reuses_its_best_config(csvs, tmp_pat
     moved = runner.invoke(app, ["fit", *args, "--teacher", "lightgbm", "--from-tune", str(out / "best.yaml"),
                                 "--holdout", "0.3", "--run-dir", str(tmp_path / "fit4")])
     assert moved.exit_code == 2 and "rows the search chose on" in moved.output
+    # the best config itself, its held-out rows changed by a flag or by --set, is refused the same way
+    moved = runner.invoke(app, ["fit", str(out / "best.yaml"), "--holdout", "0.3", "--run-dir", str(tmp_path / "f5")])
+    assert moved.exit_code == 2 and "rows the search chose on" in moved.output
+    assert_refused(cli(["train", out / "best.yaml", "--set", "data.holdout.seed=3", "-o", tmp_path / "f6"]),
+                   "rows the search chose on")
+    assert not (tmp_path / "f5" / "results.json").exists() and not (tmp_path / "f6" / "results.json").exists()
 
 
 def test_bad_input_exits_2_with_one_line(csvs, tmp_path: Path) -> None:

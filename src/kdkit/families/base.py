@@ -34,6 +34,7 @@ class Options:
     threads: int | None = None
     max_new_tokens: int | None = None
     text_column: str | None = None
+    config: Path | None = None  # train: the config file, for what lies beside it (a search's held-out rows)
 
 
 class Family(Protocol):

@@ -188,12 +188,12 @@ def fit(
 ) -> None:
     """Teacher out-of-fold -> distilled student; compare with the student alone on held-out rows; predict the test
     file."""
-    from kdkit.families.tabular.run import read_best, run_fit
+    from kdkit.families.tabular.run import read_best, run_fit, tuned_holdout_beside
 
     flags = {name: value for name, value in locals().items() if name in FLAGS}
-    tuned, holdout_tuned = read_best(from_tune) if from_tune is not None else (None, None)
+    tuned, holdout_tuned = read_best(from_tune) if from_tune is not None else (None, tuned_holdout_beside(config))
     cfg = settings(config, flags, tuned, from_tune)  # every name, number and path: nothing is read before
-    run_fit(cfg, console, overwrite, holdout_tuned, from_tune, quick_cost=quick_timing)
+    run_fit(cfg, console, overwrite, holdout_tuned, from_tune or config, quick_cost=quick_timing)
 
 
 @app.command(epilog=GUIDE)

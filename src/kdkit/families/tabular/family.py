@@ -51,11 +51,12 @@ class Tables:
 
     def train(self, cfg: Any, console: Console, options: Options) -> None:
         """As `kdkit tabular fit CONFIG` (a tabular run has no resume: its folds are fitted again)."""
-        from kdkit.families.tabular.run import run_fit
+        from kdkit.families.tabular.run import run_fit, tuned_holdout_beside
 
         if options.resume:
             raise ConfigError("a tabular run cannot be resumed; run it again with --overwrite")
-        run_fit(cfg, console, overwrite=options.overwrite, quick_cost=options.quick)
+        run_fit(cfg, console, overwrite=options.overwrite, tuned=tuned_holdout_beside(options.config),
+                tuned_from=options.config, quick_cost=options.quick)
 
     def tune(self, cfg: Any, trials: int | None, console: Console, storage: str | None) -> None:
         """As `kdkit tabular tune CONFIG`."""

@@ -274,14 +274,23 @@ def read_best(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
         raise ConfigError(f"{path}: cannot read; give the {BEST} written by 'kdkit tabular tune'") from None
     if isinstance(best, dict) and best.get("kind") == KIND:
         cfg = parse_tabular_config(best)
-        held_out = Path(path).parent / TUNE_HELD_OUT
-        holdout = yaml.safe_load(held_out.read_text(encoding="utf-8")).get("holdout") if held_out.is_file() else None
         return {"teacher.params": cfg.teacher.params, "student.params": cfg.student.params,
-                "distill.alpha": cfg.distill.alpha}, holdout
+                "distill.alpha": cfg.distill.alpha}, tuned_holdout_beside(path)
     if not isinstance(best, dict) or not {"teacher_params", "student_params", "alpha"} <= set(best):
         raise ConfigError(f"{path}: not a {BEST} from 'kdkit tabular tune'")
     return {"teacher.params": best["teacher_params"], "student.params": best["student_params"],
             "distill.alpha": float(best["alpha"])}, best.get("holdout")
+
+
+def tuned_holdout_beside(path: Path | None) -> dict[str, Any] | None:
+    """The held-out rows a search held out, when `path` is the best config it wrote (its held-out score file lies
+    beside it); None otherwise. A fit of that config, flags or --set included, must hold out the same rows."""
+    import yaml
+
+    held_out = Path(path).parent / TUNE_HELD_OUT if path is not None else None
+    if held_out is None or Path(path).name != BEST or not held_out.is_file():
+        return None
+    return (yaml.safe_load(held_out.read_text(encoding="utf-8")) or {}).get("holdout")
 
 
 def _check_tuned_on_same_rows(tuned: dict[str, Any], held: HeldOut, cfg: TabularConfig, path: Path | None) -> None:
