@@ -91,6 +91,8 @@ def test_tune_runs_in_the_tune_loop_and_fit_reuses_its_best_config(csvs, tmp_pat
     scores = [json.loads((tmp_path / d / "results.json").read_text()) for d in ("fit", "fit2", "fit3")]
     quality = [[{k: r[k] for k in ("model", "accuracy", "nll")} for r in s["rows"]] for s in scores]
     assert quality[0] == quality[1] == quality[2]  # the same parameters, the same models (timings aside)
+    for role in ("student_kd", "student_alone"):  # the search's held-out score is the one a fit of best.yaml reports
+        assert scored["held_out"]["accuracy"][role] == pytest.approx(scores[1]["scores"][role]["accuracy"])
     moved = runner.invoke(app, ["fit", *args, "--teacher", "lightgbm", "--from-tune", str(out / "best.yaml"),
                                 "--holdout", "0.3", "--run-dir", str(tmp_path / "fit4")])
     assert moved.exit_code == 2 and "rows the search chose on" in moved.output

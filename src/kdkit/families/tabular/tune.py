@@ -138,7 +138,8 @@ def score_on_held_out(cfg: TabularConfig, task: Any, held: HeldOut) -> dict[str,
              "student_alone": (alone.student_oof_, alone.predict_proba(held.X_held))}
     values, correct = {}, {}
     for role, (oof, on_held) in proba.items():
-        cut = best_threshold(fit_codes, oof[:, 1]) if metric == "macro_f1" and oof.shape[1] == 2 else None
+        # the threshold rule of `kdkit tabular fit`, so the held-out scores here are those a fit of best.yaml reports
+        cut = best_threshold(fit_codes, oof[:, 1]) if cfg.distill.tune_threshold and oof.shape[1] == 2 else None
         values[role] = scores(codes, on_held, cut)
         correct[role], total = correct_per_unit(np.log(np.clip(on_held, 1e-12, 1.0)), codes)
     diff, low, high = paired_bootstrap(correct["student_kd"], correct["student_alone"], total, seed=seed)
