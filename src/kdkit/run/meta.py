@@ -198,3 +198,15 @@ def weights_sha256(run_dir: str | Path, role: str) -> str | None:
         return str(ref.get("sha256"))
     path = RunDir(run_dir).weights(role)
     return file_sha256(path) if path.is_file() else None
+
+
+def teacher_reference(weights_digest: str, loaded: tuple[dict[str, Any], str] | None) -> dict[str, dict[str, Any]]:
+    """{"teacher": reference} when the teacher is used as given and unchanged: `weights_digest` (of its weights now)
+    equals the digest it was loaded with, and the file or folder still holds the bytes it had then; else {} and the
+    run saves the teacher's weights like the other models'."""
+    if loaded is None:
+        return {}
+    reference, digest = loaded
+    if weights_digest != digest or reference_change(reference) is not None:
+        return {}
+    return {"teacher": reference}

@@ -45,7 +45,7 @@ from kdkit.models.quantization import convert_quantized, prepare_qat
 from kdkit.report.runinfo import previous_training, processes_note, show_next_steps, show_verdict, training_info
 from kdkit.report.table import print_table, to_markdown
 from kdkit.run import guard as run_guard
-from kdkit.run.meta import file_reference, reference_change, reference_line, references, weights_file
+from kdkit.run.meta import file_reference, reference_line, references, teacher_reference, weights_file
 from kdkit.run.rundir import CONFIG, EVALUATION_OUTPUTS, LABELS, MODELS, RESULTS_FORMAT, ROLES, TRAINING_OUTPUTS, RunDir
 from kdkit.schemes import Supervised
 from kdkit.schemes.registry import CLASSIFICATION, DEFAULT_SCHEME
@@ -165,7 +165,7 @@ def run(cfg: RunConfig, console: Console | None = None, quick_cost: bool = False
     if not main:
         distributed.barrier()  # rank 0 is writing the run directory; every process returns once it is complete
         return RunResult(run_dir, [], models)
-    refs = {} if copy_teacher else teacher_reference(models["teacher"], loaded)
+    refs = {} if copy_teacher else teacher_reference(tensors_digest(models["teacher"].state_dict()), loaded)
     _save_models(run_dir, {**models, **plan.extra_models}, refs, console)
     training = training_info(cfg)
     if plan.teacher_cache is not None:
@@ -263,17 +263,6 @@ def _save_models(run_dir: Path, models: dict[str, nn.Module], refs: dict[str, di
             save_weights(model, RunDir(run_dir).weights(role))
     if refs:
         console.print(reference_line("teacher", refs["teacher"]), highlight=False, soft_wrap=True)
-
-
-def teacher_reference(teacher: nn.Module, loaded: tuple[dict[str, Any], str] | None) -> dict[str, dict[str, Any]]:
-    """{"teacher": reference} when the teacher is the loaded checkpoint, unchanged (same weights as loaded, and the
-    file still holds the bytes it had then); else {} and the teacher is saved in the run like the other models."""
-    if loaded is None:
-        return {}
-    reference, digest = loaded
-    if tensors_digest(teacher.state_dict()) != digest or reference_change(reference) is not None:
-        return {}
-    return {"teacher": reference}
 
 
 def checkpoint_bytes(models: list[nn.Module]) -> int:

@@ -34,6 +34,7 @@ from kdkit.models import build_model
 from kdkit.models.lm import load_causal_lm
 from kdkit.report.runinfo import diagnosis_lines
 from kdkit.run import guard as run_guard
+from kdkit.run.meta import teacher_reference
 from kdkit.run.rundir import LABELS, ROLES, RunDir
 from kdkit.schemes.lm_plan import LMPlanInputs
 from kdkit.trainer.batches import resolve_device
@@ -90,19 +91,6 @@ def teacher_source(cfg: LMRunConfig) -> dict[str, Any] | None:
     if cfg.teacher.checkpoint is not None:
         return file_reference(cfg.teacher.checkpoint)
     return folder_reference(str(_hf_path(cfg.teacher.name)))
-
-
-def teacher_reference(teacher: nn.Module, loaded: tuple[dict[str, Any], str] | None) -> dict[str, dict[str, Any]]:
-    """{"teacher": reference} when the teacher is used as given and unchanged (the weights it was loaded with, and
-    the file or folder still holding the bytes it had then); else {} and the run saves the teacher's weights."""
-    from kdkit.run.meta import reference_change
-
-    if loaded is None:
-        return {}
-    reference, digest = loaded
-    if tensors_digest(teacher.state_dict()) != digest or reference_change(reference) is not None:
-        return {}
-    return {"teacher": reference}
 
 
 def save_lm_models(run_dir: Path, models: dict[str, nn.Module], refs: dict[str, dict[str, Any]],
@@ -183,7 +171,7 @@ def run_lm(cfg: LMRunConfig, console: Console | None = None, overwrite: bool = F
         device = resolve_device(cfg.train.device)
         models, record = _train_three(cfg, data, transfer, teacher, student_init, run_dir, device, resume)
         rows, units = measure(models, data, device)
-        save_lm_models(run_dir, models, teacher_reference(teacher, loaded), console)
+        save_lm_models(run_dir, models, teacher_reference(tensors_digest(teacher.state_dict()), loaded), console)
         if hasattr(data.tokenizer, "save") and not _hf_path(cfg.teacher.name):
             data.tokenizer.save(RunDir(run_dir).tokenizer)
         pool = cfg.distill.scheme.transfer_pool(len(transfer) if transfer is not None else 0)
@@ -240,4 +228,4 @@ def _print_run(console: Console, cfg: LMRunConfig, data: Any, rows: dict[str, di
                       f"{c['build_seconds']:.1f} s", highlight=False)
 
 
-__all__ = ["LMRunResult", "build_lm_models", "distill", "measure", "run_lm", "teacher_reference", "teacher_source"]
+__all__ = ["LMRunResult", "build_lm_models", "distill", "measure", "run_lm", "teacher_source"]
