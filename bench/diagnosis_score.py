@@ -38,7 +38,7 @@ import json
 import sys
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +72,8 @@ class Cell:
     predicted: str
     measured: str
     measured_text: str
+    signals: list[dict] = field(default_factory=list)  # each seed's signals, the rules' input (--signals-out)
+    diffs: list[float] = field(default_factory=list)  # each seed's paired difference
 
 
 def logits_on(model: torch.nn.Module, dataset) -> np.ndarray:
@@ -121,7 +123,7 @@ def score_map_cell(row, args, data, out, results, teachers, tuned, cache) -> Cel
     val_labels = data.val.tensors[1].numpy()
     n_pool = len(data.full) - row.labels if row.pool else 0
     ratio = n_params(teacher) / n_params(next(iter(alone.values())))
-    predicted = []
+    predicted, saved = [], []
     for model in alone.values():
         a_train, a_val = logits_on(model, train_set), logits_on(model, data.val)
         # the rules read only what is known before the distilled student is judged: the alone row stands in for it
@@ -132,12 +134,13 @@ def score_map_cell(row, args, data, out, results, teachers, tuned, cache) -> Cel
             n_train=row.labels, n_pool=n_pool, capacity_ratio=ratio)
         found = diagnose(signals)
         predicted.append((found.predicted, found.findings[0].rule))
+        saved.append(signals.as_dict())
     (kind, rule), _ = Counter(predicted).most_common(1)[0]
     diffs = [results[(row.name, s)]["accuracy"] - results[(row.alone.name, s)]["accuracy"] for s in alone]
     verdict = seeds_verdict(diffs)
     return Cell(row.name, "regime map", rule, kind, verdict.kind,
                 f"{100 * verdict.difference:+.2f} ({100 * verdict.low:+.2f} to {100 * verdict.high:+.2f}), "
-                f"{len(diffs)} seeds")
+                f"{len(diffs)} seeds", saved, diffs)
 
 
 def run_cells(run_dirs: list[Path], source: str = "run directory") -> list[Cell]:
@@ -166,7 +169,7 @@ def seeds_cell(name: str, source: str, found: list[Diagnosis], diffs: list[float
     verdict = seeds_verdict(diffs)
     return Cell(name, source, rule, kind, verdict.kind,
                 f"{100 * verdict.difference:+.2f} ({100 * verdict.low:+.2f} to {100 * verdict.high:+.2f}), "
-                f"{len(diffs)} seeds")
+                f"{len(diffs)} seeds", [d.signals.as_dict() for d in found], list(diffs))
 
 
 def seed_run_cells(run_dirs: list[Path], source: str = "") -> list[Cell]:
@@ -259,6 +262,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--map-out", type=Path, default=Path("runs/bench_kd_regimes"),
                         help="the --out of bench/kd_regimes.py (skipped when missing)")
+    parser.add_argument("--map-chosen", action="store_true",
+                        help="the regime map's cells are settings the rules were chosen on: listed, not scored")
     parser.add_argument("--runs", type=Path, nargs="*", default=[], help="kdkit run directories to score too")
     parser.add_argument("--chosen-runs", type=Path, nargs="*", default=[],
                         help="run directories of settings the rules were chosen on: listed, not scored")
@@ -272,14 +277,20 @@ def main() -> None:
                         help="the same, of benchmarks the rules were chosen on: listed, not scored")
     parser.add_argument("--skip-rows", nargs="*", default=[], help="rows of --paired-seeds files to leave out")
     parser.add_argument("--print-only", action="store_true", help="do not write bench/RESULTS.md")
+    parser.add_argument("--signals-out", type=Path,
+                        help="write every cell (scored and chosen-on) with its seeds' signals to this JSON file")
     args = parser.parse_args()
     start = time.perf_counter()
     skip = tuple(args.skip_rows)
-    cells = ((map_cells(args.map_out) if (args.map_out / "tuned").is_dir() else []) + run_cells(args.runs)
-             + seed_run_cells(args.seed_runs) + paired_seed_cells(args.paired_seeds, skip))
-    chosen = (run_cells(args.chosen_runs, "run directory") + seed_run_cells(args.chosen_seed_runs)
-              + paired_seed_cells(args.chosen_paired_seeds, skip))
+    on_map = map_cells(args.map_out) if (args.map_out / "tuned").is_dir() else []
+    cells = ([] if args.map_chosen else on_map) + run_cells(args.runs) + seed_run_cells(args.seed_runs) \
+        + paired_seed_cells(args.paired_seeds, skip)
+    chosen = ((on_map if args.map_chosen else []) + run_cells(args.chosen_runs, "run directory")
+              + seed_run_cells(args.chosen_seed_runs) + paired_seed_cells(args.chosen_paired_seeds, skip))
     body = report(cells, time.perf_counter() - start, chosen)
+    if args.signals_out:
+        saved = [{**asdict(c), "scored": scored} for group, scored in ((cells, True), (chosen, False)) for c in group]
+        args.signals_out.write_text(json.dumps(saved, indent=1))
     print(body)
     if not args.print_only and cells:
         command = " ".join(["OMP_NUM_THREADS=1 python bench/diagnosis_score.py", *sys.argv[1:]])

@@ -83,6 +83,9 @@ def test_seed_runs_are_one_cell_per_folder_with_the_t_interval_of_their_paired_d
     assert cells["pool"].measured_text.startswith("+2.50 (") and cells["pool"].measured_text.endswith("3 seeds")
     assert (cells["level"].rule, cells["level"].predicted, cells["level"].measured) == (
         "teacher_not_better", NONE, NONE)
+    # each seed's signals and paired difference go with the cell (--signals-out), in the order of the seeds
+    assert [s["n_pool"] for s in cells["pool"].signals] == [POOL["n_pool"]] * 3
+    assert cells["pool"].diffs == pytest.approx([0.02, 0.03, 0.025])
 
 
 def seed_file(path: Path, signals: dict, alone: float, rows: dict[str, float]) -> Path:
