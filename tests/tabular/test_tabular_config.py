@@ -135,7 +135,7 @@ def test_kdkit_train_and_tune_run_a_tabular_config_through_its_family(tmp_path, 
     printed = capsys.readouterr().out
     assert "distilled logreg (alpha=0)" in printed and "verdict: " in printed
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert results["timing"] == {"plan": "full", "repeats": {"latency": 20, "throughput": 5}}
+    assert results["cost"] == {"plan": "full", "repeats": {"latency": 20, "throughput": 5}}
     _main(["tune", str(path), "--trials", "3", "-o", str(tmp_path / "search")])
     assert "kdkit tune: validation log_loss, 3 trials" in capsys.readouterr().out
     best = tmp_path / "search" / "tune" / "best.yaml"
@@ -146,5 +146,5 @@ def test_kdkit_train_and_tune_run_a_tabular_config_through_its_family(tmp_path, 
 def test_quick_timing_is_recorded_in_the_results_and_noted_for_the_report(command, tmp_path, table, capsys) -> None:
     _main([*command, str(_config(tmp_path, table)), "--quick-timing"])
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert results["timing"] == {"plan": "quick", "repeats": {"latency": 3, "throughput": 2}}
+    assert results["cost"] == {"plan": "quick", "repeats": {"latency": 3, "throughput": 2}}
     assert any("quick plan" in note for note in results["notes"])  # the report shows the run's notes

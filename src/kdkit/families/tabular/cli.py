@@ -184,7 +184,7 @@ def fit(
     run_dir: Path = RUN_DIR,
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a run already in --run-dir"),
     quick_timing: bool = typer.Option(False, "--quick-timing", help="time latency and throughput with 3 and 2 calls "
-                                      "instead of 20 and 5: noisier; results.json records it (timing.plan)"),
+                                      "instead of 20 and 5: noisier; results.json records it (cost.plan)"),
 ) -> None:
     """Teacher out-of-fold -> distilled student; compare with the student alone on held-out rows; predict the test
     file."""

@@ -13,7 +13,7 @@
                       rows, and cost), verdict (held-out rows, paired), diagnosis (kdkit.diagnosis); plus ``scores``
                       (ROC AUC, log loss, macro F1 at the threshold tuned out-of-fold, on the held-out rows),
                       ``oof_scores`` (the same out of fold: optimistic for the distilled student, never the verdict) and
-                      ``notes`` for the report, and ``timing`` (the plan that timed the cost: full or quick)
+                      ``notes`` for the report, and ``cost`` (the plan that timed the cost: full or quick)
     table.md          the comparison table, then the held-out and the out-of-fold scores
     holdout.csv       when the held-out rows come from the training file: their line numbers in it
 
@@ -80,7 +80,8 @@ QUICK_TIMING_NOTE = ("latency and throughput were timed with the quick plan (3 a
 
 
 def timing(quick: bool) -> dict[str, Any]:
-    """How :func:`cost` times a model (results.json's ``timing``): the plan and the timed calls per batch size."""
+    """How :func:`cost` times a model (results.json's ``cost``, where every family records its plan): the plan and
+    the timed calls per batch size."""
     return {"plan": "quick", "repeats": {"latency": 3, "throughput": 2}} if quick else \
         {"plan": "full", "repeats": {"latency": 20, "throughput": 5}}
 
@@ -189,7 +190,7 @@ def write_run(run_dir: Path, config: dict[str, Any], distilled: DistilledClassif
         "diagnosis": diagnosis.as_dict(),
         "scores": scores,
         "oof_scores": oof_scores,
-        "timing": timing(quick_cost),
+        "cost": timing(quick_cost),
         "notes": [f"test data here means {evaluation(held)}",
                   f"{RESULTS}'s oof_scores are out-of-fold scores on the fitting rows: {OUT_OF_FOLD}",
                   *([QUICK_TIMING_NOTE] if quick_cost else []), *(notes or [])],
@@ -297,7 +298,7 @@ def evaluate_tabular_run(run_dir: str | Path, console: Any = None, trust_joblib:
                         "held_out": held.as_dict()},
                "rows": table, "verdict": run_verdict({r: preds[f"test_{r}"] for r in ROLES}, preds["test_labels"],
                                                      table, seed=seed, why=diagnosis.findings[0]).as_dict(),
-               "diagnosis": diagnosis.as_dict(), "timing": timing(quick_cost)}
+               "diagnosis": diagnosis.as_dict(), "cost": timing(quick_cost)}
     write_atomic(run_dir / EVALUATION_OUTPUTS["results"], json.dumps(summary, indent=2, default=_plain))
     print_table(table, title=f"kdkit tabular: {run_dir.name} (the {len(held.y_held)} held-out rows, re-evaluated)",
                 console=console)
