@@ -50,6 +50,14 @@ def test_overwrite_removes_every_file_a_family_declares_and_keeps_the_users_own(
     assert (run_dir / "notes.txt").read_text() == "mine" and (run_dir / "mine" / "tokenizer.json").is_file()
 
 
+def test_an_overwrite_removes_the_predictions_the_old_models_wrote_for_new_inputs(tmp_path) -> None:
+    stale = tmp_path / rundir.INPUT_PREDICTIONS.format(input="new_rows")
+    _fill(tmp_path, (rundir.RESULTS, stale.name))
+    _foreign(tmp_path)
+    guard.claim(tmp_path, overwrite=True).release()
+    assert not stale.exists() and {p.name for p in tmp_path.iterdir()} == {"notes.txt", "mine"}
+
+
 def test_a_tune_study_survives_an_overwrite_since_its_best_config_trains_into_the_same_directory(tmp_path) -> None:
     _fill(tmp_path, (rundir.RESULTS, rundir.TUNE))
     guard.claim(tmp_path, overwrite=True).release()

@@ -4,8 +4,8 @@
   one line; a lock whose pid is dead on this host (a killed run) is stale and taken over.
 - A directory holding a finished run (``results.json``, written last) or an interrupted one (config, checkpoints)
   is refused unless the run resumes it (``--resume``) or replaces it (``--overwrite``, which first removes the files
-  and folders a run of any family writes, kdkit.run.rundir's RUN_FILES and RUN_FOLDERS, and only those: a user's
-  own files and `kdkit tune`'s tune/ stay).
+  and folders a run of any family writes, kdkit.run.rundir's RUN_FILES, RUN_FOLDERS and RUN_PATTERNS, and only
+  those: a user's own files and `kdkit tune`'s tune/ stay).
 - A resumed run removes the old run's final files (results, table, predictions) at its start, so a run that fails
   part-way never leaves old results beside new weights; they are written again, ``results.json`` last.
 - Temp files of writes that a kill interrupted (``.*.tmp``, see kdkit.io.checkpoint) are removed.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from kdkit.errors import RunDirError, StorageError
 from kdkit.io.storage import check_writable, describe, storage_errors
-from kdkit.run.rundir import FINAL_FILES, RUN_FILES, RUN_FOLDERS, RunDir
+from kdkit.run.rundir import FINAL_FILES, RUN_FILES, RUN_FOLDERS, RUN_PATTERNS, RunDir
 
 
 def _alive(pid: int) -> bool:
@@ -177,7 +177,7 @@ def claim(run_dir: Path, resume: bool = False, overwrite: bool = False, needed_b
         clean_temp_files(run_dir)
         state = state_of(run_dir)
         if overwrite:
-            clear(run_dir, RUN_FILES + RUN_FOLDERS)
+            clear(run_dir, RUN_FILES + RUN_FOLDERS + tuple(p.name for g in RUN_PATTERNS for p in run_dir.glob(g)))
         elif resume:
             clear(run_dir, FINAL_FILES)  # rewritten at the end: never old results beside new weights
         else:

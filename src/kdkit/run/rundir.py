@@ -56,6 +56,7 @@ COST = "cost.json"
 COST_TABLE = "cost.md"
 HOLDOUT = "holdout.csv"
 TEST_PREDICTIONS = "predictions.csv"
+INPUT_PREDICTIONS = "predictions-{input}.csv"  # `kdkit tabular predict`'s default: a new input file's predictions
 REPORT_HTML = "report.html"
 REPORT_MARKDOWN = "report.md"
 REPORT_FIGURES = "report_figures"
@@ -79,6 +80,8 @@ COST_OUTPUTS = {"results": COST, "table": COST_TABLE}  # `kdkit evaluate --cost-
 RUN_FILES = (CONFIG, METRICS, BOUNDARY, TOKENIZER, PREDICTIONS, RESULTS, TABLE, EVALUATION, EVALUATION_TABLE,
              EVALUATION_PREDICTIONS, REPORT_HTML, REPORT_MARKDOWN, COST, COST_TABLE, HOLDOUT, TEST_PREDICTIONS)
 RUN_FOLDERS = (CHECKPOINTS, MODELS, TEACHER_TOPK, REPORT_FIGURES)
+# ... and files named after a pattern: predictions of a run's models written beside it, stale once they are replaced
+RUN_PATTERNS = (INPUT_PREDICTIONS.format(input="*"),)
 FINAL_FILES = (RESULTS, TABLE, PREDICTIONS)  # written at the end, results.json last
 
 

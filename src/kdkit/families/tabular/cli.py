@@ -212,12 +212,13 @@ def predict(
     """Predict new rows with the saved fold models of a 'kdkit tabular fit' run (the distilled student's by
     default)."""
     from kdkit.families.tabular.save import MANIFEST
+    from kdkit.run.rundir import INPUT_PREDICTIONS
 
     run_dir = run.parent if (run / MANIFEST).is_file() else run  # its models/ folder given directly
     preds = predict_rows(run_dir, input_csv, model, id_columns, trust)
     console.print(f"predicted {len(preds):,} rows of {input_csv} with the {model.replace('_', ' ')}'s fold models "
                   "(their mean)", highlight=False)
-    target = output or (run / f"predictions-{input_csv.stem}.csv")
+    target = output or (run_dir / INPUT_PREDICTIONS.format(input=input_csv.stem))
     target.parent.mkdir(parents=True, exist_ok=True)
     preds.to_csv(target, index=False)
     console.print(f"predictions for {len(preds)} rows: {target}")
