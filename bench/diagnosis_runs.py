@@ -24,7 +24,9 @@ scored with it:
 - fashion_2000_{pool,nopool}_w{3,8}: `kdkit train configs/fashion_mnist.yaml` with KD on 2,000 labels, a teacher
   trained on them by the run, a `cnn2d` student of width 3 or 8, and a pool of 20,000 other training images or none;
 - signals_{pool,nopool}_h{32,256}: `kdkit train configs/demo.yaml` (MNIST-1D) with a student MLP of 32 or 256 hidden
-  units and a pool of 8,000 generated samples or none.
+  units and a pool of 8,000 generated samples or none;
+- text_{pool,nopool}_w{8,32}: `kdkit train configs/text_reviews.yaml` (synthetic reviews) with a `text_cnn` student
+  of width 8 or 32 and a pool of 3,000 generated reviews or none.
 
     OMP_NUM_THREADS=1 nice -n 10 python bench/diagnosis_runs.py --cells demo_text_quick --seeds 0 1 2
 """
@@ -117,6 +119,12 @@ SIGNALS = {f"signals_{pool}_h{hidden}": {
     "data.transfer_size": "8000" if pool == "pool" else "0", "distill.use_transfer": "true" if pool == "pool"
     else "false", "student.params": f"{{hidden: [{hidden}]}}"}
     for pool in ("pool", "nopool") for hidden in (32, 256)}
+# synthetic reviews through the text config: a `text_cnn` student of width 8 or 32, a pool of 3,000 generated
+# reviews or none
+TEXT = {f"text_{pool}_w{width}": {
+    "data.transfer_size": "3000" if pool == "pool" else "0", "distill.use_transfer": "true" if pool == "pool"
+    else "false", "student.params": f"{{width: {width}}}"}
+    for pool in ("pool", "nopool") for width in (8, 32)}
 
 
 def cells(out: Path) -> dict[str, Callable[[int, Path], list[str]]]:
@@ -126,6 +134,7 @@ def cells(out: Path) -> dict[str, Callable[[int, Path], list[str]]]:
         found.update({f"tabular_{name}_{student}": tabular(name, out / "tables", student) for name in TABLES})
     found.update({name: train("configs/fashion_mnist.yaml", sets) for name, sets in FASHION.items()})
     found.update({name: train("configs/demo.yaml", sets) for name, sets in SIGNALS.items()})
+    found.update({name: train("configs/text_reviews.yaml", sets) for name, sets in TEXT.items()})
     return found
 
 
