@@ -200,3 +200,26 @@ def test_names_and_paths_are_checked_before_any_data_is_read(csvs, tmp_path: Pat
     assert result.stdout == ""  # no progress line came first
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+
+
+def test_a_search_stopped_before_its_held_out_scoring_still_guards_its_rows(csvs, tmp_path: Path, monkeypatch) -> None:
+    """held_out.yaml names the held-out rows before the search starts: a best.yaml whose scoring never ran still
+    refuses a fit that would hold out other rows."""
+    import kdkit.families.tabular.tune as tabular_tune
+
+    def stopped(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tabular_tune, "score_on_held_out", stopped)
+    train, _ = csvs
+    args = ["--train", str(train), "--target", "Y_LABEL", "--id", "ID", "--student-columns", "a,b,c,kind",
+            "--n-splits", "3", "--n-jobs", "1",
+            "--teacher-params", '{"n_estimators": 10}', "--student-params", '{"n_estimators": 10}']
+    runner.invoke(app, ["tune", *args, "--teacher", "lightgbm", "--student", "lightgbm", "--n-trials", "2",
+                        "--holdout", "0.2", "--run-dir", str(tmp_path / "tune")])
+    out = tmp_path / "tune" / "tune"
+    saved = yaml.safe_load((out / "held_out.yaml").read_text())
+    assert (out / "best.yaml").is_file() and "held_out" not in saved
+    assert (saved["holdout"]["fraction"], saved["holdout"]["seed"], saved["holdout"]["test_file"]) == (0.2, 0, False)
+    moved = runner.invoke(app, ["fit", str(out / "best.yaml"), "--holdout", "0.3", "--run-dir", str(tmp_path / "f")])
+    assert moved.exit_code == 2 and "rows the search chose on" in moved.output

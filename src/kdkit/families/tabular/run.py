@@ -9,7 +9,6 @@ refusals before any model is fitted. The libraries are imported inside the funct
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -315,8 +314,8 @@ def run_tune(cfg: TabularConfig, console: Console, storage: str | None = None) -
     check_files(cfg.data.train, cfg.data.test)
     cfg = cfg.model_copy(update={"output_dir": _run_dir(cfg.output_dir, "tune")})
     search = TabularSearch(cfg, load_task)
-    values = run_search(search, None, console, storage)
     out = RunDir(cfg.output_dir).tune
+    values = run_search(search, None, console, storage)
     _held_out_score(trial_config(search.raw, values), search.task, search.held, out, console)
     console.print(f"study '{cfg.tune.study}' in {storage or out / STUDY}; best config: {out / BEST} (run it with: "
                   f"kdkit tabular fit {out / BEST})", highlight=False, soft_wrap=True)
@@ -326,9 +325,7 @@ def run_tune(cfg: TabularConfig, console: Console, storage: str | None = None) -
 def _held_out_score(best: TabularConfig, task: TabularTask, held: HeldOut, out: Path, console: Console) -> None:
     """Fit the best config again, score it and the student alone on the held-out rows, print both and the paired
     verdict, and write them (and which rows were held out) to held_out.yaml beside best.yaml."""
-    from kdkit.config.yaml import dump_yaml
-    from kdkit.families.tabular.tune import score_on_held_out
-    from kdkit.io.checkpoint import write_atomic
+    from kdkit.families.tabular.tune import holdout_of, score_on_held_out, write_held_out
 
     console.print(f"scoring the best trial on the {len(held.y_held)} held-out rows (teacher, distilled student and "
                   "student alone fitted again on the fitting rows)", highlight=False)
@@ -338,7 +335,5 @@ def _held_out_score(best: TabularConfig, task: TabularTask, held: HeldOut, out: 
         console.print(f"  {label}: {metric} {result[metric][role]:.4f}, accuracy {result['accuracy'][role]:.4f}",
                       highlight=False)
     console.print(f"held-out verdict: {result['verdict']}", highlight=False, soft_wrap=True)
-    holdout = {"fraction": best.data.holdout.fraction, "seed": best.data.holdout.seed,
-               "test_file": held.lines is None, "source": held.source}
-    write_atomic(out / TUNE_HELD_OUT, f"# written by kdkit tabular tune: {BEST} scored on the held-out rows\n"
-                 + dump_yaml(json.loads(json.dumps({"holdout": holdout, "held_out": result}, default=str))))
+    write_held_out(out, holdout_of(best, held), result)
+

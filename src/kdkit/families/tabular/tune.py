@@ -99,6 +99,8 @@ class TabularSearch:
     def train_teacher(self, out: Path, console: Console) -> None:
         console.print(f"held out for the final score: {self.held.source}; the search never sees them",
                       highlight=False)  # the teacher is fitted in every trial: its parameters are searched too
+        # which rows are held out, written before any trial: a best.yaml whose scoring never ran still says so
+        write_held_out(out, holdout_of(self.cfg, self.held), None)
 
     def score(self, trial: Any, values: dict[str, Any]) -> float:
         cfg = trial_config(self.raw, values)
@@ -147,3 +149,23 @@ def score_on_held_out(cfg: TabularConfig, task: Any, held: HeldOut) -> dict[str,
                       f"seed {seed}", len(codes))
     return {"rows": len(codes), "source": held.source, metric: {r: v[metric] for r, v in values.items()},
             "accuracy": {r: v["accuracy"] for r, v in values.items()}, "verdict": verdict.headline}
+
+
+def holdout_of(cfg: TabularConfig, held: HeldOut) -> dict[str, Any]:
+    """Which rows a search holds out, as held_out.yaml records them."""
+    return {"fraction": cfg.data.holdout.fraction, "seed": cfg.data.holdout.seed, "test_file": held.lines is None,
+            "source": held.source}
+
+
+def write_held_out(out: Path, holdout: dict[str, Any], result: dict[str, Any] | None) -> None:
+    """held_out.yaml in the search's folder: the rows held out, and (once scored) the best config's scores there."""
+    import json
+
+    from kdkit.config.yaml import dump_yaml
+    from kdkit.io.checkpoint import write_atomic
+    from kdkit.run.rundir import BEST, TUNE_HELD_OUT
+
+    saved = {"holdout": holdout, **({"held_out": result} if result is not None else {})}
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / TUNE_HELD_OUT, f"# written by kdkit tabular tune: the rows it holds out, and {BEST} scored "
+                 "on them\n" + dump_yaml(json.loads(json.dumps(saved, default=str))))
