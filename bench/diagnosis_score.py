@@ -123,7 +123,7 @@ def score_map_cell(row, args, data, out, results, teachers, tuned, cache) -> Cel
     val_labels = data.val.tensors[1].numpy()
     n_pool = len(data.full) - row.labels if row.pool else 0
     ratio = n_params(teacher) / n_params(next(iter(alone.values())))
-    predicted, saved = [], []
+    found = []
     for model in alone.values():
         a_train, a_val = logits_on(model, train_set), logits_on(model, data.val)
         # the rules read only what is known before the distilled student is judged: the alone row stands in for it
@@ -132,15 +132,9 @@ def score_map_cell(row, args, data, out, results, teachers, tuned, cache) -> Cel
             Split({"teacher": teacher_train, "student_alone": a_train, "student_kd": a_train}, train_labels),
             Split({"teacher": teacher_val, "student_alone": a_val, "student_kd": a_val}, val_labels),
             n_train=row.labels, n_pool=n_pool, capacity_ratio=ratio)
-        found = diagnose(signals)
-        predicted.append((found.predicted, found.findings[0].rule))
-        saved.append(signals.as_dict())
-    (kind, rule), _ = Counter(predicted).most_common(1)[0]
+        found.append(diagnose(signals))
     diffs = [results[(row.name, s)]["accuracy"] - results[(row.alone.name, s)]["accuracy"] for s in alone]
-    verdict = seeds_verdict(diffs)
-    return Cell(row.name, "regime map", rule, kind, verdict.kind,
-                f"{100 * verdict.difference:+.2f} ({100 * verdict.low:+.2f} to {100 * verdict.high:+.2f}), "
-                f"{len(diffs)} seeds", saved, diffs)
+    return seeds_cell(row.name, "regime map", found, diffs)
 
 
 def run_cells(run_dirs: list[Path], source: str = "run directory") -> list[Cell]:
@@ -157,11 +151,20 @@ def run_cells(run_dirs: list[Path], source: str = "run directory") -> list[Cell]
     return cells
 
 
+def majority(kinds: list[str]) -> tuple[str, int]:
+    """The most common predicted verdict and how many seeds gave it; a tie goes to "no measurable difference" when
+    it is among the tied, else to the first in KINDS: never to the order of the files."""
+    counts = Counter(kinds)
+    top = max(counts.values())
+    tied = [k for k in KINDS if counts[k] == top]
+    return (NONE if NONE in tied else tied[0]), top
+
+
 def seeds_cell(name: str, source: str, found: list[Diagnosis], diffs: list[float]) -> Cell:
-    """One cell over seeds: the most common prediction of the seeds' diagnoses, with the first rules of the seeds
-    (how many seeds each, when not all agree) and how many seeds predicted it; the verdict of the paired
+    """One cell over seeds: the most common prediction of the seeds' diagnoses (majority), with the first rules of
+    the seeds (how many seeds each, when not all agree) and how many seeds predicted it; the verdict of the paired
     differences (seeds_verdict's 95% t-interval)."""
-    kind, agree = Counter(d.predicted for d in found).most_common(1)[0]
+    kind, agree = majority([d.predicted for d in found])
     rules = Counter(d.findings[0].rule for d in found).most_common()
     rule = rules[0][0] if len(rules) == 1 else ", ".join(f"{r} ({n})" for r, n in rules)
     if agree < len(found):

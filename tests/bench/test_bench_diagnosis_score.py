@@ -122,3 +122,9 @@ def test_seeds_whose_rules_differ_but_agree_on_the_verdict_predict_it_and_name_e
     cell = score.seeds_cell("c", "test", found, [0.01, -0.01, 0.0])
     assert (cell.predicted, cell.measured) == (NONE, NONE)
     assert cell.rule == "teacher_certain_without_pool (2), teacher_not_better (1)"
+
+
+def test_a_tie_between_the_seeds_predictions_goes_to_no_difference_then_to_the_order_of_the_kinds():
+    assert score.majority([GAIN, LOSS, NONE]) == (NONE, 1)
+    assert score.majority([LOSS, GAIN]) == (GAIN, 1) and score.majority([LOSS, GAIN, LOSS]) == (LOSS, 2)
+    assert score.majority([GAIN, NONE, GAIN, NONE]) == (NONE, 2)
