@@ -26,7 +26,9 @@ scored with it:
 - signals_{pool,nopool}_h{32,256}: `kdkit train configs/demo.yaml` (MNIST-1D) with a student MLP of 32 or 256 hidden
   units and a pool of 8,000 generated samples or none;
 - text_{pool,nopool}_w{8,32}: `kdkit train configs/text_reviews.yaml` (synthetic reviews) with a `text_cnn` student
-  of width 8 or 32 and a pool of 3,000 generated reviews or none.
+  of width 8 or 32 and a pool of 3,000 generated reviews or none;
+- lm_{pool,nopool}_w{16,32}: `kdkit train configs/lm_addition.yaml` (generated addition) as shipped, with a
+  student of width 16, or with offline KD on the labelled problems alone.
 
     OMP_NUM_THREADS=1 nice -n 10 python bench/diagnosis_runs.py --cells demo_text_quick --seeds 0 1 2
 """
@@ -127,6 +129,12 @@ TEXT = {f"text_{pool}_w{width}": {
     for pool in ("pool", "nopool") for width in (8, 32)}
 
 
+# generated addition through the language-model config: the shipped demo (2,000 labelled problems, 16,000 prompts
+# the teacher answers), a narrower student, and offline KD on the labelled problems alone
+LM = {"lm_pool_w32": {}, "lm_pool_w16": {"student.params": "{layers: 1, width: 16, heads: 4}"},
+      "lm_nopool_w32": {"data.n_transfer": "0", "distill.scheme.name": "offline"}}
+
+
 def cells(out: Path) -> dict[str, Callable[[int, Path], list[str]]]:
     found = {f"demo_{t}_quick": demo(t, True) for t in ("signals", "text", "tagging", "lm")}
     found.update({f"demo_{t}": demo(t, False) for t in ("text", "tagging")})
@@ -135,6 +143,7 @@ def cells(out: Path) -> dict[str, Callable[[int, Path], list[str]]]:
     found.update({name: train("configs/fashion_mnist.yaml", sets) for name, sets in FASHION.items()})
     found.update({name: train("configs/demo.yaml", sets) for name, sets in SIGNALS.items()})
     found.update({name: train("configs/text_reviews.yaml", sets) for name, sets in TEXT.items()})
+    found.update({name: train("configs/lm_addition.yaml", sets) for name, sets in LM.items()})
     return found
 
 
