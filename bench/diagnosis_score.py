@@ -242,6 +242,13 @@ def context(cells: list[Cell]) -> list[str]:
                 for kind, n in constant.items()) + "."]
 
 
+def lead_text(cell: Cell) -> str:
+    """The teacher's held-out lead over the student alone (points), the mean over the cell's seeds ("-": unknown)."""
+    leads = [s["teacher_accuracy_held_out"] - s["alone_accuracy_held_out"] for s in cell.signals
+             if s.get("teacher_accuracy_held_out") is not None and s.get("alone_accuracy_held_out") is not None]
+    return f"{100 * float(np.mean(leads)):+.1f}" if leads else "-"
+
+
 def report(cells: list[Cell], seconds: float, chosen: list[Cell] | None = None) -> str:
     right = sum(c.predicted == c.measured for c in cells)
     share = right / len(cells) if cells else float("nan")
@@ -249,15 +256,16 @@ def report(cells: list[Cell], seconds: float, chosen: list[Cell] | None = None) 
     lines = [f"{len(cells)} cells scored in {seconds:.0f} s; the prediction matched the measured verdict in "
              f"{right} of {len(cells)} ({100 * share:.0f}%); target >= {100 * TARGET:.0f}%: {hit}.", "",
              *context(cells), "", confusion(cells), "",
-             "| cell | source | first rule | predicted | measured (points, 95% interval) |", "|---" * 5 + "|"]
-    lines += [f"| {c.name} | {c.source} | {c.rule} | {c.predicted} | {c.measured}: {c.measured_text} |"
-              for c in cells]
+             "| cell | source | teacher lead | first rule | predicted | measured (points, 95% interval) |",
+             "|---" * 6 + "|"]
+    lines += [f"| {c.name} | {c.source} | {lead_text(c)} | {c.rule} | {c.predicted} | {c.measured}: "
+              f"{c.measured_text} |" for c in cells]
     if chosen:
         agree = sum(c.predicted == c.measured for c in chosen)
         lines += ["", f"Outside the score, settings the rules were chosen on ({agree} of {len(chosen)} matched):", "",
-                  "| cell | source | first rule | predicted | measured |", "|---" * 5 + "|"]
-        lines += [f"| {c.name} | {c.source} | {c.rule} | {c.predicted} | {c.measured}: {c.measured_text} |"
-                  for c in chosen]
+                  "| cell | source | teacher lead | first rule | predicted | measured |", "|---" * 6 + "|"]
+        lines += [f"| {c.name} | {c.source} | {lead_text(c)} | {c.rule} | {c.predicted} | {c.measured}: "
+                  f"{c.measured_text} |" for c in chosen]
     return "\n".join(lines)
 
 

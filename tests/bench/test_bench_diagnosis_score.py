@@ -86,6 +86,8 @@ def test_seed_runs_are_one_cell_per_folder_with_the_t_interval_of_their_paired_d
     # each seed's signals and paired difference go with the cell (--signals-out), in the order of the seeds
     assert [s["n_pool"] for s in cells["pool"].signals] == [POOL["n_pool"]] * 3
     assert cells["pool"].diffs == pytest.approx([0.02, 0.03, 0.025])
+    assert score.lead_text(cells["pool"]) == "+15.0" and score.lead_text(cells["level"]) == "+0.0"
+    assert score.lead_text(cell(GAIN, GAIN)) == "-"  # no signals saved
 
 
 def seed_file(path: Path, signals: dict, alone: float, rows: dict[str, float]) -> Path:

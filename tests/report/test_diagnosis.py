@@ -48,23 +48,15 @@ def test_teacher_not_better(lead: float, fires: bool) -> None:
         assert "pretrained" in diagnose(s).findings[0].next_step
 
 
+def test_a_teacher_two_points_ahead_predicts_no_gain_even_with_a_pool() -> None:
+    """Leads of 1.8 to 2.8 points in the regime map gave one gain in 8 cells: too little to show over a few seeds."""
+    s = signals(teacher_accuracy_held_out=0.82, teacher_confidence_held_out=0.82, n_pool=56_000)
+    assert rules_of(s)[:2] == ["teacher_not_better", "pool_with_room"] and diagnose(s).predicted == NONE
+
+
 @pytest.mark.parametrize(("ratio", "fires"), [(1.5, True), (dx.SIMILAR_SIZE, False), (None, False)])
 def test_similar_size(ratio: float | None, fires: bool) -> None:
     assert ("similar_size" in rules_of(signals(capacity_ratio=ratio))) == fires
-
-
-@pytest.mark.parametrize(("ratio", "fires"), [(dx.CAPACITY_GAP - 0.1, False), (dx.CAPACITY_GAP, True), (75.0, True)])
-def test_capacity_gap(ratio: float, fires: bool) -> None:
-    s = signals(capacity_ratio=ratio)
-    assert ("capacity_gap" in rules_of(s)) == fires
-    if fires:
-        assert diagnose(s).predicted == NONE and "teacher assistant" in diagnose(s).findings[0].next_step
-
-
-def test_a_student_too_small_to_follow_outranks_a_pool() -> None:
-    """The 75x student of the regime map gained nothing from 56,000 teacher-labelled images."""
-    s = signals(capacity_ratio=75.0, n_pool=56_000)
-    assert rules_of(s)[:2] == ["capacity_gap", "pool_with_room"] and diagnose(s).predicted == NONE
 
 
 @pytest.mark.parametrize(("train", "held", "fires"), [
@@ -129,8 +121,8 @@ def test_every_rule_names_its_evidence_and_every_threshold_is_named_once() -> No
     for rule in (*dx.RULES, dx.no_known_cause):
         assert "Evidence" in (rule.__doc__ or ""), rule.__name__
     source = Path(dx.__file__).read_text()
-    for name in ("TEACHER_LEAD_MIN", "SIMILAR_SIZE", "CAPACITY_GAP", "UNDERFIT_GAP", "CAPACITY_SHORTFALL",
-                 "POOL_MIN", "CERTAIN", "CALIBRATION_GAP"):
+    for name in ("TEACHER_LEAD_MIN", "SIMILAR_SIZE", "UNDERFIT_GAP", "CAPACITY_SHORTFALL", "POOL_MIN", "CERTAIN",
+                 "CALIBRATION_GAP"):
         assert source.count(f"\n{name} = ") == 1
 
 
