@@ -138,6 +138,13 @@ def tabular_report(tmp_path_factory) -> Path:
     return write_report(root / "run").html
 
 
+def test_a_tabular_report_notes_no_torch_timing_conditions(tabular_report):
+    """Its cost is timed per call (results.json's cost.plan); the interleaved-rounds sentence and the re-timing
+    command belong to torch runs only."""
+    text = tabular_report.with_name("report.md").read_text()
+    assert "interleaved rounds" not in text and "--cost-only" not in text and "? torch thread" not in text
+
+
 def test_tabular_run_renders_like_a_torch_run(tabular_report, tmp_path):
     """Same tables and figures as a torch run, minus the training curves (boosted trees log no epochs)."""
     probe = tmp_path / "probe.html"

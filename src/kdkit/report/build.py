@@ -174,7 +174,7 @@ def build_document(run: RunData) -> Document:
         Text(f"Quality and fidelity numbers are recomputed from {PREDICTIONS} with kdkit.measure.metrics; cost "
              f"numbers come from {RESULTS}."),
     ])
-    if run.results.get("cost"):
+    if (run.results.get("cost") or {}).get("interleaved"):  # torch models' rounds (a tabular run notes its own plan)
         overview.blocks.append(Text(conditions_text(run.results["cost"]), note=True))
     overview.blocks += [Text(n, note=True) for n in run.notes]
     overview.blocks += [Text(f"{RESULTS} disagrees with {PREDICTIONS} (the report uses the predictions): " + m,
