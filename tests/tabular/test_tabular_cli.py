@@ -223,3 +223,8 @@ def test_a_search_stopped_before_its_held_out_scoring_still_guards_its_rows(csvs
     assert (saved["holdout"]["fraction"], saved["holdout"]["seed"], saved["holdout"]["test_file"]) == (0.2, 0, False)
     moved = runner.invoke(app, ["fit", str(out / "best.yaml"), "--holdout", "0.3", "--run-dir", str(tmp_path / "f")])
     assert moved.exit_code == 2 and "rows the search chose on" in moved.output
+    # a rerun of the search that would hold out other rows is refused: its trials were fitted on some of them
+    again = runner.invoke(app, ["tune", *args, "--teacher", "lightgbm", "--student", "lightgbm", "--n-trials", "2",
+                                "--holdout", "0.2", "--holdout-seed", "1", "--run-dir", str(tmp_path / "tune")])
+    assert again.exit_code == 2 and "held-out rows" in again.output
+    assert yaml.safe_load((out / "held_out.yaml").read_text())["holdout"]["seed"] == 0  # untouched

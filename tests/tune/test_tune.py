@@ -116,7 +116,7 @@ def test_a_rerun_continues_with_new_values_and_refuses_another_metric(tmp_path):
     assert len(rows) == 4
     assert {r["distill.losses.0.T"] for r in rows[:2]}.isdisjoint({r["distill.losses.0.T"] for r in rows[2:]})
     raw["tune"]["metric"] = "nll"
-    with pytest.raises(ConfigError, match="another metric or space"):
+    with pytest.raises(ConfigError, match="another metric, space or held-out rows"):
         tune(parse_config(raw), trials=1)
 
 

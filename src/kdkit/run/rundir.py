@@ -67,7 +67,7 @@ TRIALS = "trials.csv"
 ALONE_TRIALS = "alone_trials.csv"
 BEST = "best.yaml"
 TUNE_TEACHER = "teacher.safetensors"
-TUNE_HELD_OUT = "held_out.yaml"  # a tabular search: its best config scored on the held-out rows
+TUNE_HELD_OUT = "held_out.yaml"  # a tabular search: the rows it holds out (from its start), its best scored on them
 TRIAL_RUNS = "trials"  # a language-model search keeps each trial's run (its top-k cache, checkpoints) here
 
 # what each command writes at its end, by part (the report's and the guard's view of them)

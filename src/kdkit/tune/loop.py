@@ -26,7 +26,8 @@ class Search(Protocol):
     and ``raw`` (the config as a mapping, which each trial changes at its paths) are set once ``prepare`` returns.
     A family whose metrics are its own says in ``tune`` whether its metric is ``higher_is_better``; ``tune`` may also
     name its ``study`` (default "kdkit"), a ``timeout`` in seconds and the ``step`` a trial reports after (an epoch,
-    a fold; see kdkit.tune.study)."""
+    a fold; see kdkit.tune.study). A family that holds rows out of the search gives them as ``held_out`` (a mapping,
+    set by ``prepare``): the study keeps them, and a rerun that would hold out others is refused."""
 
     cfg: Any
     space: dict[str, SearchRange]
@@ -69,7 +70,7 @@ def run_search(search: Search, trials: int | None = None, console: Console | Non
     out = RunDir(search.cfg.output_dir).tune
     out.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = search_study(optuna, out, search.cfg, search.space, storage)
+    study = search_study(optuna, out, search.cfg, search.space, storage, held_out=getattr(search, "held_out", None))
     search.train_teacher(out, console)
 
     def objective(trial: Any) -> float:

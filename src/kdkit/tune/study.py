@@ -69,20 +69,22 @@ def higher_is_better(tune: Any) -> bool:
 
 
 def search_study(optuna: Any, out: Path, cfg: Any, space: dict[str, SearchRange], shared: str | None = None,
-           name: str | None = None) -> Any:
+                 name: str | None = None, held_out: dict[str, Any] | None = None) -> Any:
     """The study `name` (default: the tune section's `study` where it has one, else "kdkit") in out/study.db: new,
-    or the one an earlier run of the same search left there. A study made for another metric or search space is
-    refused: mixing them would rank incomparable numbers."""
+    or the one an earlier run of the same search left there. A study made for another metric, search space or
+    held-out rows (`held_out`: the rows a family's search never sees) is refused: mixing them would rank
+    incomparable numbers, or score the best on rows some trials were fitted on."""
     name = name or getattr(cfg.tune, "study", "kdkit")
-    signature = {"metric": cfg.tune.metric, "space": {p: s.model_dump() for p, s in space.items()}}
+    signature = {"metric": cfg.tune.metric, "space": {p: s.model_dump() for p, s in space.items()},
+                 **({"held_out": held_out} if held_out is not None else {})}
     storage = shared or f"sqlite:///{out / STUDY}"
     direction = "maximize" if higher_is_better(cfg.tune) else "minimize"
     study = open_storage(optuna, storage, study_name=name, direction=direction)
     if "search" not in study.user_attrs:
         study.set_user_attr("search", signature)
     if study.user_attrs.get("search") != signature:
-        raise ConfigError(f"{shared or out / STUDY} holds a search with another metric or space; delete it to "
-                          "start over, or set another output_dir (or study storage)")
+        raise ConfigError(f"{shared or out / STUDY} holds a search with another metric, space or held-out rows; "
+                          "delete it to start over, or set another output_dir (or study storage)")
     # a rerun goes on where the last one stopped: the sampler's seed moves on, or it would propose the same values;
     # workers sharing a study also differ by process, or two starting together would propose the same values
     seed = cfg.seed + len(study.trials) + (os.getpid() if shared else 0)

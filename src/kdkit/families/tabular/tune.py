@@ -8,9 +8,10 @@ trial is then fitted again and scored, with the student alone, on held-out rows 
 The loop writes what `kdkit tune` writes into ``<output_dir>/tune/``: ``study.db`` (or the ``--storage`` database,
 which several machines running the same command share under one ``tune.study`` name; PostgreSQL needs its driver,
 e.g. psycopg2), ``trials.csv`` and ``best.yaml``, the config with the best values, which ``kdkit tabular fit
-best.yaml`` runs; the held-out score goes to ``held_out.yaml`` beside it. After each student fold the score on the
-rows predicted so far is reported, and the median pruner stops trials worse than the median of earlier trials at the
-same fold.
+best.yaml`` runs; ``held_out.yaml`` beside it names the held-out rows before the first trial, and gets the best
+config's score on them at the end (the study keeps the rows too: a rerun holding out others is refused). After each
+student fold the score on the rows predicted so far is reported, and the median pruner stops trials worse than the
+median of earlier trials at the same fold.
 """
 
 from __future__ import annotations
@@ -94,13 +95,14 @@ class TabularSearch:
         for end in (0, -1):  # a wrong path or an invalid end fails before any data is read
             trial_config(self.raw, {p: range_end(s, end) for p, s in self.space.items()})
         self.task, self.held = self.load(self.cfg, console)
+        self.held_out = holdout_of(self.cfg, self.held)  # the study's too: a rerun on other rows is refused
         self.codes = np.searchsorted(np.unique(np.asarray(self.held.y)), np.asarray(self.held.y))
 
     def train_teacher(self, out: Path, console: Console) -> None:
         console.print(f"held out for the final score: {self.held.source}; the search never sees them",
                       highlight=False)  # the teacher is fitted in every trial: its parameters are searched too
         # which rows are held out, written before any trial: a best.yaml whose scoring never ran still says so
-        write_held_out(out, holdout_of(self.cfg, self.held), None)
+        write_held_out(out, self.held_out, None)
 
     def score(self, trial: Any, values: dict[str, Any]) -> float:
         cfg = trial_config(self.raw, values)
@@ -166,6 +168,7 @@ def write_held_out(out: Path, holdout: dict[str, Any], result: dict[str, Any] | 
     from kdkit.run.rundir import BEST, TUNE_HELD_OUT
 
     saved = {"holdout": holdout, **({"held_out": result} if result is not None else {})}
+    scored = f", and {BEST} scored on them" if result is not None else f" ({BEST} not scored on them yet)"
     out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / TUNE_HELD_OUT, f"# written by kdkit tabular tune: the rows it holds out, and {BEST} scored "
-                 "on them\n" + dump_yaml(json.loads(json.dumps(saved, default=str))))
+    write_atomic(out / TUNE_HELD_OUT, f"# written by kdkit tabular tune: the rows it holds out{scored}\n"
+                 + dump_yaml(json.loads(json.dumps(saved, default=str))))
