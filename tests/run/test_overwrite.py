@@ -54,8 +54,12 @@ def test_an_overwrite_removes_the_predictions_the_old_models_wrote_for_new_input
     stale = tmp_path / rundir.INPUT_PREDICTIONS.format(input="new_rows")
     _fill(tmp_path, (rundir.RESULTS, stale.name))
     _foreign(tmp_path)
+    (tmp_path / "predictions-of-mine.csv").mkdir()  # a folder: not a file the command writes
+    (tmp_path / "my-predictions.csv").write_text("mine")
     guard.claim(tmp_path, overwrite=True).release()
-    assert not stale.exists() and {p.name for p in tmp_path.iterdir()} == {"notes.txt", "mine"}
+    assert not stale.exists()
+    assert {p.name for p in tmp_path.iterdir()} == {"notes.txt", "mine", "predictions-of-mine.csv",
+                                                    "my-predictions.csv"}
 
 
 def test_a_tune_study_survives_an_overwrite_since_its_best_config_trains_into_the_same_directory(tmp_path) -> None:

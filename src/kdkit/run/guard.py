@@ -177,7 +177,8 @@ def claim(run_dir: Path, resume: bool = False, overwrite: bool = False, needed_b
         clean_temp_files(run_dir)
         state = state_of(run_dir)
         if overwrite:
-            clear(run_dir, RUN_FILES + RUN_FOLDERS + tuple(p.name for g in RUN_PATTERNS for p in run_dir.glob(g)))
+            clear(run_dir, RUN_FILES + RUN_FOLDERS + tuple(p.name for g in RUN_PATTERNS for p in run_dir.glob(g)
+                                                           if p.is_file()))
         elif resume:
             clear(run_dir, FINAL_FILES)  # rewritten at the end: never old results beside new weights
         else:
