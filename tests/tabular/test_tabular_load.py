@@ -98,8 +98,9 @@ def test_cli_fit_then_predict(binary_table, tmp_path: Path) -> None:
     odd = frame.iloc[180:][["ID", *STUDENT_COLS]].copy()
     odd.iloc[:3, odd.columns.get_loc("kind")] = ["castle", "astronaut", "castle"]
     odd.to_csv(tmp_path / "odd.csv", index=False)
-    warned = runner.invoke(app, ["predict", str(run), "--input", str(tmp_path / "odd.csv"), "--id", "ID"])
+    warned = runner.invoke(app, ["predict", str(run / "models"), "--input", str(tmp_path / "odd.csv"), "--id", "ID"])
     assert warned.exit_code == 0, warned.output
+    assert (run / "predictions-odd.csv").is_file()  # given its models/ folder, beside the run: not inside models/
     lines = [line for line in warned.stderr.splitlines() if line.strip()]
     assert lines == ["warning: column 'kind': 3 row(s) hold 2 categories never seen in training: 'astronaut', "
                      "'castle'; the model learnt nothing about them and reads them as an unknown value"], lines
