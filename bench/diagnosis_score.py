@@ -2,9 +2,10 @@
 
 kdkit.diagnosis reads signals that every run measures before its distilled student is judged (the teacher's and
 the student alone's accuracy and confidence, the sizes, the unlabelled pool) and predicts a verdict: gain, no
-measurable difference, or loss. Its rules and thresholds were chosen on the benchmarks that came before the regime
-map (fashion_mnist, image_folder, text_real, tabular, demo_recipes: the evidence in each rule's docstring). They are
-scored here on cells none of them was chosen on, and nothing is fitted per cell:
+measurable difference, or loss. The first version of its rules was chosen on the benchmarks that came before the
+regime map (the evidence in each rule's docstring) and scored on the regime map and the first diagnosis cells; the
+second version (a teacher must lead by 3 points) was chosen on those, which then go with --map-chosen and the
+--chosen-* options, and is scored on fresh cells (bench/diagnosis_runs.py). Nothing is fitted per cell. Inputs:
 
 - every cell of the regime map (bench/kd_regimes.py) whose distilled row and student alone have at least two seeds
   on disk: the signals from the saved teacher and students (training inputs: the row's own, pool included;
@@ -27,8 +28,12 @@ instead, and are listed apart, outside the score.
 
 Target, stated before scoring: the predicted verdict matches the measured one in at least 80% of the cells.
 
-    OMP_NUM_THREADS=1 python bench/diagnosis_score.py [--map-out runs/bench_kd_regimes] [--runs RUN ...]
-        [--seed-runs RUN ...] [--paired-seeds SEED_JSON ...] [--print-only]
+    OMP_NUM_THREADS=1 python bench/diagnosis_score.py [--map-out runs/bench_kd_regimes] [--map-chosen]
+        [--runs RUN ...] [--seed-runs RUN ...] [--paired-seeds SEED_JSON ...] [--chosen-seed-runs RUN ...]
+        [--chosen-paired-seeds SEED_JSON ...] [--signals-out FILE] [--print-only]
+
+A cell over seeds predicts what most of its seeds predict; a tie goes to "no measurable difference" (the most common
+measured verdict, so a tie flatters the score a little; with 3 seeds and no rule predicting a loss, none occurs).
 """
 
 from __future__ import annotations
