@@ -241,7 +241,10 @@ def context(cells: list[Cell]) -> list[str]:
     parts = [f"{source} {sum(c.predicted == c.measured for c in group)} of {len(group)}"
              for source, group in by_source.items()]
     constant = {kind: sum(c.measured == kind for c in cells) for kind in KINDS}
+    caught = {kind: sum(c.measured == kind and c.predicted == kind for c in cells) for kind in KINDS}
     return [f"- matched per source: {'; '.join(parts)}.",
+            "- predicted right, per measured verdict: " + "; ".join(
+                f"{kind} {caught[kind]} of {n}" for kind, n in constant.items()) + ".",
             "- a constant prediction, for comparison: " + "; ".join(
                 f"{kind} everywhere would match {n} of {len(cells)} ({100 * n / len(cells):.0f}%)"
                 for kind, n in constant.items()) + "."]

@@ -31,6 +31,7 @@ def test_the_confusion_table_counts_each_cell_in_its_row_and_column():
     assert "- matched per source: test 3 of 5." in text
     assert f"{NONE} everywhere would match 2 of 5 (40%)" in text
     assert f"{GAIN} everywhere would match 3 of 5 (60%)" in text
+    assert f"- predicted right, per measured verdict: {GAIN} 2 of 3; {NONE} 1 of 2; {LOSS} 0 of 0." in text
 
 
 def test_run_directories_are_scored_from_the_diagnosis_and_verdict_they_saved(tmp_path):
