@@ -10,7 +10,8 @@ says *why*, from numbers the run measures anyway, none of them on the test split
 - agreement (top-1) between each student and the teacher, on the training inputs and on held-out inputs;
 - the capacity ratio (teacher parameters / student parameters);
 - the unlabelled pool the teacher labels for the distilled student, relative to the labelled set;
-- the teacher's held-out accuracy against the student alone's (a teacher no better has nothing to teach).
+- the teacher's held-out accuracy against the student alone's (a teacher under 3 points ahead has too little to
+  teach for a gain to show).
 
 "Held-out" is the validation split for classification and language models; for tabular runs, whose held-out rows
 give the verdict, it is the fitting rows' out-of-fold predictions (each row predicted by fold models that never saw
@@ -489,7 +490,7 @@ SIGNAL_ROWS = (
      "about equal and far below the teacher: the student is limited by its size or training; a gap: it overfits, "
      "and more (teacher-labelled) inputs help"),
     ("teacher: accuracy", None, "teacher_accuracy_held_out", "{:.4f}",
-     "no better than the student alone: nothing to teach"),
+     f"under {_points(TEACHER_LEAD_MIN)} above the student alone: too little to teach for a gain to show"),
     ("teacher: mean top probability", "teacher_confidence_train", "teacher_confidence_held_out", "{:.4f}",
      "near 1 where the student learns: its soft labels there are nearly the labels; far from its accuracy: "
      "miscalibrated"),

@@ -234,6 +234,7 @@ def test_the_report_shows_the_diagnosis(tiny_run: Path) -> None:
     saved = json.loads((tiny_run / "results.json").read_text())["diagnosis"]
     assert f"{saved['signals']['alone_accuracy_held_out']:.4f}" in section
     assert f"The rules predict: {saved['predicted']}" in section and saved["advice"][0]["message"] in section
+    assert "interleaved rounds" in md  # a torch run's report says how its cost was timed (a tabular one does not)
 
 
 def test_an_older_run_is_diagnosed_from_its_predictions(tiny_run: Path, tmp_path: Path, capsys) -> None:

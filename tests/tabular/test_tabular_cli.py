@@ -228,3 +228,9 @@ def test_a_search_stopped_before_its_held_out_scoring_still_guards_its_rows(csvs
                                 "--holdout", "0.2", "--holdout-seed", "1", "--run-dir", str(tmp_path / "tune")])
     assert again.exit_code == 2 and "held-out rows" in again.output
     assert yaml.safe_load((out / "held_out.yaml").read_text())["holdout"]["seed"] == 0  # untouched
+    # the same rows named through another spelling of the file's path: the search goes on
+    monkeypatch.chdir(train.parent)
+    relative = [train.name if a == str(train) else a for a in args]
+    same = runner.invoke(app, ["tune", *relative, "--teacher", "lightgbm", "--student", "lightgbm", "--n-trials", "3",
+                               "--holdout", "0.2", "--run-dir", str(tmp_path / "tune")])
+    assert same.exit_code != 2 and "holds a search with" not in same.output, same.output

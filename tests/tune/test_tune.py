@@ -116,8 +116,26 @@ def test_a_rerun_continues_with_new_values_and_refuses_another_metric(tmp_path):
     assert len(rows) == 4
     assert {r["distill.losses.0.T"] for r in rows[:2]}.isdisjoint({r["distill.losses.0.T"] for r in rows[2:]})
     raw["tune"]["metric"] = "nll"
-    with pytest.raises(ConfigError, match="another metric, space or held-out rows"):
+    with pytest.raises(ConfigError, match="holds a search with another metric;"):
         tune(parse_config(raw), trials=1)
+
+
+def test_a_study_keeps_its_held_out_rows_and_adopts_them_when_made_before_it_kept_any(tmp_path):
+    from types import SimpleNamespace
+
+    import optuna
+
+    from kdkit.tune.config import SearchRange
+    from kdkit.tune.study import search_study
+
+    cfg = SimpleNamespace(seed=0, tune=SimpleNamespace(metric="accuracy", study="s"))
+    space = {"distill.alpha": SearchRange(low=0.0, high=1.0)}
+    old = search_study(optuna, tmp_path, cfg, space)  # an older study: no held-out rows in its signature
+    assert "held_out" not in old.user_attrs["search"]
+    rows = {"test_file": False, "fraction": 0.2, "seed": 0}
+    assert search_study(optuna, tmp_path, cfg, space, held_out=rows).user_attrs["search"]["held_out"] == rows
+    with pytest.raises(ConfigError, match="other held-out rows .*'seed': 0.*now .*'seed': 1"):
+        search_study(optuna, tmp_path, cfg, space, held_out={**rows, "seed": 1})
 
 
 def test_a_diverging_trial_is_recorded_and_the_search_goes_on(tmp_path):

@@ -80,11 +80,17 @@ def search_study(optuna: Any, out: Path, cfg: Any, space: dict[str, SearchRange]
     storage = shared or f"sqlite:///{out / STUDY}"
     direction = "maximize" if higher_is_better(cfg.tune) else "minimize"
     study = open_storage(optuna, storage, study_name=name, direction=direction)
-    if "search" not in study.user_attrs:
-        study.set_user_attr("search", signature)
-    if study.user_attrs.get("search") != signature:
-        raise ConfigError(f"{shared or out / STUDY} holds a search with another metric, space or held-out rows; "
-                          "delete it to start over, or set another output_dir (or study storage)")
+    stored = study.user_attrs.get("search")
+    if stored is None or (held_out is not None and "held_out" not in stored and
+                          {k: v for k, v in signature.items() if k != "held_out"} == stored):
+        study.set_user_attr("search", signature)  # new, or made before studies kept their held-out rows
+        stored = signature
+    differs = [part for part in ("metric", "space", "held_out") if stored.get(part) != signature.get(part)]
+    if differs:
+        what = {"metric": "another metric", "space": "another search space", "held_out": "other held-out rows"}
+        shown = f" ({stored.get('held_out')}, now {held_out})" if differs[0] == "held_out" else ""
+        raise ConfigError(f"{shared or out / STUDY} holds a search with {what[differs[0]]}{shown}; delete it to start "
+                          "over, or set another output_dir (or study storage)")
     # a rerun goes on where the last one stopped: the sampler's seed moves on, or it would propose the same values;
     # workers sharing a study also differ by process, or two starting together would propose the same values
     seed = cfg.seed + len(study.trials) + (os.getpid() if shared else 0)

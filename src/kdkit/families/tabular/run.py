@@ -294,10 +294,9 @@ def tuned_holdout_beside(path: Path | None) -> dict[str, Any] | None:
 
 def _check_tuned_on_same_rows(tuned: dict[str, Any], held: HeldOut, cfg: TabularConfig, path: Path | None) -> None:
     """Parameters tuned with other held-out rows were chosen on rows this fit holds out: refused."""
-    from_file = held.lines is None
-    fraction, seed = cfg.data.holdout.fraction, cfg.data.holdout.seed
-    same_split = from_file or (tuned.get("fraction"), tuned.get("seed")) == (fraction, seed)
-    if bool(tuned.get("test_file")) != from_file or not same_split:
+    from kdkit.families.tabular.tune import held_out_rows, holdout_of
+
+    if held_out_rows(tuned) != held_out_rows(holdout_of(cfg, held)):
         raise ConfigError(f"{path} was tuned holding out {tuned.get('source')}; this fit would hold out "
                           f"{held.source}, rows the search chose on. Give the same --holdout "
                           f"{tuned.get('fraction')} and --holdout-seed {tuned.get('seed')} (and --test file)")

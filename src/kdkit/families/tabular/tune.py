@@ -95,14 +95,14 @@ class TabularSearch:
         for end in (0, -1):  # a wrong path or an invalid end fails before any data is read
             trial_config(self.raw, {p: range_end(s, end) for p, s in self.space.items()})
         self.task, self.held = self.load(self.cfg, console)
-        self.held_out = holdout_of(self.cfg, self.held)  # the study's too: a rerun on other rows is refused
+        self.held_out = held_out_rows(holdout_of(self.cfg, self.held))  # the study's: a rerun on others is refused
         self.codes = np.searchsorted(np.unique(np.asarray(self.held.y)), np.asarray(self.held.y))
 
     def train_teacher(self, out: Path, console: Console) -> None:
         console.print(f"held out for the final score: {self.held.source}; the search never sees them",
                       highlight=False)  # the teacher is fitted in every trial: its parameters are searched too
         # which rows are held out, written before any trial: a best.yaml whose scoring never ran still says so
-        write_held_out(out, self.held_out, None)
+        write_held_out(out, holdout_of(self.cfg, self.held), None)
 
     def score(self, trial: Any, values: dict[str, Any]) -> float:
         cfg = trial_config(self.raw, values)
@@ -157,6 +157,13 @@ def holdout_of(cfg: TabularConfig, held: HeldOut) -> dict[str, Any]:
     """Which rows a search holds out, as held_out.yaml records them."""
     return {"fraction": cfg.data.holdout.fraction, "seed": cfg.data.holdout.seed, "test_file": held.lines is None,
             "source": held.source}
+
+
+def held_out_rows(holdout: dict[str, Any]) -> dict[str, Any]:
+    """What identifies the held-out rows (of holdout_of's record): a labelled test file, or the share and seed of the
+    split; not the path as the user spelled it."""
+    return {"test_file": True} if holdout.get("test_file") else \
+        {"test_file": False, "fraction": holdout.get("fraction"), "seed": holdout.get("seed")}
 
 
 def write_held_out(out: Path, holdout: dict[str, Any], result: dict[str, Any] | None) -> None:
