@@ -313,8 +313,8 @@ def run_tune(cfg: TabularConfig, console: Console, storage: str | None = None) -
     check_files(cfg.data.train, cfg.data.test)
     cfg = cfg.model_copy(update={"output_dir": _run_dir(cfg.output_dir, "tune")})
     search = TabularSearch(cfg, load_task)
-    out = RunDir(cfg.output_dir).tune
     values = run_search(search, None, console, storage)
+    out = RunDir(cfg.output_dir).tune
     _held_out_score(trial_config(search.raw, values), search.task, search.held, out, console)
     console.print(f"study '{cfg.tune.study}' in {storage or out / STUDY}; best config: {out / BEST} (run it with: "
                   f"kdkit tabular fit {out / BEST})", highlight=False, soft_wrap=True)
@@ -335,4 +335,3 @@ def _held_out_score(best: TabularConfig, task: TabularTask, held: HeldOut, out: 
                       highlight=False)
     console.print(f"held-out verdict: {result['verdict']}", highlight=False, soft_wrap=True)
     write_held_out(out, holdout_of(best, held), result)
-
